@@ -1,0 +1,398 @@
+//! The task DAG of a goal and the validation that names what is wrong with it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use super::ids::{InvalidId, check_id};
+
+/// Default largest number of nodes a plan may have.
+pub const DEFAULT_NODE_CAP: usize = 10_000;
+
+/// One task of a plan, as the planner wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// Task id, unique within the goal.
+    pub id: String,
+    /// Short human title.
+    #[serde(default)]
+    pub title: String,
+    /// Higher runs sooner among READY tasks.
+    #[serde(default)]
+    pub priority: i32,
+    /// Files or outputs the task is expected to produce.
+    #[serde(default)]
+    pub expected_artifacts: Vec<String>,
+    /// Free-form planner metadata; `metadata.role` counts as the role.
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Only agents of this role may claim the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+impl Node {
+    /// A node with just an id and a title.
+    pub fn new(id: impl Into<String>, title: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            title: title.into(),
+            priority: 0,
+            expected_artifacts: Vec::new(),
+            metadata: serde_json::Map::new(),
+            role: None,
+        }
+    }
+
+    /// The role restricting who may claim this task: the `role` field, else `metadata.role`.
+    pub fn effective_role(&self) -> Option<&str> {
+        self.role
+            .as_deref()
+            .or_else(|| self.metadata.get("role").and_then(|r| r.as_str()))
+            .filter(|r| !r.is_empty())
+    }
+}
+
+/// A dependency: `target` may start only after `source` is DONE.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Edge {
+    /// The task that must finish first.
+    pub source: String,
+    /// The task that waits for it.
+    pub target: String,
+}
+
+/// A goal's plan: tasks and the dependencies between them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dag {
+    /// The goal this plan is for.
+    pub goal_id: String,
+    /// The tasks.
+    pub nodes: Vec<Node>,
+    /// The dependencies.
+    #[serde(default)]
+    pub edges: Vec<Edge>,
+}
+
+/// Why a plan was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DagError {
+    /// The plan has no tasks.
+    #[error("the plan for goal {goal} has no tasks: give it at least one node")]
+    Empty {
+        /// Goal id.
+        goal: String,
+    },
+    /// More nodes than the cap.
+    #[error(
+        "the plan has {count} tasks, more than the limit of {cap}: split the goal or raise the cap"
+    )]
+    TooManyNodes {
+        /// Nodes in the plan.
+        count: usize,
+        /// The limit.
+        cap: usize,
+    },
+    /// A goal id, task id or role with characters Redis keys cannot carry.
+    #[error("{0}")]
+    InvalidId(#[from] InvalidId),
+    /// Two nodes share an id.
+    #[error("task id {id:?} appears more than once: give every task its own id")]
+    DuplicateId {
+        /// The repeated id.
+        id: String,
+    },
+    /// An edge names a task that is not in the plan.
+    #[error("edge {from} -> {to} names unknown task {missing:?}: add the task or remove the edge")]
+    UnknownEdgeEnd {
+        /// Edge source.
+        from: String,
+        /// Edge target.
+        to: String,
+        /// The end that is not a node.
+        missing: String,
+    },
+    /// An edge from a task to itself.
+    #[error("task {id:?} depends on itself: remove the edge {id} -> {id}")]
+    SelfLoop {
+        /// The task.
+        id: String,
+    },
+    /// The dependencies form a cycle.
+    #[error("the dependencies form a cycle: {}: remove one of these edges", cycle_text(.ids))]
+    Cycle {
+        /// Task ids on the cycle, in edge order.
+        ids: Vec<String>,
+    },
+}
+
+fn cycle_text(ids: &[String]) -> String {
+    let mut text = ids.join(" -> ");
+    if let Some(first) = ids.first() {
+        text.push_str(" -> ");
+        text.push_str(first);
+    }
+    text
+}
+
+/// A plan that passed validation, with its dependency maps and fingerprint.
+#[derive(Debug, Clone)]
+pub struct ValidatedDag {
+    dag: Dag,
+    deps: BTreeMap<String, Vec<String>>,
+    dependents: BTreeMap<String, Vec<String>>,
+    fingerprint: String,
+}
+
+impl Dag {
+    /// Checks the plan with the default node cap.
+    pub fn validate(self) -> Result<ValidatedDag, DagError> {
+        self.validate_with_cap(DEFAULT_NODE_CAP)
+    }
+
+    /// Checks ids, edges, size and acyclicity; the error names the first problem found.
+    pub fn validate_with_cap(self, cap: usize) -> Result<ValidatedDag, DagError> {
+        check_id("goal id", &self.goal_id)?;
+        if self.nodes.is_empty() {
+            return Err(DagError::Empty {
+                goal: self.goal_id.clone(),
+            });
+        }
+        if self.nodes.len() > cap {
+            return Err(DagError::TooManyNodes {
+                count: self.nodes.len(),
+                cap,
+            });
+        }
+        let mut index: HashMap<&str, usize> = HashMap::with_capacity(self.nodes.len());
+        for (i, node) in self.nodes.iter().enumerate() {
+            check_id("task id", &node.id)?;
+            if let Some(role) = node.effective_role() {
+                check_id("role", role)?;
+            }
+            if index.insert(node.id.as_str(), i).is_some() {
+                return Err(DagError::DuplicateId {
+                    id: node.id.clone(),
+                });
+            }
+        }
+        let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut dependents: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for edge in &self.edges {
+            for end in [&edge.source, &edge.target] {
+                if !index.contains_key(end.as_str()) {
+                    return Err(DagError::UnknownEdgeEnd {
+                        from: edge.source.clone(),
+                        to: edge.target.clone(),
+                        missing: end.clone(),
+                    });
+                }
+            }
+            if edge.source == edge.target {
+                return Err(DagError::SelfLoop {
+                    id: edge.source.clone(),
+                });
+            }
+            deps.entry(edge.target.clone())
+                .or_default()
+                .push(edge.source.clone());
+            dependents
+                .entry(edge.source.clone())
+                .or_default()
+                .push(edge.target.clone());
+        }
+        for list in deps.values_mut().chain(dependents.values_mut()) {
+            list.sort();
+            list.dedup();
+        }
+        if let Some(ids) = find_cycle(&self.nodes, &dependents, &index) {
+            return Err(DagError::Cycle { ids });
+        }
+        let fingerprint = fingerprint(&self);
+        Ok(ValidatedDag {
+            dag: self,
+            deps,
+            dependents,
+            fingerprint,
+        })
+    }
+}
+
+/// Kahn's algorithm; if nodes remain, walk from one of them until a node repeats.
+fn find_cycle(
+    nodes: &[Node],
+    dependents: &BTreeMap<String, Vec<String>>,
+    index: &HashMap<&str, usize>,
+) -> Option<Vec<String>> {
+    let mut indegree = vec![0usize; nodes.len()];
+    for targets in dependents.values() {
+        for t in targets {
+            indegree[index[t.as_str()]] += 1;
+        }
+    }
+    let mut queue: Vec<usize> = (0..nodes.len()).filter(|&i| indegree[i] == 0).collect();
+    let mut removed = vec![false; nodes.len()];
+    while let Some(i) = queue.pop() {
+        removed[i] = true;
+        for t in dependents.get(&nodes[i].id).into_iter().flatten() {
+            let j = index[t.as_str()];
+            indegree[j] -= 1;
+            if indegree[j] == 0 {
+                queue.push(j);
+            }
+        }
+    }
+    let start = removed.iter().position(|r| !r)?;
+    // Every remaining node has a remaining successor, so the walk must revisit a node.
+    let mut position: HashMap<usize, usize> = HashMap::new();
+    let mut path: Vec<usize> = Vec::new();
+    let mut current = start;
+    loop {
+        if let Some(&at) = position.get(&current) {
+            return Some(path[at..].iter().map(|&i| nodes[i].id.clone()).collect());
+        }
+        position.insert(current, path.len());
+        path.push(current);
+        current = dependents[&nodes[current].id]
+            .iter()
+            .map(|t| index[t.as_str()])
+            .find(|&j| !removed[j])
+            .expect("a node left by Kahn's algorithm has a successor also left");
+    }
+}
+
+/// SHA-256 of the plan in a canonical form (nodes and edges sorted), hex encoded.
+fn fingerprint(dag: &Dag) -> String {
+    let mut nodes: Vec<&Node> = dag.nodes.iter().collect();
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut edges: Vec<&Edge> = dag.edges.iter().collect();
+    edges.sort();
+    edges.dedup();
+    let canonical = serde_json::json!({ "goal_id": dag.goal_id, "nodes": nodes, "edges": edges });
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+impl ValidatedDag {
+    /// The plan.
+    pub fn dag(&self) -> &Dag {
+        &self.dag
+    }
+
+    /// The goal id.
+    pub fn goal_id(&self) -> &str {
+        &self.dag.goal_id
+    }
+
+    /// Ids a task depends on (sorted, without repeats).
+    pub fn deps_of(&self, id: &str) -> &[String] {
+        self.deps.get(id).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Ids that depend on a task (sorted, without repeats).
+    pub fn dependents_of(&self, id: &str) -> &[String] {
+        self.dependents
+            .get(id)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// Hex SHA-256 of the canonical plan: equal plans have equal fingerprints.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dag(ids: &[&str], edges: &[(&str, &str)]) -> Dag {
+        Dag {
+            goal_id: "g".into(),
+            nodes: ids.iter().map(|id| Node::new(*id, *id)).collect(),
+            edges: edges
+                .iter()
+                .map(|(s, t)| Edge {
+                    source: s.to_string(),
+                    target: t.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_diamond_is_valid_and_knows_its_edges() {
+        let v = dag(
+            &["a", "b", "c", "d"],
+            &[("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")],
+        )
+        .validate()
+        .unwrap();
+        assert_eq!(v.deps_of("d"), ["b", "c"]);
+        assert_eq!(v.dependents_of("a"), ["b", "c"]);
+        assert!(v.deps_of("a").is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_named() {
+        let cases: Vec<(Dag, &str)> = vec![
+            (dag(&[], &[]), "no tasks"),
+            (dag(&["a", "a"], &[]), "\"a\" appears more than once"),
+            (dag(&["a"], &[("a", "zz")]), "unknown task \"zz\""),
+            (dag(&["a"], &[("a", "a")]), "depends on itself"),
+            (dag(&["a b"], &[]), "task id \"a b\" is not allowed"),
+        ];
+        for (d, expected) in cases {
+            let err = d.validate().unwrap_err().to_string();
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
+        }
+        let err = dag(&["a", "b"], &[]).validate_with_cap(1).unwrap_err();
+        assert_eq!(err, DagError::TooManyNodes { count: 2, cap: 1 });
+    }
+
+    #[test]
+    fn a_cycle_lists_the_ids_on_it() {
+        let err = dag(
+            &["start", "x", "y", "z", "end"],
+            &[
+                ("start", "x"),
+                ("x", "y"),
+                ("y", "z"),
+                ("z", "x"),
+                ("z", "end"),
+            ],
+        )
+        .validate()
+        .unwrap_err();
+        let DagError::Cycle { mut ids } = err.clone() else {
+            panic!("expected a cycle, got {err}")
+        };
+        ids.sort();
+        assert_eq!(ids, ["x", "y", "z"]);
+        assert!(err.to_string().contains(" -> "));
+    }
+
+    #[test]
+    fn fingerprint_ignores_order_but_not_content() {
+        let a = dag(&["a", "b"], &[("a", "b")]).validate().unwrap();
+        let b = dag(&["b", "a"], &[("a", "b")]).validate().unwrap();
+        let c = dag(&["a", "b"], &[]).validate().unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+    }
+
+    #[test]
+    fn role_comes_from_the_field_or_metadata() {
+        let mut n = Node::new("a", "A");
+        assert_eq!(n.effective_role(), None);
+        n.metadata.insert("role".into(), "research".into());
+        assert_eq!(n.effective_role(), Some("research"));
+        n.role = Some("writer".into());
+        assert_eq!(n.effective_role(), Some("writer"));
+    }
+}

@@ -1,0 +1,109 @@
+//! A task's lifecycle state as the store keeps it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a task is in `BLOCKED → READY → RUNNING → DONE | FAILED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TaskStatus {
+    /// Waiting for a dependency to finish.
+    Blocked,
+    /// May be claimed (possibly after a retry backoff).
+    Ready,
+    /// Held by an agent under a lease.
+    Running,
+    /// Finished successfully.
+    Done,
+    /// Finished unsuccessfully and will not run again unless retried.
+    Failed,
+}
+
+impl TaskStatus {
+    /// All states, in lifecycle order.
+    pub const ALL: [TaskStatus; 5] = [
+        TaskStatus::Blocked,
+        TaskStatus::Ready,
+        TaskStatus::Running,
+        TaskStatus::Done,
+        TaskStatus::Failed,
+    ];
+
+    /// The name stored in Redis.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Blocked => "BLOCKED",
+            TaskStatus::Ready => "READY",
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Done => "DONE",
+            TaskStatus::Failed => "FAILED",
+        }
+    }
+
+    /// DONE or FAILED.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskStatus::Done | TaskStatus::Failed)
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TaskStatus::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown task status {s:?}"))
+    }
+}
+
+/// Everything the store keeps about one task (the `task:{G}:T` hash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskState {
+    /// Goal id.
+    pub goal: String,
+    /// Task id.
+    pub id: String,
+    /// Title from the plan.
+    pub title: String,
+    /// Role restriction from the plan, if any.
+    pub role: Option<String>,
+    /// Current priority (plan priority, or as elevated).
+    pub priority: i32,
+    /// Lifecycle state.
+    pub status: TaskStatus,
+    /// Agent holding or last holding the task.
+    pub owner: Option<String>,
+    /// Claims counted so far.
+    pub attempt: u32,
+    /// Incremented on every claim; a holder's fence must match to finish.
+    pub fence: u64,
+    /// When the current lease runs out (ms since the Unix epoch), while RUNNING.
+    pub lease_expires_ms: Option<u64>,
+    /// Progress or result text.
+    pub progress: String,
+    /// Artifacts produced.
+    pub artifacts: Vec<String>,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// Dependencies not yet DONE.
+    pub pending_deps: u32,
+    /// When a retry becomes claimable (ms since the Unix epoch), while backing off.
+    pub retry_at_ms: Option<u64>,
+    /// When the task was written (ms since the Unix epoch).
+    pub created_ms: u64,
+    /// Last change (ms since the Unix epoch).
+    pub updated_ms: u64,
+    /// Last claim (ms since the Unix epoch).
+    pub started_ms: Option<u64>,
+    /// When it became DONE or FAILED (ms since the Unix epoch).
+    pub finished_ms: Option<u64>,
+}

@@ -1,0 +1,24 @@
+//! porki runs a team of LLM agents against goals.
+//!
+//! An orchestrator turns each goal into a task DAG, agents claim and execute the
+//! tasks under time-limited leases, and operators steer them through heartbeat
+//! files. Redis is the only shared state.
+//!
+//! # Module map
+//!
+//! - [`domain`]: plans ([`domain::Dag`]) and their validation, task states, key-safe
+//!   names. No I/O.
+//! - [`store`]: the [`store::Store`] trait, the shared state every actor goes
+//!   through. [`store::RedisStore`] runs each multi-key change as one Lua script
+//!   (`src/store/*.lua`); [`store::MemoryStore`] is the embedded `memory://` twin
+//!   with the same semantics.
+//!
+//! Data flows one way: a validated plan is written to the store; agents claim,
+//! renew, complete or fail tasks through it; completion promotes dependents in
+//! the same atomic step.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod domain;
+pub mod store;

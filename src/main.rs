@@ -1,0 +1,5 @@
+//! The `porki` command line.
+
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("porki: no command yet")
+}

@@ -1,0 +1,586 @@
+//! The embedded backend (`memory://`): the Redis semantics in one process, nothing persisted.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::{
+    AgentRecord, ClaimOutcome, CompleteOutcome, FailOutcome, GoalState, GoalStatus, Lease,
+    ReapOutcome, Store, StoreError, TaskResult, WriteDagOptions, WriteDagOutcome,
+};
+use crate::domain::{TaskState, TaskStatus, ValidatedDag, check_id};
+
+/// The in-process store: one mutex over all state, so every method is atomic.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    goals: BTreeMap<String, GoalData>,
+    agents: BTreeMap<String, AgentRecord>,
+    heartbeats: HashMap<String, Instant>,
+    guards: HashMap<String, (String, Instant)>,
+}
+
+struct GoalData {
+    status: GoalStatus,
+    tasks: BTreeMap<String, TaskEntry>,
+    dependents: HashMap<String, Vec<String>>,
+    /// READY index per role ("" for roleless): (−priority, id), smallest first.
+    ready: HashMap<String, BTreeSet<(i64, String)>>,
+    /// Tasks backing off before a retry: (due, id).
+    delayed: BTreeSet<(Instant, String)>,
+}
+
+struct TaskEntry {
+    state: TaskState,
+    /// Lease token and when Redis would expire it.
+    lock: Option<(String, Instant)>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied change
+        // (mutations do not panic midway), so the state stays usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl GoalData {
+    fn set_status(&mut self, id: &str, to: TaskStatus) {
+        let task = &mut self.tasks.get_mut(id).expect("task exists").state;
+        let from = task.status;
+        task.status = to;
+        task.updated_ms = now_ms();
+        *self.status.counts.entry(from).or_default() -= 1;
+        *self.status.counts.entry(to).or_default() += 1;
+    }
+
+    fn index_ready(&mut self, id: &str) {
+        let task = &self.tasks[id].state;
+        let entry = (-(task.priority as i64), id.to_string());
+        let role = task.role.clone().unwrap_or_default();
+        self.ready.entry(role).or_default().insert(entry);
+    }
+
+    fn unindex_ready(&mut self, id: &str) {
+        let task = &self.tasks[id].state;
+        let entry = (-(task.priority as i64), id.to_string());
+        if let Some(index) = self.ready.get_mut(task.role.as_deref().unwrap_or("")) {
+            index.remove(&entry);
+        }
+        self.delayed.retain(|(_, d)| d != id);
+    }
+
+    /// Checks the lease is the live one: lock token unexpired and equal, fence equal, RUNNING.
+    fn holds(&self, lease: &Lease) -> bool {
+        self.tasks.get(&lease.task).is_some_and(|t| {
+            t.state.status == TaskStatus::Running
+                && t.state.fence == lease.fence
+                && t.lock.as_ref().is_some_and(|(token, expiry)| {
+                    *token == lease.token && *expiry > Instant::now()
+                })
+        })
+    }
+
+    fn fail_for_good(&mut self, id: &str, reason: String) {
+        self.set_status(id, TaskStatus::Failed);
+        let task = &mut self.tasks.get_mut(id).expect("task exists");
+        task.lock = None;
+        task.state.last_error = Some(reason);
+        task.state.finished_ms = Some(now_ms());
+        task.state.lease_expires_ms = None;
+        task.state.retry_at_ms = None;
+        if self.status.state != GoalState::Failed {
+            self.status.state = GoalState::Failed;
+            self.status.finished_ms = Some(now_ms());
+        }
+    }
+
+    fn task_mut(&mut self, id: &str) -> &mut TaskEntry {
+        self.tasks.get_mut(id).expect("task exists")
+    }
+}
+
+impl State {
+    fn goal_mut(&mut self, goal: &str) -> Result<&mut GoalData, StoreError> {
+        self.goals
+            .get_mut(goal)
+            .ok_or_else(|| StoreError::UnknownGoal {
+                goal: goal.to_string(),
+            })
+    }
+
+    /// The goal of a held lease, or `LeaseLost` if the lease is stale.
+    fn held(&mut self, lease: &Lease) -> Result<&mut GoalData, StoreError> {
+        match self.goals.get_mut(&lease.goal) {
+            Some(goal) if goal.holds(lease) => Ok(goal),
+            _ => Err(StoreError::LeaseLost {
+                goal: lease.goal.clone(),
+                task: lease.task.clone(),
+                fence: lease.fence,
+            }),
+        }
+    }
+
+    /// The goal of an existing task, or `UnknownTask`.
+    fn goal_with_task(&mut self, goal: &str, task: &str) -> Result<&mut GoalData, StoreError> {
+        match self.goals.get_mut(goal) {
+            Some(data) if data.tasks.contains_key(task) => Ok(data),
+            _ => Err(StoreError::UnknownTask {
+                goal: goal.to_string(),
+                task: task.to_string(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn write_dag(
+        &self,
+        dag: &ValidatedDag,
+        options: &WriteDagOptions,
+    ) -> Result<WriteDagOutcome, StoreError> {
+        let mut state = self.lock();
+        let goal = dag.goal_id().to_string();
+        let outcome = match state.goals.get(&goal) {
+            None => WriteDagOutcome::Created,
+            Some(existing) if existing.status.fingerprint == dag.fingerprint() => {
+                return Ok(WriteDagOutcome::Unchanged);
+            }
+            Some(_) if options.replace => WriteDagOutcome::Replaced,
+            Some(existing) => {
+                return Err(StoreError::PlanConflict {
+                    goal,
+                    existing: existing.status.fingerprint.clone(),
+                });
+            }
+        };
+        let now = now_ms();
+        let mut data = GoalData {
+            status: GoalStatus {
+                goal: goal.clone(),
+                state: GoalState::Active,
+                title: options.title.clone(),
+                fingerprint: dag.fingerprint().to_string(),
+                max_attempts: options.max_attempts.max(1),
+                counts: TaskStatus::ALL.into_iter().map(|s| (s, 0)).collect(),
+                total: dag.dag().nodes.len() as u64,
+                created_ms: now,
+                finished_ms: None,
+            },
+            tasks: BTreeMap::new(),
+            dependents: HashMap::new(),
+            ready: HashMap::new(),
+            delayed: BTreeSet::new(),
+        };
+        for node in &dag.dag().nodes {
+            let pending = dag.deps_of(&node.id).len() as u32;
+            let status = if pending == 0 {
+                TaskStatus::Ready
+            } else {
+                TaskStatus::Blocked
+            };
+            *data.status.counts.entry(status).or_default() += 1;
+            let state = TaskState {
+                goal: goal.clone(),
+                id: node.id.clone(),
+                title: node.title.clone(),
+                role: node.effective_role().map(str::to_string),
+                priority: node.priority,
+                status,
+                owner: None,
+                attempt: 0,
+                fence: 0,
+                lease_expires_ms: None,
+                progress: String::new(),
+                artifacts: Vec::new(),
+                last_error: None,
+                pending_deps: pending,
+                retry_at_ms: None,
+                created_ms: now,
+                updated_ms: now,
+                started_ms: None,
+                finished_ms: None,
+            };
+            data.tasks
+                .insert(node.id.clone(), TaskEntry { state, lock: None });
+            data.dependents
+                .insert(node.id.clone(), dag.dependents_of(&node.id).to_vec());
+            if status == TaskStatus::Ready {
+                data.index_ready(&node.id);
+            }
+        }
+        state.goals.insert(goal, data);
+        Ok(outcome)
+    }
+
+    async fn claim(
+        &self,
+        goal: &str,
+        agent: &str,
+        role: Option<&str>,
+        ttl: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let mut state = self.lock();
+        let data = state.goal_mut(goal)?;
+        if data.status.state != GoalState::Active {
+            return Ok(ClaimOutcome::Empty { retry_in: None });
+        }
+        let now = Instant::now();
+        while let Some((due, id)) = data.delayed.first().cloned() {
+            if due > now {
+                break;
+            }
+            data.delayed.pop_first();
+            data.task_mut(&id).state.retry_at_ms = None;
+            data.index_ready(&id);
+        }
+        let best = [Some(""), role]
+            .into_iter()
+            .flatten()
+            .filter_map(|r| Some((r, data.ready.get(r)?.first()?.clone())))
+            .min_by(|a, b| a.1.cmp(&b.1));
+        let Some((index, entry)) = best else {
+            let retry_in = data
+                .delayed
+                .first()
+                .map(|(due, _)| due.saturating_duration_since(now));
+            return Ok(ClaimOutcome::Empty { retry_in });
+        };
+        let index = index.to_string();
+        data.ready
+            .get_mut(&index)
+            .expect("index exists")
+            .remove(&entry);
+        let id = entry.1;
+        data.set_status(&id, TaskStatus::Running);
+        let token = super::new_token();
+        let task = data.task_mut(&id);
+        task.state.attempt += 1;
+        task.state.fence += 1;
+        task.state.owner = Some(agent.to_string());
+        task.state.started_ms = Some(now_ms());
+        task.state.lease_expires_ms = Some(now_ms() + ttl.as_millis() as u64);
+        task.lock = Some((token.clone(), now + ttl));
+        Ok(ClaimOutcome::Claimed(Lease {
+            goal: goal.to_string(),
+            task: id,
+            agent: agent.to_string(),
+            token,
+            fence: task.state.fence,
+            attempt: task.state.attempt,
+        }))
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let task = state.held(lease)?.task_mut(&lease.task);
+        task.lock = Some((lease.token.clone(), Instant::now() + ttl));
+        task.state.lease_expires_ms = Some(now_ms() + ttl.as_millis() as u64);
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        lease: &Lease,
+        result: &TaskResult,
+    ) -> Result<CompleteOutcome, StoreError> {
+        let mut state = self.lock();
+        let data = state.held(lease)?;
+        data.set_status(&lease.task, TaskStatus::Done);
+        let task = data.task_mut(&lease.task);
+        task.lock = None;
+        task.state.progress = result.progress.clone();
+        task.state.artifacts = result.artifacts.clone();
+        task.state.finished_ms = Some(now_ms());
+        task.state.lease_expires_ms = None;
+        let mut promoted = Vec::new();
+        for dependent in data.dependents[&lease.task].clone() {
+            let task = data.task_mut(&dependent);
+            task.state.pending_deps = task.state.pending_deps.saturating_sub(1);
+            if task.state.pending_deps == 0 && task.state.status == TaskStatus::Blocked {
+                data.set_status(&dependent, TaskStatus::Ready);
+                data.index_ready(&dependent);
+                promoted.push(dependent);
+            }
+        }
+        promoted.sort();
+        let goal_complete = data.status.count(TaskStatus::Done) == data.status.total;
+        if goal_complete {
+            data.status.state = GoalState::Complete;
+            data.status.finished_ms = Some(now_ms());
+        }
+        Ok(CompleteOutcome {
+            promoted,
+            goal_complete,
+        })
+    }
+
+    async fn fail(
+        &self,
+        lease: &Lease,
+        error: &str,
+        retryable: bool,
+        backoff: Duration,
+    ) -> Result<FailOutcome, StoreError> {
+        let mut state = self.lock();
+        let data = state.held(lease)?;
+        let attempt = data.tasks[&lease.task].state.attempt;
+        if retryable && attempt < data.status.max_attempts {
+            data.set_status(&lease.task, TaskStatus::Ready);
+            let task = data.task_mut(&lease.task);
+            task.lock = None;
+            task.state.last_error = Some(error.to_string());
+            task.state.lease_expires_ms = None;
+            task.state.retry_at_ms = Some(now_ms() + backoff.as_millis() as u64);
+            data.delayed
+                .insert((Instant::now() + backoff, lease.task.clone()));
+            return Ok(FailOutcome::Retrying { after: backoff });
+        }
+        data.fail_for_good(&lease.task, error.to_string());
+        Ok(FailOutcome::Failed)
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let data = state.held(lease)?;
+        data.set_status(&lease.task, TaskStatus::Ready);
+        let task = data.task_mut(&lease.task);
+        task.lock = None;
+        task.state.attempt -= 1;
+        task.state.lease_expires_ms = None;
+        data.index_ready(&lease.task);
+        Ok(())
+    }
+
+    async fn reap(&self, goal: &str) -> Result<ReapOutcome, StoreError> {
+        let mut state = self.lock();
+        let Some(data) = state.goals.get_mut(goal) else {
+            return Ok(ReapOutcome::default());
+        };
+        let now = Instant::now();
+        let expired: Vec<String> = data
+            .tasks
+            .values()
+            .filter(|t| {
+                t.state.status == TaskStatus::Running
+                    && t.lock.as_ref().is_none_or(|(_, expiry)| *expiry <= now)
+            })
+            .map(|t| t.state.id.clone())
+            .collect();
+        let mut outcome = ReapOutcome::default();
+        for id in expired {
+            let attempt = data.tasks[&id].state.attempt;
+            if attempt >= data.status.max_attempts {
+                data.fail_for_good(
+                    &id,
+                    format!("lease expired on attempt {attempt} (max attempts reached)"),
+                );
+                outcome.failed.push(id);
+            } else {
+                data.set_status(&id, TaskStatus::Ready);
+                let task = data.task_mut(&id);
+                task.lock = None;
+                task.state.last_error = Some(format!("lease expired on attempt {attempt}"));
+                task.state.lease_expires_ms = None;
+                data.index_ready(&id);
+                outcome.requeued.push(id);
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn drop_task(&self, goal: &str, task: &str, reason: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let data = state.goal_with_task(goal, task)?;
+        match data.tasks[task].state.status {
+            TaskStatus::Done => Err(StoreError::WrongState {
+                goal: goal.to_string(),
+                task: task.to_string(),
+                status: TaskStatus::Done,
+                action: "dropping",
+                needed: "not DONE",
+            }),
+            TaskStatus::Failed => Ok(()),
+            _ => {
+                data.unindex_ready(task);
+                data.task_mut(task).state.fence += 1;
+                data.fail_for_good(task, reason.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    async fn retry_task(&self, goal: &str, task: &str) -> Result<TaskStatus, StoreError> {
+        let mut state = self.lock();
+        let data = state.goal_with_task(goal, task)?;
+        let current = data.tasks[task].state.status;
+        if current != TaskStatus::Failed {
+            return Err(StoreError::WrongState {
+                goal: goal.to_string(),
+                task: task.to_string(),
+                status: current,
+                action: "retrying",
+                needed: "FAILED",
+            });
+        }
+        let to = if data.tasks[task].state.pending_deps > 0 {
+            TaskStatus::Blocked
+        } else {
+            TaskStatus::Ready
+        };
+        data.set_status(task, to);
+        let entry = data.task_mut(task);
+        entry.state.attempt = 0;
+        entry.state.finished_ms = None;
+        entry.state.retry_at_ms = None;
+        entry.state.owner = None;
+        if to == TaskStatus::Ready {
+            data.index_ready(task);
+        }
+        if data.status.count(TaskStatus::Failed) == 0 {
+            data.status.state = GoalState::Active;
+            data.status.finished_ms = None;
+        }
+        Ok(to)
+    }
+
+    async fn elevate(&self, goal: &str, task: &str, priority: i32) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let data = state.goal_with_task(goal, task)?;
+        let entry = &data.tasks[task].state;
+        let old = (-(entry.priority as i64), task.to_string());
+        let in_index = data
+            .ready
+            .get_mut(entry.role.as_deref().unwrap_or(""))
+            .is_some_and(|index| index.remove(&old));
+        let entry = data.task_mut(task);
+        entry.state.priority = priority;
+        entry.state.updated_ms = now_ms();
+        if in_index {
+            data.index_ready(task);
+        }
+        Ok(())
+    }
+
+    async fn goal_status(&self, goal: &str) -> Result<Option<GoalStatus>, StoreError> {
+        Ok(self.lock().goals.get(goal).map(|g| g.status.clone()))
+    }
+
+    async fn goals(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.lock().goals.keys().cloned().collect())
+    }
+
+    async fn task(&self, goal: &str, task: &str) -> Result<Option<TaskState>, StoreError> {
+        Ok(self
+            .lock()
+            .goals
+            .get(goal)
+            .and_then(|g| g.tasks.get(task))
+            .map(|t| t.state.clone()))
+    }
+
+    async fn tasks(&self, goal: &str) -> Result<Vec<TaskState>, StoreError> {
+        Ok(self
+            .lock()
+            .goals
+            .get(goal)
+            .map(|g| g.tasks.values().map(|t| t.state.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    async fn register_agent(&self, record: &AgentRecord) -> Result<(), StoreError> {
+        check_id("agent name", &record.name)?;
+        self.lock()
+            .agents
+            .insert(record.name.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        Ok(self.lock().agents.values().cloned().collect())
+    }
+
+    async fn agent_heartbeat(&self, name: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.lock()
+            .heartbeats
+            .insert(name.to_string(), Instant::now() + ttl);
+        Ok(())
+    }
+
+    async fn agent_alive(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .heartbeats
+            .get(name)
+            .is_some_and(|expiry| *expiry > Instant::now()))
+    }
+
+    async fn acquire_agent_guard(
+        &self,
+        name: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let free = state
+            .guards
+            .get(name)
+            .is_none_or(|(holder, expiry)| holder == token || *expiry <= now);
+        if free {
+            state
+                .guards
+                .insert(name.to_string(), (token.to_string(), now + ttl));
+        }
+        Ok(free)
+    }
+
+    async fn renew_agent_guard(
+        &self,
+        name: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        match state.guards.get_mut(name) {
+            Some((holder, expiry)) if holder == token && *expiry > now => {
+                *expiry = now + ttl;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release_agent_guard(&self, name: &str, token: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state
+            .guards
+            .get(name)
+            .is_some_and(|(holder, _)| holder == token)
+        {
+            state.guards.remove(name);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,48 @@
+-- Writes a goal's plan. ARGV: G, fingerprint, title, max_attempts, replace (0/1),
+-- plan JSON: [{id, node, deps, dependents, priority, role}, ...].
+-- Returns {'created'} | {'replaced'} | {'unchanged'} | {'conflict', stored fingerprint}.
+local fingerprint, title, attempts, replace = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local existing = redis.call('HGET', GOAL, 'fingerprint')
+local outcome = 'created'
+if existing then
+  if existing == fingerprint then return {'unchanged'} end
+  if replace ~= '1' then return {'conflict', existing} end
+  for _, id in ipairs(redis.call('HKEYS', NODES)) do
+    redis.call('DEL', task_key(id), lock_key(id))
+  end
+  for _, role in ipairs(redis.call('SMEMBERS', ROLES)) do
+    redis.call('DEL', ready_key(role))
+  end
+  redis.call('DEL', GOAL, ready_key(nil), DELAYED, RUNNING, ROLES, NODES, DEPS, DEPENDENTS)
+  outcome = 'replaced'
+end
+
+local now = now_ms()
+local plan = cjson.decode(ARGV[6])
+local ready, blocked = 0, 0
+for _, n in ipairs(plan) do
+  local key = task_key(n.id)
+  redis.call('HSET', NODES, n.id, n.node)
+  if #n.deps > 0 then redis.call('HSET', DEPS, n.id, cjson.encode(n.deps)) end
+  if #n.dependents > 0 then redis.call('HSET', DEPENDENTS, n.id, cjson.encode(n.dependents)) end
+  local status = 'BLOCKED'
+  if #n.deps == 0 then status = 'READY' end
+  redis.call('HSET', key, 'status', status, 'title', n.title, 'priority', n.priority,
+    'attempt', 0, 'fence', 0, 'pending', #n.deps, 'created_at', now, 'updated_at', now)
+  if n.role ~= '' then
+    redis.call('HSET', key, 'role', n.role)
+    redis.call('SADD', ROLES, n.role)
+  end
+  if status == 'READY' then
+    redis.call('ZADD', ready_key(n.role), -n.priority, n.id)
+    ready = ready + 1
+  else
+    blocked = blocked + 1
+  end
+end
+redis.call('HSET', GOAL, 'status', 'active', 'title', title, 'fingerprint', fingerprint,
+  'max_attempts', attempts, 'created_at', now, 'total', #plan,
+  'count_blocked', blocked, 'count_ready', ready, 'count_running', 0, 'count_done', 0,
+  'count_failed', 0)
+redis.call('PUBLISH', EVENTS, 'ready')
+return {outcome}
