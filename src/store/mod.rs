@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::domain::{InvalidId, TaskState, TaskStatus, ValidatedDag};
+use crate::domain::{Dag, DagError, InvalidId, TaskState, TaskStatus, ValidatedDag};
 
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
@@ -396,4 +396,27 @@ pub fn new_token() -> String {
 /// Retry backoff for the given attempt: 1 s doubling, capped at 60 s.
 pub fn retry_backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+/// Why a plan could not be stored.
+#[derive(Debug, Error)]
+pub enum PlanError {
+    /// The plan failed validation; nothing was written.
+    #[error("invalid plan: {0}")]
+    Invalid(#[from] DagError),
+    /// The store refused or failed the write.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Validates a plan against `node_cap` and writes it; an invalid plan writes nothing.
+pub async fn write_plan(
+    store: &dyn Store,
+    dag: Dag,
+    options: &WriteDagOptions,
+    node_cap: usize,
+) -> Result<(WriteDagOutcome, ValidatedDag), PlanError> {
+    let dag = dag.validate_with_cap(node_cap)?;
+    let outcome = store.write_dag(&dag, options).await?;
+    Ok((outcome, dag))
 }

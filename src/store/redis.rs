@@ -427,6 +427,9 @@ impl Store for RedisStore {
         let mut conn = self.conn.clone();
         let mut ids: Vec<String> = conn.hkeys(keys::dag_nodes(goal)).await?;
         ids.sort();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.hgetall(keys::task(goal, id));
@@ -462,6 +465,9 @@ impl Store for RedisStore {
         let mut conn = self.conn.clone();
         let mut names: Vec<String> = conn.smembers(keys::AGENTS).await?;
         names.sort();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for name in &names {
             pipe.hgetall(keys::agent_registered(name));

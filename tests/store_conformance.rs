@@ -1,0 +1,798 @@
+//! One behaviour suite, run against both store backends: `memory://` and a private
+//! `redis-server`. A backend passes only if every test passes on it.
+
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use porki::domain::{Dag, Edge, Node, TaskStatus};
+use porki::store::{
+    AgentRecord, ClaimOutcome, FailOutcome, GoalState, Lease, MemoryStore, PlanError, RedisStore,
+    Store, StoreError, TaskResult, WriteDagOptions, WriteDagOutcome, write_plan,
+};
+use support::RedisServer;
+
+/// The backend under test, and the Redis server behind it (kept alive with it).
+struct Backend {
+    store: Arc<dyn Store>,
+    _server: Option<RedisServer>,
+}
+
+async fn memory() -> Backend {
+    Backend {
+        store: Arc::new(MemoryStore::new()),
+        _server: None,
+    }
+}
+
+async fn redis() -> Backend {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.expect("connect");
+    Backend {
+        store: Arc::new(store),
+        _server: Some(server),
+    }
+}
+
+/// Runs each behaviour once per backend: `NAME::memory` and `NAME::redis`.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn memory() {
+                let backend = super::memory().await;
+                super::behaviour::$name(backend.store.clone()).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn redis() {
+                let backend = super::redis().await;
+                super::behaviour::$name(backend.store.clone()).await;
+            }
+        }
+    )*};
+}
+
+conformance!(
+    a_plan_starts_tasks_ready_or_blocked_by_their_deps,
+    writing_the_same_plan_again_changes_nothing,
+    a_different_plan_is_refused_unless_replacing,
+    bad_plans_are_refused_with_the_reason_and_nothing_is_written,
+    claim_takes_the_highest_priority_then_the_smallest_id,
+    roles_restrict_who_may_claim,
+    racing_claimers_never_share_a_task,
+    a_stale_holder_cannot_complete_renew_release_or_fail,
+    renewing_keeps_a_lease_from_being_reaped,
+    complete_promotes_exactly_the_ready_dependents_of_a_diamond,
+    complete_promotes_a_fan_in_only_after_its_last_dependency,
+    reap_requeues_an_expired_task_and_counts_the_attempt,
+    reap_fails_a_task_at_max_attempts,
+    fail_retries_after_the_backoff_then_fails_for_good,
+    a_non_retryable_failure_fails_the_task_and_the_goal,
+    release_gives_the_task_back_without_counting_the_attempt,
+    drop_task_revokes_the_lease_and_retry_task_brings_it_back,
+    drop_and_retry_name_unknown_tasks_and_wrong_states,
+    elevate_changes_which_task_is_claimed_next,
+    the_goal_completes_when_every_task_is_done,
+    the_agent_guard_admits_one_holder_at_a_time,
+    agent_registration_and_heartbeat_ttl,
+);
+
+const LONG: Duration = Duration::from_secs(60);
+const SHORT: Duration = Duration::from_millis(150);
+
+fn node(id: &str, priority: i32) -> Node {
+    Node {
+        priority,
+        ..Node::new(id, format!("Task {id}"))
+    }
+}
+
+fn plan(goal: &str, nodes: Vec<Node>, edges: &[(&str, &str)]) -> Dag {
+    Dag {
+        goal_id: goal.to_string(),
+        nodes,
+        edges: edges
+            .iter()
+            .map(|(s, t)| Edge {
+                source: s.to_string(),
+                target: t.to_string(),
+            })
+            .collect(),
+    }
+}
+
+fn ids(list: &[&str]) -> Vec<Node> {
+    list.iter().map(|id| node(id, 0)).collect()
+}
+
+async fn write(store: &dyn Store, dag: Dag) -> WriteDagOutcome {
+    write_plan(store, dag, &WriteDagOptions::default(), 10_000)
+        .await
+        .expect("plan is written")
+        .0
+}
+
+async fn write_with_attempts(store: &dyn Store, dag: Dag, max_attempts: u32) {
+    let options = WriteDagOptions {
+        max_attempts,
+        ..Default::default()
+    };
+    write_plan(store, dag, &options, 10_000)
+        .await
+        .expect("plan is written");
+}
+
+async fn claim(store: &dyn Store, goal: &str, agent: &str, ttl: Duration) -> Option<Lease> {
+    match store.claim(goal, agent, None, ttl).await.expect("claim") {
+        ClaimOutcome::Claimed(lease) => Some(lease),
+        ClaimOutcome::Empty { .. } => None,
+    }
+}
+
+async fn status_of(store: &dyn Store, goal: &str, task: &str) -> TaskStatus {
+    store
+        .task(goal, task)
+        .await
+        .expect("read task")
+        .expect("task exists")
+        .status
+}
+
+async fn statuses(store: &dyn Store, goal: &str) -> BTreeMap<String, TaskStatus> {
+    store
+        .tasks(goal)
+        .await
+        .expect("read tasks")
+        .into_iter()
+        .map(|t| (t.id, t.status))
+        .collect()
+}
+
+fn result(text: &str) -> TaskResult {
+    TaskResult {
+        progress: text.to_string(),
+        artifacts: vec![format!("{text}.md")],
+    }
+}
+
+fn assert_lost<T: std::fmt::Debug>(outcome: Result<T, StoreError>, what: &str) {
+    match outcome {
+        Err(StoreError::LeaseLost { .. }) => {}
+        other => panic!("{what} by a stale holder must be refused with LeaseLost, got {other:?}"),
+    }
+}
+
+mod behaviour {
+    use super::*;
+
+    pub async fn a_plan_starts_tasks_ready_or_blocked_by_their_deps(store: Arc<dyn Store>) {
+        let outcome = write(&*store, plan("g", ids(&["a", "b", "c"]), &[("a", "b")])).await;
+        assert_eq!(outcome, WriteDagOutcome::Created);
+        let states = statuses(&*store, "g").await;
+        assert_eq!(states["a"], TaskStatus::Ready);
+        assert_eq!(states["b"], TaskStatus::Blocked);
+        assert_eq!(states["c"], TaskStatus::Ready);
+        let goal = store.goal_status("g").await.unwrap().unwrap();
+        assert_eq!(goal.state, GoalState::Active);
+        assert_eq!(goal.total, 3);
+        assert_eq!(goal.count(TaskStatus::Ready), 2);
+        assert_eq!(goal.count(TaskStatus::Blocked), 1);
+        assert_eq!(store.goals().await.unwrap(), ["g"]);
+        let b = store.task("g", "b").await.unwrap().unwrap();
+        assert_eq!(
+            (b.title.as_str(), b.attempt, b.fence, b.pending_deps),
+            ("Task b", 0, 0, 1)
+        );
+    }
+
+    pub async fn writing_the_same_plan_again_changes_nothing(store: Arc<dyn Store>) {
+        let dag = plan("g", ids(&["a", "b"]), &[("a", "b")]);
+        write(&*store, dag.clone()).await;
+        let lease = claim(&*store, "g", "x", LONG).await.unwrap();
+        store.complete(&lease, &result("a")).await.unwrap();
+        // Same plan, nodes listed in another order: a resume, not a re-plan.
+        let mut reordered = dag;
+        reordered.nodes.reverse();
+        assert_eq!(write(&*store, reordered).await, WriteDagOutcome::Unchanged);
+        assert_eq!(status_of(&*store, "g", "a").await, TaskStatus::Done);
+        assert_eq!(status_of(&*store, "g", "b").await, TaskStatus::Ready);
+    }
+
+    pub async fn a_different_plan_is_refused_unless_replacing(store: Arc<dyn Store>) {
+        write(&*store, plan("g", ids(&["a", "b"]), &[("a", "b")])).await;
+        let lease = claim(&*store, "g", "x", LONG).await.unwrap();
+        store.complete(&lease, &result("a")).await.unwrap();
+        let before = store.tasks("g").await.unwrap();
+
+        let other = plan("g", ids(&["x", "y"]), &[]);
+        let err = write_plan(&*store, other.clone(), &WriteDagOptions::default(), 100)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, PlanError::Store(StoreError::PlanConflict { .. })),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("replace"), "{err}");
+        assert_eq!(
+            store.tasks("g").await.unwrap(),
+            before,
+            "refusal changed nothing"
+        );
+
+        let replace = WriteDagOptions {
+            replace: true,
+            ..Default::default()
+        };
+        let (outcome, _) = write_plan(&*store, other, &replace, 100).await.unwrap();
+        assert_eq!(outcome, WriteDagOutcome::Replaced);
+        let states = statuses(&*store, "g").await;
+        assert_eq!(states.keys().collect::<Vec<_>>(), ["x", "y"]);
+        assert!(
+            store.task("g", "a").await.unwrap().is_none(),
+            "old tasks are gone"
+        );
+        let goal = store.goal_status("g").await.unwrap().unwrap();
+        assert_eq!((goal.total, goal.count(TaskStatus::Ready)), (2, 2));
+        assert_eq!(goal.count(TaskStatus::Done), 0);
+    }
+
+    pub async fn bad_plans_are_refused_with_the_reason_and_nothing_is_written(
+        store: Arc<dyn Store>,
+    ) {
+        let cases: Vec<(Dag, &str)> = vec![
+            (plan("g", vec![], &[]), "no tasks"),
+            (plan("g", ids(&["a", "a"]), &[]), "appears more than once"),
+            (
+                plan("g", ids(&["a"]), &[("a", "nope")]),
+                "unknown task \"nope\"",
+            ),
+            (plan("g", ids(&["a"]), &[("a", "a")]), "depends on itself"),
+            (
+                plan("g", ids(&["a", "b"]), &[("a", "b"), ("b", "a")]),
+                "cycle: a -> b -> a",
+            ),
+            (
+                plan("g", ids(&["a:b"]), &[]),
+                "task id \"a:b\" is not allowed",
+            ),
+            (
+                plan("g{x}", ids(&["a"]), &[]),
+                "goal id \"g{x}\" is not allowed",
+            ),
+            (
+                plan("g", ids(&["a", "b", "c"]), &[]),
+                "more than the limit of 2",
+            ),
+        ];
+        for (dag, reason) in cases {
+            let err = write_plan(&*store, dag, &WriteDagOptions::default(), 2)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, PlanError::Invalid(_)), "{err:?}");
+            assert!(
+                err.to_string().contains(reason),
+                "{err} should name {reason:?}"
+            );
+        }
+        assert!(store.goals().await.unwrap().is_empty());
+        assert!(store.goal_status("g").await.unwrap().is_none());
+        assert!(store.tasks("g").await.unwrap().is_empty());
+    }
+
+    pub async fn claim_takes_the_highest_priority_then_the_smallest_id(store: Arc<dyn Store>) {
+        let nodes = vec![
+            node("low", 1),
+            node("b-high", 9),
+            node("a-high", 9),
+            node("mid", 5),
+        ];
+        write(&*store, plan("g", nodes, &[])).await;
+        let mut order = Vec::new();
+        while let Some(lease) = claim(&*store, "g", "x", LONG).await {
+            order.push(lease.task);
+        }
+        assert_eq!(order, ["a-high", "b-high", "mid", "low"]);
+    }
+
+    pub async fn roles_restrict_who_may_claim(store: Arc<dyn Store>) {
+        let mut research = node("research", 1);
+        research.role = Some("research".into());
+        let mut write_up = node("write", 9);
+        write_up
+            .metadata
+            .insert("role".into(), serde_json::json!("writer"));
+        let anyone = node("anyone", 5);
+        write(&*store, plan("g", vec![research, write_up, anyone], &[])).await;
+
+        let take = |role: Option<&'static str>| {
+            let store = store.clone();
+            async move {
+                match store.claim("g", "x", role, LONG).await.unwrap() {
+                    ClaimOutcome::Claimed(l) => Some(l.task),
+                    ClaimOutcome::Empty { .. } => None,
+                }
+            }
+        };
+        // A research agent takes the better of research tasks and roleless ones.
+        assert_eq!(take(Some("research")).await.as_deref(), Some("anyone"));
+        assert_eq!(take(Some("research")).await.as_deref(), Some("research"));
+        assert_eq!(
+            take(Some("research")).await,
+            None,
+            "writer task is not for research"
+        );
+        assert_eq!(
+            take(None).await,
+            None,
+            "a roleless agent takes only roleless tasks"
+        );
+        assert_eq!(take(Some("writer")).await.as_deref(), Some("write"));
+    }
+
+    pub async fn racing_claimers_never_share_a_task(store: Arc<dyn Store>) {
+        for round in 0..10 {
+            let goal = format!("race-{round}");
+            let tasks: Vec<String> = (0..40).map(|i| format!("t{i:02}")).collect();
+            let nodes = tasks
+                .iter()
+                .map(|id| node(id, (round * 7 + id.len() as i32) % 3))
+                .collect();
+            write(&*store, plan(&goal, nodes, &[])).await;
+            let mut claimers = Vec::new();
+            for c in 0..16 {
+                let store = store.clone();
+                let goal = goal.clone();
+                claimers.push(tokio::spawn(async move {
+                    let mut won = Vec::new();
+                    while let Some(lease) = claim(&*store, &goal, &format!("c{c}"), LONG).await {
+                        won.push(lease);
+                    }
+                    won
+                }));
+            }
+            let mut claimed = Vec::new();
+            for claimer in claimers {
+                claimed.extend(claimer.await.unwrap());
+            }
+            let unique: HashSet<&str> = claimed.iter().map(|l| l.task.as_str()).collect();
+            assert_eq!(
+                claimed.len(),
+                tasks.len(),
+                "round {round}: every task claimed once"
+            );
+            assert_eq!(
+                unique.len(),
+                tasks.len(),
+                "round {round}: no task claimed twice"
+            );
+            assert!(claimed.iter().all(|l| l.fence == 1 && l.attempt == 1));
+            let goal_status = store.goal_status(&goal).await.unwrap().unwrap();
+            assert_eq!(goal_status.count(TaskStatus::Running), tasks.len() as u64);
+            assert_eq!(goal_status.count(TaskStatus::Ready), 0);
+        }
+    }
+
+    pub async fn a_stale_holder_cannot_complete_renew_release_or_fail(store: Arc<dyn Store>) {
+        write(&*store, plan("g", ids(&["a", "b"]), &[("a", "b")])).await;
+        let stale = claim(&*store, "g", "slow", SHORT).await.unwrap();
+        tokio::time::sleep(SHORT * 2).await;
+        // Expired but not reaped yet: the lock is gone, so the holder is already stale.
+        assert_lost(store.renew(&stale, LONG).await, "renew");
+        assert_lost(store.complete(&stale, &result("late")).await, "complete");
+
+        let reaped = store.reap("g").await.unwrap();
+        assert_eq!(reaped.requeued, ["a"]);
+        let fresh = claim(&*store, "g", "fast", LONG).await.unwrap();
+        assert_eq!(
+            (fresh.task.as_str(), fresh.fence, fresh.attempt),
+            ("a", 2, 2)
+        );
+
+        assert_lost(store.complete(&stale, &result("late")).await, "complete");
+        assert_lost(store.renew(&stale, LONG).await, "renew");
+        assert_lost(store.release(&stale).await, "release");
+        assert_lost(store.fail(&stale, "late", true, SHORT).await, "fail");
+        // A stale holder that reuses the fresh fence with its own token is refused too.
+        let forged = Lease {
+            fence: fresh.fence,
+            ..stale.clone()
+        };
+        assert_lost(store.complete(&forged, &result("late")).await, "complete");
+
+        let task = store.task("g", "a").await.unwrap().unwrap();
+        assert_eq!(task.status, TaskStatus::Running);
+        assert_eq!(task.owner.as_deref(), Some("fast"));
+        let done = store.complete(&fresh, &result("fresh")).await.unwrap();
+        assert_eq!(done.promoted, ["b"]);
+        let task = store.task("g", "a").await.unwrap().unwrap();
+        assert_eq!(
+            task.progress, "fresh",
+            "the reclaimer's result is the one kept"
+        );
+    }
+
+    pub async fn renewing_keeps_a_lease_from_being_reaped(store: Arc<dyn Store>) {
+        write(&*store, plan("g", ids(&["a"]), &[])).await;
+        let lease = claim(&*store, "g", "x", SHORT).await.unwrap();
+        for _ in 0..6 {
+            tokio::time::sleep(SHORT / 3).await;
+            store.renew(&lease, SHORT).await.unwrap();
+        }
+        assert!(store.reap("g").await.unwrap().requeued.is_empty());
+        store.complete(&lease, &result("a")).await.unwrap();
+    }
+
+    pub async fn complete_promotes_exactly_the_ready_dependents_of_a_diamond(
+        store: Arc<dyn Store>,
+    ) {
+        let edges = [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")];
+        write(&*store, plan("g", ids(&["a", "b", "c", "d", "e"]), &edges)).await;
+        let mut held: BTreeMap<String, Lease> = BTreeMap::new();
+        let next = || {
+            let store = store.clone();
+            async move { claim(&*store, "g", "x", LONG).await }
+        };
+        for _ in 0..2 {
+            let lease = next().await.unwrap();
+            held.insert(lease.task.clone(), lease);
+        }
+        assert_eq!(held.keys().collect::<Vec<_>>(), ["a", "e"]);
+        assert!(next().await.is_none(), "b, c, d wait for a");
+
+        let out = store.complete(&held["a"], &result("a")).await.unwrap();
+        assert_eq!(out.promoted, ["b", "c"]);
+        assert!(!out.goal_complete);
+        for _ in 0..2 {
+            let lease = next().await.unwrap();
+            held.insert(lease.task.clone(), lease);
+        }
+        let out = store.complete(&held["b"], &result("b")).await.unwrap();
+        assert!(out.promoted.is_empty(), "d still waits for c");
+        assert_eq!(status_of(&*store, "g", "d").await, TaskStatus::Blocked);
+        let out = store.complete(&held["c"], &result("c")).await.unwrap();
+        assert_eq!(out.promoted, ["d"]);
+        assert_eq!(status_of(&*store, "g", "d").await, TaskStatus::Ready);
+    }
+
+    pub async fn complete_promotes_a_fan_in_only_after_its_last_dependency(store: Arc<dyn Store>) {
+        let sources: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+        let mut nodes: Vec<Node> = sources.iter().map(|id| node(id, 0)).collect();
+        nodes.push(node("sink", 0));
+        let edges: Vec<(&str, &str)> = sources.iter().map(|s| (s.as_str(), "sink")).collect();
+        write(&*store, plan("g", nodes, &edges)).await;
+        let mut leases = Vec::new();
+        while let Some(lease) = claim(&*store, "g", "x", LONG).await {
+            leases.push(lease);
+        }
+        assert_eq!(leases.len(), 6);
+        let last = leases.pop().unwrap();
+        for lease in &leases {
+            let out = store.complete(lease, &result(&lease.task)).await.unwrap();
+            assert!(out.promoted.is_empty());
+            assert_eq!(status_of(&*store, "g", "sink").await, TaskStatus::Blocked);
+        }
+        let out = store.complete(&last, &result("last")).await.unwrap();
+        assert_eq!(out.promoted, ["sink"]);
+    }
+
+    pub async fn reap_requeues_an_expired_task_and_counts_the_attempt(store: Arc<dyn Store>) {
+        write(&*store, plan("g", ids(&["a"]), &[])).await;
+        let lease = claim(&*store, "g", "x", SHORT).await.unwrap();
+        assert!(
+            store.reap("g").await.unwrap().requeued.is_empty(),
+            "lease still live"
+        );
+        tokio::time::sleep(SHORT * 2).await;
+        let out = store.reap("g").await.unwrap();
+        assert_eq!(out.requeued, ["a"]);
+        assert!(out.failed.is_empty());
+        let task = store.task("g", "a").await.unwrap().unwrap();
+        assert_eq!((task.status, task.attempt), (TaskStatus::Ready, 1));
+        assert!(task.last_error.unwrap().contains("lease expired"));
+        assert!(
+            store.reap("g").await.unwrap().requeued.is_empty(),
+            "reaped once"
+        );
+        let again = claim(&*store, "g", "y", LONG).await.unwrap();
+        assert_eq!((again.attempt, again.fence), (2, lease.fence + 1));
+    }
+
+    pub async fn reap_fails_a_task_at_max_attempts(store: Arc<dyn Store>) {
+        write_with_attempts(&*store, plan("g", ids(&["a", "b"]), &[("a", "b")]), 2).await;
+        for attempt in 1..=2 {
+            let lease = claim(&*store, "g", "x", SHORT).await.unwrap();
+            assert_eq!(lease.attempt, attempt);
+            tokio::time::sleep(SHORT * 2).await;
+            let out = store.reap("g").await.unwrap();
+            if attempt < 2 {
+                assert_eq!(out.requeued, ["a"]);
+            } else {
+                assert_eq!(out.failed, ["a"]);
+                assert!(out.requeued.is_empty());
+            }
+        }
+        assert_eq!(status_of(&*store, "g", "a").await, TaskStatus::Failed);
+        assert_eq!(status_of(&*store, "g", "b").await, TaskStatus::Blocked);
+        let goal = store.goal_status("g").await.unwrap().unwrap();
+        assert_eq!(goal.state, GoalState::Failed);
+        assert!(claim(&*store, "g", "x", LONG).await.is_none());
+    }
+
+    pub async fn fail_retries_after_the_backoff_then_fails_for_good(store: Arc<dyn Store>) {
+        write_with_attempts(&*store, plan("g", ids(&["a"]), &[]), 2).await;
+        let lease = claim(&*store, "g", "x", LONG).await.unwrap();
+        let out = store.fail(&lease, "flaky", true, SHORT * 2).await.unwrap();
+        assert_eq!(out, FailOutcome::Retrying { after: SHORT * 2 });
+        let task = store.task("g", "a").await.unwrap().unwrap();
+        assert_eq!(task.status, TaskStatus::Ready);
+        assert_eq!(task.last_error.as_deref(), Some("flaky"));
+        match store.claim("g", "x", None, LONG).await.unwrap() {
+            ClaimOutcome::Empty {
+                retry_in: Some(wait),
+            } => assert!(wait <= SHORT * 2),
+            other => panic!("a backing-off task is not claimable yet, got {other:?}"),
+        }
+        tokio::time::sleep(SHORT * 3).await;
+        let second = claim(&*store, "g", "x", LONG)
+            .await
+            .expect("claimable after backoff");
+        assert_eq!(second.attempt, 2);
+        let out = store
+            .fail(&second, "still flaky", true, SHORT)
+            .await
+            .unwrap();
+        assert_eq!(out, FailOutcome::Failed);
+        let task = store.task("g", "a").await.unwrap().unwrap();
+        assert_eq!(task.status, TaskStatus::Failed);
+        assert_eq!(task.last_error.as_deref(), Some("still flaky"));
+        assert_eq!(
+            store.goal_status("g").await.unwrap().unwrap().state,
+            GoalState::Failed
+        );
+    }
+
+    pub async fn a_non_retryable_failure_fails_the_task_and_the_goal(store: Arc<dyn Store>) {
+        write(&*store, plan("g", ids(&["a", "b"]), &[])).await;
+        let lease = claim(&*store, "g", "x", LONG).await.unwrap();
+        let out = store
+            .fail(&lease, "bad answer", false, SHORT)
+            .await
+            .unwrap();
+        assert_eq!(out, FailOutcome::Failed);
+        let goal = store.goal_status("g").await.unwrap().unwrap();
+        assert_eq!(goal.state, GoalState::Failed);
+        assert_eq!(goal.count(TaskStatus::Failed), 1);
+        assert!(goal.finished_ms.is_some());
+    }
+
+    pub async fn release_gives_the_task_back_without_counting_the_attempt(store: Arc<dyn Store>) {
+        write(&*store, plan("g", ids(&["a"]), &[])).await;
+        let lease = claim(&*store, "g", "x", LONG).await.unwrap();
+        store.release(&lease).await.unwrap();
+        let task = store.task("g", "a").await.unwrap().unwrap();
+        assert_eq!((task.status, task.attempt), (TaskStatus::Ready, 0));
+        assert_lost(
+            store.complete(&lease, &result("a")).await,
+            "complete after release",
+        );
+        let again = claim(&*store, "g", "y", LONG).await.unwrap();
+        assert_eq!((again.attempt, again.fence), (1, 2));
+    }
+
+    pub async fn drop_task_revokes_the_lease_and_retry_task_brings_it_back(store: Arc<dyn Store>) {
+        write(&*store, plan("g", ids(&["a", "b"]), &[("a", "b")])).await;
+        let lease = claim(&*store, "g", "x", LONG).await.unwrap();
+        store.drop_task("g", "a", "dropped").await.unwrap();
+        let task = store.task("g", "a").await.unwrap().unwrap();
+        assert_eq!(task.status, TaskStatus::Failed);
+        assert_eq!(task.last_error.as_deref(), Some("dropped"));
+        assert_lost(
+            store.complete(&lease, &result("a")).await,
+            "complete after drop",
+        );
+        assert_eq!(
+            store.goal_status("g").await.unwrap().unwrap().state,
+            GoalState::Failed
+        );
+        // Dropping a BLOCKED task works too, and dropping twice is harmless.
+        store.drop_task("g", "b", "dropped").await.unwrap();
+        store.drop_task("g", "b", "dropped").await.unwrap();
+
+        assert_eq!(
+            store.retry_task("g", "b").await.unwrap(),
+            TaskStatus::Blocked
+        );
+        assert_eq!(
+            store.goal_status("g").await.unwrap().unwrap().state,
+            GoalState::Failed,
+            "a is still failed"
+        );
+        assert_eq!(store.retry_task("g", "a").await.unwrap(), TaskStatus::Ready);
+        assert_eq!(
+            store.goal_status("g").await.unwrap().unwrap().state,
+            GoalState::Active
+        );
+        let lease = claim(&*store, "g", "x", LONG).await.unwrap();
+        assert_eq!((lease.task.as_str(), lease.attempt), ("a", 1));
+        assert_eq!(
+            store.complete(&lease, &result("a")).await.unwrap().promoted,
+            ["b"]
+        );
+        let lease = claim(&*store, "g", "x", LONG).await.unwrap();
+        assert!(
+            store
+                .complete(&lease, &result("b"))
+                .await
+                .unwrap()
+                .goal_complete
+        );
+    }
+
+    pub async fn drop_and_retry_name_unknown_tasks_and_wrong_states(store: Arc<dyn Store>) {
+        write(&*store, plan("g", ids(&["a"]), &[])).await;
+        let err = store.drop_task("g", "nope", "dropped").await.unwrap_err();
+        assert!(matches!(err, StoreError::UnknownTask { .. }), "{err:?}");
+        assert!(err.to_string().contains("\"nope\""), "{err}");
+        let err = store.retry_task("g", "a").await.unwrap_err();
+        assert!(err.to_string().contains("is READY"), "{err}");
+        let err = store.elevate("g", "nope", 5).await.unwrap_err();
+        assert!(matches!(err, StoreError::UnknownTask { .. }), "{err:?}");
+        let lease = claim(&*store, "g", "x", LONG).await.unwrap();
+        store.complete(&lease, &result("a")).await.unwrap();
+        let err = store.drop_task("g", "a", "dropped").await.unwrap_err();
+        assert!(err.to_string().contains("is DONE"), "{err}");
+        assert_eq!(status_of(&*store, "g", "a").await, TaskStatus::Done);
+        let err = store.claim("nope", "x", None, LONG).await.unwrap_err();
+        assert!(matches!(err, StoreError::UnknownGoal { .. }), "{err:?}");
+    }
+
+    pub async fn elevate_changes_which_task_is_claimed_next(store: Arc<dyn Store>) {
+        write(
+            &*store,
+            plan(
+                "g",
+                vec![node("a", 5), node("b", 1), node("c", 0)],
+                &[("a", "c")],
+            ),
+        )
+        .await;
+        store.elevate("g", "b", 10).await.unwrap();
+        // Elevating a BLOCKED task takes effect when it becomes READY.
+        store.elevate("g", "c", 20).await.unwrap();
+        let first = claim(&*store, "g", "x", LONG).await.unwrap();
+        assert_eq!(first.task, "b");
+        assert_eq!(store.task("g", "b").await.unwrap().unwrap().priority, 10);
+        let a = claim(&*store, "g", "x", LONG).await.unwrap();
+        store.complete(&a, &result("a")).await.unwrap();
+        assert_eq!(store.task("g", "c").await.unwrap().unwrap().priority, 20);
+        assert_eq!(claim(&*store, "g", "x", LONG).await.unwrap().task, "c");
+    }
+
+    pub async fn the_goal_completes_when_every_task_is_done(store: Arc<dyn Store>) {
+        write(
+            &*store,
+            plan("g", ids(&["a", "b", "c"]), &[("a", "b"), ("a", "c")]),
+        )
+        .await;
+        let mut completions = Vec::new();
+        while let Some(lease) = claim(&*store, "g", "x", LONG).await {
+            completions.push(store.complete(&lease, &result(&lease.task)).await.unwrap());
+        }
+        assert_eq!(completions.len(), 3);
+        assert!(completions[..2].iter().all(|c| !c.goal_complete));
+        assert!(completions[2].goal_complete);
+        let goal = store.goal_status("g").await.unwrap().unwrap();
+        assert_eq!(goal.state, GoalState::Complete);
+        assert_eq!(goal.count(TaskStatus::Done), 3);
+        for s in [TaskStatus::Ready, TaskStatus::Running, TaskStatus::Blocked] {
+            assert_eq!(goal.count(s), 0, "{s}");
+        }
+        let tasks = store.tasks("g").await.unwrap();
+        assert!(
+            tasks
+                .iter()
+                .all(|t| t.finished_ms.is_some() && t.artifacts.len() == 1)
+        );
+    }
+
+    pub async fn the_agent_guard_admits_one_holder_at_a_time(store: Arc<dyn Store>) {
+        assert!(
+            store
+                .acquire_agent_guard("research", "p1", SHORT)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .acquire_agent_guard("research", "p2", SHORT)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .acquire_agent_guard("research", "p1", SHORT)
+                .await
+                .unwrap(),
+            "re-entrant"
+        );
+        assert!(
+            store
+                .renew_agent_guard("research", "p1", SHORT)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .renew_agent_guard("research", "p2", SHORT)
+                .await
+                .unwrap()
+        );
+        store.release_agent_guard("research", "p2").await.unwrap();
+        assert!(
+            !store
+                .acquire_agent_guard("research", "p2", SHORT)
+                .await
+                .unwrap()
+        );
+        store.release_agent_guard("research", "p1").await.unwrap();
+        assert!(
+            store
+                .acquire_agent_guard("research", "p2", SHORT)
+                .await
+                .unwrap()
+        );
+        // A holder that dies stops renewing; the guard then expires and frees the name.
+        tokio::time::sleep(SHORT * 2).await;
+        assert!(
+            !store
+                .renew_agent_guard("research", "p2", SHORT)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .acquire_agent_guard("research", "p3", SHORT)
+                .await
+                .unwrap()
+        );
+    }
+
+    pub async fn agent_registration_and_heartbeat_ttl(store: Arc<dyn Store>) {
+        let record = AgentRecord {
+            name: "research".into(),
+            goal: "g".into(),
+            role: Some("research".into()),
+            process: "host:1".into(),
+            state: "running".into(),
+        };
+        store.register_agent(&record).await.unwrap();
+        store
+            .register_agent(&AgentRecord {
+                name: "writer".into(),
+                role: None,
+                ..record.clone()
+            })
+            .await
+            .unwrap();
+        let agents = store.agents().await.unwrap();
+        assert_eq!(agents.len(), 2);
+        assert_eq!(agents[0], record);
+        assert_eq!(agents[1].role, None);
+        let bad = AgentRecord {
+            name: "bad name".into(),
+            ..record
+        };
+        assert!(matches!(
+            store.register_agent(&bad).await,
+            Err(StoreError::InvalidId(_))
+        ));
+
+        assert!(!store.agent_alive("research").await.unwrap());
+        store.agent_heartbeat("research", SHORT).await.unwrap();
+        assert!(store.agent_alive("research").await.unwrap());
+        tokio::time::sleep(SHORT * 2).await;
+        assert!(!store.agent_alive("research").await.unwrap());
+    }
+}
