@@ -207,7 +207,7 @@ impl Dag {
             list.sort();
             list.dedup();
         }
-        if let Some(ids) = find_cycle(&self.nodes, &dependents, &index) {
+        if let Some(ids) = find_cycle(&self.nodes, &deps, &dependents, &index) {
             return Err(DagError::Cycle { ids });
         }
         let fingerprint = fingerprint(&self);
@@ -220,9 +220,10 @@ impl Dag {
     }
 }
 
-/// Kahn's algorithm; if nodes remain, walk from one of them until a node repeats.
+/// Kahn's algorithm; if nodes remain, walk back along dependencies until a node repeats.
 fn find_cycle(
     nodes: &[Node],
+    deps: &BTreeMap<String, Vec<String>>,
     dependents: &BTreeMap<String, Vec<String>>,
     index: &HashMap<&str, usize>,
 ) -> Option<Vec<String>> {
@@ -245,22 +246,29 @@ fn find_cycle(
         }
     }
     let start = removed.iter().position(|r| !r)?;
-    // Every remaining node has a remaining successor, so the walk must revisit a node.
+    // A node Kahn's algorithm left has a dependency it also left (that is why its
+    // in-degree never reached zero), so walking back must revisit a node. Walking
+    // forward would not: a node downstream of a cycle may have no dependents.
     let mut position: HashMap<usize, usize> = HashMap::new();
     let mut path: Vec<usize> = Vec::new();
     let mut current = start;
-    loop {
+    let cycle = loop {
         if let Some(&at) = position.get(&current) {
-            return Some(path[at..].iter().map(|&i| nodes[i].id.clone()).collect());
+            break &path[at..];
         }
         position.insert(current, path.len());
         path.push(current);
-        current = dependents[&nodes[current].id]
+        current = deps[&nodes[current].id]
             .iter()
-            .map(|t| index[t.as_str()])
+            .map(|d| index[d.as_str()])
             .find(|&j| !removed[j])
-            .expect("a node left by Kahn's algorithm has a successor also left");
-    }
+            .expect("a node left by Kahn's algorithm has a dependency also left");
+    };
+    let mut ids: Vec<String> = cycle.iter().rev().map(|&i| nodes[i].id.clone()).collect();
+    // Start at the smallest id so the same cycle is always reported the same way.
+    let smallest = (0..ids.len()).min_by_key(|&i| &ids[i]).unwrap_or(0);
+    ids.rotate_left(smallest);
+    Some(ids)
 }
 
 /// SHA-256 of the plan in a canonical form (nodes and edges sorted), hex encoded.
@@ -369,12 +377,11 @@ mod tests {
         )
         .validate()
         .unwrap_err();
-        let DagError::Cycle { mut ids } = err.clone() else {
+        let DagError::Cycle { ids } = err.clone() else {
             panic!("expected a cycle, got {err}")
         };
-        ids.sort();
         assert_eq!(ids, ["x", "y", "z"]);
-        assert!(err.to_string().contains(" -> "));
+        assert!(err.to_string().contains("x -> y -> z -> x"), "{err}");
     }
 
     #[test]

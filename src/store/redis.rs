@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use super::{
@@ -70,7 +70,11 @@ impl RedisStore {
             url: url.to_string(),
             reason: e.to_string(),
         })?;
-        let conn = ConnectionManager::new(client).await?;
+        // Writing a 10,000-task plan is one script that can take a second or more.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(30)));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
         Ok(Self {
             conn,
             scripts: std::sync::Arc::new(Scripts::new()),
