@@ -145,7 +145,9 @@ fn parse_item(text: &str) -> Raw {
     let (explicit_id, rest) = id_prefix(text);
     let markers = field_markers(rest);
     let title_end = markers.first().map_or(rest.len(), |m| m.0);
-    let title = rest[..title_end]
+    let title = rest
+        .get(..title_end)
+        .unwrap_or(rest)
         .trim()
         .trim_end_matches([';', ',', '(', '—', '–', '-', '|'])
         .trim()
@@ -161,7 +163,9 @@ fn parse_item(text: &str) -> Raw {
     for (i, &(start, name)) in markers.iter().enumerate() {
         let value_start = start + name.len() + 1;
         let value_end = markers.get(i + 1).map_or(rest.len(), |m| m.0);
-        let value = rest[value_start..value_end]
+        let value = rest
+            .get(value_start..value_end)
+            .unwrap_or("")
             .trim()
             .trim_end_matches([';', ',', ')', '|'])
             .trim();

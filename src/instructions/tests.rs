@@ -353,6 +353,23 @@ fn empty_whitespace_and_binary_input_are_clear_errors() {
 }
 
 #[test]
+fn markdown_front_matter_is_not_the_yaml_form() {
+    let i = ok("---\ntitle: Team\n---\n\n## Agents\n### a\n- Goal: g\n");
+    assert_eq!(i.agents.len(), 1);
+    assert_eq!(i.context, "---\ntitle: Team\n---");
+}
+
+#[test]
+fn a_yaml_file_with_comments_and_a_document_marker_is_yaml() {
+    let i = ok(
+        "# porki agents\n---\ninstruction_schema_version: \"2\"\nagents:\n  - name: a\n    goal: g\n",
+    );
+    assert_eq!(i.agents[0].line, 5);
+    let e = err("# porki agents\nagents:\n  - name: a\n  goal: : x\n");
+    assert!(e.to_string().contains("not valid YAML"), "{e}");
+}
+
+#[test]
 fn a_byte_order_mark_is_ignored() {
     let i = ok(&format!("\u{feff}{DESIGN_MARKDOWN}"));
     assert_eq!(i.agents[0].line, 2);

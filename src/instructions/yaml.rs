@@ -28,19 +28,15 @@ pub const SCHEMA_VERSION: &str = "2";
 /// Whether the whole text is the YAML form rather than markdown.
 ///
 /// True when it parses as a YAML mapping with an `agents` or
-/// `instruction_schema_version` key, or when it starts like one (so a YAML
-/// syntax error is reported as such, not as "no agents").
+/// `instruction_schema_version` key, or when its first line that is not blank
+/// or a `#` comment is one of those keys (so a YAML syntax error is reported as
+/// such, not as "no agents"). A leading `---` alone does not count: markdown
+/// front matter starts that way too.
 pub(super) fn looks_like_yaml(text: &str) -> bool {
     let first = text
         .lines()
-        .map(str::trim_end)
         .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-    if let Some(first) = first
-        && (first == "---" || top_key(first).is_some_and(is_marker_key))
-    {
-        return true;
-    }
-    parses_with_marker(text)
+    first.and_then(top_key).is_some_and(is_marker_key) || parses_with_marker(text)
 }
 
 /// Whether a fenced yaml block declares agents (and is not some other YAML example).
