@@ -111,6 +111,22 @@ fn the_seed_form_parses() {
 }
 
 #[test]
+fn the_seed_text_with_no_blank_lines_still_parses() {
+    // The seed pastes INSTRUCTIONS.md into prose with no blank lines, so the
+    // following text continues the last bullet (CommonMark lazy lines).
+    let text = "instructions/INSTRUCTIONS.md:\n## Agents\n### research_agent\n- Goal: goal-001\n\
+                - Heartbeat: ./instructions/heartbeat/research.md\nDAG Format\n{\n\"goal_id\": \"goal-001\",\n}\n";
+    let i = ok(text);
+    assert_eq!(i.agents[0].goal, "goal-001");
+    assert_eq!(
+        i.agents[0].heartbeat.as_deref(),
+        Some(Path::new("./instructions/heartbeat/research.md"))
+    );
+    assert_eq!(i.warnings.len(), 1, "{:?}", i.warnings);
+    assert_eq!(i.context, "instructions/INSTRUCTIONS.md:");
+}
+
+#[test]
 fn context_keeps_the_text_outside_the_agent_list_verbatim() {
     let text = "\
 # Orchestrator
