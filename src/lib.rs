@@ -12,6 +12,10 @@
 //!   through. [`store::RedisStore`] runs each multi-key change as one Lua script
 //!   (`src/store/*.lua`); [`store::MemoryStore`] is the embedded `memory://` twin
 //!   with the same semantics.
+//! - [`instructions`]: the instructions file (agents, goals, planner context) in
+//!   its markdown and YAML forms, and agents' task lists. No I/O.
+//! - [`heartbeat`]: heartbeat file directives (`PAUSE`, `DROP-TASK`…) and the
+//!   cursor that applies each line once. No I/O.
 //!
 //! Data flows one way: a validated plan is written to the store; agents claim,
 //! renew, complete or fail tasks through it; completion promotes dependents in
@@ -21,4 +25,6 @@
 #![warn(missing_docs)]
 
 pub mod domain;
+pub mod heartbeat;
+pub mod instructions;
 pub mod store;

@@ -1,0 +1,10 @@
+//! Heartbeat files: operators steer a running agent by appending directives
+//! (`PAUSE`, `DROP-TASK <id>`…) to its control file. This module holds the pure
+//! parts: reading lines into [`Directive`]s and the [`Cursor`] that makes each
+//! line take effect once.
+
+pub mod directive;
+
+pub use directive::{
+    Cursor, Directive, LineKind, MAX_LINE_LEN, NewLines, new_lines, parse_line, parse_text,
+};

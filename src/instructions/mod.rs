@@ -1,0 +1,591 @@
+//! The instructions file (`INSTRUCTIONS.md`): which agents run, against which
+//! goals, and the free text the planner reads. No I/O: callers read the file and
+//! pass its text in.
+//!
+//! Two forms parse to the same [`Instructions`]:
+//!
+//! - markdown (the seed's form), see [`markdown`]: an `## Agents` heading, one
+//!   `### name` heading per agent and `- Key: value` bullets under it;
+//! - YAML (the Python original's form), see [`yaml`]: the whole file, or a fenced
+//!   ```` ```yaml ```` block inside markdown, with `agents:` and optionally
+//!   `instruction_schema_version: "2"`.
+//!
+//! Every problem found is reported at once, each as a [`Diagnostic`] naming the
+//! file, the line and the field.
+
+pub mod markdown;
+pub mod tasks;
+pub mod yaml;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::domain::check_id;
+
+pub use tasks::{TaskItem, task_list};
+
+/// The declarations read from an instructions file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instructions {
+    /// The declared agents, in file order.
+    pub agents: Vec<AgentSpec>,
+    /// Text outside the agent list (goals, policies, docs references), for the planner prompt.
+    pub context: String,
+    /// Problems that do not stop the file from being used (unknown keys and the like).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// One declared agent. Paths are exactly as written; see [`AgentSpec::resolve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSpec {
+    /// Unique agent name, a valid key part.
+    pub name: String,
+    /// The goal id the agent works on.
+    pub goal: String,
+    /// Only tasks of this role (or of no role) are claimed by the agent.
+    pub role: Option<String>,
+    /// The agent's heartbeat (control) file, as written.
+    pub heartbeat: Option<PathBuf>,
+    /// The agent's own instruction file, as written.
+    pub instructions: Option<PathBuf>,
+    /// The agent's log level, as written (e.g. `INFO`).
+    pub log_level: Option<String>,
+    /// Fallback poll interval; agents wake on store events, this is the safety net.
+    pub cadence: Option<Duration>,
+    /// 1-based line where the agent is declared.
+    pub line: usize,
+}
+
+/// An agent's file paths joined onto the instructions file's folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedPaths {
+    /// The heartbeat file, if declared.
+    pub heartbeat: Option<PathBuf>,
+    /// The agent's instruction file, if declared.
+    pub instructions: Option<PathBuf>,
+}
+
+impl AgentSpec {
+    /// Joins the declared paths onto `base_dir` (the instructions file's folder).
+    ///
+    /// Pure path arithmetic, no file system access: absolute paths stay as they
+    /// are and `.` components are dropped; `..` is kept because resolving it
+    /// lexically is wrong across symlinks.
+    pub fn resolve(&self, base_dir: &Path) -> ResolvedPaths {
+        let join = |p: &PathBuf| -> PathBuf { base_dir.join(p).components().collect() };
+        ResolvedPaths {
+            heartbeat: self.heartbeat.as_ref().map(join),
+            instructions: self.instructions.as_ref().map(join),
+        }
+    }
+}
+
+/// One problem found in an instructions file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file the problem is in.
+    pub file: PathBuf,
+    /// 1-based line of the problem.
+    pub line: usize,
+    /// The field concerned (`goal`, `cadence`, `name`…), if any.
+    pub field: Option<String>,
+    /// What is wrong and what to do about it.
+    pub message: String,
+}
+
+impl Diagnostic {
+    fn new(file: &Path, line: usize, field: Option<&str>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            line: line.max(1),
+            field: field.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: ", self.file.display(), self.line)?;
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Why an instructions file cannot be used: every problem found, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub struct InstructionsError {
+    /// The problems, sorted by line.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for InstructionsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How to declare an agent, appended to "no agents" errors.
+const HOW_TO_DECLARE: &str = "declare agents under an `## Agents` heading, one `### agent_name` \
+     heading each with a `- Goal: goal-id` bullet (or a ```yaml block with `agents:`)";
+
+/// Parses an instructions file in either form; `file` only names it in messages.
+///
+/// The YAML form is used when the whole text is YAML with an `agents` or
+/// `instruction_schema_version` key, or when the markdown holds a fenced `yaml`
+/// block with one; otherwise the markdown form.
+pub fn parse(file: &Path, text: &str) -> Result<Instructions, InstructionsError> {
+    let fail = |line, message: String| {
+        Err(InstructionsError {
+            diagnostics: vec![Diagnostic::new(file, line, None, message)],
+        })
+    };
+    if let Some(pos) = text.find('\0') {
+        let line = text[..pos].matches('\n').count() + 1;
+        return fail(
+            line,
+            "the file contains NUL bytes, so it is binary, not markdown or YAML: \
+             check the --instructions path"
+                .to_owned(),
+        );
+    }
+    // Editors on Windows may write a byte order mark; it is not content.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty() {
+        return fail(1, format!("the file is empty: {HOW_TO_DECLARE}"));
+    }
+    let mut acc = Acc::new(file);
+    let context = if yaml::looks_like_yaml(text) {
+        yaml::parse_document(text, 0, &mut acc).unwrap_or_default()
+    } else {
+        markdown::parse_into(text, &mut acc)
+    };
+    acc.finish(context)
+}
+
+/// A short human summary of `instructions`, for `porki instructions validate`.
+pub fn summary(instructions: &Instructions) -> String {
+    use std::fmt::Write as _;
+    let goals: BTreeSet<&str> = instructions
+        .agents
+        .iter()
+        .map(|a| a.goal.as_str())
+        .collect();
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let mut out = format!(
+        "{}, {}\n",
+        plural(instructions.agents.len(), "agent"),
+        plural(goals.len(), "goal")
+    );
+    for a in &instructions.agents {
+        let _ = write!(out, "  {}  goal {}", a.name, a.goal);
+        if let Some(role) = &a.role {
+            let _ = write!(out, "  role {role}");
+        }
+        if let Some(c) = a.cadence {
+            let _ = write!(out, "  cadence {}", format_duration(c));
+        }
+        if let Some(hb) = &a.heartbeat {
+            let _ = write!(out, "  heartbeat {}", hb.display());
+        }
+        out.push('\n');
+    }
+    let goals: Vec<&str> = goals.into_iter().collect();
+    let _ = writeln!(out, "goals: {}", goals.join(", "));
+    if !instructions.warnings.is_empty() {
+        let _ = writeln!(out, "{}:", plural(instructions.warnings.len(), "warning"));
+        for w in &instructions.warnings {
+            let _ = writeln!(out, "  {w}");
+        }
+    }
+    out
+}
+
+fn format_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Parses a cadence: `500ms`, `30s`, `5m`, `1h`, or a plain number of seconds.
+///
+/// The message of the error says what is accepted.
+pub fn parse_cadence(value: &str) -> Result<Duration, String> {
+    let v = value.trim();
+    let usage = "use a number with an optional unit: 500ms, 30s, 5m, 1h (no unit means seconds)";
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (number, unit) = (&v[..split], v[split..].trim_start());
+    let well_formed = !number.is_empty()
+        && number.matches('.').count() <= 1
+        && number.chars().any(|c| c.is_ascii_digit());
+    let scale = match unit.to_ascii_lowercase().as_str() {
+        "ms" => Some(0.001),
+        "" | "s" => Some(1.0),
+        "m" => Some(60.0),
+        "h" => Some(3600.0),
+        _ => None,
+    };
+    let short: String = v.chars().take(40).collect();
+    let (Some(scale), true) = (scale, well_formed) else {
+        return Err(format!("{short:?} is not a duration: {usage}"));
+    };
+    // The number is only digits and at most one dot, so this parse cannot yield NaN.
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{short:?} is not a duration: {usage}"))?;
+    let d = Duration::try_from_secs_f64(n * scale)
+        .map_err(|_| format!("{short:?} is too long a duration: {usage}"))?;
+    if d.is_zero() {
+        return Err(format!(
+            "{short:?} is zero: the poll interval must be more than 0 ({usage})"
+        ));
+    }
+    Ok(d)
+}
+
+/// Normalizes a key: case-insensitive, `_` and spaces same as `-`.
+fn normalize_key(key: &str) -> String {
+    key.trim()
+        .to_ascii_lowercase()
+        .split(|c: char| c == '-' || c == '_' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// A field of an agent declaration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Name,
+    Goal,
+    Role,
+    Heartbeat,
+    Instructions,
+    LogLevel,
+    Cadence,
+}
+
+impl Field {
+    fn from_key(key: &str) -> Option<Field> {
+        Some(match normalize_key(key).as_str() {
+            "name" => Field::Name,
+            "goal" => Field::Goal,
+            "role" => Field::Role,
+            "heartbeat" => Field::Heartbeat,
+            "instructions" => Field::Instructions,
+            "log-level" => Field::LogLevel,
+            "cadence" => Field::Cadence,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Field::Name => "name",
+            Field::Goal => "goal",
+            Field::Role => "role",
+            Field::Heartbeat => "heartbeat",
+            Field::Instructions => "instructions",
+            Field::LogLevel => "log-level",
+            Field::Cadence => "cadence",
+        }
+    }
+}
+
+const KNOWN_KEYS: &str = "goal, role, heartbeat, instructions, log-level, cadence";
+
+/// An agent being assembled from fields, shared by both forms so they check alike.
+#[derive(Debug, Default)]
+struct Draft {
+    name: Option<(String, usize)>,
+    goal: Option<String>,
+    role: Option<String>,
+    heartbeat: Option<PathBuf>,
+    instructions: Option<PathBuf>,
+    log_level: Option<String>,
+    cadence: Option<Duration>,
+    line: usize,
+    /// Fields already set, to report repeats.
+    seen: Vec<Field>,
+}
+
+/// Collects agents, errors and warnings while a form is parsed.
+struct Acc<'a> {
+    file: &'a Path,
+    agents: Vec<AgentSpec>,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+    /// Line of an agents section or block that was found, for the "no agents" message.
+    section_line: Option<usize>,
+}
+
+impl<'a> Acc<'a> {
+    fn new(file: &'a Path) -> Self {
+        Self {
+            file,
+            agents: Vec::new(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            section_line: None,
+        }
+    }
+
+    fn error(&mut self, line: usize, field: Option<&str>, message: impl Into<String>) {
+        self.errors
+            .push(Diagnostic::new(self.file, line, field, message));
+    }
+
+    fn warn(&mut self, line: usize, field: Option<&str>, message: impl Into<String>) {
+        self.warnings
+            .push(Diagnostic::new(self.file, line, field, message));
+    }
+
+    /// Sets one field of `draft` from its text value, checking it.
+    fn set(&mut self, draft: &mut Draft, key: &str, value: &str, line: usize) {
+        let Some(field) = Field::from_key(key) else {
+            let key: String = key.chars().take(40).collect();
+            self.warn(
+                line,
+                Some(key.trim()),
+                format!("unknown key, ignored (known keys: {KNOWN_KEYS})"),
+            );
+            return;
+        };
+        let fname = field.name();
+        if draft.seen.contains(&field) {
+            self.error(
+                line,
+                Some(fname),
+                "given twice for this agent: keep one".to_owned(),
+            );
+            return;
+        }
+        draft.seen.push(field);
+        let value = value.trim();
+        if value.is_empty() {
+            self.error(
+                line,
+                Some(fname),
+                "has no value: write one after the colon or remove the line",
+            );
+            return;
+        }
+        let kind = match field {
+            Field::Name => "agent name",
+            Field::Goal => "goal id",
+            Field::Role => "role",
+            _ => "",
+        };
+        match field {
+            Field::Name | Field::Goal | Field::Role => {
+                if let Err(e) = check_id(kind, value) {
+                    self.error(line, Some(fname), e.to_string());
+                    return;
+                }
+                let v = value.to_owned();
+                match field {
+                    Field::Name => draft.name = Some((v, line)),
+                    Field::Goal => draft.goal = Some(v),
+                    _ => draft.role = Some(v),
+                }
+            }
+            Field::Heartbeat => draft.heartbeat = Some(PathBuf::from(value)),
+            Field::Instructions => draft.instructions = Some(PathBuf::from(value)),
+            Field::LogLevel => {
+                const LEVELS: [&str; 7] = [
+                    "trace", "debug", "info", "warn", "warning", "error", "critical",
+                ];
+                if !LEVELS.contains(&value.to_ascii_lowercase().as_str()) {
+                    self.warn(
+                        line,
+                        Some(fname),
+                        format!("{value:?} is not a known level (trace, debug, info, warn, error)"),
+                    );
+                }
+                draft.log_level = Some(value.to_owned());
+            }
+            Field::Cadence => match parse_cadence(value) {
+                Ok(d) => draft.cadence = Some(d),
+                Err(m) => self.error(line, Some(fname), m),
+            },
+        }
+    }
+
+    /// Finishes an agent: checks required fields and name uniqueness.
+    ///
+    /// A draft with errors already reported is still checked for a missing goal,
+    /// so one pass reports every problem.
+    fn push(&mut self, draft: Draft) {
+        let Some((name, name_line)) = draft.name else {
+            if !draft.seen.contains(&Field::Name) {
+                self.error(
+                    draft.line,
+                    Some("name"),
+                    "the agent has no name: give each agent a unique `name`",
+                );
+            }
+            if draft.goal.is_none() && !draft.seen.contains(&Field::Goal) {
+                self.error(
+                    draft.line,
+                    Some("goal"),
+                    "missing: add the goal id this agent works on",
+                );
+            }
+            return;
+        };
+        let duplicate = self.agents.iter().find(|a| a.name == name).map(|a| a.line);
+        if let Some(first_line) = duplicate {
+            self.error(
+                name_line,
+                Some("name"),
+                format!(
+                    "duplicate agent name {name:?} (first declared on line {first_line}): \
+                     agent names must be unique"
+                ),
+            );
+        }
+        let Some(goal) = draft.goal else {
+            if !draft.seen.contains(&Field::Goal) {
+                self.error(
+                    draft.line,
+                    Some("goal"),
+                    format!("agent {name:?} has no goal: add the goal id it works on"),
+                );
+            }
+            return;
+        };
+        if duplicate.is_some() {
+            return;
+        }
+        self.agents.push(AgentSpec {
+            name,
+            goal,
+            role: draft.role,
+            heartbeat: draft.heartbeat,
+            instructions: draft.instructions,
+            log_level: draft.log_level,
+            cadence: draft.cadence,
+            line: draft.line,
+        });
+    }
+
+    fn finish(mut self, context: String) -> Result<Instructions, InstructionsError> {
+        if self.agents.is_empty() && self.errors.is_empty() {
+            let (line, what) = match self.section_line {
+                Some(l) => (l, "the agents section declares no agent"),
+                None => (1, "no agents declared"),
+            };
+            self.error(line, None, format!("{what}: {HOW_TO_DECLARE}"));
+        }
+        if !self.errors.is_empty() {
+            // Stable: problems on one line keep the order they were found in.
+            self.errors.sort_by_key(|d| d.line);
+            return Err(InstructionsError {
+                diagnostics: self.errors,
+            });
+        }
+        self.warnings.sort_by_key(|d| d.line);
+        Ok(Instructions {
+            agents: self.agents,
+            context,
+            warnings: self.warnings,
+        })
+    }
+}
+
+/// Maps byte offsets to 1-based line numbers.
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Self { starts }
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&s| s <= offset)
+    }
+}
+
+/// The markdown text of a per-agent instruction file, for `porki instructions create`.
+///
+/// It has a `## Tasks` list in the form [`task_list`] reads (used by the
+/// offline planner) and the JSON answer shapes an LLM-backed agent must give.
+pub fn agent_template(name: &str) -> String {
+    format!(
+        r#"# {name}
+
+Instructions for the agent `{name}`. The planner reads this file when it turns
+the agent's goal into tasks; edit it, then append `REPARSE` to the agent's
+heartbeat file to reload it.
+
+## Role
+
+Describe what this agent does, what it must not do, and where it writes.
+
+## Tasks
+
+One list item per task. `[id]` names the task (else an id is made from the
+title). An item without `after:` runs after the item above it; `after: none`
+means it can start at once. `priority:` (higher runs sooner) and `artifacts:`
+are optional.
+
+- [scope] Define the scope and the questions to answer priority: 10
+- [collect-sources] Collect sources on each question artifacts: sources.md
+- [summarize] Summarize the findings after: collect-sources artifacts: report.md
+- [review] Review the report against the scope after: scope, summarize
+
+## Answer formats
+
+Answer with JSON only (a ```json fence is accepted). The first line of every
+prompt is `porki-phase: <plan|select|execute|summarize>`.
+
+Plan (`porki-phase: plan`):
+
+```json
+{{"goal_id": "goal-001",
+ "nodes": [{{"id": "task-001", "title": "Research", "priority": 10,
+            "expected_artifacts": ["notes.md"], "metadata": {{}}}}],
+ "edges": [{{"source": "task-001", "target": "task-002"}}]}}
+```
+
+Select (`porki-phase: select`, optional):
+
+```json
+{{"selected_task_id": "task-001", "justification": "highest priority ready task",
+ "confidence": 0.8}}
+```
+
+Execute or summarize (`porki-phase: execute` / `porki-phase: summarize`):
+
+```json
+{{"status": "done", "outputs": ["report.md"], "notes": "what was done",
+ "follow_ups": []}}
+```
+
+`status` is `done` or `failed`.
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests;
