@@ -12,6 +12,9 @@
 //!   through. [`store::RedisStore`] runs each multi-key change as one Lua script
 //!   (`src/store/*.lua`); [`store::MemoryStore`] is the embedded `memory://` twin
 //!   with the same semantics.
+//! - [`llm`]: the [`llm::LlmProvider`] trait and its providers (CLIs in their own
+//!   process group, OpenAI-compatible and Anthropic HTTP, deterministic offline),
+//!   the prompts of each phase and the parsing of answers.
 //!
 //! Data flows one way: a validated plan is written to the store; agents claim,
 //! renew, complete or fail tasks through it; completion promotes dependents in
@@ -21,4 +24,5 @@
 #![warn(missing_docs)]
 
 pub mod domain;
+pub mod llm;
 pub mod store;
