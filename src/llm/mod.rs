@@ -14,6 +14,7 @@
 //! shutdown stop a call. Every provider enforces [`LlmRequest::timeout`] itself.
 
 pub mod answer;
+pub mod offline;
 pub mod prompt;
 
 use std::fmt;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use thiserror::Error;
 
+pub use self::offline::OfflineProvider;
 
 /// Default time one LLM call may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
