@@ -14,6 +14,7 @@
 //! shutdown stop a call. Every provider enforces [`LlmRequest::timeout`] itself.
 
 pub mod answer;
+pub mod cli;
 pub mod offline;
 pub mod prompt;
 
@@ -25,6 +26,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use thiserror::Error;
 
+pub use self::cli::{CliFlavor, CliProvider};
 pub use self::offline::OfflineProvider;
 
 /// Default time one LLM call may take.
