@@ -15,18 +15,21 @@
 
 pub mod answer;
 pub mod cli;
+pub mod http;
 pub mod offline;
 pub mod prompt;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use thiserror::Error;
 
 pub use self::cli::{CliFlavor, CliProvider};
+pub use self::http::{AnthropicProvider, HttpSettings, OpenAiProvider};
 pub use self::offline::OfflineProvider;
 
 /// Default time one LLM call may take.
@@ -368,6 +371,55 @@ impl ProviderConfig {
     }
 }
 
+/// Builds the provider a configuration names; fails early on what cannot work.
+pub fn provider_from_config(config: &ProviderConfig) -> Result<Arc<dyn LlmProvider>, LlmError> {
+    let http = || HttpSettings {
+        model: config.model.clone(),
+        base_url: config.base_url.clone(),
+        api_key_env: config.api_key_env.clone(),
+    };
+    let cli_only = |what: &str, set: bool| {
+        if set {
+            Err(LlmError::Config(format!(
+                "{what} applies to HTTP providers, not to {}: remove it",
+                config.kind
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    let is_cli = matches!(
+        config.kind,
+        ProviderKind::Claude | ProviderKind::Codex | ProviderKind::Command
+    );
+    if !is_cli && (config.cli.is_some() || !config.extra_args.is_empty()) {
+        return Err(LlmError::Config(format!(
+            "--llm-cli and extra arguments apply to claude, codex and command, not to {}: remove them",
+            config.kind
+        )));
+    }
+    let provider: Arc<dyn LlmProvider> = match config.kind {
+        ProviderKind::Claude | ProviderKind::Codex | ProviderKind::Command => {
+            cli_only("--llm-base-url", config.base_url.is_some())?;
+            cli_only("--llm-api-key-env", config.api_key_env.is_some())?;
+            let flavor = match config.kind {
+                ProviderKind::Claude => CliFlavor::Claude,
+                ProviderKind::Codex => CliFlavor::Codex,
+                _ => CliFlavor::Command,
+            };
+            Arc::new(CliProvider::new(
+                flavor,
+                config.cli.clone(),
+                config.extra_args.clone(),
+            )?)
+        }
+        ProviderKind::Openai => Arc::new(OpenAiProvider::new(http())?),
+        ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(http())?),
+        ProviderKind::Offline => Arc::new(OfflineProvider::new()),
+    };
+    Ok(provider)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +440,24 @@ mod tests {
             assert!(err.contains(kind.as_str()), "{err}");
             assert_eq!(kind.as_str().parse::<ProviderKind>().unwrap(), kind);
         }
+    }
+
+    #[test]
+    fn command_provider_requires_a_program() {
+        let err = provider_from_config(&ProviderConfig::new(ProviderKind::Command))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("--llm-cli"), "{err}");
+    }
+
+    #[test]
+    fn offline_rejects_cli_settings() {
+        let mut config = ProviderConfig::new(ProviderKind::Offline);
+        config.cli = Some(PathBuf::from("claude"));
+        assert!(provider_from_config(&config).is_err());
+        let provider = provider_from_config(&ProviderConfig::new(ProviderKind::Offline)).unwrap();
+        assert_eq!(provider.name(), "offline");
     }
 
     #[test]
