@@ -16,6 +16,9 @@
 //!   its markdown and YAML forms, and agents' task lists. No I/O.
 //! - [`heartbeat`]: heartbeat file directives (`PAUSE`, `DROP-TASK`…) and the
 //!   cursor that applies each line once. No I/O.
+//! - [`llm`]: the [`llm::LlmProvider`] trait and its providers (CLIs in their own
+//!   process group, OpenAI-compatible and Anthropic HTTP, deterministic offline),
+//!   the prompts of each phase and the parsing of answers.
 //!
 //! Data flows one way: a validated plan is written to the store; agents claim,
 //! renew, complete or fail tasks through it; completion promotes dependents in
@@ -27,4 +30,5 @@
 pub mod domain;
 pub mod heartbeat;
 pub mod instructions;
+pub mod llm;
 pub mod store;

@@ -1,0 +1,674 @@
+//! The offline provider: deterministic answers, no network, no model.
+//!
+//! It reads porki's own prompts (see [`super::prompt`]) and answers them so a new
+//! user sees the whole pipeline with nothing installed:
+//!
+//! - **plan**: every list item under a heading containing "tasks" in an agent's
+//!   instruction text becomes a task of that agent's role. `[id]` at the start
+//!   gives the id (else a slug of the title), `after: a, b` gives the
+//!   dependencies (else the previous item of the same list), `priority: N` the
+//!   priority. With no task lists at all, each agent gets
+//!   `<agent>-research` → `<agent>-report`.
+//! - **execute**: writes a markdown report to `<porki-artifacts>/<task-id>.md`.
+//! - **summarize**: summarizes the dependency outputs, writes nothing.
+//! - **select**: picks the first candidate.
+//!
+//! Token usage is an estimate (prompt and answer characters / 4).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
+use serde_json::json;
+
+use super::answer::PlanAnswer;
+use super::prompt::{
+    self, AgentBrief, Block, CANDIDATES_BLOCK, DEPENDENCY_BLOCK, GOAL_LINE, TASK_BLOCK,
+};
+use super::{LlmError, LlmProvider, LlmRequest, LlmResponse, Phase, Usage};
+use crate::domain::ids::MAX_ID_LEN;
+use crate::domain::{Edge, Node, check_id};
+
+const NAME: &str = "offline";
+
+/// Deterministic provider for demos and tests; see the module docs for what it answers.
+#[derive(Debug, Clone, Default)]
+pub struct OfflineProvider {
+    delay: Duration,
+}
+
+impl OfflineProvider {
+    /// A provider that answers at once.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Waits `delay` before each answer, so demos show tasks in progress.
+    pub fn with_delay(delay: Duration) -> Self {
+        Self { delay }
+    }
+
+    async fn answer(&self, request: &LlmRequest) -> Result<String, LlmError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let prompt = &request.prompt;
+        match request.phase {
+            Phase::Plan => Ok(plan_answer(prompt)),
+            Phase::Select => select_answer(prompt),
+            Phase::Execute => execute_answer(prompt).await,
+            Phase::Summarize => summarize_answer(prompt),
+        }
+    }
+}
+
+#[async_trait]
+impl LlmProvider for OfflineProvider {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn call(&self, request: &LlmRequest) -> Result<LlmResponse, LlmError> {
+        let text = tokio::time::timeout(request.timeout, self.answer(request))
+            .await
+            .map_err(|_| LlmError::Timeout {
+                provider: NAME.to_string(),
+                after: request.timeout,
+            })??;
+        let usage = Usage::estimate(&request.prompt, &text);
+        Ok(LlmResponse { text, usage })
+    }
+}
+
+fn failed(message: impl Into<String>) -> LlmError {
+    LlmError::Failed {
+        provider: NAME.to_string(),
+        message: message.into(),
+    }
+}
+
+fn plan_answer(prompt: &str) -> String {
+    let goal_id = prompt::prompt_header(prompt, GOAL_LINE)
+        .unwrap_or_default()
+        .to_string();
+    let agents = prompt::prompt_agents(prompt);
+    let (mut nodes, mut edges) = plan_from_task_lists(&agents);
+    if nodes.is_empty() {
+        (nodes, edges) = default_plan(&agents);
+    }
+    let answer = PlanAnswer {
+        goal_id,
+        nodes,
+        edges,
+    };
+    serde_json::to_string_pretty(&answer).unwrap_or_default()
+}
+
+/// One list item of a task list, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TaskItem {
+    id: Option<String>,
+    title: String,
+    after: Option<Vec<String>>,
+    priority: Option<i32>,
+}
+
+fn plan_from_task_lists(agents: &[AgentBrief]) -> (Vec<Node>, Vec<Edge>) {
+    let lists: Vec<(&AgentBrief, Vec<Vec<TaskItem>>)> = agents
+        .iter()
+        .map(|a| (a, task_lists(&a.instructions)))
+        .collect();
+    // Explicit ids are reserved first so a slug never takes one.
+    let mut used: HashSet<String> = lists
+        .iter()
+        .flat_map(|(_, ls)| ls.iter().flatten())
+        .filter_map(|item| item.id.clone())
+        .collect();
+    let mut nodes = Vec::new();
+    let mut edges = Vec::new();
+    for (agent, agent_lists) in lists {
+        for list in agent_lists {
+            let mut previous: Option<String> = None;
+            for item in list {
+                let id = match item.id {
+                    Some(id) => id,
+                    None => unique_slug(&item.title, &mut used),
+                };
+                match item.after {
+                    Some(after) => edges.extend(after.into_iter().map(|source| Edge {
+                        source,
+                        target: id.clone(),
+                    })),
+                    None => edges.extend(previous.take().map(|source| Edge {
+                        source,
+                        target: id.clone(),
+                    })),
+                }
+                nodes.push(agent_node(agent, &id, &item.title, item.priority));
+                previous = Some(id);
+            }
+        }
+    }
+    (nodes, edges)
+}
+
+fn agent_node(agent: &AgentBrief, id: &str, title: &str, priority: Option<i32>) -> Node {
+    let mut node = Node::new(id, title);
+    node.priority = priority.unwrap_or(0);
+    node.expected_artifacts = vec![format!("{id}.md")];
+    node.metadata.insert("agent".into(), json!(agent.name));
+    node.role = agent.role.clone();
+    node
+}
+
+/// A plan for instructions without task lists, so every goal has something to run.
+fn default_plan(agents: &[AgentBrief]) -> (Vec<Node>, Vec<Edge>) {
+    let fallback = AgentBrief {
+        name: String::new(),
+        role: None,
+        instructions: String::new(),
+    };
+    let agents: Vec<&AgentBrief> = if agents.is_empty() {
+        vec![&fallback]
+    } else {
+        agents.iter().collect()
+    };
+    let mut nodes = Vec::new();
+    let mut edges = Vec::new();
+    for agent in agents {
+        // Leave room for "-research" within the id length limit.
+        let stem: String = agent.name.chars().take(MAX_ID_LEN - 9).collect();
+        let id = |suffix: &str| {
+            if stem.is_empty() {
+                suffix.to_string()
+            } else {
+                format!("{stem}-{suffix}")
+            }
+        };
+        let (research, report) = (id("research"), id("report"));
+        let who = if agent.name.is_empty() {
+            "the goal".to_string()
+        } else {
+            agent.name.clone()
+        };
+        nodes.push(agent_node(
+            agent,
+            &research,
+            &format!("Research for {who}"),
+            Some(1),
+        ));
+        nodes.push(agent_node(
+            agent,
+            &report,
+            &format!("Report for {who}"),
+            None,
+        ));
+        edges.push(Edge {
+            source: research,
+            target: report,
+        });
+    }
+    (nodes, edges)
+}
+
+/// The task lists of one instruction text: the top-level items of every list under
+/// a heading whose text contains "tasks" (until a heading of the same or a higher
+/// level that does not), one `Vec` per list.
+fn task_lists(markdown: &str) -> Vec<Vec<TaskItem>> {
+    let mut lists = Vec::new();
+    let mut task_level: Option<HeadingLevel> = None;
+    let mut heading: Option<(HeadingLevel, String)> = None;
+    let mut list_depth = 0usize;
+    let mut current_list: Vec<TaskItem> = Vec::new();
+    let mut item: Option<String> = None;
+    for event in Parser::new(markdown) {
+        match event {
+            Event::Start(Tag::Heading { level, .. }) => heading = Some((level, String::new())),
+            Event::End(TagEnd::Heading(_)) => {
+                if let Some((level, text)) = heading.take() {
+                    if text.to_lowercase().contains("tasks") {
+                        task_level = Some(level);
+                    } else if task_level.is_some_and(|t| level <= t) {
+                        task_level = None;
+                    }
+                }
+            }
+            Event::Start(Tag::List(_)) => list_depth += 1,
+            Event::End(TagEnd::List(_)) => {
+                list_depth = list_depth.saturating_sub(1);
+                if list_depth == 0 && !current_list.is_empty() {
+                    lists.push(std::mem::take(&mut current_list));
+                }
+            }
+            Event::Start(Tag::Item) if list_depth == 1 && task_level.is_some() => {
+                item = Some(String::new());
+            }
+            Event::End(TagEnd::Item) if list_depth == 1 => {
+                if let Some(parsed) = item.take().as_deref().and_then(parse_item) {
+                    current_list.push(parsed);
+                }
+            }
+            Event::Text(text) | Event::Code(text) => {
+                if let Some((_, h)) = &mut heading {
+                    h.push_str(&text);
+                } else if let Some(i) = item.as_mut().filter(|_| list_depth == 1) {
+                    i.push_str(&text);
+                }
+            }
+            Event::SoftBreak | Event::HardBreak => {
+                if let Some(i) = item.as_mut().filter(|_| list_depth == 1) {
+                    i.push(' ');
+                }
+            }
+            _ => {}
+        }
+    }
+    lists
+}
+
+/// `[id] Title (after: a, b) (priority: 2)`; every part but the title is optional.
+fn parse_item(raw: &str) -> Option<TaskItem> {
+    let mut text = raw.trim();
+    for checkbox in ["[ ]", "[x]", "[X]"] {
+        if let Some(rest) = text.strip_prefix(checkbox) {
+            text = rest.trim_start();
+        }
+    }
+    let mut id = None;
+    if let Some(rest) = text.strip_prefix('[')
+        && let Some((inside, after)) = rest.split_once(']')
+        && !inside.trim().is_empty()
+    {
+        id = Some(inside.trim().to_string());
+        text = after.trim_start();
+    }
+    let lower = text.to_ascii_lowercase();
+    let mut markers: Vec<(usize, &str)> = ["after:", "priority:"]
+        .into_iter()
+        .flat_map(|m| {
+            lower
+                .match_indices(m)
+                .filter(|(at, _)| {
+                    lower[..*at]
+                        .chars()
+                        .next_back()
+                        .is_none_or(|c| c.is_whitespace() || matches!(c, '(' | ';' | ',' | '|'))
+                })
+                .map(move |(at, _)| (at, m))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    markers.sort();
+    let title_end = markers.first().map_or(text.len(), |(at, _)| *at);
+    let title = text[..title_end]
+        .trim_end_matches(|c: char| c.is_whitespace() || "(;,|—–-:".contains(c))
+        .to_string();
+    let mut after = None;
+    let mut priority = None;
+    for (i, (at, marker)) in markers.iter().enumerate() {
+        let end = markers.get(i + 1).map_or(text.len(), |(next, _)| *next);
+        let value = text[at + marker.len()..end]
+            .trim()
+            .trim_end_matches(|c: char| c.is_whitespace() || "();,|".contains(c));
+        if *marker == "after:" {
+            after = Some(
+                value
+                    .split(',')
+                    .map(|s| s.trim().trim_matches('`').to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            );
+        } else {
+            priority = value.parse().ok().or(priority);
+        }
+    }
+    let title = if title.is_empty() { id.clone()? } else { title };
+    Some(TaskItem {
+        id,
+        title,
+        after,
+        priority,
+    })
+}
+
+/// Lowercase ASCII letters and digits joined by `-`, unique among `used`.
+fn unique_slug(title: &str, used: &mut HashSet<String>) -> String {
+    let mut slug = String::new();
+    for c in title.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    // Keep room for a "-NN" suffix within the id length limit.
+    let mut slug: String = slug.chars().take(MAX_ID_LEN - 8).collect();
+    while slug.ends_with('-') {
+        slug.pop();
+    }
+    if slug.is_empty() {
+        slug = "task".to_string();
+    }
+    let mut candidate = slug.clone();
+    let mut n = 2;
+    while used.contains(&candidate) {
+        candidate = format!("{slug}-{n}");
+        n += 1;
+    }
+    used.insert(candidate.clone());
+    candidate
+}
+
+fn select_answer(prompt: &str) -> Result<String, LlmError> {
+    let blocks = prompt::prompt_blocks(prompt);
+    let candidates: Vec<Node> = blocks
+        .iter()
+        .find(|b| b.label == CANDIDATES_BLOCK)
+        .and_then(|b| serde_json::from_str(&b.text).ok())
+        .unwrap_or_default();
+    let first = candidates
+        .first()
+        .ok_or_else(|| failed("the select prompt lists no candidates"))?;
+    Ok(json!({
+        "selected_task_id": first.id,
+        "justification": "the offline provider picks the first candidate",
+        "confidence": 1.0,
+    })
+    .to_string())
+}
+
+/// The parts of an execute or summarize prompt the offline provider uses.
+struct TaskPrompt {
+    goal: String,
+    task: Node,
+    agent: Option<AgentBrief>,
+    dependencies: BTreeMap<String, String>,
+}
+
+fn read_task_prompt(prompt: &str) -> Result<TaskPrompt, LlmError> {
+    let (goal, task_id) = prompt::prompt_task(prompt)
+        .ok_or_else(|| failed("the prompt has no `porki-task: <goal>/<task>` second line"))?;
+    let blocks = prompt::prompt_blocks(prompt);
+    let task = blocks
+        .iter()
+        .find(|b| b.label == TASK_BLOCK)
+        .and_then(|b| serde_json::from_str(&b.text).ok())
+        .unwrap_or_else(|| Node::new(task_id, task_id));
+    let dependencies = blocks
+        .iter()
+        .filter_map(|b: &Block<'_>| {
+            let id = b.label.strip_prefix(DEPENDENCY_BLOCK)?.strip_prefix(' ')?;
+            Some((id.to_string(), b.text.trim_end().to_string()))
+        })
+        .collect();
+    Ok(TaskPrompt {
+        goal: goal.to_string(),
+        task,
+        agent: prompt::prompt_agents(prompt).into_iter().next(),
+        dependencies,
+    })
+}
+
+async fn execute_answer(prompt: &str) -> Result<String, LlmError> {
+    let parts = read_task_prompt(prompt)?;
+    let dir = prompt::prompt_header(prompt, prompt::ARTIFACTS_LINE)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| failed("the execute prompt has no `porki-artifacts: <dir>` line"))?;
+    // The id is validated when the plan is, but the file name must never leave `dir`.
+    let file = if check_id("task id", &parts.task.id).is_ok() && parts.task.id != ".." {
+        format!("{}.md", parts.task.id)
+    } else {
+        format!("{}.md", unique_slug(&parts.task.id, &mut HashSet::new()))
+    };
+    let path = dir.join(file);
+    let write_error = |e: std::io::Error| {
+        failed(format!(
+            "could not write the report {}: {e} (check that the artifacts directory is writable)",
+            path.display()
+        ))
+    };
+    tokio::fs::create_dir_all(&dir).await.map_err(write_error)?;
+    tokio::fs::write(&path, report(&parts))
+        .await
+        .map_err(write_error)?;
+    let path_text = path.display().to_string();
+    Ok(json!({
+        "status": "done",
+        "outputs": [path_text],
+        "notes": format!("offline report for task {} written to {path_text}", parts.task.id),
+        "follow_ups": [],
+    })
+    .to_string())
+}
+
+fn report(parts: &TaskPrompt) -> String {
+    let task = &parts.task;
+    let mut text = format!(
+        "# {}\n\n- goal: {}\n- task: {}\n- priority: {}\n",
+        if task.title.is_empty() {
+            &task.id
+        } else {
+            &task.title
+        },
+        parts.goal,
+        task.id,
+        task.priority
+    );
+    if let Some(agent) = &parts.agent {
+        text.push_str(&format!("- agent: {}", agent.name));
+        if let Some(role) = &agent.role {
+            text.push_str(&format!(" (role: {role})"));
+        }
+        text.push('\n');
+    }
+    if !task.expected_artifacts.is_empty() {
+        text.push_str(&format!(
+            "- expected artifacts: {}\n",
+            task.expected_artifacts.join(", ")
+        ));
+    }
+    text.push_str("\n## Inputs from dependencies\n\n");
+    if parts.dependencies.is_empty() {
+        text.push_str("None: this task depends on nothing.\n");
+    }
+    for (id, output) in &parts.dependencies {
+        text.push_str(&format!("### {id}\n\n{output}\n\n"));
+    }
+    text.push_str("\n_Written by porki's offline provider: no LLM was called._\n");
+    text
+}
+
+fn summarize_answer(prompt: &str) -> Result<String, LlmError> {
+    let parts = read_task_prompt(prompt)?;
+    let notes = if parts.dependencies.is_empty() {
+        format!(
+            "offline summary of task {}: it has no dependencies",
+            parts.task.id
+        )
+    } else {
+        format!(
+            "offline summary of task {}: {} dependency outputs ({})",
+            parts.task.id,
+            parts.dependencies.len(),
+            parts
+                .dependencies
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let outputs: Vec<&str> = parts.dependencies.values().map(String::as_str).collect();
+    Ok(json!({"status": "done", "outputs": outputs, "notes": notes, "follow_ups": []}).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::answer::{SelectAnswer, TaskAnswer, TaskAnswerStatus, parse_answer};
+    use crate::llm::prompt::{PlanContext, SelectContext, TaskContext};
+
+    fn agent(name: &str, role: Option<&str>, text: &str) -> AgentBrief {
+        AgentBrief {
+            name: name.into(),
+            role: role.map(Into::into),
+            instructions: text.into(),
+        }
+    }
+
+    async fn ask(phase: Phase, prompt: String) -> String {
+        let request = LlmRequest {
+            phase,
+            prompt,
+            timeout: Duration::from_secs(5),
+        };
+        OfflineProvider::new().call(&request).await.unwrap().text
+    }
+
+    async fn plan(agents: Vec<AgentBrief>) -> crate::domain::ValidatedDag {
+        let ctx = PlanContext {
+            goal_id: "goal-001".into(),
+            context: "# Goal\n## Tasks\n- not an agent task\n".into(),
+            agents,
+            previous_error: None,
+        };
+        let text = ask(Phase::Plan, prompt::plan_prompt(&ctx)).await;
+        let answer: PlanAnswer = parse_answer(&text).unwrap();
+        assert_eq!(answer.goal_id, "goal-001");
+        answer.into_dag("goal-001").validate().unwrap()
+    }
+
+    #[tokio::test]
+    async fn plans_from_task_lists_with_ids_after_and_priority() {
+        let research = "# Research\nSome prose.\n\n## Tasks\n\
+            - [collect] Collect sources (priority: 5)\n\
+            - Read the `docs`\n  - a nested note, not a task\n\
+            - Summarize findings\n\n## Notes\n- not a task\n";
+        let writer = "### My tasks\n1. [draft] Write the draft; after: collect, summarize-findings\n2. Polish\n";
+        let dag = plan(vec![
+            agent("researcher", Some("research"), research),
+            agent("writer", None, writer),
+        ])
+        .await;
+        let ids: Vec<&str> = dag.dag().nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "collect",
+                "read-the-docs",
+                "summarize-findings",
+                "draft",
+                "polish"
+            ]
+        );
+        let collect = &dag.dag().nodes[0];
+        assert_eq!(collect.title, "Collect sources");
+        assert_eq!(collect.priority, 5);
+        assert_eq!(collect.role.as_deref(), Some("research"));
+        assert_eq!(dag.dag().nodes[3].role, None);
+        assert_eq!(dag.dag().nodes[3].metadata["agent"], "writer");
+        let mut edges: Vec<(&str, &str)> = dag
+            .dag()
+            .edges
+            .iter()
+            .map(|e| (e.source.as_str(), e.target.as_str()))
+            .collect();
+        edges.sort();
+        assert_eq!(
+            edges,
+            [
+                ("collect", "draft"),
+                ("collect", "read-the-docs"),
+                ("draft", "polish"),
+                ("read-the-docs", "summarize-findings"),
+                ("summarize-findings", "draft"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn without_task_lists_each_agent_gets_research_then_report() {
+        let dag = plan(vec![
+            agent("a", Some("research"), "Just prose."),
+            agent("b", None, ""),
+        ])
+        .await;
+        let ids: Vec<&str> = dag.dag().nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["a-research", "a-report", "b-research", "b-report"]);
+        assert_eq!(dag.dag().edges.len(), 2);
+        let empty = plan(Vec::new()).await;
+        assert_eq!(empty.dag().nodes.len(), 2);
+    }
+
+    #[test]
+    fn duplicate_titles_get_unique_slugs() {
+        let (nodes, _) =
+            plan_from_task_lists(&[agent("a", None, "## Tasks\n- Do it\n- Do it\n- !!!\n")]);
+        let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["do-it", "do-it-2", "task"]);
+    }
+
+    fn task_ctx(dir: PathBuf) -> TaskContext {
+        let mut task = Node::new("write", "Write the report");
+        task.expected_artifacts = vec!["write.md".into()];
+        TaskContext {
+            goal_id: "goal-001".into(),
+            agent: agent("writer", Some("writing"), ""),
+            memory: Vec::new(),
+            task,
+            dependency_outputs: BTreeMap::from([("collect".into(), "found 3 sources".into())]),
+            artifact_dir: dir,
+        }
+    }
+
+    #[tokio::test]
+    async fn execute_writes_a_report_into_the_artifact_dir() {
+        let dir = std::env::temp_dir().join(format!("porki-offline-{}", std::process::id()));
+        let text = ask(
+            Phase::Execute,
+            prompt::execute_prompt(&task_ctx(dir.join("nested"))),
+        )
+        .await;
+        let answer: TaskAnswer = parse_answer(&text).unwrap();
+        assert_eq!(answer.status, TaskAnswerStatus::Done);
+        let path = dir.join("nested").join("write.md");
+        assert_eq!(answer.outputs, vec![path.display().to_string()]);
+        let report = std::fs::read_to_string(&path).unwrap();
+        assert!(report.starts_with("# Write the report"), "{report}");
+        assert!(report.contains("goal-001") && report.contains("found 3 sources"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn summarize_and_select_answer_in_their_shapes() {
+        let ctx = task_ctx(PathBuf::from("/nonexistent"));
+        let summary: TaskAnswer =
+            parse_answer(&ask(Phase::Summarize, prompt::summarize_prompt(&ctx)).await).unwrap();
+        assert_eq!(summary.outputs, vec!["found 3 sources"]);
+        let select = SelectContext {
+            goal_id: "g".into(),
+            agent: agent("a", None, ""),
+            candidates: vec![Node::new("t2", "Two"), Node::new("t1", "One")],
+        };
+        let chosen: SelectAnswer =
+            parse_answer(&ask(Phase::Select, prompt::select_prompt(&select)).await).unwrap();
+        assert_eq!(chosen.selected_task_id, "t2");
+    }
+
+    #[tokio::test]
+    async fn a_delay_longer_than_the_timeout_times_out() {
+        let request = LlmRequest {
+            phase: Phase::Select,
+            prompt: String::new(),
+            timeout: Duration::from_millis(20),
+        };
+        let err = OfflineProvider::with_delay(Duration::from_secs(5))
+            .call(&request)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LlmError::Timeout { .. }), "{err}");
+    }
+}
