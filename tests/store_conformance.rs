@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use porki::domain::{Dag, Edge, Node, TaskStatus};
 use porki::store::{
-    AgentRecord, ClaimOutcome, FailOutcome, GoalState, Lease, MemoryStore, PlanError, RedisStore,
-    Store, StoreError, TaskResult, WriteDagOptions, WriteDagOutcome, write_plan,
+    AgentRecord, ClaimOutcome, EventKind, FailOutcome, GoalState, Lease, MemoryStore, PlanError,
+    RedisStore, Store, StoreError, TaskResult, WriteDagOptions, WriteDagOutcome, write_plan,
 };
 use support::RedisServer;
 
@@ -77,6 +77,9 @@ conformance!(
     the_goal_completes_when_every_task_is_done,
     the_agent_guard_admits_one_holder_at_a_time,
     agent_registration_and_heartbeat_ttl,
+    the_stored_plan_reads_back_sorted,
+    events_announce_ready_done_and_completion,
+    the_llm_gate_caps_slots_and_frees_a_dead_holders_slot,
 );
 
 const LONG: Duration = Duration::from_secs(60);
@@ -794,5 +797,84 @@ mod behaviour {
         assert!(store.agent_alive("research").await.unwrap());
         tokio::time::sleep(SHORT * 2).await;
         assert!(!store.agent_alive("research").await.unwrap());
+    }
+
+    pub async fn the_stored_plan_reads_back_sorted(store: Arc<dyn Store>) {
+        assert!(store.dag("g").await.unwrap().is_none());
+        let mut nodes = ids(&["c", "a", "b"]);
+        nodes[0].role = Some("writer".into());
+        nodes[0].expected_artifacts = vec!["c.md".into()];
+        write(
+            &*store,
+            plan("g", nodes, &[("b", "c"), ("a", "c"), ("a", "b")]),
+        )
+        .await;
+        let dag = store.dag("g").await.unwrap().unwrap();
+        let node_ids: Vec<&str> = dag.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(node_ids, ["a", "b", "c"]);
+        assert_eq!(dag.nodes[2].role.as_deref(), Some("writer"));
+        assert_eq!(dag.nodes[2].expected_artifacts, ["c.md"]);
+        let edges: Vec<(&str, &str)> = dag
+            .edges
+            .iter()
+            .map(|e| (e.source.as_str(), e.target.as_str()))
+            .collect();
+        assert_eq!(edges, [("a", "b"), ("a", "c"), ("b", "c")]);
+    }
+
+    pub async fn events_announce_ready_done_and_completion(store: Arc<dyn Store>) {
+        let mut events = store.events();
+        // The Redis feed subscribes in the background; give it a moment to be live.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        write(&*store, plan("g", ids(&["a", "b"]), &[("a", "b")])).await;
+        let event = next(&mut events).await;
+        assert_eq!((event.goal.as_str(), event.kind), ("g", EventKind::Ready));
+        let a = claim(&*store, "g", "x", LONG).await.unwrap();
+        store.complete(&a, &result("a")).await.unwrap();
+        assert_eq!(next(&mut events).await.kind, EventKind::Done);
+        assert_eq!(
+            next(&mut events).await.kind,
+            EventKind::Ready,
+            "b was promoted"
+        );
+        let b = claim(&*store, "g", "x", LONG).await.unwrap();
+        store.complete(&b, &result("b")).await.unwrap();
+        assert_eq!(next(&mut events).await.kind, EventKind::Done);
+        assert_eq!(next(&mut events).await.kind, EventKind::GoalComplete);
+    }
+
+    async fn next(
+        events: &mut tokio::sync::broadcast::Receiver<porki::store::StoreEvent>,
+    ) -> porki::store::StoreEvent {
+        tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("an event within 5 s")
+            .expect("event channel open")
+    }
+
+    pub async fn the_llm_gate_caps_slots_and_frees_a_dead_holders_slot(store: Arc<dyn Store>) {
+        assert!(store.gate_acquire("a", 2, LONG).await.unwrap());
+        assert!(store.gate_acquire("b", 2, SHORT).await.unwrap());
+        assert!(
+            !store.gate_acquire("c", 2, LONG).await.unwrap(),
+            "both slots taken"
+        );
+        assert!(
+            store.gate_acquire("a", 2, LONG).await.unwrap(),
+            "a holder re-acquires"
+        );
+        assert_eq!(store.gate_in_flight().await.unwrap(), 2);
+        store.gate_release("a").await.unwrap();
+        assert!(store.gate_acquire("c", 2, LONG).await.unwrap());
+        // b stops renewing (its process died): its slot frees itself.
+        tokio::time::sleep(SHORT * 2).await;
+        assert!(!store.gate_renew("b", LONG).await.unwrap());
+        assert!(store.gate_acquire("d", 2, LONG).await.unwrap());
+        assert!(store.gate_renew("d", LONG).await.unwrap());
+        assert!(!store.gate_acquire("e", 2, LONG).await.unwrap());
+        assert!(
+            store.gate_acquire("e", 0, LONG).await.unwrap(),
+            "cap 0 means no cap"
+        );
     }
 }

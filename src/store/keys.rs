@@ -85,3 +85,14 @@ pub fn agent_heartbeat(name: &str) -> String {
 pub fn agent_active(name: &str) -> String {
     format!("agent:{name}:active")
 }
+
+/// `llm:gate`: LLM call slots by expiry (the LlmGate).
+pub const LLM_GATE: &str = "llm:gate";
+
+/// Pattern of every goal's event channel.
+pub const EVENTS_PATTERN: &str = "events:*";
+
+/// The goal id of an `events:{G}` channel.
+pub fn goal_of_events_channel(channel: &str) -> Option<&str> {
+    channel.strip_prefix("events:{")?.strip_suffix('}')
+}

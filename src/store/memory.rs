@@ -5,18 +5,29 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::{
-    AgentRecord, ClaimOutcome, CompleteOutcome, FailOutcome, GoalState, GoalStatus, Lease,
-    ReapOutcome, Store, StoreError, TaskResult, WriteDagOptions, WriteDagOutcome,
+    AgentRecord, ClaimOutcome, CompleteOutcome, EventKind, FailOutcome, GoalState, GoalStatus,
+    Lease, ReapOutcome, Store, StoreError, StoreEvent, TaskResult, WriteDagOptions,
+    WriteDagOutcome,
 };
-use crate::domain::{TaskState, TaskStatus, ValidatedDag, check_id};
+use crate::domain::{Dag, Edge, TaskState, TaskStatus, ValidatedDag, check_id};
 
 /// The in-process store: one mutex over all state, so every method is atomic.
-#[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    events: broadcast::Sender<StoreEvent>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            events: broadcast::channel(super::EVENT_CHANNEL_CAPACITY).0,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -25,10 +36,13 @@ struct State {
     agents: BTreeMap<String, AgentRecord>,
     heartbeats: HashMap<String, Instant>,
     guards: HashMap<String, (String, Instant)>,
+    /// LLM call slots: token → expiry.
+    gate: HashMap<String, Instant>,
 }
 
 struct GoalData {
     status: GoalStatus,
+    dag: Dag,
     tasks: BTreeMap<String, TaskEntry>,
     dependents: HashMap<String, Vec<String>>,
     /// READY index per role ("" for roleless): (−priority, id), smallest first.
@@ -56,10 +70,48 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Announces a change; nobody listening is fine.
+    fn emit(&self, goal: &str, kind: EventKind) {
+        let _ = self.events.send(StoreEvent {
+            goal: goal.to_string(),
+            kind,
+        });
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-applied change
         // (mutations do not panic midway), so the state stays usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The plan as the Redis backend reads it back: nodes by id, edges from the
+/// per-task dependency lists.
+fn stored_form(dag: &ValidatedDag) -> Dag {
+    let mut nodes = dag.dag().nodes.clone();
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut edges: Vec<Edge> = nodes
+        .iter()
+        .flat_map(|n| {
+            dag.deps_of(&n.id).iter().map(|d| Edge {
+                source: d.clone(),
+                target: n.id.clone(),
+            })
+        })
+        .collect();
+    edges.sort();
+    Dag {
+        goal_id: dag.goal_id().to_string(),
+        nodes,
+        edges,
+    }
+}
+
+impl MemoryStore {
+    /// A task failed for good, and with it the goal.
+    fn emit_failed(&self, goal: &str) {
+        self.emit(goal, EventKind::Failed);
+        self.emit(goal, EventKind::GoalFailed);
     }
 }
 
@@ -181,12 +233,14 @@ impl Store for MemoryStore {
                 state: GoalState::Active,
                 title: options.title.clone(),
                 fingerprint: dag.fingerprint().to_string(),
+                source: options.source.clone(),
                 max_attempts: options.max_attempts.max(1),
                 counts: TaskStatus::ALL.into_iter().map(|s| (s, 0)).collect(),
                 total: dag.dag().nodes.len() as u64,
                 created_ms: now,
                 finished_ms: None,
             },
+            dag: stored_form(dag),
             tasks: BTreeMap::new(),
             dependents: HashMap::new(),
             ready: HashMap::new(),
@@ -229,7 +283,8 @@ impl Store for MemoryStore {
                 data.index_ready(&node.id);
             }
         }
-        state.goals.insert(goal, data);
+        state.goals.insert(goal.clone(), data);
+        self.emit(&goal, EventKind::Ready);
         Ok(outcome)
     }
 
@@ -329,6 +384,14 @@ impl Store for MemoryStore {
             data.status.state = GoalState::Complete;
             data.status.finished_ms = Some(now_ms());
         }
+        drop(state);
+        self.emit(&lease.goal, EventKind::Done);
+        if !promoted.is_empty() {
+            self.emit(&lease.goal, EventKind::Ready);
+        }
+        if goal_complete {
+            self.emit(&lease.goal, EventKind::GoalComplete);
+        }
         Ok(CompleteOutcome {
             promoted,
             goal_complete,
@@ -354,9 +417,13 @@ impl Store for MemoryStore {
             task.state.retry_at_ms = Some(now_ms() + backoff.as_millis() as u64);
             data.delayed
                 .insert((Instant::now() + backoff, lease.task.clone()));
+            drop(state);
+            self.emit(&lease.goal, EventKind::Retry);
             return Ok(FailOutcome::Retrying { after: backoff });
         }
         data.fail_for_good(&lease.task, error.to_string());
+        drop(state);
+        self.emit_failed(&lease.goal);
         Ok(FailOutcome::Failed)
     }
 
@@ -369,6 +436,8 @@ impl Store for MemoryStore {
         task.state.attempt -= 1;
         task.state.lease_expires_ms = None;
         data.index_ready(&lease.task);
+        drop(state);
+        self.emit(&lease.goal, EventKind::Ready);
         Ok(())
     }
 
@@ -406,6 +475,13 @@ impl Store for MemoryStore {
                 outcome.requeued.push(id);
             }
         }
+        drop(state);
+        if !outcome.requeued.is_empty() {
+            self.emit(goal, EventKind::Ready);
+        }
+        if !outcome.failed.is_empty() {
+            self.emit_failed(goal);
+        }
         Ok(outcome)
     }
 
@@ -425,6 +501,8 @@ impl Store for MemoryStore {
                 data.unindex_ready(task);
                 data.task_mut(task).state.fence += 1;
                 data.fail_for_good(task, reason.to_string());
+                drop(state);
+                self.emit_failed(goal);
                 Ok(())
             }
         }
@@ -461,6 +539,8 @@ impl Store for MemoryStore {
             data.status.state = GoalState::Active;
             data.status.finished_ms = None;
         }
+        drop(state);
+        self.emit(goal, EventKind::Ready);
         Ok(to)
     }
 
@@ -506,6 +586,50 @@ impl Store for MemoryStore {
             .get(goal)
             .map(|g| g.tasks.values().map(|t| t.state.clone()).collect())
             .unwrap_or_default())
+    }
+
+    async fn dag(&self, goal: &str) -> Result<Option<Dag>, StoreError> {
+        Ok(self.lock().goals.get(goal).map(|g| g.dag.clone()))
+    }
+
+    fn events(&self) -> broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+
+    async fn gate_acquire(&self, token: &str, cap: u32, ttl: Duration) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.gate.retain(|_, expiry| *expiry > now);
+        let granted = cap == 0 || state.gate.contains_key(token) || state.gate.len() < cap as usize;
+        if granted {
+            state.gate.insert(token.to_string(), now + ttl);
+        }
+        Ok(granted)
+    }
+
+    async fn gate_renew(&self, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        match state.gate.get_mut(token) {
+            Some(expiry) if *expiry > now => {
+                *expiry = now + ttl;
+                Ok(true)
+            }
+            _ => {
+                state.gate.remove(token);
+                Ok(false)
+            }
+        }
+    }
+
+    async fn gate_release(&self, token: &str) -> Result<(), StoreError> {
+        self.lock().gate.remove(token);
+        Ok(())
+    }
+
+    async fn gate_in_flight(&self) -> Result<u64, StoreError> {
+        let now = Instant::now();
+        Ok(self.lock().gate.values().filter(|e| **e > now).count() as u64)
     }
 
     async fn register_agent(&self, record: &AgentRecord) -> Result<(), StoreError> {

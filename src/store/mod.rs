@@ -110,6 +110,9 @@ pub struct WriteDagOptions {
     pub max_attempts: u32,
     /// Discard a different stored plan instead of refusing.
     pub replace: bool,
+    /// Fingerprint of what the plan was made from (instructions, agents), kept to
+    /// notice a goal whose instructions changed since it was planned.
+    pub source: String,
 }
 
 impl Default for WriteDagOptions {
@@ -118,6 +121,7 @@ impl Default for WriteDagOptions {
             title: String::new(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             replace: false,
+            source: String::new(),
         }
     }
 }
@@ -243,6 +247,8 @@ pub struct GoalStatus {
     pub title: String,
     /// Plan fingerprint.
     pub fingerprint: String,
+    /// Fingerprint of what the plan was made from.
+    pub source: String,
     /// Attempts before a task is FAILED.
     pub max_attempts: u32,
     /// Tasks per state.
@@ -276,6 +282,62 @@ pub struct AgentRecord {
     /// `running`, `stopped` or `failed: reason`.
     pub state: String,
 }
+
+/// What changed in a goal, as announced on `events:{G}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// Tasks became READY (plan written, dependents promoted, lease reaped, release, retry).
+    Ready,
+    /// A task became DONE.
+    Done,
+    /// A task failed and will be retried after a backoff.
+    Retry,
+    /// A task became FAILED.
+    Failed,
+    /// Every task is DONE.
+    GoalComplete,
+    /// The goal failed.
+    GoalFailed,
+    /// The event feed reconnected: events may have been missed, so look again.
+    Resync,
+}
+
+/// A change in a goal; idle agents wake on these instead of polling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreEvent {
+    /// Goal id (empty for [`EventKind::Resync`], which concerns every goal).
+    pub goal: String,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl StoreEvent {
+    /// Parses a message of `events:{G}` (`ready`, `done T`, `goal complete`…).
+    pub fn parse(goal: &str, message: &str) -> Option<Self> {
+        let kind = match message.split_whitespace().next()? {
+            "ready" => EventKind::Ready,
+            "done" => EventKind::Done,
+            "retry" => EventKind::Retry,
+            "failed" => EventKind::Failed,
+            "goal" if message.ends_with("complete") => EventKind::GoalComplete,
+            "goal" if message.ends_with("failed") => EventKind::GoalFailed,
+            _ => return None,
+        };
+        Some(Self {
+            goal: goal.to_string(),
+            kind,
+        })
+    }
+
+    /// Whether an agent of `goal` should look for work after this event.
+    pub fn concerns(&self, goal: &str) -> bool {
+        self.kind == EventKind::Resync || self.goal == goal
+    }
+}
+
+/// Capacity of the in-process event channel; a slow receiver that lags behind
+/// gets a `Lagged` error and simply looks again.
+pub const EVENT_CHANNEL_CAPACITY: usize = 1024;
 
 /// Shared state of porki. Every method is atomic with respect to every other caller.
 #[async_trait]
@@ -341,6 +403,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every task of a goal, sorted by id.
     async fn tasks(&self, goal: &str) -> Result<Vec<TaskState>, StoreError>;
+
+    /// The stored plan of a goal (nodes sorted by id), `None` if it has none.
+    async fn dag(&self, goal: &str) -> Result<Option<Dag>, StoreError>;
+
+    /// Subscribes to the events of every goal; only events after the call are seen.
+    fn events(&self) -> tokio::sync::broadcast::Receiver<StoreEvent>;
+
+    /// Takes one of `cap` LLM call slots (`llm:gate`) for `ttl`; false if all are taken.
+    /// Expired slots (their holder died) are freed first. `cap` 0 means no cap.
+    async fn gate_acquire(&self, token: &str, cap: u32, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Extends a held slot; false if it expired and was freed.
+    async fn gate_renew(&self, token: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Frees a slot.
+    async fn gate_release(&self, token: &str) -> Result<(), StoreError>;
+
+    /// Slots held now (expired ones not counted).
+    async fn gate_in_flight(&self) -> Result<u64, StoreError>;
 
     /// Records an agent in `agents` and `agent:NAME:registered`.
     async fn register_agent(&self, record: &AgentRecord) -> Result<(), StoreError>;

@@ -6,12 +6,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
+use std::sync::{Arc, OnceLock, Weak};
+use tokio::sync::broadcast;
 
 use super::{
-    AgentRecord, ClaimOutcome, CompleteOutcome, FailOutcome, GoalState, GoalStatus, Lease,
-    ReapOutcome, Store, StoreError, TaskResult, WriteDagOptions, WriteDagOutcome, keys,
+    AgentRecord, ClaimOutcome, CompleteOutcome, EventKind, FailOutcome, GoalState, GoalStatus,
+    Lease, ReapOutcome, Store, StoreError, StoreEvent, TaskResult, WriteDagOptions,
+    WriteDagOutcome, keys,
 };
-use crate::domain::{TaskState, TaskStatus, ValidatedDag, check_id};
+use crate::domain::{Dag, Edge, Node, TaskState, TaskStatus, ValidatedDag, check_id};
 
 /// Builds a task script: the shared helpers, then the script itself.
 macro_rules! task_script {
@@ -34,6 +37,9 @@ struct Scripts {
     agent_register: Script,
     guard_renew: Script,
     guard_release: Script,
+    gate_acquire: Script,
+    gate_renew: Script,
+    gate_count: Script,
 }
 
 impl Scripts {
@@ -52,6 +58,9 @@ impl Scripts {
             agent_register: Script::new(include_str!("agent_register.lua")),
             guard_renew: Script::new(include_str!("guard_renew.lua")),
             guard_release: Script::new(include_str!("guard_release.lua")),
+            gate_acquire: Script::new(include_str!("gate_acquire.lua")),
+            gate_renew: Script::new(include_str!("gate_renew.lua")),
+            gate_count: Script::new(include_str!("gate_count.lua")),
         }
     }
 }
@@ -59,8 +68,17 @@ impl Scripts {
 /// The task store on Redis, over one auto-reconnecting multiplexed connection.
 #[derive(Clone)]
 pub struct RedisStore {
+    client: redis::Client,
     conn: ConnectionManager,
-    scripts: std::sync::Arc<Scripts>,
+    scripts: Arc<Scripts>,
+    events: Arc<EventFeed>,
+}
+
+/// The in-process fan-out of `events:*`, fed by one subscriber connection started
+/// on first use.
+struct EventFeed {
+    sender: broadcast::Sender<StoreEvent>,
+    started: OnceLock<()>,
 }
 
 impl RedisStore {
@@ -74,10 +92,15 @@ impl RedisStore {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(30)));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
         Ok(Self {
+            client,
             conn,
-            scripts: std::sync::Arc::new(Scripts::new()),
+            scripts: Arc::new(Scripts::new()),
+            events: Arc::new(EventFeed {
+                sender: broadcast::channel(super::EVENT_CHANNEL_CAPACITY).0,
+                started: OnceLock::new(),
+            }),
         })
     }
 
@@ -255,7 +278,14 @@ impl Store for RedisStore {
             .run_task_script(
                 &self.scripts.write_dag,
                 goal,
-                &[dag.fingerprint(), &options.title, &attempts, replace, &plan],
+                &[
+                    dag.fingerprint(),
+                    &options.title,
+                    &attempts,
+                    replace,
+                    &plan,
+                    &options.source,
+                ],
             )
             .await?;
         let outcome = match reply.first().map(String::as_str) {
@@ -446,6 +476,96 @@ impl Store for RedisStore {
             .collect()
     }
 
+    async fn dag(&self, goal: &str) -> Result<Option<Dag>, StoreError> {
+        let mut conn = self.conn.clone();
+        let (nodes, deps): (HashMap<String, String>, HashMap<String, String>) = redis::pipe()
+            .hgetall(keys::dag_nodes(goal))
+            .hgetall(keys::dag_deps(goal))
+            .query_async(&mut conn)
+            .await?;
+        if nodes.is_empty() {
+            return Ok(None);
+        }
+        let corrupt = |key: String, e: serde_json::Error| StoreError::Corrupt {
+            what: key,
+            detail: e.to_string(),
+        };
+        let mut nodes = nodes
+            .iter()
+            .map(|(id, json)| {
+                serde_json::from_str::<Node>(json)
+                    .map_err(|e| corrupt(keys::dag_nodes(goal) + "." + id, e))
+            })
+            .collect::<Result<Vec<Node>, _>>()?;
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut edges = Vec::new();
+        for (target, json) in &deps {
+            let sources: Vec<String> = serde_json::from_str(json)
+                .map_err(|e| corrupt(keys::dag_deps(goal) + "." + target, e))?;
+            edges.extend(sources.into_iter().map(|source| Edge {
+                source,
+                target: target.clone(),
+            }));
+        }
+        edges.sort();
+        Ok(Some(Dag {
+            goal_id: goal.to_string(),
+            nodes,
+            edges,
+        }))
+    }
+
+    fn events(&self) -> broadcast::Receiver<StoreEvent> {
+        let receiver = self.events.sender.subscribe();
+        self.events.started.get_or_init(|| {
+            tokio::spawn(feed_events(
+                self.client.clone(),
+                Arc::downgrade(&self.events),
+            ));
+        });
+        receiver
+    }
+
+    async fn gate_acquire(&self, token: &str, cap: u32, ttl: Duration) -> Result<bool, StoreError> {
+        let granted: i64 = self
+            .scripts
+            .gate_acquire
+            .key(keys::LLM_GATE)
+            .arg(token)
+            .arg(cap)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(granted == 1)
+    }
+
+    async fn gate_renew(&self, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let renewed: i64 = self
+            .scripts
+            .gate_renew
+            .key(keys::LLM_GATE)
+            .arg(token)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    async fn gate_release(&self, token: &str) -> Result<(), StoreError> {
+        let _: i64 = self.conn.clone().zrem(keys::LLM_GATE, token).await?;
+        Ok(())
+    }
+
+    async fn gate_in_flight(&self) -> Result<u64, StoreError> {
+        let count: u64 = self
+            .scripts
+            .gate_count
+            .key(keys::LLM_GATE)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(count)
+    }
+
     async fn register_agent(&self, record: &AgentRecord) -> Result<(), StoreError> {
         check_id("agent name", &record.name)?;
         let mut invocation = self.scripts.agent_register.prepare_invoke();
@@ -583,10 +703,72 @@ fn goal_from_fields(
         state,
         title: fields.get("title").cloned().unwrap_or_default(),
         fingerprint: fields.get("fingerprint").cloned().unwrap_or_default(),
+        source: fields.get("source").cloned().unwrap_or_default(),
         max_attempts: number("max_attempts") as u32,
         counts,
         total: number("total"),
         created_ms: number("created_at"),
         finished_ms: fields.get("finished_at").map(|_| number("finished_at")),
     })
+}
+
+/// Forwards `events:*` to the in-process channel until the store is dropped,
+/// reconnecting with backoff; after a reconnect it sends [`EventKind::Resync`]
+/// because messages published during the outage are lost (pub/sub keeps none).
+async fn feed_events(client: redis::Client, feed: Weak<EventFeed>) {
+    use futures::StreamExt;
+    let mut backoff = Duration::from_millis(100);
+    let mut first = true;
+    loop {
+        let connected = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.psubscribe(keys::EVENTS_PATTERN).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        }
+        .await;
+        let Some(sender) = feed.upgrade().map(|f| f.sender.clone()) else {
+            return;
+        };
+        match connected {
+            Ok(mut pubsub) => {
+                backoff = Duration::from_millis(100);
+                if !first {
+                    tracing::info!("event feed reconnected to Redis");
+                    let _ = sender.send(StoreEvent {
+                        goal: String::new(),
+                        kind: EventKind::Resync,
+                    });
+                }
+                first = false;
+                let mut messages = pubsub.on_message();
+                loop {
+                    let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
+                    if feed.strong_count() == 0 {
+                        return;
+                    }
+                    match next {
+                        Ok(Some(message)) => {
+                            let channel = message.get_channel_name().to_string();
+                            let payload: String = message.get_payload().unwrap_or_default();
+                            if let Some(event) = keys::goal_of_events_channel(&channel)
+                                .and_then(|goal| StoreEvent::parse(goal, &payload))
+                            {
+                                let _ = sender.send(event);
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(_idle) => {}
+                    }
+                }
+                tracing::warn!("event feed lost its Redis connection; reconnecting");
+            }
+            Err(e) => {
+                first = false;
+                tracing::warn!(error = %e, retry_in = ?backoff, "event feed cannot reach Redis");
+            }
+        }
+        drop(sender);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 }

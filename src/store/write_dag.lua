@@ -1,5 +1,5 @@
 -- Writes a goal's plan. ARGV: G, fingerprint, title, max_attempts, replace (0/1),
--- plan JSON: [{id, node, deps, dependents, priority, role}, ...].
+-- plan JSON: [{id, node, deps, dependents, priority, role}, ...], source fingerprint.
 -- Returns {'created'} | {'replaced'} | {'unchanged'} | {'conflict', stored fingerprint}.
 local fingerprint, title, attempts, replace = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local existing = redis.call('HGET', GOAL, 'fingerprint')
@@ -41,7 +41,7 @@ for _, n in ipairs(plan) do
   end
 end
 redis.call('HSET', GOAL, 'status', 'active', 'title', title, 'fingerprint', fingerprint,
-  'max_attempts', attempts, 'created_at', now, 'total', #plan,
+  'max_attempts', attempts, 'created_at', now, 'total', #plan, 'source', ARGV[7],
   'count_blocked', blocked, 'count_ready', ready, 'count_running', 0, 'count_done', 0,
   'count_failed', 0)
 redis.call('PUBLISH', EVENTS, 'ready')
