@@ -1,33 +1,50 @@
-//! The task list of an agent's instruction file, read by the offline planner.
+//! The task list of an agent's instruction file: the one grammar for it, used by
+//! `porki instructions` and by the offline provider's planner
+//! ([`crate::llm::OfflineProvider`]).
 //!
 //! ```markdown
 //! ## Tasks
 //! - [scope] Define the scope priority: 10
 //! - [collect-sources] Collect sources artifacts: sources.md
-//! - Summarize after: collect-sources, scope
+//! - Summarize (after: collect-sources, scope) (priority: 2)
+//! - [ ] review: Review the report; after: Summarize
 //! ```
 //!
 //! Rules:
 //!
 //! - Every top-level item of a list under a heading whose text contains `tasks`
 //!   (any case, any level) is one task, until the next heading of that level or
-//!   higher. Nested lists are notes of their item, not tasks.
+//!   higher. Nested lists and blocks are notes of their item, not tasks. An item
+//!   is read as plain text: emphasis and links keep only their text, code spans
+//!   their content, and its paragraphs are joined by spaces.
+//! - A leading checkbox, `[ ]`, `[x]` or `[X]`, is dropped (it is never an id).
 //! - The id is an explicit prefix, `[id] Title` or `id: Title` (a lowercase
-//!   id, so a title like `Note: …` stays a title), else a slug of the title:
-//!   lowercase, runs of other characters as `-`, at most 64 characters, made
-//!   unique with `-2`, `-3`…
-//! - Trailing fields, in any order and any case: `after: a, b` (dependencies,
-//!   by id, or by a title whose slug is an id), `priority: N` (an `i32`; any
-//!   other value is ignored), `artifacts: a.md, b.md`.
+//!   id, so a title like `Note: …` stays a title), where `id` is a valid task id
+//!   (1 to 64 characters from `A-Z a-z 0-9 . _ -`); anything else in brackets
+//!   stays in the title. Without one, the id is a slug of the title: lowercase,
+//!   runs of other characters as `-`, at most 64 characters, made unique with
+//!   `-2`, `-3`… (explicit ids are reserved first, so a slug never takes one).
+//! - Trailing fields, in any order and any case, each starting a word: `after:
+//!   a, b` (dependencies, by id, or by a title whose slug is an id), `priority:
+//!   N` (an `i32`; any other value is ignored), `artifacts: a.md, b.md`. They
+//!   may be wrapped in parentheses or separated by `;`, `,`, `|` or dashes:
+//!   `Title (after: a, b) (priority: 2)` and `Title; after: a; priority: 2`
+//!   read the same. A repeated `after:` or `artifacts:` adds to the list; a
+//!   repeated `priority:` replaces the value. Values lose surrounding backticks.
+//! - The title is the text before the first field. An item with an id and no
+//!   title takes its id as title; an item with neither is skipped.
 //! - An item without `after:` runs after the item above it in the same list
 //!   (order gives edges; a new list or section starts a new chain), so a plain
 //!   list is a sequence. `after: none` or `after: -` means no dependency.
+//!   Names in `after:` that match no task here are kept as written (they may
+//!   name a task of another agent).
 
 use std::collections::HashSet;
+use std::iter::Peekable;
 
-use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
+use pulldown_cmark::{Event, HeadingLevel, OffsetIter, Parser, Tag, TagEnd};
 
-use super::markdown::{inline_text, item_text, options};
+use super::markdown::{inline_text, options, skip_to_end};
 use crate::domain::ids::{MAX_ID_LEN, check_id};
 
 /// One task read from a `## Tasks` list.
@@ -35,7 +52,8 @@ use crate::domain::ids::{MAX_ID_LEN, check_id};
 pub struct TaskItem {
     /// Task id: explicit, or a unique slug of the title.
     pub id: String,
-    /// The item's text without its id prefix and trailing fields.
+    /// The item's text without its checkbox, id prefix and trailing fields (the
+    /// id when that leaves nothing).
     pub title: String,
     /// Ids of the tasks this one waits for.
     pub after: Vec<String>,
@@ -57,7 +75,8 @@ struct Raw {
     previous: Option<usize>,
 }
 
-/// Reads every task of the `tasks` sections of `markdown`, in file order.
+/// Reads every task of the `tasks` sections of `markdown`, in file order; see
+/// the [module docs](self) for the grammar.
 pub fn task_list(markdown: &str) -> Vec<TaskItem> {
     let raws = collect(markdown);
     let ids = assign_ids(&raws);
@@ -125,11 +144,11 @@ fn collect(markdown: &str) -> Vec<Raw> {
                 list_depth = list_depth.saturating_sub(1);
             }
             Event::Start(Tag::Item) if section.is_some() && list_depth == 1 => {
-                let text = item_text(&mut events, markdown).replace('\n', " ");
-                let mut raw = parse_item(&text);
-                raw.previous = previous;
-                previous = Some(raws.len());
-                raws.push(raw);
+                if let Some(mut raw) = parse_item(&item_text(&mut events)) {
+                    raw.previous = previous;
+                    previous = Some(raws.len());
+                    raws.push(raw);
+                }
             }
             _ => {}
         }
@@ -137,21 +156,57 @@ fn collect(markdown: &str) -> Vec<Raw> {
     raws
 }
 
+/// The plain text of the list item just opened, on one line; consumes the item
+/// through its end.
+fn item_text(events: &mut Peekable<OffsetIter<'_>>) -> String {
+    let mut out = String::new();
+    // Containers open inside the item (paragraphs, emphasis, links…).
+    let mut depth = 0usize;
+    while let Some((event, _)) = events.next() {
+        match event {
+            Event::Start(
+                Tag::List(_) | Tag::CodeBlock(_) | Tag::BlockQuote(_) | Tag::HtmlBlock,
+            ) => skip_to_end(events),
+            Event::Start(tag) => {
+                if matches!(tag, Tag::Paragraph) && !out.is_empty() {
+                    out.push(' ');
+                }
+                depth += 1;
+            }
+            Event::End(_) if depth == 0 => break,
+            Event::End(_) => depth -= 1,
+            Event::Text(t) | Event::Code(t) => out.push_str(&t),
+            Event::SoftBreak | Event::HardBreak => out.push(' '),
+            _ => {}
+        }
+    }
+    out
+}
+
 const FIELDS: [&str; 3] = ["after", "priority", "artifacts"];
 
-/// Splits an item into id prefix, title and trailing fields.
-fn parse_item(text: &str) -> Raw {
+/// Splits an item into id prefix, title and trailing fields; `None` for an
+/// item with neither id nor title.
+fn parse_item(text: &str) -> Option<Raw> {
     let text = text.trim();
+    let text = ["[ ]", "[x]", "[X]"]
+        .iter()
+        .find_map(|checkbox| text.strip_prefix(checkbox))
+        .unwrap_or(text)
+        .trim_start();
     let (explicit_id, rest) = id_prefix(text);
     let markers = field_markers(rest);
     let title_end = markers.first().map_or(rest.len(), |m| m.0);
     let title = rest
         .get(..title_end)
         .unwrap_or(rest)
-        .trim()
-        .trim_end_matches([';', ',', '(', '—', '–', '-', '|'])
-        .trim()
-        .to_owned();
+        .trim_start()
+        .trim_end_matches(|c: char| c.is_whitespace() || "(;,|—–-:".contains(c));
+    let title = match (title, &explicit_id) {
+        ("", None) => return None,
+        ("", Some(id)) => id.clone(),
+        (title, _) => title.to_owned(),
+    };
     let mut raw = Raw {
         explicit_id,
         title,
@@ -166,9 +221,8 @@ fn parse_item(text: &str) -> Raw {
         let value = rest
             .get(value_start..value_end)
             .unwrap_or("")
-            .trim()
-            .trim_end_matches([';', ',', ')', '|'])
-            .trim();
+            .trim_start()
+            .trim_end_matches(|c: char| c.is_whitespace() || "();,|—–".contains(c));
         match name {
             "after" => {
                 let deps: Vec<String> = list(value)
@@ -177,17 +231,17 @@ fn parse_item(text: &str) -> Raw {
                     .collect();
                 raw.after.get_or_insert_with(Vec::new).extend(deps);
             }
-            "priority" => raw.priority = value.parse().ok(),
+            "priority" => raw.priority = value.parse().ok().or(raw.priority),
             _ => raw.artifacts.extend(list(value)),
         }
     }
-    raw
+    Some(raw)
 }
 
 fn list(value: &str) -> Vec<String> {
     value
         .split(',')
-        .map(str::trim)
+        .map(|s| s.trim().trim_matches('`').trim())
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect()
@@ -241,20 +295,26 @@ fn assign_ids(raws: &[Raw]) -> Vec<String> {
             if let Some(id) = &raw.explicit_id {
                 return id.clone();
             }
-            let base = slug(&raw.title);
-            let mut id = base.clone();
-            let mut n = 2u32;
-            while taken.contains(&id) {
-                let suffix = format!("-{n}");
-                let keep = MAX_ID_LEN - suffix.len();
-                let stem = base[..base.len().min(keep)].trim_end_matches('-');
-                id = format!("{stem}{suffix}");
-                n += 1;
-            }
+            let id = unique_id(&slug(&raw.title), &taken);
             taken.insert(id.clone());
             id
         })
         .collect()
+}
+
+/// `base`, or else the first of `base-2`, `base-3`… (the stem cut to keep it
+/// within [`MAX_ID_LEN`]) that is not in `taken`.
+pub fn unique_id(base: &str, taken: &HashSet<String>) -> String {
+    let mut id = base.to_owned();
+    let mut n = 2u32;
+    while taken.contains(&id) {
+        let suffix = format!("-{n}");
+        let keep = MAX_ID_LEN.saturating_sub(suffix.len());
+        let stem = base.get(..base.len().min(keep)).unwrap_or(base);
+        id = format!("{}{suffix}", stem.trim_end_matches('-'));
+        n += 1;
+    }
+    id
 }
 
 /// Lowercase ASCII letters and digits, every other run as one `-`, at most 64
@@ -405,6 +465,109 @@ mod tests {
         assert_eq!(t[1].after, ["scope"]);
         assert_eq!(t[2].artifacts, ["report.md"]);
         assert_eq!(t[3].after, ["scope", "summarize"]);
+    }
+
+    #[test]
+    fn the_module_example_reads_as_documented() {
+        let md = "## Tasks\n\
+            - [scope] Define the scope priority: 10\n\
+            - [collect-sources] Collect sources artifacts: sources.md\n\
+            - Summarize (after: collect-sources, scope) (priority: 2)\n\
+            - [ ] review: Review the report; after: Summarize\n";
+        let t = task_list(md);
+        assert_eq!(ids(&t), ["scope", "collect-sources", "summarize", "review"]);
+        assert_eq!(t[1].after, ["scope"]);
+        assert_eq!(t[1].artifacts, ["sources.md"]);
+        assert_eq!(t[2].title, "Summarize");
+        assert_eq!(t[2].after, ["collect-sources", "scope"]);
+        assert_eq!(t[2].priority, Some(2));
+        assert_eq!(t[3].title, "Review the report");
+        assert_eq!(t[3].after, ["summarize"]);
+    }
+
+    #[test]
+    fn fields_in_parentheses_or_after_separators() {
+        let md = "## Tasks\n\
+            - [a] A (after: none) (priority: 2)\n\
+            - [b] B (after: a, c) (artifacts: `b.md`)\n\
+            - [c] C ; priority: 4 ; after: a\n\
+            - D | priority: 1 | after: b |\n\
+            - E, after: d — priority: 3\n";
+        let t = task_list(md);
+        assert_eq!(ids(&t), ["a", "b", "c", "d", "e"]);
+        for (task, title) in t.iter().zip(["A", "B", "C", "D", "E"]) {
+            assert_eq!(task.title, title);
+        }
+        assert!(t[0].after.is_empty());
+        assert_eq!(t[0].priority, Some(2));
+        assert_eq!(t[1].after, ["a", "c"]);
+        assert_eq!(t[1].artifacts, ["b.md"]);
+        assert_eq!(
+            (t[2].priority, &t[2].after[..]),
+            (Some(4), &["a".to_owned()][..])
+        );
+        assert_eq!(
+            (t[3].priority, &t[3].after[..]),
+            (Some(1), &["b".to_owned()][..])
+        );
+        assert_eq!(
+            (t[4].priority, &t[4].after[..]),
+            (Some(3), &["d".to_owned()][..])
+        );
+    }
+
+    #[test]
+    fn repeated_fields_add_up_and_a_bad_priority_keeps_the_good_one() {
+        let t = task_list("## Tasks\n- A priority: 5 priority: high after: x after: y\n");
+        assert_eq!(t[0].priority, Some(5));
+        assert_eq!(t[0].after, ["x", "y"]);
+    }
+
+    #[test]
+    fn checkboxes_written_as_text_are_dropped() {
+        let t = task_list("## Tasks\n- [ ]Open\n- [x]Done\n- [X] [big] Big one\n");
+        assert_eq!(ids(&t), ["open", "done", "big"]);
+        assert_eq!(t[0].title, "Open");
+    }
+
+    #[test]
+    fn items_without_a_title_take_their_id_or_are_skipped() {
+        let t = task_list("## Tasks\n- [scope]\n- [ ]\n- after: scope\n-\n- Next\n");
+        assert_eq!(ids(&t), ["scope", "next"]);
+        assert_eq!(t[0].title, "scope");
+        assert_eq!(t[1].after, ["scope"]);
+    }
+
+    #[test]
+    fn items_are_read_as_plain_text() {
+        let md = "## Tasks\n\
+            - Read the *docs* and `code`\n\
+            - Read [the guide](https://example.com/after:x)\n\
+            - Two\n  lines\n\n  and a paragraph\n\n      code block after: nothing\n";
+        let t = task_list(md);
+        assert_eq!(t[0].title, "Read the docs and code");
+        assert_eq!(t[1].title, "Read the guide");
+        assert_eq!(t[1].after, ["read-the-docs-and-code"]);
+        assert_eq!(t[2].title, "Two lines and a paragraph");
+        assert_eq!(t[2].after, ["read-the-guide"]);
+    }
+
+    #[test]
+    fn brackets_that_are_no_id_stay_in_the_title() {
+        let t = task_list("## Tasks\n- [Collect sources] first\n");
+        assert_eq!(t[0].id, "collect-sources-first");
+        assert_eq!(t[0].title, "[Collect sources] first");
+    }
+
+    #[test]
+    fn unique_id_adds_a_suffix_within_the_length_limit() {
+        let taken: HashSet<String> = ["a", "a-2"].map(String::from).into();
+        assert_eq!(unique_id("b", &taken), "b");
+        assert_eq!(unique_id("a", &taken), "a-3");
+        let long = "x".repeat(MAX_ID_LEN);
+        let id = unique_id(&long, &HashSet::from([long.clone()]));
+        assert_eq!(id.len(), MAX_ID_LEN);
+        assert!(id.ends_with("-2"));
     }
 
     proptest::proptest! {

@@ -3,11 +3,14 @@
 //! It reads porki's own prompts (see [`super::prompt`]) and answers them so a new
 //! user sees the whole pipeline with nothing installed:
 //!
-//! - **plan**: every list item under a heading containing "tasks" in an agent's
-//!   instruction text becomes a task of that agent's role. `[id]` at the start
-//!   gives the id (else a slug of the title), `after: a, b` gives the
-//!   dependencies (else the previous item of the same list), `priority: N` the
-//!   priority. With no task lists at all, each agent gets
+//! - **plan**: each agent's instruction text is read with
+//!   [`task_list`] (its module docs give the task list grammar); every task
+//!   becomes a node with the agent's role, `metadata.agent` set to the agent's
+//!   name, and the task's artifacts as expected artifacts (`<id>.md` when it
+//!   names none). Ids are unique per instruction text; an id that an earlier
+//!   agent already uses gets a `-2`, `-3`… suffix, and the agent's own
+//!   references to it follow. An `after:` naming no task of its own agent names
+//!   another agent's task. With no tasks at all, each agent gets
 //!   `<agent>-research` → `<agent>-report`.
 //! - **execute**: writes a markdown report to `<porki-artifacts>/<task-id>.md`.
 //! - **summarize**: summarizes the dependency outputs, writes nothing.
@@ -15,12 +18,11 @@
 //!
 //! Token usage is an estimate (prompt and answer characters / 4).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
 use serde_json::json;
 
 use super::answer::PlanAnswer;
@@ -30,6 +32,8 @@ use super::prompt::{
 use super::{LlmError, LlmProvider, LlmRequest, LlmResponse, Phase, Usage};
 use crate::domain::ids::MAX_ID_LEN;
 use crate::domain::{Edge, Node, check_id};
+use crate::instructions::task_list;
+use crate::instructions::tasks::{slug, unique_id};
 
 const NAME: &str = "offline";
 
@@ -106,50 +110,35 @@ fn plan_answer(prompt: &str) -> String {
     serde_json::to_string_pretty(&answer).unwrap_or_default()
 }
 
-/// One list item of a task list, as written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct TaskItem {
-    id: Option<String>,
-    title: String,
-    after: Option<Vec<String>>,
-    priority: Option<i32>,
-}
-
+/// The nodes and edges of every agent's task list (see the module docs).
 fn plan_from_task_lists(agents: &[AgentBrief]) -> (Vec<Node>, Vec<Edge>) {
-    let lists: Vec<(&AgentBrief, Vec<Vec<TaskItem>>)> = agents
-        .iter()
-        .map(|a| (a, task_lists(&a.instructions)))
-        .collect();
-    // Explicit ids are reserved first so a slug never takes one.
-    let mut used: HashSet<String> = lists
-        .iter()
-        .flat_map(|(_, ls)| ls.iter().flatten())
-        .filter_map(|item| item.id.clone())
-        .collect();
+    let mut used: HashSet<String> = HashSet::new();
     let mut nodes = Vec::new();
     let mut edges = Vec::new();
-    for (agent, agent_lists) in lists {
-        for list in agent_lists {
-            let mut previous: Option<String> = None;
-            for item in list {
-                let id = match item.id {
-                    Some(id) => id,
-                    None => unique_slug(&item.title, &mut used),
-                };
-                match item.after {
-                    Some(after) => edges.extend(after.into_iter().map(|source| Edge {
-                        source,
-                        target: id.clone(),
-                    })),
-                    None => edges.extend(previous.take().map(|source| Edge {
-                        source,
-                        target: id.clone(),
-                    })),
-                }
-                nodes.push(agent_node(agent, &id, &item.title, item.priority));
-                previous = Some(id);
-            }
+    for agent in agents {
+        let tasks = task_list(&agent.instructions);
+        let mut taken: HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
+        taken.extend(used.iter().cloned());
+        let mut renamed: HashMap<&str, String> = HashMap::new();
+        for task in tasks.iter().filter(|t| used.contains(&t.id)) {
+            let id = unique_id(&task.id, &taken);
+            taken.insert(id.clone());
+            renamed.insert(&task.id, id);
         }
+        let final_id = |id: &String| renamed.get(id.as_str()).unwrap_or(id).clone();
+        for task in &tasks {
+            let id = final_id(&task.id);
+            edges.extend(task.after.iter().map(|dep| Edge {
+                source: final_id(dep),
+                target: id.clone(),
+            }));
+            let mut node = agent_node(agent, &id, &task.title, task.priority);
+            if !task.artifacts.is_empty() {
+                node.expected_artifacts = task.artifacts.clone();
+            }
+            nodes.push(node);
+        }
+        used = taken;
     }
     (nodes, edges)
 }
@@ -163,7 +152,7 @@ fn agent_node(agent: &AgentBrief, id: &str, title: &str, priority: Option<i32>) 
     node
 }
 
-/// A plan for instructions without task lists, so every goal has something to run.
+/// A plan for instructions without tasks, so every goal has something to run.
 fn default_plan(agents: &[AgentBrief]) -> (Vec<Node>, Vec<Edge>) {
     let fallback = AgentBrief {
         name: String::new(),
@@ -211,154 +200,6 @@ fn default_plan(agents: &[AgentBrief]) -> (Vec<Node>, Vec<Edge>) {
         });
     }
     (nodes, edges)
-}
-
-/// The task lists of one instruction text: the top-level items of every list under
-/// a heading whose text contains "tasks" (until a heading of the same or a higher
-/// level that does not), one `Vec` per list.
-fn task_lists(markdown: &str) -> Vec<Vec<TaskItem>> {
-    let mut lists = Vec::new();
-    let mut task_level: Option<HeadingLevel> = None;
-    let mut heading: Option<(HeadingLevel, String)> = None;
-    let mut list_depth = 0usize;
-    let mut current_list: Vec<TaskItem> = Vec::new();
-    let mut item: Option<String> = None;
-    for event in Parser::new(markdown) {
-        match event {
-            Event::Start(Tag::Heading { level, .. }) => heading = Some((level, String::new())),
-            Event::End(TagEnd::Heading(_)) => {
-                if let Some((level, text)) = heading.take() {
-                    if text.to_lowercase().contains("tasks") {
-                        task_level = Some(level);
-                    } else if task_level.is_some_and(|t| level <= t) {
-                        task_level = None;
-                    }
-                }
-            }
-            Event::Start(Tag::List(_)) => list_depth += 1,
-            Event::End(TagEnd::List(_)) => {
-                list_depth = list_depth.saturating_sub(1);
-                if list_depth == 0 && !current_list.is_empty() {
-                    lists.push(std::mem::take(&mut current_list));
-                }
-            }
-            Event::Start(Tag::Item) if list_depth == 1 && task_level.is_some() => {
-                item = Some(String::new());
-            }
-            Event::End(TagEnd::Item) if list_depth == 1 => {
-                if let Some(parsed) = item.take().as_deref().and_then(parse_item) {
-                    current_list.push(parsed);
-                }
-            }
-            Event::Text(text) | Event::Code(text) => {
-                if let Some((_, h)) = &mut heading {
-                    h.push_str(&text);
-                } else if let Some(i) = item.as_mut().filter(|_| list_depth == 1) {
-                    i.push_str(&text);
-                }
-            }
-            Event::SoftBreak | Event::HardBreak => {
-                if let Some(i) = item.as_mut().filter(|_| list_depth == 1) {
-                    i.push(' ');
-                }
-            }
-            _ => {}
-        }
-    }
-    lists
-}
-
-/// `[id] Title (after: a, b) (priority: 2)`; every part but the title is optional.
-fn parse_item(raw: &str) -> Option<TaskItem> {
-    let mut text = raw.trim();
-    for checkbox in ["[ ]", "[x]", "[X]"] {
-        if let Some(rest) = text.strip_prefix(checkbox) {
-            text = rest.trim_start();
-        }
-    }
-    let mut id = None;
-    if let Some(rest) = text.strip_prefix('[')
-        && let Some((inside, after)) = rest.split_once(']')
-        && !inside.trim().is_empty()
-    {
-        id = Some(inside.trim().to_string());
-        text = after.trim_start();
-    }
-    let lower = text.to_ascii_lowercase();
-    let mut markers: Vec<(usize, &str)> = ["after:", "priority:"]
-        .into_iter()
-        .flat_map(|m| {
-            lower
-                .match_indices(m)
-                .filter(|(at, _)| {
-                    lower[..*at]
-                        .chars()
-                        .next_back()
-                        .is_none_or(|c| c.is_whitespace() || matches!(c, '(' | ';' | ',' | '|'))
-                })
-                .map(move |(at, _)| (at, m))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    markers.sort();
-    let title_end = markers.first().map_or(text.len(), |(at, _)| *at);
-    let title = text[..title_end]
-        .trim_end_matches(|c: char| c.is_whitespace() || "(;,|—–-:".contains(c))
-        .to_string();
-    let mut after = None;
-    let mut priority = None;
-    for (i, (at, marker)) in markers.iter().enumerate() {
-        let end = markers.get(i + 1).map_or(text.len(), |(next, _)| *next);
-        let value = text[at + marker.len()..end]
-            .trim()
-            .trim_end_matches(|c: char| c.is_whitespace() || "();,|".contains(c));
-        if *marker == "after:" {
-            after = Some(
-                value
-                    .split(',')
-                    .map(|s| s.trim().trim_matches('`').to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-            );
-        } else {
-            priority = value.parse().ok().or(priority);
-        }
-    }
-    let title = if title.is_empty() { id.clone()? } else { title };
-    Some(TaskItem {
-        id,
-        title,
-        after,
-        priority,
-    })
-}
-
-/// Lowercase ASCII letters and digits joined by `-`, unique among `used`.
-fn unique_slug(title: &str, used: &mut HashSet<String>) -> String {
-    let mut slug = String::new();
-    for c in title.chars() {
-        if c.is_ascii_alphanumeric() {
-            slug.push(c.to_ascii_lowercase());
-        } else if !slug.is_empty() && !slug.ends_with('-') {
-            slug.push('-');
-        }
-    }
-    // Keep room for a "-NN" suffix within the id length limit.
-    let mut slug: String = slug.chars().take(MAX_ID_LEN - 8).collect();
-    while slug.ends_with('-') {
-        slug.pop();
-    }
-    if slug.is_empty() {
-        slug = "task".to_string();
-    }
-    let mut candidate = slug.clone();
-    let mut n = 2;
-    while used.contains(&candidate) {
-        candidate = format!("{slug}-{n}");
-        n += 1;
-    }
-    used.insert(candidate.clone());
-    candidate
 }
 
 fn select_answer(prompt: &str) -> Result<String, LlmError> {
@@ -421,7 +262,7 @@ async fn execute_answer(prompt: &str) -> Result<String, LlmError> {
     let file = if check_id("task id", &parts.task.id).is_ok() && parts.task.id != ".." {
         format!("{}.md", parts.task.id)
     } else {
-        format!("{}.md", unique_slug(&parts.task.id, &mut HashSet::new()))
+        format!("{}.md", slug(&parts.task.id))
     };
     let path = dir.join(file);
     let write_error = |e: std::io::Error| {
@@ -609,6 +450,56 @@ mod tests {
             plan_from_task_lists(&[agent("a", None, "## Tasks\n- Do it\n- Do it\n- !!!\n")]);
         let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
         assert_eq!(ids, ["do-it", "do-it-2", "task"]);
+    }
+
+    #[tokio::test]
+    async fn ids_an_earlier_agent_uses_get_a_suffix_and_local_references_follow() {
+        let a = "## Tasks\n- [scope] Scope\n- Review\n";
+        let b = "## Tasks\n- [scope] Scope artifacts: scope.txt\n- Collect\n\
+            - [scope-2] Other scope after: none\n- Write (after: scope, review)\n";
+        let dag = plan(vec![agent("a", None, a), agent("b", None, b)]).await;
+        let nodes = &dag.dag().nodes;
+        let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["scope", "review", "scope-3", "collect", "scope-2", "write"]
+        );
+        assert_eq!(nodes[2].expected_artifacts, ["scope.txt"]);
+        assert_eq!(nodes[3].expected_artifacts, ["collect.md"]);
+        assert_eq!(nodes[2].metadata["agent"], "b");
+        let mut edges: Vec<(&str, &str)> = dag
+            .dag()
+            .edges
+            .iter()
+            .map(|e| (e.source.as_str(), e.target.as_str()))
+            .collect();
+        edges.sort();
+        assert_eq!(
+            edges,
+            [
+                ("review", "write"),
+                ("scope", "review"),
+                ("scope-3", "collect"),
+                ("scope-3", "write"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn two_agents_made_from_the_template_plan_two_chains() {
+        let template = |name| agent(name, None, &crate::instructions::agent_template(name));
+        let dag = plan(vec![template("a"), template("b")]).await;
+        let ids: Vec<&str> = dag.dag().nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(
+            ids[4..],
+            ["scope-2", "collect-sources-2", "summarize-2", "review-2"]
+        );
+        assert!(
+            dag.dag()
+                .edges
+                .iter()
+                .any(|e| e.source == "summarize-2" && e.target == "review-2")
+        );
     }
 
     fn task_ctx(dir: PathBuf) -> TaskContext {
