@@ -27,8 +27,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod domain;
 pub mod heartbeat;
 pub mod instructions;
 pub mod llm;
+pub mod llm_gate;
+pub mod planner;
+pub mod project;
+pub mod reaper;
 pub mod store;
+pub mod supervisor;

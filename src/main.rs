@@ -1,5 +1,7 @@
-//! The `porki` command line.
+//! The `porki` command line; see `porki --help`.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("porki: no command yet")
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
 }

@@ -33,7 +33,7 @@ pub use self::http::{AnthropicProvider, HttpSettings, OpenAiProvider};
 pub use self::offline::OfflineProvider;
 
 /// Default time one LLM call may take.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// The step of the pipeline a call belongs to; it is the first line of every prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -36,6 +36,8 @@ struct State {
     agents: BTreeMap<String, AgentRecord>,
     heartbeats: HashMap<String, Instant>,
     guards: HashMap<String, (String, Instant)>,
+    /// Goals that failed before they had a plan.
+    failed_plans: BTreeMap<String, GoalStatus>,
     /// LLM call slots: token → expiry.
     gate: HashMap<String, Instant>,
 }
@@ -239,6 +241,7 @@ impl Store for MemoryStore {
                 total: dag.dag().nodes.len() as u64,
                 created_ms: now,
                 finished_ms: None,
+                last_error: None,
             },
             dag: stored_form(dag),
             tasks: BTreeMap::new(),
@@ -562,12 +565,50 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.goals.contains_key(goal) {
+            return Ok(());
+        }
+        state.failed_plans.insert(
+            goal.to_string(),
+            GoalStatus {
+                goal: goal.to_string(),
+                state: GoalState::Failed,
+                title: String::new(),
+                fingerprint: String::new(),
+                source: String::new(),
+                max_attempts: 0,
+                counts: TaskStatus::ALL.into_iter().map(|s| (s, 0)).collect(),
+                total: 0,
+                created_ms: now_ms(),
+                finished_ms: Some(now_ms()),
+                last_error: Some(reason.to_string()),
+            },
+        );
+        drop(state);
+        self.emit(goal, EventKind::GoalFailed);
+        Ok(())
+    }
+
     async fn goal_status(&self, goal: &str) -> Result<Option<GoalStatus>, StoreError> {
-        Ok(self.lock().goals.get(goal).map(|g| g.status.clone()))
+        let state = self.lock();
+        if let Some(failed) = state.failed_plans.get(goal)
+            && !state.goals.contains_key(goal)
+        {
+            return Ok(Some(failed.clone()));
+        }
+        Ok(state.goals.get(goal).map(|g| g.status.clone()))
     }
 
     async fn goals(&self) -> Result<Vec<String>, StoreError> {
-        Ok(self.lock().goals.keys().cloned().collect())
+        let state = self.lock();
+        let goals: BTreeSet<&String> = state
+            .goals
+            .keys()
+            .chain(state.failed_plans.keys())
+            .collect();
+        Ok(goals.into_iter().cloned().collect())
     }
 
     async fn task(&self, goal: &str, task: &str) -> Result<Option<TaskState>, StoreError> {

@@ -259,6 +259,8 @@ pub struct GoalStatus {
     pub created_ms: u64,
     /// When the goal became complete or failed.
     pub finished_ms: Option<u64>,
+    /// Why the goal failed before it had a plan, if it did.
+    pub last_error: Option<String>,
 }
 
 impl GoalStatus {
@@ -391,6 +393,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Changes a task's priority (and its place in the READY index).
     async fn elevate(&self, goal: &str, task: &str, priority: i32) -> Result<(), StoreError>;
+
+    /// Marks a goal that could not be planned as failed with `reason` (no-op if it has a plan).
+    async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError>;
 
     /// The goal's summary, `None` if it has no plan.
     async fn goal_status(&self, goal: &str) -> Result<Option<GoalStatus>, StoreError>;

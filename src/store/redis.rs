@@ -34,6 +34,7 @@ struct Scripts {
     drop_task: Script,
     retry_task: Script,
     elevate: Script,
+    plan_failed: Script,
     agent_register: Script,
     guard_renew: Script,
     guard_release: Script,
@@ -55,6 +56,7 @@ impl Scripts {
             drop_task: task_script!("drop_task.lua"),
             retry_task: task_script!("retry_task.lua"),
             elevate: task_script!("elevate.lua"),
+            plan_failed: task_script!("plan_failed.lua"),
             agent_register: Script::new(include_str!("agent_register.lua")),
             guard_renew: Script::new(include_str!("guard_renew.lua")),
             guard_release: Script::new(include_str!("guard_release.lua")),
@@ -434,6 +436,13 @@ impl Store for RedisStore {
         admin_reply(reply, goal, task, "elevating", "to exist").map(drop)
     }
 
+    async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError> {
+        self.run_task_script(&self.scripts.plan_failed, goal, &[reason])
+            .await?;
+        let _: () = self.conn.clone().sadd(keys::GOALS, goal).await?;
+        Ok(())
+    }
+
     async fn goal_status(&self, goal: &str) -> Result<Option<GoalStatus>, StoreError> {
         let fields: HashMap<String, String> = self.conn.clone().hgetall(keys::goal(goal)).await?;
         if fields.is_empty() {
@@ -709,6 +718,7 @@ fn goal_from_fields(
         total: number("total"),
         created_ms: number("created_at"),
         finished_ms: fields.get("finished_at").map(|_| number("finished_at")),
+        last_error: fields.get("last_error").cloned(),
     })
 }
 

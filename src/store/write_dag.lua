@@ -40,6 +40,7 @@ for _, n in ipairs(plan) do
     blocked = blocked + 1
   end
 end
+redis.call('HDEL', GOAL, 'last_error', 'finished_at')
 redis.call('HSET', GOAL, 'status', 'active', 'title', title, 'fingerprint', fingerprint,
   'max_attempts', attempts, 'created_at', now, 'total', #plan, 'source', ARGV[7],
   'count_blocked', blocked, 'count_ready', ready, 'count_running', 0, 'count_done', 0,

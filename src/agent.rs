@@ -1,0 +1,600 @@
+//! The AgentActor: one declared agent. It claims the best READY task of its goal
+//! (and role), executes it through the LLM under a lease it renews every third of
+//! the TTL, then completes or fails it. Idle, it waits for a store event about its
+//! goal (a task became READY, a lease was reaped, the plan was written); the
+//! agent's cadence is only a safety-net poll.
+//!
+//! The work runs as one future inside the actor, wrapped in `catch_unwind`: an
+//! error or a panic ends the actor with an [`AgentExited`] report to the
+//! Supervisor, which decides about a restart. A lease held at that moment is
+//! failed (retryable) so the task does not wait for the reaper.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::fut::wrap_future;
+use actix::prelude::*;
+use futures::FutureExt;
+use thiserror::Error;
+use tokio::sync::{broadcast, watch};
+
+use crate::domain::Dag;
+use crate::llm::answer::{TaskAnswer, TaskAnswerStatus, parse_answer};
+use crate::llm::prompt::{AgentBrief, TaskContext, execute_prompt};
+use crate::llm::{LlmProvider, LlmRequest, Phase};
+use crate::llm_gate::{LlmGate, gated_call};
+use crate::project::AgentConfig;
+use crate::store::{
+    AgentRecord, ClaimOutcome, FailOutcome, Lease, Store, StoreError, StoreEvent, TaskResult,
+    new_token, retry_backoff,
+};
+
+/// Settings shared by every agent of a process.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// Lease TTL of a claimed task.
+    pub lease_ttl: Duration,
+    /// Timeout of one LLM call.
+    pub llm_timeout: Duration,
+    /// Where execute prompts tell the LLM to write artifacts (per goal below it).
+    pub artifact_dir: PathBuf,
+    /// TTL of the single-active guard and the heartbeat key.
+    pub guard_ttl: Duration,
+    /// `host:pid` of this process, recorded in the registration.
+    pub process: String,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(60),
+            llm_timeout: crate::llm::DEFAULT_TIMEOUT,
+            artifact_dir: PathBuf::from("artifacts"),
+            guard_ttl: Duration::from_secs(15),
+            process: process_id(),
+        }
+    }
+}
+
+/// `host:pid` of this process.
+pub fn process_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// What the agent shares with the rest of the process.
+#[derive(Clone)]
+pub struct AgentDeps {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The LLM provider.
+    pub provider: Arc<dyn LlmProvider>,
+    /// The LLM gate.
+    pub gate: Addr<LlmGate>,
+    /// Settings.
+    pub settings: AgentSettings,
+}
+
+/// How an agent ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentExit {
+    /// Its goal is complete: nothing left to do.
+    Retired,
+    /// It was asked to stop.
+    Stopped,
+    /// Its run failed with an error.
+    Failed(String),
+    /// Its run panicked.
+    Panicked(String),
+}
+
+impl AgentExit {
+    /// Whether the Supervisor should restart the agent.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, AgentExit::Failed(_) | AgentExit::Panicked(_))
+    }
+}
+
+/// An agent's actor ended.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct AgentExited {
+    /// Agent name.
+    pub name: String,
+    /// How.
+    pub exit: AgentExit,
+}
+
+/// Stop the agent: at once (held task released) or after finishing the held task within `grace`.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct StopAgent {
+    /// How long the held task may still run; zero releases it at once.
+    pub grace: Duration,
+}
+
+/// Why an agent's run ended in error.
+#[derive(Debug, Error)]
+pub enum AgentError {
+    /// Another process took the agent's single-active guard.
+    #[error("agent {0} lost its single-active guard to another process")]
+    GuardLost(String),
+}
+
+/// The agent actor.
+pub struct AgentActor {
+    config: AgentConfig,
+    deps: AgentDeps,
+    supervisor: Recipient<AgentExited>,
+    stop: watch::Sender<Option<Duration>>,
+    held: Arc<Mutex<Option<Lease>>>,
+}
+
+impl AgentActor {
+    /// An agent for `config`, reporting its end to `supervisor`.
+    pub fn new(config: AgentConfig, deps: AgentDeps, supervisor: Recipient<AgentExited>) -> Self {
+        Self {
+            config,
+            deps,
+            supervisor,
+            stop: watch::channel(None).0,
+            held: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+impl Actor for AgentActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let worker = Worker {
+            config: self.config.clone(),
+            deps: self.deps.clone(),
+            held: self.held.clone(),
+            stop: self.stop.subscribe(),
+            plan: None,
+            memory: VecDeque::new(),
+        };
+        let run = AssertUnwindSafe(worker.run()).catch_unwind();
+        ctx.spawn(wrap_future(run).then(|result, agent: &mut AgentActor, _| {
+            let exit = match result {
+                Ok(Ok(exit)) => exit,
+                Ok(Err(e)) => AgentExit::Failed(e.to_string()),
+                Err(panic) => AgentExit::Panicked(panic_message(&*panic)),
+            };
+            let lease = agent.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let store = agent.deps.store.clone();
+            let report = AgentExited {
+                name: agent.config.name.clone(),
+                exit: exit.clone(),
+            };
+            let supervisor = agent.supervisor.clone();
+            wrap_future(async move {
+                if let Some(lease) = lease {
+                    let why = match &exit {
+                        AgentExit::Panicked(m) => format!("agent panicked: {m}"),
+                        AgentExit::Failed(m) => format!("agent failed: {m}"),
+                        _ => "agent stopped".into(),
+                    };
+                    let backoff = retry_backoff(lease.attempt);
+                    if let Err(e) = store.fail(&lease, &why, true, backoff).await {
+                        tracing::warn!(task = %lease.task, error = %e, "could not give back the task of an ended agent; the reaper will");
+                    }
+                }
+                supervisor.do_send(report);
+            })
+        }).map(|_, _, ctx: &mut Context<AgentActor>| ctx.stop()));
+    }
+}
+
+impl Handler<StopAgent> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StopAgent, _: &mut Self::Context) {
+        let _ = self.stop.send(Some(msg.grace));
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-text payload".into())
+}
+
+/// Most recent actions kept as the agent's memory.
+const MEMORY_LEN: usize = 20;
+
+/// The state of one run of the agent (rebuilt from the store on restart).
+struct Worker {
+    config: AgentConfig,
+    deps: AgentDeps,
+    held: Arc<Mutex<Option<Lease>>>,
+    stop: watch::Receiver<Option<Duration>>,
+    plan: Option<Dag>,
+    memory: VecDeque<String>,
+}
+
+/// How executing one task ended.
+enum Execution {
+    Answered(Result<crate::llm::LlmResponse, crate::llm_gate::CallError>),
+    LeaseLost,
+    Cancelled,
+}
+
+impl Worker {
+    async fn run(mut self) -> Result<AgentExit, AgentError> {
+        let store = self.deps.store.clone();
+        let name = self.config.name.clone();
+        let token = new_token();
+        if !self.take_guard(&token).await {
+            return Ok(AgentExit::Stopped);
+        }
+        let base = AgentRecord {
+            name: name.clone(),
+            goal: self.config.goal.clone(),
+            role: self.config.role.clone(),
+            process: self.deps.settings.process.clone(),
+            state: String::new(),
+        };
+        let record = move |state: &str| AgentRecord {
+            state: state.into(),
+            ..base.clone()
+        };
+        let running = record("running");
+        if let Err(e) = store.register_agent(&running).await {
+            tracing::warn!(agent = %name, error = %e, "cannot register the agent");
+        }
+        let keepalive = keep_guard(
+            store.clone(),
+            name.clone(),
+            token.clone(),
+            self.deps.settings.guard_ttl,
+        );
+        let outcome = tokio::select! {
+            exit = self.work() => Ok(exit),
+            lost = keepalive => Err(lost),
+        };
+        let state = match &outcome {
+            Ok(AgentExit::Retired) => "retired",
+            _ => "stopped",
+        };
+        let _ = store.register_agent(&record(state)).await;
+        let _ = store.release_agent_guard(&name, &token).await;
+        outcome
+    }
+
+    /// Waits for the single-active guard; false if asked to stop first.
+    async fn take_guard(&mut self, token: &str) -> bool {
+        let ttl = self.deps.settings.guard_ttl;
+        let mut told = false;
+        loop {
+            match self
+                .deps
+                .store
+                .acquire_agent_guard(&self.config.name, token, ttl)
+                .await
+            {
+                Ok(true) => return true,
+                Ok(false) if !told => {
+                    tracing::warn!(agent = %self.config.name, "agent is live in another process; this process does not run it (it takes over if that process stops)");
+                    told = true;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(agent = %self.config.name, error = %e, "cannot check the agent's single-active guard")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(ttl / 3) => {}
+                _ = self.stop.wait_for(Option::is_some) => return false,
+            }
+        }
+    }
+
+    async fn work(&mut self) -> AgentExit {
+        let store = self.deps.store.clone();
+        let (goal, name) = (self.config.goal.clone(), self.config.name.clone());
+        let mut events = store.events();
+        let mut outage = StoreOutage::default();
+        loop {
+            if self.stop.borrow().is_some() {
+                return AgentExit::Stopped;
+            }
+            drain(&mut events);
+            let claimed = store
+                .claim(
+                    &goal,
+                    &name,
+                    self.config.role.as_deref(),
+                    self.deps.settings.lease_ttl,
+                )
+                .await;
+            let wait = match claimed {
+                Ok(ClaimOutcome::Claimed(lease)) => {
+                    outage.recovered(&name);
+                    self.execute(lease).await;
+                    continue;
+                }
+                Ok(ClaimOutcome::Empty { retry_in }) => {
+                    outage.recovered(&name);
+                    match store.goal_status(&goal).await {
+                        Ok(Some(status)) if status.state == crate::store::GoalState::Complete => {
+                            tracing::info!(agent = %name, goal = %goal, "goal complete; agent retires");
+                            return AgentExit::Retired;
+                        }
+                        _ => {}
+                    }
+                    retry_in.map_or(self.config.cadence, |r| r.min(self.config.cadence))
+                }
+                Err(StoreError::UnknownGoal { .. }) => {
+                    outage.recovered(&name);
+                    self.config.cadence
+                }
+                Err(e) => outage.failed(&name, &e),
+            };
+            tokio::select! {
+                _ = wait_for_goal_event(&mut events, &goal) => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.stop.wait_for(Option::is_some) => {}
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(goal = %lease.goal, task = %lease.task, agent = %lease.agent, attempt = lease.attempt))]
+    async fn execute(&mut self, lease: Lease) {
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(lease.clone());
+        tracing::info!("task claimed");
+        let store = self.deps.store.clone();
+        let request = match self.prompt(&lease).await {
+            Ok(prompt) => LlmRequest {
+                phase: Phase::Execute,
+                prompt,
+                timeout: self.deps.settings.llm_timeout,
+            },
+            Err(e) => {
+                // The store is unreachable: give the task back untouched.
+                tracing::warn!(error = %e, "cannot read the task's context; releasing it");
+                let _ = store.release(&lease).await;
+                self.held_clear();
+                return;
+            }
+        };
+        let (gate, provider) = (self.deps.gate.clone(), self.deps.provider.clone());
+        let call = async move { gated_call(&gate, &*provider, &request).await };
+        let renew = renew_until_lost(store.clone(), lease.clone(), self.deps.settings.lease_ttl);
+        tokio::pin!(call, renew);
+        let mut stop = self.stop.clone();
+        let execution = tokio::select! {
+            answer = &mut call => Execution::Answered(answer),
+            () = &mut renew => Execution::LeaseLost,
+            grace = stop.wait_for(Option::is_some) => {
+                let grace = grace.map(|g| g.unwrap_or_default()).unwrap_or_default();
+                tokio::select! {
+                    answer = &mut call => Execution::Answered(answer),
+                    () = &mut renew => Execution::LeaseLost,
+                    _ = tokio::time::sleep(grace) => Execution::Cancelled,
+                }
+            }
+        };
+        match execution {
+            Execution::Answered(answer) => self.finish(&lease, answer).await,
+            Execution::LeaseLost => {
+                tracing::warn!(
+                    "lease lost while the task ran; its LLM call was stopped and its result will not be used"
+                );
+            }
+            Execution::Cancelled => match store.release(&lease).await {
+                Ok(()) => tracing::info!("agent stopping; task released"),
+                Err(e) => tracing::warn!(error = %e, "could not release the task; the reaper will"),
+            },
+        }
+        self.held_clear();
+    }
+
+    fn held_clear(&self) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    async fn finish(
+        &mut self,
+        lease: &Lease,
+        answer: Result<crate::llm::LlmResponse, crate::llm_gate::CallError>,
+    ) {
+        let store = &self.deps.store;
+        let parsed = answer.map_err(|e| e.to_string()).and_then(|r| {
+            parse_answer::<TaskAnswer>(&r.text)
+                .map_err(|e| format!("the answer is not usable: {e}"))
+        });
+        let outcome: Result<(), String> = match parsed {
+            Ok(answer) if answer.status == TaskAnswerStatus::Done => {
+                let progress = if answer.notes.is_empty() {
+                    answer.outputs.join("\n")
+                } else {
+                    answer.notes.clone()
+                };
+                let result = TaskResult {
+                    progress,
+                    artifacts: answer.outputs,
+                };
+                match store.complete(lease, &result).await {
+                    Ok(done) => {
+                        tracing::info!(promoted = ?done.promoted, goal_complete = done.goal_complete, "task done");
+                        self.remember(format!("completed {}: {}", lease.task, result.progress));
+                        return;
+                    }
+                    Err(StoreError::LeaseLost { .. }) => {
+                        tracing::warn!(
+                            "stale completion rejected: the lease was lost and the task reclaimed; this result is dropped"
+                        );
+                        return;
+                    }
+                    Err(e) => Err(format!("could not record completion: {e}")),
+                }
+            }
+            Ok(answer) => Err(format!(
+                "the LLM reported the task failed: {}",
+                answer.notes
+            )),
+            Err(e) => Err(e),
+        };
+        if let Err(error) = outcome {
+            match store
+                .fail(lease, &error, true, retry_backoff(lease.attempt))
+                .await
+            {
+                Ok(FailOutcome::Retrying { after }) => {
+                    tracing::warn!(%error, retry_in = ?after, "task failed; will retry")
+                }
+                Ok(FailOutcome::Failed) => tracing::error!(%error, "task FAILED: attempts spent"),
+                Err(StoreError::LeaseLost { .. }) => {
+                    tracing::warn!("stale failure rejected: the lease was already lost")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not record the failure; the reaper will return the task")
+                }
+            }
+            self.remember(format!("failed {}: {error}", lease.task));
+        }
+    }
+
+    fn remember(&mut self, action: String) {
+        if self.memory.len() == MEMORY_LEN {
+            self.memory.pop_front();
+        }
+        self.memory.push_back(action);
+    }
+
+    /// Builds the execute prompt: the task, its dependencies' outputs, the agent's context.
+    async fn prompt(&mut self, lease: &Lease) -> Result<String, StoreError> {
+        let store = self.deps.store.clone();
+        let known = self
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.nodes.iter().any(|n| n.id == lease.task));
+        if !known {
+            self.plan = store.dag(&lease.goal).await?;
+        }
+        let plan = self.plan.as_ref().ok_or_else(|| StoreError::UnknownGoal {
+            goal: lease.goal.clone(),
+        })?;
+        let task = plan
+            .nodes
+            .iter()
+            .find(|n| n.id == lease.task)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownTask {
+                goal: lease.goal.clone(),
+                task: lease.task.clone(),
+            })?;
+        let mut dependency_outputs = BTreeMap::new();
+        for edge in plan.edges.iter().filter(|e| e.target == lease.task) {
+            if let Some(dep) = store.task(&lease.goal, &edge.source).await? {
+                dependency_outputs.insert(dep.id, dep.progress);
+            }
+        }
+        Ok(execute_prompt(&TaskContext {
+            goal_id: lease.goal.clone(),
+            agent: AgentBrief {
+                name: self.config.name.clone(),
+                role: self.config.role.clone(),
+                instructions: self.config.instructions.clone(),
+            },
+            memory: self.memory.iter().cloned().collect(),
+            task,
+            dependency_outputs,
+            artifact_dir: self.deps.settings.artifact_dir.join(&lease.goal),
+        }))
+    }
+}
+
+/// Renews the lease every third of its TTL; returns once it is lost. A store
+/// error is retried until the lease would have run out anyway.
+async fn renew_until_lost(store: Arc<dyn Store>, lease: Lease, ttl: Duration) {
+    let mut last_ok = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        match store.renew(&lease, ttl).await {
+            Ok(()) => last_ok = tokio::time::Instant::now(),
+            Err(StoreError::LeaseLost { .. }) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the lease; retrying");
+                if last_ok.elapsed() >= ttl {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Renews the single-active guard and the heartbeat key; returns if the guard is lost.
+async fn keep_guard(
+    store: Arc<dyn Store>,
+    name: String,
+    token: String,
+    ttl: Duration,
+) -> AgentError {
+    loop {
+        match store.renew_agent_guard(&name, &token, ttl).await {
+            Ok(true) => {}
+            Ok(false) => return AgentError::GuardLost(name),
+            Err(e) => tracing::warn!(agent = %name, error = %e, "cannot renew the agent's guard"),
+        }
+        if let Err(e) = store.agent_heartbeat(&name, ttl).await {
+            tracing::debug!(agent = %name, error = %e, "cannot refresh the heartbeat key");
+        }
+        tokio::time::sleep(ttl / 3).await;
+    }
+}
+
+/// Returns when an event about `goal` (or a resync) arrives.
+async fn wait_for_goal_event(events: &mut broadcast::Receiver<StoreEvent>, goal: &str) {
+    loop {
+        match events.recv().await {
+            Ok(event) if event.concerns(goal) => return,
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => return,
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// Drops events already seen: the next claim looks at the store anyway.
+fn drain(events: &mut broadcast::Receiver<StoreEvent>) {
+    while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = events.try_recv() {}
+}
+
+/// Tracks a store outage: logs its start and end once, and backs off meanwhile.
+#[derive(Default)]
+struct StoreOutage {
+    backoff: Option<Duration>,
+}
+
+impl StoreOutage {
+    fn failed(&mut self, agent: &str, error: &StoreError) -> Duration {
+        let next = match self.backoff {
+            None => {
+                tracing::warn!(%agent, %error, "store unreachable; claiming paused, reconnecting with backoff");
+                Duration::from_millis(100)
+            }
+            Some(b) => (b * 2).min(Duration::from_secs(5)),
+        };
+        self.backoff = Some(next);
+        next
+    }
+
+    fn recovered(&mut self, agent: &str) {
+        if self.backoff.take().is_some() {
+            tracing::info!(%agent, "store reachable again; claiming resumed");
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! `porki demo`: the bundled example, run to the end offline.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use anyhow::Context as _;
+use clap::Args;
+use porki::agent::AgentSettings;
+use porki::domain::TaskStatus;
+use porki::llm::OfflineProvider;
+use porki::planner::PlannerSettings;
+use porki::project::Project;
+use porki::store::Store;
+use porki::supervisor::{SpawnMode, Supervisor, SupervisorConfig};
+
+use super::run::open_store;
+
+/// Flags of `porki demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Store to run on: the embedded `memory://`, or a Redis URL.
+    #[arg(long, default_value = "memory://")]
+    redis_url: String,
+    /// Folder to write the example into (default: a new temporary folder).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Time the offline provider takes per answer, so progress is visible.
+    #[arg(long, value_parser = super::parse_duration, default_value = "400ms")]
+    delay: Duration,
+}
+
+/// The example's files, relative to its folder.
+const FILES: &[(&str, &str)] = &[
+    (
+        "instructions/INSTRUCTIONS.md",
+        include_str!("../../examples/demo/instructions/INSTRUCTIONS.md"),
+    ),
+    (
+        "instructions/research.md",
+        include_str!("../../examples/demo/instructions/research.md"),
+    ),
+    (
+        "instructions/research_2.md",
+        include_str!("../../examples/demo/instructions/research_2.md"),
+    ),
+    (
+        "instructions/writer.md",
+        include_str!("../../examples/demo/instructions/writer.md"),
+    ),
+    (
+        "instructions/reviewer.md",
+        include_str!("../../examples/demo/instructions/reviewer.md"),
+    ),
+    (
+        "instructions/heartbeat/research.md",
+        include_str!("../../examples/demo/instructions/heartbeat/research.md"),
+    ),
+    (
+        "instructions/heartbeat/research_2.md",
+        include_str!("../../examples/demo/instructions/heartbeat/research_2.md"),
+    ),
+    (
+        "instructions/heartbeat/writer.md",
+        include_str!("../../examples/demo/instructions/heartbeat/writer.md"),
+    ),
+    (
+        "instructions/heartbeat/reviewer.md",
+        include_str!("../../examples/demo/instructions/heartbeat/reviewer.md"),
+    ),
+];
+
+fn write_example(dir: &Path) -> anyhow::Result<()> {
+    for (path, text) in FILES {
+        let file = dir.join(path);
+        std::fs::create_dir_all(file.parent().expect("example files are in folders"))
+            .with_context(|| format!("cannot create the folder of {}", file.display()))?;
+        std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// Runs the demo; exit code 0 when the goal completes.
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let dir = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("porki-demo-{}", std::process::id())),
+    };
+    write_example(&dir)?;
+    let project = Project::load(&dir.join("instructions/INSTRUCTIONS.md"))?;
+    let goals = project.goals();
+    let artifacts = dir.join("artifacts");
+    println!(
+        "porki demo: {} agents, goal {}, store {}, example in {}",
+        project.agents.len(),
+        goals.join(", "),
+        args.redis_url,
+        dir.display()
+    );
+    let system = System::new();
+    let store: Arc<dyn Store> = system.block_on(async {
+        let store = open_store(&args.redis_url).await?;
+        Supervisor::new(SupervisorConfig {
+            project,
+            store: store.clone(),
+            provider: Arc::new(OfflineProvider::with_delay(args.delay)),
+            agent: AgentSettings {
+                lease_ttl: Duration::from_secs(10),
+                artifact_dir: artifacts.clone(),
+                ..AgentSettings::default()
+            },
+            planner: PlannerSettings::default(),
+            llm_max_concurrency: 4,
+            llm_wait: Duration::from_secs(60),
+            spawn_mode: SpawnMode::Static,
+            spawn_limit: 10,
+            until_done: true,
+            grace: Duration::ZERO,
+            max_restarts: 5,
+            restart_window: Duration::from_secs(60),
+        })
+        .start();
+        actix::spawn(show_progress(store.clone(), goals.clone()));
+        anyhow::Ok(store)
+    })?;
+    let code = system.run_with_code().context("the actor system failed")?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        // A Redis store's connection lived on the stopped system; open a new one.
+        let store = if args.redis_url.starts_with("memory:") {
+            store
+        } else {
+            open_store(&args.redis_url).await?
+        };
+        for goal in &goals {
+            print_summary(&*store, goal).await?;
+        }
+        anyhow::Ok(())
+    })?;
+    println!("artifacts: {}", artifacts.display());
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Prints a progress line (redrawn in place on a terminal) until the goals end.
+async fn show_progress(store: Arc<dyn Store>, goals: Vec<String>) {
+    let tty = std::io::stdout().is_terminal();
+    let mut last = String::new();
+    loop {
+        for goal in &goals {
+            let Ok(Some(status)) = store.goal_status(goal).await else {
+                continue;
+            };
+            let done = status.count(TaskStatus::Done);
+            let width = 30usize;
+            let filled = if status.total == 0 {
+                0
+            } else {
+                (done as usize * width) / status.total as usize
+            };
+            let line = format!(
+                "{goal} [{}{}] {done}/{} done, {} running, {} ready, {} blocked, {} failed",
+                "#".repeat(filled),
+                "-".repeat(width - filled),
+                status.total,
+                status.count(TaskStatus::Running),
+                status.count(TaskStatus::Ready),
+                status.count(TaskStatus::Blocked),
+                status.count(TaskStatus::Failed),
+            );
+            if line != last {
+                if tty {
+                    print!("\r{line}\x1b[K");
+                    let _ = std::io::stdout().flush();
+                } else {
+                    println!("{line}");
+                }
+                last = line;
+            }
+            if status.state.is_terminal() && tty {
+                println!();
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn print_summary(store: &dyn Store, goal: &str) -> anyhow::Result<()> {
+    let status = store.goal_status(goal).await?;
+    let tasks = store.tasks(goal).await?;
+    let mut tasks = tasks;
+    tasks.sort_by_key(|t| (t.finished_ms.unwrap_or(u64::MAX), t.id.clone()));
+    println!();
+    println!(
+        "goal {goal}: {}",
+        status
+            .map(|s| format!("{:?}", s.state).to_lowercase())
+            .unwrap_or_else(|| "not planned".into())
+    );
+    println!(
+        "{:<18} {:<12} {:<8} {:>7}  artifacts",
+        "task", "agent", "state", "time"
+    );
+    for t in &tasks {
+        let time = match (t.started_ms, t.finished_ms) {
+            (Some(s), Some(f)) => format!("{:.1}s", f.saturating_sub(s) as f64 / 1000.0),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<18} {:<12} {:<8} {:>7}  {}",
+            t.id,
+            t.owner.as_deref().unwrap_or("-"),
+            t.status,
+            time,
+            t.artifacts.join(", ")
+        );
+    }
+    Ok(())
+}

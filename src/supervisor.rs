@@ -1,0 +1,464 @@
+//! The Supervisor: owns the DagPlanner, LeaseReaper and LlmGate and one
+//! AgentActor per declared agent.
+//!
+//! ```text
+//! Supervisor ─┬─ DagPlanner    plans each goal once (or resumes its stored plan)
+//!             ├─ LeaseReaper   lost leases → READY / FAILED
+//!             ├─ LlmGate       shared cap on LLM calls
+//!             └─ AgentActor×N  at most `spawn_limit` at once; the rest wait
+//! ```
+//!
+//! Restart strategy: an agent that errors or panics is restarted after a
+//! jittered, doubling backoff (100 ms up to 30 s). More than `max_restarts`
+//! restarts within `restart_window` mark it failed in the store and it stays
+//! down. A retired (goal complete) or stopped agent frees its slot for a waiting one.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::time::Instant;
+
+use crate::agent::{AgentActor, AgentDeps, AgentExit, AgentExited, StopAgent};
+use crate::llm::LlmProvider;
+use crate::llm::prompt::{AgentBrief, PlanContext};
+use crate::llm_gate::LlmGate;
+use crate::planner::{DagPlanner, PlanGoal, PlannerSettings};
+use crate::project::{AgentConfig, Project};
+use crate::reaper::LeaseReaper;
+use crate::store::{AgentRecord, GoalState, Store};
+
+/// How agents are started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnMode {
+    /// The agents of the first read are all that run.
+    Static,
+    /// Agents start and stop as the instructions change.
+    Dynamic,
+}
+
+impl std::str::FromStr for SpawnMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "static" => Ok(SpawnMode::Static),
+            "dynamic" => Ok(SpawnMode::Dynamic),
+            _ => Err(format!("spawn mode {s:?} is not `static` or `dynamic`")),
+        }
+    }
+}
+
+/// Everything the Supervisor needs.
+#[derive(Clone)]
+pub struct SupervisorConfig {
+    /// The loaded instructions.
+    pub project: Project,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The LLM provider.
+    pub provider: Arc<dyn LlmProvider>,
+    /// Shared agent settings.
+    pub agent: crate::agent::AgentSettings,
+    /// Planner settings.
+    pub planner: PlannerSettings,
+    /// LLM calls in flight across processes (0: no cap).
+    pub llm_max_concurrency: u32,
+    /// Longest wait for an LLM slot.
+    pub llm_wait: Duration,
+    /// Static or dynamic spawning.
+    pub spawn_mode: SpawnMode,
+    /// Most agents running at once.
+    pub spawn_limit: usize,
+    /// Exit when every goal is terminal (0 all complete, 1 any failed).
+    pub until_done: bool,
+    /// How long held tasks may finish on shutdown; zero releases them at once.
+    pub grace: Duration,
+    /// Restarts allowed within `restart_window` before an agent is marked failed.
+    pub max_restarts: usize,
+    /// The restart-intensity window.
+    pub restart_window: Duration,
+}
+
+/// Where one agent is in its life.
+#[derive(Debug)]
+enum AgentState {
+    /// Waiting for a free slot (or a restart backoff).
+    Waiting,
+    /// Running.
+    Running(Addr<AgentActor>),
+    /// Scheduled to restart.
+    Restarting,
+    /// Done for good: retired, stopped, or failed past the restart limit.
+    Ended(AgentExit),
+}
+
+struct AgentSlot {
+    config: AgentConfig,
+    state: AgentState,
+    restarts: VecDeque<Instant>,
+}
+
+/// The supervisor actor.
+pub struct Supervisor {
+    config: SupervisorConfig,
+    deps: Option<AgentDeps>,
+    planner: Option<Addr<DagPlanner>>,
+    agents: BTreeMap<String, AgentSlot>,
+    shutting_down: bool,
+    exit_code: i32,
+}
+
+impl Supervisor {
+    /// A supervisor for the project in `config`.
+    pub fn new(config: SupervisorConfig) -> Self {
+        let agents = config
+            .project
+            .agents
+            .iter()
+            .map(|a| {
+                (
+                    a.name.clone(),
+                    AgentSlot {
+                        config: a.clone(),
+                        state: AgentState::Waiting,
+                        restarts: VecDeque::new(),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            config,
+            deps: None,
+            planner: None,
+            agents,
+            shutting_down: false,
+            exit_code: 0,
+        }
+    }
+
+    fn running(&self) -> usize {
+        self.agents
+            .values()
+            .filter(|a| matches!(a.state, AgentState::Running(_)))
+            .count()
+    }
+
+    /// Starts waiting agents while slots are free.
+    fn fill_slots(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        let limit = self.config.spawn_limit.max(1);
+        let waiting: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| matches!(a.state, AgentState::Waiting))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in waiting {
+            if self.running() >= limit {
+                tracing::info!(agent = %name, limit, "agent waits for a free slot (spawn limit reached)");
+                continue;
+            }
+            self.start_agent(&name, ctx);
+        }
+    }
+
+    fn start_agent(&mut self, name: &str, ctx: &mut Context<Self>) {
+        let deps = self.deps.clone().expect("deps are set at start");
+        let Some(slot) = self.agents.get_mut(name) else {
+            return;
+        };
+        let actor = AgentActor::new(slot.config.clone(), deps, ctx.address().recipient());
+        tracing::info!(agent = %name, goal = %slot.config.goal, role = ?slot.config.role, "agent started");
+        slot.state = AgentState::Running(actor.start());
+    }
+
+    /// Exits with the right code once every goal is terminal (with `--until-done`),
+    /// or once no agent is left to finish an open goal.
+    fn check_goals(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        let store = self.config.store.clone();
+        let goals = self.config.project.goals();
+        let until_done = self.config.until_done;
+        let open_without_agents: Vec<String> = goals
+            .iter()
+            .filter(|g| {
+                self.agents.values().filter(|a| &a.config.goal == *g).all(
+                    |a| matches!(a.state, AgentState::Ended(ref e) if *e != AgentExit::Retired),
+                )
+            })
+            .cloned()
+            .collect();
+        ctx.spawn(
+            async move {
+                let mut states = Vec::new();
+                for goal in &goals {
+                    match store.goal_status(goal).await {
+                        Ok(status) => states.push((goal.clone(), status.map(|s| s.state))),
+                        Err(_) => return None,
+                    }
+                }
+                Some(states)
+            }
+            .into_actor(self)
+            .map(move |states, supervisor, ctx| {
+                let Some(states) = states else { return };
+                if supervisor.shutting_down {
+                    return;
+                }
+                let terminal = states.iter().all(|(_, s)| s.is_some_and(GoalState::is_terminal));
+                let failed = states.iter().any(|(_, s)| *s == Some(GoalState::Failed));
+                if until_done && terminal {
+                    let code = i32::from(failed);
+                    for (goal, state) in &states {
+                        tracing::info!(goal = %goal, state = ?state.unwrap(), "goal finished");
+                    }
+                    supervisor.shut_down(code, ctx);
+                    return;
+                }
+                let stranded: Vec<&String> = states
+                    .iter()
+                    .filter(|(g, s)| !s.is_some_and(GoalState::is_terminal) && open_without_agents.contains(g))
+                    .map(|(g, _)| g)
+                    .collect();
+                if until_done && !stranded.is_empty() {
+                    tracing::error!(goals = ?stranded, "no agent is left to finish these goals (all failed or stopped)");
+                    supervisor.shut_down(1, ctx);
+                }
+            }),
+        );
+    }
+
+    /// Stops every agent (held tasks finish within the grace, else are released) and exits.
+    fn shut_down(&mut self, code: i32, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        self.exit_code = code;
+        let grace = self.config.grace;
+        for slot in self.agents.values() {
+            if let AgentState::Running(addr) = &slot.state {
+                addr.do_send(StopAgent { grace });
+            }
+        }
+        // Agents report as they stop; past the grace (and a margin for releasing
+        // leases) the process exits regardless.
+        ctx.run_later(grace + Duration::from_secs(5), |supervisor, _| {
+            tracing::warn!("agents did not stop in time; exiting");
+            System::current().stop_with_code(supervisor.exit_code);
+        });
+        self.exit_if_idle();
+    }
+
+    fn exit_if_idle(&self) {
+        if self.shutting_down && self.running() == 0 {
+            System::current().stop_with_code(self.exit_code);
+        }
+    }
+
+    fn plan_goals(&mut self, ctx: &mut Context<Self>) {
+        let Some(planner) = self.planner.clone() else {
+            return;
+        };
+        let project = &self.config.project;
+        for goal in project.goals() {
+            let context = PlanContext {
+                goal_id: goal.clone(),
+                context: project.instructions.context.clone(),
+                agents: project
+                    .agents_of(&goal)
+                    .map(|a| AgentBrief {
+                        name: a.name.clone(),
+                        role: a.role.clone(),
+                        instructions: a.instructions.clone(),
+                    })
+                    .collect(),
+                previous_error: None,
+            };
+            let planner = planner.clone();
+            ctx.spawn(
+                async move { planner.send(PlanGoal { context }).await }
+                    .into_actor(self)
+                    .map(move |result, supervisor, ctx| {
+                        match result {
+                            Ok(Ok(outcome)) => tracing::info!(goal = %goal, ?outcome, "goal planned"),
+                            Ok(Err(e)) => tracing::error!(goal = %goal, error = %e, "goal could not be planned"),
+                            Err(e) => tracing::error!(goal = %goal, error = %e, "planner unavailable"),
+                        }
+                        supervisor.check_goals(ctx);
+                    }),
+            );
+        }
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let config = &self.config;
+        let gate = LlmGate::new(
+            config.store.clone(),
+            config.llm_max_concurrency,
+            config.llm_wait,
+        )
+        .start();
+        LeaseReaper::new(
+            config.store.clone(),
+            config.project.goals(),
+            config.agent.lease_ttl,
+        )
+        .start();
+        self.planner = Some(
+            DagPlanner::new(
+                config.store.clone(),
+                config.provider.clone(),
+                gate.clone(),
+                config.planner.clone(),
+            )
+            .start(),
+        );
+        self.deps = Some(AgentDeps {
+            store: config.store.clone(),
+            provider: config.provider.clone(),
+            gate,
+            settings: config.agent.clone(),
+        });
+        tracing::info!(
+            agents = self.agents.len(),
+            goals = ?config.project.goals(),
+            spawn_mode = ?config.spawn_mode,
+            spawn_limit = config.spawn_limit,
+            "orchestrator started"
+        );
+        self.plan_goals(ctx);
+        self.fill_slots(ctx);
+        ctx.run_interval(Duration::from_millis(500), |supervisor, ctx| {
+            supervisor.check_goals(ctx)
+        });
+        let me = ctx.address();
+        actix::spawn(async move {
+            let signal = shutdown_signal().await;
+            tracing::info!(%signal, "shutting down: no new claims, held tasks given back");
+            me.do_send(Shutdown);
+        });
+    }
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+/// Stop everything and exit 0.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        self.shut_down(0, ctx);
+    }
+}
+
+impl Handler<AgentExited> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AgentExited, ctx: &mut Self::Context) {
+        let (max_restarts, window) = (self.config.max_restarts, self.config.restart_window);
+        let shutting_down = self.shutting_down;
+        let Some(slot) = self.agents.get_mut(&msg.name) else {
+            return;
+        };
+        let name = msg.name.clone();
+        if shutting_down || !msg.exit.is_failure() {
+            tracing::info!(agent = %name, exit = ?msg.exit, "agent ended");
+            slot.state = AgentState::Ended(msg.exit);
+        } else {
+            let now = Instant::now();
+            while slot
+                .restarts
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > window)
+            {
+                slot.restarts.pop_front();
+            }
+            if slot.restarts.len() >= max_restarts {
+                let reason = match &msg.exit {
+                    AgentExit::Failed(m) | AgentExit::Panicked(m) => m.clone(),
+                    other => format!("{other:?}"),
+                };
+                tracing::error!(agent = %name, restarts = slot.restarts.len(), ?window, %reason, "agent failed too often; not restarting it");
+                let record = AgentRecord {
+                    name: name.clone(),
+                    goal: slot.config.goal.clone(),
+                    role: slot.config.role.clone(),
+                    process: self
+                        .deps
+                        .as_ref()
+                        .map(|d| d.settings.process.clone())
+                        .unwrap_or_default(),
+                    state: format!(
+                        "failed: {reason} ({} restarts within {window:?})",
+                        slot.restarts.len()
+                    ),
+                };
+                slot.state = AgentState::Ended(msg.exit);
+                let store = self.config.store.clone();
+                ctx.spawn(
+                    async move {
+                        let _ = store.register_agent(&record).await;
+                    }
+                    .into_actor(self),
+                );
+            } else {
+                slot.restarts.push_back(now);
+                let delay = restart_delay(slot.restarts.len());
+                tracing::warn!(agent = %name, exit = ?msg.exit, restart_in = ?delay, "agent crashed; restarting");
+                slot.state = AgentState::Restarting;
+                ctx.run_later(delay, move |supervisor, ctx| {
+                    if supervisor.shutting_down {
+                        return;
+                    }
+                    if let Some(slot) = supervisor.agents.get_mut(&name) {
+                        slot.state = AgentState::Waiting;
+                    }
+                    supervisor.fill_slots(ctx);
+                });
+            }
+        }
+        self.exit_if_idle();
+        self.fill_slots(ctx);
+        self.check_goals(ctx);
+    }
+}
+
+/// Doubling from 100 ms, capped at 30 s, with ±25 % jitter so agents that failed
+/// together do not restart together.
+fn restart_delay(restarts: usize) -> Duration {
+    let base = Duration::from_millis(100) * 2u32.saturating_pow(restarts.saturating_sub(1) as u32);
+    let base = base.min(Duration::from_secs(30));
+    let jitter = (uuid::Uuid::new_v4().as_u128() % 500) as f64 / 1000.0 + 0.75;
+    base.mul_f64(jitter)
+}
