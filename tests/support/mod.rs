@@ -5,3 +5,4 @@
 pub mod redis_server;
 
 pub use redis_server::RedisServer;
+pub mod runtime;

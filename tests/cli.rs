@@ -1,0 +1,225 @@
+//! The `porki` binary as a user runs it.
+
+mod support;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::RedisServer;
+use support::runtime::temp_dir;
+
+fn porki() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_porki"));
+    command
+        .env_remove("PORKI_LLM_PROVIDER")
+        .env("NO_COLOR", "1");
+    command
+}
+
+#[test]
+fn demo_runs_the_bundled_example_to_the_end() {
+    let dir = temp_dir("demo");
+    let output = porki()
+        .args(["demo", "--delay", "10ms", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("goal demo-001: complete"), "{stdout}");
+    for task in ["scope", "outline", "publish"] {
+        assert!(stdout.contains(task), "summary lists {task}: {stdout}");
+        assert!(
+            dir.join(format!("artifacts/demo-001/{task}.md")).is_file(),
+            "{task} report written"
+        );
+    }
+}
+
+#[test]
+fn instructions_validate_summarises_a_good_file_and_names_errors_in_a_bad_one() {
+    let dir = temp_dir("validate");
+    let good = dir.join("good.md");
+    std::fs::write(
+        &good,
+        "## Agents\n### research\n- Goal: goal-001\n- Role: research\n",
+    )
+    .unwrap();
+    let output = porki()
+        .args(["instructions", "validate"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("research"));
+
+    let bad = dir.join("bad.md");
+    std::fs::write(&bad, "## Agents\n### research\n- Role: research\n").unwrap();
+    let output = porki()
+        .args(["instructions", "validate"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bad.md:2") && stderr.contains("goal"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn instructions_create_writes_a_template_and_refuses_to_overwrite() {
+    let dir = temp_dir("create");
+    let run = || {
+        porki()
+            .args(["instructions", "create", "--name", "research", "--path"])
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    assert!(run().status.success());
+    let text = std::fs::read_to_string(dir.join("research.md")).unwrap();
+    assert!(
+        text.contains("selected_task_id") && text.contains("\"status\""),
+        "{text}"
+    );
+    let again = run();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+}
+
+#[test]
+fn a_malformed_redis_url_exits_2_at_once() {
+    let dir = temp_dir("badurl");
+    std::fs::write(dir.join("I.md"), "## Agents\n### a\n- Goal: g\n").unwrap();
+    let started = Instant::now();
+    let output = porki()
+        .args([
+            "run",
+            "--llm-provider",
+            "offline",
+            "--redis-url",
+            "redis://[::1",
+            "--instructions",
+        ])
+        .arg(dir.join("I.md"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("redis://[::1"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no retry for a malformed URL"
+    );
+}
+
+/// A `command` provider: plans one task, and takes 30 s to execute it.
+fn slow_provider(dir: &Path) -> std::path::PathBuf {
+    let script = dir.join("slow-llm.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nread first\ncase \"$first\" in\n  *plan*) echo '{\"nodes\":[{\"id\":\"slow\",\"title\":\"Slow\"}],\"edges\":[]}' ;;\n  *) sleep 30; echo '{\"status\":\"done\"}' ;;\nesac\n",
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).unwrap();
+    script
+}
+
+#[test]
+fn sigterm_releases_the_held_task_deregisters_and_exits_0() {
+    let server = RedisServer::start();
+    let dir = temp_dir("sigterm");
+    std::fs::write(dir.join("I.md"), "## Agents\n### worker\n- Goal: g1\n").unwrap();
+    let mut child = porki()
+        .args([
+            "--role",
+            "orchestrator",
+            "--llm-provider",
+            "command",
+            "--llm-cli",
+        ])
+        .arg(slow_provider(&dir))
+        .args(["--redis-url", &server.url(), "--instructions"])
+        .arg(dir.join("I.md"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let redis = redis::Client::open(server.url()).unwrap();
+    let mut conn = redis.get_connection().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status: Option<String> = redis::cmd("HGET")
+            .arg("task:{g1}:slow")
+            .arg("status")
+            .query(&mut conn)
+            .unwrap();
+        if status.as_deref() == Some("RUNNING") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the task never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopped_at = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(10),
+            "porki did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        status.success(),
+        "exit 0 after SIGTERM: {status:?}\n{stderr}"
+    );
+    let (task_status, attempt): (String, u32) = redis::cmd("HMGET")
+        .arg("task:{g1}:slow")
+        .arg("status")
+        .arg("attempt")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        (task_status.as_str(), attempt),
+        ("READY", 0),
+        "released without counting the attempt"
+    );
+    let state: String = redis::cmd("HGET")
+        .arg("agent:worker:registered")
+        .arg("state")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(state, "stopped");
+    let guard: Option<String> = redis::cmd("GET")
+        .arg("agent:worker:active")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(guard, None, "the single-active guard is given back");
+}

@@ -1,0 +1,317 @@
+//! The orchestrator end to end: Supervisor, agents, planner, reaper and gate
+//! running goals on the embedded store and on a private redis-server.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use porki::domain::TaskStatus;
+use porki::store::{MemoryStore, RedisStore, Store};
+use support::RedisServer;
+use support::runtime::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i:02}")).collect()
+}
+
+fn edge(s: &str, t: &str) -> (String, String) {
+    (s.to_string(), t.to_string())
+}
+
+/// Runs `dag` with `agents` in one process; asserts every task DONE, once, in order.
+fn run_to_completion(store: StoreKind, dag: porki::domain::Dag, agents: &[&str]) -> Arc<Record> {
+    let goal = dag.goal_id.clone();
+    let record = Arc::new(Record::default());
+    let provider = Arc::new(ScriptedProvider::new(dag.clone(), "p1", record.clone()));
+    let declared: Vec<(&str, &str)> = agents.iter().map(|a| (*a, goal.as_str())).collect();
+    let project = project(&temp_dir("run"), &declared);
+    let code = join_within(
+        spawn_runtime(store.clone(), provider, project, |_| {}),
+        LIMIT,
+    );
+    assert_eq!(code, 0, "the goal completes");
+    let tasks = final_tasks(&store, &goal);
+    assert_eq!(tasks.len(), dag.nodes.len());
+    for (id, (status, progress, attempt)) in &tasks {
+        assert_eq!(*status, TaskStatus::Done, "{id}");
+        assert_eq!(progress, &format!("{id} by p1"));
+        assert_eq!(*attempt, 1, "{id} ran on its first attempt");
+    }
+    let counts = record.counts();
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "no task executed twice: {counts:?}"
+    );
+    assert_eq!(counts.len(), dag.nodes.len());
+    for e in record.executions() {
+        assert!(
+            e.unfinished_deps.is_empty(),
+            "{} started before {:?} finished",
+            e.task,
+            e.unfinished_deps
+        );
+    }
+    record
+}
+
+fn diamond() -> porki::domain::Dag {
+    let ids: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+    plan(
+        "diamond",
+        &ids,
+        &[
+            edge("a", "b"),
+            edge("a", "c"),
+            edge("b", "d"),
+            edge("c", "d"),
+        ],
+    )
+}
+
+#[test]
+fn a_diamond_completes_in_dependency_order_on_memory() {
+    run_to_completion(
+        StoreKind::Memory(Arc::new(MemoryStore::new())),
+        diamond(),
+        &["w1", "w2"],
+    );
+}
+
+#[test]
+fn a_diamond_completes_in_dependency_order_on_redis() {
+    let server = RedisServer::start();
+    run_to_completion(StoreKind::Redis(server.url()), diamond(), &["w1", "w2"]);
+}
+
+#[test]
+fn a_fan_out_of_50_tasks_with_4_agents_runs_each_once() {
+    let server = RedisServer::start();
+    let mut nodes = vec!["root".to_string()];
+    let leaves = ids("leaf", 50);
+    nodes.extend(leaves.iter().cloned());
+    nodes.push("sink".into());
+    let mut edges: Vec<(String, String)> = leaves.iter().map(|l| edge("root", l)).collect();
+    edges.extend(leaves.iter().map(|l| edge(l, "sink")));
+    let record = run_to_completion(
+        StoreKind::Redis(server.url()),
+        plan("fan", &nodes, &edges),
+        &["a1", "a2", "a3", "a4"],
+    );
+    assert!(
+        record.max_in_flight.load(Ordering::SeqCst) > 1,
+        "agents worked in parallel"
+    );
+}
+
+#[test]
+fn a_chain_of_20_tasks_runs_in_order() {
+    let chain = ids("step", 20);
+    let edges: Vec<(String, String)> = chain.windows(2).map(|w| edge(&w[0], &w[1])).collect();
+    let record = run_to_completion(
+        StoreKind::Memory(Arc::new(MemoryStore::new())),
+        plan("chain", &chain, &edges),
+        &["w1", "w2", "w3"],
+    );
+    let order: Vec<String> = record.executions().into_iter().map(|e| e.task).collect();
+    assert_eq!(order, chain);
+}
+
+#[test]
+fn a_panicking_provider_gets_its_agent_restarted_and_the_run_completes() {
+    let dag = diamond();
+    let record = Arc::new(Record::default());
+    let mut provider = ScriptedProvider::new(dag.clone(), "p1", record.clone());
+    provider.behaviour = Box::new(|task, runs| {
+        if task == "b" && runs == 0 {
+            Behaviour::Panic
+        } else {
+            Behaviour::Succeed
+        }
+    });
+    let store = StoreKind::Memory(Arc::new(MemoryStore::new()));
+    let project = project(&temp_dir("panic"), &[("solo", "diamond")]);
+    let code = join_within(
+        spawn_runtime(store.clone(), Arc::new(provider), project, |_| {}),
+        LIMIT,
+    );
+    assert_eq!(code, 0);
+    let tasks = final_tasks(&store, "diamond");
+    assert!(tasks.values().all(|t| t.0 == TaskStatus::Done));
+    assert_eq!(record.counts()["b"], 2, "b ran again after the panic");
+    assert_eq!(tasks["b"].2, 2, "the panicked run counted as an attempt");
+}
+
+#[test]
+fn a_provider_that_always_panics_trips_the_restart_intensity_limit() {
+    let tasks = ids("t", 20);
+    let dag = plan("doomed", &tasks, &[]);
+    let record = Arc::new(Record::default());
+    let mut provider = ScriptedProvider::new(dag, "p1", record.clone());
+    provider.behaviour = Box::new(|_, _| Behaviour::Panic);
+    let memory = Arc::new(MemoryStore::new());
+    let store = StoreKind::Memory(memory.clone());
+    let project = project(&temp_dir("doomed"), &[("crashy", "doomed")]);
+    let code = join_within(
+        spawn_runtime(store, Arc::new(provider), project, |c| {
+            c.max_restarts = 3;
+            c.planner.max_attempts = 50;
+        }),
+        LIMIT,
+    );
+    assert_eq!(
+        code, 1,
+        "no agent is left for the goal, so --until-done fails"
+    );
+    assert_eq!(
+        record.executions().len(),
+        4,
+        "the first run and 3 restarts, then no more"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let agents = runtime.block_on(memory.agents()).unwrap();
+    assert!(
+        agents[0].state.starts_with("failed: scripted panic"),
+        "{:?}",
+        agents[0].state
+    );
+}
+
+#[test]
+fn a_stalled_holder_loses_its_lease_and_its_late_result_is_rejected() {
+    let server = RedisServer::start();
+    let dag = plan("stall", &["only".to_string()], &[]);
+    let record = Arc::new(Record::default());
+    let mut stalled = ScriptedProvider::new(dag.clone(), "stalled", record.clone());
+    stalled.behaviour = Box::new(|_, _| Behaviour::Stall(Duration::from_secs(3)));
+    let healthy = ScriptedProvider::new(dag, "healthy", record.clone());
+    let store = StoreKind::Redis(server.url());
+
+    let first = spawn_runtime(
+        store.clone(),
+        Arc::new(stalled),
+        project(&temp_dir("stall-a"), &[("a", "stall")]),
+        |_| {},
+    );
+    // Start the healthy process only once the first one holds the task and stalls.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while record.executions().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first process never started the task"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = spawn_runtime(
+        store.clone(),
+        Arc::new(healthy),
+        project(&temp_dir("stall-b"), &[("b", "stall")]),
+        |_| {},
+    );
+    assert_eq!(join_within(second, LIMIT), 0);
+    assert_eq!(join_within(first, LIMIT), 0);
+
+    let tasks = final_tasks(&store, "stall");
+    assert_eq!(tasks["only"].0, TaskStatus::Done);
+    assert_eq!(
+        tasks["only"].1, "only by healthy",
+        "the reclaimer's result is kept"
+    );
+    assert_eq!(tasks["only"].2, 2, "the lost lease counted an attempt");
+    let processes: Vec<String> = record.executions().into_iter().map(|e| e.process).collect();
+    assert_eq!(processes, ["stalled", "healthy"]);
+}
+
+#[test]
+fn two_processes_share_one_goal_without_running_a_task_twice() {
+    let server = RedisServer::start();
+    let tasks = ids("t", 40);
+    let edges: Vec<(String, String)> = tasks[1..10].iter().map(|t| edge(&tasks[0], t)).collect();
+    let dag = plan("shared", &tasks, &edges);
+    let record = Arc::new(Record::default());
+    let store = StoreKind::Redis(server.url());
+    let spawn = |process: &str, agents: &[(&str, &str)]| {
+        let provider = ScriptedProvider::new(dag.clone(), process, record.clone());
+        spawn_runtime(
+            store.clone(),
+            Arc::new(provider),
+            project(&temp_dir(process), agents),
+            |_| {},
+        )
+    };
+    // `dup` is declared by both processes: only one may run it at a time.
+    let one = spawn(
+        "one",
+        &[("one-a", "shared"), ("one-b", "shared"), ("dup", "shared")],
+    );
+    let two = spawn(
+        "two",
+        &[("two-a", "shared"), ("two-b", "shared"), ("dup", "shared")],
+    );
+    assert_eq!(join_within(one, LIMIT), 0);
+    assert_eq!(join_within(two, LIMIT), 0);
+    let final_state = final_tasks(&store, "shared");
+    assert!(
+        final_state
+            .values()
+            .all(|t| t.0 == TaskStatus::Done && t.2 == 1)
+    );
+    let counts = record.counts();
+    assert_eq!(counts.len(), 40);
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "no task ran twice: {counts:?}"
+    );
+    let processes: std::collections::BTreeSet<String> =
+        record.executions().into_iter().map(|e| e.process).collect();
+    assert_eq!(processes.len(), 2, "both processes did work");
+}
+
+#[test]
+fn the_llm_gate_keeps_two_calls_in_flight_across_two_processes() {
+    let server = RedisServer::start();
+    let tasks = ids("t", 40);
+    let dag = plan("gated", &tasks, &[]);
+    let record = Arc::new(Record::default());
+    let store = StoreKind::Redis(server.url());
+    let spawn = |process: &str| {
+        let mut provider = ScriptedProvider::new(dag.clone(), process, record.clone());
+        provider.delay = Duration::from_millis(40);
+        let agents: Vec<(String, &str)> = (0..4)
+            .map(|i| (format!("{process}-{i}"), "gated"))
+            .collect();
+        let agents: Vec<(&str, &str)> = agents.iter().map(|(a, g)| (a.as_str(), *g)).collect();
+        spawn_runtime(
+            store.clone(),
+            Arc::new(provider),
+            project(&temp_dir(process), &agents),
+            |c| {
+                c.llm_max_concurrency = 2;
+            },
+        )
+    };
+    let (one, two) = (spawn("one"), spawn("two"));
+    assert_eq!(join_within(one, LIMIT), 0);
+    assert_eq!(join_within(two, LIMIT), 0);
+    assert_eq!(
+        record.max_in_flight.load(Ordering::SeqCst),
+        2,
+        "8 agents, never more than 2 calls"
+    );
+    assert_eq!(record.executions().len(), 40);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let in_flight = runtime.block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        store.gate_in_flight().await.unwrap()
+    });
+    assert_eq!(in_flight, 0, "every slot was given back");
+}

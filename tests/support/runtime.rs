@@ -1,0 +1,293 @@
+//! Running the orchestrator in-process for tests: a scripted LLM provider that
+//! records every execution, and a helper that runs one actix System per call
+//! (each is one "process" with its own store connection).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use async_trait::async_trait;
+use porki::agent::AgentSettings;
+use porki::domain::TaskStatus;
+use porki::domain::{Dag, Edge, Node};
+use porki::llm::prompt::prompt_task;
+use porki::llm::{LlmError, LlmProvider, LlmRequest, LlmResponse, Phase, Usage};
+use porki::planner::PlannerSettings;
+use porki::project::Project;
+use porki::store::{MemoryStore, RedisStore, Store};
+use porki::supervisor::{SpawnMode, Supervisor, SupervisorConfig};
+
+/// What the provider does when asked to execute a task.
+#[derive(Clone)]
+pub enum Behaviour {
+    /// Answer done after the delay.
+    Succeed,
+    /// Block the whole process (its actix thread) for this long, then answer: a stall.
+    Stall(Duration),
+    /// Panic.
+    Panic,
+}
+
+/// One execution the provider saw.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub task: String,
+    pub process: String,
+    pub started: Instant,
+    pub finished: Option<Instant>,
+    /// Dependencies that were not DONE in the store when it started.
+    pub unfinished_deps: Vec<String>,
+}
+
+/// Shared record of what every provider (of every process in the test) did.
+#[derive(Default)]
+pub struct Record {
+    pub executions: Mutex<Vec<Execution>>,
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
+}
+
+impl Record {
+    pub fn executions(&self) -> Vec<Execution> {
+        self.executions.lock().unwrap().clone()
+    }
+
+    /// How many times each task was executed (started).
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for e in self.executions() {
+            *counts.entry(e.task).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// Picks the behaviour of an execution from the task and how many times it ran before.
+pub type ChooseBehaviour = dyn Fn(&str, usize) -> Behaviour + Send + Sync;
+
+/// A scripted provider: plans with a fixed DAG, executes by the behaviour chosen per call.
+pub struct ScriptedProvider {
+    pub plan: Dag,
+    pub process: String,
+    pub delay: Duration,
+    pub record: Arc<Record>,
+    pub store: Mutex<Option<Arc<dyn Store>>>,
+    /// Decides the behaviour of each execution: (task, how many times it ran before).
+    pub behaviour: Box<ChooseBehaviour>,
+}
+
+impl ScriptedProvider {
+    pub fn new(plan: Dag, process: &str, record: Arc<Record>) -> Self {
+        Self {
+            plan,
+            process: process.to_string(),
+            delay: Duration::from_millis(5),
+            record,
+            store: Mutex::new(None),
+            behaviour: Box::new(|_, _| Behaviour::Succeed),
+        }
+    }
+}
+
+#[async_trait]
+impl LlmProvider for ScriptedProvider {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+
+    async fn call(&self, request: &LlmRequest) -> Result<LlmResponse, LlmError> {
+        let usage = Usage::default();
+        if request.phase == Phase::Plan {
+            let text = serde_json::to_string(&self.plan).unwrap();
+            return Ok(LlmResponse { text, usage });
+        }
+        let (goal, task) = prompt_task(&request.prompt).expect("execute prompts name their task");
+        let (goal, task) = (goal.to_string(), task.to_string());
+        let store = self.store.lock().unwrap().clone().expect("store set");
+        let mut unfinished_deps = Vec::new();
+        for edge in self.plan.edges.iter().filter(|e| e.target == task) {
+            let dep = store.task(&goal, &edge.source).await.unwrap().unwrap();
+            if dep.status != TaskStatus::Done {
+                unfinished_deps.push(edge.source.clone());
+            }
+        }
+        let index = {
+            let mut executions = self.record.executions.lock().unwrap();
+            let before = executions.iter().filter(|e| e.task == task).count();
+            executions.push(Execution {
+                task: task.clone(),
+                process: self.process.clone(),
+                started: Instant::now(),
+                finished: None,
+                unfinished_deps,
+            });
+            (executions.len() - 1, before)
+        };
+        let now = self.record.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.record.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let behaviour = (self.behaviour)(&task, index.1);
+        let outcome = match behaviour {
+            Behaviour::Succeed => {
+                tokio::time::sleep(self.delay).await;
+                Ok(())
+            }
+            Behaviour::Stall(d) => {
+                std::thread::sleep(d);
+                Ok(())
+            }
+            Behaviour::Panic => Err(()),
+        };
+        self.record.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.record.executions.lock().unwrap()[index.0].finished = Some(Instant::now());
+        if outcome.is_err() {
+            panic!("scripted panic executing {task}");
+        }
+        let text = serde_json::json!({
+            "status": "done",
+            "outputs": [format!("{task}.md")],
+            "notes": format!("{task} by {}", self.process),
+        })
+        .to_string();
+        Ok(LlmResponse { text, usage })
+    }
+}
+
+/// A plan from ids and edges.
+pub fn plan(goal: &str, ids: &[String], edges: &[(String, String)]) -> Dag {
+    Dag {
+        goal_id: goal.to_string(),
+        nodes: ids
+            .iter()
+            .map(|id| Node::new(id.clone(), format!("Task {id}")))
+            .collect(),
+        edges: edges
+            .iter()
+            .map(|(s, t)| Edge {
+                source: s.clone(),
+                target: t.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Writes an instructions file declaring `agents` (name, goal) and loads it.
+pub fn project(dir: &Path, agents: &[(&str, &str)]) -> Project {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut text = String::from("# Test\n\n## Agents\n");
+    for (name, goal) in agents {
+        text.push_str(&format!("\n### {name}\n- Goal: {goal}\n- Cadence: 2s\n"));
+    }
+    let path = dir.join("INSTRUCTIONS.md");
+    std::fs::write(&path, text).unwrap();
+    Project::load(&path).unwrap()
+}
+
+/// A fresh temp folder for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "porki-test-{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Where a runtime keeps its state.
+#[derive(Clone)]
+pub enum StoreKind {
+    Memory(Arc<MemoryStore>),
+    Redis(String),
+}
+
+/// Settings for tests: short leases, quick everything, `--until-done`.
+pub fn test_config(
+    project: Project,
+    store: Arc<dyn Store>,
+    provider: Arc<dyn LlmProvider>,
+) -> SupervisorConfig {
+    SupervisorConfig {
+        project,
+        store,
+        provider,
+        agent: AgentSettings {
+            lease_ttl: Duration::from_millis(900),
+            llm_timeout: Duration::from_secs(30),
+            artifact_dir: std::env::temp_dir().join("porki-test-artifacts"),
+            guard_ttl: Duration::from_secs(3),
+            ..AgentSettings::default()
+        },
+        planner: PlannerSettings::default(),
+        llm_max_concurrency: 0,
+        llm_wait: Duration::from_secs(30),
+        spawn_mode: SpawnMode::Dynamic,
+        spawn_limit: 10,
+        until_done: true,
+        grace: Duration::ZERO,
+        max_restarts: 5,
+        restart_window: Duration::from_secs(60),
+    }
+}
+
+/// Runs one orchestrator "process" in its own thread and actix System; joins to its exit code.
+pub fn spawn_runtime(
+    store: StoreKind,
+    provider: Arc<ScriptedProvider>,
+    project: Project,
+    tweak: impl FnOnce(&mut SupervisorConfig) + Send + 'static,
+) -> JoinHandle<i32> {
+    std::thread::spawn(move || {
+        let system = System::new();
+        system.block_on(async move {
+            let store: Arc<dyn Store> = match store {
+                StoreKind::Memory(m) => m,
+                StoreKind::Redis(url) => Arc::new(RedisStore::connect(&url).await.unwrap()),
+            };
+            *provider.store.lock().unwrap() = Some(store.clone());
+            let mut config = test_config(project, store, provider);
+            tweak(&mut config);
+            Supervisor::new(config).start();
+        });
+        system.run_with_code().unwrap()
+    })
+}
+
+/// Joins a runtime thread, failing the test if it runs past `limit`.
+pub fn join_within(handle: JoinHandle<i32>, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    while !handle.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the orchestrator did not finish within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    handle.join().expect("the runtime thread panicked")
+}
+
+/// Task id → (status, progress) read from a store after a run.
+pub fn final_tasks(store: &StoreKind, goal: &str) -> HashMap<String, (TaskStatus, String, u32)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store: Arc<dyn Store> = match store {
+            StoreKind::Memory(m) => m.clone(),
+            StoreKind::Redis(url) => Arc::new(RedisStore::connect(url).await.unwrap()),
+        };
+        store
+            .tasks(goal)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.id.clone(), (t.status, t.progress, t.attempt)))
+            .collect()
+    })
+}
