@@ -19,17 +19,18 @@ use actix::fut::wrap_future;
 use actix::prelude::*;
 use futures::FutureExt;
 use thiserror::Error;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::domain::Dag;
+use crate::heartbeat::{Cursor, Directive, LineKind, NewLines, new_lines, parse_line};
 use crate::llm::answer::{TaskAnswer, TaskAnswerStatus, parse_answer};
 use crate::llm::prompt::{AgentBrief, TaskContext, execute_prompt};
 use crate::llm::{LlmProvider, LlmRequest, Phase};
 use crate::llm_gate::{LlmGate, gated_call};
 use crate::project::AgentConfig;
 use crate::store::{
-    AgentRecord, ClaimOutcome, FailOutcome, Lease, Store, StoreError, StoreEvent, TaskResult,
-    new_token, retry_backoff,
+    AgentField, AgentRecord, ClaimOutcome, EventKind, FailOutcome, Lease, Store, StoreError,
+    StoreEvent, TaskResult, new_token, retry_backoff,
 };
 
 /// Settings shared by every agent of a process.
@@ -136,6 +137,7 @@ pub struct AgentActor {
     supervisor: Recipient<AgentExited>,
     stop: watch::Sender<Option<Duration>>,
     held: Arc<Mutex<Option<Lease>>>,
+    heartbeat: Arc<Notify>,
 }
 
 impl AgentActor {
@@ -147,6 +149,7 @@ impl AgentActor {
             supervisor,
             stop: watch::channel(None).0,
             held: Arc::new(Mutex::new(None)),
+            heartbeat: Arc::new(Notify::new()),
         }
     }
 }
@@ -160,8 +163,11 @@ impl Actor for AgentActor {
             deps: self.deps.clone(),
             held: self.held.clone(),
             stop: self.stop.subscribe(),
+            heartbeat: self.heartbeat.clone(),
             plan: None,
             memory: VecDeque::new(),
+            paused: None,
+            stop_directive: false,
         };
         let run = AssertUnwindSafe(worker.run()).catch_unwind();
         ctx.spawn(wrap_future(run).then(|result, agent: &mut AgentActor, _| {
@@ -195,6 +201,15 @@ impl Actor for AgentActor {
     }
 }
 
+impl Handler<crate::heartbeat::watcher::HeartbeatChanged> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, _: crate::heartbeat::watcher::HeartbeatChanged, _: &mut Self::Context) {
+        // A stored permit: the worker reads the file when it next can, even if busy now.
+        self.heartbeat.notify_one();
+    }
+}
+
 impl Handler<StopAgent> for AgentActor {
     type Result = ();
 
@@ -220,15 +235,23 @@ struct Worker {
     deps: AgentDeps,
     held: Arc<Mutex<Option<Lease>>>,
     stop: watch::Receiver<Option<Duration>>,
+    heartbeat: Arc<Notify>,
     plan: Option<Dag>,
     memory: VecDeque<String>,
+    /// `Some(drain)` while paused by a PAUSE directive (persisted in the store).
+    paused: Option<bool>,
+    /// A STOP directive was read.
+    stop_directive: bool,
 }
 
 /// How executing one task ended.
 enum Execution {
     Answered(Result<crate::llm::LlmResponse, crate::llm_gate::CallError>),
     LeaseLost,
-    Cancelled,
+    /// The operator dropped the task (DROP-TASK): it is FAILED already.
+    Dropped,
+    /// Stop or pause: the task is given back.
+    Released,
 }
 
 impl Worker {
@@ -250,10 +273,10 @@ impl Worker {
             state: state.into(),
             ..base.clone()
         };
-        let running = record("running");
-        if let Err(e) = store.register_agent(&running).await {
+        if let Err(e) = store.register_agent(&record("running")).await {
             tracing::warn!(agent = %name, error = %e, "cannot register the agent");
         }
+        self.restore().await;
         let keepalive = keep_guard(
             store.clone(),
             name.clone(),
@@ -271,6 +294,33 @@ impl Worker {
         let _ = store.register_agent(&record(state)).await;
         let _ = store.release_agent_guard(&name, &token).await;
         outcome
+    }
+
+    /// Brings back what survives a restart: PAUSE, the memory, unapplied heartbeat lines.
+    async fn restore(&mut self) {
+        let store = self.deps.store.clone();
+        let name = &self.config.name;
+        match store.agent_value(name, AgentField::Paused).await {
+            Ok(Some(mode)) => {
+                tracing::info!(agent = %name, "agent is paused (a PAUSE is in effect); append RESUME to its heartbeat file to continue");
+                self.paused = Some(mode == "drain");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(agent = %name, error = %e, "cannot read the agent's pause state")
+            }
+        }
+        if let Ok(Some(json)) = store.agent_value(name, AgentField::Memory).await {
+            match serde_json::from_str::<Vec<String>>(&json) {
+                Ok(memory) => {
+                    self.memory = memory.into_iter().rev().take(MEMORY_LEN).rev().collect()
+                }
+                Err(e) => {
+                    tracing::warn!(agent = %name, error = %e, "stored memory is unreadable; starting with none")
+                }
+            }
+        }
+        self.apply_heartbeat(None).await;
     }
 
     /// Waits for the single-active guard; false if asked to stop first.
@@ -304,54 +354,66 @@ impl Worker {
     async fn work(&mut self) -> AgentExit {
         let store = self.deps.store.clone();
         let (goal, name) = (self.config.goal.clone(), self.config.name.clone());
+        let heartbeat = self.heartbeat.clone();
         let mut events = store.events();
         let mut outage = StoreOutage::default();
         loop {
-            if self.stop.borrow().is_some() {
+            if self.stop.borrow().is_some() || self.stop_directive {
                 return AgentExit::Stopped;
             }
             drain(&mut events);
-            let claimed = store
-                .claim(
-                    &goal,
-                    &name,
-                    self.config.role.as_deref(),
-                    self.deps.settings.lease_ttl,
-                )
-                .await;
-            let wait = match claimed {
-                Ok(ClaimOutcome::Claimed(lease)) => {
-                    outage.recovered(&name);
-                    self.execute(lease).await;
-                    continue;
-                }
-                Ok(ClaimOutcome::Empty { retry_in }) => {
-                    outage.recovered(&name);
-                    match store.goal_status(&goal).await {
-                        Ok(Some(status)) if status.state == crate::store::GoalState::Complete => {
-                            tracing::info!(agent = %name, goal = %goal, "goal complete; agent retires");
-                            return AgentExit::Retired;
-                        }
-                        _ => {}
+            let wait = if self.paused.is_some() {
+                Duration::MAX
+            } else {
+                let claimed = store
+                    .claim(
+                        &goal,
+                        &name,
+                        self.config.role.as_deref(),
+                        self.deps.settings.lease_ttl,
+                    )
+                    .await;
+                match claimed {
+                    Ok(ClaimOutcome::Claimed(lease)) => {
+                        outage.recovered(&name);
+                        self.execute(lease, &mut events).await;
+                        continue;
                     }
-                    retry_in.map_or(self.config.cadence, |r| r.min(self.config.cadence))
+                    Ok(ClaimOutcome::Empty { retry_in }) => {
+                        outage.recovered(&name);
+                        match store.goal_status(&goal).await {
+                            Ok(Some(status))
+                                if status.state == crate::store::GoalState::Complete =>
+                            {
+                                tracing::info!(agent = %name, goal = %goal, "goal complete; agent retires");
+                                return AgentExit::Retired;
+                            }
+                            _ => {}
+                        }
+                        retry_in.map_or(self.config.cadence, |r| r.min(self.config.cadence))
+                    }
+                    Err(StoreError::UnknownGoal { .. }) => {
+                        outage.recovered(&name);
+                        self.config.cadence
+                    }
+                    Err(e) => outage.failed(&name, &e),
                 }
-                Err(StoreError::UnknownGoal { .. }) => {
-                    outage.recovered(&name);
-                    self.config.cadence
-                }
-                Err(e) => outage.failed(&name, &e),
             };
-            tokio::select! {
-                _ = wait_for_goal_event(&mut events, &goal) => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.stop.wait_for(Option::is_some) => {}
+            let mut stop = self.stop.clone();
+            let heartbeat_changed = tokio::select! {
+                _ = wait_for_goal_event(&mut events, &goal), if self.paused.is_none() => false,
+                _ = tokio::time::sleep(wait.min(Duration::from_secs(3600))) => false,
+                _ = stop.wait_for(Option::is_some) => false,
+                _ = heartbeat.notified() => true,
+            };
+            if heartbeat_changed {
+                self.apply_heartbeat(None).await;
             }
         }
     }
 
     #[tracing::instrument(skip_all, fields(goal = %lease.goal, task = %lease.task, agent = %lease.agent, attempt = lease.attempt))]
-    async fn execute(&mut self, lease: Lease) {
+    async fn execute(&mut self, lease: Lease, events: &mut broadcast::Receiver<StoreEvent>) {
         *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(lease.clone());
         tracing::info!("task claimed");
         let store = self.deps.store.clone();
@@ -373,16 +435,41 @@ impl Worker {
         let call = async move { gated_call(&gate, &*provider, &request).await };
         let renew = renew_until_lost(store.clone(), lease.clone(), self.deps.settings.lease_ttl);
         tokio::pin!(call, renew);
+        let heartbeat = self.heartbeat.clone();
         let mut stop = self.stop.clone();
-        let execution = tokio::select! {
-            answer = &mut call => Execution::Answered(answer),
-            () = &mut renew => Execution::LeaseLost,
-            grace = stop.wait_for(Option::is_some) => {
-                let grace = grace.map(|g| g.unwrap_or_default()).unwrap_or_default();
-                tokio::select! {
-                    answer = &mut call => Execution::Answered(answer),
-                    () = &mut renew => Execution::LeaseLost,
-                    _ = tokio::time::sleep(grace) => Execution::Cancelled,
+        let mut grace_ends: Option<tokio::time::Instant> = None;
+        let execution = loop {
+            let grace = async {
+                match grace_ends {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                answer = &mut call => break Execution::Answered(answer),
+                () = &mut renew => break Execution::LeaseLost,
+                () = grace => break Execution::Released,
+                requested = stop.wait_for(Option::is_some), if grace_ends.is_none() => {
+                    let grace = requested.map(|g| g.unwrap_or_default()).unwrap_or_default();
+                    grace_ends = Some(tokio::time::Instant::now() + grace);
+                }
+                _ = heartbeat.notified() => {
+                    if self.apply_heartbeat(Some(&lease)).await {
+                        break Execution::Dropped;
+                    }
+                    if self.stop_directive || self.paused == Some(false) {
+                        break Execution::Released;
+                    }
+                }
+                event = events.recv() => {
+                    // Another process may have dropped this task: check the lease now
+                    // rather than at the next renewal.
+                    if let Ok(StoreEvent { kind: EventKind::Failed, goal }) = event
+                        && goal == lease.goal
+                        && let Err(StoreError::LeaseLost { .. }) = store.renew(&lease, self.deps.settings.lease_ttl).await
+                    {
+                        break Execution::LeaseLost;
+                    }
                 }
             }
         };
@@ -393,8 +480,11 @@ impl Worker {
                     "lease lost while the task ran; its LLM call was stopped and its result will not be used"
                 );
             }
-            Execution::Cancelled => match store.release(&lease).await {
-                Ok(()) => tracing::info!("agent stopping; task released"),
+            Execution::Dropped => {
+                tracing::warn!("task dropped by the operator; its LLM call was stopped")
+            }
+            Execution::Released => match store.release(&lease).await {
+                Ok(()) => tracing::info!("task released (agent paused or stopping)"),
                 Err(e) => tracing::warn!(error = %e, "could not release the task; the reaper will"),
             },
         }
@@ -403,6 +493,169 @@ impl Worker {
 
     fn held_clear(&self) {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// Reads the heartbeat file and applies its new lines once each; returns
+    /// whether `held` (the task being executed) was dropped.
+    async fn apply_heartbeat(&mut self, held: Option<&Lease>) -> bool {
+        let Some(path) = self.config.heartbeat.clone() else {
+            return false;
+        };
+        let store = self.deps.store.clone();
+        let name = self.config.name.clone();
+        let text = match read_bounded(&path).await {
+            Ok(Some(text)) => text,
+            Ok(None) => return false,
+            Err(e) => {
+                self.report(&format!(
+                    "cannot read heartbeat file {}: {e}",
+                    path.display()
+                ))
+                .await;
+                return false;
+            }
+        };
+        let stored = match store.agent_value(&name, AgentField::HeartbeatCursor).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(agent = %name, error = %e, "cannot read the heartbeat cursor; trying again on the next change");
+                self.heartbeat.notify_one();
+                return false;
+            }
+        };
+        let cursor = stored.as_deref().and_then(parse_cursor).unwrap_or_default();
+        let new = new_lines(&text, &cursor);
+        if new.next() == &cursor {
+            return false;
+        }
+        if matches!(new, NewLines::Replaced { .. }) {
+            tracing::warn!(agent = %name, path = %path.display(), "heartbeat file was truncated or rewritten; applying only lines past the previous end");
+        }
+        // The cursor moves before the directives apply: a crash in between loses
+        // a directive (append it again) rather than replaying a DROP-TASK.
+        let next = format_cursor(new.next());
+        match store
+            .swap_agent_value(&name, AgentField::HeartbeatCursor, stored.as_deref(), &next)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                // Someone else moved the cursor (an earlier run of this agent): read again.
+                self.heartbeat.notify_one();
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(agent = %name, error = %e, "cannot store the heartbeat cursor; trying again on the next change");
+                self.heartbeat.notify_one();
+                return false;
+            }
+        }
+        let (start, lines) = new.lines();
+        let lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        let mut dropped_held = false;
+        for (offset, line) in lines.iter().enumerate() {
+            let number = start + offset as u64;
+            match parse_line(line) {
+                LineKind::Blank => {}
+                LineKind::Malformed(problem) => {
+                    self.report(&format!("{}:{number}: {problem}", path.display()))
+                        .await;
+                }
+                LineKind::Directive(directive) => {
+                    tracing::info!(agent = %name, line = number, %directive, "heartbeat directive");
+                    if let Err(problem) = self.apply(&directive, held, &mut dropped_held).await {
+                        self.report(&format!(
+                            "{}:{number}: {directive}: {problem}",
+                            path.display()
+                        ))
+                        .await;
+                    }
+                }
+            }
+        }
+        dropped_held
+    }
+
+    /// Applies one directive.
+    async fn apply(
+        &mut self,
+        directive: &Directive,
+        held: Option<&Lease>,
+        dropped_held: &mut bool,
+    ) -> Result<(), String> {
+        let store = self.deps.store.clone();
+        let (name, goal) = (self.config.name.clone(), self.config.goal.clone());
+        match directive {
+            Directive::Pause { drain } => {
+                self.paused = Some(*drain);
+                let mode = if *drain { "drain" } else { "release" };
+                store
+                    .set_agent_value(&name, AgentField::Paused, Some(mode))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Directive::Resume => {
+                self.paused = None;
+                store
+                    .set_agent_value(&name, AgentField::Paused, None)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Directive::DropTask { task } => {
+                store
+                    .drop_task(&goal, task, "dropped by the operator (DROP-TASK)")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                *dropped_held |= held.is_some_and(|l| &l.task == task);
+                Ok(())
+            }
+            Directive::RetryTask { task } => store
+                .retry_task(&goal, task)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Directive::Elevate { task, priority } => store
+                .elevate(&goal, task, *priority)
+                .await
+                .map_err(|e| e.to_string()),
+            Directive::Reparse => {
+                let Some(path) = self.config.instructions_path.clone() else {
+                    return Err("the agent has no instruction file to read again".into());
+                };
+                match read_bounded(&path).await {
+                    Ok(Some(text)) => {
+                        self.config.instructions = text;
+                        Ok(())
+                    }
+                    Ok(None) => Err(format!("{} does not exist", path.display())),
+                    Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+                }
+            }
+            Directive::FlushMemory => {
+                self.memory.clear();
+                store
+                    .set_agent_value(&name, AgentField::Memory, None)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Directive::Stop => {
+                self.stop_directive = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Reports a heartbeat problem once: in the log and in `agent:NAME:errors`.
+    async fn report(&self, problem: &str) {
+        tracing::warn!(agent = %self.config.name, "{problem}");
+        if let Err(e) = self
+            .deps
+            .store
+            .push_agent_error(&self.config.name, problem)
+            .await
+        {
+            tracing::debug!(error = %e, "cannot record the agent error");
+        }
     }
 
     async fn finish(
@@ -429,7 +682,8 @@ impl Worker {
                 match store.complete(lease, &result).await {
                     Ok(done) => {
                         tracing::info!(promoted = ?done.promoted, goal_complete = done.goal_complete, "task done");
-                        self.remember(format!("completed {}: {}", lease.task, result.progress));
+                        self.remember(format!("completed {}: {}", lease.task, result.progress))
+                            .await;
                         return;
                     }
                     Err(StoreError::LeaseLost { .. }) => {
@@ -463,15 +717,26 @@ impl Worker {
                     tracing::warn!(error = %e, "could not record the failure; the reaper will return the task")
                 }
             }
-            self.remember(format!("failed {}: {error}", lease.task));
+            self.remember(format!("failed {}: {error}", lease.task))
+                .await;
         }
     }
 
-    fn remember(&mut self, action: String) {
+    /// Adds an action to the bounded memory and snapshots it to `agent:NAME:memory`.
+    async fn remember(&mut self, action: String) {
         if self.memory.len() == MEMORY_LEN {
             self.memory.pop_front();
         }
         self.memory.push_back(action);
+        let snapshot = serde_json::to_string(&self.memory).expect("strings serialize");
+        if let Err(e) = self
+            .deps
+            .store
+            .set_agent_value(&self.config.name, AgentField::Memory, Some(&snapshot))
+            .await
+        {
+            tracing::debug!(error = %e, "cannot snapshot the agent's memory");
+        }
     }
 
     /// Builds the execute prompt: the task, its dependencies' outputs, the agent's context.
@@ -515,6 +780,38 @@ impl Worker {
             artifact_dir: self.deps.settings.artifact_dir.join(&lease.goal),
         }))
     }
+}
+
+/// Largest heartbeat or instruction file read by an agent.
+const MAX_READ: u64 = 16 * 1024 * 1024;
+
+/// Reads a text file off the actor thread's blocking path (`tokio::fs`), lossily
+/// decoded; `None` if it does not exist.
+async fn read_bounded(path: &std::path::Path) -> std::io::Result<Option<String>> {
+    match tokio::fs::metadata(path).await {
+        Ok(meta) if meta.len() > MAX_READ => Err(std::io::Error::other(format!(
+            "the file is {} bytes, more than the {MAX_READ}-byte limit: trim it",
+            meta.len()
+        ))),
+        Ok(_) => Ok(Some(
+            String::from_utf8_lossy(&tokio::fs::read(path).await?).into_owned(),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `lines:hash`, as stored in `agent:NAME:heartbeat_cursor`.
+fn format_cursor(cursor: &Cursor) -> String {
+    format!("{}:{}", cursor.lines, cursor.hash)
+}
+
+fn parse_cursor(text: &str) -> Option<Cursor> {
+    let (lines, hash) = text.split_once(':')?;
+    Some(Cursor {
+        lines: lines.parse().ok()?,
+        hash: hash.to_string(),
+    })
 }
 
 /// Renews the lease every third of its TTL; returns once it is lost. A store

@@ -21,12 +21,15 @@ use actix::prelude::*;
 use tokio::time::Instant;
 
 use crate::agent::{AgentActor, AgentDeps, AgentExit, AgentExited, StopAgent};
+use crate::heartbeat::watcher::{
+    HeartbeatChanged, HeartbeatWatcher, InstructionsChanged, WatchHeartbeats,
+};
 use crate::llm::LlmProvider;
 use crate::llm::prompt::{AgentBrief, PlanContext};
 use crate::llm_gate::LlmGate;
 use crate::planner::{DagPlanner, PlanGoal, PlannerSettings};
 use crate::project::{AgentConfig, Project};
-use crate::reaper::LeaseReaper;
+use crate::reaper::{GoalAdded, LeaseReaper};
 use crate::store::{AgentRecord, GoalState, Store};
 
 /// How agents are started.
@@ -98,6 +101,28 @@ struct AgentSlot {
     config: AgentConfig,
     state: AgentState,
     restarts: VecDeque<Instant>,
+    /// What to do once the running actor has stopped (after an instructions change).
+    after_stop: Option<AfterStop>,
+}
+
+/// Why a running agent was asked to stop by the Supervisor itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterStop {
+    /// It was removed from the instructions.
+    Remove,
+    /// Its declaration changed: start it again with the new one.
+    Restart,
+}
+
+impl AgentSlot {
+    fn new(config: AgentConfig) -> Self {
+        Self {
+            config,
+            state: AgentState::Waiting,
+            restarts: VecDeque::new(),
+            after_stop: None,
+        }
+    }
 }
 
 /// The supervisor actor.
@@ -105,6 +130,8 @@ pub struct Supervisor {
     config: SupervisorConfig,
     deps: Option<AgentDeps>,
     planner: Option<Addr<DagPlanner>>,
+    reaper: Option<Addr<LeaseReaper>>,
+    watcher: Option<Addr<HeartbeatWatcher>>,
     agents: BTreeMap<String, AgentSlot>,
     shutting_down: bool,
     exit_code: i32,
@@ -117,21 +144,14 @@ impl Supervisor {
             .project
             .agents
             .iter()
-            .map(|a| {
-                (
-                    a.name.clone(),
-                    AgentSlot {
-                        config: a.clone(),
-                        state: AgentState::Waiting,
-                        restarts: VecDeque::new(),
-                    },
-                )
-            })
+            .map(|a| (a.name.clone(), AgentSlot::new(a.clone())))
             .collect();
         Self {
             config,
             deps: None,
             planner: None,
+            reaper: None,
+            watcher: None,
             agents,
             shutting_down: false,
             exit_code: 0,
@@ -262,12 +282,87 @@ impl Supervisor {
         }
     }
 
-    fn plan_goals(&mut self, ctx: &mut Context<Self>) {
+    /// Agent name → heartbeat file, for the watcher.
+    fn heartbeat_files(&self) -> BTreeMap<String, std::path::PathBuf> {
+        self.config
+            .project
+            .agents
+            .iter()
+            .filter_map(|a| Some((a.name.clone(), a.heartbeat.clone()?)))
+            .collect()
+    }
+
+    /// Applies a changed instructions file: starts added agents, stops removed
+    /// ones (their tasks given back) and restarts changed ones.
+    fn reload(&mut self, project: Project, ctx: &mut Context<Self>) {
+        let old_goals = self.config.project.goals();
+        let new: BTreeMap<String, AgentConfig> = project
+            .agents
+            .iter()
+            .map(|a| (a.name.clone(), a.clone()))
+            .collect();
+        for (name, slot) in self.agents.iter_mut() {
+            let after = match new.get(name) {
+                None => AfterStop::Remove,
+                Some(config) if *config != slot.config => {
+                    slot.config = config.clone();
+                    AfterStop::Restart
+                }
+                Some(_) => continue,
+            };
+            tracing::info!(agent = %name, change = ?after, "instructions changed for this agent");
+            match &slot.state {
+                AgentState::Running(addr) => {
+                    addr.do_send(StopAgent {
+                        grace: Duration::ZERO,
+                    });
+                    slot.after_stop = Some(after);
+                }
+                _ if after == AfterStop::Restart => {
+                    slot.state = AgentState::Waiting;
+                    slot.restarts.clear();
+                }
+                _ => slot.after_stop = Some(AfterStop::Remove),
+            }
+        }
+        self.agents.retain(|_, slot| {
+            slot.after_stop != Some(AfterStop::Remove)
+                || matches!(slot.state, AgentState::Running(_))
+        });
+        for (name, config) in new {
+            if let std::collections::btree_map::Entry::Vacant(entry) = self.agents.entry(name) {
+                tracing::info!(agent = %entry.key(), goal = %config.goal, "agent added by an instructions change");
+                entry.insert(AgentSlot::new(config));
+            }
+        }
+        self.config.project = project;
+        let new_goals: Vec<String> = self
+            .config
+            .project
+            .goals()
+            .into_iter()
+            .filter(|g| !old_goals.contains(g))
+            .collect();
+        if let Some(reaper) = &self.reaper {
+            for goal in &new_goals {
+                reaper.do_send(GoalAdded { goal: goal.clone() });
+            }
+        }
+        self.plan_goals(new_goals, ctx);
+        if let Some(watcher) = &self.watcher {
+            watcher.do_send(WatchHeartbeats {
+                files: self.heartbeat_files(),
+            });
+        }
+        self.fill_slots(ctx);
+    }
+
+    fn plan_goals(&mut self, goals: Vec<String>, ctx: &mut Context<Self>) {
         let Some(planner) = self.planner.clone() else {
             return;
         };
         let project = &self.config.project;
-        for goal in project.goals() {
+        for goal in goals {
             let context = PlanContext {
                 goal_id: goal.clone(),
                 context: project.instructions.context.clone(),
@@ -337,7 +432,16 @@ impl Actor for Supervisor {
             spawn_limit = config.spawn_limit,
             "orchestrator started"
         );
-        self.plan_goals(ctx);
+        self.watcher = Some(
+            HeartbeatWatcher::new(
+                self.config.project.path.clone(),
+                self.heartbeat_files(),
+                ctx.address().recipient(),
+                ctx.address().recipient(),
+            )
+            .start(),
+        );
+        self.plan_goals(self.config.project.goals(), ctx);
         self.fill_slots(ctx);
         ctx.run_interval(Duration::from_millis(500), |supervisor, ctx| {
             supervisor.check_goals(ctx)
@@ -451,6 +555,37 @@ impl Handler<AgentExited> for Supervisor {
         self.exit_if_idle();
         self.fill_slots(ctx);
         self.check_goals(ctx);
+    }
+}
+
+impl Handler<HeartbeatChanged> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: HeartbeatChanged, _: &mut Self::Context) {
+        if let Some(AgentSlot {
+            state: AgentState::Running(addr),
+            ..
+        }) = self.agents.get(&msg.agent)
+        {
+            addr.do_send(msg);
+        }
+    }
+}
+
+impl Handler<InstructionsChanged> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: InstructionsChanged, ctx: &mut Self::Context) {
+        match msg.project {
+            Err(e) => tracing::error!(
+                "the instructions file is invalid; the running agents are left as they were:\n{e}"
+            ),
+            Ok(_) if self.config.spawn_mode == SpawnMode::Static => tracing::warn!(
+                "the instructions file changed, but spawn mode is static: restart porki (or use --spawn-mode dynamic) to apply it"
+            ),
+            Ok(project) if self.shutting_down => drop(project),
+            Ok(project) => self.reload(project, ctx),
+        }
     }
 }
 

@@ -30,7 +30,7 @@ pub fn task(goal: &str, task: &str) -> String {
     format!("task:{{{goal}}}:{task}")
 }
 
-/// `task:{G}:T:lock`: a task's lease token.
+/// `task:{G}:T:lock`: a task's lease, `TOKEN FENCE`, while it is RUNNING.
 pub fn task_lock(goal: &str, task: &str) -> String {
     format!("task:{{{goal}}}:{task}:lock")
 }
@@ -95,4 +95,14 @@ pub const EVENTS_PATTERN: &str = "events:*";
 /// The goal id of an `events:{G}` channel.
 pub fn goal_of_events_channel(channel: &str) -> Option<&str> {
     channel.strip_prefix("events:{")?.strip_suffix('}')
+}
+
+/// `agent:NAME:FIELD`: one per-agent value.
+pub fn agent_field(name: &str, field: super::AgentField) -> String {
+    format!("agent:{name}:{}", field.as_str())
+}
+
+/// `agent:NAME:errors`: recent problems, newest first.
+pub fn agent_errors(name: &str) -> String {
+    format!("agent:{name}:errors")
 }

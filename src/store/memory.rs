@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::{
-    AgentRecord, ClaimOutcome, CompleteOutcome, EventKind, FailOutcome, GoalState, GoalStatus,
+    AgentField, AgentRecord, ClaimOutcome, CompleteOutcome, EventKind, FailOutcome, GoalState, GoalStatus,
     Lease, ReapOutcome, Store, StoreError, StoreEvent, TaskResult, WriteDagOptions,
     WriteDagOutcome,
 };
@@ -38,6 +38,10 @@ struct State {
     guards: HashMap<String, (String, Instant)>,
     /// Goals that failed before they had a plan.
     failed_plans: BTreeMap<String, GoalStatus>,
+    /// Per-agent values.
+    agent_values: HashMap<(String, AgentField), String>,
+    /// Per-agent problems, newest first.
+    agent_errors: HashMap<String, std::collections::VecDeque<String>>,
     /// LLM call slots: token → expiry.
     gate: HashMap<String, Instant>,
 }
@@ -388,7 +392,6 @@ impl Store for MemoryStore {
             data.status.finished_ms = Some(now_ms());
         }
         drop(state);
-        self.emit(&lease.goal, EventKind::Done);
         if !promoted.is_empty() {
             self.emit(&lease.goal, EventKind::Ready);
         }
@@ -683,6 +686,62 @@ impl Store for MemoryStore {
 
     async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
         Ok(self.lock().agents.values().cloned().collect())
+    }
+
+    async fn agent_value(
+        &self,
+        name: &str,
+        field: AgentField,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().agent_values.get(&(name.to_string(), field)).cloned())
+    }
+
+    async fn set_agent_value(
+        &self,
+        name: &str,
+        field: AgentField,
+        value: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let key = (name.to_string(), field);
+        match value {
+            Some(value) => state.agent_values.insert(key, value.to_string()),
+            None => state.agent_values.remove(&key),
+        };
+        Ok(())
+    }
+
+    async fn swap_agent_value(
+        &self,
+        name: &str,
+        field: AgentField,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let key = (name.to_string(), field);
+        if state.agent_values.get(&key).map(String::as_str) != expected {
+            return Ok(false);
+        }
+        state.agent_values.insert(key, value.to_string());
+        Ok(true)
+    }
+
+    async fn push_agent_error(&self, name: &str, message: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let errors = state.agent_errors.entry(name.to_string()).or_default();
+        errors.push_front(message.to_string());
+        errors.truncate(super::AGENT_ERRORS_KEPT);
+        Ok(())
+    }
+
+    async fn agent_errors(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .lock()
+            .agent_errors
+            .get(name)
+            .map(|e| e.iter().cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn agent_heartbeat(&self, name: &str, ttl: Duration) -> Result<(), StoreError> {

@@ -290,8 +290,6 @@ pub struct AgentRecord {
 pub enum EventKind {
     /// Tasks became READY (plan written, dependents promoted, lease reaped, release, retry).
     Ready,
-    /// A task became DONE.
-    Done,
     /// A task failed and will be retried after a backoff.
     Retry,
     /// A task became FAILED.
@@ -314,11 +312,13 @@ pub struct StoreEvent {
 }
 
 impl StoreEvent {
-    /// Parses a message of `events:{G}` (`ready`, `done T`, `goal complete`…).
+    /// Parses a message of `events:{G}` (`ready`, `retry T`, `goal complete`…).
+    ///
+    /// A completion that unblocks nothing is not announced: it gives an idle agent
+    /// nothing to claim (promotions announce `ready`, the last one `goal complete`).
     pub fn parse(goal: &str, message: &str) -> Option<Self> {
         let kind = match message.split_whitespace().next()? {
             "ready" => EventKind::Ready,
-            "done" => EventKind::Done,
             "retry" => EventKind::Retry,
             "failed" => EventKind::Failed,
             "goal" if message.ends_with("complete") => EventKind::GoalComplete,
@@ -340,6 +340,31 @@ impl StoreEvent {
 /// Capacity of the in-process event channel; a slow receiver that lags behind
 /// gets a `Lagged` error and simply looks again.
 pub const EVENT_CHANNEL_CAPACITY: usize = 1024;
+
+/// A per-agent value kept at `agent:NAME:FIELD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgentField {
+    /// How much of the heartbeat file was applied (`lines:sha256`).
+    HeartbeatCursor,
+    /// Set while a PAUSE is in effect (`drain` or `release`).
+    Paused,
+    /// The agent's memory snapshot (a JSON list of recent actions).
+    Memory,
+}
+
+impl AgentField {
+    /// The key suffix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentField::HeartbeatCursor => "heartbeat_cursor",
+            AgentField::Paused => "paused",
+            AgentField::Memory => "memory",
+        }
+    }
+}
+
+/// Most recent entries kept in `agent:NAME:errors`.
+pub const AGENT_ERRORS_KEPT: usize = 100;
 
 /// Shared state of porki. Every method is atomic with respect to every other caller.
 #[async_trait]
@@ -433,6 +458,33 @@ pub trait Store: Send + Sync + 'static {
 
     /// Registered agents, sorted by name.
     async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
+
+    /// Reads `agent:NAME:FIELD`.
+    async fn agent_value(&self, name: &str, field: AgentField) -> Result<Option<String>, StoreError>;
+
+    /// Writes `agent:NAME:FIELD`; `None` deletes it.
+    async fn set_agent_value(
+        &self,
+        name: &str,
+        field: AgentField,
+        value: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Writes `agent:NAME:FIELD` only if it still holds `expected` (`None`: absent);
+    /// false if someone changed it first.
+    async fn swap_agent_value(
+        &self,
+        name: &str,
+        field: AgentField,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Adds a problem to `agent:NAME:errors` (newest first, the last 100 kept).
+    async fn push_agent_error(&self, name: &str, message: &str) -> Result<(), StoreError>;
+
+    /// The agent's recorded problems, newest first.
+    async fn agent_errors(&self, name: &str) -> Result<Vec<String>, StoreError>;
 
     /// Refreshes `agent:NAME:heartbeat`, which expires after `ttl` without refresh.
     async fn agent_heartbeat(&self, name: &str, ttl: Duration) -> Result<(), StoreError>;

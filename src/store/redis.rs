@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use tokio::sync::broadcast;
 
 use super::{
-    AgentRecord, ClaimOutcome, CompleteOutcome, EventKind, FailOutcome, GoalState, GoalStatus,
+    AgentField, AgentRecord, ClaimOutcome, CompleteOutcome, EventKind, FailOutcome, GoalState, GoalStatus,
     Lease, ReapOutcome, Store, StoreError, StoreEvent, TaskResult, WriteDagOptions,
     WriteDagOutcome, keys,
 };
@@ -35,9 +35,11 @@ struct Scripts {
     retry_task: Script,
     elevate: Script,
     plan_failed: Script,
+    goal_status: Script,
     agent_register: Script,
     guard_renew: Script,
     guard_release: Script,
+    agent_swap: Script,
     gate_acquire: Script,
     gate_renew: Script,
     gate_count: Script,
@@ -57,9 +59,11 @@ impl Scripts {
             retry_task: task_script!("retry_task.lua"),
             elevate: task_script!("elevate.lua"),
             plan_failed: task_script!("plan_failed.lua"),
+            goal_status: task_script!("goal_status.lua"),
             agent_register: Script::new(include_str!("agent_register.lua")),
             guard_renew: Script::new(include_str!("guard_renew.lua")),
             guard_release: Script::new(include_str!("guard_release.lua")),
+            agent_swap: Script::new(include_str!("agent_swap.lua")),
             gate_acquire: Script::new(include_str!("gate_acquire.lua")),
             gate_renew: Script::new(include_str!("gate_renew.lua")),
             gate_count: Script::new(include_str!("gate_count.lua")),
@@ -236,12 +240,13 @@ fn task_from_fields(
         owner: text("owner"),
         attempt: num!("attempt").unwrap_or(0),
         fence: num!("fence").unwrap_or(0),
-        lease_expires_ms: num!("lease_expires"),
+        // Scripts overwrite these with 0 rather than delete them: 0 is unset.
+        lease_expires_ms: num!("lease_expires").filter(|ms| *ms != 0),
         progress: text("progress").unwrap_or_default(),
         artifacts,
         last_error: text("last_error"),
         pending_deps: num!("pending").unwrap_or(0),
-        retry_at_ms: num!("retry_at"),
+        retry_at_ms: num!("retry_at").filter(|ms| *ms != 0),
         created_ms: num!("created_at").unwrap_or(0),
         updated_ms: num!("updated_at").unwrap_or(0),
         started_ms: num!("started_at"),
@@ -444,11 +449,14 @@ impl Store for RedisStore {
     }
 
     async fn goal_status(&self, goal: &str) -> Result<Option<GoalStatus>, StoreError> {
-        let fields: HashMap<String, String> = self.conn.clone().hgetall(keys::goal(goal)).await?;
+        let mut invocation = self.scripts.goal_status.key(keys::goal(goal));
+        invocation.arg(goal);
+        let (fields, counts): (HashMap<String, String>, Vec<i64>) =
+            invocation.invoke_async(&mut self.conn.clone()).await?;
         if fields.is_empty() {
             return Ok(None);
         }
-        goal_from_fields(goal, &fields).map(Some)
+        goal_from_fields(goal, &fields, &counts).map(Some)
     }
 
     async fn goals(&self) -> Result<Vec<String>, StoreError> {
@@ -620,6 +628,64 @@ impl Store for RedisStore {
             .collect())
     }
 
+    async fn agent_value(
+        &self,
+        name: &str,
+        field: AgentField,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self.conn.clone().get(keys::agent_field(name, field)).await?)
+    }
+
+    async fn set_agent_value(
+        &self,
+        name: &str,
+        field: AgentField,
+        value: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let key = keys::agent_field(name, field);
+        let mut conn = self.conn.clone();
+        match value {
+            Some(value) => conn.set::<_, _, ()>(key, value).await?,
+            None => conn.del::<_, ()>(key).await?,
+        }
+        Ok(())
+    }
+
+    async fn swap_agent_value(
+        &self,
+        name: &str,
+        field: AgentField,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let swapped: i64 = self
+            .scripts
+            .agent_swap
+            .key(keys::agent_field(name, field))
+            .arg(expected.unwrap_or(""))
+            .arg(value)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(swapped == 1)
+    }
+
+    async fn push_agent_error(&self, name: &str, message: &str) -> Result<(), StoreError> {
+        let key = keys::agent_errors(name);
+        let _: () = redis::pipe()
+            .atomic()
+            .lpush(&key, message)
+            .ignore()
+            .ltrim(&key, 0, super::AGENT_ERRORS_KEPT as isize - 1)
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn agent_errors(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.conn.clone().lrange(keys::agent_errors(name), 0, -1).await?)
+    }
+
     async fn agent_heartbeat(&self, name: &str, ttl: Duration) -> Result<(), StoreError> {
         let _: () = self
             .conn
@@ -686,10 +752,12 @@ impl Store for RedisStore {
     }
 }
 
-/// Reads the goal hash (`HGETALL goal:{G}`) into a [`GoalStatus`].
+/// Reads the goal hash and the per-state counts `goal_status.lua` derived (in
+/// [`TaskStatus::ALL`] order) into a [`GoalStatus`].
 fn goal_from_fields(
     goal: &str,
     fields: &HashMap<String, String>,
+    counts: &[i64],
 ) -> Result<GoalStatus, StoreError> {
     let number = |field: &str| -> u64 {
         fields
@@ -703,9 +771,12 @@ fn goal_from_fields(
         what: format!("{}.status", keys::goal(goal)),
         detail: format!("{state_text:?}"),
     })?;
+    if counts.len() != TaskStatus::ALL.len() {
+        return Err(unexpected("goal_status", &[format!("{counts:?}")]));
+    }
     let counts: BTreeMap<TaskStatus, u64> = TaskStatus::ALL
         .into_iter()
-        .map(|s| (s, number(&format!("count_{}", s.as_str().to_lowercase()))))
+        .zip(counts.iter().map(|&n| n.max(0) as u64))
         .collect();
     Ok(GoalStatus {
         goal: goal.to_string(),

@@ -176,14 +176,45 @@ pub fn plan(goal: &str, ids: &[String], edges: &[(String, String)]) -> Dag {
 
 /// Writes an instructions file declaring `agents` (name, goal) and loads it.
 pub fn project(dir: &Path, agents: &[(&str, &str)]) -> Project {
+    write_instructions(dir, agents, false);
+    Project::load(&dir.join("INSTRUCTIONS.md")).unwrap()
+}
+
+/// Writes `dir/INSTRUCTIONS.md` declaring `agents`, each with
+/// `heartbeat/NAME.md` when `heartbeats` is set.
+pub fn write_instructions(dir: &Path, agents: &[(&str, &str)], heartbeats: bool) {
     std::fs::create_dir_all(dir).unwrap();
     let mut text = String::from("# Test\n\n## Agents\n");
     for (name, goal) in agents {
         text.push_str(&format!("\n### {name}\n- Goal: {goal}\n- Cadence: 2s\n"));
+        if heartbeats {
+            text.push_str(&format!("- Heartbeat: heartbeat/{name}.md\n"));
+        }
     }
-    let path = dir.join("INSTRUCTIONS.md");
-    std::fs::write(&path, text).unwrap();
-    Project::load(&path).unwrap()
+    std::fs::write(dir.join("INSTRUCTIONS.md"), text).unwrap();
+}
+
+/// Appends a line to a file, as `echo LINE >> FILE` does.
+pub fn append_line(path: &Path, line: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(file, "{line}").unwrap();
+}
+
+/// Waits until `check` holds, failing the test after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A fresh temp folder for one test.

@@ -1,0 +1,302 @@
+//! Operators steering live agents: heartbeat directives and instruction edits
+//! while a run goes on.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use porki::domain::TaskStatus;
+use porki::project::Project;
+use porki::store::{MemoryStore, RedisStore, Store};
+use support::RedisServer;
+use support::runtime::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("t{i:02}")).collect()
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+fn task_state(store: &Arc<MemoryStore>, goal: &str, task: &str) -> porki::domain::TaskState {
+    block_on(store.task(goal, task)).unwrap().unwrap()
+}
+
+#[test]
+fn pause_stops_new_claims_within_a_second_and_resume_continues() {
+    let dir = temp_dir("pause");
+    write_instructions(&dir, &[("worker", "g")], true);
+    let record = Arc::new(Record::default());
+    let mut provider = ScriptedProvider::new(plan("g", &ids(12), &[]), "p", record.clone());
+    provider.delay = Duration::from_millis(300);
+    let memory = Arc::new(MemoryStore::new());
+    let run = spawn_runtime(
+        StoreKind::Memory(memory.clone()),
+        Arc::new(provider),
+        Project::load(&dir.join("INSTRUCTIONS.md")).unwrap(),
+        |_| {},
+    );
+    wait_until(Duration::from_secs(10), "the first task runs", || {
+        !record.executions().is_empty()
+    });
+    append_line(&dir.join("heartbeat/worker.md"), "PAUSE");
+    std::thread::sleep(Duration::from_secs(1));
+    let paused_at = record.executions().len();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        record.executions().len(),
+        paused_at,
+        "no new claim while paused"
+    );
+    let running = block_on(memory.goal_status("g"))
+        .unwrap()
+        .unwrap()
+        .count(TaskStatus::Running);
+    assert_eq!(running, 0, "the held task was released");
+    assert!(!run.is_finished());
+    append_line(&dir.join("heartbeat/worker.md"), "RESUME");
+    assert_eq!(join_within(run, LIMIT), 0, "the run completes after RESUME");
+}
+
+#[test]
+fn drop_task_stops_the_running_call_and_marks_the_task_failed() {
+    let dir = temp_dir("drop");
+    write_instructions(&dir, &[("worker", "g")], true);
+    let record = Arc::new(Record::default());
+    let tasks: Vec<String> = vec!["slow".into(), "quick".into()];
+    let mut provider = ScriptedProvider::new(plan("g", &tasks, &[]), "p", record.clone());
+    provider.delay = Duration::from_secs(30);
+    let memory = Arc::new(MemoryStore::new());
+    let run = spawn_runtime(
+        StoreKind::Memory(memory.clone()),
+        Arc::new(provider),
+        Project::load(&dir.join("INSTRUCTIONS.md")).unwrap(),
+        |_| {},
+    );
+    wait_until(Duration::from_secs(10), "a task runs", || {
+        !record.executions().is_empty()
+    });
+    let running = record.executions()[0].task.clone();
+    let dropped_at = Instant::now();
+    append_line(
+        &dir.join("heartbeat/worker.md"),
+        &format!("DROP-TASK {running}"),
+    );
+    wait_until(Duration::from_secs(1), "the dropped task is FAILED", || {
+        task_state(&memory, "g", &running).status == TaskStatus::Failed
+    });
+    // The goal now has a FAILED task: no more claims, and --until-done exits 1.
+    assert_eq!(join_within(run, Duration::from_secs(5)), 1);
+    assert!(
+        dropped_at.elapsed() < Duration::from_secs(5),
+        "the 30 s call was stopped, not awaited"
+    );
+    assert_eq!(record.executions().len(), 1);
+    assert!(
+        record.executions()[0].finished.is_none(),
+        "the dropped call never finished"
+    );
+    let task = task_state(&memory, "g", &running);
+    assert!(task.last_error.unwrap().contains("dropped"));
+}
+
+#[test]
+fn elevate_changes_which_task_is_claimed_next() {
+    let dir = temp_dir("elevate");
+    write_instructions(&dir, &[("worker", "g")], true);
+    std::fs::create_dir_all(dir.join("heartbeat")).unwrap();
+    std::fs::write(dir.join("heartbeat/worker.md"), "# control file\nPAUSE\n").unwrap();
+    let record = Arc::new(Record::default());
+    let provider = ScriptedProvider::new(plan("g", &ids(5), &[]), "p", record.clone());
+    let memory = Arc::new(MemoryStore::new());
+    let run = spawn_runtime(
+        StoreKind::Memory(memory.clone()),
+        Arc::new(provider),
+        Project::load(&dir.join("INSTRUCTIONS.md")).unwrap(),
+        |_| {},
+    );
+    wait_until(Duration::from_secs(10), "the plan is written", || {
+        block_on(memory.goal_status("g")).unwrap().is_some()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(record.executions().is_empty(), "paused from the start");
+    append_line(&dir.join("heartbeat/worker.md"), "ELEVATE t03 100");
+    append_line(&dir.join("heartbeat/worker.md"), "RESUME");
+    assert_eq!(join_within(run, LIMIT), 0);
+    assert_eq!(
+        record.executions()[0].task,
+        "t03",
+        "the elevated task ran first"
+    );
+}
+
+#[test]
+fn an_editor_style_save_is_seen_and_bad_lines_are_reported_once() {
+    let dir = temp_dir("rename");
+    write_instructions(&dir, &[("worker", "g")], true);
+    let record = Arc::new(Record::default());
+    let mut provider = ScriptedProvider::new(plan("g", &ids(12), &[]), "p", record.clone());
+    provider.delay = Duration::from_millis(300);
+    let memory = Arc::new(MemoryStore::new());
+    let run = spawn_runtime(
+        StoreKind::Memory(memory.clone()),
+        Arc::new(provider),
+        Project::load(&dir.join("INSTRUCTIONS.md")).unwrap(),
+        |_| {},
+    );
+    let heartbeat = dir.join("heartbeat/worker.md");
+    wait_until(
+        Duration::from_secs(10),
+        "the heartbeat file exists and a task runs",
+        || heartbeat.exists() && !record.executions().is_empty(),
+    );
+    // Write a temp file and rename it over the original, as editors do.
+    let mut text = std::fs::read_to_string(&heartbeat).unwrap();
+    text.push_str("FROBNICATE now\nPAUSE\n");
+    let temp = dir.join("heartbeat/.worker.md.swp");
+    std::fs::write(&temp, text).unwrap();
+    std::fs::rename(&temp, &heartbeat).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let paused_at = record.executions().len();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        record.executions().len(),
+        paused_at,
+        "PAUSE from the renamed file applied"
+    );
+    let errors = block_on(memory.agent_errors("worker")).unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("FROBNICATE"), "{errors:?}");
+    append_line(&heartbeat, "RESUME");
+    assert_eq!(join_within(run, LIMIT), 0);
+    assert_eq!(
+        block_on(memory.agent_errors("worker")).unwrap().len(),
+        1,
+        "reported once"
+    );
+}
+
+#[test]
+fn a_restart_after_drop_task_does_not_drop_again() {
+    let server = RedisServer::start();
+    let dir = temp_dir("replay");
+    write_instructions(&dir, &[("worker", "g")], true);
+    let tasks: Vec<String> = vec!["victim".into(), "other".into()];
+    let store = StoreKind::Redis(server.url());
+    let start = |delay: Duration| {
+        let record = Arc::new(Record::default());
+        let mut provider = ScriptedProvider::new(plan("g", &tasks, &[]), "p", record.clone());
+        provider.delay = delay;
+        let project = Project::load(&dir.join("INSTRUCTIONS.md")).unwrap();
+        (
+            spawn_runtime(store.clone(), Arc::new(provider), project, |_| {}),
+            record,
+        )
+    };
+    let url = server.url();
+    let goal_planned = || {
+        block_on(async {
+            RedisStore::connect(&url)
+                .await
+                .unwrap()
+                .goal_status("g")
+                .await
+                .unwrap()
+                .is_some()
+        })
+    };
+    let (first, _) = start(Duration::from_millis(200));
+    wait_until(Duration::from_secs(10), "the plan is written", goal_planned);
+    append_line(&dir.join("heartbeat/worker.md"), "DROP-TASK victim");
+    assert_eq!(
+        join_within(first, LIMIT),
+        1,
+        "a dropped task fails the goal"
+    );
+    assert_eq!(final_tasks(&store, "g")["victim"].0, TaskStatus::Failed);
+
+    // The operator asks for a retry; the second run must not replay the DROP-TASK.
+    block_on(async {
+        RedisStore::connect(&url)
+            .await
+            .unwrap()
+            .retry_task("g", "victim")
+            .await
+            .unwrap()
+    });
+    let (second, record) = start(Duration::from_millis(5));
+    assert_eq!(join_within(second, LIMIT), 0);
+    assert_eq!(final_tasks(&store, "g")["victim"].0, TaskStatus::Done);
+    assert_eq!(record.counts()["victim"], 1);
+}
+
+#[test]
+fn editing_the_instructions_adds_and_removes_agents_and_a_bad_edit_changes_nothing() {
+    let dir = temp_dir("reload");
+    write_instructions(&dir, &[("first", "g")], false);
+    let record = Arc::new(Record::default());
+    let mut provider = ScriptedProvider::new(plan("g", &ids(30), &[]), "p", record.clone());
+    provider.delay = Duration::from_millis(100);
+    let memory = Arc::new(MemoryStore::new());
+    let run = spawn_runtime(
+        StoreKind::Memory(memory.clone()),
+        Arc::new(provider),
+        Project::load(&dir.join("INSTRUCTIONS.md")).unwrap(),
+        |_| {},
+    );
+    wait_until(Duration::from_secs(10), "work starts", || {
+        record.executions().len() >= 2
+    });
+
+    // A bad edit: refused, `first` keeps working.
+    std::fs::write(
+        dir.join("INSTRUCTIONS.md"),
+        "## Agents\n### first\n- Role: x\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = record.executions().len();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        record.executions().len() > before,
+        "a bad edit leaves the running agent alone"
+    );
+
+    // Replace `first` by `second`.
+    write_instructions(&dir, &[("second", "g")], false);
+    wait_until(Duration::from_secs(5), "second runs tasks", || {
+        block_on(memory.tasks("g"))
+            .unwrap()
+            .iter()
+            .any(|t| t.owner.as_deref() == Some("second"))
+    });
+    let removed_at = now_ms();
+    assert_eq!(join_within(run, LIMIT), 0);
+    let tasks = block_on(memory.tasks("g")).unwrap();
+    assert!(tasks.iter().all(|t| t.status == TaskStatus::Done));
+    assert!(
+        tasks
+            .iter()
+            .filter(|t| t.owner.as_deref() == Some("first"))
+            .all(|t| t.started_ms.unwrap() < removed_at),
+        "the removed agent claimed nothing after its removal"
+    );
+    let agents = block_on(memory.agents()).unwrap();
+    let first = agents.iter().find(|a| a.name == "first").unwrap();
+    assert_eq!(first.state, "stopped");
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
