@@ -7,12 +7,12 @@ redis.call('DEL', lock_key(id))
 redis.call('SREM', RUNNING, id)
 local attempt = tonumber(redis.call('HGET', task_key(id), 'attempt'))
 if retryable == '1' and attempt < max_attempts() then
-  set_status(id, 'RUNNING', 'READY', now)
-  redis.call('HSET', task_key(id), 'last_error', err, 'retry_at', now + backoff)
-  redis.call('HDEL', task_key(id), 'lease_expires')
+  -- READY but backing off: it waits in DELAYED until claim promotes it.
+  redis.call('HSET', task_key(id), 'status', 'READY', 'last_error', err, 'retry_at', now + backoff,
+    'lease_expires', 0, 'updated_at', now)
   redis.call('ZADD', DELAYED, now + backoff, id)
   redis.call('PUBLISH', EVENTS, 'retry ' .. id)
   return {'retrying'}
 end
-fail_for_good(id, 'RUNNING', err, now)
+fail_for_good(id, err, now)
 return {'failed'}

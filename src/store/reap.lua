@@ -2,20 +2,21 @@
 -- Only a missing lock counts: Redis expired it, so no clock is compared here. ARGV: G.
 -- Returns {requeued ids, failed ids}.
 local requeued, failed = {}, {}
-local now = nil
+local now, max = nil, nil
 for _, id in ipairs(redis.call('SMEMBERS', RUNNING)) do
   if redis.call('EXISTS', lock_key(id)) == 0 then
     now = now or now_ms()
+    max = max or max_attempts()
     redis.call('SREM', RUNNING, id)
-    local attempt = tonumber(redis.call('HGET', task_key(id), 'attempt'))
-    if attempt >= max_attempts() then
-      fail_for_good(id, 'RUNNING', 'lease expired on attempt ' .. attempt .. ' (max attempts reached)', now)
+    local f = redis.call('HMGET', task_key(id), 'attempt', 'role', 'priority')
+    local attempt = tonumber(f[1])
+    if attempt >= max then
+      fail_for_good(id, 'lease expired on attempt ' .. attempt .. ' (max attempts reached)', now)
       failed[#failed + 1] = id
     else
-      set_status(id, 'RUNNING', 'READY', now)
-      redis.call('HSET', task_key(id), 'last_error', 'lease expired on attempt ' .. attempt)
-      redis.call('HDEL', task_key(id), 'lease_expires')
-      index_ready(id)
+      redis.call('HSET', task_key(id), 'status', 'READY',
+        'last_error', 'lease expired on attempt ' .. attempt, 'lease_expires', 0, 'updated_at', now)
+      index_ready(id, f[2], f[3])
       requeued[#requeued + 1] = id
     end
   end

@@ -2,17 +2,17 @@
 -- unfinished. The goal is active again once no task is FAILED.
 -- ARGV: G, task. Returns {'ok', new status} | {'no_task'} | {'state', status}.
 local id = ARGV[2]
-local status = redis.call('HGET', task_key(id), 'status')
+local f = redis.call('HMGET', task_key(id), 'status', 'pending', 'role', 'priority')
+local status = f[1]
 if not status then return {'no_task'} end
 if status ~= 'FAILED' then return {'state', status} end
 local now = now_ms()
 local to = 'READY'
-if tonumber(redis.call('HGET', task_key(id), 'pending')) > 0 then to = 'BLOCKED' end
-set_status(id, 'FAILED', to, now)
-redis.call('HSET', task_key(id), 'attempt', 0)
+if tonumber(f[2]) > 0 then to = 'BLOCKED' end
+redis.call('HSET', task_key(id), 'status', to, 'attempt', 0, 'updated_at', now)
 redis.call('HDEL', task_key(id), 'finished_at', 'retry_at', 'owner')
-if to == 'READY' then index_ready(id) end
-if tonumber(redis.call('HGET', GOAL, 'count_failed')) == 0 then
+if to == 'READY' then index_ready(id, f[3], f[4]) end
+if redis.call('HINCRBY', GOAL, 'count_failed', -1) <= 0 then
   redis.call('HSET', GOAL, 'status', 'active')
   redis.call('HDEL', GOAL, 'finished_at')
 end

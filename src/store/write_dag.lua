@@ -19,7 +19,6 @@ end
 
 local now = now_ms()
 local plan = cjson.decode(ARGV[6])
-local ready, blocked = 0, 0
 for _, n in ipairs(plan) do
   local key = task_key(n.id)
   redis.call('HSET', NODES, n.id, n.node)
@@ -33,17 +32,13 @@ for _, n in ipairs(plan) do
     redis.call('HSET', key, 'role', n.role)
     redis.call('SADD', ROLES, n.role)
   end
-  if status == 'READY' then
-    redis.call('ZADD', ready_key(n.role), -n.priority, n.id)
-    ready = ready + 1
-  else
-    blocked = blocked + 1
-  end
+  if status == 'READY' then index_ready(n.id, n.role, n.priority) end
 end
 redis.call('HDEL', GOAL, 'last_error', 'finished_at')
+-- Of the per-state counts the goal keeps only `remaining` (tasks not DONE, so
+-- complete knows the goal is done) and `count_failed`; goal_status.lua derives the rest.
 redis.call('HSET', GOAL, 'status', 'active', 'title', title, 'fingerprint', fingerprint,
   'max_attempts', attempts, 'created_at', now, 'total', #plan, 'source', ARGV[7],
-  'count_blocked', blocked, 'count_ready', ready, 'count_running', 0, 'count_done', 0,
-  'count_failed', 0)
+  'remaining', #plan, 'count_failed', 0)
 redis.call('PUBLISH', EVENTS, 'ready')
 return {outcome}
