@@ -300,3 +300,69 @@ fn now_ms() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+#[test]
+fn retry_task_brings_a_dropped_task_back_and_the_goal_completes() {
+    let dir = temp_dir("retry");
+    write_instructions(&dir, &[("worker", "g")], true);
+    let record = Arc::new(Record::default());
+    let mut provider = ScriptedProvider::new(plan("g", &ids(6), &[]), "p", record.clone());
+    provider.delay = Duration::from_millis(150);
+    let memory = Arc::new(MemoryStore::new());
+    let run = spawn_runtime(
+        StoreKind::Memory(memory.clone()),
+        Arc::new(provider),
+        Project::load(&dir.join("INSTRUCTIONS.md")).unwrap(),
+        |_| {},
+    );
+    wait_until(Duration::from_secs(10), "the plan is written", || {
+        block_on(memory.goal_status("g")).unwrap().is_some()
+    });
+    let heartbeat = dir.join("heartbeat/worker.md");
+    append_line(&heartbeat, "DROP-TASK t05");
+    wait_until(Duration::from_secs(2), "t05 is FAILED", || {
+        task_state(&memory, "g", "t05").status == TaskStatus::Failed
+    });
+    append_line(&heartbeat, "RETRY-TASK t05");
+    assert_eq!(
+        join_within(run, LIMIT),
+        0,
+        "the retried task ran and the goal completed"
+    );
+    assert_eq!(task_state(&memory, "g", "t05").status, TaskStatus::Done);
+}
+
+#[test]
+fn stop_ends_the_agent_cleanly_and_it_is_not_restarted() {
+    let dir = temp_dir("stop");
+    write_instructions(&dir, &[("worker", "g")], true);
+    let record = Arc::new(Record::default());
+    let mut provider = ScriptedProvider::new(plan("g", &ids(20), &[]), "p", record.clone());
+    provider.delay = Duration::from_millis(200);
+    let memory = Arc::new(MemoryStore::new());
+    let run = spawn_runtime(
+        StoreKind::Memory(memory.clone()),
+        Arc::new(provider),
+        Project::load(&dir.join("INSTRUCTIONS.md")).unwrap(),
+        |_| {},
+    );
+    wait_until(Duration::from_secs(10), "work starts", || {
+        !record.executions().is_empty()
+    });
+    append_line(&dir.join("heartbeat/worker.md"), "FLUSH-MEMORY");
+    append_line(&dir.join("heartbeat/worker.md"), "STOP");
+    // The only agent stopped for good: --until-done reports the goal as stranded.
+    assert_eq!(join_within(run, Duration::from_secs(10)), 1);
+    let agents = block_on(memory.agents()).unwrap();
+    assert_eq!(agents[0].state, "stopped");
+    let status = block_on(memory.goal_status("g")).unwrap().unwrap();
+    assert_eq!(
+        status.count(TaskStatus::Running),
+        0,
+        "the held task was given back"
+    );
+    assert!(status.count(TaskStatus::Done) < 20);
+    let memory_snapshot =
+        block_on(memory.agent_value("worker", porki::store::AgentField::Memory)).unwrap();
+    assert_eq!(memory_snapshot, None, "FLUSH-MEMORY cleared the snapshot");
+}
