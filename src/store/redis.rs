@@ -16,10 +16,11 @@ use super::{
 };
 use crate::domain::{Dag, Edge, Node, TaskState, TaskStatus, ValidatedDag, check_id};
 
-/// Builds a task script: the shared helpers, then the script itself.
+/// Builds a task script: the shared helpers, the helper files it needs, then the
+/// script itself (the last file).
 macro_rules! task_script {
-    ($file:literal) => {
-        Script::new(concat!(include_str!("lib.lua"), include_str!($file)))
+    ($($file:literal),+) => {
+        Script::new(concat!(include_str!("lib.lua"), $(include_str!($file)),+))
     };
 }
 
@@ -49,13 +50,13 @@ impl Scripts {
     fn new() -> Self {
         Self {
             write_dag: task_script!("write_dag.lua"),
-            claim: task_script!("claim.lua"),
+            claim: task_script!("claim_lib.lua", "claim.lua"),
             renew: task_script!("renew.lua"),
-            complete: task_script!("complete.lua"),
-            fail: task_script!("fail.lua"),
+            complete: task_script!("complete_lib.lua", "complete.lua"),
+            fail: task_script!("fail_lib.lua", "fail.lua"),
             release: task_script!("release.lua"),
-            reap: task_script!("reap.lua"),
-            drop_task: task_script!("drop_task.lua"),
+            reap: task_script!("fail_lib.lua", "reap.lua"),
+            drop_task: task_script!("fail_lib.lua", "drop_task.lua"),
             retry_task: task_script!("retry_task.lua"),
             elevate: task_script!("elevate.lua"),
             plan_failed: task_script!("plan_failed.lua"),

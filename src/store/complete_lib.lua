@@ -1,0 +1,45 @@
+-- Completing a held task, for complete.lua and complete_and_claim.lua.
+-- One more task DONE: returns how many are not DONE yet.
+local function count_done()
+  local remaining = redis.call('HINCRBY', GOAL, 'remaining', -1)
+  if remaining < 0 then
+    -- A goal planned before `remaining` existed: derive it once from the old counter.
+    local old = redis.call('HMGET', GOAL, 'total', 'count_done')
+    remaining = (tonumber(old[1]) or 0) - (tonumber(old[2]) or 0) - 1
+    redis.call('HSET', GOAL, 'remaining', remaining)
+  end
+  return remaining
+end
+
+-- Completes a held task and promotes dependents whose dependencies are now all DONE.
+-- Returns {'ok', goal complete 0/1, promoted ids...}, now | {'lost'}.
+local function complete_held(id, token, fence, progress, artifacts)
+  if not holds(id, token, fence) then return {'lost'} end
+  local now = now_ms()
+  redis.call('DEL', lock_key(id))
+  redis.call('SREM', RUNNING, id)
+  redis.call('HSET', task_key(id), 'status', 'DONE', 'progress', progress,
+    'artifacts', artifacts, 'lease_expires', 0, 'finished_at', now, 'updated_at', now)
+
+  local reply = {'ok', '0'}
+  local dependents = redis.call('HGET', DEPENDENTS, id)
+  if dependents then
+    for _, d in ipairs(cjson.decode(dependents)) do
+      if redis.call('HINCRBY', task_key(d), 'pending', -1) == 0 then
+        local f = redis.call('HMGET', task_key(d), 'status', 'role', 'priority')
+        if f[1] == 'BLOCKED' then
+          redis.call('HSET', task_key(d), 'status', 'READY', 'updated_at', now)
+          index_ready(d, f[2], f[3])
+          reply[#reply + 1] = d
+        end
+      end
+    end
+  end
+  if #reply > 2 then redis.call('PUBLISH', EVENTS, 'ready') end
+  if count_done() == 0 then
+    redis.call('HSET', GOAL, 'status', 'complete', 'finished_at', now)
+    redis.call('PUBLISH', EVENTS, 'goal complete')
+    reply[2] = '1'
+  end
+  return reply, now
+end
