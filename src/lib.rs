@@ -19,6 +19,8 @@
 //! - [`llm`]: the [`llm::LlmProvider`] trait and its providers (CLIs in their own
 //!   process group, OpenAI-compatible and Anthropic HTTP, deterministic offline),
 //!   the prompts of each phase and the parsing of answers.
+//! - [`report`]: what `porki status` and `porki graph` print (text table, status
+//!   JSON, Mermaid, DOT, graph JSON), rendered from fetched data. No I/O.
 //!
 //! Data flows one way: a validated plan is written to the store; agents claim,
 //! renew, complete or fail tasks through it; completion promotes dependents in
@@ -36,5 +38,6 @@ pub mod llm_gate;
 pub mod planner;
 pub mod project;
 pub mod reaper;
+pub mod report;
 pub mod store;
 pub mod supervisor;
