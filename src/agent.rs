@@ -843,7 +843,17 @@ async fn keep_guard(
     loop {
         match store.renew_agent_guard(&name, &token, ttl).await {
             Ok(true) => {}
-            Ok(false) => return AgentError::GuardLost(name),
+            // The guard expired (e.g. Redis was down past its TTL): take it back
+            // unless another process already has.
+            Ok(false) => match store.acquire_agent_guard(&name, &token, ttl).await {
+                Ok(true) => {
+                    tracing::info!(agent = %name, "single-active guard had expired; taken again")
+                }
+                Ok(false) => return AgentError::GuardLost(name),
+                Err(e) => {
+                    tracing::warn!(agent = %name, error = %e, "cannot re-take the agent's guard")
+                }
+            },
             Err(e) => tracing::warn!(agent = %name, error = %e, "cannot renew the agent's guard"),
         }
         if let Err(e) = store.agent_heartbeat(&name, ttl).await {

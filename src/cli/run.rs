@@ -84,6 +84,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 lease_ttl: args.lease_ttl,
                 llm_timeout: args.llm.llm_timeout,
                 artifact_dir: args.artifacts_dir.clone(),
+                // The guard frees a crashed process's agent names: no longer than a lease.
+                guard_ttl: args
+                    .lease_ttl
+                    .clamp(Duration::from_secs(1), Duration::from_secs(15)),
                 ..AgentSettings::default()
             },
             planner: PlannerSettings {

@@ -1,0 +1,416 @@
+//! Proof under faults: the real `porki` binary against a real `redis-server`,
+//! killed, stalled and starved, with a provider that records every execution.
+//!
+//! Long versions (20 kills, 10,000-task soak) run with `PORKI_FAULT_LONG=1`;
+//! the default is a shortened version of each scenario that fits CI.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::RedisServer;
+use support::runtime::temp_dir;
+
+fn long() -> bool {
+    std::env::var_os("PORKI_FAULT_LONG").is_some()
+}
+
+/// A deterministic pseudo-random sequence, so a failing run can be repeated.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// A test project: instructions with `agents`, a plan file, and a `command`
+/// provider script that records `start TASK PID` lines before answering.
+struct Fixture {
+    dir: PathBuf,
+    script: PathBuf,
+    record: PathBuf,
+}
+
+impl Fixture {
+    fn new(name: &str, agents: &[&str], tasks: usize, layers: usize, delay: &str) -> Self {
+        let dir = temp_dir(name);
+        let mut instructions = String::from("## Agents\n");
+        for agent in agents {
+            instructions.push_str(&format!("### {agent}\n- Goal: g\n- Cadence: 2s\n"));
+        }
+        std::fs::write(dir.join("INSTRUCTIONS.md"), instructions).unwrap();
+        let width = tasks / layers;
+        let nodes: Vec<serde_json::Value> = (0..tasks)
+            .map(|i| serde_json::json!({"id": format!("t{i:03}"), "title": format!("Task {i}")}))
+            .collect();
+        let edges: Vec<serde_json::Value> = (width..tasks)
+            .map(|i| serde_json::json!({"source": format!("t{:03}", i - width), "target": format!("t{i:03}")}))
+            .collect();
+        let plan = serde_json::json!({"goal_id": "g", "nodes": nodes, "edges": edges});
+        std::fs::write(dir.join("plan.json"), plan.to_string()).unwrap();
+        let record = dir.join("record.log");
+        let script = dir.join("provider.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nread phase\nread task\ncase \"$phase\" in *plan*) cat '{plan}'; exit 0;; esac\n\
+                 task=${{task#porki-task: g/}}\necho \"start $task $PPID\" >> '{record}'\nsleep {delay}\n\
+                 echo \"{{\\\"status\\\":\\\"done\\\",\\\"notes\\\":\\\"$task by $PPID\\\"}}\"\n",
+                plan = dir.join("plan.json").display(),
+                record = record.display(),
+            ),
+        )
+        .unwrap();
+        let mut perms = std::fs::metadata(&script).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&script, perms).unwrap();
+        Fixture {
+            dir,
+            script,
+            record,
+        }
+    }
+
+    /// Starts `porki run --until-done` on this project; stderr goes to `log`.
+    fn start(&self, url: &str, log: &str) -> Child {
+        let log = std::fs::File::create(self.dir.join(log)).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_porki"))
+            .args([
+                "run",
+                "--until-done",
+                "--lease-ttl",
+                "2s",
+                "--llm-provider",
+                "command",
+            ])
+            .arg("--llm-cli")
+            .arg(&self.script)
+            .args(["--redis-url", url, "--instructions"])
+            .arg(self.dir.join("INSTRUCTIONS.md"))
+            .arg("--artifacts-dir")
+            .arg(self.dir.join("artifacts"))
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    /// The recorded executions: (task, porki pid).
+    fn starts(&self) -> Vec<(String, u32)> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut parts = l.split_whitespace().skip(1);
+                Some((parts.next()?.to_string(), parts.next()?.parse().ok()?))
+            })
+            .collect()
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("porki did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    Command::new("kill")
+        .args([name, &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+fn conn(server: &RedisServer) -> redis::Connection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// Task id → status, from Redis.
+fn statuses(conn: &mut redis::Connection, tasks: usize) -> BTreeMap<String, String> {
+    (0..tasks)
+        .filter_map(|i| {
+            let id = format!("t{i:03}");
+            let status: Option<String> = redis::cmd("HGET")
+                .arg(format!("task:{{g}}:{id}"))
+                .arg("status")
+                .query(conn)
+                .unwrap();
+            Some((id, status?))
+        })
+        .collect()
+}
+
+fn ids_in(states: &BTreeMap<String, String>, status: &str) -> BTreeSet<String> {
+    states
+        .iter()
+        .filter(|(_, s)| s.as_str() == status)
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+#[test]
+fn kill_9_mid_run_and_restart_completes_without_rerunning_done_tasks() {
+    let server = RedisServer::start();
+    let tasks = 30;
+    let fixture = Fixture::new("kill9", &["a", "b", "c"], tasks, 3, "0.3");
+    let mut rng = Lcg(0x5eed);
+    let kills = if long() { 20 } else { 3 };
+    let mut conn = conn(&server);
+    // (record length at the kill, DONE then, RUNNING then)
+    let mut snapshots = Vec::new();
+    for round in 0..kills {
+        let mut child = fixture.start(&server.url(), &format!("run-{round}.log"));
+        std::thread::sleep(Duration::from_millis(300 + rng.next(2200)));
+        signal(&child, "-KILL");
+        let _ = child.wait();
+        let states = statuses(&mut conn, tasks);
+        snapshots.push((
+            fixture.starts().len(),
+            ids_in(&states, "DONE"),
+            ids_in(&states, "RUNNING"),
+        ));
+        if states.values().all(|s| s == "DONE") {
+            break;
+        }
+    }
+    let mut last = fixture.start(&server.url(), "final.log");
+    assert_eq!(
+        wait_exit(&mut last, Duration::from_secs(120)),
+        0,
+        "{}",
+        fixture.log("final.log")
+    );
+
+    let states = statuses(&mut conn, tasks);
+    assert_eq!(states.len(), tasks);
+    assert!(states.values().all(|s| s == "DONE"), "{states:?}");
+    let starts = fixture.starts();
+    for (i, (at, done, running)) in snapshots.iter().enumerate() {
+        let until = snapshots.get(i + 1).map_or(starts.len(), |s| s.0);
+        let after: Vec<&String> = starts[*at..until].iter().map(|(t, _)| t).collect();
+        for task in &after {
+            assert!(
+                !done.contains(*task),
+                "kill {i}: {task} was DONE before the kill and ran again"
+            );
+        }
+        for task in running {
+            let again = after.iter().filter(|t| **t == task).count();
+            assert!(
+                again <= 1,
+                "kill {i}: {task} was RUNNING at the kill and ran {again} times after"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_redis_restart_mid_run_pauses_claiming_and_the_goal_still_completes() {
+    let mut server = RedisServer::start_with(&[
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--save",
+        "",
+    ]);
+    let tasks = 24;
+    let fixture = Fixture::new("redis-restart", &["a", "b"], tasks, 2, "0.3");
+    let mut child = fixture.start(&server.url(), "run.log");
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.restart();
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(120)),
+        0,
+        "{}",
+        fixture.log("run.log")
+    );
+    let log = fixture.log("run.log");
+    assert!(
+        log.contains("cannot reach Redis"),
+        "the outage is logged: {log}"
+    );
+    assert!(
+        log.contains("reconnected to Redis"),
+        "the recovery is logged: {log}"
+    );
+    assert!(
+        !log.contains("lost its single-active guard"),
+        "no agent crashed over the outage: {log}"
+    );
+    let states = statuses(&mut conn(&server), tasks);
+    assert!(states.values().all(|s| s == "DONE"), "{states:?}");
+    let ran: BTreeSet<String> = fixture.starts().into_iter().map(|(t, _)| t).collect();
+    assert_eq!(ran.len(), tasks, "every task ran");
+}
+
+#[test]
+fn a_stalled_process_loses_its_lease_and_its_late_completion_is_rejected() {
+    let server = RedisServer::start();
+    let tasks = 6;
+    let stalled = Fixture::new("stalled", &["a"], tasks, 1, "1");
+    let mut a = stalled.start(&server.url(), "a.log");
+    let mut conn = conn(&server);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let held = loop {
+        let states = statuses(&mut conn, tasks);
+        if let Some(id) = ids_in(&states, "RUNNING").into_iter().next() {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "a never started a task");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    signal(&a, "-STOP");
+    // Another process with its own agent takes over the goal meanwhile.
+    let helper = Fixture::new("stalled-b", &["b"], tasks, 1, "0.2");
+    let mut b = helper.start(&server.url(), "b.log");
+    std::thread::sleep(Duration::from_secs(5));
+    signal(&a, "-CONT");
+    assert_eq!(
+        wait_exit(&mut b, Duration::from_secs(60)),
+        0,
+        "{}",
+        helper.log("b.log")
+    );
+    assert_eq!(
+        wait_exit(&mut a, Duration::from_secs(60)),
+        0,
+        "{}",
+        stalled.log("a.log")
+    );
+    let progress: String = redis::cmd("HGET")
+        .arg(format!("task:{{g}}:{held}"))
+        .arg("progress")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        progress,
+        format!("{held} by {}", b.id()),
+        "the reclaimer's result is kept"
+    );
+    let log = stalled.log("a.log");
+    assert!(
+        log.contains("stale completion rejected") || log.contains("lease lost"),
+        "the stalled holder's result was dropped: {log}"
+    );
+}
+
+#[test]
+fn a_soak_run_finishes_with_flat_memory() {
+    let server = RedisServer::start();
+    let tasks = if long() { 10_000 } else { 1_500 };
+    let dir = temp_dir("soak");
+    let mut list = String::from("# Soak\n\n## Tasks\n\n");
+    for i in 0..tasks {
+        list.push_str(&format!("- [s{i:05}] Task {i} (after: none)\n"));
+    }
+    std::fs::write(dir.join("worker.md"), list).unwrap();
+    let mut instructions = String::from("## Agents\n");
+    // One agent carries the task list (the offline planner makes a node per item
+    // of each agent's list); the others share the roleless tasks.
+    instructions.push_str("### w0\n- Goal: soak\n- Instructions: worker.md\n");
+    for a in 1..4 {
+        instructions.push_str(&format!("### w{a}\n- Goal: soak\n"));
+    }
+    std::fs::write(dir.join("INSTRUCTIONS.md"), instructions).unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_porki"))
+        .args([
+            "run",
+            "--until-done",
+            "--llm-provider",
+            "offline",
+            "--llm-max-concurrency",
+            "0",
+            "--log-level",
+            "warn",
+        ])
+        .args(["--redis-url", &server.url(), "--instructions"])
+        .arg(dir.join("INSTRUCTIONS.md"))
+        .arg("--artifacts-dir")
+        .arg(dir.join("artifacts"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = runtime
+        .block_on(porki::store::RedisStore::connect(&server.url()))
+        .unwrap();
+    let done = || {
+        runtime
+            .block_on(porki::store::Store::goal_status(&store, "soak"))
+            .unwrap()
+            .map_or(0, |s| s.count(porki::domain::TaskStatus::Done))
+    };
+    let (mut early_rss, mut late_rss) = (None, None);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        let done = done();
+        if early_rss.is_none() && done >= tasks as u64 / 10 {
+            early_rss = rss_kib(child.id());
+        }
+        if done >= tasks as u64 * 95 / 100 {
+            late_rss = rss_kib(child.id()).or(late_rss);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the soak did not finish in bounded time"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, 0);
+    assert_eq!(done(), tasks as u64, "every task DONE");
+    let (early, late) = (
+        early_rss.expect("RSS sampled early"),
+        late_rss.expect("RSS sampled late"),
+    );
+    println!(
+        "soak: {tasks} tasks in {:?}, RSS {early} KiB at 10% done, {late} KiB at the end",
+        started.elapsed()
+    );
+    assert!(
+        late * 100 <= early * 120,
+        "RSS grew from {early} KiB to {late} KiB (more than 20%)"
+    );
+}
+
+/// Resident set size of a process, from /proc.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
