@@ -66,6 +66,9 @@ conformance!(
     renewing_keeps_a_lease_from_being_reaped,
     complete_promotes_exactly_the_ready_dependents_of_a_diamond,
     complete_promotes_a_fan_in_only_after_its_last_dependency,
+    complete_and_claim_promotes_then_may_claim_the_promoted_task,
+    complete_and_claim_with_a_stale_lease_claims_nothing,
+    complete_and_claim_on_an_empty_goal_returns_empty_with_the_retry_hint,
     reap_requeues_an_expired_task_and_counts_the_attempt,
     reap_fails_a_task_at_max_attempts,
     fail_retries_after_the_backoff_then_fails_for_good,
@@ -479,6 +482,120 @@ mod behaviour {
         }
         let out = store.complete(&last, &result("last")).await.unwrap();
         assert_eq!(out.promoted, ["sink"]);
+    }
+
+    pub async fn complete_and_claim_promotes_then_may_claim_the_promoted_task(
+        store: Arc<dyn Store>,
+    ) {
+        let nodes = vec![
+            node("a", 0),
+            node("b", 5),
+            node("c", 1),
+            Node {
+                role: Some("w".into()),
+                ..node("r", 9)
+            },
+        ];
+        write(&*store, plan("g", nodes, &[("a", "b")])).await;
+        let a = claim(&*store, "g", "x", LONG).await.unwrap();
+        // r (role w) outranks everything but is not x's to take.
+        assert_eq!(a.task, "c");
+        let (done, next) = store
+            .complete_and_claim(&a, &result("c"), None, LONG)
+            .await
+            .unwrap();
+        assert!(done.promoted.is_empty() && !done.goal_complete);
+        let ClaimOutcome::Claimed(a) = next else {
+            panic!("a is READY, got {next:?}")
+        };
+        assert_eq!((a.task.as_str(), a.agent.as_str()), ("a", "x"));
+        let (done, next) = store
+            .complete_and_claim(&a, &result("a"), None, LONG)
+            .await
+            .unwrap();
+        assert_eq!(done.promoted, ["b"]);
+        let ClaimOutcome::Claimed(b) = next else {
+            panic!("b was promoted, got {next:?}")
+        };
+        assert_eq!((b.task.as_str(), b.fence, b.attempt), ("b", 1, 1));
+        let task = store.task("g", "b").await.unwrap().unwrap();
+        assert_eq!(task.status, TaskStatus::Running);
+        assert_eq!(task.owner.as_deref(), Some("x"));
+        assert_eq!(status_of(&*store, "g", "a").await, TaskStatus::Done);
+        // The new lease is a real one: renew works and the old one is stale.
+        store.renew(&b, LONG).await.unwrap();
+        assert_lost(store.complete(&a, &result("again")).await, "complete");
+        let (done, next) = store
+            .complete_and_claim(&b, &result("b"), Some("w"), LONG)
+            .await
+            .unwrap();
+        assert!(!done.goal_complete);
+        let ClaimOutcome::Claimed(r) = next else {
+            panic!("r is for role w, got {next:?}")
+        };
+        assert_eq!(r.task, "r");
+        let (done, next) = store
+            .complete_and_claim(&r, &result("r"), Some("w"), LONG)
+            .await
+            .unwrap();
+        assert!(done.goal_complete);
+        assert_eq!(next, ClaimOutcome::Empty { retry_in: None });
+    }
+
+    pub async fn complete_and_claim_with_a_stale_lease_claims_nothing(store: Arc<dyn Store>) {
+        write(&*store, plan("g", ids(&["a", "b", "c"]), &[("a", "b")])).await;
+        let stale = claim(&*store, "g", "slow", SHORT).await.unwrap();
+        tokio::time::sleep(SHORT * 2).await;
+        assert_lost(
+            store
+                .complete_and_claim(&stale, &result("late"), None, LONG)
+                .await,
+            "complete_and_claim",
+        );
+        assert_eq!(store.reap("g").await.unwrap().requeued, ["a"]);
+        let fresh = claim(&*store, "g", "fast", LONG).await.unwrap();
+        assert_lost(
+            store
+                .complete_and_claim(&stale, &result("late"), None, LONG)
+                .await,
+            "complete_and_claim",
+        );
+        let states = statuses(&*store, "g").await;
+        assert_eq!(states["a"], TaskStatus::Running, "the fresh holder keeps a");
+        assert_eq!(states["b"], TaskStatus::Blocked, "nothing was completed");
+        assert_eq!(states["c"], TaskStatus::Ready, "nothing was claimed");
+        let goal = store.goal_status("g").await.unwrap().unwrap();
+        assert_eq!(goal.count(TaskStatus::Running), 1);
+        assert_eq!(fresh.task, "a");
+    }
+
+    pub async fn complete_and_claim_on_an_empty_goal_returns_empty_with_the_retry_hint(
+        store: Arc<dyn Store>,
+    ) {
+        write(&*store, plan("g", ids(&["a", "b", "c"]), &[("a", "c")])).await;
+        let a = claim(&*store, "g", "x", LONG).await.unwrap();
+        let b = claim(&*store, "g", "y", LONG).await.unwrap();
+        store.fail(&b, "flaky", true, SHORT * 4).await.unwrap();
+        let (done, next) = store
+            .complete_and_claim(&a, &result("a"), None, LONG)
+            .await
+            .unwrap();
+        assert_eq!(done.promoted, ["c"]);
+        let ClaimOutcome::Claimed(c) = next else {
+            panic!("c was promoted, got {next:?}")
+        };
+        let (done, next) = store
+            .complete_and_claim(&c, &result("c"), None, LONG)
+            .await
+            .unwrap();
+        assert!(done.promoted.is_empty() && !done.goal_complete);
+        match next {
+            ClaimOutcome::Empty {
+                retry_in: Some(wait),
+            } => assert!(wait <= SHORT * 4, "{wait:?}"),
+            other => panic!("only b is left, backing off: got {other:?}"),
+        }
+        assert_eq!(status_of(&*store, "g", "c").await, TaskStatus::Done);
     }
 
     pub async fn reap_requeues_an_expired_task_and_counts_the_attempt(store: Arc<dyn Store>) {

@@ -9,8 +9,8 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::{
-    AgentField, AgentRecord, ClaimOutcome, CompleteOutcome, EventKind, FailOutcome, GoalState, GoalStatus,
-    Lease, ReapOutcome, Store, StoreError, StoreEvent, TaskResult, WriteDagOptions,
+    AgentField, AgentRecord, ClaimOutcome, CompleteOutcome, EventKind, FailOutcome, GoalState,
+    GoalStatus, Lease, ReapOutcome, Store, StoreError, StoreEvent, TaskResult, WriteDagOptions,
     WriteDagOutcome,
 };
 use crate::domain::{Dag, Edge, TaskState, TaskStatus, ValidatedDag, check_id};
@@ -114,6 +114,16 @@ fn stored_form(dag: &ValidatedDag) -> Dag {
 }
 
 impl MemoryStore {
+    /// Announces what a completion changed for idle agents, as the Redis scripts do.
+    fn emit_completion(&self, goal: &str, outcome: &CompleteOutcome) {
+        if !outcome.promoted.is_empty() {
+            self.emit(goal, EventKind::Ready);
+        }
+        if outcome.goal_complete {
+            self.emit(goal, EventKind::GoalComplete);
+        }
+    }
+
     /// A task failed for good, and with it the goal.
     fn emit_failed(&self, goal: &str) {
         self.emit(goal, EventKind::Failed);
@@ -169,6 +179,94 @@ impl GoalData {
         if self.status.state != GoalState::Failed {
             self.status.state = GoalState::Failed;
             self.status.finished_ms = Some(now_ms());
+        }
+    }
+
+    /// Claims the best READY task for `agent` (see [`Store::claim`]).
+    fn claim(
+        &mut self,
+        goal: &str,
+        agent: &str,
+        role: Option<&str>,
+        ttl: Duration,
+    ) -> ClaimOutcome {
+        if self.status.state != GoalState::Active {
+            return ClaimOutcome::Empty { retry_in: None };
+        }
+        let now = Instant::now();
+        while let Some((due, id)) = self.delayed.first().cloned() {
+            if due > now {
+                break;
+            }
+            self.delayed.pop_first();
+            self.task_mut(&id).state.retry_at_ms = None;
+            self.index_ready(&id);
+        }
+        let best = [Some(""), role]
+            .into_iter()
+            .flatten()
+            .filter_map(|r| Some((r, self.ready.get(r)?.first()?.clone())))
+            .min_by(|a, b| a.1.cmp(&b.1));
+        let Some((index, entry)) = best else {
+            let retry_in = self
+                .delayed
+                .first()
+                .map(|(due, _)| due.saturating_duration_since(now));
+            return ClaimOutcome::Empty { retry_in };
+        };
+        let index = index.to_string();
+        self.ready
+            .get_mut(&index)
+            .expect("index exists")
+            .remove(&entry);
+        let id = entry.1;
+        self.set_status(&id, TaskStatus::Running);
+        let token = super::new_token();
+        let task = self.task_mut(&id);
+        task.state.attempt += 1;
+        task.state.fence += 1;
+        task.state.owner = Some(agent.to_string());
+        task.state.started_ms = Some(now_ms());
+        task.state.lease_expires_ms = Some(now_ms() + ttl.as_millis() as u64);
+        task.lock = Some((token.clone(), now + ttl));
+        ClaimOutcome::Claimed(Lease {
+            goal: goal.to_string(),
+            task: id,
+            agent: agent.to_string(),
+            token,
+            fence: task.state.fence,
+            attempt: task.state.attempt,
+        })
+    }
+
+    /// Completes a task whose lease was checked (see [`Store::complete`]).
+    fn complete(&mut self, lease: &Lease, result: &TaskResult) -> CompleteOutcome {
+        self.set_status(&lease.task, TaskStatus::Done);
+        let task = self.task_mut(&lease.task);
+        task.lock = None;
+        task.state.progress = result.progress.clone();
+        task.state.artifacts = result.artifacts.clone();
+        task.state.finished_ms = Some(now_ms());
+        task.state.lease_expires_ms = None;
+        let mut promoted = Vec::new();
+        for dependent in self.dependents[&lease.task].clone() {
+            let task = self.task_mut(&dependent);
+            task.state.pending_deps = task.state.pending_deps.saturating_sub(1);
+            if task.state.pending_deps == 0 && task.state.status == TaskStatus::Blocked {
+                self.set_status(&dependent, TaskStatus::Ready);
+                self.index_ready(&dependent);
+                promoted.push(dependent);
+            }
+        }
+        promoted.sort();
+        let goal_complete = self.status.count(TaskStatus::Done) == self.status.total;
+        if goal_complete {
+            self.status.state = GoalState::Complete;
+            self.status.finished_ms = Some(now_ms());
+        }
+        CompleteOutcome {
+            promoted,
+            goal_complete,
         }
     }
 
@@ -303,54 +401,7 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> Result<ClaimOutcome, StoreError> {
         let mut state = self.lock();
-        let data = state.goal_mut(goal)?;
-        if data.status.state != GoalState::Active {
-            return Ok(ClaimOutcome::Empty { retry_in: None });
-        }
-        let now = Instant::now();
-        while let Some((due, id)) = data.delayed.first().cloned() {
-            if due > now {
-                break;
-            }
-            data.delayed.pop_first();
-            data.task_mut(&id).state.retry_at_ms = None;
-            data.index_ready(&id);
-        }
-        let best = [Some(""), role]
-            .into_iter()
-            .flatten()
-            .filter_map(|r| Some((r, data.ready.get(r)?.first()?.clone())))
-            .min_by(|a, b| a.1.cmp(&b.1));
-        let Some((index, entry)) = best else {
-            let retry_in = data
-                .delayed
-                .first()
-                .map(|(due, _)| due.saturating_duration_since(now));
-            return Ok(ClaimOutcome::Empty { retry_in });
-        };
-        let index = index.to_string();
-        data.ready
-            .get_mut(&index)
-            .expect("index exists")
-            .remove(&entry);
-        let id = entry.1;
-        data.set_status(&id, TaskStatus::Running);
-        let token = super::new_token();
-        let task = data.task_mut(&id);
-        task.state.attempt += 1;
-        task.state.fence += 1;
-        task.state.owner = Some(agent.to_string());
-        task.state.started_ms = Some(now_ms());
-        task.state.lease_expires_ms = Some(now_ms() + ttl.as_millis() as u64);
-        task.lock = Some((token.clone(), now + ttl));
-        Ok(ClaimOutcome::Claimed(Lease {
-            goal: goal.to_string(),
-            task: id,
-            agent: agent.to_string(),
-            token,
-            fence: task.state.fence,
-            attempt: task.state.attempt,
-        }))
+        Ok(state.goal_mut(goal)?.claim(goal, agent, role, ttl))
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError> {
@@ -367,41 +418,26 @@ impl Store for MemoryStore {
         result: &TaskResult,
     ) -> Result<CompleteOutcome, StoreError> {
         let mut state = self.lock();
-        let data = state.held(lease)?;
-        data.set_status(&lease.task, TaskStatus::Done);
-        let task = data.task_mut(&lease.task);
-        task.lock = None;
-        task.state.progress = result.progress.clone();
-        task.state.artifacts = result.artifacts.clone();
-        task.state.finished_ms = Some(now_ms());
-        task.state.lease_expires_ms = None;
-        let mut promoted = Vec::new();
-        for dependent in data.dependents[&lease.task].clone() {
-            let task = data.task_mut(&dependent);
-            task.state.pending_deps = task.state.pending_deps.saturating_sub(1);
-            if task.state.pending_deps == 0 && task.state.status == TaskStatus::Blocked {
-                data.set_status(&dependent, TaskStatus::Ready);
-                data.index_ready(&dependent);
-                promoted.push(dependent);
-            }
-        }
-        promoted.sort();
-        let goal_complete = data.status.count(TaskStatus::Done) == data.status.total;
-        if goal_complete {
-            data.status.state = GoalState::Complete;
-            data.status.finished_ms = Some(now_ms());
-        }
+        let outcome = state.held(lease)?.complete(lease, result);
         drop(state);
-        if !promoted.is_empty() {
-            self.emit(&lease.goal, EventKind::Ready);
-        }
-        if goal_complete {
-            self.emit(&lease.goal, EventKind::GoalComplete);
-        }
-        Ok(CompleteOutcome {
-            promoted,
-            goal_complete,
-        })
+        self.emit_completion(&lease.goal, &outcome);
+        Ok(outcome)
+    }
+
+    async fn complete_and_claim(
+        &self,
+        lease: &Lease,
+        result: &TaskResult,
+        role: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(CompleteOutcome, ClaimOutcome), StoreError> {
+        let mut state = self.lock();
+        let data = state.held(lease)?;
+        let completed = data.complete(lease, result);
+        let claimed = data.claim(&lease.goal, &lease.agent, role, ttl);
+        drop(state);
+        self.emit_completion(&lease.goal, &completed);
+        Ok((completed, claimed))
     }
 
     async fn fail(
@@ -693,7 +729,11 @@ impl Store for MemoryStore {
         name: &str,
         field: AgentField,
     ) -> Result<Option<String>, StoreError> {
-        Ok(self.lock().agent_values.get(&(name.to_string(), field)).cloned())
+        Ok(self
+            .lock()
+            .agent_values
+            .get(&(name.to_string(), field))
+            .cloned())
     }
 
     async fn set_agent_value(

@@ -395,6 +395,18 @@ pub trait Store: Send + Sync + 'static {
         result: &TaskResult,
     ) -> Result<CompleteOutcome, StoreError>;
 
+    /// Completes the held task (as [`Store::complete`]) and, atomically with it, claims
+    /// the next task for the same agent (as [`Store::claim`], for `lease.agent` with
+    /// `role`): a busy agent needs one round trip per task. `LeaseLost` if the lease is
+    /// stale, and nothing is claimed then.
+    async fn complete_and_claim(
+        &self,
+        lease: &Lease,
+        result: &TaskResult,
+        role: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(CompleteOutcome, ClaimOutcome), StoreError>;
+
     /// Records a failure: READY again after `backoff` while attempts remain and `retryable`, else FAILED.
     async fn fail(
         &self,
@@ -460,7 +472,11 @@ pub trait Store: Send + Sync + 'static {
     async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
 
     /// Reads `agent:NAME:FIELD`.
-    async fn agent_value(&self, name: &str, field: AgentField) -> Result<Option<String>, StoreError>;
+    async fn agent_value(
+        &self,
+        name: &str,
+        field: AgentField,
+    ) -> Result<Option<String>, StoreError>;
 
     /// Writes `agent:NAME:FIELD`; `None` deletes it.
     async fn set_agent_value(

@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock, Weak};
 use tokio::sync::broadcast;
 
 use super::{
-    AgentField, AgentRecord, ClaimOutcome, CompleteOutcome, EventKind, FailOutcome, GoalState, GoalStatus,
-    Lease, ReapOutcome, Store, StoreError, StoreEvent, TaskResult, WriteDagOptions,
+    AgentField, AgentRecord, ClaimOutcome, CompleteOutcome, EventKind, FailOutcome, GoalState,
+    GoalStatus, Lease, ReapOutcome, Store, StoreError, StoreEvent, TaskResult, WriteDagOptions,
     WriteDagOutcome, keys,
 };
 use crate::domain::{Dag, Edge, Node, TaskState, TaskStatus, ValidatedDag, check_id};
@@ -29,6 +29,7 @@ struct Scripts {
     claim: Script,
     renew: Script,
     complete: Script,
+    complete_and_claim: Script,
     fail: Script,
     release: Script,
     reap: Script,
@@ -53,6 +54,11 @@ impl Scripts {
             claim: task_script!("claim_lib.lua", "claim.lua"),
             renew: task_script!("renew.lua"),
             complete: task_script!("complete_lib.lua", "complete.lua"),
+            complete_and_claim: task_script!(
+                "claim_lib.lua",
+                "complete_lib.lua",
+                "complete_and_claim.lua"
+            ),
             fail: task_script!("fail_lib.lua", "fail.lua"),
             release: task_script!("release.lua"),
             reap: task_script!("fail_lib.lua", "reap.lua"),
@@ -98,7 +104,11 @@ impl RedisStore {
         // Writing a 10,000-task plan is one script that can take a second or more.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(30)));
+            .set_response_timeout(Some(Duration::from_secs(30)))
+            // One quick try per attempt: callers decide how to back off and what
+            // to log, and a dropped connection is re-dialled on the next command.
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
         let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
         Ok(Self {
             client,
@@ -176,6 +186,50 @@ fn admin_reply(
         }),
         _ => Err(unexpected(action, &reply)),
     }
+}
+
+/// Reads a claim reply (see claim_lib.lua); `token` is the one the script stored.
+fn claim_reply(
+    reply: Vec<String>,
+    goal: &str,
+    agent: &str,
+    token: String,
+) -> Result<ClaimOutcome, StoreError> {
+    match reply.first().map(String::as_str) {
+        Some("claimed") if reply.len() == 4 => Ok(ClaimOutcome::Claimed(Lease {
+            goal: goal.to_string(),
+            task: reply[1].clone(),
+            agent: agent.to_string(),
+            token,
+            fence: reply[2].parse().map_err(|_| unexpected("claim", &reply))?,
+            attempt: reply[3].parse().map_err(|_| unexpected("claim", &reply))?,
+        })),
+        Some("empty") => Ok(ClaimOutcome::Empty {
+            retry_in: reply
+                .get(1)
+                .and_then(|ms| ms.parse::<i64>().ok())
+                .map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        }),
+        Some("inactive") => Ok(ClaimOutcome::Empty { retry_in: None }),
+        Some("no_goal") => Err(StoreError::UnknownGoal {
+            goal: goal.to_string(),
+        }),
+        _ => Err(unexpected("claim", &reply)),
+    }
+}
+
+/// Reads a completion reply (see complete_lib.lua) once the lease was found live.
+fn complete_reply(mut reply: Vec<String>) -> Result<CompleteOutcome, StoreError> {
+    if reply.first().map(String::as_str) != Some("ok") || reply.len() < 2 {
+        return Err(unexpected("complete", &reply));
+    }
+    let goal_complete = reply[1] == "1";
+    let mut promoted = reply.split_off(2);
+    promoted.sort();
+    Ok(CompleteOutcome {
+        promoted,
+        goal_complete,
+    })
 }
 
 fn unexpected(what: &str, reply: &[String]) -> StoreError {
@@ -329,27 +383,7 @@ impl Store for RedisStore {
                 &[agent, role.unwrap_or(""), &millis(ttl), &token],
             )
             .await?;
-        match reply.first().map(String::as_str) {
-            Some("claimed") if reply.len() == 4 => Ok(ClaimOutcome::Claimed(Lease {
-                goal: goal.to_string(),
-                task: reply[1].clone(),
-                agent: agent.to_string(),
-                token,
-                fence: reply[2].parse().map_err(|_| unexpected("claim", &reply))?,
-                attempt: reply[3].parse().map_err(|_| unexpected("claim", &reply))?,
-            })),
-            Some("empty") => Ok(ClaimOutcome::Empty {
-                retry_in: reply
-                    .get(1)
-                    .and_then(|ms| ms.parse::<i64>().ok())
-                    .map(|ms| Duration::from_millis(ms.max(0) as u64)),
-            }),
-            Some("inactive") => Ok(ClaimOutcome::Empty { retry_in: None }),
-            Some("no_goal") => Err(StoreError::UnknownGoal {
-                goal: goal.to_string(),
-            }),
-            _ => Err(unexpected("claim", &reply)),
-        }
+        claim_reply(reply, goal, agent, token)
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError> {
@@ -364,23 +398,55 @@ impl Store for RedisStore {
         result: &TaskResult,
     ) -> Result<CompleteOutcome, StoreError> {
         let artifacts = serde_json::to_string(&result.artifacts).expect("strings serialize");
-        let mut reply = self
+        let reply = self
             .run_lease_script(
                 &self.scripts.complete,
                 lease,
                 &[&result.progress, &artifacts],
             )
             .await?;
-        if reply.len() < 2 {
-            return Err(unexpected("complete", &reply));
+        complete_reply(reply)
+    }
+
+    async fn complete_and_claim(
+        &self,
+        lease: &Lease,
+        result: &TaskResult,
+        role: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(CompleteOutcome, ClaimOutcome), StoreError> {
+        let artifacts = serde_json::to_string(&result.artifacts).expect("strings serialize");
+        let token = super::new_token();
+        let fence = lease.fence.to_string();
+        let mut invocation = self.scripts.complete_and_claim.key(keys::goal(&lease.goal));
+        invocation
+            .arg(&lease.goal)
+            .arg(&lease.task)
+            .arg(&lease.token)
+            .arg(&fence)
+            .arg(&result.progress)
+            .arg(&artifacts)
+            .arg(&lease.agent)
+            .arg(role.unwrap_or(""))
+            .arg(millis(ttl))
+            .arg(&token);
+        let mut replies: Vec<Vec<String>> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        match replies.len() {
+            1 if replies[0].first().map(String::as_str) == Some("lost") => {
+                Err(StoreError::LeaseLost {
+                    goal: lease.goal.clone(),
+                    task: lease.task.clone(),
+                    fence: lease.fence,
+                })
+            }
+            2 => {
+                let claimed = replies.pop().expect("two replies");
+                let completed = complete_reply(replies.pop().expect("two replies"))?;
+                let claimed = claim_reply(claimed, &lease.goal, &lease.agent, token)?;
+                Ok((completed, claimed))
+            }
+            _ => Err(unexpected("complete_and_claim", &replies.concat())),
         }
-        let goal_complete = reply[1] == "1";
-        let mut promoted = reply.split_off(2);
-        promoted.sort();
-        Ok(CompleteOutcome {
-            promoted,
-            goal_complete,
-        })
     }
 
     async fn fail(
@@ -634,7 +700,11 @@ impl Store for RedisStore {
         name: &str,
         field: AgentField,
     ) -> Result<Option<String>, StoreError> {
-        Ok(self.conn.clone().get(keys::agent_field(name, field)).await?)
+        Ok(self
+            .conn
+            .clone()
+            .get(keys::agent_field(name, field))
+            .await?)
     }
 
     async fn set_agent_value(
@@ -684,7 +754,11 @@ impl Store for RedisStore {
     }
 
     async fn agent_errors(&self, name: &str) -> Result<Vec<String>, StoreError> {
-        Ok(self.conn.clone().lrange(keys::agent_errors(name), 0, -1).await?)
+        Ok(self
+            .conn
+            .clone()
+            .lrange(keys::agent_errors(name), 0, -1)
+            .await?)
     }
 
     async fn agent_heartbeat(&self, name: &str, ttl: Duration) -> Result<(), StoreError> {
