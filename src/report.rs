@@ -79,7 +79,7 @@ pub fn status_text(
 fn goal_text(out: &mut String, goal: &GoalReport, now_ms: u64, width: usize) {
     let status = &goal.status;
     let mut header = format!("goal {}  {}", status.goal, goal_state_name(status));
-    if !status.title.is_empty() {
+    if !status.title.is_empty() && status.title != status.goal {
         header.push_str("  ");
         header.push_str(&clean(&status.title));
     }
@@ -347,7 +347,7 @@ fn lease_left_ms(task: &TaskState, now_ms: u64) -> Option<u64> {
 ///     "goal": "demo-001",          // goal it works on
 ///     "role": "writer",            // role, or null
 ///     "process": "host:1234",      // host and process running it
-///     "state": "running",          // running | stopped | failed: reason
+///     "state": "running",          // as the agent recorded it: running, retired, stopped, failed: reason…
 ///     "last_error": null           // newest recorded problem, or null
 ///   }]
 /// }
