@@ -2,9 +2,11 @@
 //! rest of porki never sees clap.
 
 mod demo;
+mod graph;
 mod instructions;
 mod logging;
 mod run;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +36,10 @@ enum Command {
     /// Check or create instruction files.
     #[command(subcommand)]
     Instructions(instructions::InstructionsCommand),
+    /// Show goals, progress, the task table and agents.
+    Status(status::StatusArgs),
+    /// Print a goal's DAG with task states (Mermaid, DOT or JSON).
+    Graph(graph::GraphArgs),
 }
 
 /// Flags of `porki run`.
@@ -134,6 +140,8 @@ pub fn main() -> ExitCode {
         Some(Command::Run(args)) => run::run(*args),
         Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Instructions(command)) => instructions::run(command),
+        Some(Command::Status(args)) => status::run(args),
+        Some(Command::Graph(args)) => graph::run(args),
         None if cli.run.instructions.is_some() || cli.run.prompt.is_some() => run::run(cli.run),
         None => {
             use clap::CommandFactory;
