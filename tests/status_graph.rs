@@ -1,0 +1,400 @@
+//! `porki status` and `porki graph` run as a user runs them, against a private Redis.
+
+mod support;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use porki::domain::{Dag, Edge, Node};
+use porki::store::{
+    ClaimOutcome, Lease, RedisStore, Store, TaskResult, WriteDagOptions, write_plan,
+};
+use serde_json::Value;
+use support::RedisServer;
+use support::runtime::temp_dir;
+
+const GOAL: &str = "shop-001";
+const HOSTILE: &str = "Say \"hi\" [now]";
+
+fn porki(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_porki"))
+        .args(args)
+        .env_remove("PORKI_REDIS_URL")
+        .env_remove("COLUMNS")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
+async fn claim(store: &RedisStore, agent: &str) -> Lease {
+    match store
+        .claim(GOAL, agent, None, Duration::from_secs(600))
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Claimed(lease) => lease,
+        other => panic!("nothing to claim: {other:?}"),
+    }
+}
+
+/// a → b, a → c, b → d, c → d, and e alone: a and b DONE, c RUNNING by w2,
+/// e READY, d BLOCKED.
+fn seed(url: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = RedisStore::connect(url).await.unwrap();
+        let node = |id: &str, title: &str, priority| Node {
+            priority,
+            ..Node::new(id, title)
+        };
+        let edge = |s: &str, t: &str| Edge {
+            source: s.into(),
+            target: t.into(),
+        };
+        let dag = Dag {
+            goal_id: GOAL.into(),
+            nodes: vec![
+                node("a", "Pick products", 10),
+                node("b", "Write copy", 9),
+                node("c", "Take photos", 8),
+                node("d", "Publish", 0),
+                node("e", HOSTILE, 0),
+            ],
+            edges: vec![
+                edge("a", "b"),
+                edge("a", "c"),
+                edge("b", "d"),
+                edge("c", "d"),
+            ],
+        };
+        let options = WriteDagOptions {
+            title: "Open the shop".into(),
+            ..WriteDagOptions::default()
+        };
+        write_plan(&store, dag, &options, 100).await.unwrap();
+        // Changes a few ms apart, so "most recent activity first" has one answer.
+        let tick = || tokio::time::sleep(Duration::from_millis(5));
+        for agent in ["w1", "w1"] {
+            tick().await;
+            let lease = claim(&store, agent).await;
+            store
+                .complete(&lease, &TaskResult::default())
+                .await
+                .unwrap();
+        }
+        tick().await;
+        let running = claim(&store, "w2").await;
+        assert_eq!(running.task, "c");
+    });
+}
+
+fn seeded_server() -> RedisServer {
+    let server = RedisServer::start();
+    seed(&server.url());
+    server
+}
+
+#[test]
+fn status_shows_counts_and_the_task_table_newest_first() {
+    let server = seeded_server();
+    let text = stdout(&porki(&["status", "--redis-url", &server.url()]));
+    assert!(
+        text.contains("goal shop-001  active  Open the shop"),
+        "{text}"
+    );
+    assert!(text.contains("2/5 done (40%)"), "{text}");
+    assert!(
+        text.contains("blocked 1  ready 1  running 1  done 2  failed 0"),
+        "{text}"
+    );
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("ID"))
+        .skip(1)
+        .take(5)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    // c was claimed last; a and b were completed before it.
+    assert_eq!(rows[0][..3], ["c", "Take", "photos"], "{text}");
+    assert!(
+        rows[0].contains(&"RUNNING") && rows[0].contains(&"w2"),
+        "{text}"
+    );
+    let lease = rows[0][rows[0].len() - 2];
+    assert!(
+        lease.ends_with('s') && lease != "-",
+        "lease left {lease}: {text}"
+    );
+    for (id, state) in [
+        ("a", "DONE"),
+        ("b", "DONE"),
+        ("d", "BLOCKED"),
+        ("e", "READY"),
+    ] {
+        assert!(
+            rows.iter().any(|r| r[0] == id && r.contains(&state)),
+            "{id} {state}: {text}"
+        );
+    }
+}
+
+#[test]
+fn status_json_has_the_documented_fields() {
+    let server = seeded_server();
+    let text = stdout(&porki(&[
+        "status",
+        "--redis-url",
+        &server.url(),
+        "--goal",
+        GOAL,
+        "--json",
+    ]));
+    let value: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(value["version"], 1);
+    assert!(value["generated_ms"].as_u64().unwrap() > 0);
+    let goal = &value["goals"][0];
+    assert_eq!(value["goals"].as_array().unwrap().len(), 1);
+    for field in [
+        "goal",
+        "title",
+        "state",
+        "total",
+        "done",
+        "percent_done",
+        "counts",
+        "max_attempts",
+        "created_ms",
+        "finished_ms",
+        "last_error",
+        "tasks",
+    ] {
+        assert!(goal.get(field).is_some(), "goal field {field}: {goal}");
+    }
+    assert_eq!(goal["goal"], GOAL);
+    assert_eq!(goal["state"], "active");
+    assert_eq!(goal["total"], 5);
+    assert_eq!(goal["done"], 2);
+    assert_eq!(
+        goal["counts"],
+        serde_json::json!({"BLOCKED": 1, "READY": 1, "RUNNING": 1, "DONE": 2, "FAILED": 0})
+    );
+    let tasks = goal["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 5);
+    for field in [
+        "id",
+        "title",
+        "state",
+        "role",
+        "priority",
+        "owner",
+        "attempt",
+        "fence",
+        "lease_expires_ms",
+        "lease_left_ms",
+        "lease_expired",
+        "last_error",
+        "retry_at_ms",
+        "artifacts",
+        "pending_deps",
+        "created_ms",
+        "updated_ms",
+        "started_ms",
+        "finished_ms",
+    ] {
+        assert!(
+            tasks[0].get(field).is_some(),
+            "task field {field}: {}",
+            tasks[0]
+        );
+    }
+    let running = &tasks[0];
+    assert_eq!(running["id"], "c");
+    assert_eq!(running["state"], "RUNNING");
+    assert_eq!(running["owner"], "w2");
+    assert_eq!(running["attempt"], 1);
+    let left = running["lease_left_ms"].as_u64().unwrap();
+    assert!(left > 500_000 && left <= 600_000, "{left}");
+    assert_eq!(running["lease_expired"], false);
+    let updated: Vec<u64> = tasks
+        .iter()
+        .map(|t| t["updated_ms"].as_u64().unwrap())
+        .collect();
+    assert!(updated.windows(2).all(|w| w[0] >= w[1]), "{updated:?}");
+    let e = tasks.iter().find(|t| t["id"] == "e").unwrap();
+    assert_eq!(e["title"], HOSTILE);
+    assert_eq!(e["lease_left_ms"], Value::Null);
+    assert!(value["agents"].as_array().is_some());
+}
+
+#[test]
+fn graph_prints_nodes_and_edges_with_states_in_every_format() {
+    let server = seeded_server();
+    let url = server.url();
+    let graph = |format: &str| {
+        stdout(&porki(&[
+            "graph",
+            "--redis-url",
+            &url,
+            "--goal",
+            GOAL,
+            "--format",
+            format,
+        ]))
+    };
+
+    let mermaid = graph("mermaid");
+    assert_eq!(
+        mermaid,
+        stdout(&porki(&["graph", "--redis-url", &url, "--goal", GOAL])),
+        "mermaid is the default"
+    );
+    assert!(mermaid.starts_with("flowchart TD\n"), "{mermaid}");
+    for line in [
+        "t_a[\"a<br/>Pick products<br/>DONE\"]:::done",
+        "t_c[\"c<br/>Take photos<br/>RUNNING by w2\"]:::running",
+        "t_d[\"d<br/>Publish<br/>BLOCKED\"]:::blocked",
+        "t_e[\"e<br/>Say #quot;hi#quot; [now]<br/>READY\"]:::ready",
+        "t_a --> t_b",
+        "t_c --> t_d",
+        "classDef running fill:",
+    ] {
+        assert!(mermaid.contains(line), "{line}: {mermaid}");
+    }
+
+    let dot = graph("dot");
+    assert!(dot.starts_with("digraph \"shop-001\" {\n"), "{dot}");
+    for line in [
+        "\"b\" [label=\"b\\nWrite copy\\nDONE\", fillcolor=",
+        "\"e\" [label=\"e\\nSay \\\"hi\\\" [now]\\nREADY\", fillcolor=",
+        "\"a\" -> \"c\";",
+        "\"b\" -> \"d\";",
+    ] {
+        assert!(dot.contains(line), "{line}: {dot}");
+    }
+    assert!(dot.ends_with("}\n"), "{dot}");
+
+    let json: Value = serde_json::from_str(&graph("json")).unwrap();
+    assert_eq!(json["goal"], GOAL);
+    let states: Vec<(&str, &str)> = json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("a", "DONE"),
+            ("b", "DONE"),
+            ("c", "RUNNING"),
+            ("d", "BLOCKED"),
+            ("e", "READY")
+        ]
+    );
+    assert_eq!(json["edges"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        json["edges"][0],
+        serde_json::json!({"source": "a", "target": "b"})
+    );
+}
+
+#[test]
+fn an_unknown_goal_exits_2_naming_it() {
+    let server = seeded_server();
+    let url = server.url();
+    for args in [
+        vec!["status", "--redis-url", &url, "--goal", "no-such-goal"],
+        vec![
+            "status",
+            "--redis-url",
+            &url,
+            "--goal",
+            "no-such-goal",
+            "--json",
+        ],
+        vec!["graph", "--redis-url", &url, "--goal", "no-such-goal"],
+    ] {
+        let output = porki(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("\"no-such-goal\"") && stderr.contains(GOAL),
+            "{args:?}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn status_after_the_demo_shows_its_12_tasks_done() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let dir = temp_dir("status-demo");
+    let output = Command::new(env!("CARGO_BIN_EXE_porki"))
+        .args(["demo", "--redis-url", &url, "--delay", "10ms", "--dir"])
+        .arg(&dir)
+        .env_remove("PORKI_LLM_PROVIDER")
+        .output()
+        .unwrap();
+    stdout(&output);
+    let text = stdout(&porki(&[
+        "status",
+        "--redis-url",
+        &url,
+        "--goal",
+        "demo-001",
+        "--json",
+    ]));
+    let value: Value = serde_json::from_str(&text).unwrap();
+    let goal = &value["goals"][0];
+    assert_eq!(goal["state"], "complete");
+    assert_eq!(goal["total"], 12);
+    assert_eq!(goal["counts"]["DONE"], 12);
+    let tasks = goal["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 12);
+    assert!(tasks.iter().all(|t| t["state"] == "DONE"), "{text}");
+    assert_eq!(value["agents"].as_array().unwrap().len(), 4, "{text}");
+}
+
+#[test]
+fn watch_redraws_every_second_until_interrupted() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let server = seeded_server();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_porki"))
+        .args(["status", "--redis-url", &server.url(), "--watch", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Not a terminal: one compact document per line, one line per second.
+    let mut frames = Vec::new();
+    for _ in 0..2 {
+        let line = lines.next().unwrap().unwrap();
+        let value: Value = serde_json::from_str(&line).unwrap();
+        frames.push(value["generated_ms"].as_u64().unwrap());
+        assert_eq!(value["goals"][0]["goal"], GOAL);
+    }
+    assert!(frames[1] - frames[0] >= 900, "{frames:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "Ctrl-C ends the watch cleanly: {status:?}"
+    );
+}
