@@ -414,3 +414,245 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+fn porki() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_porki"));
+    command
+        .env("NO_COLOR", "1")
+        .env_remove("PORKI_LLM_PROVIDER");
+    command
+}
+
+fn db_size(server: &RedisServer) -> u64 {
+    redis::cmd("DBSIZE").query(&mut conn(server)).unwrap()
+}
+
+#[test]
+fn bad_instructions_get_a_clear_error_exit_2_and_store_nothing() {
+    let server = RedisServer::start();
+    let dir = temp_dir("bad-instructions");
+    let agent = |name: &str| format!("## Agents\n### {name}\n- Goal: g\n").into_bytes();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", Vec::new(), "empty"),
+        ("binary", vec![0, 159, 146, 150, 0, 1], "binary"),
+        ("huge", vec![b'a'; 10 * 1024 * 1024], "limit"),
+        (
+            "latin1",
+            b"## Agents\n### a\n- Goal: caf\xe9\n".to_vec(),
+            "UTF-8",
+        ),
+        ("star", agent("a*b"), "a*b"),
+        ("space", agent("a b"), "a b"),
+        ("open-brace", agent("a{b"), "a{b"),
+        ("close-brace", agent("a}b"), "a}b"),
+        ("colon", agent("a:b"), "a:b"),
+        ("no-agents", b"# Just a title\n".to_vec(), "## Agents"),
+    ];
+    for (name, bytes, expected) in cases {
+        let path = dir.join(format!("{name}.md"));
+        std::fs::write(&path, bytes).unwrap();
+        let validate = porki()
+            .args(["instructions", "validate"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&validate.stderr);
+        assert_eq!(validate.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{name}: expected {expected:?} in {stderr}"
+        );
+        assert!(
+            stderr.lines().count() <= 5,
+            "{name}: the error is short: {stderr}"
+        );
+        let run = porki()
+            .args([
+                "run",
+                "--llm-provider",
+                "offline",
+                "--until-done",
+                "--redis-url",
+                &server.url(),
+                "--instructions",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(
+            run.status.code(),
+            Some(2),
+            "{name}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_eq!(db_size(&server), 0, "{name}: nothing was stored");
+    }
+}
+
+/// A `command` provider that answers every plan call with the contents of `answer`.
+fn planner_answering(dir: &std::path::Path, answer: &[u8]) -> PathBuf {
+    std::fs::write(dir.join("answer.txt"), answer).unwrap();
+    let script = dir.join("planner.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncat > /dev/null\ncat '{}'\n",
+            dir.join("answer.txt").display()
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).unwrap();
+    script
+}
+
+#[test]
+fn bad_plans_from_the_llm_fail_the_goal_with_the_reason_and_write_no_tasks() {
+    let server = RedisServer::start();
+    let huge: Vec<serde_json::Value> = (0..100_000)
+        .map(|i| serde_json::json!({"id": format!("n{i}")}))
+        .collect();
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("prose", "I think you should start with research.".into(), "not JSON"),
+        ("types", r#"{"nodes": [{"id": 7, "title": ["x"]}]}"#.into(), "nodes"),
+        ("cycle", r#"{"nodes":[{"id":"a"},{"id":"b"}],"edges":[{"source":"a","target":"b"},{"source":"b","target":"a"}]}"#.into(), "cycle: a -> b -> a"),
+        ("huge", serde_json::json!({"nodes": huge}).to_string(), "more than the limit of 10000"),
+        ("key-breaking", r#"{"nodes":[{"id":"a}:b"}]}"#.into(), "task id \"a}:b\" is not allowed"),
+    ];
+    for (name, answer, expected) in cases {
+        let dir = temp_dir(&format!("bad-plan-{name}"));
+        let goal = format!("goal-{name}");
+        std::fs::write(
+            dir.join("I.md"),
+            format!("## Agents\n### a\n- Goal: {goal}\n"),
+        )
+        .unwrap();
+        let output = porki()
+            .args([
+                "run",
+                "--until-done",
+                "--llm-provider",
+                "command",
+                "--llm-cli",
+            ])
+            .arg(planner_answering(&dir, answer.as_bytes()))
+            .args(["--redis-url", &server.url(), "--instructions"])
+            .arg(dir.join("I.md"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
+        let mut conn = conn(&server);
+        let error: Option<String> = redis::cmd("HGET")
+            .arg(format!("goal:{{{goal}}}"))
+            .arg("last_error")
+            .query(&mut conn)
+            .unwrap();
+        let error = error.unwrap_or_default();
+        assert!(
+            error.contains(expected),
+            "{name}: expected {expected:?} in {error:?}"
+        );
+        let tasks: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("task:{{{goal}}}:*"))
+            .query(&mut conn)
+            .unwrap();
+        assert!(tasks.is_empty(), "{name}: no task written");
+    }
+}
+
+#[test]
+fn an_unreachable_redis_is_retried_with_backoff_and_said_so() {
+    let dir = temp_dir("unreachable");
+    std::fs::write(dir.join("I.md"), "## Agents\n### a\n- Goal: g\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = dir.join("stderr.log");
+    let mut child = porki()
+        .args([
+            "run",
+            "--llm-provider",
+            "offline",
+            "--redis-url",
+            &format!("redis://127.0.0.1:{port}"),
+            "--instructions",
+        ])
+        .arg(dir.join("I.md"))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still retrying, not exited"
+    );
+    signal(&child, "-KILL");
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let retries = text.matches("cannot reach the store; retrying").count();
+    assert!(retries >= 2, "the retries are logged: {text}");
+}
+
+#[test]
+fn an_api_key_never_reaches_logs_errors_or_redis() {
+    let server = RedisServer::start();
+    let secret = "sk-test-0123456789-SECRET";
+    // An OpenAI-compatible server that rejects every request, echoing nothing secret.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 65536];
+            let _ = stream.read(&mut buf);
+            let body = r#"{"error":{"message":"model not found"}}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let dir = temp_dir("secret");
+    std::fs::write(dir.join("I.md"), "## Agents\n### a\n- Goal: g\n").unwrap();
+    let output = porki()
+        .args([
+            "run",
+            "--until-done",
+            "--log-level",
+            "debug",
+            "--llm-provider",
+            "openai",
+            "--llm-base-url",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .args(["--redis-url", &server.url(), "--instructions"])
+        .arg(dir.join("I.md"))
+        .env("OPENAI_API_KEY", secret)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("model not found"),
+        "the server's message is shown: {stderr}"
+    );
+    assert!(
+        !stderr.contains("SECRET"),
+        "the key leaked into the logs: {stderr}"
+    );
+    let mut conn = conn(&server);
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    for key in keys {
+        let dump: Vec<u8> = redis::cmd("DUMP").arg(&key).query(&mut conn).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&dump).contains("SECRET"),
+            "the key leaked into {key}"
+        );
+    }
+}
