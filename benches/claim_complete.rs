@@ -1,5 +1,7 @@
-//! Claim→complete cycles per second against a private redis-server, single client and
-//! 8 concurrent clients, each beside the plain PING round-trip rate of the same run.
+//! Tasks run per second against a private redis-server, single client and 8
+//! concurrent clients, each beside the plain PING round-trip rate of the same run:
+//! the plain loop (claim, then complete: two round trips per task) and the
+//! `complete_and_claim` loop (one round trip per task).
 //!
 //! Run: `cargo bench --bench claim_complete` (needs `redis-server` on PATH).
 //! Target: ratio ≥ 0.33, i.e. a cycle costs at most three round trips' worth of time.
@@ -22,29 +24,63 @@ const LEASE: Duration = Duration::from_secs(60);
 async fn main() {
     let server = redis_server::RedisServer::start();
     let url = server.url();
-    println!("claim→complete vs PING, redis-server on {url}");
+    println!("tasks run per second vs PING, redis-server on {url}");
     println!(
-        "{:<34} {:>12} {:>12} {:>8}",
+        "{:<44} {:>10} {:>10} {:>7}",
         "case", "cycles/s", "PING/s", "ratio"
     );
     for clients in [1usize, 8] {
-        let ping = ping_rate(&url, clients).await;
-        let stores = redis_stores(&url, clients).await;
-        let cycles = cycle_rate(&stores, &format!("bench-{clients}")).await;
+        for loop_kind in [Loop::ClaimThenComplete, Loop::CompleteAndClaim] {
+            // PING measured right before each loop, so both see the same machine load.
+            let ping = ping_rate(&url, clients).await;
+            let stores = redis_stores(&url, clients).await;
+            let goal = format!("bench-{clients}-{}", loop_kind.slug());
+            let cycles = cycle_rate(&stores, &goal, loop_kind).await;
+            println!(
+                "{:<44} {:>10.0} {:>10.0} {:>7.2}",
+                format!("redis, {clients} client(s), {}", loop_kind.label()),
+                cycles,
+                ping,
+                cycles / ping
+            );
+        }
+    }
+    for loop_kind in [Loop::ClaimThenComplete, Loop::CompleteAndClaim] {
+        let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let cycles = cycle_rate(&vec![memory; 8], "bench-memory", loop_kind).await;
         println!(
-            "{:<34} {:>12.0} {:>12.0} {:>8.2}",
-            format!("redis, {clients} client(s)"),
+            "{:<44} {:>10.0} {:>10} {:>7}",
+            format!("memory://, 8 clients, {}", loop_kind.label()),
             cycles,
-            ping,
-            cycles / ping
+            "-",
+            "-"
         );
     }
-    let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let cycles = cycle_rate(&vec![memory; 8], "bench-memory").await;
-    println!(
-        "{:<34} {:>12.0} {:>12} {:>8}",
-        "memory://, 8 clients", cycles, "-", "-"
-    );
+}
+
+/// How a worker runs its tasks.
+#[derive(Clone, Copy)]
+enum Loop {
+    /// `claim`, then `complete`: two round trips per task.
+    ClaimThenComplete,
+    /// One `claim`, then `complete_and_claim` per task: one round trip per task.
+    CompleteAndClaim,
+}
+
+impl Loop {
+    fn label(self) -> &'static str {
+        match self {
+            Loop::ClaimThenComplete => "claim+complete",
+            Loop::CompleteAndClaim => "complete_and_claim",
+        }
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Loop::ClaimThenComplete => "plain",
+            Loop::CompleteAndClaim => "combined",
+        }
+    }
 }
 
 async fn redis_stores(url: &str, clients: usize) -> Vec<Arc<dyn Store>> {
@@ -79,8 +115,8 @@ async fn ping_rate(url: &str, clients: usize) -> f64 {
     (clients * PINGS_PER_CLIENT) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Claim+complete cycles per second, one client per store, until the goal is drained.
-async fn cycle_rate(stores: &[Arc<dyn Store>], goal: &str) -> f64 {
+/// Tasks run per second, one client per store, until the goal is drained.
+async fn cycle_rate(stores: &[Arc<dyn Store>], goal: &str, loop_kind: Loop) -> f64 {
     let total = stores.len()
         * std::env::var("BENCH_TASKS")
             .ok()
@@ -118,10 +154,21 @@ async fn cycle_rate(stores: &[Arc<dyn Store>], goal: &str) -> f64 {
             tokio::spawn(async move {
                 let agent = format!("bench-{i}");
                 let mut done = 0usize;
-                while let ClaimOutcome::Claimed(lease) =
-                    store.claim(&goal, &agent, None, LEASE).await.unwrap()
-                {
-                    store.complete(&lease, &result).await.unwrap();
+                let mut next = store.claim(&goal, &agent, None, LEASE).await.unwrap();
+                while let ClaimOutcome::Claimed(lease) = next {
+                    next = match loop_kind {
+                        Loop::ClaimThenComplete => {
+                            store.complete(&lease, &result).await.unwrap();
+                            store.claim(&goal, &agent, None, LEASE).await.unwrap()
+                        }
+                        Loop::CompleteAndClaim => {
+                            store
+                                .complete_and_claim(&lease, &result, None, LEASE)
+                                .await
+                                .unwrap()
+                                .1
+                        }
+                    };
                     done += 1;
                 }
                 done
