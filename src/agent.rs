@@ -25,8 +25,8 @@ use crate::domain::Dag;
 use crate::heartbeat::{Cursor, Directive, LineKind, NewLines, new_lines, parse_line};
 use crate::llm::answer::{TaskAnswer, TaskAnswerStatus, parse_answer};
 use crate::llm::prompt::{AgentBrief, TaskContext, execute_prompt};
-use crate::llm::{LlmProvider, LlmRequest, Phase};
-use crate::llm_gate::{LlmGate, gated_call};
+use crate::llm::{LlmRequest, Phase};
+use crate::llm_gate::{CallError, LlmCaller};
 use crate::project::AgentConfig;
 use crate::store::{
     AgentField, AgentRecord, ClaimOutcome, EventKind, FailOutcome, Lease, Store, StoreError,
@@ -76,10 +76,8 @@ pub fn process_id() -> String {
 pub struct AgentDeps {
     /// The store.
     pub store: Arc<dyn Store>,
-    /// The LLM provider.
-    pub provider: Arc<dyn LlmProvider>,
-    /// The LLM gate.
-    pub gate: Addr<LlmGate>,
+    /// LLM calls, through the gate and within the goal's budget.
+    pub caller: LlmCaller,
     /// Settings.
     pub settings: AgentSettings,
 }
@@ -246,7 +244,7 @@ struct Worker {
 
 /// How executing one task ended.
 enum Execution {
-    Answered(Result<crate::llm::LlmResponse, crate::llm_gate::CallError>),
+    Answered(Result<crate::llm::LlmResponse, CallError>),
     LeaseLost,
     /// The operator dropped the task (DROP-TASK): it is FAILED already.
     Dropped,
@@ -376,7 +374,10 @@ impl Worker {
                 match claimed {
                     Ok(ClaimOutcome::Claimed(lease)) => {
                         outage.recovered(&name);
-                        self.execute(lease, &mut events).await;
+                        let mut next = Some(lease);
+                        while let Some(lease) = next {
+                            next = self.execute(lease, &mut events).await;
+                        }
                         continue;
                     }
                     Ok(ClaimOutcome::Empty { retry_in }) => {
@@ -413,7 +414,11 @@ impl Worker {
     }
 
     #[tracing::instrument(skip_all, fields(goal = %lease.goal, task = %lease.task, agent = %lease.agent, attempt = lease.attempt))]
-    async fn execute(&mut self, lease: Lease, events: &mut broadcast::Receiver<StoreEvent>) {
+    async fn execute(
+        &mut self,
+        lease: Lease,
+        events: &mut broadcast::Receiver<StoreEvent>,
+    ) -> Option<Lease> {
         *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(lease.clone());
         tracing::info!("task claimed");
         let store = self.deps.store.clone();
@@ -428,11 +433,12 @@ impl Worker {
                 tracing::warn!(error = %e, "cannot read the task's context; releasing it");
                 let _ = store.release(&lease).await;
                 self.held_clear();
-                return;
+                return None;
             }
         };
-        let (gate, provider) = (self.deps.gate.clone(), self.deps.provider.clone());
-        let call = async move { gated_call(&gate, &*provider, &request).await };
+        let caller = self.deps.caller.clone();
+        let goal = lease.goal.clone();
+        let call = async move { caller.call(&goal, &request).await };
         let renew = renew_until_lost(store.clone(), lease.clone(), self.deps.settings.lease_ttl);
         tokio::pin!(call, renew);
         let heartbeat = self.heartbeat.clone();
@@ -473,8 +479,9 @@ impl Worker {
                 }
             }
         };
+        let mut next = None;
         match execution {
-            Execution::Answered(answer) => self.finish(&lease, answer).await,
+            Execution::Answered(answer) => next = self.finish(&lease, answer).await,
             Execution::LeaseLost => {
                 tracing::warn!(
                     "lease lost while the task ran; its LLM call was stopped and its result will not be used"
@@ -488,7 +495,9 @@ impl Worker {
                 Err(e) => tracing::warn!(error = %e, "could not release the task; the reaper will"),
             },
         }
-        self.held_clear();
+        // The next task (claimed with the completion) is held from here on.
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = next.clone();
+        next
     }
 
     fn held_clear(&self) {
@@ -658,17 +667,21 @@ impl Worker {
         }
     }
 
+    /// Records the answer: DONE (claiming the next task in the same round trip
+    /// when the agent keeps working) or a failure. Returns the next task, if claimed.
     async fn finish(
         &mut self,
         lease: &Lease,
-        answer: Result<crate::llm::LlmResponse, crate::llm_gate::CallError>,
-    ) {
-        let store = &self.deps.store;
-        let parsed = answer.map_err(|e| e.to_string()).and_then(|r| {
-            parse_answer::<TaskAnswer>(&r.text)
-                .map_err(|e| format!("the answer is not usable: {e}"))
-        });
-        let outcome: Result<(), String> = match parsed {
+        answer: Result<crate::llm::LlmResponse, CallError>,
+    ) -> Option<Lease> {
+        let store = self.deps.store.clone();
+        let parsed = answer
+            .map_err(|e| (e.is_retryable(), e.to_string()))
+            .and_then(|r| {
+                parse_answer::<TaskAnswer>(&r.text)
+                    .map_err(|e| (true, format!("the answer is not usable: {e}")))
+            });
+        let (retryable, error) = match parsed {
             Ok(answer) if answer.status == TaskAnswerStatus::Done => {
                 let progress = if answer.notes.is_empty() {
                     answer.outputs.join("\n")
@@ -679,47 +692,67 @@ impl Worker {
                     progress,
                     artifacts: answer.outputs,
                 };
-                match store.complete(lease, &result).await {
-                    Ok(done) => {
+                let keep_working =
+                    self.paused.is_none() && !self.stop_directive && self.stop.borrow().is_none();
+                let completed = if keep_working {
+                    store
+                        .complete_and_claim(
+                            lease,
+                            &result,
+                            self.config.role.as_deref(),
+                            self.deps.settings.lease_ttl,
+                        )
+                        .await
+                        .map(|(done, next)| (done, Some(next)))
+                } else {
+                    store
+                        .complete(lease, &result)
+                        .await
+                        .map(|done| (done, None))
+                };
+                match completed {
+                    Ok((done, next)) => {
                         tracing::info!(promoted = ?done.promoted, goal_complete = done.goal_complete, "task done");
                         self.remember(format!("completed {}: {}", lease.task, result.progress))
                             .await;
-                        return;
+                        return match next {
+                            Some(ClaimOutcome::Claimed(next)) => Some(next),
+                            _ => None,
+                        };
                     }
                     Err(StoreError::LeaseLost { .. }) => {
                         tracing::warn!(
                             "stale completion rejected: the lease was lost and the task reclaimed; this result is dropped"
                         );
-                        return;
+                        return None;
                     }
-                    Err(e) => Err(format!("could not record completion: {e}")),
+                    Err(e) => (true, format!("could not record completion: {e}")),
                 }
             }
-            Ok(answer) => Err(format!(
-                "the LLM reported the task failed: {}",
-                answer.notes
-            )),
-            Err(e) => Err(e),
+            Ok(answer) => (
+                true,
+                format!("the LLM reported the task failed: {}", answer.notes),
+            ),
+            Err(failure) => failure,
         };
-        if let Err(error) = outcome {
-            match store
-                .fail(lease, &error, true, retry_backoff(lease.attempt))
-                .await
-            {
-                Ok(FailOutcome::Retrying { after }) => {
-                    tracing::warn!(%error, retry_in = ?after, "task failed; will retry")
-                }
-                Ok(FailOutcome::Failed) => tracing::error!(%error, "task FAILED: attempts spent"),
-                Err(StoreError::LeaseLost { .. }) => {
-                    tracing::warn!("stale failure rejected: the lease was already lost")
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not record the failure; the reaper will return the task")
-                }
+        match store
+            .fail(lease, &error, retryable, retry_backoff(lease.attempt))
+            .await
+        {
+            Ok(FailOutcome::Retrying { after }) => {
+                tracing::warn!(%error, retry_in = ?after, "task failed; will retry")
             }
-            self.remember(format!("failed {}: {error}", lease.task))
-                .await;
+            Ok(FailOutcome::Failed) => tracing::error!(%error, "task FAILED"),
+            Err(StoreError::LeaseLost { .. }) => {
+                tracing::warn!("stale failure rejected: the lease was already lost")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record the failure; the reaper will return the task")
+            }
         }
+        self.remember(format!("failed {}: {error}", lease.task))
+            .await;
+        None
     }
 
     /// Adds an action to the bounded memory and snapshots it to `agent:NAME:memory`.

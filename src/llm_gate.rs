@@ -201,38 +201,100 @@ pub enum CallError {
     /// The provider failed.
     #[error(transparent)]
     Llm(#[from] crate::llm::LlmError),
+    /// The goal's token budget is spent: the call was not made.
+    #[error(
+        "goal {goal} has spent {spent} tokens of its {budget}-token budget (--goal-token-budget): raise the budget to continue"
+    )]
+    BudgetSpent {
+        /// Goal id.
+        goal: String,
+        /// Tokens spent.
+        spent: u64,
+        /// The budget.
+        budget: u64,
+    },
+    /// The store could not be read for the budget.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-/// Makes one LLM call under a gate slot, logging phase, provider, duration and tokens.
-pub async fn gated_call(
-    gate: &Addr<LlmGate>,
-    provider: &dyn crate::llm::LlmProvider,
-    request: &crate::llm::LlmRequest,
-) -> Result<crate::llm::LlmResponse, CallError> {
-    let permit = gate
-        .send(AcquireSlot)
-        .await
-        .map_err(|_| GateError::Stopped)??;
-    let started = Instant::now();
-    let result = provider.call(request).await;
-    drop(permit);
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    match &result {
-        Ok(response) => tracing::info!(
-            phase = %request.phase,
-            provider = provider.name(),
-            elapsed_ms,
-            input_tokens = response.usage.input_tokens,
-            output_tokens = response.usage.output_tokens,
-            "LLM call done"
-        ),
-        Err(e) => tracing::warn!(
-            phase = %request.phase,
-            provider = provider.name(),
-            elapsed_ms,
-            error = %e,
-            "LLM call failed"
-        ),
+impl CallError {
+    /// Whether trying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, CallError::BudgetSpent { .. })
     }
-    Ok(result?)
+}
+
+/// Makes LLM calls for one process: through the gate, within the goal's token
+/// budget, adding each call's usage to the goal's totals in the store.
+#[derive(Clone)]
+pub struct LlmCaller {
+    /// The gate.
+    pub gate: Addr<LlmGate>,
+    /// The provider.
+    pub provider: Arc<dyn crate::llm::LlmProvider>,
+    /// The store, for usage totals.
+    pub store: Arc<dyn Store>,
+    /// Tokens a goal may spend; `None`: no limit.
+    pub goal_token_budget: Option<u64>,
+}
+
+impl LlmCaller {
+    /// Makes one call for `goal`, logging phase, provider, duration and tokens.
+    pub async fn call(
+        &self,
+        goal: &str,
+        request: &crate::llm::LlmRequest,
+    ) -> Result<crate::llm::LlmResponse, CallError> {
+        if let Some(budget) = self.goal_token_budget {
+            let spent = self.store.goal_status(goal).await?.map_or(0, |s| s.tokens);
+            if spent >= budget {
+                return Err(CallError::BudgetSpent {
+                    goal: goal.to_string(),
+                    spent,
+                    budget,
+                });
+            }
+        }
+        let permit = self
+            .gate
+            .send(AcquireSlot)
+            .await
+            .map_err(|_| GateError::Stopped)??;
+        let started = Instant::now();
+        let result = self.provider.call(request).await;
+        drop(permit);
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let provider = self.provider.name();
+        match &result {
+            Ok(response) => {
+                let usage = &response.usage;
+                tracing::info!(
+                    phase = %request.phase,
+                    provider,
+                    elapsed_ms,
+                    input_tokens = usage.input_tokens,
+                    output_tokens = usage.output_tokens,
+                    cost_usd = usage.cost_usd,
+                    "LLM call done"
+                );
+                let tokens = usage.input_tokens + usage.output_tokens;
+                if let Err(e) = self
+                    .store
+                    .add_usage(goal, tokens, usage.cost_usd.unwrap_or(0.0))
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot add the call's tokens to the goal's totals");
+                }
+            }
+            Err(e) => tracing::warn!(
+                phase = %request.phase,
+                provider,
+                elapsed_ms,
+                error = %e,
+                "LLM call failed"
+            ),
+        }
+        Ok(result?)
+    }
 }

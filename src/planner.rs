@@ -11,8 +11,8 @@ use thiserror::Error;
 use crate::domain::dag::DEFAULT_NODE_CAP;
 use crate::llm::answer::{PlanAnswer, parse_answer};
 use crate::llm::prompt::{PlanContext, plan_prompt};
-use crate::llm::{LlmProvider, LlmRequest, Phase};
-use crate::llm_gate::{LlmGate, gated_call};
+use crate::llm::{LlmRequest, Phase};
+use crate::llm_gate::LlmCaller;
 use crate::store::{PlanError, Store, StoreError, WriteDagOptions, WriteDagOutcome, write_plan};
 
 /// How many times a plan is asked for before the goal fails (the first ask and two re-asks).
@@ -45,23 +45,16 @@ impl Default for PlannerSettings {
 /// The planner actor.
 pub struct DagPlanner {
     store: Arc<dyn Store>,
-    provider: Arc<dyn LlmProvider>,
-    gate: Addr<LlmGate>,
+    caller: LlmCaller,
     settings: PlannerSettings,
 }
 
 impl DagPlanner {
-    /// A planner asking `provider` through `gate` and writing to `store`.
-    pub fn new(
-        store: Arc<dyn Store>,
-        provider: Arc<dyn LlmProvider>,
-        gate: Addr<LlmGate>,
-        settings: PlannerSettings,
-    ) -> Self {
+    /// A planner asking the LLM through `caller` and writing to `store`.
+    pub fn new(store: Arc<dyn Store>, caller: LlmCaller, settings: PlannerSettings) -> Self {
         Self {
             store,
-            provider,
-            gate,
+            caller,
             settings,
         }
     }
@@ -121,18 +114,16 @@ impl Handler<PlanGoal> for DagPlanner {
     type Result = ResponseFuture<Result<PlanOutcome, PlannerError>>;
 
     fn handle(&mut self, msg: PlanGoal, _: &mut Self::Context) -> Self::Result {
-        let (store, provider, gate) =
-            (self.store.clone(), self.provider.clone(), self.gate.clone());
+        let (store, caller) = (self.store.clone(), self.caller.clone());
         let settings = self.settings.clone();
-        Box::pin(async move { plan_goal(&*store, &*provider, &gate, &settings, msg.context).await })
+        Box::pin(async move { plan_goal(&*store, &caller, &settings, msg.context).await })
     }
 }
 
 #[tracing::instrument(skip_all, fields(goal = %context.goal_id))]
 async fn plan_goal(
     store: &dyn Store,
-    provider: &dyn LlmProvider,
-    gate: &Addr<LlmGate>,
+    caller: &LlmCaller,
     settings: &PlannerSettings,
     mut context: PlanContext,
 ) -> Result<PlanOutcome, PlannerError> {
@@ -168,8 +159,12 @@ async fn plan_goal(
             prompt: plan_prompt(&context),
             timeout: settings.llm_timeout,
         };
-        let answer = match gated_call(gate, provider, &request).await {
+        let answer = match caller.call(&goal, &request).await {
             Ok(response) => response.text,
+            Err(e) if !e.is_retryable() => {
+                problem = e.to_string();
+                break;
+            }
             Err(e) => {
                 problem = e.to_string();
                 tracing::warn!(attempt, error = %problem, "plan call failed");

@@ -758,6 +758,8 @@ mod tests {
                 created_ms: 1,
                 finished_ms: None,
                 last_error: None,
+                tokens: 0,
+                cost_usd: 0.0,
             },
             tasks,
         }

@@ -26,7 +26,7 @@ use crate::heartbeat::watcher::{
 };
 use crate::llm::LlmProvider;
 use crate::llm::prompt::{AgentBrief, PlanContext};
-use crate::llm_gate::LlmGate;
+use crate::llm_gate::{LlmCaller, LlmGate};
 use crate::planner::{DagPlanner, PlanGoal, PlannerSettings};
 use crate::project::{AgentConfig, Project};
 use crate::reaper::{GoalAdded, LeaseReaper};
@@ -70,6 +70,8 @@ pub struct SupervisorConfig {
     pub llm_max_concurrency: u32,
     /// Longest wait for an LLM slot.
     pub llm_wait: Duration,
+    /// Tokens a goal may spend on LLM calls; `None`: no limit.
+    pub goal_token_budget: Option<u64>,
     /// Static or dynamic spawning.
     pub spawn_mode: SpawnMode,
     /// Most agents running at once.
@@ -404,25 +406,26 @@ impl Actor for Supervisor {
             config.llm_wait,
         )
         .start();
-        LeaseReaper::new(
-            config.store.clone(),
-            config.project.goals(),
-            config.agent.lease_ttl,
-        )
-        .start();
-        self.planner = Some(
-            DagPlanner::new(
+        self.reaper = Some(
+            LeaseReaper::new(
                 config.store.clone(),
-                config.provider.clone(),
-                gate.clone(),
-                config.planner.clone(),
+                config.project.goals(),
+                config.agent.lease_ttl,
             )
             .start(),
         );
+        let caller = LlmCaller {
+            gate,
+            provider: config.provider.clone(),
+            store: config.store.clone(),
+            goal_token_budget: config.goal_token_budget,
+        };
+        self.planner = Some(
+            DagPlanner::new(config.store.clone(), caller.clone(), config.planner.clone()).start(),
+        );
         self.deps = Some(AgentDeps {
             store: config.store.clone(),
-            provider: config.provider.clone(),
-            gate,
+            caller,
             settings: config.agent.clone(),
         });
         tracing::info!(

@@ -74,11 +74,63 @@ fn diamond() -> porki::domain::Dag {
 
 #[test]
 fn a_diamond_completes_in_dependency_order_on_memory() {
-    run_to_completion(
-        StoreKind::Memory(Arc::new(MemoryStore::new())),
-        diamond(),
-        &["w1", "w2"],
+    let memory = Arc::new(MemoryStore::new());
+    run_to_completion(StoreKind::Memory(memory.clone()), diamond(), &["w1", "w2"]);
+    let status = block_on(memory.goal_status("diamond")).unwrap().unwrap();
+    assert_eq!(
+        status.tokens,
+        5 * 15,
+        "one plan call and four executions, 15 tokens each"
     );
+    assert_eq!(status.cost_usd, 2.5);
+}
+
+#[test]
+fn a_spent_token_budget_fails_the_next_call_closed() {
+    let memory = Arc::new(MemoryStore::new());
+    let store = StoreKind::Memory(memory.clone());
+    let record = Arc::new(Record::default());
+    let provider = ScriptedProvider::new(diamond(), "p1", record.clone());
+    let project = project(&temp_dir("budget"), &[("solo", "diamond")]);
+    let run = spawn_runtime(store.clone(), Arc::new(provider), project, |c| {
+        c.goal_token_budget = Some(40)
+    });
+    assert_eq!(
+        join_within(run, LIMIT),
+        1,
+        "the goal fails once the budget is spent"
+    );
+    let tasks = final_tasks(&store, "diamond");
+    assert_eq!(tasks["a"].0, TaskStatus::Done);
+    assert_eq!(tasks["b"].0, TaskStatus::Done);
+    assert_eq!(
+        tasks["c"].0,
+        TaskStatus::Failed,
+        "plan + a + b spent 45 of 40 tokens"
+    );
+    assert_eq!(tasks["c"].2, 1, "a spent budget is not retried");
+    assert_eq!(
+        record.counts().get("c"),
+        None,
+        "the provider was never called for c"
+    );
+    let task = block_on(memory.task("diamond", "c")).unwrap().unwrap();
+    assert!(task.last_error.unwrap().contains("--goal-token-budget"));
+    assert_eq!(
+        block_on(memory.goal_status("diamond"))
+            .unwrap()
+            .unwrap()
+            .tokens,
+        45
+    );
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
 }
 
 #[test]

@@ -115,6 +115,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             planner: PlannerSettings::default(),
             llm_max_concurrency: 4,
             llm_wait: Duration::from_secs(60),
+            goal_token_budget: None,
             spawn_mode: SpawnMode::Static,
             spawn_limit: 10,
             until_done: true,

@@ -87,6 +87,9 @@ pub struct RunArgs {
     /// Plan a goal again when its instructions changed since its plan was stored.
     #[arg(long)]
     replan: bool,
+    /// Tokens a goal may spend on LLM calls; once spent, its next call fails closed.
+    #[arg(long, value_name = "TOKENS")]
+    goal_token_budget: Option<u64>,
 }
 
 /// LLM provider flags.

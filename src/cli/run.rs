@@ -98,6 +98,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             },
             llm_max_concurrency: args.llm.llm_max_concurrency,
             llm_wait: Duration::from_secs(args.llm.llm_concurrency_wait_seconds),
+            goal_token_budget: args.goal_token_budget,
             spawn_mode,
             spawn_limit: args.spawn_limit,
             until_done: args.until_done,

@@ -36,8 +36,8 @@ struct State {
     agents: BTreeMap<String, AgentRecord>,
     heartbeats: HashMap<String, Instant>,
     guards: HashMap<String, (String, Instant)>,
-    /// Goals that failed before they had a plan.
-    failed_plans: BTreeMap<String, GoalStatus>,
+    /// Goals without a plan yet: spending tokens on planning (draft), or failed to plan.
+    unplanned: BTreeMap<String, GoalStatus>,
     /// Per-agent values.
     agent_values: HashMap<(String, AgentField), String>,
     /// Per-agent problems, newest first.
@@ -88,6 +88,25 @@ impl MemoryStore {
         // A panic while holding the lock cannot leave a half-applied change
         // (mutations do not panic midway), so the state stays usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A goal that has no plan (yet): draft, nothing counted.
+fn unplanned_status(goal: &str) -> GoalStatus {
+    GoalStatus {
+        goal: goal.to_string(),
+        state: GoalState::Draft,
+        title: String::new(),
+        fingerprint: String::new(),
+        source: String::new(),
+        max_attempts: 0,
+        counts: TaskStatus::ALL.into_iter().map(|s| (s, 0)).collect(),
+        total: 0,
+        created_ms: now_ms(),
+        finished_ms: None,
+        last_error: None,
+        tokens: 0,
+        cost_usd: 0.0,
     }
 }
 
@@ -344,6 +363,8 @@ impl Store for MemoryStore {
                 created_ms: now,
                 finished_ms: None,
                 last_error: None,
+                tokens: 0,
+                cost_usd: 0.0,
             },
             dag: stored_form(dag),
             tasks: BTreeMap::new(),
@@ -387,6 +408,11 @@ impl Store for MemoryStore {
             if status == TaskStatus::Ready {
                 data.index_ready(&node.id);
             }
+        }
+        // Tokens spent planning a goal before it had a plan stay on the goal.
+        if let Some(prior) = state.unplanned.remove(&goal) {
+            data.status.tokens = prior.tokens;
+            data.status.cost_usd = prior.cost_usd;
         }
         state.goals.insert(goal.clone(), data);
         self.emit(&goal, EventKind::Ready);
@@ -604,27 +630,32 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn add_usage(&self, goal: &str, tokens: u64, cost_usd: f64) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let status = match state.goals.get_mut(goal) {
+            Some(data) => &mut data.status,
+            None => state
+                .unplanned
+                .entry(goal.to_string())
+                .or_insert_with(|| unplanned_status(goal)),
+        };
+        status.tokens += tokens;
+        status.cost_usd += cost_usd;
+        Ok(status.tokens)
+    }
+
     async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError> {
         let mut state = self.lock();
         if state.goals.contains_key(goal) {
             return Ok(());
         }
-        state.failed_plans.insert(
-            goal.to_string(),
-            GoalStatus {
-                goal: goal.to_string(),
-                state: GoalState::Failed,
-                title: String::new(),
-                fingerprint: String::new(),
-                source: String::new(),
-                max_attempts: 0,
-                counts: TaskStatus::ALL.into_iter().map(|s| (s, 0)).collect(),
-                total: 0,
-                created_ms: now_ms(),
-                finished_ms: Some(now_ms()),
-                last_error: Some(reason.to_string()),
-            },
-        );
+        let status = state
+            .unplanned
+            .entry(goal.to_string())
+            .or_insert_with(|| unplanned_status(goal));
+        status.state = GoalState::Failed;
+        status.finished_ms = Some(now_ms());
+        status.last_error = Some(reason.to_string());
         drop(state);
         self.emit(goal, EventKind::GoalFailed);
         Ok(())
@@ -632,7 +663,7 @@ impl Store for MemoryStore {
 
     async fn goal_status(&self, goal: &str) -> Result<Option<GoalStatus>, StoreError> {
         let state = self.lock();
-        if let Some(failed) = state.failed_plans.get(goal)
+        if let Some(failed) = state.unplanned.get(goal)
             && !state.goals.contains_key(goal)
         {
             return Ok(Some(failed.clone()));
@@ -645,7 +676,13 @@ impl Store for MemoryStore {
         let goals: BTreeSet<&String> = state
             .goals
             .keys()
-            .chain(state.failed_plans.keys())
+            .chain(
+                state
+                    .unplanned
+                    .iter()
+                    .filter(|(_, s)| s.state == GoalState::Failed)
+                    .map(|(g, _)| g),
+            )
             .collect();
         Ok(goals.into_iter().cloned().collect())
     }

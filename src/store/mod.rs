@@ -261,6 +261,10 @@ pub struct GoalStatus {
     pub finished_ms: Option<u64>,
     /// Why the goal failed before it had a plan, if it did.
     pub last_error: Option<String>,
+    /// LLM tokens spent on the goal (input and output), by every process.
+    pub tokens: u64,
+    /// LLM cost spent on the goal, in USD, where providers report it.
+    pub cost_usd: f64,
 }
 
 impl GoalStatus {
@@ -430,6 +434,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Changes a task's priority (and its place in the READY index).
     async fn elevate(&self, goal: &str, task: &str, priority: i32) -> Result<(), StoreError>;
+
+    /// Adds an LLM call's tokens and cost to the goal's totals; returns the new token total.
+    async fn add_usage(&self, goal: &str, tokens: u64, cost_usd: f64) -> Result<u64, StoreError>;
 
     /// Marks a goal that could not be planned as failed with `reason` (no-op if it has a plan).
     async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError>;

@@ -508,6 +508,21 @@ impl Store for RedisStore {
         admin_reply(reply, goal, task, "elevating", "to exist").map(drop)
     }
 
+    async fn add_usage(&self, goal: &str, tokens: u64, cost_usd: f64) -> Result<u64, StoreError> {
+        let key = keys::goal(goal);
+        let mut pipe = redis::pipe();
+        pipe.atomic().hincr(&key, "tokens", tokens);
+        if cost_usd > 0.0 {
+            pipe.cmd("HINCRBYFLOAT")
+                .arg(&key)
+                .arg("cost_usd")
+                .arg(cost_usd)
+                .ignore();
+        }
+        let (total,): (u64,) = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(total)
+    }
+
     async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError> {
         self.run_task_script(&self.scripts.plan_failed, goal, &[reason])
             .await?;
@@ -841,7 +856,8 @@ fn goal_from_fields(
             .map(|v| v.max(0) as u64)
             .unwrap_or(0)
     };
-    let state_text = fields.get("status").map(String::as_str).unwrap_or("");
+    // A goal hash without a status only holds the tokens spent planning it.
+    let state_text = fields.get("status").map(String::as_str).unwrap_or("draft");
     let state = GoalState::parse(state_text).ok_or_else(|| StoreError::Corrupt {
         what: format!("{}.status", keys::goal(goal)),
         detail: format!("{state_text:?}"),
@@ -865,6 +881,11 @@ fn goal_from_fields(
         created_ms: number("created_at"),
         finished_ms: fields.get("finished_at").map(|_| number("finished_at")),
         last_error: fields.get("last_error").cloned(),
+        tokens: number("tokens"),
+        cost_usd: fields
+            .get("cost_usd")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0),
     })
 }
 

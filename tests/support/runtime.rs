@@ -100,7 +100,12 @@ impl LlmProvider for ScriptedProvider {
     }
 
     async fn call(&self, request: &LlmRequest) -> Result<LlmResponse, LlmError> {
-        let usage = Usage::default();
+        // Every call costs 15 tokens, so tests can count spending.
+        let usage = Usage {
+            input_tokens: 10,
+            output_tokens: 5,
+            cost_usd: Some(0.5),
+        };
         if request.phase == Phase::Plan {
             let text = serde_json::to_string(&self.plan).unwrap();
             return Ok(LlmResponse { text, usage });
@@ -257,6 +262,7 @@ pub fn test_config(
         planner: PlannerSettings::default(),
         llm_max_concurrency: 0,
         llm_wait: Duration::from_secs(30),
+        goal_token_budget: None,
         spawn_mode: SpawnMode::Dynamic,
         spawn_limit: 10,
         until_done: true,
