@@ -23,8 +23,8 @@ use tokio::sync::{Notify, broadcast, watch};
 
 use crate::domain::Dag;
 use crate::heartbeat::{Cursor, Directive, LineKind, NewLines, new_lines, parse_line};
-use crate::llm::answer::{TaskAnswer, TaskAnswerStatus, parse_answer};
-use crate::llm::prompt::{AgentBrief, TaskContext, execute_prompt};
+use crate::llm::answer::{SelectAnswer, TaskAnswer, TaskAnswerStatus, parse_answer};
+use crate::llm::prompt::{AgentBrief, SelectContext, TaskContext, execute_prompt, select_prompt};
 use crate::llm::{LlmRequest, Phase};
 use crate::llm_gate::{CallError, LlmCaller};
 use crate::project::AgentConfig;
@@ -46,6 +46,8 @@ pub struct AgentSettings {
     pub guard_ttl: Duration,
     /// `host:pid` of this process, recorded in the registration.
     pub process: String,
+    /// Ask the LLM which READY task to take (`--llm-select`) instead of priority order.
+    pub llm_select: bool,
 }
 
 impl Default for AgentSettings {
@@ -56,6 +58,7 @@ impl Default for AgentSettings {
             artifact_dir: PathBuf::from("artifacts"),
             guard_ttl: Duration::from_secs(15),
             process: process_id(),
+            llm_select: false,
         }
     }
 }
@@ -224,6 +227,9 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic with a non-text payload".into())
 }
 
+/// Most READY tasks offered to the LLM to choose from.
+const MAX_SELECT_CANDIDATES: usize = 20;
+
 /// Most recent actions kept as the agent's memory.
 const MEMORY_LEN: usize = 20;
 
@@ -363,14 +369,16 @@ impl Worker {
             let wait = if self.paused.is_some() {
                 Duration::MAX
             } else {
-                let claimed = store
-                    .claim(
-                        &goal,
-                        &name,
-                        self.config.role.as_deref(),
-                        self.deps.settings.lease_ttl,
-                    )
-                    .await;
+                let role = self.config.role.clone();
+                let ttl = self.deps.settings.lease_ttl;
+                let claimed = match self.pick().await {
+                    Some(task) => {
+                        store
+                            .claim_preferred(&goal, &name, role.as_deref(), ttl, &task)
+                            .await
+                    }
+                    None => store.claim(&goal, &name, role.as_deref(), ttl).await,
+                };
                 match claimed {
                     Ok(ClaimOutcome::Claimed(lease)) => {
                         outage.recovered(&name);
@@ -502,6 +510,73 @@ impl Worker {
 
     fn held_clear(&self) {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// With `--llm-select`, asks the LLM which of the READY tasks to take; `None`
+    /// (priority order) when there is no choice to make, the call fails, or the
+    /// pick is not a READY task of this agent.
+    async fn pick(&mut self) -> Option<String> {
+        if !self.deps.settings.llm_select {
+            return None;
+        }
+        let store = self.deps.store.clone();
+        let goal = self.config.goal.clone();
+        let role = self.config.role.clone();
+        let mut ready: Vec<_> = store
+            .tasks(&goal)
+            .await
+            .ok()?
+            .into_iter()
+            .filter(|t| t.status == crate::domain::TaskStatus::Ready && t.retry_at_ms.is_none())
+            .filter(|t| t.role.is_none() || t.role == role)
+            .collect();
+        if ready.len() < 2 {
+            return None;
+        }
+        ready.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
+        ready.truncate(MAX_SELECT_CANDIDATES);
+        if self.plan.is_none() {
+            self.plan = store.dag(&goal).await.ok()?;
+        }
+        let plan = self.plan.as_ref()?;
+        let candidates = ready
+            .iter()
+            .filter_map(|t| plan.nodes.iter().find(|n| n.id == t.id).cloned())
+            .collect();
+        let prompt = select_prompt(&SelectContext {
+            goal_id: goal.clone(),
+            agent: self.brief(),
+            candidates,
+        });
+        let request = LlmRequest {
+            phase: Phase::Select,
+            prompt,
+            timeout: self.deps.settings.llm_timeout,
+        };
+        let answer = self.deps.caller.call(&goal, &request).await.ok()?;
+        let pick = match parse_answer::<SelectAnswer>(&answer.text) {
+            Ok(pick) => pick,
+            Err(e) => {
+                tracing::warn!(agent = %self.config.name, error = %e, "the task selection answer is unusable; using priority order");
+                return None;
+            }
+        };
+        if ready.iter().any(|t| t.id == pick.selected_task_id) {
+            tracing::info!(agent = %self.config.name, task = %pick.selected_task_id, justification = %pick.justification, "LLM selected the next task");
+            Some(pick.selected_task_id)
+        } else {
+            tracing::warn!(agent = %self.config.name, task = %pick.selected_task_id, "the LLM picked a task that is not READY for this agent; using priority order");
+            None
+        }
+    }
+
+    /// The agent as prompts describe it.
+    fn brief(&self) -> AgentBrief {
+        AgentBrief {
+            name: self.config.name.clone(),
+            role: self.config.role.clone(),
+            instructions: self.config.instructions.clone(),
+        }
     }
 
     /// Reads the heartbeat file and applies its new lines once each; returns
@@ -802,11 +877,7 @@ impl Worker {
         }
         Ok(execute_prompt(&TaskContext {
             goal_id: lease.goal.clone(),
-            agent: AgentBrief {
-                name: self.config.name.clone(),
-                role: self.config.role.clone(),
-                instructions: self.config.instructions.clone(),
-            },
+            agent: self.brief(),
             memory: self.memory.iter().cloned().collect(),
             task,
             dependency_outputs,

@@ -367,3 +367,24 @@ fn the_llm_gate_keeps_two_calls_in_flight_across_two_processes() {
     });
     assert_eq!(in_flight, 0, "every slot was given back");
 }
+
+#[test]
+fn llm_select_takes_the_llms_pick_and_falls_back_to_priority_order() {
+    let mut dag = plan("select", &ids("t", 5), &[]);
+    for (i, node) in dag.nodes.iter_mut().enumerate() {
+        node.priority = 10 - i as i32;
+    }
+    let record = Arc::new(Record::default());
+    let mut provider = ScriptedProvider::new(dag, "p1", record.clone());
+    provider.pick = Some("t04".into());
+    let store = StoreKind::Memory(Arc::new(MemoryStore::new()));
+    let project = project(&temp_dir("select"), &[("solo", "select")]);
+    let run = spawn_runtime(store, Arc::new(provider), project, |c| {
+        c.agent.llm_select = true
+    });
+    assert_eq!(join_within(run, LIMIT), 0);
+    let order: Vec<String> = record.executions().into_iter().map(|e| e.task).collect();
+    // t04 (lowest priority) first, as picked; once it is done the pick is not
+    // READY any more, so the rest follow priority order.
+    assert_eq!(order, ["t04", "t00", "t01", "t02", "t03"]);
+}

@@ -82,6 +82,7 @@ conformance!(
     the_agent_guard_admits_one_holder_at_a_time,
     agent_registration_and_heartbeat_ttl,
     the_stored_plan_reads_back_sorted,
+    claim_preferred_takes_the_pick_only_when_it_is_ready_for_the_agent,
     events_announce_ready_and_completion,
     the_llm_gate_caps_slots_and_frees_a_dead_holders_slot,
 );
@@ -1029,6 +1030,52 @@ mod behaviour {
         assert!(
             store.gate_acquire("e", 0, LONG).await.unwrap(),
             "cap 0 means no cap"
+        );
+    }
+
+    pub async fn claim_preferred_takes_the_pick_only_when_it_is_ready_for_the_agent(
+        store: Arc<dyn Store>,
+    ) {
+        let mut writer = node("w", 1);
+        writer.role = Some("writer".into());
+        let nodes = vec![node("best", 9), node("low", 1), node("blocked", 5), writer];
+        write(&*store, plan("g", nodes, &[("best", "blocked")])).await;
+        let pick = |task: &'static str| {
+            let store = store.clone();
+            async move {
+                match store
+                    .claim_preferred("g", "x", None, LONG, task)
+                    .await
+                    .unwrap()
+                {
+                    ClaimOutcome::Claimed(lease) => Some(lease.task),
+                    ClaimOutcome::Empty { .. } => None,
+                }
+            }
+        };
+        assert_eq!(
+            pick("low").await.as_deref(),
+            Some("low"),
+            "a READY pick is taken"
+        );
+        assert_eq!(
+            pick("blocked").await.as_deref(),
+            Some("best"),
+            "a BLOCKED pick falls back"
+        );
+        assert_eq!(
+            pick("w").await,
+            None,
+            "another role's task is not taken, nothing else left"
+        );
+        assert_eq!(pick("nope").await, None);
+        let lease = store
+            .claim_preferred("g", "y", Some("writer"), LONG, "nope")
+            .await
+            .unwrap();
+        assert!(
+            matches!(lease, ClaimOutcome::Claimed(ref l) if l.task == "w"),
+            "{lease:?}"
         );
     }
 }

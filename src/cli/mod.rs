@@ -113,6 +113,9 @@ pub struct LlmArgs {
     /// Environment variable holding the API key.
     #[arg(long)]
     llm_api_key_env: Option<String>,
+    /// Ask the LLM which READY task to take next (default: priority order, no call).
+    #[arg(long)]
+    llm_select: bool,
     /// Timeout of one LLM call.
     #[arg(long, value_parser = parse_duration, default_value = "900s")]
     llm_timeout: Duration,

@@ -2,10 +2,11 @@
 -- Claims the highest-priority READY task for an agent (role '' for none); due
 -- retries are promoted first. A role agent takes the better of its role's index
 -- and the roleless one; ties go to the smaller id, as within one index. `now` is
--- the caller's server time, or nil to read it here.
+-- the caller's server time, or nil to read it here. `preferred`, when given and
+-- READY for this agent, is claimed instead of the best task (the LLM's pick).
 -- Returns {'claimed', id, fence, attempt} | {'empty', ms until next retry or ''} |
 -- {'inactive', goal status} | {'no_goal'}.
-local function claim_next(agent, role, ttl, token, now)
+local function claim_next(agent, role, ttl, token, now, preferred)
   local status = redis.call('HGET', GOAL, 'status')
   if not status then return {'no_goal'} end
   if status ~= 'active' then return {'inactive', status} end
@@ -19,7 +20,15 @@ local function claim_next(agent, role, ttl, token, now)
   end
 
   local id = nil
-  if role == '' then
+  if preferred and preferred ~= '' then
+    if redis.call('ZREM', ready_key(nil), preferred) == 1
+      or (role ~= '' and redis.call('ZREM', ready_key(role), preferred) == 1) then
+      id = preferred
+    end
+  end
+  if id then
+    -- taken above
+  elseif role == '' then
     id = redis.call('ZPOPMIN', ready_key(nil))[1]
   else
     local any, own = ready_key(nil), ready_key(role)

@@ -208,6 +208,7 @@ impl GoalData {
         agent: &str,
         role: Option<&str>,
         ttl: Duration,
+        preferred: Option<&str>,
     ) -> ClaimOutcome {
         if self.status.state != GoalState::Active {
             return ClaimOutcome::Empty { retry_in: None };
@@ -221,11 +222,19 @@ impl GoalData {
             self.task_mut(&id).state.retry_at_ms = None;
             self.index_ready(&id);
         }
-        let best = [Some(""), role]
-            .into_iter()
-            .flatten()
-            .filter_map(|r| Some((r, self.ready.get(r)?.first()?.clone())))
-            .min_by(|a, b| a.1.cmp(&b.1));
+        let indexes = [Some(""), role].into_iter().flatten();
+        let chosen = preferred.and_then(|id| {
+            let task = self.tasks.get(id)?;
+            let entry = (-(task.state.priority as i64), id.to_string());
+            let index = task.state.role.as_deref().unwrap_or("");
+            let allowed = index.is_empty() || Some(index) == role;
+            (allowed && self.ready.get(index)?.contains(&entry)).then_some((index, entry))
+        });
+        let best = chosen.or_else(|| {
+            indexes
+                .filter_map(|r| Some((r, self.ready.get(r)?.first()?.clone())))
+                .min_by(|a, b| a.1.cmp(&b.1))
+        });
         let Some((index, entry)) = best else {
             let retry_in = self
                 .delayed
@@ -427,7 +436,21 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> Result<ClaimOutcome, StoreError> {
         let mut state = self.lock();
-        Ok(state.goal_mut(goal)?.claim(goal, agent, role, ttl))
+        Ok(state.goal_mut(goal)?.claim(goal, agent, role, ttl, None))
+    }
+
+    async fn claim_preferred(
+        &self,
+        goal: &str,
+        agent: &str,
+        role: Option<&str>,
+        ttl: Duration,
+        task: &str,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let mut state = self.lock();
+        Ok(state
+            .goal_mut(goal)?
+            .claim(goal, agent, role, ttl, Some(task)))
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError> {
@@ -460,7 +483,7 @@ impl Store for MemoryStore {
         let mut state = self.lock();
         let data = state.held(lease)?;
         let completed = data.complete(lease, result);
-        let claimed = data.claim(&lease.goal, &lease.agent, role, ttl);
+        let claimed = data.claim(&lease.goal, &lease.agent, role, ttl, None);
         drop(state);
         self.emit_completion(&lease.goal, &completed);
         Ok((completed, claimed))

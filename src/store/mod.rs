@@ -389,6 +389,17 @@ pub trait Store: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<ClaimOutcome, StoreError>;
 
+    /// Claims `task` if it is READY for this agent (the LLM's pick), else the best
+    /// task as [`Store::claim`] does.
+    async fn claim_preferred(
+        &self,
+        goal: &str,
+        agent: &str,
+        role: Option<&str>,
+        ttl: Duration,
+        task: &str,
+    ) -> Result<ClaimOutcome, StoreError>;
+
     /// Extends a held lease; `LeaseLost` if it is no longer held.
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError>;
 

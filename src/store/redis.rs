@@ -380,7 +380,26 @@ impl Store for RedisStore {
             .run_task_script(
                 &self.scripts.claim,
                 goal,
-                &[agent, role.unwrap_or(""), &millis(ttl), &token],
+                &[agent, role.unwrap_or(""), &millis(ttl), &token, ""],
+            )
+            .await?;
+        claim_reply(reply, goal, agent, token)
+    }
+
+    async fn claim_preferred(
+        &self,
+        goal: &str,
+        agent: &str,
+        role: Option<&str>,
+        ttl: Duration,
+        task: &str,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let token = super::new_token();
+        let reply = self
+            .run_task_script(
+                &self.scripts.claim,
+                goal,
+                &[agent, role.unwrap_or(""), &millis(ttl), &token, task],
             )
             .await?;
         claim_reply(reply, goal, agent, token)

@@ -76,6 +76,8 @@ pub struct ScriptedProvider {
     pub delay: Duration,
     pub record: Arc<Record>,
     pub store: Mutex<Option<Arc<dyn Store>>>,
+    /// The task answered to every select call (`--llm-select`).
+    pub pick: Option<String>,
     /// Decides the behaviour of each execution: (task, how many times it ran before).
     pub behaviour: Box<ChooseBehaviour>,
 }
@@ -88,6 +90,7 @@ impl ScriptedProvider {
             delay: Duration::from_millis(5),
             record,
             store: Mutex::new(None),
+            pick: None,
             behaviour: Box::new(|_, _| Behaviour::Succeed),
         }
     }
@@ -108,6 +111,15 @@ impl LlmProvider for ScriptedProvider {
         };
         if request.phase == Phase::Plan {
             let text = serde_json::to_string(&self.plan).unwrap();
+            return Ok(LlmResponse { text, usage });
+        }
+        if request.phase == Phase::Select {
+            let pick = self
+                .pick
+                .clone()
+                .expect("select is only asked for with a pick set");
+            let text = serde_json::json!({"selected_task_id": pick, "justification": "scripted"})
+                .to_string();
             return Ok(LlmResponse { text, usage });
         }
         let (goal, task) = prompt_task(&request.prompt).expect("execute prompts name their task");
