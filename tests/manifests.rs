@@ -526,12 +526,10 @@ fn the_repository_manifest_runs_under_sysg() {
         started: false,
     };
     let manifest = sysg.manifest_arg();
-    let expected: Vec<String> = Project::load(&sysg.dir.join("instructions/INSTRUCTIONS.md"))
-        .expect("the copied instructions load")
-        .agents
-        .iter()
-        .map(|a| a.name.clone())
-        .collect();
+    let project = Project::load(&sysg.dir.join("instructions/INSTRUCTIONS.md"))
+        .expect("the copied instructions load");
+    let expected: Vec<String> = project.agents.iter().map(|a| a.name.clone()).collect();
+    let goals = project.goals();
 
     sysg.run_ok(&["validate", "-c", &manifest]);
     let example = repo().join("examples/orchestrator/systemg.yaml");
@@ -569,11 +567,43 @@ fn the_repository_manifest_runs_under_sysg() {
         "{registered:?}"
     );
 
+    // With the offline provider the goals run to completion under sysg.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for goal in &goals {
+        let key = format!("goal:{{{goal}}}");
+        loop {
+            let status = redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| {
+                    redis::cmd("HGET")
+                        .arg(&key)
+                        .arg("status")
+                        .query::<Option<String>>(&mut c)
+                });
+            if let Ok(Some(status)) = &status
+                && status == "complete"
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "goal {goal} did not complete under sysg within 60 s (status {status:?}); \
+                 orchestrator log: {}",
+                sysg.orchestrator_log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     let status = sysg.run_ok(&["status", "-c", &manifest]);
     for service in ["redis", "orchestrator"] {
+        let row = status
+            .lines()
+            .find(|line| line.contains(service))
+            .unwrap_or_else(|| panic!("sysg status does not list {service}: {status}"));
         assert!(
-            status.contains(service),
-            "sysg status does not list {service}: {status}"
+            row.to_ascii_lowercase().contains("running"),
+            "sysg status does not show {service} running: {status}"
         );
     }
 
