@@ -24,7 +24,9 @@ use tokio::sync::{Notify, broadcast, watch};
 use crate::domain::Dag;
 use crate::heartbeat::{Cursor, Directive, LineKind, NewLines, new_lines, parse_line};
 use crate::llm::answer::{SelectAnswer, TaskAnswer, TaskAnswerStatus, parse_answer};
-use crate::llm::prompt::{AgentBrief, SelectContext, TaskContext, execute_prompt, select_prompt};
+use crate::llm::prompt::{
+    AgentBrief, SelectContext, TaskContext, execute_prompt, select_prompt, summarize_prompt,
+};
 use crate::llm::{LlmRequest, Phase};
 use crate::llm_gate::{CallError, LlmCaller};
 use crate::project::AgentConfig;
@@ -48,6 +50,8 @@ pub struct AgentSettings {
     pub process: String,
     /// Ask the LLM which READY task to take (`--llm-select`) instead of priority order.
     pub llm_select: bool,
+    /// Summarize each finished task for its dependents (`--llm-summarize`).
+    pub llm_summarize: bool,
 }
 
 impl Default for AgentSettings {
@@ -59,6 +63,7 @@ impl Default for AgentSettings {
             guard_ttl: Duration::from_secs(15),
             process: process_id(),
             llm_select: false,
+            llm_summarize: false,
         }
     }
 }
@@ -430,10 +435,10 @@ impl Worker {
         *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(lease.clone());
         tracing::info!("task claimed");
         let store = self.deps.store.clone();
-        let request = match self.prompt(&lease).await {
-            Ok(prompt) => LlmRequest {
+        let request = match self.task_context(&lease).await {
+            Ok(context) => LlmRequest {
                 phase: Phase::Execute,
-                prompt,
+                prompt: execute_prompt(&context),
                 timeout: self.deps.settings.llm_timeout,
             },
             Err(e) => {
@@ -758,10 +763,10 @@ impl Worker {
             });
         let (retryable, error) = match parsed {
             Ok(answer) if answer.status == TaskAnswerStatus::Done => {
-                let progress = if answer.notes.is_empty() {
-                    answer.outputs.join("\n")
-                } else {
-                    answer.notes.clone()
+                let progress = match self.summarize(lease, &answer).await {
+                    Some(summary) => summary,
+                    None if answer.notes.is_empty() => answer.outputs.join("\n"),
+                    None => answer.notes.clone(),
                 };
                 let result = TaskResult {
                     progress,
@@ -848,7 +853,8 @@ impl Worker {
     }
 
     /// Builds the execute prompt: the task, its dependencies' outputs, the agent's context.
-    async fn prompt(&mut self, lease: &Lease) -> Result<String, StoreError> {
+    /// What execute and summarize prompts say about a task: it, its dependencies' outputs, the agent.
+    async fn task_context(&mut self, lease: &Lease) -> Result<TaskContext, StoreError> {
         let store = self.deps.store.clone();
         let known = self
             .plan
@@ -875,14 +881,45 @@ impl Worker {
                 dependency_outputs.insert(dep.id, dep.progress);
             }
         }
-        Ok(execute_prompt(&TaskContext {
+        Ok(TaskContext {
             goal_id: lease.goal.clone(),
             agent: self.brief(),
             memory: self.memory.iter().cloned().collect(),
             task,
             dependency_outputs,
             artifact_dir: self.deps.settings.artifact_dir.join(&lease.goal),
-        }))
+        })
+    }
+
+    /// With `--llm-summarize`, condenses what the task produced (and what its
+    /// dependencies did) into the note its dependents are given; the execute
+    /// note stays if the summary cannot be had.
+    async fn summarize(&mut self, lease: &Lease, executed: &TaskAnswer) -> Option<String> {
+        if !self.deps.settings.llm_summarize {
+            return None;
+        }
+        let mut context = self.task_context(lease).await.ok()?;
+        let produced = format!("{}\n{}", executed.notes, executed.outputs.join("\n"));
+        context
+            .dependency_outputs
+            .insert(format!("{} (this task)", lease.task), produced);
+        let request = LlmRequest {
+            phase: Phase::Summarize,
+            prompt: summarize_prompt(&context),
+            timeout: self.deps.settings.llm_timeout,
+        };
+        let answer = self.deps.caller.call(&lease.goal, &request).await;
+        match answer
+            .map_err(|e| e.to_string())
+            .and_then(|r| parse_answer::<TaskAnswer>(&r.text).map_err(|e| e.to_string()))
+        {
+            Ok(summary) if !summary.notes.is_empty() => Some(summary.notes),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "summarize call failed; keeping the execute notes");
+                None
+            }
+        }
     }
 }
 

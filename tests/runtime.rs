@@ -388,3 +388,20 @@ fn llm_select_takes_the_llms_pick_and_falls_back_to_priority_order() {
     // READY any more, so the rest follow priority order.
     assert_eq!(order, ["t04", "t00", "t01", "t02", "t03"]);
 }
+
+#[test]
+fn llm_summarize_stores_the_summary_for_dependents() {
+    let record = Arc::new(Record::default());
+    let provider = ScriptedProvider::new(diamond(), "p1", record.clone());
+    let store = StoreKind::Memory(Arc::new(MemoryStore::new()));
+    let project = project(&temp_dir("summarize"), &[("solo", "diamond")]);
+    let run = spawn_runtime(store.clone(), Arc::new(provider), project, |c| {
+        c.agent.llm_summarize = true
+    });
+    assert_eq!(join_within(run, LIMIT), 0);
+    for (id, (status, progress, _)) in final_tasks(&store, "diamond") {
+        assert_eq!(status, TaskStatus::Done);
+        assert_eq!(progress, format!("summary of {id}"));
+    }
+    assert_eq!(record.executions().len(), 4, "summaries are not executions");
+}

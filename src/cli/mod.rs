@@ -116,6 +116,9 @@ pub struct LlmArgs {
     /// Ask the LLM which READY task to take next (default: priority order, no call).
     #[arg(long)]
     llm_select: bool,
+    /// After each task, ask the LLM to summarize its results for the tasks that depend on it.
+    #[arg(long)]
+    llm_summarize: bool,
     /// Timeout of one LLM call.
     #[arg(long, value_parser = parse_duration, default_value = "900s")]
     llm_timeout: Duration,

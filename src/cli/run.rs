@@ -86,6 +86,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 artifact_dir: args.artifacts_dir.clone(),
                 // The guard frees a crashed process's agent names: no longer than a lease.
                 llm_select: args.llm.llm_select,
+                llm_summarize: args.llm.llm_summarize,
                 guard_ttl: args
                     .lease_ttl
                     .clamp(Duration::from_secs(1), Duration::from_secs(15)),

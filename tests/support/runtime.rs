@@ -123,6 +123,11 @@ impl LlmProvider for ScriptedProvider {
             return Ok(LlmResponse { text, usage });
         }
         let (goal, task) = prompt_task(&request.prompt).expect("execute prompts name their task");
+        if request.phase == Phase::Summarize {
+            let text = serde_json::json!({"status": "done", "notes": format!("summary of {task}")})
+                .to_string();
+            return Ok(LlmResponse { text, usage });
+        }
         let (goal, task) = (goal.to_string(), task.to_string());
         let store = self.store.lock().unwrap().clone().expect("store set");
         let mut unfinished_deps = Vec::new();
