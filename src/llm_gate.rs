@@ -241,6 +241,7 @@ pub struct LlmCaller {
 
 impl LlmCaller {
     /// Makes one call for `goal`, logging phase, provider, duration and tokens.
+    #[tracing::instrument(name = "llm_call", skip_all, fields(goal = %goal, phase = %request.phase, provider = self.provider.name()))]
     pub async fn call(
         &self,
         goal: &str,

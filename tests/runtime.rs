@@ -405,3 +405,73 @@ fn llm_summarize_stores_the_summary_for_dependents() {
     }
     assert_eq!(record.executions().len(), 4, "summaries are not executions");
 }
+
+#[test]
+fn three_processes_and_twenty_agents_with_random_panics_run_every_task_once_at_a_time() {
+    let server = RedisServer::start();
+    let tasks = ids("t", 100);
+    let edges: Vec<(String, String)> = (0..50).map(|i| edge(&tasks[i], &tasks[i + 50])).collect();
+    let dag = plan("chaos", &tasks, &edges);
+    let record = Arc::new(Record::default());
+    let store = StoreKind::Redis(server.url());
+    let mut runs = Vec::new();
+    for (p, count) in [("one", 7), ("two", 7), ("three", 6)] {
+        let mut provider = ScriptedProvider::new(dag.clone(), p, record.clone());
+        provider.delay = Duration::from_millis(20);
+        // About one execution in eight panics, decided by the task and its run number.
+        provider.behaviour = Box::new(|task, runs| {
+            let hash = task.bytes().fold(runs as u64 * 31 + 7, |h, b| {
+                h.wrapping_mul(131).wrapping_add(b as u64)
+            });
+            if hash % 8 == 0 {
+                Behaviour::Panic
+            } else {
+                Behaviour::Succeed
+            }
+        });
+        let agents: Vec<(String, &str)> =
+            (0..count).map(|i| (format!("{p}-{i}"), "chaos")).collect();
+        let agents: Vec<(&str, &str)> = agents.iter().map(|(a, g)| (a.as_str(), *g)).collect();
+        runs.push(spawn_runtime(
+            store.clone(),
+            Arc::new(provider),
+            project(&temp_dir(p), &agents),
+            |c| {
+                c.planner.max_attempts = 10;
+                c.max_restarts = 1000;
+            },
+        ));
+    }
+    for run in runs {
+        assert_eq!(join_within(run, LIMIT), 0);
+    }
+    let final_state = final_tasks(&store, "chaos");
+    let executions = record.executions();
+    let panicked = executions.len() - tasks.len();
+    assert!(panicked > 0, "the run had panics to recover from");
+    for (id, (status, progress, attempt)) in &final_state {
+        assert_eq!(*status, TaskStatus::Done, "{id}");
+        let runs: Vec<&Execution> = executions.iter().filter(|e| &e.task == id).collect();
+        assert_eq!(
+            *attempt as usize,
+            runs.len(),
+            "{id}: every execution was one counted attempt"
+        );
+        // The accepted result is the last run's: the earlier runs panicked.
+        let last = runs.last().unwrap();
+        assert_eq!(progress, &format!("{id} by {}", last.process), "{id}");
+        // Never two runs of one task at once.
+        for pair in runs.windows(2) {
+            let ended = pair[0]
+                .finished
+                .expect("a run that panicked still recorded its end");
+            assert!(
+                ended <= pair[1].started,
+                "{id}: a run started before the previous one ended"
+            );
+        }
+    }
+    let processes: std::collections::BTreeSet<&str> =
+        executions.iter().map(|e| e.process.as_str()).collect();
+    assert_eq!(processes.len(), 3, "all three processes worked");
+}
