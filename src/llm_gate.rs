@@ -266,13 +266,10 @@ impl LlmCaller {
         let result = self.provider.call(request).await;
         drop(permit);
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        let provider = self.provider.name();
         match &result {
             Ok(response) => {
                 let usage = &response.usage;
                 tracing::info!(
-                    phase = %request.phase,
-                    provider,
                     elapsed_ms,
                     input_tokens = usage.input_tokens,
                     output_tokens = usage.output_tokens,
@@ -289,8 +286,6 @@ impl LlmCaller {
                 }
             }
             Err(e) => tracing::warn!(
-                phase = %request.phase,
-                provider,
                 elapsed_ms,
                 error = %e,
                 "LLM call failed"

@@ -223,3 +223,44 @@ fn sigterm_releases_the_held_task_deregisters_and_exits_0() {
         .unwrap();
     assert_eq!(guard, None, "the single-active guard is given back");
 }
+
+#[test]
+fn json_logs_carry_goal_task_agent_and_attempt_on_task_lines() {
+    let dir = temp_dir("json-logs");
+    let output = porki()
+        .args(["demo", "--delay", "5ms", "--log-style", "json", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let done: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "task done")
+        .collect();
+    assert_eq!(done.len(), 12);
+    for line in done {
+        for field in ["goal", "task", "agent", "attempt"] {
+            assert!(!line["span"][field].is_null(), "{field} missing: {line}");
+        }
+    }
+    let calls: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "LLM call done")
+        .collect();
+    assert_eq!(calls.len(), 13, "one plan call and twelve executions");
+    for line in calls {
+        assert!(
+            !line["fields"]["elapsed_ms"].is_null() && !line["fields"]["input_tokens"].is_null(),
+            "{line}"
+        );
+        assert!(
+            !line["span"]["phase"].is_null() && !line["span"]["provider"].is_null(),
+            "{line}"
+        );
+    }
+}
