@@ -505,6 +505,9 @@ impl Worker {
             }
             Execution::Released => match store.release(&lease).await {
                 Ok(()) => tracing::info!("task released (agent paused or stopping)"),
+                Err(StoreError::LeaseLost { .. }) => tracing::warn!(
+                    "lease lost while the task ran (found when giving it back); its result will not be used"
+                ),
                 Err(e) => tracing::warn!(error = %e, "could not release the task; the reaper will"),
             },
         }

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::RedisServer;
-use support::runtime::temp_dir;
+use support::runtime::{temp_dir, write_script};
 
 fn porki() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_porki"));
@@ -128,14 +128,10 @@ fn a_malformed_redis_url_exits_2_at_once() {
 /// A `command` provider: plans one task, and takes 30 s to execute it.
 fn slow_provider(dir: &Path) -> std::path::PathBuf {
     let script = dir.join("slow-llm.sh");
-    std::fs::write(
+    write_script(
         &script,
         "#!/bin/sh\nread first\ncase \"$first\" in\n  *plan*) echo '{\"nodes\":[{\"id\":\"slow\",\"title\":\"Slow\"}],\"edges\":[]}' ;;\n  *) sleep 30; echo '{\"status\":\"done\"}' ;;\nesac\n",
-    )
-    .unwrap();
-    let mut perms = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&script, perms).unwrap();
+    );
     script
 }
 

@@ -26,6 +26,33 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
         .block_on(future)
 }
 
+/// One process on the embedded store running plan `tasks` (no edges) for the
+/// agents of `dir/INSTRUCTIONS.md`, each execution taking `delay`.
+struct Run {
+    record: Arc<Record>,
+    memory: Arc<MemoryStore>,
+    run: std::thread::JoinHandle<i32>,
+}
+
+fn start(dir: &std::path::Path, tasks: &[String], delay: Duration) -> Run {
+    let record = Arc::new(Record::default());
+    let mut provider = ScriptedProvider::new(plan("g", tasks, &[]), "p", record.clone());
+    provider.delay = delay;
+    let memory = Arc::new(MemoryStore::new());
+    let project = Project::load(&dir.join("INSTRUCTIONS.md")).unwrap();
+    let run = spawn_runtime(
+        StoreKind::Memory(memory.clone()),
+        Arc::new(provider),
+        project,
+        |_| {},
+    );
+    Run {
+        record,
+        memory,
+        run,
+    }
+}
+
 fn task_state(store: &Arc<MemoryStore>, goal: &str, task: &str) -> porki::domain::TaskState {
     block_on(store.task(goal, task)).unwrap().unwrap()
 }
@@ -34,16 +61,11 @@ fn task_state(store: &Arc<MemoryStore>, goal: &str, task: &str) -> porki::domain
 fn pause_stops_new_claims_within_a_second_and_resume_continues() {
     let dir = temp_dir("pause");
     write_instructions(&dir, &[("worker", "g")], true);
-    let record = Arc::new(Record::default());
-    let mut provider = ScriptedProvider::new(plan("g", &ids(12), &[]), "p", record.clone());
-    provider.delay = Duration::from_millis(300);
-    let memory = Arc::new(MemoryStore::new());
-    let run = spawn_runtime(
-        StoreKind::Memory(memory.clone()),
-        Arc::new(provider),
-        Project::load(&dir.join("INSTRUCTIONS.md")).unwrap(),
-        |_| {},
-    );
+    let Run {
+        record,
+        memory,
+        run,
+    } = start(&dir, &ids(12), Duration::from_millis(300));
     wait_until(Duration::from_secs(10), "the first task runs", || {
         !record.executions().is_empty()
     });
@@ -114,15 +136,11 @@ fn elevate_changes_which_task_is_claimed_next() {
     write_instructions(&dir, &[("worker", "g")], true);
     std::fs::create_dir_all(dir.join("heartbeat")).unwrap();
     std::fs::write(dir.join("heartbeat/worker.md"), "# control file\nPAUSE\n").unwrap();
-    let record = Arc::new(Record::default());
-    let provider = ScriptedProvider::new(plan("g", &ids(5), &[]), "p", record.clone());
-    let memory = Arc::new(MemoryStore::new());
-    let run = spawn_runtime(
-        StoreKind::Memory(memory.clone()),
-        Arc::new(provider),
-        Project::load(&dir.join("INSTRUCTIONS.md")).unwrap(),
-        |_| {},
-    );
+    let Run {
+        record,
+        memory,
+        run,
+    } = start(&dir, &ids(5), Duration::from_millis(5));
     wait_until(Duration::from_secs(10), "the plan is written", || {
         block_on(memory.goal_status("g")).unwrap().is_some()
     });
@@ -142,16 +160,11 @@ fn elevate_changes_which_task_is_claimed_next() {
 fn an_editor_style_save_is_seen_and_bad_lines_are_reported_once() {
     let dir = temp_dir("rename");
     write_instructions(&dir, &[("worker", "g")], true);
-    let record = Arc::new(Record::default());
-    let mut provider = ScriptedProvider::new(plan("g", &ids(12), &[]), "p", record.clone());
-    provider.delay = Duration::from_millis(300);
-    let memory = Arc::new(MemoryStore::new());
-    let run = spawn_runtime(
-        StoreKind::Memory(memory.clone()),
-        Arc::new(provider),
-        Project::load(&dir.join("INSTRUCTIONS.md")).unwrap(),
-        |_| {},
-    );
+    let Run {
+        record,
+        memory,
+        run,
+    } = start(&dir, &ids(12), Duration::from_millis(300));
     let heartbeat = dir.join("heartbeat/worker.md");
     wait_until(
         Duration::from_secs(10),
@@ -242,16 +255,11 @@ fn a_restart_after_drop_task_does_not_drop_again() {
 fn editing_the_instructions_adds_and_removes_agents_and_a_bad_edit_changes_nothing() {
     let dir = temp_dir("reload");
     write_instructions(&dir, &[("first", "g")], false);
-    let record = Arc::new(Record::default());
-    let mut provider = ScriptedProvider::new(plan("g", &ids(30), &[]), "p", record.clone());
-    provider.delay = Duration::from_millis(100);
-    let memory = Arc::new(MemoryStore::new());
-    let run = spawn_runtime(
-        StoreKind::Memory(memory.clone()),
-        Arc::new(provider),
-        Project::load(&dir.join("INSTRUCTIONS.md")).unwrap(),
-        |_| {},
-    );
+    let Run {
+        record,
+        memory,
+        run,
+    } = start(&dir, &ids(30), Duration::from_millis(100));
     wait_until(Duration::from_secs(10), "work starts", || {
         record.executions().len() >= 2
     });
@@ -305,16 +313,7 @@ fn now_ms() -> u64 {
 fn retry_task_brings_a_dropped_task_back_and_the_goal_completes() {
     let dir = temp_dir("retry");
     write_instructions(&dir, &[("worker", "g")], true);
-    let record = Arc::new(Record::default());
-    let mut provider = ScriptedProvider::new(plan("g", &ids(6), &[]), "p", record.clone());
-    provider.delay = Duration::from_millis(150);
-    let memory = Arc::new(MemoryStore::new());
-    let run = spawn_runtime(
-        StoreKind::Memory(memory.clone()),
-        Arc::new(provider),
-        Project::load(&dir.join("INSTRUCTIONS.md")).unwrap(),
-        |_| {},
-    );
+    let Run { memory, run, .. } = start(&dir, &ids(6), Duration::from_millis(150));
     wait_until(Duration::from_secs(10), "the plan is written", || {
         block_on(memory.goal_status("g")).unwrap().is_some()
     });
@@ -336,16 +335,11 @@ fn retry_task_brings_a_dropped_task_back_and_the_goal_completes() {
 fn stop_ends_the_agent_cleanly_and_it_is_not_restarted() {
     let dir = temp_dir("stop");
     write_instructions(&dir, &[("worker", "g")], true);
-    let record = Arc::new(Record::default());
-    let mut provider = ScriptedProvider::new(plan("g", &ids(20), &[]), "p", record.clone());
-    provider.delay = Duration::from_millis(200);
-    let memory = Arc::new(MemoryStore::new());
-    let run = spawn_runtime(
-        StoreKind::Memory(memory.clone()),
-        Arc::new(provider),
-        Project::load(&dir.join("INSTRUCTIONS.md")).unwrap(),
-        |_| {},
-    );
+    let Run {
+        record,
+        memory,
+        run,
+    } = start(&dir, &ids(20), Duration::from_millis(200));
     wait_until(Duration::from_secs(10), "work starts", || {
         !record.executions().is_empty()
     });

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::RedisServer;
-use support::runtime::temp_dir;
+use support::runtime::{temp_dir, write_script};
 
 fn long() -> bool {
     std::env::var_os("PORKI_FAULT_LONG").is_some()
@@ -58,7 +58,7 @@ impl Fixture {
         std::fs::write(dir.join("plan.json"), plan.to_string()).unwrap();
         let record = dir.join("record.log");
         let script = dir.join("provider.sh");
-        std::fs::write(
+        write_script(
             &script,
             format!(
                 "#!/bin/sh\nread phase\nread task\ncase \"$phase\" in *plan*) cat '{plan}'; exit 0;; esac\n\
@@ -67,11 +67,7 @@ impl Fixture {
                 plan = dir.join("plan.json").display(),
                 record = record.display(),
             ),
-        )
-        .unwrap();
-        let mut perms = std::fs::metadata(&script).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-        std::fs::set_permissions(&script, perms).unwrap();
+        );
         Fixture {
             dir,
             script,
@@ -493,17 +489,13 @@ fn bad_instructions_get_a_clear_error_exit_2_and_store_nothing() {
 fn planner_answering(dir: &std::path::Path, answer: &[u8]) -> PathBuf {
     std::fs::write(dir.join("answer.txt"), answer).unwrap();
     let script = dir.join("planner.sh");
-    std::fs::write(
+    write_script(
         &script,
         format!(
             "#!/bin/sh\ncat > /dev/null\ncat '{}'\n",
             dir.join("answer.txt").display()
         ),
-    )
-    .unwrap();
-    let mut perms = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&script, perms).unwrap();
+    );
     script
 }
 

@@ -345,3 +345,11 @@ pub fn final_tasks(store: &StoreKind, goal: &str) -> HashMap<String, (TaskStatus
             .collect()
     })
 }
+
+/// Writes an executable script (a fake LLM CLI for the `command` provider).
+pub fn write_script(path: &Path, text: impl AsRef<str>) {
+    std::fs::write(path, text.as_ref()).unwrap();
+    let mut perms = std::fs::metadata(path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(path, perms).unwrap();
+}
