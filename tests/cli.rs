@@ -260,3 +260,32 @@ fn json_logs_carry_goal_task_agent_and_attempt_on_task_lines() {
         );
     }
 }
+
+#[test]
+fn run_prompt_sends_one_prompt_and_prints_the_answer() {
+    let dir = temp_dir("one-shot");
+    let script = dir.join("echo-llm.sh");
+    // The fake CLI answers with its input upper-cased, to prove the round trip.
+    write_script(&script, "#!/bin/sh\ntr 'a-z' 'A-Z'\n");
+    let output = porki()
+        .args([
+            "run",
+            "-p",
+            "hello; $(rm -rf /) `x`",
+            "--llm-provider",
+            "command",
+            "--llm-cli",
+        ])
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "HELLO; $(RM -RF /) `X`"
+    );
+}

@@ -475,3 +475,42 @@ fn three_processes_and_twenty_agents_with_random_panics_run_every_task_once_at_a
         executions.iter().map(|e| e.process.as_str()).collect();
     assert_eq!(processes.len(), 3, "all three processes worked");
 }
+
+#[test]
+fn the_spawn_limit_caps_running_agents_and_the_rest_wait() {
+    let record = Arc::new(Record::default());
+    let mut provider =
+        ScriptedProvider::new(plan("capped", &ids("t", 20), &[]), "p1", record.clone());
+    provider.delay = Duration::from_millis(50);
+    let store = StoreKind::Memory(Arc::new(MemoryStore::new()));
+    let agents = [
+        ("a1", "capped"),
+        ("a2", "capped"),
+        ("a3", "capped"),
+        ("a4", "capped"),
+    ];
+    let project = project(&temp_dir("capped"), &agents);
+    let run = spawn_runtime(store.clone(), Arc::new(provider), project, |c| {
+        c.spawn_limit = 2
+    });
+    assert_eq!(join_within(run, LIMIT), 0);
+    assert_eq!(
+        record.max_in_flight.load(Ordering::SeqCst),
+        2,
+        "two agents at most, each one task at a time"
+    );
+    let owners: std::collections::BTreeSet<String> = block_on(async {
+        match &store {
+            StoreKind::Memory(m) => m.tasks("capped").await.unwrap(),
+            StoreKind::Redis(_) => unreachable!(),
+        }
+    })
+    .into_iter()
+    .filter_map(|t| t.owner)
+    .collect();
+    assert_eq!(
+        owners.len(),
+        2,
+        "the waiting agents never got a slot before the goal ended: {owners:?}"
+    );
+}
