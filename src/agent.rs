@@ -434,6 +434,8 @@ impl Worker {
     ) -> Option<Lease> {
         *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(lease.clone());
         tracing::info!("task claimed");
+        // Chaos testing (FAILPOINTS=agent-execute=10%panic): an agent crash mid-task.
+        fail::fail_point!("agent-execute");
         let store = self.deps.store.clone();
         let request = match self.task_context(&lease).await {
             Ok(context) => LlmRequest {
@@ -766,6 +768,9 @@ impl Worker {
             });
         let (retryable, error) = match parsed {
             Ok(answer) if answer.status == TaskAnswerStatus::Done => {
+                // Chaos testing (FAILPOINTS=agent-before-complete=5%sleep(3000)): the
+                // whole process stalls with a finished result, as under SIGSTOP.
+                fail::fail_point!("agent-before-complete");
                 let progress = match self.summarize(lease, &answer).await {
                     Some(summary) => summary,
                     None if answer.notes.is_empty() => answer.outputs.join("\n"),

@@ -77,8 +77,14 @@ impl Fixture {
 
     /// Starts `porki run --until-done` on this project; stderr goes to `log`.
     fn start(&self, url: &str, log: &str) -> Child {
+        self.command(url, log).spawn().unwrap()
+    }
+
+    /// The `porki run --until-done` command for this project; stderr goes to `log`.
+    fn command(&self, url: &str, log: &str) -> Command {
         let log = std::fs::File::create(self.dir.join(log)).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_porki"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_porki"));
+        command
             .args([
                 "run",
                 "--until-done",
@@ -95,9 +101,8 @@ impl Fixture {
             .arg(self.dir.join("artifacts"))
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+            .stderr(log);
+        command
     }
 
     /// The recorded executions: (task, porki pid).
@@ -336,7 +341,14 @@ fn a_soak_run_finishes_with_flat_memory() {
     }
     std::fs::write(dir.join("INSTRUCTIONS.md"), instructions).unwrap();
     let started = Instant::now();
+    // Chaos: agents panic mid-task now and then, and once in a while the whole
+    // process stalls past the lease TTL with a finished result in hand.
+    let failpoints = "agent-execute=0.5%panic(chaos);agent-before-complete=0.03%sleep(2500)";
     let mut child = Command::new(env!("CARGO_BIN_EXE_porki"))
+        .env("FAILPOINTS", failpoints)
+        // With backtraces on, the first panic loads the debug binary's symbols
+        // (~160 MB, once): a jump that is not the growth this test looks for.
+        .env_remove("RUST_BACKTRACE")
         .args([
             "run",
             "--until-done",
@@ -344,15 +356,21 @@ fn a_soak_run_finishes_with_flat_memory() {
             "offline",
             "--llm-max-concurrency",
             "0",
-            "--log-level",
-            "warn",
+        ])
+        .args([
+            "--lease-ttl",
+            "2s",
+            "--max-attempts",
+            "50",
+            "--max-restarts",
+            "100000",
         ])
         .args(["--redis-url", &server.url(), "--instructions"])
         .arg(dir.join("INSTRUCTIONS.md"))
         .arg("--artifacts-dir")
         .arg(dir.join("artifacts"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("run.log")).unwrap())
         .spawn()
         .unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -396,6 +414,30 @@ fn a_soak_run_finishes_with_flat_memory() {
         "soak: {tasks} tasks in {:?}, RSS {early} KiB at 10% done, {late} KiB at the end",
         started.elapsed()
     );
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    let panics = count_lines(&log, &["agent crashed; restarting"]);
+    let lost = count_lines(
+        &log,
+        &[
+            "lease lost; task back to READY",
+            "lease lost at max attempts",
+        ],
+    );
+    let rejected = count_lines(
+        &log,
+        &[
+            "stale completion rejected",
+            "lease lost while the task ran",
+            "stale failure rejected",
+        ],
+    );
+    println!("soak: {panics} agent panics, {lost} lost leases, {rejected} stale results rejected");
+    assert!(panics > 0, "the soak had agent panics");
+    assert_eq!(
+        rejected, lost,
+        "every lost lease's late result was rejected, and only those"
+    );
+
     assert!(
         late * 100 <= early * 120,
         "RSS grew from {early} KiB to {late} KiB (more than 20%)"
@@ -647,4 +689,102 @@ fn an_api_key_never_reaches_logs_errors_or_redis() {
             "the key leaked into {key}"
         );
     }
+}
+
+/// Lines of `text` containing any of `needles`.
+fn count_lines(text: &str, needles: &[&str]) -> usize {
+    text.lines()
+        .filter(|l| needles.iter().any(|n| l.contains(n)))
+        .count()
+}
+
+/// Several processes, 20 agents in all, with agents panicking mid-task and whole
+/// processes stalling past the lease TTL (fail points), on one goal.
+fn chaos(processes: usize) {
+    let server = RedisServer::start();
+    let tasks = 60;
+    let fixtures: Vec<Fixture> = (0..processes)
+        .map(|p| {
+            let agents: Vec<String> = (0..20)
+                .filter(|a| a % processes == p)
+                .map(|a| format!("p{p}-a{a}"))
+                .collect();
+            let agents: Vec<&str> = agents.iter().map(String::as_str).collect();
+            Fixture::new(&format!("chaos-{processes}-{p}"), &agents, tasks, 3, "0.05")
+        })
+        .collect();
+    let failpoints = "agent-execute=8%panic(chaos);agent-before-complete=3%sleep(3000)";
+    let mut children: Vec<Child> = fixtures
+        .iter()
+        .map(|f| {
+            f.command(&server.url(), "run.log")
+                .args(["--max-attempts", "50"])
+                .env("FAILPOINTS", failpoints)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let pids: Vec<u32> = children.iter().map(Child::id).collect();
+    for (child, fixture) in children.iter_mut().zip(&fixtures) {
+        assert_eq!(
+            wait_exit(child, Duration::from_secs(240)),
+            0,
+            "{}",
+            fixture.log("run.log")
+        );
+    }
+    let mut conn = conn(&server);
+    let states = statuses(&mut conn, tasks);
+    assert!(
+        states.len() == tasks && states.values().all(|s| s == "DONE"),
+        "{states:?}"
+    );
+    for i in 0..tasks {
+        let id = format!("t{i:03}");
+        let progress: String = redis::cmd("HGET")
+            .arg(format!("task:{{g}}:{id}"))
+            .arg("progress")
+            .query(&mut conn)
+            .unwrap();
+        let by: u32 = progress.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(
+            pids.contains(&by),
+            "{id}: result from an unknown process: {progress}"
+        );
+    }
+    let logs: String = fixtures.iter().map(|f| f.log("run.log")).collect();
+    let panics = count_lines(&logs, &["agent crashed; restarting"]);
+    let lost = count_lines(
+        &logs,
+        &[
+            "lease lost; task back to READY",
+            "lease lost at max attempts",
+        ],
+    );
+    let rejected = count_lines(
+        &logs,
+        &[
+            "stale completion rejected",
+            "lease lost while the task ran",
+            "stale failure rejected",
+        ],
+    );
+    println!(
+        "chaos with {processes} processes: {panics} agent panics, {lost} lost leases, {rejected} stale results rejected"
+    );
+    assert!(panics > 0, "the run had agent panics");
+    assert_eq!(
+        rejected, lost,
+        "every lost lease's late result was rejected, and only those"
+    );
+}
+
+#[test]
+fn two_processes_with_agent_panics_and_stalls_complete_every_task_once() {
+    chaos(2);
+}
+
+#[test]
+fn three_processes_with_agent_panics_and_stalls_complete_every_task_once() {
+    chaos(3);
 }

@@ -87,6 +87,12 @@ pub struct RunArgs {
     /// Plan a goal again when its instructions changed since its plan was stored.
     #[arg(long)]
     replan: bool,
+    /// Restarts of a crashed agent allowed within --restart-window before it is marked failed.
+    #[arg(long, default_value_t = 5)]
+    max_restarts: usize,
+    /// The restart-intensity window.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    restart_window: Duration,
     /// Tokens a goal may spend on LLM calls; once spent, its next call fails closed.
     #[arg(long, value_name = "TOKENS")]
     goal_token_budget: Option<u64>,

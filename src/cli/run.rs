@@ -105,8 +105,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             spawn_limit: args.spawn_limit,
             until_done: args.until_done,
             grace: args.grace,
-            max_restarts: 5,
-            restart_window: Duration::from_secs(60),
+            max_restarts: args.max_restarts,
+            restart_window: args.restart_window,
         })
         .start();
         Ok(())
