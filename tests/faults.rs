@@ -680,6 +680,15 @@ fn an_api_key_never_reaches_logs_errors_or_redis() {
         !stderr.contains("SECRET"),
         "the key leaked into the logs: {stderr}"
     );
+    let status = porki()
+        .args(["status", "--json", "--redis-url", &server.url()])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    assert!(
+        !String::from_utf8_lossy(&status.stdout).contains("SECRET"),
+        "the key leaked into status --json"
+    );
     let mut conn = conn(&server);
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
     for key in keys {
@@ -787,4 +796,62 @@ fn two_processes_with_agent_panics_and_stalls_complete_every_task_once() {
 #[test]
 fn three_processes_with_agent_panics_and_stalls_complete_every_task_once() {
     chaos(3);
+}
+
+#[test]
+fn bad_heartbeat_lines_are_reported_once_and_change_nothing() {
+    let server = RedisServer::start();
+    let dir = temp_dir("bad-heartbeat");
+    std::fs::write(dir.join("tasks.md"), "## Tasks\n- [one] One\n- [two] Two\n").unwrap();
+    std::fs::write(
+        dir.join("I.md"),
+        "## Agents\n### a\n- Goal: g\n- Instructions: tasks.md\n- Heartbeat: hb.md\n",
+    )
+    .unwrap();
+    let mut heartbeat =
+        String::from("# operators append below\nthis line is prose, not a directive\n");
+    heartbeat.push_str(&"PAUSE ".repeat(200_000));
+    heartbeat.push('\n');
+    heartbeat.push_str("\u{1}\u{2}garbage\u{7f}\nDROP-TASK nosuch\nELEVATE one lots\n");
+    std::fs::write(dir.join("hb.md"), heartbeat).unwrap();
+    let output = porki()
+        .args([
+            "run",
+            "--until-done",
+            "--llm-provider",
+            "offline",
+            "--redis-url",
+            &server.url(),
+            "--instructions",
+        ])
+        .arg(dir.join("I.md"))
+        .arg("--artifacts-dir")
+        .arg(dir.join("artifacts"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let mut conn = conn(&server);
+    let errors: Vec<String> = redis::cmd("LRANGE")
+        .arg("agent:a:errors")
+        .arg(0)
+        .arg(-1)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("too long")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("nosuch")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("ELEVATE")), "{errors:?}");
+    assert!(
+        stderr.len() < 100_000,
+        "the 1 MB line is not echoed into the log"
+    );
+    for task in ["one", "two"] {
+        let status: String = redis::cmd("HGET")
+            .arg(format!("task:{{g}}:{task}"))
+            .arg("status")
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(status, "DONE");
+    }
 }
