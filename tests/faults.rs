@@ -61,7 +61,7 @@ impl Fixture {
         write_script(
             &script,
             format!(
-                "#!/bin/sh\nread phase\nread task\ncase \"$phase\" in *plan*) cat '{plan}'; exit 0;; esac\n\
+                "#!/bin/sh\nread phase\nread task\ncase \"$phase\" in *plan*) sleep ${{FAULT_PLAN_DELAY:-0}}; cat '{plan}'; exit 0;; esac\n\
                  task=${{task#porki-task: g/}}\necho \"start $task $PPID\" >> '{record}'\nsleep {delay}\n\
                  echo \"{{\\\"status\\\":\\\"done\\\",\\\"notes\\\":\\\"$task by $PPID\\\"}}\"\n",
                 plan = dir.join("plan.json").display(),
@@ -183,6 +183,19 @@ fn kill_9_mid_run_and_restart_completes_without_rerunning_done_tasks() {
     let mut conn = conn(&server);
     // (record length at the kill, DONE then, RUNNING then)
     let mut snapshots = Vec::new();
+    // The first kill lands while the (slow) plan call runs.
+    let mut planning = fixture
+        .command(&server.url(), "planning.log")
+        .env("FAULT_PLAN_DELAY", "3")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    signal(&planning, "-KILL");
+    let _ = planning.wait();
+    assert!(
+        statuses(&mut conn, tasks).is_empty(),
+        "killed while planning: no plan stored"
+    );
     for round in 0..kills {
         let mut child = fixture.start(&server.url(), &format!("run-{round}.log"));
         std::thread::sleep(Duration::from_millis(300 + rng.next(2200)));
