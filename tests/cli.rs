@@ -224,7 +224,16 @@ fn sigterm_releases_the_held_task_deregisters_and_exits_0() {
 fn json_logs_carry_goal_task_agent_and_attempt_on_task_lines() {
     let dir = temp_dir("json-logs");
     let output = porki()
-        .args(["demo", "--delay", "5ms", "--log-style", "json", "--dir"])
+        .args([
+            "demo",
+            "--delay",
+            "5ms",
+            "--log-style",
+            "json",
+            "--log-level",
+            "info",
+            "--dir",
+        ])
         .arg(&dir)
         .output()
         .unwrap();

@@ -207,7 +207,7 @@ async fn print_summary(store: &dyn Store, goal: &str) -> anyhow::Result<()> {
     );
     for t in &tasks {
         let time = match (t.started_ms, t.finished_ms) {
-            (Some(s), Some(f)) => format!("{:.1}s", f.saturating_sub(s) as f64 / 1000.0),
+            (Some(s), Some(f)) => format!("{:.2}s", f.saturating_sub(s) as f64 / 1000.0),
             _ => "-".into(),
         };
         println!(

@@ -8,9 +8,10 @@ use tracing_subscriber::EnvFilter;
 /// Log flags, valid with every command.
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
-    /// error, warn, info, debug or trace (or a tracing filter such as `porki=debug`).
-    #[arg(long, global = true, env = "PORKI_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    /// error, warn, info, debug or trace (or a tracing filter such as `porki=debug`);
+    /// default info, or warn for `porki demo`, whose progress line says the rest.
+    #[arg(long, global = true, env = "PORKI_LOG_LEVEL")]
+    log_level: Option<String>,
     /// concise: one short line per event; event: with targets and span fields; json: one object per line.
     #[arg(long, global = true, value_enum, default_value_t = LogStyle::Concise)]
     log_style: LogStyle,
@@ -34,9 +35,10 @@ enum Color {
 }
 
 /// Installs the global subscriber; logs go to stderr so command output stays clean.
-pub fn init(args: &LogArgs) {
-    let filter = EnvFilter::try_new(args.log_level.to_ascii_lowercase())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+pub fn init(args: &LogArgs, default_level: &str) {
+    let level = args.log_level.as_deref().unwrap_or(default_level);
+    let filter =
+        EnvFilter::try_new(level.to_ascii_lowercase()).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = match args.color {
         Color::Always => true,
         Color::Never => false,

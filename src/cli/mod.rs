@@ -150,7 +150,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Runs the command line; the exit code follows `--until-done` and error kinds.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(&cli.log);
+    let default_level = match cli.command {
+        Some(Command::Demo(_)) => "warn",
+        _ => "info",
+    };
+    logging::init(&cli.log, default_level);
     let result = match cli.command {
         Some(Command::Run(args)) => run::run(*args),
         Some(Command::Demo(args)) => demo::run(args),
