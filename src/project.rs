@@ -7,6 +7,8 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::instructions::{self, AgentSpec, Instructions, InstructionsError};
+use crate::llm::offline::offline_plan;
+use crate::llm::prompt::AgentBrief;
 
 /// Largest instructions or agent instruction file read.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -44,6 +46,16 @@ pub enum ProjectError {
     /// The instructions file has errors.
     #[error("{0}")]
     Invalid(#[from] InstructionsError),
+    /// The agents' task lists of a goal do not form a valid plan.
+    #[error("{path}: goal {goal}: the agents' task lists do not form a valid plan: {error}")]
+    TaskLists {
+        /// The instructions file.
+        path: PathBuf,
+        /// Goal id.
+        goal: String,
+        /// What is wrong with the plan.
+        error: crate::domain::DagError,
+    },
 }
 
 /// One agent ready to run: its declaration with resolved paths and its instructions.
@@ -87,11 +99,36 @@ impl Project {
             .iter()
             .map(|spec| agent_config(spec, base))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
+        let project = Self {
             path: path.to_path_buf(),
             instructions,
             agents,
-        })
+        };
+        project.check_task_lists()?;
+        Ok(project)
+    }
+
+    /// Checks that each goal's task lists form a plan (what the offline provider
+    /// runs, and what an LLM planner is shown): no cycle, no unknown `after:`.
+    fn check_task_lists(&self) -> Result<(), ProjectError> {
+        for goal in self.goals() {
+            let agents: Vec<AgentBrief> = self
+                .agents_of(&goal)
+                .map(|a| AgentBrief {
+                    name: a.name.clone(),
+                    role: a.role.clone(),
+                    instructions: a.instructions.clone(),
+                })
+                .collect();
+            if let Err(error) = offline_plan(&goal, &agents).validate() {
+                return Err(ProjectError::TaskLists {
+                    path: self.path.clone(),
+                    goal,
+                    error,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The goal ids, in first-declared order, without repeats.

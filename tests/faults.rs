@@ -499,6 +499,20 @@ fn bad_instructions_get_a_clear_error_exit_2_and_store_nothing() {
         ("colon", agent("a:b"), "a:b"),
         ("no-agents", b"# Just a title\n".to_vec(), "## Agents"),
     ];
+    // Agents whose task lists wait on each other: a cycle across agents.
+    std::fs::write(
+        dir.join("x.md"),
+        "## Tasks\n- [draft] Draft (after: review)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("y.md"),
+        "## Tasks\n- [review] Review (after: draft)\n",
+    )
+    .unwrap();
+    let cyclic = b"## Agents\n### x\n- Goal: g\n- Instructions: x.md\n### y\n- Goal: g\n- Instructions: y.md\n";
+    let mut cases = cases;
+    cases.push(("cyclic", cyclic.to_vec(), "cycle: draft -> review -> draft"));
     for (name, bytes, expected) in cases {
         let path = dir.join(format!("{name}.md"));
         std::fs::write(&path, bytes).unwrap();

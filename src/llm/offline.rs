@@ -94,20 +94,28 @@ fn failed(message: impl Into<String>) -> LlmError {
 }
 
 fn plan_answer(prompt: &str) -> String {
-    let goal_id = prompt::prompt_header(prompt, GOAL_LINE)
-        .unwrap_or_default()
-        .to_string();
-    let agents = prompt::prompt_agents(prompt);
-    let (mut nodes, mut edges) = plan_from_task_lists(&agents);
-    if nodes.is_empty() {
-        (nodes, edges) = default_plan(&agents);
-    }
+    let goal_id = prompt::prompt_header(prompt, GOAL_LINE).unwrap_or_default();
+    let dag = offline_plan(goal_id, &prompt::prompt_agents(prompt));
     let answer = PlanAnswer {
-        goal_id,
-        nodes,
-        edges,
+        goal_id: dag.goal_id,
+        nodes: dag.nodes,
+        edges: dag.edges,
     };
     serde_json::to_string_pretty(&answer).unwrap_or_default()
+}
+
+/// The plan the offline provider makes for a goal: the agents' task lists, or a
+/// small default plan when none has one. Not validated.
+pub fn offline_plan(goal_id: &str, agents: &[AgentBrief]) -> crate::domain::Dag {
+    let (mut nodes, mut edges) = plan_from_task_lists(agents);
+    if nodes.is_empty() {
+        (nodes, edges) = default_plan(agents);
+    }
+    crate::domain::Dag {
+        goal_id: goal_id.to_string(),
+        nodes,
+        edges,
+    }
 }
 
 /// The nodes and edges of every agent's task list (see the module docs).
