@@ -11,13 +11,8 @@ use super::status::{check_goal, connect, unknown_goal};
 /// Flags of `porki graph`.
 #[derive(Debug, Args)]
 pub struct GraphArgs {
-    /// Redis URL of the orchestrator's store.
-    #[arg(
-        long,
-        env = "PORKI_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    redis_url: String,
+    #[command(flatten)]
+    store: super::StoreArgs,
     /// The goal whose plan to draw.
     #[arg(long, value_name = "G")]
     goal: String,
@@ -45,9 +40,9 @@ pub fn run(args: GraphArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let text = runtime.block_on(async {
-        let store = connect(&args.redis_url).await?;
+        let store = connect(&args.store.redis_url).await?;
         let Some(dag) = store.dag(&args.goal).await? else {
-            return Err(unknown_goal(&*store, &args.goal, &args.redis_url).await);
+            return Err(unknown_goal(&*store, &args.goal, &args.store.redis_url).await);
         };
         let tasks = store.tasks(&args.goal).await?;
         anyhow::Ok(match args.format {

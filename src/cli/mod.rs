@@ -51,13 +51,8 @@ pub struct RunArgs {
     /// The instructions file declaring the agents.
     #[arg(long, value_name = "PATH")]
     instructions: Option<PathBuf>,
-    /// Redis URL, or `memory://` for the embedded store.
-    #[arg(
-        long,
-        env = "PORKI_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    redis_url: String,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Send one prompt through the provider and print the answer.
     #[arg(long, short = 'p', value_name = "PROMPT")]
     prompt: Option<String>,
@@ -96,6 +91,18 @@ pub struct RunArgs {
     /// Tokens a goal may spend on LLM calls; once spent, its next call fails closed.
     #[arg(long, value_name = "TOKENS")]
     goal_token_budget: Option<u64>,
+}
+
+/// Where the store is; shared by the commands that read or run it.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Redis URL of the store (`redis://HOST:PORT[/DB]`), or `memory://` for the embedded one.
+    #[arg(
+        long,
+        env = "PORKI_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis_url: String,
 }
 
 /// LLM provider flags.

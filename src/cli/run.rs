@@ -75,7 +75,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let spawn_mode: SpawnMode = args.spawn_mode.parse().map_err(usage)?;
     let system = System::new();
     let started: anyhow::Result<()> = system.block_on(async {
-        let store = open_store(&args.redis_url).await?;
+        let store = open_store(&args.store.redis_url).await?;
         Supervisor::new(SupervisorConfig {
             project,
             store,

@@ -19,13 +19,8 @@ use super::run::UsageError;
 /// Flags of `porki status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Redis URL of the orchestrator's store.
-    #[arg(
-        long,
-        env = "PORKI_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    redis_url: String,
+    #[command(flatten)]
+    store: super::StoreArgs,
     /// Show only this goal (default: every goal in the store).
     #[arg(long, value_name = "G")]
     goal: Option<String>,
@@ -50,7 +45,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = connect(&args.redis_url).await?;
+        let store = connect(&args.store.redis_url).await?;
         if args.watch {
             watch(&*store, &args).await
         } else {
@@ -108,7 +103,7 @@ fn watch_banner(now_ms: u64) -> String {
 
 /// One rendering of the status; JSON is compact when `compact_json`.
 async fn frame(store: &dyn Store, args: &StatusArgs, compact_json: bool) -> anyhow::Result<String> {
-    let (goals, agents) = fetch(store, args.goal.as_deref(), &args.redis_url).await?;
+    let (goals, agents) = fetch(store, args.goal.as_deref(), &args.store.redis_url).await?;
     let now = now_ms();
     Ok(if args.json {
         let value = report::status_json(&goals, &agents, now);
