@@ -1,4 +1,7 @@
-//! Redis key names (DESIGN.md §4). The goal is a hash tag so a goal's keys share a slot.
+//! Redis key names (DESIGN.md §4) that Rust addresses. The goal is a hash tag so a
+//! goal's keys share a slot; the keys only the scripts touch (ready and delayed
+//! indexes, running set, roles, locks, dependents, events channel) are named in
+//! `lib.lua`.
 
 /// `goal:{G}`: the goal hash.
 pub fn goal(goal: &str) -> String {
@@ -15,54 +18,9 @@ pub fn dag_deps(goal: &str) -> String {
     format!("dag:{{{goal}}}:deps")
 }
 
-/// `dag:{G}:dependents`: task id → JSON list of the tasks waiting on it.
-pub fn dag_dependents(goal: &str) -> String {
-    format!("dag:{{{goal}}}:dependents")
-}
-
-/// `task:{G}:`: prefix of every task hash and lock of the goal.
-pub fn task_prefix(goal: &str) -> String {
-    format!("task:{{{goal}}}:")
-}
-
 /// `task:{G}:T`: a task hash.
 pub fn task(goal: &str, task: &str) -> String {
     format!("task:{{{goal}}}:{task}")
-}
-
-/// `task:{G}:T:lock`: a task's lease, `TOKEN FENCE`, while it is RUNNING.
-pub fn task_lock(goal: &str, task: &str) -> String {
-    format!("task:{{{goal}}}:{task}:lock")
-}
-
-/// `goal:{G}:ready`: READY tasks without a role, by priority; role indexes append `:role:R`.
-pub fn ready(goal: &str) -> String {
-    format!("goal:{{{goal}}}:ready")
-}
-
-/// `goal:{G}:ready:role:R`: READY tasks of one role, by priority.
-pub fn ready_role(goal: &str, role: &str) -> String {
-    format!("goal:{{{goal}}}:ready:role:{role}")
-}
-
-/// `goal:{G}:delayed`: READY tasks backing off before a retry, by due time.
-pub fn delayed(goal: &str) -> String {
-    format!("goal:{{{goal}}}:delayed")
-}
-
-/// `goal:{G}:running`: RUNNING tasks, for the reaper.
-pub fn running(goal: &str) -> String {
-    format!("goal:{{{goal}}}:running")
-}
-
-/// `goal:{G}:roles`: roles that have a READY index.
-pub fn roles(goal: &str) -> String {
-    format!("goal:{{{goal}}}:roles")
-}
-
-/// `events:{G}`: pub/sub channel of the goal's state changes.
-pub fn events(goal: &str) -> String {
-    format!("events:{{{goal}}}")
 }
 
 /// `goals`: every goal with a plan.
