@@ -198,15 +198,15 @@ impl Supervisor {
         slot.state = AgentState::Running(actor.start());
     }
 
-    /// Exits with the right code once every goal is terminal (with `--until-done`),
-    /// or once no agent is left to finish an open goal.
+    /// With `--until-done`: exits with the right code once every goal is terminal,
+    /// or with 1 once no agent is left to finish an open goal.
     fn check_goals(&mut self, ctx: &mut Context<Self>) {
-        if self.shutting_down {
+        // Only --until-done acts on goal states; a service keeps running regardless.
+        if self.shutting_down || !self.config.until_done {
             return;
         }
         let store = self.config.store.clone();
         let goals = self.config.project.goals();
-        let until_done = self.config.until_done;
         let open_without_agents: Vec<String> = goals
             .iter()
             .filter(|g| {
@@ -235,7 +235,7 @@ impl Supervisor {
                 }
                 let terminal = states.iter().all(|(_, s)| s.is_some_and(GoalState::is_terminal));
                 let failed = states.iter().any(|(_, s)| *s == Some(GoalState::Failed));
-                if until_done && terminal {
+                if terminal {
                     let code = i32::from(failed);
                     for (goal, state) in &states {
                         tracing::info!(goal = %goal, state = ?state.unwrap(), "goal finished");
@@ -248,7 +248,7 @@ impl Supervisor {
                     .filter(|(g, s)| !s.is_some_and(GoalState::is_terminal) && open_without_agents.contains(g))
                     .map(|(g, _)| g)
                     .collect();
-                if until_done && !stranded.is_empty() {
+                if !stranded.is_empty() {
                     tracing::error!(goals = ?stranded, "no agent is left to finish these goals (all failed or stopped)");
                     supervisor.shut_down(1, ctx);
                 }
