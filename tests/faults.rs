@@ -749,7 +749,9 @@ fn chaos(processes: usize) {
             Fixture::new(&format!("chaos-{processes}-{p}"), &agents, tasks, 3, "0.05")
         })
         .collect();
-    let failpoints = "agent-execute=8%panic(chaos);agent-before-complete=3%sleep(3000)";
+    // Each process stalls once, holding its first finished result past the lease
+    // TTL, so the stale-result path is always exercised; panics are random.
+    let failpoints = "agent-execute=8%panic(chaos);agent-before-complete=1*sleep(3000)";
     let mut children: Vec<Child> = fixtures
         .iter()
         .map(|f| {
@@ -809,6 +811,10 @@ fn chaos(processes: usize) {
         "chaos with {processes} processes: {panics} agent panics, {lost} lost leases, {rejected} stale results rejected"
     );
     assert!(panics > 0, "the run had agent panics");
+    assert!(
+        lost >= processes,
+        "each process's stall lost at least its own lease: {lost}"
+    );
     assert_eq!(
         rejected, lost,
         "every lost lease's late result was rejected, and only those"
