@@ -340,9 +340,14 @@ fn stop_ends_the_agent_cleanly_and_it_is_not_restarted() {
         memory,
         run,
     } = start(&dir, &ids(20), Duration::from_millis(200));
-    wait_until(Duration::from_secs(10), "work starts", || {
-        !record.executions().is_empty()
-    });
+    let snapshot =
+        || block_on(memory.agent_value("worker", porki::store::AgentField::Memory)).unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "a task is done and remembered",
+        || snapshot().is_some(),
+    );
+    assert!(!record.executions().is_empty());
     append_line(&dir.join("heartbeat/worker.md"), "FLUSH-MEMORY");
     append_line(&dir.join("heartbeat/worker.md"), "STOP");
     // The only agent stopped for good: --until-done reports the goal as stranded.
@@ -356,7 +361,5 @@ fn stop_ends_the_agent_cleanly_and_it_is_not_restarted() {
         "the held task was given back"
     );
     assert!(status.count(TaskStatus::Done) < 20);
-    let memory_snapshot =
-        block_on(memory.agent_value("worker", porki::store::AgentField::Memory)).unwrap();
-    assert_eq!(memory_snapshot, None, "FLUSH-MEMORY cleared the snapshot");
+    assert_eq!(snapshot(), None, "FLUSH-MEMORY cleared the snapshot");
 }
