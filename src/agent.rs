@@ -207,10 +207,10 @@ impl Actor for AgentActor {
     }
 }
 
-impl Handler<crate::heartbeat::watcher::HeartbeatChanged> for AgentActor {
+impl Handler<crate::watcher::HeartbeatChanged> for AgentActor {
     type Result = ();
 
-    fn handle(&mut self, _: crate::heartbeat::watcher::HeartbeatChanged, _: &mut Self::Context) {
+    fn handle(&mut self, _: crate::watcher::HeartbeatChanged, _: &mut Self::Context) {
         // A stored permit: the worker reads the file when it next can, even if busy now.
         self.heartbeat.notify_one();
     }

@@ -41,3 +41,4 @@ pub mod reaper;
 pub mod report;
 pub mod store;
 pub mod supervisor;
+pub mod watcher;

@@ -21,9 +21,6 @@ use actix::prelude::*;
 use tokio::time::Instant;
 
 use crate::agent::{AgentActor, AgentDeps, AgentExit, AgentExited, StopAgent};
-use crate::heartbeat::watcher::{
-    HeartbeatChanged, HeartbeatWatcher, InstructionsChanged, WatchHeartbeats,
-};
 use crate::llm::LlmProvider;
 use crate::llm::prompt::{AgentBrief, PlanContext};
 use crate::llm_gate::{LlmCaller, LlmGate};
@@ -31,6 +28,7 @@ use crate::planner::{DagPlanner, PlanGoal, PlannerSettings};
 use crate::project::{AgentConfig, Project};
 use crate::reaper::{GoalAdded, LeaseReaper};
 use crate::store::{AgentRecord, GoalState, Store};
+use crate::watcher::{HeartbeatChanged, HeartbeatWatcher, InstructionsChanged, WatchHeartbeats};
 
 /// How agents are started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

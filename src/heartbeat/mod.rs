@@ -4,7 +4,6 @@
 //! line take effect once.
 
 pub mod directive;
-pub mod watcher;
 
 pub use directive::{
     Cursor, Directive, LineKind, MAX_LINE_LEN, NewLines, new_lines, parse_line, parse_text,
