@@ -93,7 +93,7 @@ fn a_spent_token_budget_fails_the_next_call_closed() {
     let provider = ScriptedProvider::new(diamond(), "p1", record.clone());
     let project = project(&temp_dir("budget"), &[("solo", "diamond")]);
     let run = spawn_runtime(store.clone(), Arc::new(provider), project, |c| {
-        c.goal_token_budget = Some(40)
+        c.settings.goal_token_budget = Some(40)
     });
     assert_eq!(
         join_within(run, LIMIT),
@@ -209,8 +209,8 @@ fn a_provider_that_always_panics_trips_the_restart_intensity_limit() {
     let project = project(&temp_dir("doomed"), &[("crashy", "doomed")]);
     let code = join_within(
         spawn_runtime(store, Arc::new(provider), project, |c| {
-            c.max_restarts = 3;
-            c.planner.max_attempts = 50;
+            c.settings.restart.max_restarts = 3;
+            c.settings.max_attempts = 50;
         }),
         LIMIT,
     );
@@ -344,7 +344,7 @@ fn the_llm_gate_keeps_two_calls_in_flight_across_two_processes() {
             Arc::new(provider),
             project(&temp_dir(process), &agents),
             |c| {
-                c.llm_max_concurrency = 2;
+                c.settings.llm_max_concurrency = 2;
             },
         )
     };
@@ -380,7 +380,7 @@ fn llm_select_takes_the_llms_pick_and_falls_back_to_priority_order() {
     let store = StoreKind::Memory(Arc::new(MemoryStore::new()));
     let project = project(&temp_dir("select"), &[("solo", "select")]);
     let run = spawn_runtime(store, Arc::new(provider), project, |c| {
-        c.agent.llm_select = true
+        c.settings.llm_select = true
     });
     assert_eq!(join_within(run, LIMIT), 0);
     let order: Vec<String> = record.executions().into_iter().map(|e| e.task).collect();
@@ -396,7 +396,7 @@ fn llm_summarize_stores_the_summary_for_dependents() {
     let store = StoreKind::Memory(Arc::new(MemoryStore::new()));
     let project = project(&temp_dir("summarize"), &[("solo", "diamond")]);
     let run = spawn_runtime(store.clone(), Arc::new(provider), project, |c| {
-        c.agent.llm_summarize = true
+        c.settings.llm_summarize = true
     });
     assert_eq!(join_within(run, LIMIT), 0);
     for (id, (status, progress, _)) in final_tasks(&store, "diamond") {
@@ -437,8 +437,8 @@ fn three_processes_and_twenty_agents_with_random_panics_run_every_task_once_at_a
             Arc::new(provider),
             project(&temp_dir(p), &agents),
             |c| {
-                c.planner.max_attempts = 10;
-                c.max_restarts = 1000;
+                c.settings.max_attempts = 10;
+                c.settings.restart.max_restarts = 1000;
             },
         ));
     }
@@ -491,7 +491,7 @@ fn the_spawn_limit_caps_running_agents_and_the_rest_wait() {
     ];
     let project = project(&temp_dir("capped"), &agents);
     let run = spawn_runtime(store.clone(), Arc::new(provider), project, |c| {
-        c.spawn_limit = 2
+        c.settings.spawn_limit = 2
     });
     assert_eq!(join_within(run, LIMIT), 0);
     assert_eq!(

@@ -9,15 +9,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use anyhow::Context as _;
 use clap::Args;
-use porki::agent::AgentSettings;
 use porki::domain::TaskStatus;
 use porki::llm::OfflineProvider;
-use porki::planner::PlannerSettings;
 use porki::project::Project;
 use porki::store::Store;
-use porki::supervisor::{SpawnMode, Supervisor, SupervisorConfig};
+use porki::supervisor::{RunSettings, SpawnMode, Supervisor, SupervisorConfig};
 
-use super::run::open_store;
+use super::{open_store, shut_down_on_signal};
 
 /// Flags of `porki demo`.
 #[derive(Debug, Args)]
@@ -103,27 +101,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let system = System::new();
     let store: Arc<dyn Store> = system.block_on(async {
         let store = open_store(&args.redis_url).await?;
-        Supervisor::new(SupervisorConfig {
-            project,
-            store: store.clone(),
-            provider: Arc::new(OfflineProvider::with_delay(args.delay)),
-            agent: AgentSettings {
-                lease_ttl: Duration::from_secs(10),
-                artifact_dir: artifacts.clone(),
-                ..AgentSettings::default()
-            },
-            planner: PlannerSettings::default(),
+        let settings = RunSettings {
+            lease_ttl: Duration::from_secs(10),
+            artifacts_dir: artifacts.clone(),
             llm_max_concurrency: 4,
             llm_wait: Duration::from_secs(60),
-            goal_token_budget: None,
             spawn_mode: SpawnMode::Static,
-            spawn_limit: 10,
             until_done: true,
-            grace: Duration::ZERO,
-            max_restarts: 5,
-            restart_window: Duration::from_secs(60),
-        })
-        .start();
+            ..RunSettings::default()
+        };
+        let provider = Arc::new(OfflineProvider::with_delay(args.delay));
+        let config = SupervisorConfig::new(project, store.clone(), provider, settings);
+        shut_down_on_signal(Supervisor::new(config).start());
         actix::spawn(show_progress(store.clone(), goals.clone()));
         anyhow::Ok(store)
     })?;

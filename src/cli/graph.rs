@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use porki::report;
 
-use super::status::{check_goal, connect, unknown_goal};
+use super::{check_goal, connect, unknown_goal};
 
 /// Flags of `porki graph`.
 #[derive(Debug, Args)]

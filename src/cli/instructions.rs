@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use porki::project::Project;
 
-use super::run::UsageError;
+use super::UsageError;
 
 /// Instruction file commands.
 #[derive(Debug, Subcommand)]

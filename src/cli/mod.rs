@@ -10,9 +10,14 @@ mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use porki::domain::check_id;
+use porki::llm::{self, LlmProvider, ProviderConfig, ProviderKind};
+use porki::store::{self, Store, StoreError};
+use porki::supervisor::{RestartPolicy, RunSettings, SpawnMode};
 
 /// porki runs a team of LLM agents against goals, coordinated through Redis.
 #[derive(Debug, Parser)]
@@ -154,6 +159,127 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     porki::instructions::parse_cadence(text)
 }
 
+/// Bad input on the command line or in a file: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// A [`UsageError`] as an `anyhow` error.
+fn usage(message: impl std::fmt::Display) -> anyhow::Error {
+    UsageError(message.to_string()).into()
+}
+
+impl RunArgs {
+    /// The run's settings from the flags: the one step from command line to library.
+    fn settings(&self) -> anyhow::Result<RunSettings> {
+        let spawn_mode: SpawnMode = self.spawn_mode.parse().map_err(usage)?;
+        Ok(RunSettings {
+            lease_ttl: self.lease_ttl,
+            guard_ttl: None,
+            llm_timeout: self.llm.llm_timeout,
+            artifacts_dir: self.artifacts_dir.clone(),
+            llm_select: self.llm.llm_select,
+            llm_summarize: self.llm.llm_summarize,
+            max_attempts: self.max_attempts,
+            replan: self.replan,
+            llm_max_concurrency: self.llm.llm_max_concurrency,
+            llm_wait: Duration::from_secs(self.llm.llm_concurrency_wait_seconds),
+            goal_token_budget: self.goal_token_budget,
+            spawn_mode,
+            spawn_limit: self.spawn_limit,
+            until_done: self.until_done,
+            grace: self.grace,
+            restart: RestartPolicy {
+                max_restarts: self.max_restarts,
+                window: self.restart_window,
+            },
+        })
+    }
+}
+
+/// Builds the provider the flags name.
+fn provider(args: &LlmArgs) -> anyhow::Result<Arc<dyn LlmProvider>> {
+    let kind: ProviderKind = args.llm_provider.parse().map_err(usage)?;
+    let config = ProviderConfig {
+        kind,
+        cli: args.llm_cli.clone(),
+        extra_args: args.llm_extra_arg.clone(),
+        model: args.llm_model.clone(),
+        base_url: args.llm_base_url.clone(),
+        api_key_env: args.llm_api_key_env.clone(),
+        timeout: args.llm_timeout,
+    };
+    llm::provider_from_config(&config).map_err(usage)
+}
+
+/// Opens the store to run on, retrying an unreachable Redis with backoff (a
+/// malformed URL fails at once).
+async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match store::open(url).await {
+            Ok(store) => return Ok(store),
+            Err(e @ StoreError::BadUrl { .. }) => return Err(usage(e)),
+            Err(e) => {
+                tracing::warn!(%url, error = %e, retry_in = ?backoff, "cannot reach the store; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Opens the store once, failing fast: a status read should not wait for Redis.
+async fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("memory:") {
+        return Err(usage(format!(
+            "{url} is the store of one process and holds nothing here: point --redis-url (or PORKI_REDIS_URL) at the orchestrator's Redis"
+        )));
+    }
+    match store::open(url).await {
+        Ok(store) => Ok(store),
+        Err(e @ StoreError::BadUrl { .. }) => Err(usage(e)),
+        // The error's text already carries its cause; keep the message one line.
+        Err(e) => Err(anyhow::anyhow!("cannot read the store at {url}: {e}")),
+    }
+}
+
+/// Checks a `--goal` value before it reaches the store.
+fn check_goal(goal: &str) -> anyhow::Result<()> {
+    check_id("goal id", goal).map_err(usage)
+}
+
+/// The exit-2 error for a goal the store does not have, listing the ones it has.
+async fn unknown_goal(store: &dyn Store, goal: &str, url: &str) -> anyhow::Error {
+    let known = match store.goals().await {
+        Ok(goals) if goals.is_empty() => "it has no goals yet".to_string(),
+        Ok(goals) => format!("it has {}", goals.join(", ")),
+        Err(_) => "its goals could not be listed".to_string(),
+    };
+    usage(format!(
+        "goal {goal:?} is not in the store at {url} ({known}): check the name with `porki status`, or start the orchestrator so it plans the goal"
+    ))
+}
+
+/// Sends [`porki::supervisor::Shutdown`] to `supervisor` on SIGINT or SIGTERM.
+fn shut_down_on_signal(supervisor: actix::Addr<porki::supervisor::Supervisor>) {
+    actix::spawn(async move {
+        let signal = shutdown_signal().await;
+        tracing::info!(%signal, "shutting down: no new claims, held tasks given back");
+        supervisor.do_send(porki::supervisor::Shutdown);
+    });
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
 /// Runs the command line; the exit code follows `--until-done` and error kinds.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -179,7 +305,36 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("porki: error: {e:#}");
-            ExitCode::from(e.downcast_ref::<run::UsageError>().map_or(1, |_| 2))
+            ExitCode::from(e.downcast_ref::<UsageError>().map_or(1, |_| 2))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `porki run`'s flag defaults and [`RunSettings::default`] must not drift apart.
+    #[test]
+    fn run_flag_defaults_are_the_library_defaults() {
+        // Unset the variables clap reads, so the machine's environment cannot leak in.
+        for var in [
+            "PORKI_SPAWN_MODE",
+            "PORKI_SPAWN_LIMIT",
+            "PORKI_LLM_MAX_CONCURRENCY",
+            "PORKI_LLM_CONCURRENCY_WAIT_SECONDS",
+        ] {
+            assert!(
+                std::env::var_os(var).is_none(),
+                "unset {var} to run this test"
+            );
+        }
+        let cli = Cli::try_parse_from(["porki", "run", "--instructions", "x.md"]).unwrap();
+        let Some(Command::Run(args)) = cli.command else {
+            panic!("not a run command");
+        };
+        let parsed = args.settings().unwrap();
+        let default = RunSettings::default();
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
     }
 }

@@ -5,16 +5,14 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::Args;
-use porki::domain::check_id;
 use porki::report::{self, AgentReport, GoalReport};
-use porki::store::{self, Store, StoreError};
+use porki::store::Store;
 
-use super::run::UsageError;
+use super::{UsageError, check_goal, connect, unknown_goal};
 
 /// Flags of `porki status`.
 #[derive(Debug, Args)]
@@ -150,40 +148,6 @@ async fn fetch(
         agents.push(AgentReport { record, last_error });
     }
     Ok((goals, agents))
-}
-
-/// The exit-2 error for a goal the store does not have, listing the ones it has.
-pub(super) async fn unknown_goal(store: &dyn Store, goal: &str, url: &str) -> anyhow::Error {
-    let known = match store.goals().await {
-        Ok(goals) if goals.is_empty() => "it has no goals yet".to_string(),
-        Ok(goals) => format!("it has {}", goals.join(", ")),
-        Err(_) => "its goals could not be listed".to_string(),
-    };
-    UsageError(format!(
-        "goal {goal:?} is not in the store at {url} ({known}): check the name with `porki status`, or start the orchestrator so it plans the goal"
-    ))
-    .into()
-}
-
-/// Checks a `--goal` value before it reaches the store.
-pub(super) fn check_goal(goal: &str) -> anyhow::Result<()> {
-    check_id("goal id", goal).map_err(|e| UsageError(e.to_string()).into())
-}
-
-/// Opens the store once, failing fast: a status read should not wait for Redis.
-pub(super) async fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    if url.starts_with("memory:") {
-        return Err(UsageError(format!(
-            "{url} is the store of one process and holds nothing here: point --redis-url (or PORKI_REDIS_URL) at the orchestrator's Redis"
-        ))
-        .into());
-    }
-    match store::open(url).await {
-        Ok(store) => Ok(store),
-        Err(e @ StoreError::BadUrl { .. }) => Err(UsageError(e.to_string()).into()),
-        // The error's text already carries its cause; keep the message one line.
-        Err(e) => Err(anyhow::anyhow!("cannot read the store at {url}: {e}")),
-    }
 }
 
 /// Milliseconds since the Unix epoch.

@@ -11,15 +11,13 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use async_trait::async_trait;
-use porki::agent::AgentSettings;
 use porki::domain::TaskStatus;
 use porki::domain::{Dag, Edge, Node};
 use porki::llm::prompt::prompt_task;
 use porki::llm::{LlmError, LlmProvider, LlmRequest, LlmResponse, Phase, Usage};
-use porki::planner::PlannerSettings;
 use porki::project::Project;
 use porki::store::{MemoryStore, RedisStore, Store};
-use porki::supervisor::{SpawnMode, Supervisor, SupervisorConfig};
+use porki::supervisor::{RunSettings, Supervisor, SupervisorConfig};
 
 /// What the provider does when asked to execute a task.
 #[derive(Clone)]
@@ -265,28 +263,17 @@ pub fn test_config(
     store: Arc<dyn Store>,
     provider: Arc<dyn LlmProvider>,
 ) -> SupervisorConfig {
-    SupervisorConfig {
-        project,
-        store,
-        provider,
-        agent: AgentSettings {
-            lease_ttl: Duration::from_millis(900),
-            llm_timeout: Duration::from_secs(30),
-            artifact_dir: std::env::temp_dir().join("porki-test-artifacts"),
-            guard_ttl: Duration::from_secs(3),
-            ..AgentSettings::default()
-        },
-        planner: PlannerSettings::default(),
+    let settings = RunSettings {
+        lease_ttl: Duration::from_millis(900),
+        guard_ttl: Some(Duration::from_secs(3)),
+        llm_timeout: Duration::from_secs(30),
+        artifacts_dir: std::env::temp_dir().join("porki-test-artifacts"),
         llm_max_concurrency: 0,
         llm_wait: Duration::from_secs(30),
-        goal_token_budget: None,
-        spawn_mode: SpawnMode::Dynamic,
-        spawn_limit: 10,
         until_done: true,
-        grace: Duration::ZERO,
-        max_restarts: 5,
-        restart_window: Duration::from_secs(60),
-    }
+        ..RunSettings::default()
+    };
+    SupervisorConfig::new(project, store, provider, settings)
 }
 
 /// Runs one orchestrator "process" in its own thread and actix System; joins to its exit code.

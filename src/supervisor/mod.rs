@@ -1,92 +1,48 @@
-//! The Supervisor: owns the DagPlanner, LeaseReaper and LlmGate and one
-//! AgentActor per declared agent.
+//! The Supervisor: the root of the actor tree. It owns the DagPlanner,
+//! HeartbeatWatcher, LeaseReaper and LlmGate, and one AgentActor per declared
+//! agent.
 //!
 //! ```text
-//! Supervisor ─┬─ DagPlanner    plans each goal once (or resumes its stored plan)
-//!             ├─ LeaseReaper   lost leases → READY / FAILED
-//!             ├─ LlmGate       shared cap on LLM calls
-//!             └─ AgentActor×N  at most `spawn_limit` at once; the rest wait
+//! Supervisor ─┬─ DagPlanner        plans each goal once (or resumes its stored plan)   not restarted
+//!             ├─ HeartbeatWatcher  heartbeat and instructions files → messages          not restarted
+//!             ├─ LeaseReaper       lost leases → READY / FAILED                         not restarted
+//!             ├─ LlmGate           shared cap on LLM calls                              not restarted
+//!             └─ AgentActor × N    claim → execute → complete; at most `spawn_limit`    restarted on error or panic
 //! ```
 //!
-//! Restart strategy: an agent that errors or panics is restarted after a
-//! jittered, doubling backoff (100 ms up to 30 s). More than `max_restarts`
-//! restarts within `restart_window` mark it failed in the store and it stays
-//! down. A retired (goal complete) or stopped agent frees its slot for a waiting one.
+//! The four service actors hold no state that a crash could lose and do not
+//! panic on bad input, so only agents are supervised. Restart strategy
+//! (one-for-one, [`RestartPolicy`]): an agent that errors or panics is restarted
+//! after a jittered, doubling backoff (100 ms up to 30 s); more than
+//! `max_restarts` restarts within the window mark it failed in the store and it
+//! stays down. A retired (goal complete) or stopped agent frees its slot for a
+//! waiting one. Shutdown comes from outside as a [`Shutdown`] message (the CLI
+//! sends it on SIGTERM/SIGINT).
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+mod config;
+mod restart;
+
+pub use self::config::{RunSettings, SpawnMode, SupervisorConfig};
+pub use self::restart::{RestartDecision, RestartHistory, RestartPolicy};
+
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::time::Instant;
 
 use crate::agent::{AgentActor, AgentDeps, AgentExit, AgentExited, StopAgent};
-use crate::llm::LlmProvider;
 use crate::llm::prompt::{AgentBrief, PlanContext};
 use crate::llm_gate::{LlmCaller, LlmGate};
-use crate::planner::{DagPlanner, PlanGoal, PlannerSettings};
+use crate::planner::{DagPlanner, PlanGoal};
 use crate::project::{AgentConfig, Project};
 use crate::reaper::{GoalAdded, LeaseReaper};
-use crate::store::{AgentRecord, GoalState, Store};
+use crate::store::{AgentRecord, GoalState};
 use crate::watcher::{HeartbeatChanged, HeartbeatWatcher, InstructionsChanged, WatchHeartbeats};
-
-/// How agents are started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpawnMode {
-    /// The agents of the first read are all that run.
-    Static,
-    /// Agents start and stop as the instructions change.
-    Dynamic,
-}
-
-impl std::str::FromStr for SpawnMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "static" => Ok(SpawnMode::Static),
-            "dynamic" => Ok(SpawnMode::Dynamic),
-            _ => Err(format!("spawn mode {s:?} is not `static` or `dynamic`")),
-        }
-    }
-}
-
-/// Everything the Supervisor needs.
-#[derive(Clone)]
-pub struct SupervisorConfig {
-    /// The loaded instructions.
-    pub project: Project,
-    /// The store.
-    pub store: Arc<dyn Store>,
-    /// The LLM provider.
-    pub provider: Arc<dyn LlmProvider>,
-    /// Shared agent settings.
-    pub agent: crate::agent::AgentSettings,
-    /// Planner settings.
-    pub planner: PlannerSettings,
-    /// LLM calls in flight across processes (0: no cap).
-    pub llm_max_concurrency: u32,
-    /// Longest wait for an LLM slot.
-    pub llm_wait: Duration,
-    /// Tokens a goal may spend on LLM calls; `None`: no limit.
-    pub goal_token_budget: Option<u64>,
-    /// Static or dynamic spawning.
-    pub spawn_mode: SpawnMode,
-    /// Most agents running at once.
-    pub spawn_limit: usize,
-    /// Exit when every goal is terminal (0 all complete, 1 any failed).
-    pub until_done: bool,
-    /// How long held tasks may finish on shutdown; zero releases them at once.
-    pub grace: Duration,
-    /// Restarts allowed within `restart_window` before an agent is marked failed.
-    pub max_restarts: usize,
-    /// The restart-intensity window.
-    pub restart_window: Duration,
-}
 
 /// Where one agent is in its life.
 #[derive(Debug)]
-enum AgentState {
+enum SlotState {
     /// Waiting for a free slot (or a restart backoff).
     Waiting,
     /// Running.
@@ -99,8 +55,8 @@ enum AgentState {
 
 struct AgentSlot {
     config: AgentConfig,
-    state: AgentState,
-    restarts: VecDeque<Instant>,
+    state: SlotState,
+    restarts: RestartHistory,
     /// What to do once the running actor has stopped (after an instructions change).
     after_stop: Option<AfterStop>,
 }
@@ -118,8 +74,8 @@ impl AgentSlot {
     fn new(config: AgentConfig) -> Self {
         Self {
             config,
-            state: AgentState::Waiting,
-            restarts: VecDeque::new(),
+            state: SlotState::Waiting,
+            restarts: RestartHistory::default(),
             after_stop: None,
         }
     }
@@ -161,7 +117,7 @@ impl Supervisor {
     fn running(&self) -> usize {
         self.agents
             .values()
-            .filter(|a| matches!(a.state, AgentState::Running(_)))
+            .filter(|a| matches!(a.state, SlotState::Running(_)))
             .count()
     }
 
@@ -170,11 +126,11 @@ impl Supervisor {
         if self.shutting_down {
             return;
         }
-        let limit = self.config.spawn_limit.max(1);
+        let limit = self.config.settings.spawn_limit.max(1);
         let waiting: Vec<String> = self
             .agents
             .iter()
-            .filter(|(_, a)| matches!(a.state, AgentState::Waiting))
+            .filter(|(_, a)| matches!(a.state, SlotState::Waiting))
             .map(|(n, _)| n.clone())
             .collect();
         for name in waiting {
@@ -193,14 +149,14 @@ impl Supervisor {
         };
         let actor = AgentActor::new(slot.config.clone(), deps, ctx.address().recipient());
         tracing::info!(agent = %name, goal = %slot.config.goal, role = ?slot.config.role, "agent started");
-        slot.state = AgentState::Running(actor.start());
+        slot.state = SlotState::Running(actor.start());
     }
 
     /// With `--until-done`: exits with the right code once every goal is terminal,
     /// or with 1 once no agent is left to finish an open goal.
     fn check_goals(&mut self, ctx: &mut Context<Self>) {
         // Only --until-done acts on goal states; a service keeps running regardless.
-        if self.shutting_down || !self.config.until_done {
+        if self.shutting_down || !self.config.settings.until_done {
             return;
         }
         let store = self.config.store.clone();
@@ -208,9 +164,10 @@ impl Supervisor {
         let open_without_agents: Vec<String> = goals
             .iter()
             .filter(|g| {
-                self.agents.values().filter(|a| &a.config.goal == *g).all(
-                    |a| matches!(a.state, AgentState::Ended(ref e) if *e != AgentExit::Retired),
-                )
+                self.agents
+                    .values()
+                    .filter(|a| &a.config.goal == *g)
+                    .all(|a| matches!(a.state, SlotState::Ended(ref e) if *e != AgentExit::Retired))
             })
             .cloned()
             .collect();
@@ -261,9 +218,9 @@ impl Supervisor {
         }
         self.shutting_down = true;
         self.exit_code = code;
-        let grace = self.config.grace;
+        let grace = self.config.settings.grace;
         for slot in self.agents.values() {
-            if let AgentState::Running(addr) = &slot.state {
+            if let SlotState::Running(addr) = &slot.state {
                 addr.do_send(StopAgent { grace });
             }
         }
@@ -312,14 +269,14 @@ impl Supervisor {
             };
             tracing::info!(agent = %name, change = ?after, "instructions changed for this agent");
             match &slot.state {
-                AgentState::Running(addr) => {
+                SlotState::Running(addr) => {
                     addr.do_send(StopAgent {
                         grace: Duration::ZERO,
                     });
                     slot.after_stop = Some(after);
                 }
                 _ if after == AfterStop::Restart => {
-                    slot.state = AgentState::Waiting;
+                    slot.state = SlotState::Waiting;
                     slot.restarts.clear();
                 }
                 _ => slot.after_stop = Some(AfterStop::Remove),
@@ -327,7 +284,7 @@ impl Supervisor {
         }
         self.agents.retain(|_, slot| {
             slot.after_stop != Some(AfterStop::Remove)
-                || matches!(slot.state, AgentState::Running(_))
+                || matches!(slot.state, SlotState::Running(_))
         });
         for (name, config) in new {
             if let std::collections::btree_map::Entry::Vacant(entry) = self.agents.entry(name) {
@@ -398,17 +355,18 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let config = &self.config;
+        let settings = &config.settings;
         let gate = LlmGate::new(
             config.store.clone(),
-            config.llm_max_concurrency,
-            config.llm_wait,
+            settings.llm_max_concurrency,
+            settings.llm_wait,
         )
         .start();
         self.reaper = Some(
             LeaseReaper::new(
                 config.store.clone(),
                 config.project.goals(),
-                config.agent.lease_ttl,
+                settings.lease_ttl,
             )
             .start(),
         );
@@ -416,21 +374,20 @@ impl Actor for Supervisor {
             gate,
             provider: config.provider.clone(),
             store: config.store.clone(),
-            goal_token_budget: config.goal_token_budget,
+            goal_token_budget: settings.goal_token_budget,
         };
-        self.planner = Some(
-            DagPlanner::new(config.store.clone(), caller.clone(), config.planner.clone()).start(),
-        );
+        self.planner =
+            Some(DagPlanner::new(config.store.clone(), caller.clone(), settings.planner()).start());
         self.deps = Some(AgentDeps {
             store: config.store.clone(),
             caller,
-            settings: config.agent.clone(),
+            settings: settings.agent(),
         });
         tracing::info!(
             agents = self.agents.len(),
             goals = ?config.project.goals(),
-            spawn_mode = ?config.spawn_mode,
-            spawn_limit = config.spawn_limit,
+            spawn_mode = ?settings.spawn_mode,
+            spawn_limit = settings.spawn_limit,
             "orchestrator started"
         );
         self.watcher = Some(
@@ -447,30 +404,6 @@ impl Actor for Supervisor {
         ctx.run_interval(Duration::from_millis(500), |supervisor, ctx| {
             supervisor.check_goals(ctx)
         });
-        let me = ctx.address();
-        actix::spawn(async move {
-            let signal = shutdown_signal().await;
-            tracing::info!(%signal, "shutting down: no new claims, held tasks given back");
-            me.do_send(Shutdown);
-        });
-    }
-}
-
-/// Waits for SIGINT or SIGTERM and names it.
-async fn shutdown_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
     }
 }
 
@@ -491,7 +424,7 @@ impl Handler<AgentExited> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: AgentExited, ctx: &mut Self::Context) {
-        let (max_restarts, window) = (self.config.max_restarts, self.config.restart_window);
+        let policy = self.config.settings.restart;
         let shutting_down = self.shutting_down;
         let Some(slot) = self.agents.get_mut(&msg.name) else {
             return;
@@ -499,58 +432,49 @@ impl Handler<AgentExited> for Supervisor {
         let name = msg.name.clone();
         if shutting_down || !msg.exit.is_failure() {
             tracing::info!(agent = %name, exit = ?msg.exit, "agent ended");
-            slot.state = AgentState::Ended(msg.exit);
+            slot.state = SlotState::Ended(msg.exit);
         } else {
-            let now = Instant::now();
-            while slot
-                .restarts
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > window)
-            {
-                slot.restarts.pop_front();
-            }
-            if slot.restarts.len() >= max_restarts {
-                let reason = match &msg.exit {
-                    AgentExit::Failed(m) | AgentExit::Panicked(m) => m.clone(),
-                    other => format!("{other:?}"),
-                };
-                tracing::error!(agent = %name, restarts = slot.restarts.len(), ?window, %reason, "agent failed too often; not restarting it");
-                let record = AgentRecord {
-                    name: name.clone(),
-                    goal: slot.config.goal.clone(),
-                    role: slot.config.role.clone(),
-                    process: self
-                        .deps
-                        .as_ref()
-                        .map(|d| d.settings.process.clone())
-                        .unwrap_or_default(),
-                    state: format!(
-                        "failed: {reason} ({} restarts within {window:?})",
-                        slot.restarts.len()
-                    ),
-                };
-                slot.state = AgentState::Ended(msg.exit);
-                let store = self.config.store.clone();
-                ctx.spawn(
-                    async move {
-                        let _ = store.register_agent(&record).await;
-                    }
-                    .into_actor(self),
-                );
-            } else {
-                slot.restarts.push_back(now);
-                let delay = restart_delay(slot.restarts.len());
-                tracing::warn!(agent = %name, exit = ?msg.exit, restart_in = ?delay, "agent crashed; restarting");
-                slot.state = AgentState::Restarting;
-                ctx.run_later(delay, move |supervisor, ctx| {
-                    if supervisor.shutting_down {
-                        return;
-                    }
-                    if let Some(slot) = supervisor.agents.get_mut(&name) {
-                        slot.state = AgentState::Waiting;
-                    }
-                    supervisor.fill_slots(ctx);
-                });
+            match policy.on_crash(&mut slot.restarts, Instant::now()) {
+                RestartDecision::GiveUp { restarts } => {
+                    let window = policy.window;
+                    let reason = match &msg.exit {
+                        AgentExit::Failed(m) | AgentExit::Panicked(m) => m.clone(),
+                        other => format!("{other:?}"),
+                    };
+                    tracing::error!(agent = %name, restarts, ?window, %reason, "agent failed too often; not restarting it");
+                    let record = AgentRecord {
+                        name: name.clone(),
+                        goal: slot.config.goal.clone(),
+                        role: slot.config.role.clone(),
+                        process: self
+                            .deps
+                            .as_ref()
+                            .map(|d| d.settings.process.clone())
+                            .unwrap_or_default(),
+                        state: format!("failed: {reason} ({restarts} restarts within {window:?})"),
+                    };
+                    slot.state = SlotState::Ended(msg.exit);
+                    let store = self.config.store.clone();
+                    ctx.spawn(
+                        async move {
+                            let _ = store.register_agent(&record).await;
+                        }
+                        .into_actor(self),
+                    );
+                }
+                RestartDecision::RestartAfter(delay) => {
+                    tracing::warn!(agent = %name, exit = ?msg.exit, restart_in = ?delay, "agent crashed; restarting");
+                    slot.state = SlotState::Restarting;
+                    ctx.run_later(delay, move |supervisor, ctx| {
+                        if supervisor.shutting_down {
+                            return;
+                        }
+                        if let Some(slot) = supervisor.agents.get_mut(&name) {
+                            slot.state = SlotState::Waiting;
+                        }
+                        supervisor.fill_slots(ctx);
+                    });
+                }
             }
         }
         self.exit_if_idle();
@@ -564,7 +488,7 @@ impl Handler<HeartbeatChanged> for Supervisor {
 
     fn handle(&mut self, msg: HeartbeatChanged, _: &mut Self::Context) {
         if let Some(AgentSlot {
-            state: AgentState::Running(addr),
+            state: SlotState::Running(addr),
             ..
         }) = self.agents.get(&msg.agent)
         {
@@ -581,20 +505,11 @@ impl Handler<InstructionsChanged> for Supervisor {
             Err(e) => tracing::error!(
                 "the instructions file is invalid; the running agents are left as they were:\n{e}"
             ),
-            Ok(_) if self.config.spawn_mode == SpawnMode::Static => tracing::warn!(
+            Ok(_) if self.config.settings.spawn_mode == SpawnMode::Static => tracing::warn!(
                 "the instructions file changed, but spawn mode is static: restart porki (or use --spawn-mode dynamic) to apply it"
             ),
             Ok(project) if self.shutting_down => drop(project),
             Ok(project) => self.reload(project, ctx),
         }
     }
-}
-
-/// Doubling from 100 ms, capped at 30 s, with ±25 % jitter so agents that failed
-/// together do not restart together.
-fn restart_delay(restarts: usize) -> Duration {
-    let base = Duration::from_millis(100) * 2u32.saturating_pow(restarts.saturating_sub(1) as u32);
-    let base = base.min(Duration::from_secs(30));
-    let jitter = (uuid::Uuid::new_v4().as_u128() % 500) as f64 / 1000.0 + 0.75;
-    base.mul_f64(jitter)
 }

@@ -1,0 +1,213 @@
+//! What the Supervisor is told: [`RunSettings`] (every knob of `porki run`, with
+//! the defaults it documents, and the rules derived from them) and
+//! [`SupervisorConfig`] (the settings with the project, store and provider).
+//! `porki run`, `porki demo` and the tests all build their configuration here.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::agent::AgentSettings;
+use crate::llm::LlmProvider;
+use crate::planner::PlannerSettings;
+use crate::project::Project;
+use crate::store::Store;
+
+use super::RestartPolicy;
+
+/// How agents are started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnMode {
+    /// The agents of the first read are all that run.
+    Static,
+    /// Agents start and stop as the instructions change.
+    Dynamic,
+}
+
+impl std::str::FromStr for SpawnMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "static" => Ok(SpawnMode::Static),
+            "dynamic" => Ok(SpawnMode::Dynamic),
+            _ => Err(format!("spawn mode {s:?} is not `static` or `dynamic`")),
+        }
+    }
+}
+
+/// Every setting of an orchestrator run; `Default` gives `porki run`'s defaults.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Lease TTL of a claimed task (renewed every third of it).
+    pub lease_ttl: Duration,
+    /// TTL of an agent's single-active guard; `None`: derived from the lease TTL.
+    pub guard_ttl: Option<Duration>,
+    /// Timeout of one LLM call.
+    pub llm_timeout: Duration,
+    /// Where task artifacts are written (one folder per goal below it).
+    pub artifacts_dir: PathBuf,
+    /// Ask the LLM which READY task to take next.
+    pub llm_select: bool,
+    /// Summarize each finished task for its dependents.
+    pub llm_summarize: bool,
+    /// Attempts per task before it is FAILED.
+    pub max_attempts: u32,
+    /// Plan a goal again when its instructions changed since its plan was stored.
+    pub replan: bool,
+    /// LLM calls in flight across processes (0: no cap).
+    pub llm_max_concurrency: u32,
+    /// Longest wait for an LLM slot.
+    pub llm_wait: Duration,
+    /// Tokens a goal may spend on LLM calls; `None`: no limit.
+    pub goal_token_budget: Option<u64>,
+    /// Static or dynamic spawning.
+    pub spawn_mode: SpawnMode,
+    /// Most agents running at once.
+    pub spawn_limit: usize,
+    /// Exit when every goal is terminal (0 all complete, 1 any failed).
+    pub until_done: bool,
+    /// How long held tasks may finish on shutdown; zero releases them at once.
+    pub grace: Duration,
+    /// When crashed agents are restarted.
+    pub restart: RestartPolicy,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(60),
+            guard_ttl: None,
+            llm_timeout: crate::llm::DEFAULT_TIMEOUT,
+            artifacts_dir: PathBuf::from("artifacts"),
+            llm_select: false,
+            llm_summarize: false,
+            max_attempts: crate::store::DEFAULT_MAX_ATTEMPTS,
+            replan: false,
+            llm_max_concurrency: crate::llm_gate::DEFAULT_MAX_CONCURRENCY,
+            llm_wait: crate::llm_gate::DEFAULT_WAIT,
+            goal_token_budget: None,
+            spawn_mode: SpawnMode::Dynamic,
+            spawn_limit: 10,
+            until_done: false,
+            grace: Duration::ZERO,
+            restart: RestartPolicy::default(),
+        }
+    }
+}
+
+impl RunSettings {
+    /// The guard TTL: as set, else the lease TTL within 1–15 s, so a crashed
+    /// process's agent names are free again no later than its leases.
+    pub fn guard_ttl(&self) -> Duration {
+        self.guard_ttl.unwrap_or_else(|| {
+            self.lease_ttl
+                .clamp(Duration::from_secs(1), Duration::from_secs(15))
+        })
+    }
+
+    /// What every agent of this process is given.
+    pub fn agent(&self) -> AgentSettings {
+        AgentSettings {
+            lease_ttl: self.lease_ttl,
+            llm_timeout: self.llm_timeout,
+            artifact_dir: self.artifacts_dir.clone(),
+            guard_ttl: self.guard_ttl(),
+            llm_select: self.llm_select,
+            llm_summarize: self.llm_summarize,
+            ..AgentSettings::default()
+        }
+    }
+
+    /// What the planner is given.
+    pub fn planner(&self) -> PlannerSettings {
+        PlannerSettings {
+            llm_timeout: self.llm_timeout,
+            max_attempts: self.max_attempts,
+            replan: self.replan,
+            ..PlannerSettings::default()
+        }
+    }
+}
+
+/// Everything the Supervisor needs.
+#[derive(Clone)]
+pub struct SupervisorConfig {
+    /// The loaded instructions.
+    pub project: Project,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The LLM provider.
+    pub provider: Arc<dyn LlmProvider>,
+    /// The run's settings.
+    pub settings: RunSettings,
+}
+
+impl SupervisorConfig {
+    /// A configuration for `project` on `store` through `provider`.
+    pub fn new(
+        project: Project,
+        store: Arc<dyn Store>,
+        provider: Arc<dyn LlmProvider>,
+        settings: RunSettings,
+    ) -> Self {
+        Self {
+            project,
+            store,
+            provider,
+            settings,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_ttl_follows_the_lease_within_one_to_fifteen_seconds() {
+        let with_lease = |ms| RunSettings {
+            lease_ttl: Duration::from_millis(ms),
+            ..RunSettings::default()
+        };
+        assert_eq!(with_lease(60_000).guard_ttl(), Duration::from_secs(15));
+        assert_eq!(with_lease(5_000).guard_ttl(), Duration::from_secs(5));
+        assert_eq!(with_lease(300).guard_ttl(), Duration::from_secs(1));
+        let set = RunSettings {
+            guard_ttl: Some(Duration::from_secs(3)),
+            ..with_lease(300)
+        };
+        assert_eq!(set.agent().guard_ttl, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn agent_and_planner_settings_carry_the_run_settings() {
+        let settings = RunSettings {
+            lease_ttl: Duration::from_secs(7),
+            llm_timeout: Duration::from_secs(9),
+            artifacts_dir: PathBuf::from("out"),
+            llm_select: true,
+            llm_summarize: true,
+            max_attempts: 4,
+            replan: true,
+            ..RunSettings::default()
+        };
+        let agent = settings.agent();
+        assert_eq!(agent.lease_ttl, Duration::from_secs(7));
+        assert_eq!(agent.llm_timeout, Duration::from_secs(9));
+        assert_eq!(agent.artifact_dir, PathBuf::from("out"));
+        assert!(agent.llm_select && agent.llm_summarize);
+        let planner = settings.planner();
+        assert_eq!(planner.llm_timeout, Duration::from_secs(9));
+        assert_eq!(planner.max_attempts, 4);
+        assert!(planner.replan);
+    }
+
+    #[test]
+    fn spawn_mode_parses_either_case_and_names_the_choices() {
+        assert_eq!("Static".parse::<SpawnMode>(), Ok(SpawnMode::Static));
+        assert_eq!("dynamic".parse::<SpawnMode>(), Ok(SpawnMode::Dynamic));
+        let err = "live".parse::<SpawnMode>().unwrap_err();
+        assert!(err.contains("static") && err.contains("dynamic"), "{err}");
+    }
+}
