@@ -20,7 +20,7 @@ use crate::domain::{Dag, Edge, Node, TaskState, TaskStatus, ValidatedDag, check_
 /// script itself (the last file).
 macro_rules! task_script {
     ($($file:literal),+) => {
-        Script::new(concat!(include_str!("lib.lua"), $(include_str!($file)),+))
+        Script::new(concat!(include_str!("lua/lib.lua"), $(include_str!(concat!("lua/", $file))),+))
     };
 }
 
@@ -67,13 +67,13 @@ impl Scripts {
             elevate: task_script!("elevate.lua"),
             plan_failed: task_script!("plan_failed.lua"),
             goal_status: task_script!("goal_status.lua"),
-            agent_register: Script::new(include_str!("agent_register.lua")),
-            guard_renew: Script::new(include_str!("guard_renew.lua")),
-            guard_release: Script::new(include_str!("guard_release.lua")),
-            agent_swap: Script::new(include_str!("agent_swap.lua")),
-            gate_acquire: Script::new(include_str!("gate_acquire.lua")),
-            gate_renew: Script::new(include_str!("gate_renew.lua")),
-            gate_count: Script::new(include_str!("gate_count.lua")),
+            agent_register: Script::new(include_str!("lua/agent_register.lua")),
+            guard_renew: Script::new(include_str!("lua/guard_renew.lua")),
+            guard_release: Script::new(include_str!("lua/guard_release.lua")),
+            agent_swap: Script::new(include_str!("lua/agent_swap.lua")),
+            gate_acquire: Script::new(include_str!("lua/gate_acquire.lua")),
+            gate_renew: Script::new(include_str!("lua/gate_renew.lua")),
+            gate_count: Script::new(include_str!("lua/gate_count.lua")),
         }
     }
 }
