@@ -30,9 +30,10 @@ use crate::llm::prompt::{
 use crate::llm::{LlmRequest, Phase};
 use crate::llm_gate::{CallError, LlmCaller};
 use crate::project::AgentConfig;
+use crate::store::prelude::*;
 use crate::store::{
-    AgentField, AgentRecord, ClaimOutcome, EventKind, FailOutcome, Lease, Store, StoreError,
-    StoreEvent, TaskResult, new_token, retry_backoff,
+    AgentField, AgentRecord, ClaimOutcome, EventKind, FailOutcome, Lease, StoreError, StoreEvent,
+    TaskResult, new_token, retry_backoff,
 };
 
 /// Settings shared by every agent of a process.

@@ -27,7 +27,8 @@ use crate::llm_gate::{LlmCaller, LlmGate};
 use crate::planner::{DagPlanner, PlanGoal, PlannerSettings};
 use crate::project::{AgentConfig, Project};
 use crate::reaper::{GoalAdded, LeaseReaper};
-use crate::store::{AgentRecord, GoalState, Store};
+use crate::store::prelude::*;
+use crate::store::{AgentRecord, GoalState};
 use crate::watcher::{HeartbeatChanged, HeartbeatWatcher, InstructionsChanged, WatchHeartbeats};
 
 /// How agents are started.

@@ -14,7 +14,7 @@ use porki::domain::TaskStatus;
 use porki::llm::OfflineProvider;
 use porki::planner::PlannerSettings;
 use porki::project::Project;
-use porki::store::Store;
+use porki::store::prelude::*;
 use porki::supervisor::{SpawnMode, Supervisor, SupervisorConfig};
 
 use super::run::open_store;

@@ -10,7 +10,8 @@ use porki::agent::AgentSettings;
 use porki::llm::{self, LlmProvider, LlmRequest, Phase, ProviderConfig, ProviderKind};
 use porki::planner::PlannerSettings;
 use porki::project::Project;
-use porki::store::{self, Store, StoreError};
+use porki::store::prelude::*;
+use porki::store::{self, StoreError};
 use porki::supervisor::{SpawnMode, Supervisor, SupervisorConfig};
 
 use super::{LlmArgs, RunArgs};

@@ -12,7 +12,8 @@ use anyhow::Context as _;
 use clap::Args;
 use porki::domain::check_id;
 use porki::report::{self, AgentReport, GoalReport};
-use porki::store::{self, Store, StoreError};
+use porki::store::prelude::*;
+use porki::store::{self, StoreError};
 
 use super::run::UsageError;
 

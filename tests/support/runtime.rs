@@ -18,7 +18,8 @@ use porki::llm::prompt::prompt_task;
 use porki::llm::{LlmError, LlmProvider, LlmRequest, LlmResponse, Phase, Usage};
 use porki::planner::PlannerSettings;
 use porki::project::Project;
-use porki::store::{MemoryStore, RedisStore, Store};
+use porki::store::prelude::*;
+use porki::store::{MemoryStore, RedisStore};
 use porki::supervisor::{SpawnMode, Supervisor, SupervisorConfig};
 
 /// What the provider does when asked to execute a task.
