@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use porki::domain::{Dag, Node};
-use porki::store::{ClaimOutcome, MemoryStore, RedisStore, Store, TaskResult, WriteDagOptions};
+use porki::store::prelude::*;
+use porki::store::{ClaimOutcome, MemoryStore, RedisStore, TaskResult, WriteDagOptions};
 
 const TASKS_PER_CLIENT: usize = 5_000;
 const PINGS_PER_CLIENT: usize = 10_000;

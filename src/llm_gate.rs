@@ -13,7 +13,8 @@ use actix::prelude::*;
 use thiserror::Error;
 use tokio::time::Instant;
 
-use crate::store::{Store, StoreError, new_token};
+use crate::store::prelude::*;
+use crate::store::{StoreError, new_token};
 
 /// Default number of concurrent LLM calls (`PORKI_LLM_MAX_CONCURRENCY`).
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 2;

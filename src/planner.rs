@@ -13,7 +13,8 @@ use crate::llm::answer::{PlanAnswer, parse_answer};
 use crate::llm::prompt::{PlanContext, plan_prompt};
 use crate::llm::{LlmRequest, Phase};
 use crate::llm_gate::LlmCaller;
-use crate::store::{PlanError, Store, StoreError, WriteDagOptions, WriteDagOutcome, write_plan};
+use crate::store::prelude::*;
+use crate::store::{PlanError, StoreError, WriteDagOptions, WriteDagOutcome, write_plan};
 
 /// How many times a plan is asked for before the goal fails (the first ask and two re-asks).
 pub const PLAN_ATTEMPTS: usize = 3;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::store::Store;
+use crate::store::prelude::*;
 
 /// The reaper actor.
 pub struct LeaseReaper {

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use porki::domain::TaskStatus;
 use porki::project::Project;
-use porki::store::{MemoryStore, RedisStore, Store};
+use porki::store::prelude::*;
+use porki::store::{MemoryStore, RedisStore};
 use support::RedisServer;
 use support::runtime::*;
 

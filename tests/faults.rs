@@ -395,7 +395,7 @@ fn a_soak_run_finishes_with_flat_memory() {
         .unwrap();
     let done = || {
         runtime
-            .block_on(porki::store::Store::goal_status(&store, "soak"))
+            .block_on(porki::store::GoalStore::goal_status(&store, "soak"))
             .unwrap()
             .map_or(0, |s| s.count(porki::domain::TaskStatus::Done))
     };

@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use porki::domain::TaskStatus;
-use porki::store::{MemoryStore, RedisStore, Store};
+use porki::store::prelude::*;
+use porki::store::{MemoryStore, RedisStore};
 use support::RedisServer;
 use support::runtime::*;
 

@@ -6,9 +6,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use porki::domain::{Dag, Edge, Node};
-use porki::store::{
-    ClaimOutcome, Lease, RedisStore, Store, TaskResult, WriteDagOptions, write_plan,
-};
+use porki::store::prelude::*;
+use porki::store::{ClaimOutcome, Lease, RedisStore, TaskResult, WriteDagOptions, write_plan};
 use serde_json::Value;
 use support::RedisServer;
 use support::runtime::temp_dir;

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use porki::domain::{Dag, Edge, Node, TaskStatus};
+use porki::store::prelude::*;
 use porki::store::{
     AgentRecord, ClaimOutcome, EventKind, FailOutcome, GoalState, Lease, MemoryStore, PlanError,
-    RedisStore, Store, StoreError, TaskResult, WriteDagOptions, WriteDagOutcome, write_plan,
+    RedisStore, StoreError, TaskResult, WriteDagOptions, WriteDagOutcome, write_plan,
 };
 use support::RedisServer;
 

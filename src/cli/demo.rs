@@ -12,7 +12,7 @@ use clap::Args;
 use porki::domain::TaskStatus;
 use porki::llm::OfflineProvider;
 use porki::project::Project;
-use porki::store::Store;
+use porki::store::prelude::*;
 use porki::supervisor::{RunSettings, SpawnMode, Supervisor, SupervisorConfig};
 
 use super::{open_store, shut_down_on_signal};

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::Args;
 use porki::report::{self, AgentReport, GoalReport};
-use porki::store::Store;
+use porki::store::prelude::*;
 
 use super::{UsageError, check_goal, connect, unknown_goal};
 

@@ -16,7 +16,8 @@ use porki::domain::{Dag, Edge, Node};
 use porki::llm::prompt::prompt_task;
 use porki::llm::{LlmError, LlmProvider, LlmRequest, LlmResponse, Phase, Usage};
 use porki::project::Project;
-use porki::store::{MemoryStore, RedisStore, Store};
+use porki::store::prelude::*;
+use porki::store::{MemoryStore, RedisStore};
 use porki::supervisor::{RunSettings, Supervisor, SupervisorConfig};
 
 /// What the provider does when asked to execute a task.

@@ -7,7 +7,7 @@
 -- HSET per task change, no per-state counters (goal_status.lua derives them).
 -- Every function defined here is a closure built on each call of every script,
 -- so helpers only some scripts use live in their own files, prepended only to
--- those scripts (see task_script! in redis.rs): fail_lib.lua, claim_lib.lua,
+-- those scripts (see task_script! in redis/scripts.rs): fail_lib.lua, claim_lib.lua,
 -- complete_lib.lua.
 local G = ARGV[1]
 local GOAL = KEYS[1]

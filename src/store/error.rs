@@ -1,0 +1,120 @@
+//! What can go wrong in the store, for every backend alike.
+
+use thiserror::Error;
+
+use super::Lease;
+use crate::domain::{InvalidId, TaskStatus};
+
+/// Errors from the store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The store URL is not one porki understands.
+    #[error("store URL {url:?} is not valid: {reason} (use redis://HOST:PORT[/DB] or memory://)")]
+    BadUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Redis could not be reached or answered with an error.
+    #[error("Redis error: {0} (check that redis-server is running and --redis-url points at it)")]
+    Redis(#[from] ::redis::RedisError),
+    /// The goal has no plan in the store.
+    #[error("goal {goal:?} has no plan in the store: start the orchestrator so it plans the goal")]
+    UnknownGoal {
+        /// Goal id.
+        goal: String,
+    },
+    /// The goal has no such task.
+    #[error("goal {goal:?} has no task {task:?}: check the id with `porki status --goal {goal}`")]
+    UnknownTask {
+        /// Goal id.
+        goal: String,
+        /// Task id.
+        task: String,
+    },
+    /// The goal already has a different plan.
+    #[error(
+        "goal {goal:?} already has a different plan (fingerprint {existing}): ask for the plan to be replaced to discard it"
+    )]
+    PlanConflict {
+        /// Goal id.
+        goal: String,
+        /// Fingerprint of the stored plan.
+        existing: String,
+    },
+    /// The lease is no longer held: it expired and was reaped or reclaimed, or the task was dropped.
+    #[error("lease on {goal}/{task} (fence {fence}) is no longer held: the result is dropped")]
+    LeaseLost {
+        /// Goal id.
+        goal: String,
+        /// Task id.
+        task: String,
+        /// The stale fence.
+        fence: u64,
+    },
+    /// The operation does not apply to the task in its current state.
+    #[error("task {goal}/{task} is {status}: {action} needs it {needed}")]
+    WrongState {
+        /// Goal id.
+        goal: String,
+        /// Task id.
+        task: String,
+        /// Its state.
+        status: TaskStatus,
+        /// What was attempted.
+        action: &'static str,
+        /// What state that needs.
+        needed: &'static str,
+    },
+    /// A name that cannot be a key part.
+    #[error(transparent)]
+    InvalidId(#[from] InvalidId),
+    /// Stored data that porki cannot read.
+    #[error(
+        "stored data for {what} is unreadable ({detail}): it was written by another program or damaged"
+    )]
+    Corrupt {
+        /// Which key or field.
+        what: String,
+        /// The parse error.
+        detail: String,
+    },
+}
+
+/// Constructors the backends share, so both word an error the same way.
+impl StoreError {
+    /// `LeaseLost` for a stale `lease`.
+    pub(super) fn lease_lost(lease: &Lease) -> Self {
+        StoreError::LeaseLost {
+            goal: lease.goal.clone(),
+            task: lease.task.clone(),
+            fence: lease.fence,
+        }
+    }
+
+    /// `UnknownTask` for `goal`/`task`.
+    pub(super) fn unknown_task(goal: &str, task: &str) -> Self {
+        StoreError::UnknownTask {
+            goal: goal.to_string(),
+            task: task.to_string(),
+        }
+    }
+
+    /// `WrongState`: `op` (what it is called, the state it needs; see
+    /// [`super::control`]) does not apply to `goal`/`task`, which is `status`.
+    pub(super) fn wrong_state(
+        goal: &str,
+        task: &str,
+        status: TaskStatus,
+        (action, needed): (&'static str, &'static str),
+    ) -> Self {
+        StoreError::WrongState {
+            goal: goal.to_string(),
+            task: task.to_string(),
+            status,
+            action,
+            needed,
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Goals: their plans, summaries and LLM spending, and the events that announce
+//! what changed in them.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::{StoreError, StoreEvent};
+use crate::domain::{Dag, DagError, TaskStatus, ValidatedDag};
+
+/// Default attempts before a task is FAILED.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+/// How to write a plan.
+#[derive(Debug, Clone)]
+pub struct WriteDagOptions {
+    /// Goal title kept in `goal:{G}`.
+    pub title: String,
+    /// Attempts before a task is FAILED.
+    pub max_attempts: u32,
+    /// Discard a different stored plan instead of refusing.
+    pub replace: bool,
+    /// Fingerprint of what the plan was made from (instructions, agents), kept to
+    /// notice a goal whose instructions changed since it was planned.
+    pub source: String,
+}
+
+impl Default for WriteDagOptions {
+    fn default() -> Self {
+        Self {
+            title: String::new(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            replace: false,
+            source: String::new(),
+        }
+    }
+}
+
+/// What writing a plan did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteDagOutcome {
+    /// The goal had no plan; this one was written.
+    Created,
+    /// The same plan was already stored; nothing changed (the goal resumes).
+    Unchanged,
+    /// A different plan was discarded and this one written.
+    Replaced,
+}
+
+/// A goal's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GoalState {
+    /// Known but not planned yet.
+    Draft,
+    /// Planned, tasks in flight.
+    Active,
+    /// Every task DONE.
+    Complete,
+    /// A task FAILED and cannot be retried.
+    Failed,
+}
+
+impl GoalState {
+    /// Complete or failed.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, GoalState::Complete | GoalState::Failed)
+    }
+
+    /// Reads the `status` field of `goal:{G}`.
+    pub(super) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "draft" => GoalState::Draft,
+            "active" => GoalState::Active,
+            "complete" => GoalState::Complete,
+            "failed" => GoalState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A goal's summary (the `goal:{G}` hash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GoalStatus {
+    /// Goal id.
+    pub goal: String,
+    /// Lifecycle state.
+    pub state: GoalState,
+    /// Title.
+    pub title: String,
+    /// Plan fingerprint.
+    pub fingerprint: String,
+    /// Fingerprint of what the plan was made from.
+    pub source: String,
+    /// Attempts before a task is FAILED.
+    pub max_attempts: u32,
+    /// Tasks per state.
+    pub counts: BTreeMap<TaskStatus, u64>,
+    /// Tasks in all.
+    pub total: u64,
+    /// When the plan was written (ms since the Unix epoch).
+    pub created_ms: u64,
+    /// When the goal became complete or failed.
+    pub finished_ms: Option<u64>,
+    /// Why the goal failed before it had a plan, if it did.
+    pub last_error: Option<String>,
+    /// LLM tokens spent on the goal (input and output), by every process.
+    pub tokens: u64,
+    /// LLM cost spent on the goal, in USD, where providers report it.
+    pub cost_usd: f64,
+}
+
+impl GoalStatus {
+    /// Tasks in one state.
+    pub fn count(&self, status: TaskStatus) -> u64 {
+        self.counts.get(&status).copied().unwrap_or(0)
+    }
+}
+
+/// Goals as a whole: what the planner writes and `porki status` reads. Every
+/// method is atomic with respect to every other caller.
+#[async_trait]
+pub trait GoalStore: Send + Sync + 'static {
+    /// Writes a validated plan: tasks BLOCKED or READY by their deps, the READY index, the fingerprint.
+    async fn write_dag(
+        &self,
+        dag: &ValidatedDag,
+        options: &WriteDagOptions,
+    ) -> Result<WriteDagOutcome, StoreError>;
+
+    /// Adds an LLM call's tokens and cost to the goal's totals; returns the new token total.
+    async fn add_usage(&self, goal: &str, tokens: u64, cost_usd: f64) -> Result<u64, StoreError>;
+
+    /// Marks a goal that could not be planned as failed with `reason` (no-op if it has a plan).
+    async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError>;
+
+    /// The goal's summary, `None` if it has no plan.
+    async fn goal_status(&self, goal: &str) -> Result<Option<GoalStatus>, StoreError>;
+
+    /// Goals with a plan in the store, sorted.
+    async fn goals(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The stored plan of a goal (nodes sorted by id), `None` if it has none.
+    async fn dag(&self, goal: &str) -> Result<Option<Dag>, StoreError>;
+
+    /// Subscribes to the events of every goal; only events after the call are seen.
+    fn events(&self) -> tokio::sync::broadcast::Receiver<StoreEvent>;
+}
+
+/// Why a plan could not be stored.
+#[derive(Debug, Error)]
+pub enum PlanError {
+    /// The plan failed validation; nothing was written.
+    #[error("invalid plan: {0}")]
+    Invalid(#[from] DagError),
+    /// The store refused or failed the write.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Validates a plan against `node_cap` and writes it; an invalid plan writes nothing.
+pub async fn write_plan(
+    store: &dyn super::Store,
+    dag: Dag,
+    options: &WriteDagOptions,
+    node_cap: usize,
+) -> Result<(WriteDagOutcome, ValidatedDag), PlanError> {
+    let dag = dag.validate_with_cap(node_cap)?;
+    let outcome = store.write_dag(&dag, options).await?;
+    Ok((outcome, dag))
+}

@@ -1,0 +1,219 @@
+//! [`GoalStore`] in memory: plans, goal summaries, usage, and the event channel.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use super::{GoalData, MemoryStore, State, TaskEntry, now_ms};
+use crate::domain::{Dag, Edge, TaskState, TaskStatus, ValidatedDag};
+use crate::store::{
+    EventKind, GoalState, GoalStatus, GoalStore, StoreError, StoreEvent, WriteDagOptions,
+    WriteDagOutcome,
+};
+
+/// A goal that has no plan (yet): draft, nothing counted.
+fn unplanned_status(goal: &str) -> GoalStatus {
+    GoalStatus {
+        goal: goal.to_string(),
+        state: GoalState::Draft,
+        title: String::new(),
+        fingerprint: String::new(),
+        source: String::new(),
+        max_attempts: 0,
+        counts: TaskStatus::ALL.into_iter().map(|s| (s, 0)).collect(),
+        total: 0,
+        created_ms: now_ms(),
+        finished_ms: None,
+        last_error: None,
+        tokens: 0,
+        cost_usd: 0.0,
+    }
+}
+
+/// The plan as the Redis backend reads it back: nodes by id, edges from the
+/// per-task dependency lists.
+fn stored_form(dag: &ValidatedDag) -> Dag {
+    let mut nodes = dag.dag().nodes.clone();
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut edges: Vec<Edge> = nodes
+        .iter()
+        .flat_map(|n| {
+            dag.deps_of(&n.id).iter().map(|d| Edge {
+                source: d.clone(),
+                target: n.id.clone(),
+            })
+        })
+        .collect();
+    edges.sort();
+    Dag {
+        goal_id: dag.goal_id().to_string(),
+        nodes,
+        edges,
+    }
+}
+
+impl GoalData {
+    /// A freshly written plan: every task BLOCKED, or READY and indexed if it has no deps.
+    fn new(dag: &ValidatedDag, options: &WriteDagOptions) -> Self {
+        let goal = dag.goal_id();
+        let now = now_ms();
+        let mut data = GoalData {
+            status: GoalStatus {
+                state: GoalState::Active,
+                title: options.title.clone(),
+                fingerprint: dag.fingerprint().to_string(),
+                source: options.source.clone(),
+                max_attempts: options.max_attempts.max(1),
+                total: dag.dag().nodes.len() as u64,
+                created_ms: now,
+                ..unplanned_status(goal)
+            },
+            dag: stored_form(dag),
+            tasks: BTreeMap::new(),
+            dependents: HashMap::new(),
+            ready: HashMap::new(),
+            delayed: BTreeSet::new(),
+        };
+        for node in &dag.dag().nodes {
+            let pending = dag.deps_of(&node.id).len() as u32;
+            let status = if pending == 0 {
+                TaskStatus::Ready
+            } else {
+                TaskStatus::Blocked
+            };
+            *data.status.counts.entry(status).or_default() += 1;
+            let state = TaskState {
+                goal: goal.to_string(),
+                id: node.id.clone(),
+                title: node.title.clone(),
+                role: node.effective_role().map(str::to_string),
+                priority: node.priority,
+                status,
+                owner: None,
+                attempt: 0,
+                fence: 0,
+                lease_expires_ms: None,
+                progress: String::new(),
+                artifacts: Vec::new(),
+                last_error: None,
+                pending_deps: pending,
+                retry_at_ms: None,
+                created_ms: now,
+                updated_ms: now,
+                started_ms: None,
+                finished_ms: None,
+            };
+            data.tasks
+                .insert(node.id.clone(), TaskEntry { state, lock: None });
+            data.dependents
+                .insert(node.id.clone(), dag.dependents_of(&node.id).to_vec());
+            if status == TaskStatus::Ready {
+                data.index_ready(&node.id);
+            }
+        }
+        data
+    }
+}
+
+impl State {
+    /// The summary of a goal without a plan, made a draft if it is new.
+    fn unplanned_mut(&mut self, goal: &str) -> &mut GoalStatus {
+        self.unplanned
+            .entry(goal.to_string())
+            .or_insert_with(|| unplanned_status(goal))
+    }
+}
+
+#[async_trait]
+impl GoalStore for MemoryStore {
+    async fn write_dag(
+        &self,
+        dag: &ValidatedDag,
+        options: &WriteDagOptions,
+    ) -> Result<WriteDagOutcome, StoreError> {
+        let mut state = self.lock();
+        let goal = dag.goal_id().to_string();
+        let outcome = match state.goals.get(&goal) {
+            None => WriteDagOutcome::Created,
+            Some(existing) if existing.status.fingerprint == dag.fingerprint() => {
+                return Ok(WriteDagOutcome::Unchanged);
+            }
+            Some(_) if options.replace => WriteDagOutcome::Replaced,
+            Some(existing) => {
+                return Err(StoreError::PlanConflict {
+                    goal,
+                    existing: existing.status.fingerprint.clone(),
+                });
+            }
+        };
+        let mut data = GoalData::new(dag, options);
+        // Tokens spent planning a goal before it had a plan stay on the goal.
+        if let Some(prior) = state.unplanned.remove(&goal) {
+            data.status.tokens = prior.tokens;
+            data.status.cost_usd = prior.cost_usd;
+        }
+        state.goals.insert(goal.clone(), data);
+        self.emit(&goal, EventKind::Ready);
+        Ok(outcome)
+    }
+
+    async fn add_usage(&self, goal: &str, tokens: u64, cost_usd: f64) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let status = match state.goals.get_mut(goal) {
+            Some(data) => &mut data.status,
+            None => state.unplanned_mut(goal),
+        };
+        status.tokens += tokens;
+        status.cost_usd += cost_usd;
+        Ok(status.tokens)
+    }
+
+    async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.goals.contains_key(goal) {
+            return Ok(());
+        }
+        let status = state.unplanned_mut(goal);
+        status.state = GoalState::Failed;
+        status.finished_ms = Some(now_ms());
+        status.last_error = Some(reason.to_string());
+        drop(state);
+        self.emit(goal, EventKind::GoalFailed);
+        Ok(())
+    }
+
+    async fn goal_status(&self, goal: &str) -> Result<Option<GoalStatus>, StoreError> {
+        let state = self.lock();
+        if let Some(failed) = state.unplanned.get(goal)
+            && !state.goals.contains_key(goal)
+        {
+            return Ok(Some(failed.clone()));
+        }
+        Ok(state.goals.get(goal).map(|g| g.status.clone()))
+    }
+
+    async fn goals(&self) -> Result<Vec<String>, StoreError> {
+        let state = self.lock();
+        let goals: BTreeSet<&String> = state
+            .goals
+            .keys()
+            .chain(
+                state
+                    .unplanned
+                    .iter()
+                    .filter(|(_, s)| s.state == GoalState::Failed)
+                    .map(|(g, _)| g),
+            )
+            .collect();
+        Ok(goals.into_iter().cloned().collect())
+    }
+
+    async fn dag(&self, goal: &str) -> Result<Option<Dag>, StoreError> {
+        Ok(self.lock().goals.get(goal).map(|g| g.dag.clone()))
+    }
+
+    fn events(&self) -> broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+}

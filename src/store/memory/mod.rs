@@ -1,0 +1,201 @@
+//! The embedded backend (`memory://`): the Redis semantics in one process, nothing persisted.
+//!
+//! The state and the helpers every concern shares live here; each concern's trait
+//! is implemented in its own file (`tasks.rs`, `control.rs`, `goals.rs`,
+//! `gate.rs`, `agents.rs`), as in the Redis backend.
+
+mod agents;
+mod control;
+mod gate;
+mod goals;
+mod tasks;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use super::{
+    AgentField, AgentRecord, CompleteOutcome, EVENT_CHANNEL_CAPACITY, EventKind, GoalState,
+    GoalStatus, Lease, StoreError, StoreEvent,
+};
+use crate::domain::{Dag, TaskState, TaskStatus};
+
+/// The in-process store: one mutex over all state, so every method is atomic.
+pub struct MemoryStore {
+    state: Mutex<State>,
+    events: broadcast::Sender<StoreEvent>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            events: broadcast::channel(EVENT_CHANNEL_CAPACITY).0,
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    goals: BTreeMap<String, GoalData>,
+    agents: BTreeMap<String, AgentRecord>,
+    heartbeats: HashMap<String, Instant>,
+    guards: HashMap<String, (String, Instant)>,
+    /// Goals without a plan yet: spending tokens on planning (draft), or failed to plan.
+    unplanned: BTreeMap<String, GoalStatus>,
+    /// Per-agent values.
+    agent_values: HashMap<(String, AgentField), String>,
+    /// Per-agent problems, newest first.
+    agent_errors: HashMap<String, VecDeque<String>>,
+    /// LLM call slots: token → expiry.
+    gate: HashMap<String, Instant>,
+}
+
+struct GoalData {
+    status: GoalStatus,
+    dag: Dag,
+    tasks: BTreeMap<String, TaskEntry>,
+    dependents: HashMap<String, Vec<String>>,
+    /// READY index per role ("" for roleless): (−priority, id), smallest first.
+    ready: HashMap<String, BTreeSet<(i64, String)>>,
+    /// Tasks backing off before a retry: (due, id).
+    delayed: BTreeSet<(Instant, String)>,
+}
+
+struct TaskEntry {
+    state: TaskState,
+    /// Lease token and when Redis would expire it.
+    lock: Option<(String, Instant)>,
+}
+
+/// Wall-clock time in ms since the Unix epoch, as the scripts' `TIME`.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A task's place in the READY indexes: the index (its role, "" for none) and
+/// its entry there, (−priority, id).
+fn ready_slot(task: &TaskState) -> (&str, (i64, String)) {
+    let entry = (-(task.priority as i64), task.id.clone());
+    (task.role.as_deref().unwrap_or(""), entry)
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Announces a change; nobody listening is fine.
+    fn emit(&self, goal: &str, kind: EventKind) {
+        let _ = self.events.send(StoreEvent {
+            goal: goal.to_string(),
+            kind,
+        });
+    }
+
+    /// Announces what a completion changed for idle agents, as the Redis scripts do.
+    fn emit_completion(&self, goal: &str, outcome: &CompleteOutcome) {
+        if !outcome.promoted.is_empty() {
+            self.emit(goal, EventKind::Ready);
+        }
+        if outcome.goal_complete {
+            self.emit(goal, EventKind::GoalComplete);
+        }
+    }
+
+    /// A task failed for good, and with it the goal.
+    fn emit_failed(&self, goal: &str) {
+        self.emit(goal, EventKind::Failed);
+        self.emit(goal, EventKind::GoalFailed);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied change
+        // (mutations do not panic midway), so the state stays usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State {
+    fn goal_mut(&mut self, goal: &str) -> Result<&mut GoalData, StoreError> {
+        self.goals
+            .get_mut(goal)
+            .ok_or_else(|| StoreError::UnknownGoal {
+                goal: goal.to_string(),
+            })
+    }
+
+    /// The goal of a held lease, or `LeaseLost` if the lease is stale.
+    fn held(&mut self, lease: &Lease) -> Result<&mut GoalData, StoreError> {
+        match self.goals.get_mut(&lease.goal) {
+            Some(goal) if goal.holds(lease) => Ok(goal),
+            _ => Err(StoreError::lease_lost(lease)),
+        }
+    }
+
+    /// The goal of an existing task, or `UnknownTask`.
+    fn goal_with_task(&mut self, goal: &str, task: &str) -> Result<&mut GoalData, StoreError> {
+        match self.goals.get_mut(goal) {
+            Some(data) if data.tasks.contains_key(task) => Ok(data),
+            _ => Err(StoreError::unknown_task(goal, task)),
+        }
+    }
+}
+
+impl GoalData {
+    fn set_status(&mut self, id: &str, to: TaskStatus) {
+        let task = &mut self.task_mut(id).state;
+        let from = task.status;
+        task.status = to;
+        task.updated_ms = now_ms();
+        *self.status.counts.entry(from).or_default() -= 1;
+        *self.status.counts.entry(to).or_default() += 1;
+    }
+
+    fn index_ready(&mut self, id: &str) {
+        let (index, entry) = ready_slot(&self.tasks[id].state);
+        self.ready
+            .entry(index.to_string())
+            .or_default()
+            .insert(entry);
+    }
+
+    /// Takes a task out of its READY index; true if it was there.
+    fn remove_ready(&mut self, id: &str) -> bool {
+        let (index, entry) = ready_slot(&self.tasks[id].state);
+        self.ready
+            .get_mut(index)
+            .is_some_and(|ready| ready.remove(&entry))
+    }
+
+    /// Takes a task out of its READY index and out of the delayed set.
+    fn unindex_ready(&mut self, id: &str) {
+        self.remove_ready(id);
+        self.delayed.retain(|(_, d)| d != id);
+    }
+
+    fn fail_for_good(&mut self, id: &str, reason: String) {
+        self.set_status(id, TaskStatus::Failed);
+        let task = self.task_mut(id);
+        task.lock = None;
+        task.state.last_error = Some(reason);
+        task.state.finished_ms = Some(now_ms());
+        task.state.lease_expires_ms = None;
+        task.state.retry_at_ms = None;
+        if self.status.state != GoalState::Failed {
+            self.status.state = GoalState::Failed;
+            self.status.finished_ms = Some(now_ms());
+        }
+    }
+
+    fn task_mut(&mut self, id: &str) -> &mut TaskEntry {
+        self.tasks.get_mut(id).expect("task exists")
+    }
+}

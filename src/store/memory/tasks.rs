@@ -1,0 +1,290 @@
+//! [`TaskStore`] in memory: the lease rules of the task scripts, on [`GoalData`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::{GoalData, MemoryStore, now_ms, ready_slot};
+use crate::domain::{TaskState, TaskStatus};
+use crate::store::{
+    ClaimOutcome, CompleteOutcome, EventKind, FailOutcome, GoalState, Lease, ReapOutcome,
+    StoreError, TaskResult, TaskStore, new_token,
+};
+
+impl GoalData {
+    /// Checks the lease is the live one: lock token unexpired and equal, fence equal, RUNNING.
+    pub(super) fn holds(&self, lease: &Lease) -> bool {
+        self.tasks.get(&lease.task).is_some_and(|t| {
+            t.state.status == TaskStatus::Running
+                && t.state.fence == lease.fence
+                && t.lock.as_ref().is_some_and(|(token, expiry)| {
+                    *token == lease.token && *expiry > Instant::now()
+                })
+        })
+    }
+
+    /// Claims the best READY task for `agent` (see [`TaskStore::claim`]).
+    fn claim(
+        &mut self,
+        goal: &str,
+        agent: &str,
+        role: Option<&str>,
+        ttl: Duration,
+        preferred: Option<&str>,
+    ) -> ClaimOutcome {
+        if self.status.state != GoalState::Active {
+            return ClaimOutcome::Empty { retry_in: None };
+        }
+        let now = Instant::now();
+        while let Some((due, id)) = self.delayed.first().cloned() {
+            if due > now {
+                break;
+            }
+            self.delayed.pop_first();
+            self.task_mut(&id).state.retry_at_ms = None;
+            self.index_ready(&id);
+        }
+        let indexes = [Some(""), role].into_iter().flatten();
+        let chosen = preferred.and_then(|id| {
+            let (index, entry) = ready_slot(&self.tasks.get(id)?.state);
+            let allowed = index.is_empty() || Some(index) == role;
+            (allowed && self.ready.get(index)?.contains(&entry)).then_some((index, entry))
+        });
+        let best = chosen.or_else(|| {
+            indexes
+                .filter_map(|r| Some((r, self.ready.get(r)?.first()?.clone())))
+                .min_by(|a, b| a.1.cmp(&b.1))
+        });
+        let Some((index, entry)) = best else {
+            let retry_in = self
+                .delayed
+                .first()
+                .map(|(due, _)| due.saturating_duration_since(now));
+            return ClaimOutcome::Empty { retry_in };
+        };
+        let index = index.to_string();
+        self.ready
+            .get_mut(&index)
+            .expect("index exists")
+            .remove(&entry);
+        let id = entry.1;
+        self.set_status(&id, TaskStatus::Running);
+        let token = new_token();
+        let task = self.task_mut(&id);
+        task.state.attempt += 1;
+        task.state.fence += 1;
+        task.state.owner = Some(agent.to_string());
+        task.state.started_ms = Some(now_ms());
+        task.state.lease_expires_ms = Some(now_ms() + ttl.as_millis() as u64);
+        task.lock = Some((token.clone(), now + ttl));
+        ClaimOutcome::Claimed(Lease {
+            goal: goal.to_string(),
+            task: id,
+            agent: agent.to_string(),
+            token,
+            fence: task.state.fence,
+            attempt: task.state.attempt,
+        })
+    }
+
+    /// Completes a task whose lease was checked (see [`TaskStore::complete`]).
+    fn complete(&mut self, lease: &Lease, result: &TaskResult) -> CompleteOutcome {
+        self.set_status(&lease.task, TaskStatus::Done);
+        let task = self.task_mut(&lease.task);
+        task.lock = None;
+        task.state.progress = result.progress.clone();
+        task.state.artifacts = result.artifacts.clone();
+        task.state.finished_ms = Some(now_ms());
+        task.state.lease_expires_ms = None;
+        let mut promoted = Vec::new();
+        for dependent in self.dependents[&lease.task].clone() {
+            let task = self.task_mut(&dependent);
+            task.state.pending_deps = task.state.pending_deps.saturating_sub(1);
+            if task.state.pending_deps == 0 && task.state.status == TaskStatus::Blocked {
+                self.set_status(&dependent, TaskStatus::Ready);
+                self.index_ready(&dependent);
+                promoted.push(dependent);
+            }
+        }
+        promoted.sort();
+        let goal_complete = self.status.count(TaskStatus::Done) == self.status.total;
+        if goal_complete {
+            self.status.state = GoalState::Complete;
+            self.status.finished_ms = Some(now_ms());
+        }
+        CompleteOutcome {
+            promoted,
+            goal_complete,
+        }
+    }
+}
+
+#[async_trait]
+impl TaskStore for MemoryStore {
+    async fn claim(
+        &self,
+        goal: &str,
+        agent: &str,
+        role: Option<&str>,
+        ttl: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let mut state = self.lock();
+        Ok(state.goal_mut(goal)?.claim(goal, agent, role, ttl, None))
+    }
+
+    async fn claim_preferred(
+        &self,
+        goal: &str,
+        agent: &str,
+        role: Option<&str>,
+        ttl: Duration,
+        task: &str,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let mut state = self.lock();
+        Ok(state
+            .goal_mut(goal)?
+            .claim(goal, agent, role, ttl, Some(task)))
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let task = state.held(lease)?.task_mut(&lease.task);
+        task.lock = Some((lease.token.clone(), Instant::now() + ttl));
+        task.state.lease_expires_ms = Some(now_ms() + ttl.as_millis() as u64);
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        lease: &Lease,
+        result: &TaskResult,
+    ) -> Result<CompleteOutcome, StoreError> {
+        let mut state = self.lock();
+        let outcome = state.held(lease)?.complete(lease, result);
+        drop(state);
+        self.emit_completion(&lease.goal, &outcome);
+        Ok(outcome)
+    }
+
+    async fn complete_and_claim(
+        &self,
+        lease: &Lease,
+        result: &TaskResult,
+        role: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(CompleteOutcome, ClaimOutcome), StoreError> {
+        let mut state = self.lock();
+        let data = state.held(lease)?;
+        let completed = data.complete(lease, result);
+        let claimed = data.claim(&lease.goal, &lease.agent, role, ttl, None);
+        drop(state);
+        self.emit_completion(&lease.goal, &completed);
+        Ok((completed, claimed))
+    }
+
+    async fn fail(
+        &self,
+        lease: &Lease,
+        error: &str,
+        retryable: bool,
+        backoff: Duration,
+    ) -> Result<FailOutcome, StoreError> {
+        let mut state = self.lock();
+        let data = state.held(lease)?;
+        let attempt = data.tasks[&lease.task].state.attempt;
+        if retryable && attempt < data.status.max_attempts {
+            data.set_status(&lease.task, TaskStatus::Ready);
+            let task = data.task_mut(&lease.task);
+            task.lock = None;
+            task.state.last_error = Some(error.to_string());
+            task.state.lease_expires_ms = None;
+            task.state.retry_at_ms = Some(now_ms() + backoff.as_millis() as u64);
+            data.delayed
+                .insert((Instant::now() + backoff, lease.task.clone()));
+            drop(state);
+            self.emit(&lease.goal, EventKind::Retry);
+            return Ok(FailOutcome::Retrying { after: backoff });
+        }
+        data.fail_for_good(&lease.task, error.to_string());
+        drop(state);
+        self.emit_failed(&lease.goal);
+        Ok(FailOutcome::Failed)
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let data = state.held(lease)?;
+        data.set_status(&lease.task, TaskStatus::Ready);
+        let task = data.task_mut(&lease.task);
+        task.lock = None;
+        task.state.attempt -= 1;
+        task.state.lease_expires_ms = None;
+        data.index_ready(&lease.task);
+        drop(state);
+        self.emit(&lease.goal, EventKind::Ready);
+        Ok(())
+    }
+
+    async fn reap(&self, goal: &str) -> Result<ReapOutcome, StoreError> {
+        let mut state = self.lock();
+        let Some(data) = state.goals.get_mut(goal) else {
+            return Ok(ReapOutcome::default());
+        };
+        let now = Instant::now();
+        let expired: Vec<String> = data
+            .tasks
+            .values()
+            .filter(|t| {
+                t.state.status == TaskStatus::Running
+                    && t.lock.as_ref().is_none_or(|(_, expiry)| *expiry <= now)
+            })
+            .map(|t| t.state.id.clone())
+            .collect();
+        let mut outcome = ReapOutcome::default();
+        for id in expired {
+            let attempt = data.tasks[&id].state.attempt;
+            if attempt >= data.status.max_attempts {
+                data.fail_for_good(
+                    &id,
+                    format!("lease expired on attempt {attempt} (max attempts reached)"),
+                );
+                outcome.failed.push(id);
+            } else {
+                data.set_status(&id, TaskStatus::Ready);
+                let task = data.task_mut(&id);
+                task.lock = None;
+                task.state.last_error = Some(format!("lease expired on attempt {attempt}"));
+                task.state.lease_expires_ms = None;
+                data.index_ready(&id);
+                outcome.requeued.push(id);
+            }
+        }
+        drop(state);
+        if !outcome.requeued.is_empty() {
+            self.emit(goal, EventKind::Ready);
+        }
+        if !outcome.failed.is_empty() {
+            self.emit_failed(goal);
+        }
+        Ok(outcome)
+    }
+
+    async fn task(&self, goal: &str, task: &str) -> Result<Option<TaskState>, StoreError> {
+        Ok(self
+            .lock()
+            .goals
+            .get(goal)
+            .and_then(|g| g.tasks.get(task))
+            .map(|t| t.state.clone()))
+    }
+
+    async fn tasks(&self, goal: &str) -> Result<Vec<TaskState>, StoreError> {
+        Ok(self
+            .lock()
+            .goals
+            .get(goal)
+            .map(|g| g.tasks.values().map(|t| t.state.clone()).collect())
+            .unwrap_or_default())
+    }
+}

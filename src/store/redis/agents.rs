@@ -1,0 +1,183 @@
+//! [`AgentStore`] on Redis: the `agents` set and the `agent:NAME:*` keys.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::AsyncCommands;
+
+use super::RedisStore;
+use crate::domain::check_id;
+use crate::store::{AGENT_ERRORS_KEPT, AgentField, AgentRecord, AgentStore, StoreError, keys};
+
+#[async_trait]
+impl AgentStore for RedisStore {
+    async fn register_agent(&self, record: &AgentRecord) -> Result<(), StoreError> {
+        check_id("agent name", &record.name)?;
+        let mut invocation = self.scripts.agent_register.prepare_invoke();
+        invocation
+            .key(keys::AGENTS)
+            .key(keys::agent_registered(&record.name))
+            .arg(&record.name)
+            .arg("goal")
+            .arg(&record.goal)
+            .arg("role")
+            .arg(record.role.as_deref().unwrap_or(""))
+            .arg("process")
+            .arg(&record.process)
+            .arg("state")
+            .arg(&record.state);
+        let _: String = invocation.invoke_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let names = self.sorted_members(keys::AGENTS).await?;
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all = self
+            .hgetall_each(names.iter().map(|name| keys::agent_registered(name)))
+            .await?;
+        Ok(names
+            .into_iter()
+            .zip(all)
+            .filter(|(_, fields)| !fields.is_empty())
+            .map(|(name, mut fields)| AgentRecord {
+                name,
+                goal: fields.remove("goal").unwrap_or_default(),
+                role: fields.remove("role").filter(|r| !r.is_empty()),
+                process: fields.remove("process").unwrap_or_default(),
+                state: fields.remove("state").unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn agent_value(
+        &self,
+        name: &str,
+        field: AgentField,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .clone()
+            .get(keys::agent_field(name, field))
+            .await?)
+    }
+
+    async fn set_agent_value(
+        &self,
+        name: &str,
+        field: AgentField,
+        value: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let key = keys::agent_field(name, field);
+        let mut conn = self.conn.clone();
+        match value {
+            Some(value) => conn.set::<_, _, ()>(key, value).await?,
+            None => conn.del::<_, ()>(key).await?,
+        }
+        Ok(())
+    }
+
+    async fn swap_agent_value(
+        &self,
+        name: &str,
+        field: AgentField,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        self.run_flag_script(
+            self.scripts
+                .agent_swap
+                .key(keys::agent_field(name, field))
+                .arg(expected.unwrap_or(""))
+                .arg(value),
+        )
+        .await
+    }
+
+    async fn push_agent_error(&self, name: &str, message: &str) -> Result<(), StoreError> {
+        let key = keys::agent_errors(name);
+        let _: () = redis::pipe()
+            .atomic()
+            .lpush(&key, message)
+            .ignore()
+            .ltrim(&key, 0, AGENT_ERRORS_KEPT as isize - 1)
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn agent_errors(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .conn
+            .clone()
+            .lrange(keys::agent_errors(name), 0, -1)
+            .await?)
+    }
+
+    async fn agent_heartbeat(&self, name: &str, ttl: Duration) -> Result<(), StoreError> {
+        let _: () = self
+            .conn
+            .clone()
+            .pset_ex(keys::agent_heartbeat(name), "alive", ttl.as_millis() as u64)
+            .await?;
+        Ok(())
+    }
+
+    async fn agent_alive(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .clone()
+            .exists(keys::agent_heartbeat(name))
+            .await?)
+    }
+
+    async fn acquire_agent_guard(
+        &self,
+        name: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let options = redis::SetOptions::default()
+            .conditional_set(redis::ExistenceCheck::NX)
+            .with_expiration(redis::SetExpiry::PX(ttl.as_millis() as u64));
+        let set: Option<String> = self
+            .conn
+            .clone()
+            .set_options(keys::agent_active(name), token, options)
+            .await?;
+        if set.is_some() {
+            return Ok(true);
+        }
+        self.renew_agent_guard(name, token, ttl).await
+    }
+
+    async fn renew_agent_guard(
+        &self,
+        name: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.run_flag_script(
+            self.scripts
+                .guard_renew
+                .key(keys::agent_active(name))
+                .arg(token)
+                .arg(ttl.as_millis() as u64),
+        )
+        .await
+    }
+
+    async fn release_agent_guard(&self, name: &str, token: &str) -> Result<(), StoreError> {
+        self.run_flag_script(
+            self.scripts
+                .guard_release
+                .key(keys::agent_active(name))
+                .arg(token),
+        )
+        .await
+        .map(drop)
+    }
+}

@@ -1,0 +1,215 @@
+//! [`GoalStore`] on Redis: `write_dag.lua`, `plan_failed.lua` and the read-only
+//! `goal_status.lua`; the goal list is the `goals` set, the plan `dag:{G}:*`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use redis::AsyncCommands;
+use tokio::sync::broadcast;
+
+use super::{RedisStore, unexpected};
+use crate::domain::{Dag, Edge, Node, TaskStatus, ValidatedDag};
+use crate::store::{
+    GoalState, GoalStatus, GoalStore, StoreError, StoreEvent, WriteDagOptions, WriteDagOutcome,
+    keys,
+};
+
+/// The plan as `write_dag.lua` takes it: per node its JSON, the fields the task
+/// hash keeps, and its edges both ways.
+fn plan_json(dag: &ValidatedDag) -> String {
+    let plan: Vec<serde_json::Value> = dag
+        .dag()
+        .nodes
+        .iter()
+        .map(|node| {
+            serde_json::json!({
+                "id": node.id,
+                "node": serde_json::to_string(node).expect("a node serializes"),
+                "title": node.title,
+                "priority": node.priority,
+                "role": node.effective_role().unwrap_or(""),
+                "deps": dag.deps_of(&node.id),
+                "dependents": dag.dependents_of(&node.id),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(plan).to_string()
+}
+
+/// Reads the goal hash and the per-state counts `goal_status.lua` derived (in
+/// [`TaskStatus::ALL`] order) into a [`GoalStatus`].
+fn goal_from_fields(
+    goal: &str,
+    fields: &HashMap<String, String>,
+    counts: &[i64],
+) -> Result<GoalStatus, StoreError> {
+    let number = |field: &str| -> u64 {
+        fields
+            .get(field)
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(|v| v.max(0) as u64)
+            .unwrap_or(0)
+    };
+    // A goal hash without a status only holds the tokens spent planning it.
+    let state_text = fields.get("status").map(String::as_str).unwrap_or("draft");
+    let state = GoalState::parse(state_text).ok_or_else(|| StoreError::Corrupt {
+        what: format!("{}.status", keys::goal(goal)),
+        detail: format!("{state_text:?}"),
+    })?;
+    if counts.len() != TaskStatus::ALL.len() {
+        return Err(unexpected("goal_status", &[format!("{counts:?}")]));
+    }
+    let counts: BTreeMap<TaskStatus, u64> = TaskStatus::ALL
+        .into_iter()
+        .zip(counts.iter().map(|&n| n.max(0) as u64))
+        .collect();
+    Ok(GoalStatus {
+        goal: goal.to_string(),
+        state,
+        title: fields.get("title").cloned().unwrap_or_default(),
+        fingerprint: fields.get("fingerprint").cloned().unwrap_or_default(),
+        source: fields.get("source").cloned().unwrap_or_default(),
+        max_attempts: number("max_attempts") as u32,
+        counts,
+        total: number("total"),
+        created_ms: number("created_at"),
+        finished_ms: fields.get("finished_at").map(|_| number("finished_at")),
+        last_error: fields.get("last_error").cloned(),
+        tokens: number("tokens"),
+        cost_usd: fields
+            .get("cost_usd")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0),
+    })
+}
+
+/// Reads `dag:{G}:nodes` and `dag:{G}:deps` back into a plan: nodes by id, edges sorted.
+fn dag_from_fields(
+    goal: &str,
+    nodes: &HashMap<String, String>,
+    deps: &HashMap<String, String>,
+) -> Result<Dag, StoreError> {
+    let corrupt = |key: String, e: serde_json::Error| StoreError::Corrupt {
+        what: key,
+        detail: e.to_string(),
+    };
+    let mut nodes = nodes
+        .iter()
+        .map(|(id, json)| {
+            serde_json::from_str::<Node>(json)
+                .map_err(|e| corrupt(keys::dag_nodes(goal) + "." + id, e))
+        })
+        .collect::<Result<Vec<Node>, _>>()?;
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut edges = Vec::new();
+    for (target, json) in deps {
+        let sources: Vec<String> = serde_json::from_str(json)
+            .map_err(|e| corrupt(keys::dag_deps(goal) + "." + target, e))?;
+        edges.extend(sources.into_iter().map(|source| Edge {
+            source,
+            target: target.clone(),
+        }));
+    }
+    edges.sort();
+    Ok(Dag {
+        goal_id: goal.to_string(),
+        nodes,
+        edges,
+    })
+}
+
+#[async_trait]
+impl GoalStore for RedisStore {
+    async fn write_dag(
+        &self,
+        dag: &ValidatedDag,
+        options: &WriteDagOptions,
+    ) -> Result<WriteDagOutcome, StoreError> {
+        let goal = dag.goal_id();
+        let attempts = options.max_attempts.max(1).to_string();
+        let replace = if options.replace { "1" } else { "0" };
+        let reply: Vec<String> = self
+            .run_task_script(
+                &self.scripts.write_dag,
+                goal,
+                &[
+                    dag.fingerprint(),
+                    &options.title,
+                    &attempts,
+                    replace,
+                    &plan_json(dag),
+                    &options.source,
+                ],
+            )
+            .await?;
+        let outcome = match reply.first().map(String::as_str) {
+            Some("created") => WriteDagOutcome::Created,
+            Some("replaced") => WriteDagOutcome::Replaced,
+            Some("unchanged") => WriteDagOutcome::Unchanged,
+            Some("conflict") => {
+                return Err(StoreError::PlanConflict {
+                    goal: goal.to_string(),
+                    existing: reply.get(1).cloned().unwrap_or_default(),
+                });
+            }
+            _ => return Err(unexpected("write_dag", &reply)),
+        };
+        // Single-key and idempotent, so outside the script: a crash in between is
+        // healed by the next write, which finds the plan unchanged and adds it again.
+        let _: () = self.conn.clone().sadd(keys::GOALS, goal).await?;
+        Ok(outcome)
+    }
+
+    async fn add_usage(&self, goal: &str, tokens: u64, cost_usd: f64) -> Result<u64, StoreError> {
+        let key = keys::goal(goal);
+        let mut pipe = redis::pipe();
+        pipe.atomic().hincr(&key, "tokens", tokens);
+        if cost_usd > 0.0 {
+            pipe.cmd("HINCRBYFLOAT")
+                .arg(&key)
+                .arg("cost_usd")
+                .arg(cost_usd)
+                .ignore();
+        }
+        let (total,): (u64,) = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(total)
+    }
+
+    async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError> {
+        let _: Vec<String> = self
+            .run_task_script(&self.scripts.plan_failed, goal, &[reason])
+            .await?;
+        let _: () = self.conn.clone().sadd(keys::GOALS, goal).await?;
+        Ok(())
+    }
+
+    async fn goal_status(&self, goal: &str) -> Result<Option<GoalStatus>, StoreError> {
+        let (fields, counts): (HashMap<String, String>, Vec<i64>) = self
+            .run_task_script(&self.scripts.goal_status, goal, &[])
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        goal_from_fields(goal, &fields, &counts).map(Some)
+    }
+
+    async fn goals(&self) -> Result<Vec<String>, StoreError> {
+        self.sorted_members(keys::GOALS).await
+    }
+
+    async fn dag(&self, goal: &str) -> Result<Option<Dag>, StoreError> {
+        let (nodes, deps): (HashMap<String, String>, HashMap<String, String>) = redis::pipe()
+            .hgetall(keys::dag_nodes(goal))
+            .hgetall(keys::dag_deps(goal))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if nodes.is_empty() {
+            return Ok(None);
+        }
+        dag_from_fields(goal, &nodes, &deps).map(Some)
+    }
+
+    fn events(&self) -> broadcast::Receiver<StoreEvent> {
+        self.subscribe()
+    }
+}

@@ -1,0 +1,77 @@
+//! The Lua scripts (`src/store/lua/`), loaded once per store and invoked by SHA.
+
+use redis::Script;
+
+/// Builds a task script: the shared helpers (`lib.lua`), the helper files it
+/// needs, then the script itself (the last file).
+macro_rules! task_script {
+    ($($file:literal),+) => {
+        Script::new(concat!(
+            include_str!("../lua/lib.lua"),
+            $(include_str!(concat!("../lua/", $file))),+
+        ))
+    };
+}
+
+/// A script that names its keys itself and needs no helpers.
+macro_rules! plain_script {
+    ($file:literal) => {
+        Script::new(include_str!(concat!("../lua/", $file)))
+    };
+}
+
+/// Every script the Redis backend runs. The task scripts take `goal:{G}` as
+/// their one key and `G` as their first argument (see `RedisStore::run_task_script`).
+pub(super) struct Scripts {
+    pub(super) write_dag: Script,
+    pub(super) claim: Script,
+    pub(super) renew: Script,
+    pub(super) complete: Script,
+    pub(super) complete_and_claim: Script,
+    pub(super) fail: Script,
+    pub(super) release: Script,
+    pub(super) reap: Script,
+    pub(super) drop_task: Script,
+    pub(super) retry_task: Script,
+    pub(super) elevate: Script,
+    pub(super) plan_failed: Script,
+    pub(super) goal_status: Script,
+    pub(super) agent_register: Script,
+    pub(super) guard_renew: Script,
+    pub(super) guard_release: Script,
+    pub(super) agent_swap: Script,
+    pub(super) gate_acquire: Script,
+    pub(super) gate_renew: Script,
+    pub(super) gate_count: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Self {
+            write_dag: task_script!("write_dag.lua"),
+            claim: task_script!("claim_lib.lua", "claim.lua"),
+            renew: task_script!("renew.lua"),
+            complete: task_script!("complete_lib.lua", "complete.lua"),
+            complete_and_claim: task_script!(
+                "claim_lib.lua",
+                "complete_lib.lua",
+                "complete_and_claim.lua"
+            ),
+            fail: task_script!("fail_lib.lua", "fail.lua"),
+            release: task_script!("release.lua"),
+            reap: task_script!("fail_lib.lua", "reap.lua"),
+            drop_task: task_script!("fail_lib.lua", "drop_task.lua"),
+            retry_task: task_script!("retry_task.lua"),
+            elevate: task_script!("elevate.lua"),
+            plan_failed: task_script!("plan_failed.lua"),
+            goal_status: task_script!("goal_status.lua"),
+            agent_register: plain_script!("agent_register.lua"),
+            guard_renew: plain_script!("guard_renew.lua"),
+            guard_release: plain_script!("guard_release.lua"),
+            agent_swap: plain_script!("agent_swap.lua"),
+            gate_acquire: plain_script!("gate_acquire.lua"),
+            gate_renew: plain_script!("gate_renew.lua"),
+            gate_count: plain_script!("gate_count.lua"),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! [`TaskStore`] on Redis: claim, renew, complete, fail, release and reap are
+//! each one script (`claim.lua`, `complete.lua`…); reads are plain `HGETALL`s.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::AsyncCommands;
+
+use super::{RedisStore, is_lost, millis, parse_status, unexpected};
+use crate::domain::TaskState;
+use crate::store::{
+    ClaimOutcome, CompleteOutcome, FailOutcome, Lease, ReapOutcome, StoreError, TaskResult,
+    TaskStore, keys, new_token,
+};
+
+/// Reads a claim reply (see claim_lib.lua); `token` is the one the script stored.
+fn claim_reply(
+    reply: Vec<String>,
+    goal: &str,
+    agent: &str,
+    token: String,
+) -> Result<ClaimOutcome, StoreError> {
+    match reply.first().map(String::as_str) {
+        Some("claimed") if reply.len() == 4 => Ok(ClaimOutcome::Claimed(Lease {
+            goal: goal.to_string(),
+            task: reply[1].clone(),
+            agent: agent.to_string(),
+            token,
+            fence: reply[2].parse().map_err(|_| unexpected("claim", &reply))?,
+            attempt: reply[3].parse().map_err(|_| unexpected("claim", &reply))?,
+        })),
+        Some("empty") => Ok(ClaimOutcome::Empty {
+            retry_in: reply
+                .get(1)
+                .and_then(|ms| ms.parse::<i64>().ok())
+                .map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        }),
+        Some("inactive") => Ok(ClaimOutcome::Empty { retry_in: None }),
+        Some("no_goal") => Err(StoreError::UnknownGoal {
+            goal: goal.to_string(),
+        }),
+        _ => Err(unexpected("claim", &reply)),
+    }
+}
+
+/// Reads a completion reply (see complete_lib.lua) once the lease was found live.
+fn complete_reply(mut reply: Vec<String>) -> Result<CompleteOutcome, StoreError> {
+    if reply.first().map(String::as_str) != Some("ok") || reply.len() < 2 {
+        return Err(unexpected("complete", &reply));
+    }
+    let goal_complete = reply[1] == "1";
+    let mut promoted = reply.split_off(2);
+    promoted.sort();
+    Ok(CompleteOutcome {
+        promoted,
+        goal_complete,
+    })
+}
+
+/// A result's artifacts as the JSON list the scripts store.
+fn artifacts_json(result: &TaskResult) -> String {
+    serde_json::to_string(&result.artifacts).expect("strings serialize")
+}
+
+/// Reads a task hash (`HGETALL task:{G}:T`) into a [`TaskState`].
+fn task_from_fields(
+    goal: &str,
+    id: &str,
+    fields: &HashMap<String, String>,
+) -> Result<TaskState, StoreError> {
+    let corrupt = |field: &str, detail: String| StoreError::Corrupt {
+        what: format!("{}.{field}", keys::task(goal, id)),
+        detail,
+    };
+    let text = |field: &str| fields.get(field).cloned();
+    fn number<T: std::str::FromStr>(
+        fields: &HashMap<String, String>,
+        field: &str,
+    ) -> Result<Option<T>, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        fields
+            .get(field)
+            .map(|v| v.parse::<T>().map_err(|e| format!("{v:?}: {e}")))
+            .transpose()
+    }
+    macro_rules! num {
+        ($field:literal) => {
+            number(fields, $field).map_err(|e| corrupt($field, e))?
+        };
+    }
+    let status = parse_status(fields.get("status").map(String::as_str).unwrap_or(""))?;
+    let artifacts = match fields.get("artifacts") {
+        Some(json) => {
+            serde_json::from_str(json).map_err(|e| corrupt("artifacts", e.to_string()))?
+        }
+        None => Vec::new(),
+    };
+    Ok(TaskState {
+        goal: goal.to_string(),
+        id: id.to_string(),
+        title: text("title").unwrap_or_default(),
+        role: text("role"),
+        priority: num!("priority").unwrap_or(0),
+        status,
+        owner: text("owner"),
+        attempt: num!("attempt").unwrap_or(0),
+        fence: num!("fence").unwrap_or(0),
+        // Scripts overwrite these with 0 rather than delete them: 0 is unset.
+        lease_expires_ms: num!("lease_expires").filter(|ms| *ms != 0),
+        progress: text("progress").unwrap_or_default(),
+        artifacts,
+        last_error: text("last_error"),
+        pending_deps: num!("pending").unwrap_or(0),
+        retry_at_ms: num!("retry_at").filter(|ms| *ms != 0),
+        created_ms: num!("created_at").unwrap_or(0),
+        updated_ms: num!("updated_at").unwrap_or(0),
+        started_ms: num!("started_at"),
+        finished_ms: num!("finished_at"),
+    })
+}
+
+#[async_trait]
+impl TaskStore for RedisStore {
+    async fn claim(
+        &self,
+        goal: &str,
+        agent: &str,
+        role: Option<&str>,
+        ttl: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
+        // claim.lua takes '' for no preferred task.
+        self.claim_preferred(goal, agent, role, ttl, "").await
+    }
+
+    async fn claim_preferred(
+        &self,
+        goal: &str,
+        agent: &str,
+        role: Option<&str>,
+        ttl: Duration,
+        task: &str,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let token = new_token();
+        let reply = self
+            .run_task_script(
+                &self.scripts.claim,
+                goal,
+                &[agent, role.unwrap_or(""), &millis(ttl), &token, task],
+            )
+            .await?;
+        claim_reply(reply, goal, agent, token)
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError> {
+        self.run_lease_script(&self.scripts.renew, lease, &[&millis(ttl)])
+            .await
+            .map(drop)
+    }
+
+    async fn complete(
+        &self,
+        lease: &Lease,
+        result: &TaskResult,
+    ) -> Result<CompleteOutcome, StoreError> {
+        let reply = self
+            .run_lease_script(
+                &self.scripts.complete,
+                lease,
+                &[&result.progress, &artifacts_json(result)],
+            )
+            .await?;
+        complete_reply(reply)
+    }
+
+    async fn complete_and_claim(
+        &self,
+        lease: &Lease,
+        result: &TaskResult,
+        role: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(CompleteOutcome, ClaimOutcome), StoreError> {
+        let token = new_token();
+        let fence = lease.fence.to_string();
+        let mut replies: Vec<Vec<String>> = self
+            .run_task_script(
+                &self.scripts.complete_and_claim,
+                &lease.goal,
+                &[
+                    &lease.task,
+                    &lease.token,
+                    &fence,
+                    &result.progress,
+                    &artifacts_json(result),
+                    &lease.agent,
+                    role.unwrap_or(""),
+                    &millis(ttl),
+                    &token,
+                ],
+            )
+            .await?;
+        match replies.len() {
+            1 if is_lost(&replies[0]) => Err(StoreError::lease_lost(lease)),
+            2 => {
+                let claimed = replies.pop().expect("two replies");
+                let completed = complete_reply(replies.pop().expect("two replies"))?;
+                let claimed = claim_reply(claimed, &lease.goal, &lease.agent, token)?;
+                Ok((completed, claimed))
+            }
+            _ => Err(unexpected("complete_and_claim", &replies.concat())),
+        }
+    }
+
+    async fn fail(
+        &self,
+        lease: &Lease,
+        error: &str,
+        retryable: bool,
+        backoff: Duration,
+    ) -> Result<FailOutcome, StoreError> {
+        let reply = self
+            .run_lease_script(
+                &self.scripts.fail,
+                lease,
+                &[error, if retryable { "1" } else { "0" }, &millis(backoff)],
+            )
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("retrying") => Ok(FailOutcome::Retrying { after: backoff }),
+            Some("failed") => Ok(FailOutcome::Failed),
+            _ => Err(unexpected("fail", &reply)),
+        }
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.run_lease_script(&self.scripts.release, lease, &[])
+            .await
+            .map(drop)
+    }
+
+    async fn reap(&self, goal: &str) -> Result<ReapOutcome, StoreError> {
+        let (mut requeued, mut failed): (Vec<String>, Vec<String>) =
+            self.run_task_script(&self.scripts.reap, goal, &[]).await?;
+        requeued.sort();
+        failed.sort();
+        Ok(ReapOutcome { requeued, failed })
+    }
+
+    async fn task(&self, goal: &str, task: &str) -> Result<Option<TaskState>, StoreError> {
+        let fields: HashMap<String, String> =
+            self.conn.clone().hgetall(keys::task(goal, task)).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        task_from_fields(goal, task, &fields).map(Some)
+    }
+
+    async fn tasks(&self, goal: &str) -> Result<Vec<TaskState>, StoreError> {
+        let mut ids: Vec<String> = self.conn.clone().hkeys(keys::dag_nodes(goal)).await?;
+        ids.sort();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all = self
+            .hgetall_each(ids.iter().map(|id| keys::task(goal, id)))
+            .await?;
+        ids.iter()
+            .zip(&all)
+            .filter(|(_, fields)| !fields.is_empty())
+            .map(|(id, fields)| task_from_fields(goal, id, fields))
+            .collect()
+    }
+}

@@ -1,0 +1,150 @@
+//! Tasks: claiming, holding, finishing and reaping them under leases (DESIGN.md §5).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use crate::domain::TaskState;
+
+/// A held lease on a task: proof of ownership for renew, complete, fail and release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Goal id.
+    pub goal: String,
+    /// Task id.
+    pub task: String,
+    /// Agent holding it.
+    pub agent: String,
+    /// Random token stored in the lock key.
+    pub token: String,
+    /// The task's fence at claim time.
+    pub fence: u64,
+    /// Which attempt this is (1-based).
+    pub attempt: u32,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// A task is now held.
+    Claimed(Lease),
+    /// Nothing claimable now; `retry_in` is when a backed-off task becomes claimable.
+    Empty {
+        /// Time until the earliest retry backoff ends, if any task is backing off.
+        retry_in: Option<Duration>,
+    },
+}
+
+/// The result an agent reports on completion.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// Progress or result text.
+    pub progress: String,
+    /// Artifacts produced.
+    pub artifacts: Vec<String>,
+}
+
+/// What completing a task did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompleteOutcome {
+    /// Dependents that became READY, sorted.
+    pub promoted: Vec<String>,
+    /// Every task of the goal is now DONE.
+    pub goal_complete: bool,
+}
+
+/// What failing a task did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// The task will be READY again after the backoff.
+    Retrying {
+        /// The backoff applied.
+        after: Duration,
+    },
+    /// Attempts are spent (or the error was not retryable): the task is FAILED.
+    Failed,
+}
+
+/// What a reap pass did for one goal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReapOutcome {
+    /// Tasks whose lease was gone, back to READY.
+    pub requeued: Vec<String>,
+    /// Tasks whose lease was gone at max attempts, now FAILED.
+    pub failed: Vec<String>,
+}
+
+/// Retry backoff for the given attempt: 1 s doubling, capped at 60 s.
+pub fn retry_backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+/// The task lifecycle under leases: what agents and the reaper do. Every method
+/// is atomic with respect to every other caller.
+#[async_trait]
+pub trait TaskStore: Send + Sync + 'static {
+    /// Claims the highest-priority READY task the agent may run (its role's or a roleless one).
+    async fn claim(
+        &self,
+        goal: &str,
+        agent: &str,
+        role: Option<&str>,
+        ttl: Duration,
+    ) -> Result<ClaimOutcome, StoreError>;
+
+    /// Claims `task` if it is READY for this agent (the LLM's pick), else the best
+    /// task as [`TaskStore::claim`] does.
+    async fn claim_preferred(
+        &self,
+        goal: &str,
+        agent: &str,
+        role: Option<&str>,
+        ttl: Duration,
+        task: &str,
+    ) -> Result<ClaimOutcome, StoreError>;
+
+    /// Extends a held lease; `LeaseLost` if it is no longer held.
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Marks the task DONE and promotes dependents whose deps are all DONE; `LeaseLost` if stale.
+    async fn complete(
+        &self,
+        lease: &Lease,
+        result: &TaskResult,
+    ) -> Result<CompleteOutcome, StoreError>;
+
+    /// Completes the held task (as [`TaskStore::complete`]) and, atomically with it, claims
+    /// the next task for the same agent (as [`TaskStore::claim`], for `lease.agent` with
+    /// `role`): a busy agent needs one round trip per task. `LeaseLost` if the lease is
+    /// stale, and nothing is claimed then.
+    async fn complete_and_claim(
+        &self,
+        lease: &Lease,
+        result: &TaskResult,
+        role: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(CompleteOutcome, ClaimOutcome), StoreError>;
+
+    /// Records a failure: READY again after `backoff` while attempts remain and `retryable`, else FAILED.
+    async fn fail(
+        &self,
+        lease: &Lease,
+        error: &str,
+        retryable: bool,
+        backoff: Duration,
+    ) -> Result<FailOutcome, StoreError>;
+
+    /// Gives a held task back to READY without counting the attempt.
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Returns RUNNING tasks whose lock is gone to READY, or FAILED at max attempts.
+    async fn reap(&self, goal: &str) -> Result<ReapOutcome, StoreError>;
+
+    /// One task's state.
+    async fn task(&self, goal: &str, task: &str) -> Result<Option<TaskState>, StoreError>;
+
+    /// Every task of a goal, sorted by id.
+    async fn tasks(&self, goal: &str) -> Result<Vec<TaskState>, StoreError>;
+}
