@@ -12,8 +12,13 @@
 //!
 //! Every problem found is reported at once, each as a [`Diagnostic`] naming the
 //! file, the line and the field.
+//!
+//! An agent's own instruction file may hold a task list ([`tasks`]); the
+//! agents' task lists make a goal's plan ([`plan`]), which loading a project
+//! checks and the offline provider runs.
 
 pub mod markdown;
+pub mod plan;
 pub mod tasks;
 pub mod yaml;
 
@@ -26,6 +31,7 @@ use thiserror::Error;
 
 use crate::domain::check_id;
 
+pub use plan::{AgentBrief, task_list_plan};
 pub use tasks::{TaskItem, task_list};
 
 /// The declarations read from an instructions file.

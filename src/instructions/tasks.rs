@@ -1,6 +1,5 @@
 //! The task list of an agent's instruction file: the one grammar for it, used by
-//! `porki instructions` and by the offline provider's planner
-//! ([`crate::llm::OfflineProvider`]).
+//! `porki instructions` and by the task-list planner ([`super::plan`]).
 //!
 //! ```markdown
 //! ## Tasks
