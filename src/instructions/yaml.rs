@@ -14,7 +14,7 @@
 //! text around the agent list in the markdown form.
 //!
 //! serde_yaml_ng values carry no positions, so lines are found by a small scan
-//! of the block-style layout ([`locate`]); for flow style (`agents: [{…}]`)
+//! of the block-style layout (`locate`); for flow style (`agents: [{…}]`)
 //! messages fall back to the `agents:` line. The scan only places messages, it
 //! never decides a value.
 
