@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::instructions::{self, AgentSpec, Instructions, InstructionsError};
-use crate::llm::offline::offline_plan;
-use crate::llm::prompt::AgentBrief;
+use crate::instructions::{self, AgentBrief, AgentSpec, Instructions, InstructionsError};
 
 /// Largest instructions or agent instruction file read.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -77,6 +75,17 @@ pub struct AgentConfig {
     pub cadence: Duration,
 }
 
+impl AgentConfig {
+    /// The agent as the planner and the prompts describe it.
+    pub fn brief(&self) -> AgentBrief {
+        AgentBrief {
+            name: self.name.clone(),
+            role: self.role.clone(),
+            instructions: self.instructions.clone(),
+        }
+    }
+}
+
 /// A loaded instructions file.
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -112,15 +121,8 @@ impl Project {
     /// runs, and what an LLM planner is shown): no cycle, no unknown `after:`.
     fn check_task_lists(&self) -> Result<(), ProjectError> {
         for goal in self.goals() {
-            let agents: Vec<AgentBrief> = self
-                .agents_of(&goal)
-                .map(|a| AgentBrief {
-                    name: a.name.clone(),
-                    role: a.role.clone(),
-                    instructions: a.instructions.clone(),
-                })
-                .collect();
-            if let Err(error) = offline_plan(&goal, &agents).validate() {
+            let agents: Vec<AgentBrief> = self.agents_of(&goal).map(AgentConfig::brief).collect();
+            if let Err(error) = instructions::task_list_plan(&goal, &agents).validate() {
                 return Err(ProjectError::TaskLists {
                     path: self.path.clone(),
                     goal,

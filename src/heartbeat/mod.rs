@@ -3,8 +3,8 @@
 //! parts: reading lines into [`Directive`]s and the [`Cursor`] that makes each
 //! line take effect once.
 
+pub mod cursor;
 pub mod directive;
 
-pub use directive::{
-    Cursor, Directive, LineKind, MAX_LINE_LEN, NewLines, new_lines, parse_line, parse_text,
-};
+pub use cursor::{Cursor, NewLines, new_lines};
+pub use directive::{Directive, LineKind, MAX_LINE_LEN, parse_line, parse_text};

@@ -21,7 +21,8 @@ use std::ops::Range;
 
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
-use super::{Acc, Draft, Field, LineIndex, yaml};
+use super::fields::{Acc, Draft, Field};
+use super::yaml;
 
 type Events<'a> = std::iter::Peekable<pulldown_cmark::OffsetIter<'a>>;
 
@@ -70,10 +71,7 @@ pub(super) fn parse_into(text: &str, acc: &mut Acc<'_>) -> String {
                     if let Some(d) = draft.take() {
                         acc.push(d);
                     }
-                    let mut d = Draft {
-                        line,
-                        ..Draft::default()
-                    };
+                    let mut d = Draft::at(line);
                     acc.set(&mut d, "name", title.trim(), line);
                     draft = Some(d);
                     markdown_agents += 1;
@@ -219,46 +217,34 @@ fn code_text(events: &mut Events<'_>, mut end: usize) -> (String, usize) {
 /// (emphasis, links, HTML) is kept as its raw source, so `### *agent*` yields
 /// `*agent*` and is rejected as a name rather than silently read as `agent`.
 pub(super) fn inline_text(events: &mut Events<'_>, src: &str) -> String {
-    inline_text_with(events, src, ' ')
-}
-
-/// [`inline_text`] with line breaks written as `newline`.
-fn inline_text_with(events: &mut Events<'_>, src: &str, newline: char) -> String {
-    let mut out = String::new();
-    while let Some((event, range)) = events.next() {
-        match event {
-            Event::End(_) => break,
-            Event::Text(t) | Event::Code(t) => out.push_str(&t),
-            Event::SoftBreak | Event::HardBreak => out.push(newline),
-            Event::Start(_) => {
-                out.push_str(src.get(range).unwrap_or(""));
-                skip_to_end(events);
-            }
-            Event::Html(h) | Event::InlineHtml(h) => out.push_str(&h),
-            _ => {}
-        }
-    }
-    out
+    text_of(events, src, ' ', false)
 }
 
 /// The text of a list item just opened: its first paragraph's lines joined by
 /// `\n`, later paragraphs on lines of their own, nested lists skipped; consumes
 /// the item through its end.
 pub(super) fn item_text(events: &mut Events<'_>, src: &str) -> String {
+    text_of(events, src, '\n', true)
+}
+
+/// The text of the container just opened, consuming it through its end: plain
+/// text and code spans as text, line breaks as `newline`, other elements as
+/// their raw source. In a list `item`, paragraphs go on lines of their own and
+/// nested lists, code blocks and quotes are skipped.
+fn text_of(events: &mut Events<'_>, src: &str, newline: char, item: bool) -> String {
     let mut out = String::new();
     while let Some((event, range)) = events.next() {
         match event {
             Event::End(_) => break,
             Event::Text(t) | Event::Code(t) => out.push_str(&t),
-            Event::SoftBreak | Event::HardBreak => out.push('\n'),
-            Event::TaskListMarker(_) => {}
-            Event::Start(Tag::Paragraph) => {
+            Event::SoftBreak | Event::HardBreak => out.push(newline),
+            Event::Start(Tag::Paragraph) if item => {
                 if !out.is_empty() {
                     out.push('\n');
                 }
-                out.push_str(&inline_text_with(events, src, '\n'));
+                out.push_str(&text_of(events, src, newline, false));
             }
-            Event::Start(Tag::List(_) | Tag::CodeBlock(_) | Tag::BlockQuote(_)) => {
+            Event::Start(Tag::List(_) | Tag::CodeBlock(_) | Tag::BlockQuote(_)) if item => {
                 skip_to_end(events)
             }
             Event::Start(_) => {
@@ -302,4 +288,21 @@ fn cut(text: &str, mut excluded: Vec<Range<usize>>) -> String {
     }
     out.push_str(text.get(pos..).unwrap_or(""));
     out.trim().to_owned()
+}
+
+/// Maps byte offsets to 1-based line numbers.
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Self { starts }
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&s| s <= offset)
+    }
 }

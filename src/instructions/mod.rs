@@ -12,8 +12,14 @@
 //!
 //! Every problem found is reported at once, each as a [`Diagnostic`] naming the
 //! file, the line and the field.
+//!
+//! An agent's own instruction file may hold a task list ([`tasks`]); the
+//! agents' task lists make a goal's plan ([`plan`]), which loading a project
+//! checks and the offline provider runs.
 
+mod fields;
 pub mod markdown;
+pub mod plan;
 pub mod tasks;
 pub mod yaml;
 
@@ -24,8 +30,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::domain::check_id;
-
+use self::fields::Acc;
+pub use plan::{AgentBrief, task_list_plan};
 pub use tasks::{TaskItem, task_list};
 
 /// The declarations read from an instructions file.
@@ -257,273 +263,6 @@ pub fn parse_cadence(value: &str) -> Result<Duration, String> {
         ));
     }
     Ok(d)
-}
-
-/// Normalizes a key: case-insensitive, `_` and spaces same as `-`.
-fn normalize_key(key: &str) -> String {
-    key.trim()
-        .to_ascii_lowercase()
-        .split(|c: char| c == '-' || c == '_' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
-/// A field of an agent declaration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
-    Name,
-    Goal,
-    Role,
-    Heartbeat,
-    Instructions,
-    LogLevel,
-    Cadence,
-}
-
-impl Field {
-    fn from_key(key: &str) -> Option<Field> {
-        Some(match normalize_key(key).as_str() {
-            "name" => Field::Name,
-            "goal" => Field::Goal,
-            "role" => Field::Role,
-            "heartbeat" => Field::Heartbeat,
-            "instructions" => Field::Instructions,
-            "log-level" => Field::LogLevel,
-            "cadence" => Field::Cadence,
-            _ => return None,
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Field::Name => "name",
-            Field::Goal => "goal",
-            Field::Role => "role",
-            Field::Heartbeat => "heartbeat",
-            Field::Instructions => "instructions",
-            Field::LogLevel => "log-level",
-            Field::Cadence => "cadence",
-        }
-    }
-}
-
-const KNOWN_KEYS: &str = "goal, role, heartbeat, instructions, log-level, cadence";
-
-/// An agent being assembled from fields, shared by both forms so they check alike.
-#[derive(Debug, Default)]
-struct Draft {
-    name: Option<(String, usize)>,
-    goal: Option<String>,
-    role: Option<String>,
-    heartbeat: Option<PathBuf>,
-    instructions: Option<PathBuf>,
-    log_level: Option<String>,
-    cadence: Option<Duration>,
-    line: usize,
-    /// Fields already set, to report repeats.
-    seen: Vec<Field>,
-}
-
-/// Collects agents, errors and warnings while a form is parsed.
-struct Acc<'a> {
-    file: &'a Path,
-    agents: Vec<AgentSpec>,
-    errors: Vec<Diagnostic>,
-    warnings: Vec<Diagnostic>,
-    /// Line of an agents section or block that was found, for the "no agents" message.
-    section_line: Option<usize>,
-}
-
-impl<'a> Acc<'a> {
-    fn new(file: &'a Path) -> Self {
-        Self {
-            file,
-            agents: Vec::new(),
-            errors: Vec::new(),
-            warnings: Vec::new(),
-            section_line: None,
-        }
-    }
-
-    fn error(&mut self, line: usize, field: Option<&str>, message: impl Into<String>) {
-        self.errors
-            .push(Diagnostic::new(self.file, line, field, message));
-    }
-
-    fn warn(&mut self, line: usize, field: Option<&str>, message: impl Into<String>) {
-        self.warnings
-            .push(Diagnostic::new(self.file, line, field, message));
-    }
-
-    /// Sets one field of `draft` from its text value, checking it.
-    fn set(&mut self, draft: &mut Draft, key: &str, value: &str, line: usize) {
-        let Some(field) = Field::from_key(key) else {
-            let key: String = key.chars().take(40).collect();
-            self.warn(
-                line,
-                Some(key.trim()),
-                format!("unknown key, ignored (known keys: {KNOWN_KEYS})"),
-            );
-            return;
-        };
-        let fname = field.name();
-        if draft.seen.contains(&field) {
-            self.error(
-                line,
-                Some(fname),
-                "given twice for this agent: keep one".to_owned(),
-            );
-            return;
-        }
-        draft.seen.push(field);
-        let value = value.trim();
-        if value.is_empty() {
-            self.error(
-                line,
-                Some(fname),
-                "has no value: write one after the colon or remove the line",
-            );
-            return;
-        }
-        let kind = match field {
-            Field::Name => "agent name",
-            Field::Goal => "goal id",
-            Field::Role => "role",
-            _ => "",
-        };
-        match field {
-            Field::Name | Field::Goal | Field::Role => {
-                if let Err(e) = check_id(kind, value) {
-                    self.error(line, Some(fname), e.to_string());
-                    return;
-                }
-                let v = value.to_owned();
-                match field {
-                    Field::Name => draft.name = Some((v, line)),
-                    Field::Goal => draft.goal = Some(v),
-                    _ => draft.role = Some(v),
-                }
-            }
-            Field::Heartbeat => draft.heartbeat = Some(PathBuf::from(value)),
-            Field::Instructions => draft.instructions = Some(PathBuf::from(value)),
-            Field::LogLevel => {
-                const LEVELS: [&str; 7] = [
-                    "trace", "debug", "info", "warn", "warning", "error", "critical",
-                ];
-                if !LEVELS.contains(&value.to_ascii_lowercase().as_str()) {
-                    self.warn(
-                        line,
-                        Some(fname),
-                        format!("{value:?} is not a known level (trace, debug, info, warn, error)"),
-                    );
-                }
-                draft.log_level = Some(value.to_owned());
-            }
-            Field::Cadence => match parse_cadence(value) {
-                Ok(d) => draft.cadence = Some(d),
-                Err(m) => self.error(line, Some(fname), m),
-            },
-        }
-    }
-
-    /// Finishes an agent: checks required fields and name uniqueness.
-    ///
-    /// A draft with errors already reported is still checked for a missing goal,
-    /// so one pass reports every problem.
-    fn push(&mut self, draft: Draft) {
-        let Some((name, name_line)) = draft.name else {
-            if !draft.seen.contains(&Field::Name) {
-                self.error(
-                    draft.line,
-                    Some("name"),
-                    "the agent has no name: give each agent a unique `name`",
-                );
-            }
-            if draft.goal.is_none() && !draft.seen.contains(&Field::Goal) {
-                self.error(
-                    draft.line,
-                    Some("goal"),
-                    "missing: add the goal id this agent works on",
-                );
-            }
-            return;
-        };
-        let duplicate = self.agents.iter().find(|a| a.name == name).map(|a| a.line);
-        if let Some(first_line) = duplicate {
-            self.error(
-                name_line,
-                Some("name"),
-                format!(
-                    "duplicate agent name {name:?} (first declared on line {first_line}): \
-                     agent names must be unique"
-                ),
-            );
-        }
-        let Some(goal) = draft.goal else {
-            if !draft.seen.contains(&Field::Goal) {
-                self.error(
-                    draft.line,
-                    Some("goal"),
-                    format!("agent {name:?} has no goal: add the goal id it works on"),
-                );
-            }
-            return;
-        };
-        if duplicate.is_some() {
-            return;
-        }
-        self.agents.push(AgentSpec {
-            name,
-            goal,
-            role: draft.role,
-            heartbeat: draft.heartbeat,
-            instructions: draft.instructions,
-            log_level: draft.log_level,
-            cadence: draft.cadence,
-            line: draft.line,
-        });
-    }
-
-    fn finish(mut self, context: String) -> Result<Instructions, InstructionsError> {
-        if self.agents.is_empty() && self.errors.is_empty() {
-            let (line, what) = match self.section_line {
-                Some(l) => (l, "the agents section declares no agent"),
-                None => (1, "no agents declared"),
-            };
-            self.error(line, None, format!("{what}: {HOW_TO_DECLARE}"));
-        }
-        if !self.errors.is_empty() {
-            // Stable: problems on one line keep the order they were found in.
-            self.errors.sort_by_key(|d| d.line);
-            return Err(InstructionsError {
-                diagnostics: self.errors,
-            });
-        }
-        self.warnings.sort_by_key(|d| d.line);
-        Ok(Instructions {
-            agents: self.agents,
-            context,
-            warnings: self.warnings,
-        })
-    }
-}
-
-/// Maps byte offsets to 1-based line numbers.
-struct LineIndex {
-    starts: Vec<usize>,
-}
-
-impl LineIndex {
-    fn new(text: &str) -> Self {
-        let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Self { starts }
-    }
-
-    fn line(&self, offset: usize) -> usize {
-        self.starts.partition_point(|&s| s <= offset)
-    }
 }
 
 /// The markdown text of a per-agent instruction file, for `porki instructions create`.

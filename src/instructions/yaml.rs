@@ -14,13 +14,13 @@
 //! text around the agent list in the markdown form.
 //!
 //! serde_yaml_ng values carry no positions, so lines are found by a small scan
-//! of the block-style layout ([`locate`]); for flow style (`agents: [{…}]`)
+//! of the block-style layout (`locate`); for flow style (`agents: [{…}]`)
 //! messages fall back to the `agents:` line. The scan only places messages, it
 //! never decides a value.
 
 use serde_yaml_ng::Value;
 
-use super::{Acc, Draft, normalize_key};
+use super::fields::{Acc, Draft, Field, normalize_key};
 
 /// The schema version this parser reads.
 pub const SCHEMA_VERSION: &str = "2";
@@ -276,10 +276,7 @@ fn agents(v: &Value, layout: &Layout, offset: usize, acc: &mut Acc<'_>) {
             );
             continue;
         };
-        let mut draft = Draft {
-            line: item_line,
-            ..Draft::default()
-        };
+        let mut draft = Draft::at(item_line);
         for (k, value) in fields {
             let key = k.as_str().map(str::to_owned).unwrap_or_else(|| describe(k));
             let norm = normalize_key(&key);
@@ -291,7 +288,7 @@ fn agents(v: &Value, layout: &Layout, offset: usize, acc: &mut Acc<'_>) {
                 Value::Null => String::new(),
                 Value::Number(n) if norm == "cadence" => n.to_string(),
                 other => {
-                    let known = super::Field::from_key(&key);
+                    let known = Field::from_key(&key);
                     // Counted as given, so it is not also reported as missing.
                     draft.seen.extend(known);
                     let field = known.map_or(key.as_str(), |f| f.name());

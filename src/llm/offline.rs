@@ -3,22 +3,16 @@
 //! It reads porki's own prompts (see [`super::prompt`]) and answers them so a new
 //! user sees the whole pipeline with nothing installed:
 //!
-//! - **plan**: each agent's instruction text is read with
-//!   [`task_list`] (its module docs give the task list grammar); every task
-//!   becomes a node with the agent's role, `metadata.agent` set to the agent's
-//!   name, and the task's artifacts as expected artifacts (`<id>.md` when it
-//!   names none). Ids are unique per instruction text; an id that an earlier
-//!   agent already uses gets a `-2`, `-3`… suffix, and the agent's own
-//!   references to it follow. An `after:` naming no task of its own agent names
-//!   another agent's task. With no tasks at all, each agent gets
-//!   `<agent>-research` → `<agent>-report`.
+//! - **plan**: the agents named in the prompt, with their instruction texts, are
+//!   planned by [`task_list_plan`] (its module docs say how task lists become
+//!   nodes and edges, and what a goal without tasks gets).
 //! - **execute**: writes a markdown report to `<porki-artifacts>/<task-id>.md`.
 //! - **summarize**: summarizes the dependency outputs, writes nothing.
 //! - **select**: picks the first candidate.
 //!
 //! Token usage is an estimate (prompt and answer characters / 4).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -30,10 +24,9 @@ use super::prompt::{
     self, AgentBrief, Block, CANDIDATES_BLOCK, DEPENDENCY_BLOCK, GOAL_LINE, TASK_BLOCK,
 };
 use super::{LlmError, LlmProvider, LlmRequest, LlmResponse, Phase, Usage};
-use crate::domain::ids::MAX_ID_LEN;
-use crate::domain::{Edge, Node, check_id};
-use crate::instructions::task_list;
-use crate::instructions::tasks::{slug, unique_id};
+use crate::domain::{Node, check_id};
+use crate::instructions::task_list_plan;
+use crate::instructions::tasks::slug;
 
 const NAME: &str = "offline";
 
@@ -95,119 +88,13 @@ fn failed(message: impl Into<String>) -> LlmError {
 
 fn plan_answer(prompt: &str) -> String {
     let goal_id = prompt::prompt_header(prompt, GOAL_LINE).unwrap_or_default();
-    let dag = offline_plan(goal_id, &prompt::prompt_agents(prompt));
+    let dag = task_list_plan(goal_id, &prompt::prompt_agents(prompt));
     let answer = PlanAnswer {
         goal_id: dag.goal_id,
         nodes: dag.nodes,
         edges: dag.edges,
     };
     serde_json::to_string_pretty(&answer).unwrap_or_default()
-}
-
-/// The plan the offline provider makes for a goal: the agents' task lists, or a
-/// small default plan when none has one. Not validated.
-pub fn offline_plan(goal_id: &str, agents: &[AgentBrief]) -> crate::domain::Dag {
-    let (mut nodes, mut edges) = plan_from_task_lists(agents);
-    if nodes.is_empty() {
-        (nodes, edges) = default_plan(agents);
-    }
-    crate::domain::Dag {
-        goal_id: goal_id.to_string(),
-        nodes,
-        edges,
-    }
-}
-
-/// The nodes and edges of every agent's task list (see the module docs).
-fn plan_from_task_lists(agents: &[AgentBrief]) -> (Vec<Node>, Vec<Edge>) {
-    let mut used: HashSet<String> = HashSet::new();
-    let mut nodes = Vec::new();
-    let mut edges = Vec::new();
-    for agent in agents {
-        let tasks = task_list(&agent.instructions);
-        let mut taken: HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
-        taken.extend(used.iter().cloned());
-        let mut renamed: HashMap<&str, String> = HashMap::new();
-        for task in tasks.iter().filter(|t| used.contains(&t.id)) {
-            let id = unique_id(&task.id, &taken);
-            taken.insert(id.clone());
-            renamed.insert(&task.id, id);
-        }
-        let final_id = |id: &String| renamed.get(id.as_str()).unwrap_or(id).clone();
-        for task in &tasks {
-            let id = final_id(&task.id);
-            edges.extend(task.after.iter().map(|dep| Edge {
-                source: final_id(dep),
-                target: id.clone(),
-            }));
-            let mut node = agent_node(agent, &id, &task.title, task.priority);
-            if !task.artifacts.is_empty() {
-                node.expected_artifacts = task.artifacts.clone();
-            }
-            nodes.push(node);
-        }
-        used = taken;
-    }
-    (nodes, edges)
-}
-
-fn agent_node(agent: &AgentBrief, id: &str, title: &str, priority: Option<i32>) -> Node {
-    let mut node = Node::new(id, title);
-    node.priority = priority.unwrap_or(0);
-    node.expected_artifacts = vec![format!("{id}.md")];
-    node.metadata.insert("agent".into(), json!(agent.name));
-    node.role = agent.role.clone();
-    node
-}
-
-/// A plan for instructions without tasks, so every goal has something to run.
-fn default_plan(agents: &[AgentBrief]) -> (Vec<Node>, Vec<Edge>) {
-    let fallback = AgentBrief {
-        name: String::new(),
-        role: None,
-        instructions: String::new(),
-    };
-    let agents: Vec<&AgentBrief> = if agents.is_empty() {
-        vec![&fallback]
-    } else {
-        agents.iter().collect()
-    };
-    let mut nodes = Vec::new();
-    let mut edges = Vec::new();
-    for agent in agents {
-        // Leave room for "-research" within the id length limit.
-        let stem: String = agent.name.chars().take(MAX_ID_LEN - 9).collect();
-        let id = |suffix: &str| {
-            if stem.is_empty() {
-                suffix.to_string()
-            } else {
-                format!("{stem}-{suffix}")
-            }
-        };
-        let (research, report) = (id("research"), id("report"));
-        let who = if agent.name.is_empty() {
-            "the goal".to_string()
-        } else {
-            agent.name.clone()
-        };
-        nodes.push(agent_node(
-            agent,
-            &research,
-            &format!("Research for {who}"),
-            Some(1),
-        ));
-        nodes.push(agent_node(
-            agent,
-            &report,
-            &format!("Report for {who}"),
-            None,
-        ));
-        edges.push(Edge {
-            source: research,
-            target: report,
-        });
-    }
-    (nodes, edges)
 }
 
 fn select_answer(prompt: &str) -> Result<String, LlmError> {
@@ -357,16 +244,9 @@ fn summarize_answer(prompt: &str) -> Result<String, LlmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::instructions::plan::testing::{brief as agent, ids, sorted_edges};
     use crate::llm::answer::{SelectAnswer, TaskAnswer, TaskAnswerStatus, parse_answer};
     use crate::llm::prompt::{PlanContext, SelectContext, TaskContext};
-
-    fn agent(name: &str, role: Option<&str>, text: &str) -> AgentBrief {
-        AgentBrief {
-            name: name.into(),
-            role: role.map(Into::into),
-            instructions: text.into(),
-        }
-    }
 
     async fn ask(phase: Phase, prompt: String) -> String {
         let request = LlmRequest {
@@ -402,9 +282,8 @@ mod tests {
             agent("writer", None, writer),
         ])
         .await;
-        let ids: Vec<&str> = dag.dag().nodes.iter().map(|n| n.id.as_str()).collect();
         assert_eq!(
-            ids,
+            ids(dag.dag()),
             [
                 "collect",
                 "read-the-docs",
@@ -419,15 +298,8 @@ mod tests {
         assert_eq!(collect.role.as_deref(), Some("research"));
         assert_eq!(dag.dag().nodes[3].role, None);
         assert_eq!(dag.dag().nodes[3].metadata["agent"], "writer");
-        let mut edges: Vec<(&str, &str)> = dag
-            .dag()
-            .edges
-            .iter()
-            .map(|e| (e.source.as_str(), e.target.as_str()))
-            .collect();
-        edges.sort();
         assert_eq!(
-            edges,
+            sorted_edges(dag.dag()),
             [
                 ("collect", "draft"),
                 ("collect", "read-the-docs"),
@@ -445,69 +317,13 @@ mod tests {
             agent("b", None, ""),
         ])
         .await;
-        let ids: Vec<&str> = dag.dag().nodes.iter().map(|n| n.id.as_str()).collect();
-        assert_eq!(ids, ["a-research", "a-report", "b-research", "b-report"]);
+        assert_eq!(
+            ids(dag.dag()),
+            ["a-research", "a-report", "b-research", "b-report"]
+        );
         assert_eq!(dag.dag().edges.len(), 2);
         let empty = plan(Vec::new()).await;
         assert_eq!(empty.dag().nodes.len(), 2);
-    }
-
-    #[test]
-    fn duplicate_titles_get_unique_slugs() {
-        let (nodes, _) =
-            plan_from_task_lists(&[agent("a", None, "## Tasks\n- Do it\n- Do it\n- !!!\n")]);
-        let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
-        assert_eq!(ids, ["do-it", "do-it-2", "task"]);
-    }
-
-    #[tokio::test]
-    async fn ids_an_earlier_agent_uses_get_a_suffix_and_local_references_follow() {
-        let a = "## Tasks\n- [scope] Scope\n- Review\n";
-        let b = "## Tasks\n- [scope] Scope artifacts: scope.txt\n- Collect\n\
-            - [scope-2] Other scope after: none\n- Write (after: scope, review)\n";
-        let dag = plan(vec![agent("a", None, a), agent("b", None, b)]).await;
-        let nodes = &dag.dag().nodes;
-        let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
-        assert_eq!(
-            ids,
-            ["scope", "review", "scope-3", "collect", "scope-2", "write"]
-        );
-        assert_eq!(nodes[2].expected_artifacts, ["scope.txt"]);
-        assert_eq!(nodes[3].expected_artifacts, ["collect.md"]);
-        assert_eq!(nodes[2].metadata["agent"], "b");
-        let mut edges: Vec<(&str, &str)> = dag
-            .dag()
-            .edges
-            .iter()
-            .map(|e| (e.source.as_str(), e.target.as_str()))
-            .collect();
-        edges.sort();
-        assert_eq!(
-            edges,
-            [
-                ("review", "write"),
-                ("scope", "review"),
-                ("scope-3", "collect"),
-                ("scope-3", "write"),
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn two_agents_made_from_the_template_plan_two_chains() {
-        let template = |name| agent(name, None, &crate::instructions::agent_template(name));
-        let dag = plan(vec![template("a"), template("b")]).await;
-        let ids: Vec<&str> = dag.dag().nodes.iter().map(|n| n.id.as_str()).collect();
-        assert_eq!(
-            ids[4..],
-            ["scope-2", "collect-sources-2", "summarize-2", "review-2"]
-        );
-        assert!(
-            dag.dag()
-                .edges
-                .iter()
-                .any(|e| e.source == "summarize-2" && e.target == "review-2")
-        );
     }
 
     fn task_ctx(dir: PathBuf) -> TaskContext {

@@ -28,6 +28,9 @@ use crate::domain::Node;
 
 use super::Phase;
 
+// Prompts show agents as the task-list planner reads them: one type for both.
+pub use crate::instructions::AgentBrief;
+
 /// Prefix of the first line of every prompt.
 pub const PHASE_LINE: &str = "porki-phase: ";
 /// Prefix of the second line of a prompt about one task: `<goal>/<task-id>`.
@@ -56,17 +59,6 @@ pub const PREVIOUS_ERROR_BLOCK: &str = "previous-error";
 const BLOCK_OPEN: &str = "----- begin ";
 const BLOCK_CLOSE: &str = "----- end ";
 const BLOCK_TAIL: &str = " -----";
-
-/// One agent as a prompt shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentBrief {
-    /// Agent name.
-    pub name: String,
-    /// Its role, if declared.
-    pub role: Option<String>,
-    /// The text of its instruction file.
-    pub instructions: String,
-}
 
 /// What the plan prompt needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,14 +347,7 @@ pub fn prompt_agents(prompt: &str) -> Vec<AgentBrief> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn agent(name: &str, role: Option<&str>, text: &str) -> AgentBrief {
-        AgentBrief {
-            name: name.into(),
-            role: role.map(Into::into),
-            instructions: text.into(),
-        }
-    }
+    use crate::instructions::plan::testing::brief as agent;
 
     fn task_ctx() -> TaskContext {
         TaskContext {

@@ -1,0 +1,143 @@
+//! The child process of a CLI call: its pipes and its process group.
+//!
+//! Pipes are read concurrently with caps (stdout up to a limit, stderr keeping
+//! its tail); the group is stopped with SIGTERM, then SIGKILL after
+//! [`KILL_GRACE`], both when a call ends and when its future is dropped.
+
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin};
+
+/// Time between SIGTERM and SIGKILL.
+pub(super) const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Writes `input` to the child's stdin, if both exist, then closes it.
+pub(super) async fn feed(stdin: Option<ChildStdin>, input: Option<&str>) {
+    if let (Some(mut stdin), Some(text)) = (stdin, input) {
+        // A program that stops reading early gets EPIPE here; its exit status says more.
+        let _ = stdin.write_all(text.as_bytes()).await;
+        let _ = stdin.shutdown().await;
+    }
+}
+
+/// Why stdout was not read in full.
+pub(super) enum ReadError {
+    /// More than the limit.
+    TooLarge,
+    /// The pipe failed.
+    Io(std::io::Error),
+}
+
+/// Reads to the end; more than `limit` bytes is [`ReadError::TooLarge`].
+pub(super) async fn read_capped<R: AsyncRead + Unpin>(
+    reader: Option<R>,
+    limit: usize,
+) -> Result<Vec<u8>, ReadError> {
+    let Some(mut reader) = reader else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut chunk).await.map_err(ReadError::Io)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        if out.len() + n > limit {
+            return Err(ReadError::TooLarge);
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads to the end, keeping only the last `keep` bytes.
+pub(super) async fn read_tail<R: AsyncRead + Unpin>(reader: Option<R>, keep: usize) -> String {
+    let Some(mut reader) = reader else {
+        return String::new();
+    };
+    let mut tail = Vec::new();
+    let mut chunk = vec![0u8; 8 * 1024];
+    while let Ok(n) = reader.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&chunk[..n]);
+        if tail.len() > 2 * keep {
+            tail.drain(..tail.len() - keep);
+        }
+    }
+    let start = tail.len().saturating_sub(keep);
+    String::from_utf8_lossy(&tail[start..]).into_owned()
+}
+
+/// Sends `signal` to the group; `false` when the group is gone.
+fn signal_group(pgid: Pid, signal: Option<Signal>) -> bool {
+    !matches!(killpg(pgid, signal), Err(Errno::ESRCH))
+}
+
+/// SIGTERM to the group, SIGKILL to whatever is left after [`KILL_GRACE`].
+pub(super) async fn stop_group(pgid: Pid, child: &mut Child) {
+    if !signal_group(pgid, Some(Signal::SIGTERM)) {
+        return;
+    }
+    let deadline = Instant::now() + KILL_GRACE;
+    loop {
+        // Reap the leader, so its zombie does not keep the group "alive".
+        let _ = child.try_wait();
+        if !signal_group(pgid, None) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    signal_group(pgid, Some(Signal::SIGKILL));
+    let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
+}
+
+/// Kills the process group when the call's future is dropped before it finished.
+///
+/// Drop cannot await, so SIGTERM is sent at once and a short-lived thread sends
+/// SIGKILL if the group outlives the grace (a thread, not a task: the runtime may
+/// be shutting down when the drop happens).
+pub(super) struct GroupGuard {
+    pgid: Option<Pid>,
+}
+
+impl GroupGuard {
+    /// A guard for the group led by `pgid`.
+    pub(super) fn new(pgid: Pid) -> Self {
+        Self { pgid: Some(pgid) }
+    }
+
+    /// The call finished: dropping the guard no longer signals the group.
+    pub(super) fn disarm(&mut self) {
+        self.pgid = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let Some(pgid) = self.pgid.take() else {
+            return;
+        };
+        if !signal_group(pgid, Some(Signal::SIGTERM)) {
+            return;
+        }
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + KILL_GRACE;
+            while Instant::now() < deadline {
+                if !signal_group(pgid, None) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            signal_group(pgid, Some(Signal::SIGKILL));
+        });
+    }
+}

@@ -1,0 +1,64 @@
+//! Reading a CLI's stdout: its JSON result envelope when there is one (with
+//! usage and cost), else the bare text.
+
+use serde_json::Value;
+
+use crate::llm::{LlmError, LlmResponse, Usage};
+
+/// The answer in a CLI's stdout: its result envelope when there is one, else the bare text.
+pub(super) fn cli_answer(
+    provider: &str,
+    prompt: &str,
+    stdout: &str,
+) -> Result<LlmResponse, LlmError> {
+    let trimmed = stdout.trim();
+    let envelope = serde_json::from_str::<Value>(trimmed)
+        .ok()
+        .filter(is_envelope)
+        .or_else(|| {
+            // `--output-format stream-json` prints one event per line, the result last.
+            let last = trimmed.lines().rev().find(|l| !l.trim().is_empty())?;
+            serde_json::from_str::<Value>(last).ok().filter(is_envelope)
+        });
+    let Some(envelope) = envelope else {
+        return Ok(LlmResponse {
+            text: trimmed.to_string(),
+            usage: Usage::estimate(prompt, trimmed),
+        });
+    };
+    let text = envelope
+        .get("result")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if envelope.get("is_error").and_then(Value::as_bool) == Some(true) {
+        let subtype = envelope.get("subtype").and_then(Value::as_str);
+        return Err(LlmError::Failed {
+            provider: provider.to_string(),
+            message: if text.is_empty() {
+                subtype.unwrap_or("no message").to_string()
+            } else {
+                text
+            },
+        });
+    }
+    let mut usage = Usage::estimate(prompt, &text);
+    if let Some(u) = envelope.get("usage") {
+        let count = |key: &str| u.get(key).and_then(Value::as_u64).unwrap_or(0);
+        // Cached prompt tokens are still prompt tokens for the budget.
+        usage.input_tokens = count("input_tokens")
+            + count("cache_creation_input_tokens")
+            + count("cache_read_input_tokens");
+        usage.output_tokens = count("output_tokens");
+    }
+    usage.cost_usd = envelope
+        .get("total_cost_usd")
+        .or_else(|| envelope.get("cost_usd"))
+        .and_then(Value::as_f64);
+    Ok(LlmResponse { text, usage })
+}
+
+fn is_envelope(value: &Value) -> bool {
+    value.get("type").and_then(Value::as_str) == Some("result")
+        && (value.get("result").is_some_and(Value::is_string) || value.get("is_error").is_some())
+}

@@ -1,0 +1,168 @@
+//! What `porki status` and `porki graph` print, rendered from already-fetched data.
+//!
+//! Every function here is pure: the CLI reads the store, then hands the data and
+//! the current time to a renderer and prints the string it gets back. That keeps
+//! the layout testable to the byte and lets `--watch` redraw without re-deciding
+//! anything.
+//!
+//! One file per output: `text.rs` ([`status_text`]), `json.rs` ([`status_json`],
+//! [`graph_json`]), `mermaid.rs` ([`graph_mermaid`]) and `dot.rs`
+//! ([`graph_dot`]). This file holds the fetched-data types and what the
+//! renderers share: task order, state names and colours, node labels.
+//!
+//! The JSON shapes are a stable interface, documented field by field on
+//! [`status_json`] and [`graph_json`] and in `docs/status-json.md`. Fields may be
+//! added; none are renamed or removed without bumping `version`.
+
+mod dot;
+mod json;
+mod mermaid;
+mod text;
+
+use std::collections::HashMap;
+
+use crate::domain::{Dag, Edge, Node, TaskState, TaskStatus};
+use crate::store::{AgentRecord, GoalState, GoalStatus};
+
+pub use dot::graph_dot;
+pub use json::{JSON_VERSION, graph_json, status_json};
+pub use mermaid::graph_mermaid;
+pub use text::status_text;
+
+/// One goal as `porki status` shows it: its summary and its tasks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoalReport {
+    /// The goal's summary and per-state counts.
+    pub status: GoalStatus,
+    /// Every task of the goal, in any order (renderers sort them).
+    pub tasks: Vec<TaskState>,
+}
+
+impl GoalReport {
+    /// The tasks, most recent activity first, then by id.
+    fn tasks_newest_first(&self) -> Vec<&TaskState> {
+        let mut tasks: Vec<&TaskState> = self.tasks.iter().collect();
+        tasks.sort_by(|a, b| {
+            b.updated_ms
+                .cmp(&a.updated_ms)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        tasks
+    }
+}
+
+/// One registered agent as `porki status` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentReport {
+    /// The registration record.
+    pub record: AgentRecord,
+    /// The newest problem the agent recorded, if any.
+    pub last_error: Option<String>,
+}
+
+/// DONE out of total in percent, rounded down; 0 when there are no tasks.
+fn percent(done: u64, total: u64) -> u64 {
+    if total == 0 {
+        0
+    } else {
+        (done.min(total) as u128 * 100 / total as u128) as u64
+    }
+}
+
+fn goal_state_name(status: &GoalStatus) -> &'static str {
+    match status.state {
+        GoalState::Draft => "draft",
+        GoalState::Active => "active",
+        GoalState::Complete => "complete",
+        GoalState::Failed => "failed",
+    }
+}
+
+/// Text on one line: control characters (newlines, tabs, escapes) become spaces.
+fn clean(text: &str) -> String {
+    escape(text, |_| None)
+}
+
+/// `text` on one line with the characters a format reserves replaced: each
+/// character `reserved` maps is written as its replacement, control characters
+/// as spaces.
+fn escape(text: &str, reserved: fn(char) -> Option<&'static str>) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match reserved(c) {
+            Some(replacement) => out.push_str(replacement),
+            None if c.is_control() => out.push(' '),
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// Fill colour of a task node per state, shared by the Mermaid and DOT renderers.
+fn state_color(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Blocked => "#e9ecef",
+        TaskStatus::Ready => "#fff3bf",
+        TaskStatus::Running => "#d0ebff",
+        TaskStatus::Done => "#d3f9d8",
+        TaskStatus::Failed => "#ffc9c9",
+    }
+}
+
+/// Border colour of a task node per state.
+fn state_stroke(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Blocked => "#868e96",
+        TaskStatus::Ready => "#f08c00",
+        TaskStatus::Running => "#1c7ed6",
+        TaskStatus::Done => "#2f9e44",
+        TaskStatus::Failed => "#e03131",
+    }
+}
+
+/// Each plan node, in plan order, with its task's state if there is one.
+fn nodes_with_tasks<'a>(
+    dag: &'a Dag,
+    tasks: &'a [TaskState],
+) -> impl Iterator<Item = (&'a Node, Option<&'a TaskState>)> {
+    let index: HashMap<&str, &TaskState> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    dag.nodes
+        .iter()
+        .map(move |node| (node, index.get(node.id.as_str()).copied()))
+}
+
+/// A node's label for the Mermaid and DOT renderers: its id, title (if any) and
+/// state (with the owner while RUNNING), each line escaped on its own with
+/// `escape`, then joined with the format's line break.
+fn node_label(
+    node: &Node,
+    task: Option<&TaskState>,
+    escape: fn(&str) -> String,
+    line_break: &str,
+) -> String {
+    let mut lines = vec![clean(&node.id)];
+    if !node.title.is_empty() {
+        lines.push(clean(&node.title));
+    }
+    lines.push(match task {
+        Some(t) => match (&t.status, &t.owner) {
+            (TaskStatus::Running, Some(owner)) => format!("RUNNING by {}", clean(owner)),
+            (status, _) => status.as_str().to_string(),
+        },
+        None => "UNKNOWN".to_string(),
+    });
+    lines
+        .iter()
+        .map(|line| escape(line))
+        .collect::<Vec<_>>()
+        .join(line_break)
+}
+
+fn sorted_edges(dag: &Dag) -> Vec<&Edge> {
+    let mut edges: Vec<_> = dag.edges.iter().collect();
+    edges.sort();
+    edges
+}
+
+#[cfg(test)]
+mod fixtures;

@@ -1,0 +1,312 @@
+//! The text of `porki status`: progress, counts and a task table per goal, then
+//! the agents, fitted to the terminal width.
+
+use std::fmt::Write as _;
+
+use super::{AgentReport, GoalReport, clean, goal_state_name, percent};
+use crate::domain::{TaskState, TaskStatus};
+
+/// Narrowest layout the text renderer packs columns into.
+const MIN_WIDTH: usize = 60;
+/// Width of the progress bar, in cells.
+const BAR_WIDTH: usize = 30;
+/// Indent of tables and per-goal lines.
+const INDENT: &str = "  ";
+/// Gap between table columns.
+const GAP: &str = "  ";
+
+/// The text of `porki status`: each goal with a progress bar and counts per state,
+/// its task table (most recent activity first), then the agents, if any.
+///
+/// `now_ms` (ms since the Unix epoch) is the reference for lease time left;
+/// `width` is the terminal width the table is fitted to (at least 60 is used).
+pub fn status_text(
+    goals: &[GoalReport],
+    agents: &[AgentReport],
+    now_ms: u64,
+    width: usize,
+) -> String {
+    let width = width.max(MIN_WIDTH);
+    let mut out = String::new();
+    if goals.is_empty() {
+        out.push_str(
+            "no goals in the store: start the orchestrator (`porki run`) so it plans them\n",
+        );
+    }
+    for (i, goal) in goals.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        goal_text(&mut out, goal, now_ms, width);
+    }
+    if !agents.is_empty() {
+        out.push('\n');
+        agents_text(&mut out, agents, width);
+    }
+    out
+}
+
+fn goal_text(out: &mut String, goal: &GoalReport, now_ms: u64, width: usize) {
+    let status = &goal.status;
+    let mut header = format!("goal {}  {}", status.goal, goal_state_name(status));
+    if !status.title.is_empty() && status.title != status.goal {
+        header.push_str("  ");
+        header.push_str(&clean(&status.title));
+    }
+    let _ = writeln!(out, "{}", fit(&header, width));
+    let done = status.count(TaskStatus::Done);
+    let _ = writeln!(
+        out,
+        "{INDENT}{} {done}/{} done ({}%)",
+        progress_bar(done, status.total, BAR_WIDTH),
+        status.total,
+        percent(done, status.total)
+    );
+    let counts: Vec<String> = TaskStatus::ALL
+        .iter()
+        .map(|s| format!("{} {}", s.as_str().to_lowercase(), status.count(*s)))
+        .collect();
+    let _ = writeln!(out, "{INDENT}{}", counts.join("  "));
+    if let Some(error) = &status.last_error {
+        let _ = writeln!(
+            out,
+            "{}",
+            fit(&format!("{INDENT}error: {}", clean(error)), width)
+        );
+    }
+    if goal.tasks.is_empty() {
+        let _ = writeln!(out, "{INDENT}(no tasks)");
+        return;
+    }
+    let rows: Vec<[String; 7]> = goal
+        .tasks_newest_first()
+        .iter()
+        .map(|t| {
+            [
+                t.id.clone(),
+                clean(&t.title),
+                t.status.as_str().to_string(),
+                or_dash(t.owner.as_deref()),
+                t.attempt.to_string(),
+                lease_left(t, now_ms),
+                or_dash(t.last_error.as_deref()),
+            ]
+        })
+        .collect();
+    let header = [
+        "ID",
+        "TITLE",
+        "STATE",
+        "OWNER",
+        "ATTEMPT",
+        "LEASE",
+        "LAST ERROR",
+    ];
+    // Fixed columns are as wide as their content (id and owner capped); title and
+    // last error share what is left of the width, the error getting at most half.
+    let natural = natural_widths(&header, &rows);
+    let mut widths = [
+        natural[0].min(32),
+        0,
+        natural[2],
+        natural[3].min(20),
+        natural[4],
+        natural[5],
+        0,
+    ];
+    let rest = width.saturating_sub(table_width(&widths));
+    let error_share = natural[6].min(rest / 2);
+    widths[1] = natural[1]
+        .min(rest.saturating_sub(error_share))
+        .max(header[1].len());
+    widths[6] = rest.saturating_sub(widths[1]).max(header[6].len());
+    table(out, &header, &rows, &widths);
+}
+
+fn agents_text(out: &mut String, agents: &[AgentReport], width: usize) {
+    out.push_str("agents\n");
+    let rows: Vec<[String; 5]> = agents
+        .iter()
+        .map(|a| {
+            [
+                a.record.name.clone(),
+                a.record.goal.clone(),
+                or_dash(a.record.role.as_deref()),
+                clean(&a.record.state),
+                or_dash(a.last_error.as_deref()),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "GOAL", "ROLE", "STATE", "LAST ERROR"];
+    let natural = natural_widths(&header, &rows);
+    let mut widths = [
+        natural[0].min(32),
+        natural[1].min(32),
+        natural[2].min(20),
+        natural[3].min(30),
+        0,
+    ];
+    widths[4] = width
+        .saturating_sub(table_width(&widths))
+        .max(header[4].len());
+    table(out, &header, &rows, &widths);
+}
+
+/// The text on one line, or `-` when there is none.
+fn or_dash(text: Option<&str>) -> String {
+    text.map_or_else(|| "-".to_string(), clean)
+}
+
+/// Each column's natural width: its widest cell, the header included.
+fn natural_widths<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> [usize; N] {
+    std::array::from_fn(|col| {
+        rows.iter()
+            .map(|r| r[col].chars().count())
+            .chain([header[col].len()])
+            .max()
+            .unwrap_or(0)
+    })
+}
+
+/// Width of a table with these column widths: indent, columns and gaps.
+fn table_width<const N: usize>(widths: &[usize; N]) -> usize {
+    INDENT.len() + widths.iter().sum::<usize>() + GAP.len() * (N - 1)
+}
+
+/// Writes a header and rows, each cell fitted to its column; no trailing spaces.
+fn table<const N: usize>(
+    out: &mut String,
+    header: &[&str; N],
+    rows: &[[String; N]],
+    widths: &[usize; N],
+) {
+    let mut line = |cells: [&str; N]| {
+        let mut text = String::from(INDENT);
+        for (i, cell) in cells.iter().enumerate() {
+            if i > 0 {
+                text.push_str(GAP);
+            }
+            let _ = write!(text, "{:<w$}", fit(cell, widths[i]), w = widths[i]);
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(*header);
+    for row in rows {
+        line(std::array::from_fn(|i| row[i].as_str()));
+    }
+}
+
+/// `[######----]`: DONE out of total, `width` cells.
+fn progress_bar(done: u64, total: u64, width: usize) -> String {
+    let filled = if total == 0 {
+        0
+    } else {
+        ((done.min(total) as u128 * width as u128) / total as u128) as usize
+    };
+    format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
+}
+
+/// Time left on a RUNNING task's lease: `12s`, `3m05s`, `1h02m`; `expired` when
+/// past; `-` when the task is not RUNNING or has no lease.
+fn lease_left(task: &TaskState, now_ms: u64) -> String {
+    if task.status != TaskStatus::Running {
+        return "-".into();
+    }
+    match task.lease_expires_ms {
+        None => "-".into(),
+        Some(expires) if expires <= now_ms => "expired".into(),
+        Some(expires) => {
+            // Round up: a lease with 300 ms left is not shown as gone.
+            let secs = (expires - now_ms).div_ceil(1000);
+            if secs < 60 {
+                format!("{secs}s")
+            } else if secs < 3600 {
+                format!("{}m{:02}s", secs / 60, secs % 60)
+            } else {
+                format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
+            }
+        }
+    }
+}
+
+/// At most `width` characters, the cut marked with `…`.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixtures::{NOW, goal_report, task};
+    use crate::store::AgentRecord;
+
+    #[test]
+    fn status_text_shows_bar_counts_and_tasks_newest_first() {
+        let agents = [AgentReport {
+            record: AgentRecord {
+                name: "w1".into(),
+                goal: "g".into(),
+                role: Some("research".into()),
+                process: "host:1".into(),
+                state: "running".into(),
+            },
+            last_error: None,
+        }];
+        let text = status_text(&[goal_report()], &agents, NOW, 80);
+        let expected = "\
+goal g  active  Diamond
+  [#######-----------------------] 1/4 done (25%)
+  blocked 1  ready 0  running 1  done 1  failed 1
+  ID  TITLE  STATE    OWNER  ATTEMPT  LEASE  LAST ERROR
+  c   Right  FAILED   w2     3        -      boom
+  b   Left   RUNNING  w1     1        12s    -
+  a   Start  DONE     w1     1        -      -
+  d   Join   BLOCKED  -      0        -      -
+
+agents
+  NAME  GOAL  ROLE      STATE    LAST ERROR
+  w1    g     research  running  -
+";
+        assert_eq!(text, expected, "\n{text}");
+    }
+
+    #[test]
+    fn status_text_truncates_long_titles_and_errors_to_the_width() {
+        let mut report = goal_report();
+        report.tasks[0].title = "a very long title ".repeat(10);
+        report.tasks[2].last_error = Some("line one\nline two ".repeat(10));
+        let text = status_text(&[report], &[], NOW, 80);
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{line:?} is wider than 80");
+        }
+        assert!(text.contains('…'), "{text}");
+        assert!(
+            !text.contains("one\nline"),
+            "newlines in an error stay on one line"
+        );
+    }
+
+    #[test]
+    fn lease_left_shows_expired_and_minutes() {
+        let mut t = task("x", "", TaskStatus::Running, 0);
+        t.lease_expires_ms = Some(NOW - 1);
+        assert_eq!(lease_left(&t, NOW), "expired");
+        t.lease_expires_ms = Some(NOW + 125_000);
+        assert_eq!(lease_left(&t, NOW), "2m05s");
+        t.lease_expires_ms = Some(NOW + 300);
+        assert_eq!(lease_left(&t, NOW), "1s");
+        t.status = TaskStatus::Ready;
+        assert_eq!(lease_left(&t, NOW), "-");
+    }
+
+    #[test]
+    fn status_text_without_goals_says_how_to_get_one() {
+        assert!(status_text(&[], &[], NOW, 80).contains("porki run"));
+    }
+}
