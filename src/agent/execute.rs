@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use crate::domain::TaskStatus;
 use crate::llm::answer::{SelectAnswer, TaskAnswer, TaskAnswerStatus, parse_answer};
 use crate::llm::prompt::{
-    AgentBrief, SelectContext, TaskContext, execute_prompt, select_prompt, summarize_prompt,
+    SelectContext, TaskContext, execute_prompt, select_prompt, summarize_prompt,
 };
 use crate::llm::{LlmRequest, LlmResponse, Phase};
 use crate::llm_gate::CallError;
@@ -310,7 +310,7 @@ impl Worker {
         }
         Ok(TaskContext {
             goal_id: lease.goal.clone(),
-            agent: self.brief(),
+            agent: self.config.brief(),
             memory: self.memory.iter().cloned().collect(),
             task,
             dependency_outputs,
@@ -382,7 +382,7 @@ impl Worker {
             .collect();
         let prompt = select_prompt(&SelectContext {
             goal_id: goal.clone(),
-            agent: self.brief(),
+            agent: self.config.brief(),
             candidates,
         });
         let request = LlmRequest {
@@ -404,15 +404,6 @@ impl Worker {
         } else {
             tracing::warn!(agent = %self.config.name, task = %pick.selected_task_id, "the LLM picked a task that is not READY for this agent; using priority order");
             None
-        }
-    }
-
-    /// The agent as prompts describe it.
-    fn brief(&self) -> AgentBrief {
-        AgentBrief {
-            name: self.config.name.clone(),
-            role: self.config.role.clone(),
-            instructions: self.config.instructions.clone(),
         }
     }
 }

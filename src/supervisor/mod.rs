@@ -32,7 +32,7 @@ use actix::prelude::*;
 use tokio::time::Instant;
 
 use crate::agent::{AgentActor, AgentDeps, AgentExit, AgentExited, StopAgent};
-use crate::llm::prompt::{AgentBrief, PlanContext};
+use crate::llm::prompt::PlanContext;
 use crate::llm_gate::{LlmCaller, LlmGate};
 use crate::planner::{DagPlanner, PlanGoal};
 use crate::project::{AgentConfig, Project};
@@ -323,14 +323,7 @@ impl Supervisor {
             let context = PlanContext {
                 goal_id: goal.clone(),
                 context: project.instructions.context.clone(),
-                agents: project
-                    .agents_of(&goal)
-                    .map(|a| AgentBrief {
-                        name: a.name.clone(),
-                        role: a.role.clone(),
-                        instructions: a.instructions.clone(),
-                    })
-                    .collect(),
+                agents: project.agents_of(&goal).map(AgentConfig::brief).collect(),
                 previous_error: None,
             };
             let planner = planner.clone();
