@@ -67,8 +67,8 @@ pub struct RunArgs {
     #[arg(long)]
     until_done: bool,
     /// `static`: run the agents of the first read; `dynamic`: follow instruction changes.
-    #[arg(long, env = "PORKI_SPAWN_MODE", default_value = "dynamic")]
-    spawn_mode: String,
+    #[arg(long, env = "PORKI_SPAWN_MODE", value_enum, ignore_case = true, default_value_t = SpawnMode::Dynamic)]
+    spawn_mode: SpawnMode,
     /// Most agents running at once; the rest wait for a free slot.
     #[arg(long, env = "PORKI_SPAWN_LIMIT", default_value_t = 10)]
     spawn_limit: usize,
@@ -113,9 +113,9 @@ pub struct StoreArgs {
 /// LLM provider flags.
 #[derive(Debug, Clone, Args)]
 pub struct LlmArgs {
-    /// claude, codex, command, openai, anthropic or offline.
-    #[arg(long, env = "PORKI_LLM_PROVIDER", default_value = "claude")]
-    llm_provider: String,
+    /// Who answers: a CLI (claude, codex, any command), an HTTP API (openai, anthropic), or offline.
+    #[arg(long, env = "PORKI_LLM_PROVIDER", value_enum, ignore_case = true, default_value_t = ProviderKind::Claude)]
+    llm_provider: ProviderKind,
     /// Program for CLI providers (required for `command`).
     #[arg(long)]
     llm_cli: Option<PathBuf>,
@@ -171,9 +171,8 @@ fn usage(message: impl std::fmt::Display) -> anyhow::Error {
 
 impl RunArgs {
     /// The run's settings from the flags: the one step from command line to library.
-    fn settings(&self) -> anyhow::Result<RunSettings> {
-        let spawn_mode: SpawnMode = self.spawn_mode.parse().map_err(usage)?;
-        Ok(RunSettings {
+    fn settings(&self) -> RunSettings {
+        RunSettings {
             lease_ttl: self.lease_ttl,
             guard_ttl: None,
             llm_timeout: self.llm.llm_timeout,
@@ -185,7 +184,7 @@ impl RunArgs {
             llm_max_concurrency: self.llm.llm_max_concurrency,
             llm_wait: Duration::from_secs(self.llm.llm_concurrency_wait_seconds),
             goal_token_budget: self.goal_token_budget,
-            spawn_mode,
+            spawn_mode: self.spawn_mode,
             spawn_limit: self.spawn_limit,
             until_done: self.until_done,
             grace: self.grace,
@@ -193,15 +192,14 @@ impl RunArgs {
                 max_restarts: self.max_restarts,
                 window: self.restart_window,
             },
-        })
+        }
     }
 }
 
 /// Builds the provider the flags name.
 fn provider(args: &LlmArgs) -> anyhow::Result<Arc<dyn LlmProvider>> {
-    let kind: ProviderKind = args.llm_provider.parse().map_err(usage)?;
     let config = ProviderConfig {
-        kind,
+        kind: args.llm_provider,
         cli: args.llm_cli.clone(),
         extra_args: args.llm_extra_arg.clone(),
         model: args.llm_model.clone(),
@@ -333,8 +331,39 @@ mod tests {
         let Some(Command::Run(args)) = cli.command else {
             panic!("not a run command");
         };
-        let parsed = args.settings().unwrap();
+        let parsed = args.settings();
         let default = RunSettings::default();
         assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn provider_and_spawn_mode_take_any_case_and_refuse_others_naming_the_choices() {
+        let cli = Cli::try_parse_from([
+            "porki",
+            "run",
+            "--llm-provider",
+            "OFFLINE",
+            "--spawn-mode",
+            "Static",
+        ])
+        .unwrap();
+        let Some(Command::Run(args)) = cli.command else {
+            panic!("not a run command");
+        };
+        assert_eq!(args.llm.llm_provider, ProviderKind::Offline);
+        assert_eq!(args.spawn_mode, SpawnMode::Static);
+        for (flag, value, choices) in [
+            (
+                "--llm-provider",
+                "gpt",
+                "claude, codex, command, openai, anthropic, offline",
+            ),
+            ("--spawn-mode", "live", "static, dynamic"),
+        ] {
+            let err = Cli::try_parse_from(["porki", "run", flag, value])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(value) && err.contains(choices), "{err}");
+        }
     }
 }

@@ -28,7 +28,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .ok_or_else(|| usage("--instructions PATH is required (or --prompt for one prompt)"))?;
     let project = Project::load(&path).map_err(usage)?;
-    let settings = args.settings()?;
+    let settings = args.settings();
     let system = System::new();
     let started: anyhow::Result<()> = system.block_on(async {
         let store = open_store(&args.store.redis_url).await?;

@@ -16,24 +16,13 @@ use crate::store::Store;
 use super::RestartPolicy;
 
 /// How agents are started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "lowercase")]
 pub enum SpawnMode {
     /// The agents of the first read are all that run.
     Static,
     /// Agents start and stop as the instructions change.
     Dynamic,
-}
-
-impl std::str::FromStr for SpawnMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "static" => Ok(SpawnMode::Static),
-            "dynamic" => Ok(SpawnMode::Dynamic),
-            _ => Err(format!("spawn mode {s:?} is not `static` or `dynamic`")),
-        }
-    }
 }
 
 /// Every setting of an orchestrator run; `Default` gives `porki run`'s defaults.
@@ -201,13 +190,5 @@ mod tests {
         assert_eq!(planner.llm_timeout, Duration::from_secs(9));
         assert_eq!(planner.max_attempts, 4);
         assert!(planner.replan);
-    }
-
-    #[test]
-    fn spawn_mode_parses_either_case_and_names_the_choices() {
-        assert_eq!("Static".parse::<SpawnMode>(), Ok(SpawnMode::Static));
-        assert_eq!("dynamic".parse::<SpawnMode>(), Ok(SpawnMode::Dynamic));
-        let err = "live".parse::<SpawnMode>().unwrap_err();
-        assert!(err.contains("static") && err.contains("dynamic"), "{err}");
     }
 }
