@@ -4,27 +4,61 @@
 //! tasks under time-limited leases, and operators steer them through heartbeat
 //! files. Redis is the only shared state.
 //!
+//! # The actor tree
+//!
+//! One process, one actix `System`:
+//!
+//! ```text
+//! Supervisor ─┬─ DagPlanner        (planner)     instructions → LLM → validated plan → store
+//!             ├─ HeartbeatWatcher  (watcher)     heartbeat and instructions files → messages
+//!             ├─ LeaseReaper       (reaper)      expired leases → task READY again (or FAILED)
+//!             ├─ LlmGate           (llm_gate)    cap on concurrent LLM calls, shared through the store
+//!             └─ AgentActor × N    (agent)       claim → execute (LLM) → complete, one per declared agent
+//! ```
+//!
+//! The [`supervisor`] restarts a crashed agent (backoff and an intensity limit);
+//! everything else is rebuilt from the store after a crash.
+//!
 //! # Module map
 //!
-//! - [`domain`]: plans ([`domain::Dag`]) and their validation, task states, key-safe
-//!   names. No I/O.
-//! - [`store`]: the [`store::Store`] trait, the shared state every actor goes
-//!   through. [`store::RedisStore`] runs each multi-key change as one Lua script
-//!   (`src/store/*.lua`); [`store::MemoryStore`] is the embedded `memory://` twin
-//!   with the same semantics.
+//! Actors, one module each:
+//! - [`supervisor`]: the root actor; `config` ([`supervisor::RunSettings`], every
+//!   run setting and its defaults) and `restart` ([`supervisor::RestartPolicy`]).
+//! - [`agent`]: the AgentActor; `worker` (the run and its step loop), `execute`
+//!   (one task from prompt to verdict), `control` (heartbeat directives), `lease`
+//!   (lease renewal, the single-active guard, outage backoff).
+//! - [`planner`]: the DagPlanner. [`reaper`]: the LeaseReaper. [`llm_gate`]: the
+//!   LlmGate and [`llm_gate::LlmCaller`], the one way an actor calls the LLM.
+//! - [`watcher`]: the HeartbeatWatcher (`notify` on the files' folders, polling
+//!   fallback).
+//!
+//! Shared state:
+//! - [`store`]: the [`store::Store`] trait, grouped by concern ([`store::TaskStore`],
+//!   [`store::ControlStore`], [`store::GoalStore`], [`store::GateStore`],
+//!   [`store::AgentStore`]; `use porki::store::prelude::*` brings them all).
+//!   [`store::RedisStore`] (`store/redis/`) runs each multi-key change as one Lua
+//!   script (`store/lua/`); [`store::MemoryStore`] (`store/memory/`) is the
+//!   embedded `memory://` twin with the same semantics.
+//!
+//! Pure parts (no I/O):
+//! - [`domain`]: plans ([`domain::Dag`]) and their validation, task states,
+//!   key-safe names.
 //! - [`instructions`]: the instructions file (agents, goals, planner context) in
-//!   its markdown and YAML forms, and agents' task lists. No I/O.
-//! - [`heartbeat`]: heartbeat file directives (`PAUSE`, `DROP-TASK`…) and the
-//!   cursor that applies each line once. No I/O.
-//! - [`llm`]: the [`llm::LlmProvider`] trait and its providers (CLIs in their own
-//!   process group, OpenAI-compatible and Anthropic HTTP, deterministic offline),
-//!   the prompts of each phase and the parsing of answers.
+//!   its markdown and YAML forms, agents' task lists and the plan they make.
+//! - [`heartbeat`]: heartbeat directives (`PAUSE`, `DROP-TASK`…) and the cursor
+//!   that applies each line once.
 //! - [`report`]: what `porki status` and `porki graph` print (text table, status
-//!   JSON, Mermaid, DOT, graph JSON), rendered from fetched data. No I/O.
+//!   JSON, Mermaid, DOT, graph JSON), one renderer per file.
+//!
+//! Around them:
+//! - [`project`]: loading an instructions file and the agent files it names.
+//! - [`llm`]: the [`llm::LlmProvider`] trait and its providers (`llm/cli/`: CLIs in
+//!   their own process group; `llm/http/`: OpenAI-compatible and Anthropic over one
+//!   client; `offline`), the prompts of each phase and the parsing of answers.
 //!
 //! Data flows one way: a validated plan is written to the store; agents claim,
 //! renew, complete or fail tasks through it; completion promotes dependents in
-//! the same atomic step.
+//! the same atomic step. `docs/architecture.md` follows one task through the files.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
