@@ -76,3 +76,4 @@ pub mod report;
 pub mod store;
 pub mod supervisor;
 pub mod watcher;
+pub mod workspace;

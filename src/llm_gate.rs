@@ -13,6 +13,7 @@ use actix::prelude::*;
 use thiserror::Error;
 use tokio::time::Instant;
 
+use crate::llm::FailureKind;
 use crate::store::prelude::*;
 use crate::store::{StoreError, new_token};
 
@@ -220,9 +221,20 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// What the failure means: the provider's own kind; a spent budget fails the
+    /// goal like refused credentials (no call of it can succeed); the gate and the
+    /// store are passing faults.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            CallError::Llm(e) => e.kind(),
+            CallError::BudgetSpent { .. } => FailureKind::Fatal,
+            CallError::Gate(_) | CallError::Store(_) => FailureKind::Transient,
+        }
+    }
+
     /// Whether trying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, CallError::BudgetSpent { .. })
+        self.kind() != FailureKind::Fatal
     }
 }
 

@@ -15,6 +15,7 @@ use crate::llm::{LlmRequest, Phase};
 use crate::llm_gate::LlmCaller;
 use crate::store::prelude::*;
 use crate::store::{PlanError, StoreError, WriteDagOptions, WriteDagOutcome, write_plan};
+use crate::workspace::Workspaces;
 
 /// How many times a plan is asked for before the goal fails (the first ask and two re-asks).
 pub const PLAN_ATTEMPTS: usize = 3;
@@ -30,6 +31,8 @@ pub struct PlannerSettings {
     pub node_cap: usize,
     /// Plan again (replacing the stored plan) when the instructions changed.
     pub replan: bool,
+    /// Each goal's workspace, where plan calls run.
+    pub workspaces: Workspaces,
 }
 
 impl Default for PlannerSettings {
@@ -39,6 +42,7 @@ impl Default for PlannerSettings {
             max_attempts: crate::store::DEFAULT_MAX_ATTEMPTS,
             node_cap: DEFAULT_NODE_CAP,
             replan: false,
+            workspaces: Workspaces::default(),
         }
     }
 }
@@ -155,11 +159,8 @@ async fn plan_goal(
     };
     let mut problem = String::new();
     for attempt in 1..=PLAN_ATTEMPTS {
-        let request = LlmRequest {
-            phase: Phase::Plan,
-            prompt: plan_prompt(&context),
-            timeout: settings.llm_timeout,
-        };
+        let request = LlmRequest::new(Phase::Plan, plan_prompt(&context), settings.llm_timeout)
+            .in_workspace(settings.workspaces.for_goal(&goal));
         let answer = match caller.call(&goal, &request).await {
             Ok(response) => response.text,
             Err(e) if !e.is_retryable() => {

@@ -5,15 +5,17 @@
 //! (`--llm-summarize`).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::broadcast;
 
 use crate::domain::TaskStatus;
 use crate::llm::answer::{SelectAnswer, TaskAnswer, TaskAnswerStatus, parse_answer};
+use crate::llm::limits::DEFAULT_LIMIT_BACKOFF;
 use crate::llm::prompt::{
     SelectContext, TaskContext, execute_prompt, select_prompt, summarize_prompt,
 };
-use crate::llm::{LlmRequest, LlmResponse, Phase};
+use crate::llm::{FailureKind, LlmRequest, LlmResponse, Phase};
 use crate::llm_gate::CallError;
 use crate::store::{
     AgentField, ClaimOutcome, EventKind, FailOutcome, Lease, StoreError, StoreEvent, TaskResult,
@@ -54,17 +56,35 @@ pub(super) enum Verdict {
         /// Why, for `last_error` and the log.
         error: String,
     },
+    /// A rate or usage limit: the task goes back, its attempt not counted, and the
+    /// whole goal waits.
+    BackOff {
+        /// How long the goal waits.
+        wait: Duration,
+        /// Why, for `porki status` and the log.
+        reason: String,
+    },
 }
 
 /// Judges an execute call's outcome: DONE only for a readable answer that says
-/// so; a call error is retryable unless the call can never succeed (budget spent).
-pub(super) fn judge(answer: Result<LlmResponse, CallError>) -> Verdict {
+/// so. A call error fails the attempt, retryably unless no call of the goal can
+/// succeed (refused credentials, a spent budget: the goal fails); a rate or
+/// usage limit makes the goal wait until it resets (or a minute).
+pub(super) fn judge(answer: Result<LlmResponse, CallError>, now: SystemTime) -> Verdict {
     let response = match answer {
         Ok(response) => response,
         Err(e) => {
-            return Verdict::Failed {
-                retryable: e.is_retryable(),
-                error: e.to_string(),
+            return match e.kind() {
+                FailureKind::RateLimited { reset } => Verdict::BackOff {
+                    wait: reset
+                        .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO))
+                        .unwrap_or(DEFAULT_LIMIT_BACKOFF),
+                    reason: e.to_string(),
+                },
+                kind => Verdict::Failed {
+                    retryable: kind != FailureKind::Fatal,
+                    error: e.to_string(),
+                },
             };
         }
     };
@@ -96,11 +116,12 @@ impl Worker {
         fail::fail_point!("agent-execute");
         let store = self.deps.store.clone();
         let request = match self.task_context(&lease).await {
-            Ok(context) => LlmRequest {
-                phase: Phase::Execute,
-                prompt: execute_prompt(&context),
-                timeout: self.deps.settings.llm_timeout,
-            },
+            Ok(context) => LlmRequest::new(
+                Phase::Execute,
+                execute_prompt(&context),
+                self.deps.settings.llm_timeout,
+            )
+            .in_workspace(self.workspace(&lease.goal)),
             Err(e) => {
                 // The store is unreachable: give the task back untouched.
                 tracing::warn!(error = %e, "cannot read the task's context; releasing it");
@@ -112,7 +133,11 @@ impl Worker {
         let execution = self.run_call(&lease, request, events).await;
         let mut next = None;
         match execution {
-            Execution::Answered(answer) => next = self.finish(&lease, judge(answer)).await,
+            Execution::Answered(answer) => {
+                let verdict = judge(answer, SystemTime::now());
+                let verdict = self.check_outputs(&lease, verdict).await;
+                next = self.finish(&lease, verdict).await;
+            }
             Execution::LeaseLost => {
                 tracing::warn!(
                     "lease lost while the task ran; its LLM call was stopped and its result will not be used"
@@ -242,6 +267,22 @@ impl Worker {
                 }
             }
             Verdict::Failed { retryable, error } => (retryable, error),
+            Verdict::BackOff { wait, reason } => {
+                match store.back_off(lease, wait, &reason).await {
+                    Ok(()) => tracing::warn!(
+                        wait = ?wait,
+                        %reason,
+                        "rate or usage limit: the task is given back and the goal waits"
+                    ),
+                    Err(StoreError::LeaseLost { .. }) => {
+                        tracing::warn!("rate limited, and the lease was already lost")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not record the goal's backoff; the reaper will return the task")
+                    }
+                }
+                return None;
+            }
         };
         match store
             .fail(lease, &error, retryable, retry_backoff(lease.attempt))
@@ -261,6 +302,38 @@ impl Worker {
         self.remember(format!("failed {}: {error}", lease.task))
             .await;
         None
+    }
+
+    /// A DONE verdict stands only if every file the answer lists is in the workspace
+    /// (for providers that write files themselves).
+    async fn check_outputs(&self, lease: &Lease, verdict: Verdict) -> Verdict {
+        let Verdict::Done(answer) = verdict else {
+            return verdict;
+        };
+        if !self.deps.caller.provider.writes_files() {
+            return Verdict::Done(answer);
+        }
+        let workspace = self.workspace(&lease.goal);
+        let mut missing = Vec::new();
+        for output in answer.outputs.iter().filter(|o| looks_like_a_path(o)) {
+            if !tokio::fs::try_exists(workspace.resolve(output))
+                .await
+                .unwrap_or(false)
+            {
+                missing.push(output.as_str());
+            }
+        }
+        if missing.is_empty() {
+            return Verdict::Done(answer);
+        }
+        Verdict::Failed {
+            retryable: true,
+            error: format!(
+                "the answer lists files that are not in the workspace {}: {}",
+                workspace.dir.display(),
+                missing.join(", ")
+            ),
+        }
     }
 
     /// Adds an action to the bounded memory and snapshots it to `agent:NAME:memory`.
@@ -314,7 +387,7 @@ impl Worker {
             memory: self.memory.iter().cloned().collect(),
             task,
             dependency_outputs,
-            artifact_dir: self.deps.settings.artifact_dir.join(&lease.goal),
+            artifact_dir: self.workspace(&lease.goal).artifacts_in_prompt(),
         })
     }
 
@@ -330,11 +403,12 @@ impl Worker {
         context
             .dependency_outputs
             .insert(format!("{} (this task)", lease.task), produced);
-        let request = LlmRequest {
-            phase: Phase::Summarize,
-            prompt: summarize_prompt(&context),
-            timeout: self.deps.settings.llm_timeout,
-        };
+        let request = LlmRequest::new(
+            Phase::Summarize,
+            summarize_prompt(&context),
+            self.deps.settings.llm_timeout,
+        )
+        .in_workspace(self.workspace(&lease.goal));
         let answer = self.deps.caller.call(&lease.goal, &request).await;
         match answer
             .map_err(|e| e.to_string())
@@ -385,11 +459,8 @@ impl Worker {
             agent: self.config.brief(),
             candidates,
         });
-        let request = LlmRequest {
-            phase: Phase::Select,
-            prompt,
-            timeout: self.deps.settings.llm_timeout,
-        };
+        let request = LlmRequest::new(Phase::Select, prompt, self.deps.settings.llm_timeout)
+            .in_workspace(self.workspace(&goal));
         let answer = self.deps.caller.call(&goal, &request).await.ok()?;
         let pick = match parse_answer::<SelectAnswer>(&answer.text) {
             Ok(pick) => pick,
@@ -408,6 +479,29 @@ impl Worker {
     }
 }
 
+/// Whether an output names a file (`notes.md`, `src/lib.rs`, `/abs/x`) rather
+/// than being a short result: no whitespace or URL scheme, and a folder or an
+/// extension with a letter.
+fn looks_like_a_path(output: &str) -> bool {
+    let output = output.trim();
+    if output.is_empty()
+        || output.len() > 1024
+        || output.contains(char::is_whitespace)
+        || output.contains("://")
+    {
+        return false;
+    }
+    let name = output.rsplit('/').next().unwrap_or(output);
+    let extension = name.rsplit_once('.');
+    output.contains('/')
+        || extension.is_some_and(|(stem, ext)| {
+            !stem.is_empty()
+                && (1..=8).contains(&ext.len())
+                && ext.chars().all(|c| c.is_ascii_alphanumeric())
+                && ext.chars().any(|c| c.is_ascii_alphabetic())
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,16 +514,23 @@ mod tests {
         })
     }
 
+    fn judge_now(answer: Result<LlmResponse, CallError>) -> Verdict {
+        judge(
+            answer,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
+        )
+    }
+
     fn failed(verdict: Verdict) -> (bool, String) {
         match verdict {
             Verdict::Failed { retryable, error } => (retryable, error),
-            Verdict::Done(answer) => panic!("expected a failure, got done: {answer:?}"),
+            other => panic!("expected a failure, got {other:?}"),
         }
     }
 
     #[test]
     fn a_done_answer_completes_the_task_with_its_outputs() {
-        let verdict = judge(answered(
+        let verdict = judge_now(answered(
             r#"{"status":"done","outputs":["a.md"],"notes":"wrote a"}"#,
         ));
         let Verdict::Done(answer) = verdict else {
@@ -441,7 +542,7 @@ mod tests {
 
     #[test]
     fn a_failed_answer_is_a_retryable_failure_with_the_llm_notes() {
-        let (retryable, error) = failed(judge(answered(
+        let (retryable, error) = failed(judge_now(answered(
             r#"{"status":"failed","notes":"no access"}"#,
         )));
         assert!(retryable);
@@ -450,7 +551,7 @@ mod tests {
 
     #[test]
     fn an_unreadable_answer_is_a_retryable_failure() {
-        let (retryable, error) = failed(judge(answered("I could not do it")));
+        let (retryable, error) = failed(judge_now(answered("I could not do it")));
         assert!(retryable);
         assert!(error.starts_with("the answer is not usable: "), "{error}");
     }
@@ -461,9 +562,71 @@ mod tests {
             provider: "claude".into(),
             message: "boom".into(),
         });
-        let (retryable, text) = failed(judge(Err(error)));
+        let (retryable, text) = failed(judge_now(Err(error)));
         assert!(retryable);
         assert!(text.contains("boom"), "{text}");
+    }
+
+    #[test]
+    fn refused_credentials_fail_without_retry() {
+        let error = CallError::Llm(LlmError::Auth {
+            provider: "claude".into(),
+            message: "Invalid API key".into(),
+            hint: "set ANTHROPIC_API_KEY".into(),
+        });
+        let (retryable, text) = failed(judge_now(Err(error)));
+        assert!(!retryable);
+        assert!(text.contains("ANTHROPIC_API_KEY"), "{text}");
+    }
+
+    #[test]
+    fn a_rate_limit_backs_the_goal_off_until_it_resets_or_a_minute() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let limited = |reset| {
+            Err(CallError::Llm(LlmError::RateLimited {
+                provider: "claude".into(),
+                message: "429".into(),
+                reset,
+            }))
+        };
+        let Verdict::BackOff { wait, reason } =
+            judge(limited(Some(now + Duration::from_secs(42))), now)
+        else {
+            panic!("expected a backoff");
+        };
+        assert_eq!(wait, Duration::from_secs(42));
+        assert!(reason.contains("429"), "{reason}");
+        assert!(matches!(
+            judge(limited(None), now),
+            Verdict::BackOff { wait, .. } if wait == DEFAULT_LIMIT_BACKOFF
+        ));
+        assert!(matches!(
+            judge(limited(Some(now - Duration::from_secs(5))), now),
+            Verdict::BackOff { wait, .. } if wait.is_zero()
+        ));
+    }
+
+    #[test]
+    fn outputs_that_name_files_are_told_from_results() {
+        for path in [
+            "report.md",
+            "artifacts/t1.md",
+            "/abs/out.txt",
+            "src/lib.rs",
+            "a/b",
+        ] {
+            assert!(looks_like_a_path(path), "{path}");
+        }
+        for result in [
+            "found 3 sources",
+            "approved",
+            "v1.2",
+            "https://x.y/z.md",
+            "",
+            "e.g.",
+        ] {
+            assert!(!looks_like_a_path(result), "{result}");
+        }
     }
 
     #[test]
@@ -473,7 +636,7 @@ mod tests {
             spent: 10,
             budget: 5,
         };
-        let (retryable, text) = failed(judge(Err(error)));
+        let (retryable, text) = failed(judge_now(Err(error)));
         assert!(!retryable);
         assert!(text.contains("budget"), "{text}");
     }

@@ -20,7 +20,6 @@ mod lease;
 mod worker;
 
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +32,7 @@ use tokio::sync::{Notify, watch};
 use crate::llm_gate::LlmCaller;
 use crate::project::AgentConfig;
 use crate::store::{Store, retry_backoff};
+use crate::workspace::Workspaces;
 
 use self::lease::HeldLease;
 use self::worker::Worker;
@@ -44,8 +44,8 @@ pub struct AgentSettings {
     pub lease_ttl: Duration,
     /// Timeout of one LLM call.
     pub llm_timeout: Duration,
-    /// Where execute prompts tell the LLM to write artifacts (per goal below it).
-    pub artifact_dir: PathBuf,
+    /// Each goal's workspace and artifacts folder.
+    pub workspaces: Workspaces,
     /// TTL of the single-active guard and the heartbeat key.
     pub guard_ttl: Duration,
     /// `host:pid` of this process, recorded in the registration.
@@ -61,7 +61,7 @@ impl Default for AgentSettings {
         Self {
             lease_ttl: Duration::from_secs(60),
             llm_timeout: crate::llm::DEFAULT_TIMEOUT,
-            artifact_dir: PathBuf::from("artifacts"),
+            workspaces: Workspaces::default(),
             guard_ttl: Duration::from_secs(15),
             process: process_id(),
             llm_select: false,

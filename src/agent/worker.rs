@@ -11,6 +11,7 @@ use tokio::sync::{Notify, broadcast, watch};
 use crate::domain::Dag;
 use crate::project::AgentConfig;
 use crate::store::{AgentField, AgentRecord, ClaimOutcome, GoalState, StoreError, StoreEvent};
+use crate::workspace::GoalWorkspace;
 
 use super::control::PauseMode;
 use super::execute::MEMORY_LEN;
@@ -134,6 +135,11 @@ impl Worker {
             }
         }
         self.apply_heartbeat(None).await;
+    }
+
+    /// The workspace of `goal`.
+    pub(super) fn workspace(&self, goal: &str) -> GoalWorkspace {
+        self.deps.settings.workspaces.for_goal(goal)
     }
 
     /// Whether the agent was asked to stop (by the Supervisor or a STOP directive).

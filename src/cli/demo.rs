@@ -103,7 +103,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let store = open_store(&args.redis_url).await?;
         let settings = RunSettings {
             lease_ttl: Duration::from_secs(10),
-            artifacts_dir: artifacts.clone(),
+            workspace: dir
+                .join("workspace")
+                .join(porki::workspace::GOAL_PLACEHOLDER),
+            artifacts_dir: Some(artifacts.clone()),
             llm_max_concurrency: 4,
             llm_wait: Duration::from_secs(60),
             spawn_mode: SpawnMode::Static,

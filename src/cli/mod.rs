@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use porki::domain::check_id;
-use porki::llm::{self, LlmProvider, ProviderConfig, ProviderKind};
+use porki::llm::{self, LlmProvider, Permissions, ProviderConfig, ProviderKind};
 use porki::store::{self, Store, StoreError};
 use porki::supervisor::{RestartPolicy, RunSettings, SpawnMode};
 
@@ -81,9 +81,12 @@ pub struct RunArgs {
     /// Attempts per task before it is FAILED.
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
-    /// Where task artifacts are written (one folder per goal).
-    #[arg(long, default_value = "artifacts")]
-    artifacts_dir: PathBuf,
+    /// Each goal's workspace, the working directory of its CLI calls; `{goal}` becomes the goal id.
+    #[arg(long, value_name = "DIR", default_value = porki::workspace::DEFAULT_WORKSPACE)]
+    workspace: PathBuf,
+    /// Where task artifacts are written, one folder per goal (default: `artifacts/` in each workspace).
+    #[arg(long, value_name = "DIR")]
+    artifacts_dir: Option<PathBuf>,
     /// Plan a goal again when its instructions changed since its plan was stored.
     #[arg(long)]
     replan: bool,
@@ -119,7 +122,10 @@ pub struct LlmArgs {
     /// Program for CLI providers (required for `command`).
     #[arg(long)]
     llm_cli: Option<PathBuf>,
-    /// Extra argument for the CLI program (repeatable).
+    /// What claude or codex may do in the workspace: read-only, edit (files in the workspace) or full.
+    #[arg(long, env = "PORKI_LLM_PERMISSIONS", value_enum, ignore_case = true, default_value_t = Permissions::Edit)]
+    llm_permissions: Permissions,
+    /// Extra argument for the CLI program, after porki's own; it replaces a porki option it names (repeatable).
     #[arg(long, allow_hyphen_values = true)]
     llm_extra_arg: Vec<String>,
     /// Model for HTTP providers.
@@ -176,6 +182,7 @@ impl RunArgs {
             lease_ttl: self.lease_ttl,
             guard_ttl: None,
             llm_timeout: self.llm.llm_timeout,
+            workspace: self.workspace.clone(),
             artifacts_dir: self.artifacts_dir.clone(),
             llm_select: self.llm.llm_select,
             llm_summarize: self.llm.llm_summarize,
@@ -206,8 +213,13 @@ fn provider(args: &LlmArgs) -> anyhow::Result<Arc<dyn LlmProvider>> {
         base_url: args.llm_base_url.clone(),
         api_key_env: args.llm_api_key_env.clone(),
         timeout: args.llm_timeout,
+        permissions: args.llm_permissions,
     };
-    llm::provider_from_config(&config).map_err(usage)
+    let provider = llm::provider_from_config(&config).map_err(usage)?;
+    match provider.preflight() {
+        Some(problem) => Err(usage(problem)),
+        None => Ok(provider),
+    }
 }
 
 /// Opens the store to run on, retrying an unreachable Redis with backoff (a

@@ -48,11 +48,7 @@ fn one_shot(
     timeout: Duration,
 ) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
-    let request = LlmRequest {
-        phase: Phase::Execute,
-        prompt: prompt.to_string(),
-        timeout,
-    };
+    let request = LlmRequest::new(Phase::Execute, prompt.to_string(), timeout);
     let response = runtime.block_on(provider.call(&request))?;
     println!("{}", response.text);
     Ok(ExitCode::SUCCESS)

@@ -38,6 +38,10 @@ pub fn check_id(kind: &'static str, value: &str) -> Result<(), InvalidId> {
     {
         return Err(reject("it has a character outside the allowed set"));
     }
+    // Ids name folders (a goal's workspace, a task's report): never a path step.
+    if value == "." || value == ".." {
+        return Err(reject("`.` and `..` are path steps"));
+    }
     Ok(())
 }
 

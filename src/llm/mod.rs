@@ -15,7 +15,9 @@
 
 pub mod answer;
 pub mod cli;
+mod error;
 pub mod http;
+pub mod limits;
 pub mod offline;
 pub mod prompt;
 
@@ -26,9 +28,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use thiserror::Error;
 
-pub use self::cli::{CliFlavor, CliProvider};
+use crate::workspace::GoalWorkspace;
+
+pub use self::cli::{CliFlavor, CliProvider, Permissions};
+pub use self::error::{FailureKind, LlmError};
 pub use self::http::{AnthropicProvider, HttpSettings, OpenAiProvider};
 pub use self::offline::OfflineProvider;
 
@@ -89,6 +93,26 @@ pub struct LlmRequest {
     pub prompt: String,
     /// The call fails with [`LlmError::Timeout`] after this long.
     pub timeout: Duration,
+    /// The goal's workspace: CLI providers run in it and may write there.
+    pub workspace: Option<GoalWorkspace>,
+}
+
+impl LlmRequest {
+    /// A request outside any workspace (CLI providers run in porki's directory).
+    pub fn new(phase: Phase, prompt: String, timeout: Duration) -> Self {
+        Self {
+            phase,
+            prompt,
+            timeout,
+            workspace: None,
+        }
+    }
+
+    /// The same request, run in `workspace`.
+    pub fn in_workspace(mut self, workspace: GoalWorkspace) -> Self {
+        self.workspace = Some(workspace);
+        self
+    }
 }
 
 /// Tokens and money one call used.
@@ -128,133 +152,6 @@ pub struct LlmResponse {
     pub usage: Usage,
 }
 
-/// Errors from a provider call or from building a provider.
-#[derive(Debug, Error)]
-pub enum LlmError {
-    /// The configured program does not exist.
-    #[error("LLM program {program:?} was not found: install it, or pass its path with --llm-cli")]
-    ProgramNotFound {
-        /// The program that was looked up.
-        program: String,
-    },
-    /// The program exists but could not be started, or its pipes failed.
-    #[error("could not run LLM program {program:?}: {source} (check that it is executable)")]
-    Spawn {
-        /// The program.
-        program: String,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The program exited with a failure status.
-    #[error("LLM program {program:?} failed ({}): {}", exit_text(*code), tail_text(stderr_tail))]
-    Exit {
-        /// The program.
-        program: String,
-        /// Exit code; `None` when a signal ended it.
-        code: Option<i32>,
-        /// The last ~2 KB of what it wrote to stderr.
-        stderr_tail: String,
-    },
-    /// The call took longer than the request's timeout.
-    #[error(
-        "LLM call to {provider} timed out after {}s (raise the timeout or shorten the task)",
-        after.as_secs_f64()
-    )]
-    Timeout {
-        /// Provider name.
-        provider: String,
-        /// The timeout that passed.
-        after: Duration,
-    },
-    /// The answer was larger than porki keeps.
-    #[error("{provider} answered more than {limit} bytes: porki stops reading there")]
-    OutputTooLarge {
-        /// Provider name.
-        provider: String,
-        /// The cap in bytes.
-        limit: usize,
-    },
-    /// The API key variable is not set.
-    #[error(
-        "{provider} needs an API key: set the environment variable {env}, or name another variable with --llm-api-key-env"
-    )]
-    MissingApiKey {
-        /// Provider name.
-        provider: String,
-        /// The variable that was read.
-        env: String,
-    },
-    /// The server refused the request or kept failing.
-    #[error("{provider} answered HTTP {status}: {message}")]
-    Http {
-        /// Provider name.
-        provider: String,
-        /// HTTP status code.
-        status: u16,
-        /// The server's error message (never contains the API key).
-        message: String,
-    },
-    /// The server could not be reached.
-    #[error(
-        "could not reach {provider} at {url}: {message} (check --llm-base-url and the network)"
-    )]
-    Transport {
-        /// Provider name.
-        provider: String,
-        /// The endpoint.
-        url: String,
-        /// What failed.
-        message: String,
-    },
-    /// The provider answered, but not in the shape it documents.
-    #[error("{provider} answered something porki cannot read: {detail}")]
-    BadResponse {
-        /// Provider name.
-        provider: String,
-        /// What is wrong.
-        detail: String,
-    },
-    /// The provider reported that the call failed.
-    #[error("{provider} reported an error: {message}")]
-    Failed {
-        /// Provider name.
-        provider: String,
-        /// Its message.
-        message: String,
-    },
-    /// The provider configuration cannot work.
-    #[error("LLM provider configuration: {0}")]
-    Config(String),
-}
-
-impl LlmError {
-    /// Whether trying the same call again later may succeed (timeouts, network, 429/5xx).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            LlmError::Timeout { .. } | LlmError::Transport { .. } => true,
-            LlmError::Http { status, .. } => *status == 429 || *status >= 500,
-            _ => false,
-        }
-    }
-}
-
-fn exit_text(code: Option<i32>) -> String {
-    match code {
-        Some(code) => format!("exit code {code}"),
-        None => "killed by a signal".to_string(),
-    }
-}
-
-fn tail_text(tail: &str) -> &str {
-    let tail = tail.trim();
-    if tail.is_empty() {
-        "no stderr output"
-    } else {
-        tail
-    }
-}
-
 /// A way to ask an LLM; one call at a time per future, many futures at once.
 #[async_trait]
 pub trait LlmProvider: Send + Sync {
@@ -265,6 +162,18 @@ pub trait LlmProvider: Send + Sync {
     ///
     /// Dropping the future cancels the call and kills any child process it started.
     async fn call(&self, request: &LlmRequest) -> Result<LlmResponse, LlmError>;
+
+    /// Whether the provider writes files in the workspace itself (a CLI agent, the
+    /// offline provider), so the files an answer lists can be checked on disk.
+    fn writes_files(&self) -> bool {
+        false
+    }
+
+    /// A problem that would make every call fail, found before the first task
+    /// (e.g. a policy the CLI refuses); `None` when the provider can run.
+    fn preflight(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Which provider to build.
@@ -322,6 +231,8 @@ pub struct ProviderConfig {
     pub api_key_env: Option<String>,
     /// The timeout callers put in each [`LlmRequest`] (providers enforce the request's).
     pub timeout: Duration,
+    /// What CLI agents may do in the workspace.
+    pub permissions: Permissions,
 }
 
 impl ProviderConfig {
@@ -335,6 +246,7 @@ impl ProviderConfig {
             base_url: None,
             api_key_env: None,
             timeout: DEFAULT_TIMEOUT,
+            permissions: Permissions::default(),
         }
     }
 }
@@ -375,11 +287,10 @@ pub fn provider_from_config(config: &ProviderConfig) -> Result<Arc<dyn LlmProvid
                 ProviderKind::Codex => CliFlavor::Codex,
                 _ => CliFlavor::Command,
             };
-            Arc::new(CliProvider::new(
-                flavor,
-                config.cli.clone(),
-                config.extra_args.clone(),
-            )?)
+            Arc::new(
+                CliProvider::new(flavor, config.cli.clone(), config.extra_args.clone())?
+                    .with_permissions(config.permissions),
+            )
         }
         ProviderKind::Openai => Arc::new(OpenAiProvider::new(http())?),
         ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(http())?),

@@ -55,7 +55,7 @@ impl OfflineProvider {
         match request.phase {
             Phase::Plan => Ok(plan_answer(prompt)),
             Phase::Select => select_answer(prompt),
-            Phase::Execute => execute_answer(prompt).await,
+            Phase::Execute => execute_answer(request).await,
             Phase::Summarize => summarize_answer(prompt),
         }
     }
@@ -76,6 +76,10 @@ impl LlmProvider for OfflineProvider {
             })??;
         let usage = Usage::estimate(&request.prompt, &text);
         Ok(LlmResponse { text, usage })
+    }
+
+    fn writes_files(&self) -> bool {
+        true
     }
 }
 
@@ -147,12 +151,18 @@ fn read_task_prompt(prompt: &str) -> Result<TaskPrompt, LlmError> {
     })
 }
 
-async fn execute_answer(prompt: &str) -> Result<String, LlmError> {
+async fn execute_answer(request: &LlmRequest) -> Result<String, LlmError> {
+    let prompt = &request.prompt;
     let parts = read_task_prompt(prompt)?;
-    let dir = prompt::prompt_header(prompt, prompt::ARTIFACTS_LINE)
+    let named = prompt::prompt_header(prompt, prompt::ARTIFACTS_LINE)
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .ok_or_else(|| failed("the execute prompt has no `porki-artifacts: <dir>` line"))?;
+    // A relative artifacts folder is named from the workspace, as a CLI agent would.
+    let dir = match &request.workspace {
+        Some(ws) => ws.dir.join(&named),
+        None => named.clone(),
+    };
     // The id is validated when the plan is, but the file name must never leave `dir`.
     let file = if check_id("task id", &parts.task.id).is_ok() && parts.task.id != ".." {
         format!("{}.md", parts.task.id)
@@ -170,7 +180,10 @@ async fn execute_answer(prompt: &str) -> Result<String, LlmError> {
     tokio::fs::write(&path, report(&parts))
         .await
         .map_err(write_error)?;
-    let path_text = path.display().to_string();
+    let path_text = named
+        .join(path.file_name().expect("a file name"))
+        .display()
+        .to_string();
     Ok(json!({
         "status": "done",
         "outputs": [path_text],
@@ -249,11 +262,7 @@ mod tests {
     use crate::llm::prompt::{PlanContext, SelectContext, TaskContext};
 
     async fn ask(phase: Phase, prompt: String) -> String {
-        let request = LlmRequest {
-            phase,
-            prompt,
-            timeout: Duration::from_secs(5),
-        };
+        let request = LlmRequest::new(phase, prompt, Duration::from_secs(5));
         OfflineProvider::new().call(&request).await.unwrap().text
     }
 
@@ -375,11 +384,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_delay_longer_than_the_timeout_times_out() {
-        let request = LlmRequest {
-            phase: Phase::Select,
-            prompt: String::new(),
-            timeout: Duration::from_millis(20),
-        };
+        let request = LlmRequest::new(Phase::Select, String::new(), Duration::from_millis(20));
         let err = OfflineProvider::with_delay(Duration::from_secs(5))
             .call(&request)
             .await

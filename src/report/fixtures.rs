@@ -102,6 +102,7 @@ pub(super) fn goal_report() -> GoalReport {
             last_error: None,
             tokens: 0,
             cost_usd: 0.0,
+            backoff: None,
         },
         tasks,
     }

@@ -28,6 +28,10 @@ pub const JSON_VERSION: u64 = 1;
 ///     "created_ms": 1700000000000, // when the plan was written
 ///     "finished_ms": null,         // when the goal became complete or failed, else null
 ///     "last_error": null,          // why the goal failed before it had a plan, else null
+///     "tokens": 1234,              // LLM tokens spent on the goal, by every process
+///     "cost_usd": 0.0412,          // LLM cost in USD, where providers report it
+///     "backoff": null,             // while a rate or usage limit holds the goal:
+///                                  // {"until_ms": …, "left_ms": …, "reason": "…"}, else null
 ///     "tasks": [{                  // most recent activity (updated_ms) first, then by id
 ///       "id": "outline",           // task id
 ///       "title": "…",              // title from the plan
@@ -130,6 +134,12 @@ fn goal_json(goal: &GoalReport, now_ms: u64) -> Value {
         "created_ms": status.created_ms,
         "finished_ms": status.finished_ms,
         "last_error": status.last_error,
+        "tokens": status.tokens,
+        "cost_usd": status.cost_usd,
+        "backoff": status.backoff.as_ref().and_then(|b| {
+            let left = b.remaining_ms(now_ms)?;
+            Some(json!({"until_ms": b.until_ms, "left_ms": left, "reason": b.reason}))
+        }),
         "tasks": tasks,
     })
 }

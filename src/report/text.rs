@@ -67,6 +67,24 @@ fn goal_text(out: &mut String, goal: &GoalReport, now_ms: u64, width: usize) {
         .map(|s| format!("{} {}", s.as_str().to_lowercase(), status.count(*s)))
         .collect();
     let _ = writeln!(out, "{INDENT}{}", counts.join("  "));
+    if status.tokens > 0 || status.cost_usd > 0.0 {
+        let _ = writeln!(
+            out,
+            "{INDENT}llm: {} tokens, ${:.4}",
+            status.tokens, status.cost_usd
+        );
+    }
+    if let Some(backoff) = &status.backoff
+        && let Some(left) = backoff.remaining_ms(now_ms)
+    {
+        let line = format!(
+            "{INDENT}waiting {:.0}s (until {} UTC) for a rate or usage limit: {}",
+            (left as f64 / 1000.0).ceil(),
+            crate::llm::limits::utc_text(backoff.until_ms / 1000),
+            clean(&backoff.reason)
+        );
+        let _ = writeln!(out, "{}", fit(&line, width));
+    }
     if let Some(error) = &status.last_error {
         let _ = writeln!(
             out,

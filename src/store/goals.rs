@@ -110,6 +110,24 @@ pub struct GoalStatus {
     pub tokens: u64,
     /// LLM cost spent on the goal, in USD, where providers report it.
     pub cost_usd: f64,
+    /// The last wait a rate or usage limit imposed on the whole goal (it may be over).
+    pub backoff: Option<GoalBackoff>,
+}
+
+/// A wait imposed on a whole goal by a rate or usage limit ([`crate::store::TaskStore::back_off`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoalBackoff {
+    /// Until when nothing of the goal is claimed (ms since the Unix epoch).
+    pub until_ms: u64,
+    /// Why (the provider's message).
+    pub reason: String,
+}
+
+impl GoalBackoff {
+    /// The time left at `now_ms`, `None` once it is over.
+    pub fn remaining_ms(&self, now_ms: u64) -> Option<u64> {
+        self.until_ms.checked_sub(now_ms).filter(|&ms| ms > 0)
+    }
 }
 
 impl GoalStatus {

@@ -40,8 +40,8 @@ pub use self::error::StoreError;
 pub use self::events::{EVENT_CHANNEL_CAPACITY, EventKind, StoreEvent};
 pub use self::gate::GateStore;
 pub use self::goals::{
-    DEFAULT_MAX_ATTEMPTS, GoalState, GoalStatus, GoalStore, PlanError, WriteDagOptions,
-    WriteDagOutcome, write_plan,
+    DEFAULT_MAX_ATTEMPTS, GoalBackoff, GoalState, GoalStatus, GoalStore, PlanError,
+    WriteDagOptions, WriteDagOutcome, write_plan,
 };
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;

@@ -139,6 +139,13 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Gives a held task back to READY without counting the attempt.
     async fn release(&self, lease: &Lease) -> Result<(), StoreError>;
 
+    /// A rate or usage limit: gives the held task back (as [`TaskStore::release`])
+    /// and makes the whole goal wait `wait` before anything of it is claimed (claims
+    /// answer empty with the time left). A later backoff extends the wait, never
+    /// shortens it. `reason` is shown in `porki status`.
+    async fn back_off(&self, lease: &Lease, wait: Duration, reason: &str)
+    -> Result<(), StoreError>;
+
     /// Returns RUNNING tasks whose lock is gone to READY, or FAILED at max attempts.
     async fn reap(&self, goal: &str) -> Result<ReapOutcome, StoreError>;
 

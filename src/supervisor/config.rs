@@ -12,6 +12,7 @@ use crate::llm::LlmProvider;
 use crate::planner::PlannerSettings;
 use crate::project::Project;
 use crate::store::Store;
+use crate::workspace::Workspaces;
 
 use super::RestartPolicy;
 
@@ -34,8 +35,12 @@ pub struct RunSettings {
     pub guard_ttl: Option<Duration>,
     /// Timeout of one LLM call.
     pub llm_timeout: Duration,
-    /// Where task artifacts are written (one folder per goal below it).
-    pub artifacts_dir: PathBuf,
+    /// Each goal's workspace: the working directory of its CLI calls (`{goal}` in
+    /// it becomes the goal id; relative to the current directory).
+    pub workspace: PathBuf,
+    /// Where task artifacts are written (one folder per goal below it); `None`:
+    /// `artifacts/` inside each goal's workspace.
+    pub artifacts_dir: Option<PathBuf>,
     /// Ask the LLM which READY task to take next.
     pub llm_select: bool,
     /// Summarize each finished task for its dependents.
@@ -68,7 +73,8 @@ impl Default for RunSettings {
             lease_ttl: Duration::from_secs(60),
             guard_ttl: None,
             llm_timeout: crate::llm::DEFAULT_TIMEOUT,
-            artifacts_dir: PathBuf::from("artifacts"),
+            workspace: PathBuf::from(crate::workspace::DEFAULT_WORKSPACE),
+            artifacts_dir: None,
             llm_select: false,
             llm_summarize: false,
             max_attempts: crate::store::DEFAULT_MAX_ATTEMPTS,
@@ -95,12 +101,18 @@ impl RunSettings {
         })
     }
 
+    /// Where each goal's work happens, with relative paths taken from the
+    /// current directory.
+    pub fn workspaces(&self) -> Workspaces {
+        Workspaces::from_current_dir(&self.workspace, self.artifacts_dir.as_deref())
+    }
+
     /// What every agent of this process is given.
     pub fn agent(&self) -> AgentSettings {
         AgentSettings {
             lease_ttl: self.lease_ttl,
             llm_timeout: self.llm_timeout,
-            artifact_dir: self.artifacts_dir.clone(),
+            workspaces: self.workspaces(),
             guard_ttl: self.guard_ttl(),
             llm_select: self.llm_select,
             llm_summarize: self.llm_summarize,
@@ -114,6 +126,7 @@ impl RunSettings {
             llm_timeout: self.llm_timeout,
             max_attempts: self.max_attempts,
             replan: self.replan,
+            workspaces: self.workspaces(),
             ..PlannerSettings::default()
         }
     }
@@ -174,7 +187,7 @@ mod tests {
         let settings = RunSettings {
             lease_ttl: Duration::from_secs(7),
             llm_timeout: Duration::from_secs(9),
-            artifacts_dir: PathBuf::from("out"),
+            artifacts_dir: Some(PathBuf::from("/out")),
             llm_select: true,
             llm_summarize: true,
             max_attempts: 4,
@@ -184,11 +197,15 @@ mod tests {
         let agent = settings.agent();
         assert_eq!(agent.lease_ttl, Duration::from_secs(7));
         assert_eq!(agent.llm_timeout, Duration::from_secs(9));
-        assert_eq!(agent.artifact_dir, PathBuf::from("out"));
+        assert_eq!(
+            agent.workspaces.for_goal("g").artifacts,
+            PathBuf::from("/out/g")
+        );
         assert!(agent.llm_select && agent.llm_summarize);
         let planner = settings.planner();
         assert_eq!(planner.llm_timeout, Duration::from_secs(9));
         assert_eq!(planner.max_attempts, 4);
         assert!(planner.replan);
+        assert_eq!(planner.workspaces, agent.workspaces);
     }
 }

@@ -54,24 +54,59 @@ pub(super) async fn read_capped<R: AsyncRead + Unpin>(
     }
 }
 
-/// Reads to the end, keeping only the last `keep` bytes.
-pub(super) async fn read_tail<R: AsyncRead + Unpin>(reader: Option<R>, keep: usize) -> String {
+/// What a child wrote to stderr: the tail, and its error lines wherever they were.
+#[derive(Debug, Default)]
+pub(super) struct Stderr {
+    /// The last bytes, lossily decoded.
+    pub(super) tail: String,
+    /// Lines that report an error (`ERROR`, `error:`), oldest first, capped.
+    pub(super) errors: Vec<String>,
+}
+
+/// Most error lines kept from stderr, and the longest kept line.
+const ERROR_LINES: usize = 32;
+const ERROR_LINE_LEN: usize = 1000;
+
+/// Reads stderr to the end, keeping the last `keep` bytes and the error lines.
+pub(super) async fn read_stderr<R: AsyncRead + Unpin>(reader: Option<R>, keep: usize) -> Stderr {
     let Some(mut reader) = reader else {
-        return String::new();
+        return Stderr::default();
     };
+    let mut out = Stderr::default();
     let mut tail = Vec::new();
+    let mut line = Vec::new();
     let mut chunk = vec![0u8; 8 * 1024];
     while let Ok(n) = reader.read(&mut chunk).await {
         if n == 0 {
             break;
+        }
+        for &byte in &chunk[..n] {
+            if byte == b'\n' {
+                note_error_line(&mut out.errors, &line);
+                line.clear();
+            } else if line.len() < ERROR_LINE_LEN {
+                line.push(byte);
+            }
         }
         tail.extend_from_slice(&chunk[..n]);
         if tail.len() > 2 * keep {
             tail.drain(..tail.len() - keep);
         }
     }
+    note_error_line(&mut out.errors, &line);
     let start = tail.len().saturating_sub(keep);
-    String::from_utf8_lossy(&tail[start..]).into_owned()
+    out.tail = String::from_utf8_lossy(&tail[start..]).into_owned();
+    out
+}
+
+fn note_error_line(errors: &mut Vec<String>, line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim();
+    if errors.len() < ERROR_LINES
+        && (text.contains(" ERROR ") || text.starts_with("ERROR") || text.starts_with("error:"))
+    {
+        errors.push(text.to_string());
+    }
 }
 
 /// Sends `signal` to the group; `false` when the group is gone.

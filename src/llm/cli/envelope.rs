@@ -1,26 +1,32 @@
-//! Reading a CLI's stdout: its JSON result envelope when there is one (with
-//! usage and cost), else the bare text.
+//! Reading a CLI's stdout: a claude-style JSON result envelope when there is one
+//! (`{"type":"result","result":"…","usage":{…},"total_cost_usd":…}`, also as
+//! the last line of `stream-json` output), with usage and cost, else the bare text.
 
 use serde_json::Value;
 
 use crate::llm::{LlmError, LlmResponse, Usage};
 
-/// The answer in a CLI's stdout: its result envelope when there is one, else the bare text.
-pub(super) fn cli_answer(
-    provider: &str,
-    prompt: &str,
-    stdout: &str,
-) -> Result<LlmResponse, LlmError> {
+/// The result envelope in `stdout`, if it holds one.
+pub(super) fn find_envelope(stdout: &str) -> Option<Value> {
     let trimmed = stdout.trim();
-    let envelope = serde_json::from_str::<Value>(trimmed)
+    serde_json::from_str::<Value>(trimmed)
         .ok()
         .filter(is_envelope)
         .or_else(|| {
             // `--output-format stream-json` prints one event per line, the result last.
             let last = trimmed.lines().rev().find(|l| !l.trim().is_empty())?;
             serde_json::from_str::<Value>(last).ok().filter(is_envelope)
-        });
-    let Some(envelope) = envelope else {
+        })
+}
+
+/// The answer in a CLI's stdout: its result envelope when there is one, else the bare text.
+pub(super) fn envelope_answer(
+    provider: &str,
+    prompt: &str,
+    stdout: &str,
+) -> Result<LlmResponse, LlmError> {
+    let Some(envelope) = find_envelope(stdout) else {
+        let trimmed = stdout.trim();
         return Ok(LlmResponse {
             text: trimmed.to_string(),
             usage: Usage::estimate(prompt, trimmed),

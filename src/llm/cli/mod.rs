@@ -4,24 +4,32 @@
 //! with one `killpg`: on timeout (here), and when the caller drops the future (a
 //! guard in the future's state sends SIGTERM, then SIGKILL after a short
 //! grace). Programs are executed directly, never through a shell, so a prompt is
-//! always one literal argument.
+//! always one literal argument. stdin is closed unless it carries the prompt.
 //!
-//! `claude` gets `-p PROMPT` and `codex` gets `exec PROMPT`, followed by the extra
-//! arguments. A prompt over [`ARGV_PROMPT_LIMIT`] bytes (Linux refuses single
-//! arguments over 128 KiB) or starting with `-` (it would read as an option) goes
-//! on stdin instead: `claude -p EXTRA…` and `codex exec - EXTRA…` read it there.
-//! `command` always gets the prompt on stdin.
+//! A call runs in the goal's workspace with porki's options for the CLI
+//! (`policy.rs`: the permission policy, machine-readable output, codex's
+//! `--skip-git-repo-check -C <workspace>`), then the user's extra arguments, which
+//! replace porki's options they name. `claude` gets `-p PROMPT OPTIONS… EXTRA…`
+//! (the prompt right after `-p`: claude's list-valued options would swallow it
+//! later), `codex` gets `exec OPTIONS… EXTRA… PROMPT`. A prompt over
+//! [`ARGV_PROMPT_LIMIT`] bytes (Linux refuses single arguments over 128 KiB) or
+//! starting with `-` goes on stdin instead (`claude -p …`, `codex exec … -`).
+//! `command` always gets the prompt on stdin, and the policy and workspace as
+//! `PORKI_LLM_PERMISSIONS` and `PORKI_WORKSPACE`.
 //!
-//! The answer is stdout: either bare text, or the CLI's JSON result envelope
-//! (`claude --output-format json`: `{"type":"result","result":"…","usage":{…},
-//! "total_cost_usd":…}`, also as the last line of `stream-json` output), whose
-//! usage and cost are recorded. Without an envelope usage is estimated.
-//!
-//! `child.rs` holds the child's pipes and process group, `envelope.rs` the
-//! reading of its answer.
+//! A run is judged from what it printed, never from its exit code alone:
+//! `claude.rs` reads claude's JSON result (denied tools fail the attempt),
+//! `codex.rs` codex's JSONL events and stderr (rejected patches fail it),
+//! `classify.rs` sorts failures (authentication, limits, passing faults), and
+//! `envelope.rs` reads a bare answer or a claude-style envelope for `command`.
+//! `child.rs` holds the child's pipes and process group.
 
 mod child;
+mod classify;
+mod claude;
+mod codex;
 mod envelope;
+mod policy;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -32,9 +40,14 @@ use async_trait::async_trait;
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use self::child::{GroupGuard, ReadError, feed, read_capped, read_tail, stop_group};
-use self::envelope::cli_answer;
+pub use self::policy::Permissions;
+
+use self::child::{GroupGuard, ReadError, Stderr, feed, read_capped, read_stderr, stop_group};
+use self::claude::claude_answer;
+use self::codex::codex_answer;
+use self::envelope::envelope_answer;
 use super::{LlmError, LlmProvider, LlmRequest, LlmResponse};
+use crate::workspace::GoalWorkspace;
 
 /// Largest prompt passed as an argument; larger ones go on stdin.
 pub const ARGV_PROMPT_LIMIT: usize = 100 * 1024;
@@ -45,19 +58,24 @@ pub const DEFAULT_OUTPUT_LIMIT: usize = 16 * 1024 * 1024;
 /// How much of stderr an [`LlmError::Exit`] keeps.
 const STDERR_TAIL: usize = 2 * 1024;
 
+/// claude's own API retries when the user set none: it retries for minutes by
+/// default, and porki already retries a failed task after a backoff.
+const CLAUDE_MAX_RETRIES: &str = "2";
+
 /// Which command line to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CliFlavor {
-    /// `claude -p PROMPT EXTRA…`.
+    /// `claude -p PROMPT OPTIONS… EXTRA…`.
     Claude,
-    /// `codex exec PROMPT EXTRA…`.
+    /// `codex exec OPTIONS… EXTRA… PROMPT`.
     Codex,
     /// `PROGRAM EXTRA…`, prompt on stdin.
     Command,
 }
 
 impl CliFlavor {
-    fn name(self) -> &'static str {
+    /// The provider's name in logs and errors.
+    pub fn name(self) -> &'static str {
         match self {
             CliFlavor::Claude => "claude",
             CliFlavor::Codex => "codex",
@@ -72,6 +90,7 @@ pub struct CliProvider {
     flavor: CliFlavor,
     program: PathBuf,
     extra_args: Vec<String>,
+    permissions: Permissions,
     output_limit: usize,
 }
 
@@ -96,8 +115,15 @@ impl CliProvider {
             flavor,
             program,
             extra_args,
+            permissions: Permissions::default(),
             output_limit: DEFAULT_OUTPUT_LIMIT,
         })
+    }
+
+    /// What the CLI agent may do in the workspace (default: edit).
+    pub fn with_permissions(mut self, permissions: Permissions) -> Self {
+        self.permissions = permissions;
+        self
     }
 
     /// Caps the captured stdout at `bytes`; more is an [`LlmError::OutputTooLarge`].
@@ -111,35 +137,58 @@ impl CliProvider {
         &self.program
     }
 
-    /// The arguments for `prompt`, and the text to write on stdin, if any.
-    fn invocation<'p>(&self, prompt: &'p str) -> (Vec<OsString>, Option<&'p str>) {
+    /// The arguments for `prompt` in `workspace`, and the text to write on stdin, if any.
+    fn invocation<'p>(
+        &self,
+        prompt: &'p str,
+        workspace: Option<&GoalWorkspace>,
+    ) -> (Vec<OsString>, Option<&'p str>) {
         let on_stdin = prompt.len() > ARGV_PROMPT_LIMIT || prompt.starts_with('-');
+        let own = policy::own_options(self.flavor, self.permissions, workspace, &self.extra_args);
+        let extra = self.extra_args.iter().map(OsString::from);
         let mut args: Vec<OsString> = Vec::new();
-        let stdin = match self.flavor {
+        match self.flavor {
             CliFlavor::Claude => {
                 args.push("-p".into());
                 if !on_stdin {
                     args.push(prompt.into());
                 }
-                on_stdin.then_some(prompt)
+                args.extend(own);
+                args.extend(extra);
             }
             CliFlavor::Codex => {
                 args.push("exec".into());
+                args.extend(own);
+                args.extend(extra);
                 args.push(if on_stdin { "-".into() } else { prompt.into() });
-                on_stdin.then_some(prompt)
             }
-            CliFlavor::Command => Some(prompt),
-        };
-        args.extend(self.extra_args.iter().map(OsString::from));
-        (args, stdin)
+            CliFlavor::Command => {
+                args.extend(extra);
+                return (args, Some(prompt));
+            }
+        }
+        (args, on_stdin.then_some(prompt))
     }
 
     fn program_text(&self) -> String {
         self.program.display().to_string()
     }
 
-    fn spawn(&self, args: &[OsString], with_stdin: bool) -> Result<Child, LlmError> {
+    fn spawn(
+        &self,
+        args: &[OsString],
+        with_stdin: bool,
+        workspace: Option<&GoalWorkspace>,
+    ) -> Result<Child, LlmError> {
         let mut command = Command::new(&self.program);
+        if let Some(ws) = workspace {
+            command.current_dir(&ws.dir).env("PORKI_WORKSPACE", &ws.dir);
+        }
+        command.env("PORKI_LLM_PERMISSIONS", self.permissions.as_str());
+        if self.flavor == CliFlavor::Claude && std::env::var_os("CLAUDE_CODE_MAX_RETRIES").is_none()
+        {
+            command.env("CLAUDE_CODE_MAX_RETRIES", CLAUDE_MAX_RETRIES);
+        }
         command
             .args(args)
             .stdin(if with_stdin {
@@ -177,8 +226,18 @@ impl CliProvider {
     }
 
     async fn run(&self, request: &LlmRequest) -> Result<LlmResponse, LlmError> {
-        let (args, input) = self.invocation(&request.prompt);
-        let mut child = self.spawn(&args, input.is_some())?;
+        let workspace = request.workspace.as_ref();
+        if let Some(ws) = workspace {
+            ws.create().await.map_err(|source| LlmError::Spawn {
+                program: self.program_text(),
+                source: std::io::Error::other(format!(
+                    "cannot create the workspace {}: {source}",
+                    ws.dir.display()
+                )),
+            })?;
+        }
+        let (args, input) = self.invocation(&request.prompt, workspace);
+        let mut child = self.spawn(&args, input.is_some(), workspace)?;
         let Some(pgid) = child.id().map(|id| Pid::from_raw(id as i32)) else {
             return Err(LlmError::Spawn {
                 program: self.program_text(),
@@ -188,7 +247,7 @@ impl CliProvider {
         let mut guard = GroupGuard::new(pgid);
         let collected =
             tokio::time::timeout(request.timeout, self.collect(&mut child, pgid, input)).await;
-        let (status, stdout, stderr_tail) = match collected {
+        let (status, stdout, stderr) = match collected {
             Ok(result) => {
                 guard.disarm();
                 result?
@@ -202,14 +261,32 @@ impl CliProvider {
                 });
             }
         };
-        if !status.success() {
-            return Err(LlmError::Exit {
-                program: self.program_text(),
-                code: status.code(),
-                stderr_tail,
-            });
+        let exit_error = || LlmError::Exit {
+            program: self.program_text(),
+            code: status.code(),
+            stderr_tail: stderr.tail.clone(),
+        };
+        match self.flavor {
+            // A run killed by a signal printed nothing worth judging.
+            _ if status.code().is_none() => Err(exit_error()),
+            CliFlavor::Claude if !status.success() && stdout.trim().is_empty() => Err(exit_error()),
+            CliFlavor::Claude => claude_answer(
+                &request.prompt,
+                &stdout,
+                status.success(),
+                self.permissions,
+                workspace,
+            ),
+            CliFlavor::Codex => codex_answer(
+                &request.prompt,
+                &stdout,
+                &stderr,
+                status.success(),
+                self.permissions,
+            ),
+            CliFlavor::Command if !status.success() => Err(exit_error()),
+            CliFlavor::Command => envelope_answer(self.flavor.name(), &request.prompt, &stdout),
         }
-        cli_answer(self.flavor.name(), &request.prompt, &stdout)
     }
 
     /// Feeds stdin and reads both pipes concurrently (no pipe deadlock) until the
@@ -219,7 +296,7 @@ impl CliProvider {
         child: &mut Child,
         pgid: Pid,
         input: Option<&str>,
-    ) -> Result<(ExitStatus, String, String), LlmError> {
+    ) -> Result<(ExitStatus, String, Stderr), LlmError> {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
@@ -228,7 +305,7 @@ impl CliProvider {
             let (_, out, err) = tokio::join!(
                 feed(stdin, input),
                 read_capped(stdout, limit),
-                read_tail(stderr, STDERR_TAIL)
+                read_stderr(stderr, STDERR_TAIL)
             );
             (out, err)
         };
@@ -284,6 +361,23 @@ impl LlmProvider for CliProvider {
 
     async fn call(&self, request: &LlmRequest) -> Result<LlmResponse, LlmError> {
         self.run(request).await
+    }
+
+    fn writes_files(&self) -> bool {
+        true
+    }
+
+    fn preflight(&self) -> Option<String> {
+        let refused_as_root = self.flavor == CliFlavor::Claude
+            && self.permissions == Permissions::Full
+            && nix::unistd::geteuid().is_root()
+            && !self
+                .extra_args
+                .iter()
+                .any(|a| a.starts_with("--permission-mode"));
+        refused_as_root.then(|| {
+            "claude refuses --dangerously-skip-permissions (what --llm-permissions full needs) when it runs as root, and porki runs as root: run porki as a non-root user for full, or use --llm-permissions edit".to_string()
+        })
     }
 }
 

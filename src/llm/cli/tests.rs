@@ -55,11 +55,7 @@ impl Drop for Fake {
 }
 
 fn request(prompt: &str, timeout: Duration) -> LlmRequest {
-    LlmRequest {
-        phase: Phase::Execute,
-        prompt: prompt.to_string(),
-        timeout,
-    }
+    LlmRequest::new(Phase::Execute, prompt.to_string(), timeout)
 }
 
 /// Alive and not a zombie (a killed orphan may wait for a reaper that never comes).
@@ -165,8 +161,86 @@ async fn the_prompt_reaches_the_program_as_one_literal_argument() {
         .unwrap();
     let args = std::fs::read_to_string(fake.file("args")).unwrap();
     let args: Vec<&str> = args.split("\n<end>\n").filter(|a| !a.is_empty()).collect();
-    assert_eq!(args, ["-p", prompt.as_str(), "--output-format", "json"]);
+    // porki's options follow the prompt; the user's --output-format replaced porki's.
+    assert_eq!(
+        args,
+        [
+            "-p",
+            prompt.as_str(),
+            "--permission-mode",
+            "acceptEdits",
+            "--output-format",
+            "json"
+        ]
+    );
     assert!(!marker.exists(), "the prompt was run by a shell");
+}
+
+#[tokio::test]
+async fn codex_runs_in_the_workspace_with_the_prompt_last() {
+    let fake = Fake::new(
+        r#"for a in "$@"; do printf '%s\n<end>\n' "$a"; done > "$DIR/args"; pwd > "$DIR/cwd"; echo ok"#,
+    );
+    let root = fake.file("ws");
+    let workspace = crate::workspace::Workspaces::new(std::path::Path::new("{goal}"), None, &root)
+        .for_goal("g");
+    let provider = fake
+        .provider(CliFlavor::Codex)
+        .with_permissions(Permissions::ReadOnly);
+    provider
+        .call(&request("do it", Duration::from_secs(10)).in_workspace(workspace.clone()))
+        .await
+        .unwrap();
+    let args = std::fs::read_to_string(fake.file("args")).unwrap();
+    let args: Vec<&str> = args.split("\n<end>\n").filter(|a| !a.is_empty()).collect();
+    let dir = workspace.dir.display().to_string();
+    assert_eq!(
+        args,
+        [
+            "exec",
+            "--skip-git-repo-check",
+            "-C",
+            dir.as_str(),
+            "--json",
+            "--sandbox",
+            "read-only",
+            "do it"
+        ]
+    );
+    let cwd = std::fs::read_to_string(fake.file("cwd")).unwrap();
+    assert_eq!(cwd.trim(), dir, "the CLI runs in the goal's workspace");
+    assert!(workspace.artifacts.is_dir(), "the workspace was created");
+}
+
+#[tokio::test]
+async fn a_command_learns_the_policy_and_workspace_from_its_environment() {
+    let fake = Fake::new(r#"echo "$PORKI_LLM_PERMISSIONS $PORKI_WORKSPACE $(pwd)""#);
+    let workspace =
+        crate::workspace::Workspaces::new(std::path::Path::new("w"), None, &fake.dir).for_goal("g");
+    let answer = fake
+        .provider(CliFlavor::Command)
+        .with_permissions(Permissions::Full)
+        .call(&request("x", Duration::from_secs(10)).in_workspace(workspace.clone()))
+        .await
+        .unwrap();
+    let dir = workspace.dir.display().to_string();
+    assert_eq!(answer.text, format!("full {dir} {dir}"));
+}
+
+#[test]
+fn full_permissions_for_claude_are_refused_up_front_as_root() {
+    let provider = CliProvider::new(CliFlavor::Claude, None, Vec::new())
+        .unwrap()
+        .with_permissions(Permissions::Full);
+    let problem = provider.preflight();
+    if nix::unistd::geteuid().is_root() {
+        let problem = problem.expect("refused as root");
+        assert!(problem.contains("non-root user"), "{problem}");
+    } else {
+        assert_eq!(problem, None);
+    }
+    let edit = CliProvider::new(CliFlavor::Claude, None, Vec::new()).unwrap();
+    assert_eq!(edit.preflight(), None);
 }
 
 #[tokio::test]
@@ -180,9 +254,10 @@ async fn a_large_prompt_goes_on_stdin() {
         .unwrap();
     assert_eq!(answer.text, "ok");
     assert_eq!(std::fs::read_to_string(fake.file("stdin")).unwrap(), prompt);
+    // `-p` and porki's four option words; the prompt is not among them.
     assert_eq!(
         std::fs::read_to_string(fake.file("argc")).unwrap().trim(),
-        "1"
+        "5"
     );
 }
 

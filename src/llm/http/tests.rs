@@ -76,11 +76,11 @@ fn settings(base: &str) -> HttpSettings {
 }
 
 fn request(timeout: Duration) -> LlmRequest {
-    LlmRequest {
-        phase: Phase::Execute,
-        prompt: "porki-phase: execute\nanswer in JSON".into(),
+    LlmRequest::new(
+        Phase::Execute,
+        "porki-phase: execute\nanswer in JSON".into(),
         timeout,
-    }
+    )
 }
 
 const OPENAI_OK: &str = r#"{"choices":[{"message":{"role":"assistant","content":"{\"status\":\"done\"}"}}],"usage":{"prompt_tokens":11,"completion_tokens":4}}"#;

@@ -4,13 +4,18 @@
 -- and the roleless one; ties go to the smaller id, as within one index. `now` is
 -- the caller's server time, or nil to read it here. `preferred`, when given and
 -- READY for this agent, is claimed instead of the best task (the LLM's pick).
+-- While the goal backs off (a rate or usage limit, back_off.lua) nothing is
+-- claimed and the wait is what is left of it.
 -- Returns {'claimed', id, fence, attempt} | {'empty', ms until next retry or ''} |
 -- {'inactive', goal status} | {'no_goal'}.
 local function claim_next(agent, role, ttl, token, now, preferred)
-  local status = redis.call('HGET', GOAL, 'status')
+  local goal = redis.call('HMGET', GOAL, 'status', 'backoff_until')
+  local status = goal[1]
   if not status then return {'no_goal'} end
   if status ~= 'active' then return {'inactive', status} end
   now = now or now_ms()
+  local backoff = tonumber(goal[2])
+  if backoff and backoff > now then return {'empty', tostring(backoff - now)} end
 
   for _, due in ipairs(redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now)) do
     local f = redis.call('HMGET', task_key(due), 'role', 'priority')

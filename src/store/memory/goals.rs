@@ -28,6 +28,7 @@ fn unplanned_status(goal: &str) -> GoalStatus {
         last_error: None,
         tokens: 0,
         cost_usd: 0.0,
+        backoff: None,
     }
 }
 

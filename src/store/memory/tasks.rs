@@ -8,8 +8,8 @@ use tokio::time::Instant;
 use super::{GoalData, MemoryStore, now_ms, ready_slot};
 use crate::domain::{TaskState, TaskStatus};
 use crate::store::{
-    ClaimOutcome, CompleteOutcome, EventKind, FailOutcome, GoalState, Lease, ReapOutcome,
-    StoreError, TaskResult, TaskStore, new_token,
+    ClaimOutcome, CompleteOutcome, EventKind, FailOutcome, GoalBackoff, GoalState, Lease,
+    ReapOutcome, StoreError, TaskResult, TaskStore, new_token,
 };
 
 impl GoalData {
@@ -35,6 +35,16 @@ impl GoalData {
     ) -> ClaimOutcome {
         if self.status.state != GoalState::Active {
             return ClaimOutcome::Empty { retry_in: None };
+        }
+        if let Some(left) = self
+            .status
+            .backoff
+            .as_ref()
+            .and_then(|b| b.remaining_ms(now_ms()))
+        {
+            return ClaimOutcome::Empty {
+                retry_in: Some(Duration::from_millis(left)),
+            };
         }
         let now = Instant::now();
         while let Some((due, id)) = self.delayed.first().cloned() {
@@ -86,6 +96,16 @@ impl GoalData {
             fence: task.state.fence,
             attempt: task.state.attempt,
         })
+    }
+
+    /// Gives a task whose lease was checked back to READY, attempt not counted.
+    fn release(&mut self, id: &str) {
+        self.set_status(id, TaskStatus::Ready);
+        let task = self.task_mut(id);
+        task.lock = None;
+        task.state.attempt -= 1;
+        task.state.lease_expires_ms = None;
+        self.index_ready(id);
     }
 
     /// Completes a task whose lease was checked (see [`TaskStore::complete`]).
@@ -213,16 +233,32 @@ impl TaskStore for MemoryStore {
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.lock().held(lease)?.release(&lease.task);
+        self.emit(&lease.goal, EventKind::Ready);
+        Ok(())
+    }
+
+    async fn back_off(
+        &self,
+        lease: &Lease,
+        wait: Duration,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         let mut state = self.lock();
         let data = state.held(lease)?;
-        data.set_status(&lease.task, TaskStatus::Ready);
-        let task = data.task_mut(&lease.task);
-        task.lock = None;
-        task.state.attempt -= 1;
-        task.state.lease_expires_ms = None;
-        data.index_ready(&lease.task);
-        drop(state);
-        self.emit(&lease.goal, EventKind::Ready);
+        data.release(&lease.task);
+        let until_ms = now_ms() + wait.as_millis() as u64;
+        if data
+            .status
+            .backoff
+            .as_ref()
+            .is_none_or(|b| b.until_ms < until_ms)
+        {
+            data.status.backoff = Some(GoalBackoff {
+                until_ms,
+                reason: reason.to_string(),
+            });
+        }
         Ok(())
     }
 

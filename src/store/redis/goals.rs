@@ -10,8 +10,8 @@ use tokio::sync::broadcast;
 use super::{RedisStore, unexpected};
 use crate::domain::{Dag, Edge, Node, TaskStatus, ValidatedDag};
 use crate::store::{
-    GoalState, GoalStatus, GoalStore, StoreError, StoreEvent, WriteDagOptions, WriteDagOutcome,
-    keys,
+    GoalBackoff, GoalState, GoalStatus, GoalStore, StoreError, StoreEvent, WriteDagOptions,
+    WriteDagOutcome, keys,
 };
 
 /// The plan as `write_dag.lua` takes it: per node its JSON, the fields the task
@@ -80,6 +80,10 @@ fn goal_from_fields(
             .get("cost_usd")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0),
+        backoff: fields.get("backoff_until").map(|_| GoalBackoff {
+            until_ms: number("backoff_until"),
+            reason: fields.get("backoff_reason").cloned().unwrap_or_default(),
+        }),
     })
 }
 

@@ -30,6 +30,7 @@ pub(super) struct Scripts {
     pub(super) complete_and_claim: Script,
     pub(super) fail: Script,
     pub(super) release: Script,
+    pub(super) back_off: Script,
     pub(super) reap: Script,
     pub(super) drop_task: Script,
     pub(super) retry_task: Script,
@@ -58,7 +59,8 @@ impl Scripts {
                 "complete_and_claim.lua"
             ),
             fail: task_script!("fail_lib.lua", "fail.lua"),
-            release: task_script!("release.lua"),
+            release: task_script!("release_lib.lua", "release.lua"),
+            back_off: task_script!("release_lib.lua", "back_off.lua"),
             reap: task_script!("fail_lib.lua", "reap.lua"),
             drop_task: task_script!("fail_lib.lua", "drop_task.lua"),
             retry_task: task_script!("retry_task.lua"),

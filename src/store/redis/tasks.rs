@@ -240,6 +240,17 @@ impl TaskStore for RedisStore {
             .map(drop)
     }
 
+    async fn back_off(
+        &self,
+        lease: &Lease,
+        wait: Duration,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.run_lease_script(&self.scripts.back_off, lease, &[&millis(wait), reason])
+            .await
+            .map(drop)
+    }
+
     async fn reap(&self, goal: &str) -> Result<ReapOutcome, StoreError> {
         let (mut requeued, mut failed): (Vec<String>, Vec<String>) =
             self.run_task_script(&self.scripts.reap, goal, &[]).await?;
