@@ -7,7 +7,7 @@
 //! Target: ratio ≥ 0.33, i.e. a cycle costs at most three round trips' worth of time.
 
 #[allow(dead_code)]
-#[path = "../tests/support/redis_server.rs"]
+#[path = "../tests/it/support/redis_server.rs"]
 mod redis_server;
 
 use std::sync::Arc;

@@ -1,14 +1,12 @@
 //! The `porki` binary as a user runs it.
 
-mod support;
-
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::RedisServer;
-use support::runtime::{temp_dir, write_script};
+use crate::support::RedisServer;
+use crate::support::runtime::{temp_dir, write_script};
 
 fn porki() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_porki"));

@@ -1,16 +1,15 @@
 //! The orchestrator end to end: Supervisor, agents, planner, reaper and gate
 //! running goals on the embedded store and on a private redis-server.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use porki::domain::TaskStatus;
 use porki::store::{MemoryStore, RedisStore, Store};
-use support::RedisServer;
-use support::runtime::*;
+
+use crate::support::RedisServer;
+use crate::support::runtime::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
 

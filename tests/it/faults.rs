@@ -4,15 +4,13 @@
 //! Long versions (20 kills, 10,000-task soak) run with `PORKI_FAULT_LONG=1`;
 //! the default is a shortened version of each scenario that fits CI.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::RedisServer;
-use support::runtime::{temp_dir, write_script};
+use crate::support::RedisServer;
+use crate::support::runtime::{temp_dir, write_script};
 
 fn long() -> bool {
     std::env::var_os("PORKI_FAULT_LONG").is_some()

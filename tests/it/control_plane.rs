@@ -1,16 +1,15 @@
 //! Operators steering live agents: heartbeat directives and instruction edits
 //! while a run goes on.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use porki::domain::TaskStatus;
 use porki::project::Project;
 use porki::store::{MemoryStore, RedisStore, Store};
-use support::RedisServer;
-use support::runtime::*;
+
+use crate::support::RedisServer;
+use crate::support::runtime::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
 

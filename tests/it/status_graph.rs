@@ -1,7 +1,5 @@
 //! `porki status` and `porki graph` run as a user runs them, against a private Redis.
 
-mod support;
-
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -10,8 +8,9 @@ use porki::store::{
     ClaimOutcome, Lease, RedisStore, Store, TaskResult, WriteDagOptions, write_plan,
 };
 use serde_json::Value;
-use support::RedisServer;
-use support::runtime::temp_dir;
+
+use crate::support::RedisServer;
+use crate::support::runtime::temp_dir;
 
 const GOAL: &str = "shop-001";
 const HOSTILE: &str = "Say \"hi\" [now]";

@@ -1,8 +1,6 @@
 //! One behaviour suite, run against both store backends: `memory://` and a private
 //! `redis-server`. A backend passes only if every test passes on it.
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +10,8 @@ use porki::store::{
     AgentRecord, ClaimOutcome, EventKind, FailOutcome, GoalState, Lease, MemoryStore, PlanError,
     RedisStore, Store, StoreError, TaskResult, WriteDagOptions, WriteDagOutcome, write_plan,
 };
-use support::RedisServer;
+
+use crate::support::RedisServer;
 
 /// The backend under test, and the Redis server behind it (kept alive with it).
 struct Backend {
