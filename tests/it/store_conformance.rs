@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use porki::domain::{Dag, Edge, Node, TaskStatus};
+use porki::domain::{Dag, Node, TaskStatus};
 use porki::store::{
     AgentRecord, ClaimOutcome, EventKind, FailOutcome, GoalState, Lease, MemoryStore, PlanError,
     RedisStore, Store, StoreError, TaskResult, WriteDagOptions, WriteDagOutcome, write_plan,
 };
 
-use crate::support::RedisServer;
+use crate::support::{RedisServer, claim, node, nodes, plan};
 
 /// The backend under test, and the Redis server behind it (kept alive with it).
 struct Backend {
@@ -89,31 +89,6 @@ conformance!(
 const LONG: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_millis(150);
 
-fn node(id: &str, priority: i32) -> Node {
-    Node {
-        priority,
-        ..Node::new(id, format!("Task {id}"))
-    }
-}
-
-fn plan(goal: &str, nodes: Vec<Node>, edges: &[(&str, &str)]) -> Dag {
-    Dag {
-        goal_id: goal.to_string(),
-        nodes,
-        edges: edges
-            .iter()
-            .map(|(s, t)| Edge {
-                source: s.to_string(),
-                target: t.to_string(),
-            })
-            .collect(),
-    }
-}
-
-fn ids(list: &[&str]) -> Vec<Node> {
-    list.iter().map(|id| node(id, 0)).collect()
-}
-
 async fn write(store: &dyn Store, dag: Dag) -> WriteDagOutcome {
     write_plan(store, dag, &WriteDagOptions::default(), 10_000)
         .await
@@ -129,13 +104,6 @@ async fn write_with_attempts(store: &dyn Store, dag: Dag, max_attempts: u32) {
     write_plan(store, dag, &options, 10_000)
         .await
         .expect("plan is written");
-}
-
-async fn claim(store: &dyn Store, goal: &str, agent: &str, ttl: Duration) -> Option<Lease> {
-    match store.claim(goal, agent, None, ttl).await.expect("claim") {
-        ClaimOutcome::Claimed(lease) => Some(lease),
-        ClaimOutcome::Empty { .. } => None,
-    }
 }
 
 async fn status_of(store: &dyn Store, goal: &str, task: &str) -> TaskStatus {
@@ -175,7 +143,7 @@ mod behaviour {
     use super::*;
 
     pub async fn a_plan_starts_tasks_ready_or_blocked_by_their_deps(store: Arc<dyn Store>) {
-        let outcome = write(&*store, plan("g", ids(&["a", "b", "c"]), &[("a", "b")])).await;
+        let outcome = write(&*store, plan("g", nodes(&["a", "b", "c"]), &[("a", "b")])).await;
         assert_eq!(outcome, WriteDagOutcome::Created);
         let states = statuses(&*store, "g").await;
         assert_eq!(states["a"], TaskStatus::Ready);
@@ -195,7 +163,7 @@ mod behaviour {
     }
 
     pub async fn writing_the_same_plan_again_changes_nothing(store: Arc<dyn Store>) {
-        let dag = plan("g", ids(&["a", "b"]), &[("a", "b")]);
+        let dag = plan("g", nodes(&["a", "b"]), &[("a", "b")]);
         write(&*store, dag.clone()).await;
         let lease = claim(&*store, "g", "x", LONG).await.unwrap();
         store.complete(&lease, &result("a")).await.unwrap();
@@ -208,12 +176,12 @@ mod behaviour {
     }
 
     pub async fn a_different_plan_is_refused_unless_replacing(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a", "b"]), &[("a", "b")])).await;
+        write(&*store, plan("g", nodes(&["a", "b"]), &[("a", "b")])).await;
         let lease = claim(&*store, "g", "x", LONG).await.unwrap();
         store.complete(&lease, &result("a")).await.unwrap();
         let before = store.tasks("g").await.unwrap();
 
-        let other = plan("g", ids(&["x", "y"]), &[]);
+        let other = plan("g", nodes(&["x", "y"]), &[]);
         let err = write_plan(&*store, other.clone(), &WriteDagOptions::default(), 100)
             .await
             .unwrap_err();
@@ -250,26 +218,26 @@ mod behaviour {
     ) {
         let cases: Vec<(Dag, &str)> = vec![
             (plan("g", vec![], &[]), "no tasks"),
-            (plan("g", ids(&["a", "a"]), &[]), "appears more than once"),
+            (plan("g", nodes(&["a", "a"]), &[]), "appears more than once"),
             (
-                plan("g", ids(&["a"]), &[("a", "nope")]),
+                plan("g", nodes(&["a"]), &[("a", "nope")]),
                 "unknown task \"nope\"",
             ),
-            (plan("g", ids(&["a"]), &[("a", "a")]), "depends on itself"),
+            (plan("g", nodes(&["a"]), &[("a", "a")]), "depends on itself"),
             (
-                plan("g", ids(&["a", "b"]), &[("a", "b"), ("b", "a")]),
+                plan("g", nodes(&["a", "b"]), &[("a", "b"), ("b", "a")]),
                 "cycle: a -> b -> a",
             ),
             (
-                plan("g", ids(&["a:b"]), &[]),
+                plan("g", nodes(&["a:b"]), &[]),
                 "task id \"a:b\" is not allowed",
             ),
             (
-                plan("g{x}", ids(&["a"]), &[]),
+                plan("g{x}", nodes(&["a"]), &[]),
                 "goal id \"g{x}\" is not allowed",
             ),
             (
-                plan("g", ids(&["a", "b", "c"]), &[]),
+                plan("g", nodes(&["a", "b", "c"]), &[]),
                 "more than the limit of 2",
             ),
         ];
@@ -382,7 +350,7 @@ mod behaviour {
     }
 
     pub async fn a_stale_holder_cannot_complete_renew_release_or_fail(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a", "b"]), &[("a", "b")])).await;
+        write(&*store, plan("g", nodes(&["a", "b"]), &[("a", "b")])).await;
         let stale = claim(&*store, "g", "slow", SHORT).await.unwrap();
         tokio::time::sleep(SHORT * 2).await;
         // Expired but not reaped yet: the lock is gone, so the holder is already stale.
@@ -421,7 +389,7 @@ mod behaviour {
     }
 
     pub async fn renewing_keeps_a_lease_from_being_reaped(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a"]), &[])).await;
+        write(&*store, plan("g", nodes(&["a"]), &[])).await;
         let lease = claim(&*store, "g", "x", SHORT).await.unwrap();
         for _ in 0..6 {
             tokio::time::sleep(SHORT / 3).await;
@@ -435,7 +403,11 @@ mod behaviour {
         store: Arc<dyn Store>,
     ) {
         let edges = [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")];
-        write(&*store, plan("g", ids(&["a", "b", "c", "d", "e"]), &edges)).await;
+        write(
+            &*store,
+            plan("g", nodes(&["a", "b", "c", "d", "e"]), &edges),
+        )
+        .await;
         let mut held: BTreeMap<String, Lease> = BTreeMap::new();
         let next = || {
             let store = store.clone();
@@ -543,7 +515,7 @@ mod behaviour {
     }
 
     pub async fn complete_and_claim_with_a_stale_lease_claims_nothing(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a", "b", "c"]), &[("a", "b")])).await;
+        write(&*store, plan("g", nodes(&["a", "b", "c"]), &[("a", "b")])).await;
         let stale = claim(&*store, "g", "slow", SHORT).await.unwrap();
         tokio::time::sleep(SHORT * 2).await;
         assert_lost(
@@ -572,7 +544,7 @@ mod behaviour {
     pub async fn complete_and_claim_on_an_empty_goal_returns_empty_with_the_retry_hint(
         store: Arc<dyn Store>,
     ) {
-        write(&*store, plan("g", ids(&["a", "b", "c"]), &[("a", "c")])).await;
+        write(&*store, plan("g", nodes(&["a", "b", "c"]), &[("a", "c")])).await;
         let a = claim(&*store, "g", "x", LONG).await.unwrap();
         let b = claim(&*store, "g", "y", LONG).await.unwrap();
         store.fail(&b, "flaky", true, SHORT * 4).await.unwrap();
@@ -599,7 +571,7 @@ mod behaviour {
     }
 
     pub async fn reap_requeues_an_expired_task_and_counts_the_attempt(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a"]), &[])).await;
+        write(&*store, plan("g", nodes(&["a"]), &[])).await;
         let lease = claim(&*store, "g", "x", SHORT).await.unwrap();
         assert!(
             store.reap("g").await.unwrap().requeued.is_empty(),
@@ -621,7 +593,7 @@ mod behaviour {
     }
 
     pub async fn reap_fails_a_task_at_max_attempts(store: Arc<dyn Store>) {
-        write_with_attempts(&*store, plan("g", ids(&["a", "b"]), &[("a", "b")]), 2).await;
+        write_with_attempts(&*store, plan("g", nodes(&["a", "b"]), &[("a", "b")]), 2).await;
         for attempt in 1..=2 {
             let lease = claim(&*store, "g", "x", SHORT).await.unwrap();
             assert_eq!(lease.attempt, attempt);
@@ -642,7 +614,7 @@ mod behaviour {
     }
 
     pub async fn fail_retries_after_the_backoff_then_fails_for_good(store: Arc<dyn Store>) {
-        write_with_attempts(&*store, plan("g", ids(&["a"]), &[]), 2).await;
+        write_with_attempts(&*store, plan("g", nodes(&["a"]), &[]), 2).await;
         let lease = claim(&*store, "g", "x", LONG).await.unwrap();
         let out = store.fail(&lease, "flaky", true, SHORT * 2).await.unwrap();
         assert_eq!(out, FailOutcome::Retrying { after: SHORT * 2 });
@@ -675,7 +647,7 @@ mod behaviour {
     }
 
     pub async fn a_non_retryable_failure_fails_the_task_and_the_goal(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a", "b"]), &[])).await;
+        write(&*store, plan("g", nodes(&["a", "b"]), &[])).await;
         let lease = claim(&*store, "g", "x", LONG).await.unwrap();
         let out = store
             .fail(&lease, "bad answer", false, SHORT)
@@ -689,7 +661,7 @@ mod behaviour {
     }
 
     pub async fn release_gives_the_task_back_without_counting_the_attempt(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a"]), &[])).await;
+        write(&*store, plan("g", nodes(&["a"]), &[])).await;
         let lease = claim(&*store, "g", "x", LONG).await.unwrap();
         store.release(&lease).await.unwrap();
         let task = store.task("g", "a").await.unwrap().unwrap();
@@ -703,7 +675,7 @@ mod behaviour {
     }
 
     pub async fn drop_task_revokes_the_lease_and_retry_task_brings_it_back(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a", "b"]), &[("a", "b")])).await;
+        write(&*store, plan("g", nodes(&["a", "b"]), &[("a", "b")])).await;
         let lease = claim(&*store, "g", "x", LONG).await.unwrap();
         store.drop_task("g", "a", "dropped").await.unwrap();
         let task = store.task("g", "a").await.unwrap().unwrap();
@@ -752,7 +724,7 @@ mod behaviour {
     }
 
     pub async fn drop_and_retry_name_unknown_tasks_and_wrong_states(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a"]), &[])).await;
+        write(&*store, plan("g", nodes(&["a"]), &[])).await;
         let err = store.drop_task("g", "nope", "dropped").await.unwrap_err();
         assert!(matches!(err, StoreError::UnknownTask { .. }), "{err:?}");
         assert!(err.to_string().contains("\"nope\""), "{err}");
@@ -794,7 +766,7 @@ mod behaviour {
     pub async fn the_goal_completes_when_every_task_is_done(store: Arc<dyn Store>) {
         write(
             &*store,
-            plan("g", ids(&["a", "b", "c"]), &[("a", "b"), ("a", "c")]),
+            plan("g", nodes(&["a", "b", "c"]), &[("a", "b"), ("a", "c")]),
         )
         .await;
         let mut completions = Vec::new();
@@ -819,12 +791,12 @@ mod behaviour {
     }
 
     pub async fn goal_status_counts_every_state_exactly(store: Arc<dyn Store>) {
-        let mut nodes = ids(&["a", "b", "d", "e", "f", "g"]);
-        nodes.push(Node {
+        let mut tasks = nodes(&["a", "b", "d", "e", "f", "g"]);
+        tasks.push(Node {
             role: Some("w".into()),
             ..node("c", 0)
         });
-        write(&*store, plan("g", nodes, &[("a", "d"), ("e", "g")])).await;
+        write(&*store, plan("g", tasks, &[("a", "d"), ("e", "g")])).await;
         let a = claim(&*store, "g", "x", LONG).await.unwrap();
         store.complete(&a, &result("a")).await.unwrap();
         let b = claim(&*store, "g", "x", LONG).await.unwrap();
@@ -856,65 +828,22 @@ mod behaviour {
     }
 
     pub async fn the_agent_guard_admits_one_holder_at_a_time(store: Arc<dyn Store>) {
-        assert!(
-            store
-                .acquire_agent_guard("research", "p1", SHORT)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .acquire_agent_guard("research", "p2", SHORT)
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .acquire_agent_guard("research", "p1", SHORT)
-                .await
-                .unwrap(),
-            "re-entrant"
-        );
-        assert!(
-            store
-                .renew_agent_guard("research", "p1", SHORT)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .renew_agent_guard("research", "p2", SHORT)
-                .await
-                .unwrap()
-        );
+        let store = &*store;
+        let acquire = |holder| store.acquire_agent_guard("research", holder, SHORT);
+        let renew = |holder| store.renew_agent_guard("research", holder, SHORT);
+        assert!(acquire("p1").await.unwrap());
+        assert!(!acquire("p2").await.unwrap());
+        assert!(acquire("p1").await.unwrap(), "re-entrant");
+        assert!(renew("p1").await.unwrap());
+        assert!(!renew("p2").await.unwrap());
         store.release_agent_guard("research", "p2").await.unwrap();
-        assert!(
-            !store
-                .acquire_agent_guard("research", "p2", SHORT)
-                .await
-                .unwrap()
-        );
+        assert!(!acquire("p2").await.unwrap());
         store.release_agent_guard("research", "p1").await.unwrap();
-        assert!(
-            store
-                .acquire_agent_guard("research", "p2", SHORT)
-                .await
-                .unwrap()
-        );
+        assert!(acquire("p2").await.unwrap());
         // A holder that dies stops renewing; the guard then expires and frees the name.
         tokio::time::sleep(SHORT * 2).await;
-        assert!(
-            !store
-                .renew_agent_guard("research", "p2", SHORT)
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .acquire_agent_guard("research", "p3", SHORT)
-                .await
-                .unwrap()
-        );
+        assert!(!renew("p2").await.unwrap());
+        assert!(acquire("p3").await.unwrap());
     }
 
     pub async fn agent_registration_and_heartbeat_ttl(store: Arc<dyn Store>) {
@@ -956,12 +885,12 @@ mod behaviour {
 
     pub async fn the_stored_plan_reads_back_sorted(store: Arc<dyn Store>) {
         assert!(store.dag("g").await.unwrap().is_none());
-        let mut nodes = ids(&["c", "a", "b"]);
-        nodes[0].role = Some("writer".into());
-        nodes[0].expected_artifacts = vec!["c.md".into()];
+        let mut tasks = nodes(&["c", "a", "b"]);
+        tasks[0].role = Some("writer".into());
+        tasks[0].expected_artifacts = vec!["c.md".into()];
         write(
             &*store,
-            plan("g", nodes, &[("b", "c"), ("a", "c"), ("a", "b")]),
+            plan("g", tasks, &[("b", "c"), ("a", "c"), ("a", "b")]),
         )
         .await;
         let dag = store.dag("g").await.unwrap().unwrap();
@@ -981,7 +910,7 @@ mod behaviour {
         let mut events = store.events();
         // The Redis feed subscribes in the background; give it a moment to be live.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        write(&*store, plan("g", ids(&["a", "b"]), &[("a", "b")])).await;
+        write(&*store, plan("g", nodes(&["a", "b"]), &[("a", "b")])).await;
         let event = next(&mut events).await;
         assert_eq!((event.goal.as_str(), event.kind), ("g", EventKind::Ready));
         let a = claim(&*store, "g", "x", LONG).await.unwrap();
