@@ -33,7 +33,7 @@ fn start(
     let mut provider = ScriptedProvider::new(plan("g", nodes(tasks), &[]), "p", Arc::default());
     provider.delay = delay;
     let project = Project::load(&dir.join("INSTRUCTIONS.md")).unwrap();
-    start_on_memory(provider, project, |_| {})
+    start_on_memory(Clock::Real, provider, project, |_| {})
 }
 
 /// Gives a PAUSE a second to reach the agent, then asserts that no execution

@@ -72,8 +72,9 @@ fn a_diamond_completes_in_dependency_order_on_memory() {
 fn a_spent_token_budget_fails_the_next_call_closed() {
     let provider = ScriptedProvider::new(diamond(), "p1", Arc::default());
     let project = project(&temp_dir("budget"), &[("solo", "diamond")]);
-    let (record, memory, run) =
-        start_on_memory(provider, project, |c| c.goal_token_budget = Some(40));
+    let (record, memory, run) = start_on_memory(Clock::Real, provider, project, |c| {
+        c.goal_token_budget = Some(40)
+    });
     let store = StoreKind::Memory(memory.clone());
     assert_eq!(
         join_within(run, LIMIT),
@@ -155,7 +156,7 @@ fn a_panicking_provider_gets_its_agent_restarted_and_the_run_completes() {
         }
     });
     let project = project(&temp_dir("panic"), &[("solo", "diamond")]);
-    let (record, memory, run) = start_on_memory(provider, project, |_| {});
+    let (record, memory, run) = start_on_memory(Clock::Paused, provider, project, |_| {});
     assert_eq!(join_within(run, LIMIT), 0);
     let tasks = final_tasks(&StoreKind::Memory(memory), "diamond");
     assert!(tasks.values().all(|t| t.0 == TaskStatus::Done));
@@ -169,7 +170,7 @@ fn a_provider_that_always_panics_trips_the_restart_intensity_limit() {
     let mut provider = ScriptedProvider::new(dag, "p1", Arc::default());
     provider.behaviour = Box::new(|_, _| Behaviour::Panic);
     let project = project(&temp_dir("doomed"), &[("crashy", "doomed")]);
-    let (record, memory, run) = start_on_memory(provider, project, |c| {
+    let (record, memory, run) = start_on_memory(Clock::Paused, provider, project, |c| {
         c.max_restarts = 3;
         c.planner.max_attempts = 50;
     });
@@ -325,7 +326,9 @@ fn llm_select_takes_the_llms_pick_and_falls_back_to_priority_order() {
     let mut provider = ScriptedProvider::new(dag, "p1", Arc::default());
     provider.pick = Some("t04".into());
     let project = project(&temp_dir("select"), &[("solo", "select")]);
-    let (record, _, run) = start_on_memory(provider, project, |c| c.agent.llm_select = true);
+    let (record, _, run) = start_on_memory(Clock::Real, provider, project, |c| {
+        c.agent.llm_select = true
+    });
     assert_eq!(join_within(run, LIMIT), 0);
     let order: Vec<String> = record.executions().into_iter().map(|e| e.task).collect();
     // t04 (lowest priority) first, as picked; once it is done the pick is not
@@ -337,8 +340,9 @@ fn llm_select_takes_the_llms_pick_and_falls_back_to_priority_order() {
 fn llm_summarize_stores_the_summary_for_dependents() {
     let provider = ScriptedProvider::new(diamond(), "p1", Arc::default());
     let project = project(&temp_dir("summarize"), &[("solo", "diamond")]);
-    let (record, memory, run) =
-        start_on_memory(provider, project, |c| c.agent.llm_summarize = true);
+    let (record, memory, run) = start_on_memory(Clock::Real, provider, project, |c| {
+        c.agent.llm_summarize = true
+    });
     assert_eq!(join_within(run, LIMIT), 0);
     for (id, (status, progress, _)) in final_tasks(&StoreKind::Memory(memory), "diamond") {
         assert_eq!(status, TaskStatus::Done);
@@ -429,7 +433,8 @@ fn the_spawn_limit_caps_running_agents_and_the_rest_wait() {
         ("a4", "capped"),
     ];
     let project = project(&temp_dir("capped"), &agents);
-    let (record, memory, run) = start_on_memory(provider, project, |c| c.spawn_limit = 2);
+    let (record, memory, run) =
+        start_on_memory(Clock::Real, provider, project, |c| c.spawn_limit = 2);
     assert_eq!(join_within(run, LIMIT), 0);
     assert_eq!(
         record.max_in_flight.load(Ordering::SeqCst),

@@ -239,17 +239,31 @@ pub fn test_config(
     }
 }
 
+/// The clock an orchestrator "process" keeps time with.
+#[derive(Clone, Copy)]
+pub enum Clock {
+    Real,
+    /// tokio's clock, paused: whenever every task of the process waits, it
+    /// jumps to the next timer, so backoffs, leases and restart windows pass
+    /// at once and exactly. Only for a process that waits on nothing outside
+    /// itself: the `memory://` store and a scripted provider that does not
+    /// stall.
+    Paused,
+}
+
 /// Runs `provider` for the agents of `project` on a fresh `memory://` store,
-/// as one orchestrator "process": returns what the provider executed, the
-/// store, and the thread that joins to the exit code.
+/// as one orchestrator "process" on `clock`: returns what the provider
+/// executed, the store, and the thread that joins to the exit code.
 pub fn start_on_memory(
+    clock: Clock,
     provider: ScriptedProvider,
     project: Project,
     tweak: impl FnOnce(&mut SupervisorConfig) + Send + 'static,
 ) -> (Arc<Record>, Arc<MemoryStore>, JoinHandle<i32>) {
     let record = provider.record.clone();
     let memory = Arc::new(MemoryStore::new());
-    let run = spawn_runtime(
+    let run = spawn_runtime_on(
+        clock,
         StoreKind::Memory(memory.clone()),
         Arc::new(provider),
         project,
@@ -258,15 +272,34 @@ pub fn start_on_memory(
     (record, memory, run)
 }
 
-/// Runs one orchestrator "process" in its own thread and actix System; joins to its exit code.
+/// Runs one orchestrator "process" in its own thread and actix System, on
+/// real time; joins to its exit code.
 pub fn spawn_runtime(
     store: StoreKind,
     provider: Arc<ScriptedProvider>,
     project: Project,
     tweak: impl FnOnce(&mut SupervisorConfig) + Send + 'static,
 ) -> JoinHandle<i32> {
+    spawn_runtime_on(Clock::Real, store, provider, project, tweak)
+}
+
+/// Runs one orchestrator "process" in its own thread and actix System, on
+/// `clock`; joins to its exit code.
+pub fn spawn_runtime_on(
+    clock: Clock,
+    store: StoreKind,
+    provider: Arc<ScriptedProvider>,
+    project: Project,
+    tweak: impl FnOnce(&mut SupervisorConfig) + Send + 'static,
+) -> JoinHandle<i32> {
     std::thread::spawn(move || {
-        let system = System::new();
+        let system = System::with_tokio_rt(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(matches!(clock, Clock::Paused))
+                .build()
+                .expect("build the actix System's runtime")
+        });
         system.block_on(async move {
             let store: Arc<dyn Store> = match store {
                 StoreKind::Memory(m) => m,
