@@ -557,7 +557,9 @@ mod tests {
         assert_eq!(chosen.selected_task_id, "t2");
     }
 
-    #[tokio::test]
+    // The delay and the timeout are both on tokio's clock: paused, the 20 ms
+    // timeout fires first without a real wait.
+    #[tokio::test(start_paused = true)]
     async fn a_delay_longer_than_the_timeout_times_out() {
         let request = LlmRequest {
             phase: Phase::Select,
