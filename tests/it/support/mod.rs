@@ -5,8 +5,8 @@
 //!   child processes.
 //! - `runtime`: the orchestrator in-process, with a scripted LLM provider.
 //! - `store`: task ids, plans (`Dag`s), and claiming from a store.
-//! - here: a tokio runtime for sync tests, free ports, temp folders, polling,
-//!   files, and the guard that keeps the heavy multi-process tests apart.
+//! - here: a tokio runtime for sync tests, free ports, temp folders, polling
+//!   with a deadline, and small file helpers.
 
 pub mod process;
 pub mod redis_server;
