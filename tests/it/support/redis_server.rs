@@ -29,6 +29,8 @@ impl RedisServer {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         // A port picked free can be taken before redis binds it; try a few.
         for _ in 0..5 {
+            // A failed try's drop removed the folder.
+            std::fs::create_dir_all(&dir).expect("create the redis folder");
             let port = free_port();
             let child = spawn(port, &dir, &extra);
             let mut server = RedisServer {
