@@ -6,9 +6,11 @@
 //! Run: `cargo bench --bench claim_complete` (needs `redis-server` on PATH).
 //! Target: ratio ≥ 0.33, i.e. a cycle costs at most three round trips' worth of time.
 
-#[allow(dead_code)]
-#[path = "../tests/support/redis_server.rs"]
-mod redis_server;
+// The integration tests' helpers, for their private `redis-server`; the bench
+// leaves the rest unused.
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/it/support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +25,7 @@ const LEASE: Duration = Duration::from_secs(60);
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let server = redis_server::RedisServer::start();
+    let server = support::RedisServer::start();
     let url = server.url();
     println!("tasks run per second vs PING, redis-server on {url}");
     println!(

@@ -382,7 +382,9 @@ mod tests {
         assert_eq!(chosen.selected_task_id, "t2");
     }
 
-    #[tokio::test]
+    // The delay and the timeout are both on tokio's clock: paused, the 20 ms
+    // timeout fires first without a real wait.
+    #[tokio::test(start_paused = true)]
     async fn a_delay_longer_than_the_timeout_times_out() {
         let request = LlmRequest::new(Phase::Select, String::new(), Duration::from_millis(20));
         let err = OfflineProvider::with_delay(Duration::from_secs(5))

@@ -8,13 +8,15 @@
 //! one more test starts the repository's manifest under it for real.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use porki::project::Project;
 use serde::Deserialize;
+
+use crate::support::process::wait_child;
+use crate::support::{PORKI, free_port, poll, temp_dir};
 
 /// The manifests porki ships, relative to the repository root.
 const MANIFESTS: &[&str] = &["systemg.yaml", "examples/orchestrator/systemg.yaml"];
@@ -339,13 +341,6 @@ fn on_path(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free loopback port")
-        .port()
-}
-
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create a folder in the temp dir");
     for entry in std::fs::read_dir(from).expect("list a folder to copy") {
@@ -361,22 +356,15 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Runs `child` to completion, killing it after `limit`.
 fn wait_output(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait().expect("wait for a child") {
-            Some(_) => return child.wait_with_output().expect("collect child output"),
-            None if Instant::now() > deadline => {
-                let _ = child.kill();
-                let output = child.wait_with_output().expect("collect child output");
-                panic!(
-                    "command did not finish within {limit:?}; stdout: {}; stderr: {}",
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-            None => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
+    let finished = wait_child(&mut child, limit).is_some();
+    let output = child.wait_with_output().expect("collect child output");
+    assert!(
+        finished,
+        "command did not finish within {limit:?}; stdout: {}; stderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 /// A private systemg home with a copy of the repository's manifest.
@@ -480,9 +468,8 @@ fn rewrite_manifest(text: &str, port: u16) -> String {
     let rest = orchestrator
         .strip_prefix("porki ")
         .expect("the orchestrator command starts with porki");
-    let binary = env!("CARGO_BIN_EXE_porki");
     let command = format!(
-        "'{binary}' {} --llm-provider offline",
+        "'{PORKI}' {} --llm-provider offline",
         rest.replace("127.0.0.1:6379", &format!("127.0.0.1:{port}"))
     );
     services["orchestrator"]["command"] = command.into();
@@ -494,7 +481,7 @@ fn the_repository_manifest_runs_under_sysg() {
     let Some(program) = on_path("sysg") else {
         eprintln!(
             "skipped: `sysg` (systemg, https://github.com/ra0x3/systemg) is not on PATH, so \
-             the manifest is not started for real; the other tests in tests/manifests.rs still \
+             the manifest is not started for real; the other tests in tests/it/manifests.rs still \
              check its keys. Install systemg to run this one."
         );
         return;
@@ -503,14 +490,7 @@ fn the_repository_manifest_runs_under_sysg() {
         on_path("redis-server").is_some(),
         "the manifest starts redis-server, which is not on PATH: apt-get install -y redis-server"
     );
-    let dir = std::env::temp_dir().join(format!(
-        "porki-sysg-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default()
-    ));
+    let dir = temp_dir("sysg");
     std::fs::create_dir_all(dir.join("home")).expect("create the temp dir");
     for folder in ["instructions", "docs"] {
         copy_dir(&repo().join(folder), &dir.join(folder));
@@ -540,8 +520,8 @@ fn the_repository_manifest_runs_under_sysg() {
 
     // The orchestrator registers its agents in Redis once it is up.
     let url = format!("redis://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let registered = loop {
+    let mut last = String::new();
+    let registered = poll(Duration::from_secs(60), Duration::from_millis(200), || {
         let members = redis::Client::open(url.as_str())
             .and_then(|c| c.get_connection())
             .and_then(|mut c| {
@@ -549,51 +529,54 @@ fn the_repository_manifest_runs_under_sysg() {
                     .arg("agents")
                     .query::<Vec<String>>(&mut c)
             });
-        let last = match members {
-            Ok(names) if expected.iter().all(|n| names.contains(n)) => break names,
+        last = match members {
+            Ok(names) if expected.iter().all(|n| names.contains(n)) => return Some(names),
             Ok(names) => format!("registered so far: {names:?}"),
             Err(e) => e.to_string(),
         };
-        assert!(
-            Instant::now() < deadline,
+        None
+    })
+    .unwrap_or_else(|| {
+        panic!(
             "the agents {expected:?} were not registered in Redis within 60 s ({last}); \
              orchestrator log: {}",
             sysg.orchestrator_log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        )
+    });
     assert!(
         expected.iter().all(|n| registered.contains(n)),
         "{registered:?}"
     );
 
     // With the offline provider the goals run to completion under sysg.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for goal in &goals {
-        let key = format!("goal:{{{goal}}}");
-        loop {
-            let status = redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection())
-                .and_then(|mut c| {
-                    redis::cmd("HGET")
-                        .arg(&key)
-                        .arg("status")
-                        .query::<Option<String>>(&mut c)
-                });
-            if let Ok(Some(status)) = &status
-                && status == "complete"
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "goal {goal} did not complete under sysg within 60 s (status {status:?}); \
-                 orchestrator log: {}",
-                sysg.orchestrator_log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
+    let mut states = Vec::new();
+    poll(Duration::from_secs(60), Duration::from_millis(200), || {
+        states = goals
+            .iter()
+            .map(|goal| {
+                let state = redis::Client::open(url.as_str())
+                    .and_then(|c| c.get_connection())
+                    .and_then(|mut c| {
+                        redis::cmd("HGET")
+                            .arg(format!("goal:{{{goal}}}"))
+                            .arg("status")
+                            .query::<Option<String>>(&mut c)
+                    });
+                (goal.clone(), state)
+            })
+            .collect();
+        states
+            .iter()
+            .all(|(_, state)| matches!(state, Ok(Some(s)) if s == "complete"))
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the goals did not all complete under sysg within 60 s ({states:?}); \
+             orchestrator log: {}",
+            sysg.orchestrator_log()
+        )
+    });
 
     let status = sysg.run_ok(&["status", "-c", &manifest]);
     for service in ["redis", "orchestrator"] {
@@ -612,12 +595,10 @@ fn the_repository_manifest_runs_under_sysg() {
     sysg.started = false;
 
     // Stopping the manifest stops its redis-server too.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "redis on port {port} still answers 20 s after sysg stop"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll(Duration::from_secs(20), Duration::from_millis(200), || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_err()
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("redis on port {port} still answers 20 s after sysg stop"));
 }

@@ -1,81 +1,61 @@
 //! `porki status` and `porki graph` run as a user runs them, against a private Redis.
 
-mod support;
-
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
-use porki::domain::{Dag, Edge, Node};
+use nix::sys::signal::Signal;
+use porki::domain::Node;
 use porki::store::prelude::*;
-use porki::store::{ClaimOutcome, Lease, RedisStore, TaskResult, WriteDagOptions, write_plan};
+use porki::store::{RedisStore, TaskResult, WriteDagOptions, write_plan};
 use serde_json::Value;
-use support::RedisServer;
-use support::runtime::temp_dir;
+
+use crate::support::{
+    RedisServer, block_on, claim, exit_stderr, plan, porki, signal, success_stdout, temp_dir,
+};
 
 const GOAL: &str = "shop-001";
 const HOSTILE: &str = "Say \"hi\" [now]";
+/// Leases that outlive the test.
+const LEASE: Duration = Duration::from_secs(600);
 
-fn porki(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_porki"))
-        .args(args)
-        .env_remove("PORKI_REDIS_URL")
-        .env_remove("COLUMNS")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
+/// Runs `porki ARGS` to the end.
+fn porki_output(args: &[&str]) -> Output {
+    porki().args(args).output().unwrap()
 }
 
-fn stdout(output: &Output) -> String {
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    text
+/// The stdout of `porki ARGS`, which must succeed.
+fn porki_stdout(args: &[&str]) -> String {
+    success_stdout(&porki_output(args))
 }
 
-async fn claim(store: &RedisStore, agent: &str) -> Lease {
-    match store
-        .claim(GOAL, agent, None, Duration::from_secs(600))
-        .await
-        .unwrap()
-    {
-        ClaimOutcome::Claimed(lease) => lease,
-        other => panic!("nothing to claim: {other:?}"),
+/// Asserts that `text` contains each of `parts`.
+fn assert_contains_all(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "{part}: {text}");
     }
 }
 
 /// a → b, a → c, b → d, c → d, and e alone: a and b DONE, c RUNNING by w2,
 /// e READY, d BLOCKED.
 fn seed(url: &str) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let store = RedisStore::connect(url).await.unwrap();
         let node = |id: &str, title: &str, priority| Node {
             priority,
             ..Node::new(id, title)
         };
-        let edge = |s: &str, t: &str| Edge {
-            source: s.into(),
-            target: t.into(),
-        };
-        let dag = Dag {
-            goal_id: GOAL.into(),
-            nodes: vec![
-                node("a", "Pick products", 10),
-                node("b", "Write copy", 9),
-                node("c", "Take photos", 8),
-                node("d", "Publish", 0),
-                node("e", HOSTILE, 0),
-            ],
-            edges: vec![
-                edge("a", "b"),
-                edge("a", "c"),
-                edge("b", "d"),
-                edge("c", "d"),
-            ],
-        };
+        let nodes = vec![
+            node("a", "Pick products", 10),
+            node("b", "Write copy", 9),
+            node("c", "Take photos", 8),
+            node("d", "Publish", 0),
+            node("e", HOSTILE, 0),
+        ];
+        let dag = plan(
+            GOAL,
+            nodes,
+            &[("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")],
+        );
         let options = WriteDagOptions {
             title: "Open the shop".into(),
             ..WriteDagOptions::default()
@@ -85,14 +65,14 @@ fn seed(url: &str) {
         let tick = || tokio::time::sleep(Duration::from_millis(5));
         for agent in ["w1", "w1"] {
             tick().await;
-            let lease = claim(&store, agent).await;
+            let lease = claim(&store, GOAL, agent, LEASE).await.unwrap();
             store
                 .complete(&lease, &TaskResult::default())
                 .await
                 .unwrap();
         }
         tick().await;
-        let running = claim(&store, "w2").await;
+        let running = claim(&store, GOAL, "w2", LEASE).await.unwrap();
         assert_eq!(running.task, "c");
     });
 }
@@ -106,7 +86,7 @@ fn seeded_server() -> RedisServer {
 #[test]
 fn status_shows_counts_and_the_task_table_newest_first() {
     let server = seeded_server();
-    let text = stdout(&porki(&["status", "--redis-url", &server.url()]));
+    let text = porki_stdout(&["status", "--redis-url", &server.url()]);
     assert!(
         text.contains("goal shop-001  active  Open the shop"),
         "{text}"
@@ -150,14 +130,14 @@ fn status_shows_counts_and_the_task_table_newest_first() {
 #[test]
 fn status_json_has_the_documented_fields() {
     let server = seeded_server();
-    let text = stdout(&porki(&[
+    let text = porki_stdout(&[
         "status",
         "--redis-url",
         &server.url(),
         "--goal",
         GOAL,
         "--json",
-    ]));
+    ]);
     let value: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(value["version"], 1);
     assert!(value["generated_ms"].as_u64().unwrap() > 0);
@@ -240,7 +220,7 @@ fn graph_prints_nodes_and_edges_with_states_in_every_format() {
     let server = seeded_server();
     let url = server.url();
     let graph = |format: &str| {
-        stdout(&porki(&[
+        porki_stdout(&[
             "graph",
             "--redis-url",
             &url,
@@ -248,38 +228,40 @@ fn graph_prints_nodes_and_edges_with_states_in_every_format() {
             GOAL,
             "--format",
             format,
-        ]))
+        ])
     };
 
     let mermaid = graph("mermaid");
     assert_eq!(
         mermaid,
-        stdout(&porki(&["graph", "--redis-url", &url, "--goal", GOAL])),
+        porki_stdout(&["graph", "--redis-url", &url, "--goal", GOAL]),
         "mermaid is the default"
     );
     assert!(mermaid.starts_with("flowchart TD\n"), "{mermaid}");
-    for line in [
-        "t_a[\"a<br/>Pick products<br/>DONE\"]:::done",
-        "t_c[\"c<br/>Take photos<br/>RUNNING by w2\"]:::running",
-        "t_d[\"d<br/>Publish<br/>BLOCKED\"]:::blocked",
-        "t_e[\"e<br/>Say #quot;hi#quot; [now]<br/>READY\"]:::ready",
-        "t_a --> t_b",
-        "t_c --> t_d",
-        "classDef running fill:",
-    ] {
-        assert!(mermaid.contains(line), "{line}: {mermaid}");
-    }
+    assert_contains_all(
+        &mermaid,
+        &[
+            "t_a[\"a<br/>Pick products<br/>DONE\"]:::done",
+            "t_c[\"c<br/>Take photos<br/>RUNNING by w2\"]:::running",
+            "t_d[\"d<br/>Publish<br/>BLOCKED\"]:::blocked",
+            "t_e[\"e<br/>Say #quot;hi#quot; [now]<br/>READY\"]:::ready",
+            "t_a --> t_b",
+            "t_c --> t_d",
+            "classDef running fill:",
+        ],
+    );
 
     let dot = graph("dot");
     assert!(dot.starts_with("digraph \"shop-001\" {\n"), "{dot}");
-    for line in [
-        "\"b\" [label=\"b\\nWrite copy\\nDONE\", fillcolor=",
-        "\"e\" [label=\"e\\nSay \\\"hi\\\" [now]\\nREADY\", fillcolor=",
-        "\"a\" -> \"c\";",
-        "\"b\" -> \"d\";",
-    ] {
-        assert!(dot.contains(line), "{line}: {dot}");
-    }
+    assert_contains_all(
+        &dot,
+        &[
+            "\"b\" [label=\"b\\nWrite copy\\nDONE\", fillcolor=",
+            "\"e\" [label=\"e\\nSay \\\"hi\\\" [now]\\nREADY\", fillcolor=",
+            "\"a\" -> \"c\";",
+            "\"b\" -> \"d\";",
+        ],
+    );
     assert!(dot.ends_with("}\n"), "{dot}");
 
     let json: Value = serde_json::from_str(&graph("json")).unwrap();
@@ -323,9 +305,8 @@ fn an_unknown_goal_exits_2_naming_it() {
         ],
         vec!["graph", "--redis-url", &url, "--goal", "no-such-goal"],
     ] {
-        let output = porki(&args);
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let output = porki_output(&args);
+        let stderr = exit_stderr(&output, 2, &format!("{args:?}"));
         assert!(
             stderr.contains("\"no-such-goal\"") && stderr.contains(GOAL),
             "{args:?}: {stderr}"
@@ -339,21 +320,20 @@ fn status_after_the_demo_shows_its_12_tasks_done() {
     let server = RedisServer::start();
     let url = server.url();
     let dir = temp_dir("status-demo");
-    let output = Command::new(env!("CARGO_BIN_EXE_porki"))
+    let output = porki()
         .args(["demo", "--redis-url", &url, "--delay", "10ms", "--dir"])
         .arg(&dir)
-        .env_remove("PORKI_LLM_PROVIDER")
         .output()
         .unwrap();
-    stdout(&output);
-    let text = stdout(&porki(&[
+    success_stdout(&output);
+    let text = porki_stdout(&[
         "status",
         "--redis-url",
         &url,
         "--goal",
         "demo-001",
         "--json",
-    ]));
+    ]);
     let value: Value = serde_json::from_str(&text).unwrap();
     let goal = &value["goals"][0];
     assert_eq!(goal["state"], "complete");
@@ -371,7 +351,7 @@ fn watch_redraws_every_second_until_interrupted() {
     use std::process::Stdio;
 
     let server = seeded_server();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_porki"))
+    let mut child = porki()
         .args(["status", "--redis-url", &server.url(), "--watch", "--json"])
         .stdout(Stdio::piped())
         .spawn()
@@ -386,11 +366,7 @@ fn watch_redraws_every_second_until_interrupted() {
         assert_eq!(value["goals"][0]["goal"], GOAL);
     }
     assert!(frames[1] - frames[0] >= 900, "{frames:?}");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    signal(&child, Signal::SIGINT);
     let status = child.wait().unwrap();
     assert!(
         status.success(),

@@ -1,8 +1,6 @@
 //! The orchestrator end to end: Supervisor, agents, planner, reaper and gate
 //! running goals on the embedded store and on a private redis-server.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -10,18 +8,9 @@ use std::time::Duration;
 use porki::domain::TaskStatus;
 use porki::store::prelude::*;
 use porki::store::{MemoryStore, RedisStore};
-use support::RedisServer;
-use support::runtime::*;
 
-const LIMIT: Duration = Duration::from_secs(60);
-
-fn ids(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}{i:02}")).collect()
-}
-
-fn edge(s: &str, t: &str) -> (String, String) {
-    (s.to_string(), t.to_string())
-}
+use crate::support::runtime::*;
+use crate::support::{RedisServer, block_on, ids, nodes, plan, temp_dir, wait_until};
 
 /// Runs `dag` with `agents` in one process; asserts every task DONE, once, in order.
 fn run_to_completion(store: StoreKind, dag: porki::domain::Dag, agents: &[&str]) -> Arc<Record> {
@@ -60,16 +49,10 @@ fn run_to_completion(store: StoreKind, dag: porki::domain::Dag, agents: &[&str])
 }
 
 fn diamond() -> porki::domain::Dag {
-    let ids: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
     plan(
         "diamond",
-        &ids,
-        &[
-            edge("a", "b"),
-            edge("a", "c"),
-            edge("b", "d"),
-            edge("c", "d"),
-        ],
+        nodes(&["a", "b", "c", "d"]),
+        &[("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")],
     )
 }
 
@@ -88,14 +71,12 @@ fn a_diamond_completes_in_dependency_order_on_memory() {
 
 #[test]
 fn a_spent_token_budget_fails_the_next_call_closed() {
-    let memory = Arc::new(MemoryStore::new());
-    let store = StoreKind::Memory(memory.clone());
-    let record = Arc::new(Record::default());
-    let provider = ScriptedProvider::new(diamond(), "p1", record.clone());
+    let provider = ScriptedProvider::new(diamond(), "p1", Arc::default());
     let project = project(&temp_dir("budget"), &[("solo", "diamond")]);
-    let run = spawn_runtime(store.clone(), Arc::new(provider), project, |c| {
+    let (record, memory, run) = start_on_memory(Clock::Real, provider, project, |c| {
         c.settings.goal_token_budget = Some(40)
     });
+    let store = StoreKind::Memory(memory.clone());
     assert_eq!(
         join_within(run, LIMIT),
         1,
@@ -126,14 +107,6 @@ fn a_spent_token_budget_fails_the_next_call_closed() {
     );
 }
 
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
-
 #[test]
 fn a_diamond_completes_in_dependency_order_on_redis() {
     let server = RedisServer::start();
@@ -143,15 +116,15 @@ fn a_diamond_completes_in_dependency_order_on_redis() {
 #[test]
 fn a_fan_out_of_50_tasks_with_4_agents_runs_each_once() {
     let server = RedisServer::start();
-    let mut nodes = vec!["root".to_string()];
+    let mut tasks = vec!["root".to_string()];
     let leaves = ids("leaf", 50);
-    nodes.extend(leaves.iter().cloned());
-    nodes.push("sink".into());
-    let mut edges: Vec<(String, String)> = leaves.iter().map(|l| edge("root", l)).collect();
-    edges.extend(leaves.iter().map(|l| edge(l, "sink")));
+    tasks.extend(leaves.iter().cloned());
+    tasks.push("sink".into());
+    let mut edges: Vec<(&str, &str)> = leaves.iter().map(|l| ("root", l.as_str())).collect();
+    edges.extend(leaves.iter().map(|l| (l.as_str(), "sink")));
     let record = run_to_completion(
         StoreKind::Redis(server.url()),
-        plan("fan", &nodes, &edges),
+        plan("fan", nodes(&tasks), &edges),
         &["a1", "a2", "a3", "a4"],
     );
     assert!(
@@ -163,10 +136,10 @@ fn a_fan_out_of_50_tasks_with_4_agents_runs_each_once() {
 #[test]
 fn a_chain_of_20_tasks_runs_in_order() {
     let chain = ids("step", 20);
-    let edges: Vec<(String, String)> = chain.windows(2).map(|w| edge(&w[0], &w[1])).collect();
+    let edges: Vec<(&str, &str)> = chain.windows(2).map(|w| (&*w[0], &*w[1])).collect();
     let record = run_to_completion(
         StoreKind::Memory(Arc::new(MemoryStore::new())),
-        plan("chain", &chain, &edges),
+        plan("chain", nodes(&chain), &edges),
         &["w1", "w2", "w3"],
     );
     let order: Vec<String> = record.executions().into_iter().map(|e| e.task).collect();
@@ -175,9 +148,7 @@ fn a_chain_of_20_tasks_runs_in_order() {
 
 #[test]
 fn a_panicking_provider_gets_its_agent_restarted_and_the_run_completes() {
-    let dag = diamond();
-    let record = Arc::new(Record::default());
-    let mut provider = ScriptedProvider::new(dag.clone(), "p1", record.clone());
+    let mut provider = ScriptedProvider::new(diamond(), "p1", Arc::default());
     provider.behaviour = Box::new(|task, runs| {
         if task == "b" && runs == 0 {
             Behaviour::Panic
@@ -185,14 +156,10 @@ fn a_panicking_provider_gets_its_agent_restarted_and_the_run_completes() {
             Behaviour::Succeed
         }
     });
-    let store = StoreKind::Memory(Arc::new(MemoryStore::new()));
     let project = project(&temp_dir("panic"), &[("solo", "diamond")]);
-    let code = join_within(
-        spawn_runtime(store.clone(), Arc::new(provider), project, |_| {}),
-        LIMIT,
-    );
-    assert_eq!(code, 0);
-    let tasks = final_tasks(&store, "diamond");
+    let (record, memory, run) = start_on_memory(Clock::Paused, provider, project, |_| {});
+    assert_eq!(join_within(run, LIMIT), 0);
+    let tasks = final_tasks(&StoreKind::Memory(memory), "diamond");
     assert!(tasks.values().all(|t| t.0 == TaskStatus::Done));
     assert_eq!(record.counts()["b"], 2, "b ran again after the panic");
     assert_eq!(tasks["b"].2, 2, "the panicked run counted as an attempt");
@@ -200,21 +167,15 @@ fn a_panicking_provider_gets_its_agent_restarted_and_the_run_completes() {
 
 #[test]
 fn a_provider_that_always_panics_trips_the_restart_intensity_limit() {
-    let tasks = ids("t", 20);
-    let dag = plan("doomed", &tasks, &[]);
-    let record = Arc::new(Record::default());
-    let mut provider = ScriptedProvider::new(dag, "p1", record.clone());
+    let dag = plan("doomed", nodes(&ids("t", 20)), &[]);
+    let mut provider = ScriptedProvider::new(dag, "p1", Arc::default());
     provider.behaviour = Box::new(|_, _| Behaviour::Panic);
-    let memory = Arc::new(MemoryStore::new());
-    let store = StoreKind::Memory(memory.clone());
     let project = project(&temp_dir("doomed"), &[("crashy", "doomed")]);
-    let code = join_within(
-        spawn_runtime(store, Arc::new(provider), project, |c| {
-            c.settings.restart.max_restarts = 3;
-            c.settings.max_attempts = 50;
-        }),
-        LIMIT,
-    );
+    let (record, memory, run) = start_on_memory(Clock::Paused, provider, project, |c| {
+        c.settings.restart.max_restarts = 3;
+        c.settings.max_attempts = 50;
+    });
+    let code = join_within(run, LIMIT);
     assert_eq!(
         code, 1,
         "no agent is left for the goal, so --until-done fails"
@@ -224,11 +185,7 @@ fn a_provider_that_always_panics_trips_the_restart_intensity_limit() {
         4,
         "the first run and 3 restarts, then no more"
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let agents = runtime.block_on(memory.agents()).unwrap();
+    let agents = block_on(memory.agents()).unwrap();
     assert!(
         agents[0].state.starts_with("failed: scripted panic"),
         "{:?}",
@@ -239,7 +196,7 @@ fn a_provider_that_always_panics_trips_the_restart_intensity_limit() {
 #[test]
 fn a_stalled_holder_loses_its_lease_and_its_late_result_is_rejected() {
     let server = RedisServer::start();
-    let dag = plan("stall", &["only".to_string()], &[]);
+    let dag = plan("stall", nodes(&["only"]), &[]);
     let record = Arc::new(Record::default());
     let mut stalled = ScriptedProvider::new(dag.clone(), "stalled", record.clone());
     stalled.behaviour = Box::new(|_, _| Behaviour::Stall(Duration::from_secs(3)));
@@ -253,14 +210,11 @@ fn a_stalled_holder_loses_its_lease_and_its_late_result_is_rejected() {
         |_| {},
     );
     // Start the healthy process only once the first one holds the task and stalls.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while record.executions().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first process never started the task"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(
+        Duration::from_secs(10),
+        "the first process starts the task",
+        || !record.executions().is_empty(),
+    );
     let second = spawn_runtime(
         store.clone(),
         Arc::new(healthy),
@@ -285,8 +239,8 @@ fn a_stalled_holder_loses_its_lease_and_its_late_result_is_rejected() {
 fn two_processes_share_one_goal_without_running_a_task_twice() {
     let server = RedisServer::start();
     let tasks = ids("t", 40);
-    let edges: Vec<(String, String)> = tasks[1..10].iter().map(|t| edge(&tasks[0], t)).collect();
-    let dag = plan("shared", &tasks, &edges);
+    let edges: Vec<(&str, &str)> = tasks[1..10].iter().map(|t| (&*tasks[0], &**t)).collect();
+    let dag = plan("shared", nodes(&tasks), &edges);
     let record = Arc::new(Record::default());
     let store = StoreKind::Redis(server.url());
     let spawn = |process: &str, agents: &[(&str, &str)]| {
@@ -329,8 +283,7 @@ fn two_processes_share_one_goal_without_running_a_task_twice() {
 #[test]
 fn the_llm_gate_keeps_two_calls_in_flight_across_two_processes() {
     let server = RedisServer::start();
-    let tasks = ids("t", 40);
-    let dag = plan("gated", &tasks, &[]);
+    let dag = plan("gated", nodes(&ids("t", 40)), &[]);
     let record = Arc::new(Record::default());
     let store = StoreKind::Redis(server.url());
     let spawn = |process: &str| {
@@ -358,11 +311,7 @@ fn the_llm_gate_keeps_two_calls_in_flight_across_two_processes() {
         "8 agents, never more than 2 calls"
     );
     assert_eq!(record.executions().len(), 40);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let in_flight = runtime.block_on(async {
+    let in_flight = block_on(async {
         let store = RedisStore::connect(&server.url()).await.unwrap();
         store.gate_in_flight().await.unwrap()
     });
@@ -371,16 +320,14 @@ fn the_llm_gate_keeps_two_calls_in_flight_across_two_processes() {
 
 #[test]
 fn llm_select_takes_the_llms_pick_and_falls_back_to_priority_order() {
-    let mut dag = plan("select", &ids("t", 5), &[]);
+    let mut dag = plan("select", nodes(&ids("t", 5)), &[]);
     for (i, node) in dag.nodes.iter_mut().enumerate() {
         node.priority = 10 - i as i32;
     }
-    let record = Arc::new(Record::default());
-    let mut provider = ScriptedProvider::new(dag, "p1", record.clone());
+    let mut provider = ScriptedProvider::new(dag, "p1", Arc::default());
     provider.pick = Some("t04".into());
-    let store = StoreKind::Memory(Arc::new(MemoryStore::new()));
     let project = project(&temp_dir("select"), &[("solo", "select")]);
-    let run = spawn_runtime(store, Arc::new(provider), project, |c| {
+    let (record, _, run) = start_on_memory(Clock::Real, provider, project, |c| {
         c.settings.llm_select = true
     });
     assert_eq!(join_within(run, LIMIT), 0);
@@ -392,15 +339,13 @@ fn llm_select_takes_the_llms_pick_and_falls_back_to_priority_order() {
 
 #[test]
 fn llm_summarize_stores_the_summary_for_dependents() {
-    let record = Arc::new(Record::default());
-    let provider = ScriptedProvider::new(diamond(), "p1", record.clone());
-    let store = StoreKind::Memory(Arc::new(MemoryStore::new()));
+    let provider = ScriptedProvider::new(diamond(), "p1", Arc::default());
     let project = project(&temp_dir("summarize"), &[("solo", "diamond")]);
-    let run = spawn_runtime(store.clone(), Arc::new(provider), project, |c| {
+    let (record, memory, run) = start_on_memory(Clock::Real, provider, project, |c| {
         c.settings.llm_summarize = true
     });
     assert_eq!(join_within(run, LIMIT), 0);
-    for (id, (status, progress, _)) in final_tasks(&store, "diamond") {
+    for (id, (status, progress, _)) in final_tasks(&StoreKind::Memory(memory), "diamond") {
         assert_eq!(status, TaskStatus::Done);
         assert_eq!(progress, format!("summary of {id}"));
     }
@@ -411,8 +356,8 @@ fn llm_summarize_stores_the_summary_for_dependents() {
 fn three_processes_and_twenty_agents_with_random_panics_run_every_task_once_at_a_time() {
     let server = RedisServer::start();
     let tasks = ids("t", 100);
-    let edges: Vec<(String, String)> = (0..50).map(|i| edge(&tasks[i], &tasks[i + 50])).collect();
-    let dag = plan("chaos", &tasks, &edges);
+    let edges: Vec<(&str, &str)> = (0..50).map(|i| (&*tasks[i], &*tasks[i + 50])).collect();
+    let dag = plan("chaos", nodes(&tasks), &edges);
     let record = Arc::new(Record::default());
     let store = StoreKind::Redis(server.url());
     let mut runs = Vec::new();
@@ -479,11 +424,9 @@ fn three_processes_and_twenty_agents_with_random_panics_run_every_task_once_at_a
 
 #[test]
 fn the_spawn_limit_caps_running_agents_and_the_rest_wait() {
-    let record = Arc::new(Record::default());
-    let mut provider =
-        ScriptedProvider::new(plan("capped", &ids("t", 20), &[]), "p1", record.clone());
+    let dag = plan("capped", nodes(&ids("t", 20)), &[]);
+    let mut provider = ScriptedProvider::new(dag, "p1", Arc::default());
     provider.delay = Duration::from_millis(50);
-    let store = StoreKind::Memory(Arc::new(MemoryStore::new()));
     let agents = [
         ("a1", "capped"),
         ("a2", "capped"),
@@ -491,7 +434,7 @@ fn the_spawn_limit_caps_running_agents_and_the_rest_wait() {
         ("a4", "capped"),
     ];
     let project = project(&temp_dir("capped"), &agents);
-    let run = spawn_runtime(store.clone(), Arc::new(provider), project, |c| {
+    let (record, memory, run) = start_on_memory(Clock::Real, provider, project, |c| {
         c.settings.spawn_limit = 2
     });
     assert_eq!(join_within(run, LIMIT), 0);
@@ -500,15 +443,11 @@ fn the_spawn_limit_caps_running_agents_and_the_rest_wait() {
         2,
         "two agents at most, each one task at a time"
     );
-    let owners: std::collections::BTreeSet<String> = block_on(async {
-        match &store {
-            StoreKind::Memory(m) => m.tasks("capped").await.unwrap(),
-            StoreKind::Redis(_) => unreachable!(),
-        }
-    })
-    .into_iter()
-    .filter_map(|t| t.owner)
-    .collect();
+    let owners: std::collections::BTreeSet<String> = block_on(memory.tasks("capped"))
+        .unwrap()
+        .into_iter()
+        .filter_map(|t| t.owner)
+        .collect();
     assert_eq!(
         owners.len(),
         2,

@@ -3,7 +3,7 @@
 //! (each is one "process" with its own store connection).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -11,14 +11,18 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use async_trait::async_trait;
-use porki::domain::TaskStatus;
-use porki::domain::{Dag, Edge, Node};
+use porki::domain::{Dag, TaskStatus};
 use porki::llm::prompt::prompt_task;
 use porki::llm::{LlmError, LlmProvider, LlmRequest, LlmResponse, Phase, Usage};
 use porki::project::Project;
 use porki::store::prelude::*;
 use porki::store::{MemoryStore, RedisStore};
 use porki::supervisor::{RunSettings, Supervisor, SupervisorConfig};
+
+use super::{block_on, poll};
+
+/// How long a test lets one orchestrator run before failing.
+pub const LIMIT: Duration = Duration::from_secs(60);
 
 /// What the provider does when asked to execute a task.
 #[derive(Clone)]
@@ -177,24 +181,6 @@ impl LlmProvider for ScriptedProvider {
     }
 }
 
-/// A plan from ids and edges.
-pub fn plan(goal: &str, ids: &[String], edges: &[(String, String)]) -> Dag {
-    Dag {
-        goal_id: goal.to_string(),
-        nodes: ids
-            .iter()
-            .map(|id| Node::new(id.clone(), format!("Task {id}")))
-            .collect(),
-        edges: edges
-            .iter()
-            .map(|(s, t)| Edge {
-                source: s.clone(),
-                target: t.clone(),
-            })
-            .collect(),
-    }
-}
-
 /// Writes an instructions file declaring `agents` (name, goal) and loads it.
 pub fn project(dir: &Path, agents: &[(&str, &str)]) -> Project {
     write_instructions(dir, agents, false);
@@ -213,42 +199,6 @@ pub fn write_instructions(dir: &Path, agents: &[(&str, &str)], heartbeats: bool)
         }
     }
     std::fs::write(dir.join("INSTRUCTIONS.md"), text).unwrap();
-}
-
-/// Appends a line to a file, as `echo LINE >> FILE` does.
-pub fn append_line(path: &Path, line: &str) {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    writeln!(file, "{line}").unwrap();
-}
-
-/// Waits until `check` holds, failing the test after `limit`.
-pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A fresh temp folder for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "porki-test-{name}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Where a runtime keeps its state.
@@ -278,15 +228,67 @@ pub fn test_config(
     SupervisorConfig::new(project, store, provider, settings)
 }
 
-/// Runs one orchestrator "process" in its own thread and actix System; joins to its exit code.
+/// The clock an orchestrator "process" keeps time with.
+#[derive(Clone, Copy)]
+pub enum Clock {
+    Real,
+    /// tokio's clock, paused: whenever every task of the process waits, it
+    /// jumps to the next timer, so backoffs, leases and restart windows pass
+    /// at once and exactly. Only for a process that waits on nothing outside
+    /// itself: the `memory://` store and a scripted provider that does not
+    /// stall.
+    Paused,
+}
+
+/// Runs `provider` for the agents of `project` on a fresh `memory://` store,
+/// as one orchestrator "process" on `clock`: returns what the provider
+/// executed, the store, and the thread that joins to the exit code.
+pub fn start_on_memory(
+    clock: Clock,
+    provider: ScriptedProvider,
+    project: Project,
+    tweak: impl FnOnce(&mut SupervisorConfig) + Send + 'static,
+) -> (Arc<Record>, Arc<MemoryStore>, JoinHandle<i32>) {
+    let record = provider.record.clone();
+    let memory = Arc::new(MemoryStore::new());
+    let run = spawn_runtime_on(
+        clock,
+        StoreKind::Memory(memory.clone()),
+        Arc::new(provider),
+        project,
+        tweak,
+    );
+    (record, memory, run)
+}
+
+/// Runs one orchestrator "process" in its own thread and actix System, on
+/// real time; joins to its exit code.
 pub fn spawn_runtime(
     store: StoreKind,
     provider: Arc<ScriptedProvider>,
     project: Project,
     tweak: impl FnOnce(&mut SupervisorConfig) + Send + 'static,
 ) -> JoinHandle<i32> {
+    spawn_runtime_on(Clock::Real, store, provider, project, tweak)
+}
+
+/// Runs one orchestrator "process" in its own thread and actix System, on
+/// `clock`; joins to its exit code.
+pub fn spawn_runtime_on(
+    clock: Clock,
+    store: StoreKind,
+    provider: Arc<ScriptedProvider>,
+    project: Project,
+    tweak: impl FnOnce(&mut SupervisorConfig) + Send + 'static,
+) -> JoinHandle<i32> {
     std::thread::spawn(move || {
-        let system = System::new();
+        let system = System::with_tokio_rt(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(matches!(clock, Clock::Paused))
+                .build()
+                .expect("build the actix System's runtime")
+        });
         system.block_on(async move {
             let store: Arc<dyn Store> = match store {
                 StoreKind::Memory(m) => m,
@@ -303,24 +305,16 @@ pub fn spawn_runtime(
 
 /// Joins a runtime thread, failing the test if it runs past `limit`.
 pub fn join_within(handle: JoinHandle<i32>, limit: Duration) -> i32 {
-    let deadline = Instant::now() + limit;
-    while !handle.is_finished() {
-        assert!(
-            Instant::now() < deadline,
-            "the orchestrator did not finish within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll(limit, Duration::from_millis(20), || {
+        handle.is_finished().then_some(())
+    })
+    .unwrap_or_else(|| panic!("the orchestrator did not finish within {limit:?}"));
     handle.join().expect("the runtime thread panicked")
 }
 
 /// Task id → (status, progress) read from a store after a run.
 pub fn final_tasks(store: &StoreKind, goal: &str) -> HashMap<String, (TaskStatus, String, u32)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let store: Arc<dyn Store> = match store {
             StoreKind::Memory(m) => m.clone(),
             StoreKind::Redis(url) => Arc::new(RedisStore::connect(url).await.unwrap()),
@@ -333,12 +327,4 @@ pub fn final_tasks(store: &StoreKind, goal: &str) -> HashMap<String, (TaskStatus
             .map(|t| (t.id.clone(), (t.status, t.progress, t.attempt)))
             .collect()
     })
-}
-
-/// Writes an executable script (a fake LLM CLI for the `command` provider).
-pub fn write_script(path: &Path, text: impl AsRef<str>) {
-    std::fs::write(path, text.as_ref()).unwrap();
-    let mut perms = std::fs::metadata(path).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(path, perms).unwrap();
 }

@@ -1,8 +1,9 @@
 //! A private `redis-server` on a free loopback port, stopped when dropped.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::{free_port, temp_dir};
 
 /// A running `redis-server` owned by one test.
 pub struct RedisServer {
@@ -16,13 +17,6 @@ const INSTALL_HINT: &str = "redis-server is required by this test and was not fo
 install it (Debian/Ubuntu: `apt-get install -y redis-server`; macOS: `brew install redis`) \
 or run `.ci/run`, which installs it";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free loopback port")
-        .port()
-}
-
 impl RedisServer {
     /// Starts a server with no persistence.
     pub fn start() -> Self {
@@ -31,11 +25,12 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments, in its own temp dir.
     pub fn start_with(extra: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!("porki-redis-{}", uuid_like()));
-        std::fs::create_dir_all(&dir).expect("create redis temp dir");
+        let dir = temp_dir("redis");
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         // A port picked free can be taken before redis binds it; try a few.
         for _ in 0..5 {
+            // A failed try's drop removed the folder.
+            std::fs::create_dir_all(&dir).expect("create the redis folder");
             let port = free_port();
             let child = spawn(port, &dir, &extra);
             let mut server = RedisServer {
@@ -51,14 +46,16 @@ impl RedisServer {
         panic!("redis-server did not start on a free port after 5 tries");
     }
 
-    /// Port the server listens on.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A new synchronous connection to the server.
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|client| client.get_connection())
+            .expect("connect to the test redis-server")
     }
 
     /// Kills the server (SIGKILL, as a crash would).
@@ -138,12 +135,11 @@ fn ping(port: u16) -> bool {
     matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
 }
 
-fn uuid_like() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+/// One field of a Redis hash, e.g. `hget(&mut conn, "task:{g}:a", "status")`.
+pub fn hget<T: redis::FromRedisValue>(conn: &mut redis::Connection, key: &str, field: &str) -> T {
+    redis::cmd("HGET")
+        .arg(key)
+        .arg(field)
+        .query(conn)
+        .unwrap_or_else(|e| panic!("HGET {key} {field}: {e}"))
 }

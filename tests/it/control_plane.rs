@@ -1,57 +1,49 @@
 //! Operators steering live agents: heartbeat directives and instruction edits
 //! while a run goes on.
 
-mod support;
-
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use porki::domain::TaskStatus;
 use porki::project::Project;
 use porki::store::prelude::*;
 use porki::store::{MemoryStore, RedisStore};
-use support::RedisServer;
-use support::runtime::*;
 
-const LIMIT: Duration = Duration::from_secs(60);
+use crate::support::runtime::*;
+use crate::support::{RedisServer, append_line, block_on, ids, nodes, plan, temp_dir, wait_until};
 
-fn ids(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("t{i:02}")).collect()
-}
-
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
+/// A temp project whose one agent, `worker`, works goal `g` and reads its
+/// heartbeat file: (the project folder, the heartbeat file).
+fn worker_project(name: &str) -> (PathBuf, PathBuf) {
+    let dir = temp_dir(name);
+    write_instructions(&dir, &[("worker", "g")], true);
+    let heartbeat = dir.join("heartbeat/worker.md");
+    (dir, heartbeat)
 }
 
 /// One process on the embedded store running plan `tasks` (no edges) for the
-/// agents of `dir/INSTRUCTIONS.md`, each execution taking `delay`.
-struct Run {
-    record: Arc<Record>,
-    memory: Arc<MemoryStore>,
-    run: std::thread::JoinHandle<i32>,
+/// agents of `dir/INSTRUCTIONS.md`, each execution taking `delay`; see
+/// `start_on_memory`.
+fn start(
+    dir: &Path,
+    tasks: &[String],
+    delay: Duration,
+) -> (Arc<Record>, Arc<MemoryStore>, JoinHandle<i32>) {
+    let mut provider = ScriptedProvider::new(plan("g", nodes(tasks), &[]), "p", Arc::default());
+    provider.delay = delay;
+    let project = Project::load(&dir.join("INSTRUCTIONS.md")).unwrap();
+    start_on_memory(Clock::Real, provider, project, |_| {})
 }
 
-fn start(dir: &std::path::Path, tasks: &[String], delay: Duration) -> Run {
-    let record = Arc::new(Record::default());
-    let mut provider = ScriptedProvider::new(plan("g", tasks, &[]), "p", record.clone());
-    provider.delay = delay;
-    let memory = Arc::new(MemoryStore::new());
-    let project = Project::load(&dir.join("INSTRUCTIONS.md")).unwrap();
-    let run = spawn_runtime(
-        StoreKind::Memory(memory.clone()),
-        Arc::new(provider),
-        project,
-        |_| {},
-    );
-    Run {
-        record,
-        memory,
-        run,
-    }
+/// Gives a PAUSE a second to reach the agent, then asserts that no execution
+/// starts during `watch`.
+fn assert_no_new_claims(record: &Record, watch: Duration, when: &str) {
+    std::thread::sleep(Duration::from_secs(1));
+    let paused_at = record.executions().len();
+    std::thread::sleep(watch);
+    assert_eq!(record.executions().len(), paused_at, "no new claim {when}");
 }
 
 fn task_state(store: &Arc<MemoryStore>, goal: &str, task: &str) -> porki::domain::TaskState {
@@ -60,59 +52,34 @@ fn task_state(store: &Arc<MemoryStore>, goal: &str, task: &str) -> porki::domain
 
 #[test]
 fn pause_stops_new_claims_within_a_second_and_resume_continues() {
-    let dir = temp_dir("pause");
-    write_instructions(&dir, &[("worker", "g")], true);
-    let Run {
-        record,
-        memory,
-        run,
-    } = start(&dir, &ids(12), Duration::from_millis(300));
+    let (dir, heartbeat) = worker_project("pause");
+    let (record, memory, run) = start(&dir, &ids("t", 12), Duration::from_millis(300));
     wait_until(Duration::from_secs(10), "the first task runs", || {
         !record.executions().is_empty()
     });
-    append_line(&dir.join("heartbeat/worker.md"), "PAUSE");
-    std::thread::sleep(Duration::from_secs(1));
-    let paused_at = record.executions().len();
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(
-        record.executions().len(),
-        paused_at,
-        "no new claim while paused"
-    );
+    append_line(&heartbeat, "PAUSE");
+    assert_no_new_claims(&record, Duration::from_millis(1500), "while paused");
     let running = block_on(memory.goal_status("g"))
         .unwrap()
         .unwrap()
         .count(TaskStatus::Running);
     assert_eq!(running, 0, "the held task was released");
     assert!(!run.is_finished());
-    append_line(&dir.join("heartbeat/worker.md"), "RESUME");
+    append_line(&heartbeat, "RESUME");
     assert_eq!(join_within(run, LIMIT), 0, "the run completes after RESUME");
 }
 
 #[test]
 fn drop_task_stops_the_running_call_and_marks_the_task_failed() {
-    let dir = temp_dir("drop");
-    write_instructions(&dir, &[("worker", "g")], true);
-    let record = Arc::new(Record::default());
+    let (dir, heartbeat) = worker_project("drop");
     let tasks: Vec<String> = vec!["slow".into(), "quick".into()];
-    let mut provider = ScriptedProvider::new(plan("g", &tasks, &[]), "p", record.clone());
-    provider.delay = Duration::from_secs(30);
-    let memory = Arc::new(MemoryStore::new());
-    let run = spawn_runtime(
-        StoreKind::Memory(memory.clone()),
-        Arc::new(provider),
-        Project::load(&dir.join("INSTRUCTIONS.md")).unwrap(),
-        |_| {},
-    );
+    let (record, memory, run) = start(&dir, &tasks, Duration::from_secs(30));
     wait_until(Duration::from_secs(10), "a task runs", || {
         !record.executions().is_empty()
     });
     let running = record.executions()[0].task.clone();
     let dropped_at = Instant::now();
-    append_line(
-        &dir.join("heartbeat/worker.md"),
-        &format!("DROP-TASK {running}"),
-    );
+    append_line(&heartbeat, &format!("DROP-TASK {running}"));
     wait_until(Duration::from_secs(1), "the dropped task is FAILED", || {
         task_state(&memory, "g", &running).status == TaskStatus::Failed
     });
@@ -133,22 +100,17 @@ fn drop_task_stops_the_running_call_and_marks_the_task_failed() {
 
 #[test]
 fn elevate_changes_which_task_is_claimed_next() {
-    let dir = temp_dir("elevate");
-    write_instructions(&dir, &[("worker", "g")], true);
+    let (dir, heartbeat) = worker_project("elevate");
     std::fs::create_dir_all(dir.join("heartbeat")).unwrap();
-    std::fs::write(dir.join("heartbeat/worker.md"), "# control file\nPAUSE\n").unwrap();
-    let Run {
-        record,
-        memory,
-        run,
-    } = start(&dir, &ids(5), Duration::from_millis(5));
+    std::fs::write(&heartbeat, "# control file\nPAUSE\n").unwrap();
+    let (record, memory, run) = start(&dir, &ids("t", 5), Duration::from_millis(5));
     wait_until(Duration::from_secs(10), "the plan is written", || {
         block_on(memory.goal_status("g")).unwrap().is_some()
     });
     std::thread::sleep(Duration::from_millis(300));
     assert!(record.executions().is_empty(), "paused from the start");
-    append_line(&dir.join("heartbeat/worker.md"), "ELEVATE t03 100");
-    append_line(&dir.join("heartbeat/worker.md"), "RESUME");
+    append_line(&heartbeat, "ELEVATE t03 100");
+    append_line(&heartbeat, "RESUME");
     assert_eq!(join_within(run, LIMIT), 0);
     assert_eq!(
         record.executions()[0].task,
@@ -159,14 +121,8 @@ fn elevate_changes_which_task_is_claimed_next() {
 
 #[test]
 fn an_editor_style_save_is_seen_and_bad_lines_are_reported_once() {
-    let dir = temp_dir("rename");
-    write_instructions(&dir, &[("worker", "g")], true);
-    let Run {
-        record,
-        memory,
-        run,
-    } = start(&dir, &ids(12), Duration::from_millis(300));
-    let heartbeat = dir.join("heartbeat/worker.md");
+    let (dir, heartbeat) = worker_project("rename");
+    let (record, memory, run) = start(&dir, &ids("t", 12), Duration::from_millis(300));
     wait_until(
         Duration::from_secs(10),
         "the heartbeat file exists and a task runs",
@@ -178,13 +134,10 @@ fn an_editor_style_save_is_seen_and_bad_lines_are_reported_once() {
     let temp = dir.join("heartbeat/.worker.md.swp");
     std::fs::write(&temp, text).unwrap();
     std::fs::rename(&temp, &heartbeat).unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    let paused_at = record.executions().len();
-    std::thread::sleep(Duration::from_millis(1200));
-    assert_eq!(
-        record.executions().len(),
-        paused_at,
-        "PAUSE from the renamed file applied"
+    assert_no_new_claims(
+        &record,
+        Duration::from_millis(1200),
+        "after PAUSE from the renamed file",
     );
     let errors = block_on(memory.agent_errors("worker")).unwrap();
     assert_eq!(errors.len(), 1, "{errors:?}");
@@ -201,13 +154,12 @@ fn an_editor_style_save_is_seen_and_bad_lines_are_reported_once() {
 #[test]
 fn a_restart_after_drop_task_does_not_drop_again() {
     let server = RedisServer::start();
-    let dir = temp_dir("replay");
-    write_instructions(&dir, &[("worker", "g")], true);
-    let tasks: Vec<String> = vec!["victim".into(), "other".into()];
+    let (dir, heartbeat) = worker_project("replay");
     let store = StoreKind::Redis(server.url());
     let start = |delay: Duration| {
         let record = Arc::new(Record::default());
-        let mut provider = ScriptedProvider::new(plan("g", &tasks, &[]), "p", record.clone());
+        let dag = plan("g", nodes(&["victim", "other"]), &[]);
+        let mut provider = ScriptedProvider::new(dag, "p", record.clone());
         provider.delay = delay;
         let project = Project::load(&dir.join("INSTRUCTIONS.md")).unwrap();
         (
@@ -229,7 +181,7 @@ fn a_restart_after_drop_task_does_not_drop_again() {
     };
     let (first, _) = start(Duration::from_millis(200));
     wait_until(Duration::from_secs(10), "the plan is written", goal_planned);
-    append_line(&dir.join("heartbeat/worker.md"), "DROP-TASK victim");
+    append_line(&heartbeat, "DROP-TASK victim");
     assert_eq!(
         join_within(first, LIMIT),
         1,
@@ -256,11 +208,7 @@ fn a_restart_after_drop_task_does_not_drop_again() {
 fn editing_the_instructions_adds_and_removes_agents_and_a_bad_edit_changes_nothing() {
     let dir = temp_dir("reload");
     write_instructions(&dir, &[("first", "g")], false);
-    let Run {
-        record,
-        memory,
-        run,
-    } = start(&dir, &ids(30), Duration::from_millis(100));
+    let (record, memory, run) = start(&dir, &ids("t", 30), Duration::from_millis(100));
     wait_until(Duration::from_secs(10), "work starts", || {
         record.executions().len() >= 2
     });
@@ -312,13 +260,11 @@ fn now_ms() -> u64 {
 
 #[test]
 fn retry_task_brings_a_dropped_task_back_and_the_goal_completes() {
-    let dir = temp_dir("retry");
-    write_instructions(&dir, &[("worker", "g")], true);
-    let Run { memory, run, .. } = start(&dir, &ids(6), Duration::from_millis(150));
+    let (dir, heartbeat) = worker_project("retry");
+    let (_, memory, run) = start(&dir, &ids("t", 6), Duration::from_millis(150));
     wait_until(Duration::from_secs(10), "the plan is written", || {
         block_on(memory.goal_status("g")).unwrap().is_some()
     });
-    let heartbeat = dir.join("heartbeat/worker.md");
     append_line(&heartbeat, "DROP-TASK t05");
     wait_until(Duration::from_secs(2), "t05 is FAILED", || {
         task_state(&memory, "g", "t05").status == TaskStatus::Failed
@@ -334,13 +280,8 @@ fn retry_task_brings_a_dropped_task_back_and_the_goal_completes() {
 
 #[test]
 fn stop_ends_the_agent_cleanly_and_it_is_not_restarted() {
-    let dir = temp_dir("stop");
-    write_instructions(&dir, &[("worker", "g")], true);
-    let Run {
-        record,
-        memory,
-        run,
-    } = start(&dir, &ids(20), Duration::from_millis(200));
+    let (dir, heartbeat) = worker_project("stop");
+    let (record, memory, run) = start(&dir, &ids("t", 20), Duration::from_millis(200));
     let snapshot =
         || block_on(memory.agent_value("worker", porki::store::AgentField::Memory)).unwrap();
     wait_until(
@@ -349,8 +290,8 @@ fn stop_ends_the_agent_cleanly_and_it_is_not_restarted() {
         || snapshot().is_some(),
     );
     assert!(!record.executions().is_empty());
-    append_line(&dir.join("heartbeat/worker.md"), "FLUSH-MEMORY");
-    append_line(&dir.join("heartbeat/worker.md"), "STOP");
+    append_line(&heartbeat, "FLUSH-MEMORY");
+    append_line(&heartbeat, "STOP");
     // The only agent stopped for good: --until-done reports the goal as stranded.
     assert_eq!(join_within(run, Duration::from_secs(10)), 1);
     let agents = block_on(memory.agents()).unwrap();

@@ -4,15 +4,18 @@
 //! Long versions (20 kills, 10,000-task soak) run with `PORKI_FAULT_LONG=1`;
 //! the default is a shortened version of each scenario that fits CI.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::RedisServer;
-use support::runtime::{temp_dir, write_script};
+use nix::sys::signal::Signal;
+
+use crate::support::runtime::write_instructions;
+use crate::support::{
+    RedisServer, exit_stderr, free_port, hget, porki, signal, temp_dir, tokio_runtime, wait_exit,
+    wait_for, write_script,
+};
 
 fn long() -> bool {
     std::env::var_os("PORKI_FAULT_LONG").is_some()
@@ -42,11 +45,8 @@ struct Fixture {
 impl Fixture {
     fn new(name: &str, agents: &[&str], tasks: usize, layers: usize, delay: &str) -> Self {
         let dir = temp_dir(name);
-        let mut instructions = String::from("## Agents\n");
-        for agent in agents {
-            instructions.push_str(&format!("### {agent}\n- Goal: g\n- Cadence: 2s\n"));
-        }
-        std::fs::write(dir.join("INSTRUCTIONS.md"), instructions).unwrap();
+        let agents: Vec<(&str, &str)> = agents.iter().map(|a| (*a, "g")).collect();
+        write_instructions(&dir, &agents, false);
         let width = tasks / layers;
         let nodes: Vec<serde_json::Value> = (0..tasks)
             .map(|i| serde_json::json!({"id": format!("t{i:03}"), "title": format!("Task {i}")}))
@@ -83,7 +83,7 @@ impl Fixture {
     /// The `porki run --until-done` command for this project; stderr goes to `log`.
     fn command(&self, url: &str, log: &str) -> Command {
         let log = std::fs::File::create(self.dir.join(log)).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_porki"));
+        let mut command = porki();
         command
             .args([
                 "run",
@@ -99,7 +99,6 @@ impl Fixture {
             .arg(self.dir.join("INSTRUCTIONS.md"))
             .arg("--artifacts-dir")
             .arg(self.dir.join("artifacts"))
-            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(log);
         command
@@ -122,44 +121,12 @@ impl Fixture {
     }
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("porki did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn signal(child: &Child, name: &str) {
-    Command::new("kill")
-        .args([name, &child.id().to_string()])
-        .status()
-        .unwrap();
-}
-
-fn conn(server: &RedisServer) -> redis::Connection {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_connection()
-        .unwrap()
-}
-
 /// Task id → status, from Redis.
 fn statuses(conn: &mut redis::Connection, tasks: usize) -> BTreeMap<String, String> {
     (0..tasks)
         .filter_map(|i| {
             let id = format!("t{i:03}");
-            let status: Option<String> = redis::cmd("HGET")
-                .arg(format!("task:{{g}}:{id}"))
-                .arg("status")
-                .query(conn)
-                .unwrap();
+            let status: Option<String> = hget(conn, &format!("task:{{g}}:{id}"), "status");
             Some((id, status?))
         })
         .collect()
@@ -180,7 +147,7 @@ fn kill_9_mid_run_and_restart_completes_without_rerunning_done_tasks() {
     let fixture = Fixture::new("kill9", &["a", "b", "c"], tasks, 3, "0.3");
     let mut rng = Lcg(0x5eed);
     let kills = if long() { 20 } else { 3 };
-    let mut conn = conn(&server);
+    let mut conn = server.conn();
     // (record length at the kill, DONE then, RUNNING then)
     let mut snapshots = Vec::new();
     // The first kill lands while the (slow) plan call runs.
@@ -190,7 +157,7 @@ fn kill_9_mid_run_and_restart_completes_without_rerunning_done_tasks() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    signal(&planning, "-KILL");
+    signal(&planning, Signal::SIGKILL);
     let _ = planning.wait();
     assert!(
         statuses(&mut conn, tasks).is_empty(),
@@ -199,7 +166,7 @@ fn kill_9_mid_run_and_restart_completes_without_rerunning_done_tasks() {
     for round in 0..kills {
         let mut child = fixture.start(&server.url(), &format!("run-{round}.log"));
         std::thread::sleep(Duration::from_millis(300 + rng.next(2200)));
-        signal(&child, "-KILL");
+        signal(&child, Signal::SIGKILL);
         let _ = child.wait();
         let states = statuses(&mut conn, tasks);
         snapshots.push((
@@ -278,7 +245,7 @@ fn a_redis_restart_mid_run_pauses_claiming_and_the_goal_still_completes() {
         !log.contains("lost its single-active guard"),
         "no agent crashed over the outage: {log}"
     );
-    let states = statuses(&mut conn(&server), tasks);
+    let states = statuses(&mut server.conn(), tasks);
     assert!(states.values().all(|s| s == "DONE"), "{states:?}");
     let ran: BTreeSet<String> = fixture.starts().into_iter().map(|(t, _)| t).collect();
     assert_eq!(ran.len(), tasks, "every task ran");
@@ -290,22 +257,18 @@ fn a_stalled_process_loses_its_lease_and_its_late_completion_is_rejected() {
     let tasks = 6;
     let stalled = Fixture::new("stalled", &["a"], tasks, 1, "1");
     let mut a = stalled.start(&server.url(), "a.log");
-    let mut conn = conn(&server);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let held = loop {
-        let states = statuses(&mut conn, tasks);
-        if let Some(id) = ids_in(&states, "RUNNING").into_iter().next() {
-            break id;
-        }
-        assert!(Instant::now() < deadline, "a never started a task");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    signal(&a, "-STOP");
+    let mut conn = server.conn();
+    let held = wait_for(Duration::from_secs(20), "a starts a task", || {
+        ids_in(&statuses(&mut conn, tasks), "RUNNING")
+            .into_iter()
+            .next()
+    });
+    signal(&a, Signal::SIGSTOP);
     // Another process with its own agent takes over the goal meanwhile.
     let helper = Fixture::new("stalled-b", &["b"], tasks, 1, "0.2");
     let mut b = helper.start(&server.url(), "b.log");
     std::thread::sleep(Duration::from_secs(5));
-    signal(&a, "-CONT");
+    signal(&a, Signal::SIGCONT);
     assert_eq!(
         wait_exit(&mut b, Duration::from_secs(60)),
         0,
@@ -318,11 +281,7 @@ fn a_stalled_process_loses_its_lease_and_its_late_completion_is_rejected() {
         "{}",
         stalled.log("a.log")
     );
-    let progress: String = redis::cmd("HGET")
-        .arg(format!("task:{{g}}:{held}"))
-        .arg("progress")
-        .query(&mut conn)
-        .unwrap();
+    let progress: String = hget(&mut conn, &format!("task:{{g}}:{held}"), "progress");
     assert_eq!(
         progress,
         format!("{held} by {}", b.id()),
@@ -357,7 +316,7 @@ fn a_soak_run_finishes_with_flat_memory() {
     // Chaos: agents panic mid-task now and then, and once in a while the whole
     // process stalls past the lease TTL with a finished result in hand.
     let failpoints = "agent-execute=0.5%panic(chaos);agent-before-complete=0.03%sleep(2500)";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_porki"))
+    let mut child = porki()
         .env("FAILPOINTS", failpoints)
         // With backtraces on, the first panic loads the debug binary's symbols
         // (~160 MB, once): a jump that is not the growth this test looks for.
@@ -386,10 +345,7 @@ fn a_soak_run_finishes_with_flat_memory() {
         .stderr(std::fs::File::create(dir.join("run.log")).unwrap())
         .spawn()
         .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio_runtime();
     let store = runtime
         .block_on(porki::store::RedisStore::connect(&server.url()))
         .unwrap();
@@ -428,22 +384,11 @@ fn a_soak_run_finishes_with_flat_memory() {
         started.elapsed()
     );
     let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
-    let panics = count_lines(&log, &["agent crashed; restarting"]);
-    let lost = count_lines(
-        &log,
-        &[
-            "lease lost; task back to READY",
-            "lease lost at max attempts",
-        ],
-    );
-    let rejected = count_lines(
-        &log,
-        &[
-            "stale completion rejected",
-            "lease lost while the task ran",
-            "stale failure rejected",
-        ],
-    );
+    let Faults {
+        panics,
+        lost,
+        rejected,
+    } = Faults::in_log(&log);
     println!("soak: {panics} agent panics, {lost} lost leases, {rejected} stale results rejected");
     assert!(panics > 0, "the soak had agent panics");
     assert_eq!(
@@ -466,16 +411,8 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-fn porki() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_porki"));
-    command
-        .env("NO_COLOR", "1")
-        .env_remove("PORKI_LLM_PROVIDER");
-    command
-}
-
 fn db_size(server: &RedisServer) -> u64 {
-    redis::cmd("DBSIZE").query(&mut conn(server)).unwrap()
+    redis::cmd("DBSIZE").query(&mut server.conn()).unwrap()
 }
 
 #[test]
@@ -521,8 +458,7 @@ fn bad_instructions_get_a_clear_error_exit_2_and_store_nothing() {
             .arg(&path)
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&validate.stderr);
-        assert_eq!(validate.status.code(), Some(2), "{name}: {stderr}");
+        let stderr = exit_stderr(&validate, 2, name);
         assert!(
             stderr.contains(expected),
             "{name}: expected {expected:?} in {stderr}"
@@ -544,12 +480,7 @@ fn bad_instructions_get_a_clear_error_exit_2_and_store_nothing() {
             .arg(&path)
             .output()
             .unwrap();
-        assert_eq!(
-            run.status.code(),
-            Some(2),
-            "{name}: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        exit_stderr(&run, 2, name);
         assert_eq!(db_size(&server), 0, "{name}: nothing was stored");
     }
 }
@@ -602,14 +533,9 @@ fn bad_plans_from_the_llm_fail_the_goal_with_the_reason_and_write_no_tasks() {
             .arg(dir.join("I.md"))
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
-        let mut conn = conn(&server);
-        let error: Option<String> = redis::cmd("HGET")
-            .arg(format!("goal:{{{goal}}}"))
-            .arg("last_error")
-            .query(&mut conn)
-            .unwrap();
+        exit_stderr(&output, 1, name);
+        let mut conn = server.conn();
+        let error: Option<String> = hget(&mut conn, &format!("goal:{{{goal}}}"), "last_error");
         let error = error.unwrap_or_default();
         assert!(
             error.contains(expected),
@@ -627,11 +553,7 @@ fn bad_plans_from_the_llm_fail_the_goal_with_the_reason_and_write_no_tasks() {
 fn an_unreachable_redis_is_retried_with_backoff_and_said_so() {
     let dir = temp_dir("unreachable");
     std::fs::write(dir.join("I.md"), "## Agents\n### a\n- Goal: g\n").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let log = dir.join("stderr.log");
     let mut child = porki()
         .args([
@@ -651,7 +573,7 @@ fn an_unreachable_redis_is_retried_with_backoff_and_said_so() {
         child.try_wait().unwrap().is_none(),
         "still retrying, not exited"
     );
-    signal(&child, "-KILL");
+    signal(&child, Signal::SIGKILL);
     let _ = child.wait();
     let text = std::fs::read_to_string(&log).unwrap();
     let retries = text.matches("cannot reach the store; retrying").count();
@@ -697,8 +619,7 @@ fn an_api_key_never_reaches_logs_errors_or_redis() {
         .env("OPENAI_API_KEY", secret)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = exit_stderr(&output, 1, "a run with a rejected key");
     assert!(
         stderr.contains("model not found"),
         "the server's message is shown: {stderr}"
@@ -716,7 +637,7 @@ fn an_api_key_never_reaches_logs_errors_or_redis() {
         !String::from_utf8_lossy(&status.stdout).contains("SECRET"),
         "the key leaked into status --json"
     );
-    let mut conn = conn(&server);
+    let mut conn = server.conn();
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
     for key in keys {
         let dump: Vec<u8> = redis::cmd("DUMP").arg(&key).query(&mut conn).unwrap();
@@ -724,6 +645,39 @@ fn an_api_key_never_reaches_logs_errors_or_redis() {
             !String::from_utf8_lossy(&dump).contains("SECRET"),
             "the key leaked into {key}"
         );
+    }
+}
+
+/// What a run's log says the injected faults did.
+struct Faults {
+    /// Agents that crashed and were restarted.
+    panics: usize,
+    /// Leases lost (the task went back to READY, or failed at max attempts).
+    lost: usize,
+    /// Late results of lost leases that the store refused.
+    rejected: usize,
+}
+
+impl Faults {
+    fn in_log(log: &str) -> Self {
+        Faults {
+            panics: count_lines(log, &["agent crashed; restarting"]),
+            lost: count_lines(
+                log,
+                &[
+                    "lease lost; task back to READY",
+                    "lease lost at max attempts",
+                ],
+            ),
+            rejected: count_lines(
+                log,
+                &[
+                    "stale completion rejected",
+                    "lease lost while the task ran",
+                    "stale failure rejected",
+                ],
+            ),
+        }
     }
 }
 
@@ -771,7 +725,7 @@ fn chaos(processes: usize) {
             fixture.log("run.log")
         );
     }
-    let mut conn = conn(&server);
+    let mut conn = server.conn();
     let states = statuses(&mut conn, tasks);
     assert!(
         states.len() == tasks && states.values().all(|s| s == "DONE"),
@@ -779,11 +733,7 @@ fn chaos(processes: usize) {
     );
     for i in 0..tasks {
         let id = format!("t{i:03}");
-        let progress: String = redis::cmd("HGET")
-            .arg(format!("task:{{g}}:{id}"))
-            .arg("progress")
-            .query(&mut conn)
-            .unwrap();
+        let progress: String = hget(&mut conn, &format!("task:{{g}}:{id}"), "progress");
         let by: u32 = progress.rsplit(' ').next().unwrap().parse().unwrap();
         assert!(
             pids.contains(&by),
@@ -791,22 +741,11 @@ fn chaos(processes: usize) {
         );
     }
     let logs: String = fixtures.iter().map(|f| f.log("run.log")).collect();
-    let panics = count_lines(&logs, &["agent crashed; restarting"]);
-    let lost = count_lines(
-        &logs,
-        &[
-            "lease lost; task back to READY",
-            "lease lost at max attempts",
-        ],
-    );
-    let rejected = count_lines(
-        &logs,
-        &[
-            "stale completion rejected",
-            "lease lost while the task ran",
-            "stale failure rejected",
-        ],
-    );
+    let Faults {
+        panics,
+        lost,
+        rejected,
+    } = Faults::in_log(&logs);
     println!(
         "chaos with {processes} processes: {panics} agent panics, {lost} lost leases, {rejected} stale results rejected"
     );
@@ -862,9 +801,8 @@ fn bad_heartbeat_lines_are_reported_once_and_change_nothing() {
         .arg(dir.join("artifacts"))
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let mut conn = conn(&server);
+    let stderr = exit_stderr(&output, 0, "a run with bad heartbeat lines");
+    let mut conn = server.conn();
     let errors: Vec<String> = redis::cmd("LRANGE")
         .arg("agent:a:errors")
         .arg(0)
@@ -880,11 +818,7 @@ fn bad_heartbeat_lines_are_reported_once_and_change_nothing() {
         "the 1 MB line is not echoed into the log"
     );
     for task in ["one", "two"] {
-        let status: String = redis::cmd("HGET")
-            .arg(format!("task:{{g}}:{task}"))
-            .arg("status")
-            .query(&mut conn)
-            .unwrap();
+        let status: String = hget(&mut conn, &format!("task:{{g}}:{task}"), "status");
         assert_eq!(status, "DONE");
     }
 }

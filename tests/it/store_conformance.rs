@@ -1,19 +1,18 @@
 //! One behaviour suite, run against both store backends: `memory://` and a private
 //! `redis-server`. A backend passes only if every test passes on it.
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use porki::domain::{Dag, Edge, Node, TaskStatus};
+use porki::domain::{Dag, Node, TaskStatus};
 use porki::store::prelude::*;
 use porki::store::{
     AgentRecord, ClaimOutcome, EventKind, FailOutcome, GoalState, Lease, MemoryStore, PlanError,
     RedisStore, StoreError, TaskResult, WriteDagOptions, WriteDagOutcome, write_plan,
 };
-use support::RedisServer;
+
+use crate::support::{RedisServer, claim, node, nodes, plan};
 
 /// The backend under test, and the Redis server behind it (kept alive with it).
 struct Backend {
@@ -38,10 +37,19 @@ async fn redis() -> Backend {
 }
 
 /// Runs each behaviour once per backend: `NAME::memory` and `NAME::redis`.
+///
+/// The `timed` behaviours wait out leases, backoffs and TTLs. `memory://`
+/// keeps time with tokio's clock, so it runs them on a paused clock: each wait
+/// is skipped exactly instead of slept, and cannot overshoot a short TTL on a
+/// loaded machine. Redis keeps real time, so against it they sleep.
 macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {$(
+    (untimed: [$($name:ident),* $(,)?], timed: [$($timed:ident),* $(,)?] $(,)?) => {
+        $(conformance!(@on_both $name, #[tokio::test(flavor = "multi_thread", worker_threads = 4)]);)*
+        $(conformance!(@on_both $timed, #[tokio::test(start_paused = true)]);)*
+    };
+    (@on_both $name:ident, #[$memory_test:meta]) => {
         mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            #[$memory_test]
             async fn memory() {
                 let backend = super::memory().await;
                 super::behaviour::$name(backend.store.clone()).await;
@@ -52,69 +60,48 @@ macro_rules! conformance {
                 super::behaviour::$name(backend.store.clone()).await;
             }
         }
-    )*};
+    };
 }
 
 conformance!(
-    a_plan_starts_tasks_ready_or_blocked_by_their_deps,
-    writing_the_same_plan_again_changes_nothing,
-    a_different_plan_is_refused_unless_replacing,
-    bad_plans_are_refused_with_the_reason_and_nothing_is_written,
-    claim_takes_the_highest_priority_then_the_smallest_id,
-    roles_restrict_who_may_claim,
-    racing_claimers_never_share_a_task,
-    a_stale_holder_cannot_complete_renew_release_or_fail,
-    renewing_keeps_a_lease_from_being_reaped,
-    complete_promotes_exactly_the_ready_dependents_of_a_diamond,
-    complete_promotes_a_fan_in_only_after_its_last_dependency,
-    complete_and_claim_promotes_then_may_claim_the_promoted_task,
-    complete_and_claim_with_a_stale_lease_claims_nothing,
-    complete_and_claim_on_an_empty_goal_returns_empty_with_the_retry_hint,
-    reap_requeues_an_expired_task_and_counts_the_attempt,
-    reap_fails_a_task_at_max_attempts,
-    fail_retries_after_the_backoff_then_fails_for_good,
-    a_non_retryable_failure_fails_the_task_and_the_goal,
-    release_gives_the_task_back_without_counting_the_attempt,
-    drop_task_revokes_the_lease_and_retry_task_brings_it_back,
-    drop_and_retry_name_unknown_tasks_and_wrong_states,
-    elevate_changes_which_task_is_claimed_next,
-    the_goal_completes_when_every_task_is_done,
-    goal_status_counts_every_state_exactly,
-    the_agent_guard_admits_one_holder_at_a_time,
-    agent_registration_and_heartbeat_ttl,
-    the_stored_plan_reads_back_sorted,
-    claim_preferred_takes_the_pick_only_when_it_is_ready_for_the_agent,
-    events_announce_ready_and_completion,
-    the_llm_gate_caps_slots_and_frees_a_dead_holders_slot,
+    untimed: [
+        a_plan_starts_tasks_ready_or_blocked_by_their_deps,
+        writing_the_same_plan_again_changes_nothing,
+        a_different_plan_is_refused_unless_replacing,
+        bad_plans_are_refused_with_the_reason_and_nothing_is_written,
+        claim_takes_the_highest_priority_then_the_smallest_id,
+        roles_restrict_who_may_claim,
+        racing_claimers_never_share_a_task,
+        complete_promotes_exactly_the_ready_dependents_of_a_diamond,
+        complete_promotes_a_fan_in_only_after_its_last_dependency,
+        complete_and_claim_promotes_then_may_claim_the_promoted_task,
+        complete_and_claim_with_a_stale_lease_claims_nothing,
+        complete_and_claim_on_an_empty_goal_returns_empty_with_the_retry_hint,
+        a_non_retryable_failure_fails_the_task_and_the_goal,
+        release_gives_the_task_back_without_counting_the_attempt,
+        drop_task_revokes_the_lease_and_retry_task_brings_it_back,
+        drop_and_retry_name_unknown_tasks_and_wrong_states,
+        elevate_changes_which_task_is_claimed_next,
+        the_goal_completes_when_every_task_is_done,
+        goal_status_counts_every_state_exactly,
+        the_stored_plan_reads_back_sorted,
+        claim_preferred_takes_the_pick_only_when_it_is_ready_for_the_agent,
+    ],
+    timed: [
+        a_stale_holder_cannot_complete_renew_release_or_fail,
+        renewing_keeps_a_lease_from_being_reaped,
+        reap_requeues_an_expired_task_and_counts_the_attempt,
+        reap_fails_a_task_at_max_attempts,
+        fail_retries_after_the_backoff_then_fails_for_good,
+        the_agent_guard_admits_one_holder_at_a_time,
+        agent_registration_and_heartbeat_ttl,
+        events_announce_ready_and_completion,
+        the_llm_gate_caps_slots_and_frees_a_dead_holders_slot,
+    ],
 );
 
 const LONG: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_millis(150);
-
-fn node(id: &str, priority: i32) -> Node {
-    Node {
-        priority,
-        ..Node::new(id, format!("Task {id}"))
-    }
-}
-
-fn plan(goal: &str, nodes: Vec<Node>, edges: &[(&str, &str)]) -> Dag {
-    Dag {
-        goal_id: goal.to_string(),
-        nodes,
-        edges: edges
-            .iter()
-            .map(|(s, t)| Edge {
-                source: s.to_string(),
-                target: t.to_string(),
-            })
-            .collect(),
-    }
-}
-
-fn ids(list: &[&str]) -> Vec<Node> {
-    list.iter().map(|id| node(id, 0)).collect()
-}
 
 async fn write(store: &dyn Store, dag: Dag) -> WriteDagOutcome {
     write_plan(store, dag, &WriteDagOptions::default(), 10_000)
@@ -131,13 +118,6 @@ async fn write_with_attempts(store: &dyn Store, dag: Dag, max_attempts: u32) {
     write_plan(store, dag, &options, 10_000)
         .await
         .expect("plan is written");
-}
-
-async fn claim(store: &dyn Store, goal: &str, agent: &str, ttl: Duration) -> Option<Lease> {
-    match store.claim(goal, agent, None, ttl).await.expect("claim") {
-        ClaimOutcome::Claimed(lease) => Some(lease),
-        ClaimOutcome::Empty { .. } => None,
-    }
 }
 
 async fn status_of(store: &dyn Store, goal: &str, task: &str) -> TaskStatus {
@@ -177,7 +157,7 @@ mod behaviour {
     use super::*;
 
     pub async fn a_plan_starts_tasks_ready_or_blocked_by_their_deps(store: Arc<dyn Store>) {
-        let outcome = write(&*store, plan("g", ids(&["a", "b", "c"]), &[("a", "b")])).await;
+        let outcome = write(&*store, plan("g", nodes(&["a", "b", "c"]), &[("a", "b")])).await;
         assert_eq!(outcome, WriteDagOutcome::Created);
         let states = statuses(&*store, "g").await;
         assert_eq!(states["a"], TaskStatus::Ready);
@@ -197,7 +177,7 @@ mod behaviour {
     }
 
     pub async fn writing_the_same_plan_again_changes_nothing(store: Arc<dyn Store>) {
-        let dag = plan("g", ids(&["a", "b"]), &[("a", "b")]);
+        let dag = plan("g", nodes(&["a", "b"]), &[("a", "b")]);
         write(&*store, dag.clone()).await;
         let lease = claim(&*store, "g", "x", LONG).await.unwrap();
         store.complete(&lease, &result("a")).await.unwrap();
@@ -210,12 +190,12 @@ mod behaviour {
     }
 
     pub async fn a_different_plan_is_refused_unless_replacing(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a", "b"]), &[("a", "b")])).await;
+        write(&*store, plan("g", nodes(&["a", "b"]), &[("a", "b")])).await;
         let lease = claim(&*store, "g", "x", LONG).await.unwrap();
         store.complete(&lease, &result("a")).await.unwrap();
         let before = store.tasks("g").await.unwrap();
 
-        let other = plan("g", ids(&["x", "y"]), &[]);
+        let other = plan("g", nodes(&["x", "y"]), &[]);
         let err = write_plan(&*store, other.clone(), &WriteDagOptions::default(), 100)
             .await
             .unwrap_err();
@@ -252,26 +232,26 @@ mod behaviour {
     ) {
         let cases: Vec<(Dag, &str)> = vec![
             (plan("g", vec![], &[]), "no tasks"),
-            (plan("g", ids(&["a", "a"]), &[]), "appears more than once"),
+            (plan("g", nodes(&["a", "a"]), &[]), "appears more than once"),
             (
-                plan("g", ids(&["a"]), &[("a", "nope")]),
+                plan("g", nodes(&["a"]), &[("a", "nope")]),
                 "unknown task \"nope\"",
             ),
-            (plan("g", ids(&["a"]), &[("a", "a")]), "depends on itself"),
+            (plan("g", nodes(&["a"]), &[("a", "a")]), "depends on itself"),
             (
-                plan("g", ids(&["a", "b"]), &[("a", "b"), ("b", "a")]),
+                plan("g", nodes(&["a", "b"]), &[("a", "b"), ("b", "a")]),
                 "cycle: a -> b -> a",
             ),
             (
-                plan("g", ids(&["a:b"]), &[]),
+                plan("g", nodes(&["a:b"]), &[]),
                 "task id \"a:b\" is not allowed",
             ),
             (
-                plan("g{x}", ids(&["a"]), &[]),
+                plan("g{x}", nodes(&["a"]), &[]),
                 "goal id \"g{x}\" is not allowed",
             ),
             (
-                plan("g", ids(&["a", "b", "c"]), &[]),
+                plan("g", nodes(&["a", "b", "c"]), &[]),
                 "more than the limit of 2",
             ),
         ];
@@ -384,7 +364,7 @@ mod behaviour {
     }
 
     pub async fn a_stale_holder_cannot_complete_renew_release_or_fail(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a", "b"]), &[("a", "b")])).await;
+        write(&*store, plan("g", nodes(&["a", "b"]), &[("a", "b")])).await;
         let stale = claim(&*store, "g", "slow", SHORT).await.unwrap();
         tokio::time::sleep(SHORT * 2).await;
         // Expired but not reaped yet: the lock is gone, so the holder is already stale.
@@ -423,7 +403,7 @@ mod behaviour {
     }
 
     pub async fn renewing_keeps_a_lease_from_being_reaped(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a"]), &[])).await;
+        write(&*store, plan("g", nodes(&["a"]), &[])).await;
         let lease = claim(&*store, "g", "x", SHORT).await.unwrap();
         for _ in 0..6 {
             tokio::time::sleep(SHORT / 3).await;
@@ -437,7 +417,11 @@ mod behaviour {
         store: Arc<dyn Store>,
     ) {
         let edges = [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")];
-        write(&*store, plan("g", ids(&["a", "b", "c", "d", "e"]), &edges)).await;
+        write(
+            &*store,
+            plan("g", nodes(&["a", "b", "c", "d", "e"]), &edges),
+        )
+        .await;
         let mut held: BTreeMap<String, Lease> = BTreeMap::new();
         let next = || {
             let store = store.clone();
@@ -545,7 +529,7 @@ mod behaviour {
     }
 
     pub async fn complete_and_claim_with_a_stale_lease_claims_nothing(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a", "b", "c"]), &[("a", "b")])).await;
+        write(&*store, plan("g", nodes(&["a", "b", "c"]), &[("a", "b")])).await;
         let stale = claim(&*store, "g", "slow", SHORT).await.unwrap();
         tokio::time::sleep(SHORT * 2).await;
         assert_lost(
@@ -574,7 +558,7 @@ mod behaviour {
     pub async fn complete_and_claim_on_an_empty_goal_returns_empty_with_the_retry_hint(
         store: Arc<dyn Store>,
     ) {
-        write(&*store, plan("g", ids(&["a", "b", "c"]), &[("a", "c")])).await;
+        write(&*store, plan("g", nodes(&["a", "b", "c"]), &[("a", "c")])).await;
         let a = claim(&*store, "g", "x", LONG).await.unwrap();
         let b = claim(&*store, "g", "y", LONG).await.unwrap();
         store.fail(&b, "flaky", true, SHORT * 4).await.unwrap();
@@ -601,7 +585,7 @@ mod behaviour {
     }
 
     pub async fn reap_requeues_an_expired_task_and_counts_the_attempt(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a"]), &[])).await;
+        write(&*store, plan("g", nodes(&["a"]), &[])).await;
         let lease = claim(&*store, "g", "x", SHORT).await.unwrap();
         assert!(
             store.reap("g").await.unwrap().requeued.is_empty(),
@@ -623,7 +607,7 @@ mod behaviour {
     }
 
     pub async fn reap_fails_a_task_at_max_attempts(store: Arc<dyn Store>) {
-        write_with_attempts(&*store, plan("g", ids(&["a", "b"]), &[("a", "b")]), 2).await;
+        write_with_attempts(&*store, plan("g", nodes(&["a", "b"]), &[("a", "b")]), 2).await;
         for attempt in 1..=2 {
             let lease = claim(&*store, "g", "x", SHORT).await.unwrap();
             assert_eq!(lease.attempt, attempt);
@@ -644,7 +628,7 @@ mod behaviour {
     }
 
     pub async fn fail_retries_after_the_backoff_then_fails_for_good(store: Arc<dyn Store>) {
-        write_with_attempts(&*store, plan("g", ids(&["a"]), &[]), 2).await;
+        write_with_attempts(&*store, plan("g", nodes(&["a"]), &[]), 2).await;
         let lease = claim(&*store, "g", "x", LONG).await.unwrap();
         let out = store.fail(&lease, "flaky", true, SHORT * 2).await.unwrap();
         assert_eq!(out, FailOutcome::Retrying { after: SHORT * 2 });
@@ -677,7 +661,7 @@ mod behaviour {
     }
 
     pub async fn a_non_retryable_failure_fails_the_task_and_the_goal(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a", "b"]), &[])).await;
+        write(&*store, plan("g", nodes(&["a", "b"]), &[])).await;
         let lease = claim(&*store, "g", "x", LONG).await.unwrap();
         let out = store
             .fail(&lease, "bad answer", false, SHORT)
@@ -691,7 +675,7 @@ mod behaviour {
     }
 
     pub async fn release_gives_the_task_back_without_counting_the_attempt(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a"]), &[])).await;
+        write(&*store, plan("g", nodes(&["a"]), &[])).await;
         let lease = claim(&*store, "g", "x", LONG).await.unwrap();
         store.release(&lease).await.unwrap();
         let task = store.task("g", "a").await.unwrap().unwrap();
@@ -705,7 +689,7 @@ mod behaviour {
     }
 
     pub async fn drop_task_revokes_the_lease_and_retry_task_brings_it_back(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a", "b"]), &[("a", "b")])).await;
+        write(&*store, plan("g", nodes(&["a", "b"]), &[("a", "b")])).await;
         let lease = claim(&*store, "g", "x", LONG).await.unwrap();
         store.drop_task("g", "a", "dropped").await.unwrap();
         let task = store.task("g", "a").await.unwrap().unwrap();
@@ -754,7 +738,7 @@ mod behaviour {
     }
 
     pub async fn drop_and_retry_name_unknown_tasks_and_wrong_states(store: Arc<dyn Store>) {
-        write(&*store, plan("g", ids(&["a"]), &[])).await;
+        write(&*store, plan("g", nodes(&["a"]), &[])).await;
         let err = store.drop_task("g", "nope", "dropped").await.unwrap_err();
         assert!(matches!(err, StoreError::UnknownTask { .. }), "{err:?}");
         assert!(err.to_string().contains("\"nope\""), "{err}");
@@ -796,7 +780,7 @@ mod behaviour {
     pub async fn the_goal_completes_when_every_task_is_done(store: Arc<dyn Store>) {
         write(
             &*store,
-            plan("g", ids(&["a", "b", "c"]), &[("a", "b"), ("a", "c")]),
+            plan("g", nodes(&["a", "b", "c"]), &[("a", "b"), ("a", "c")]),
         )
         .await;
         let mut completions = Vec::new();
@@ -821,12 +805,12 @@ mod behaviour {
     }
 
     pub async fn goal_status_counts_every_state_exactly(store: Arc<dyn Store>) {
-        let mut nodes = ids(&["a", "b", "d", "e", "f", "g"]);
-        nodes.push(Node {
+        let mut tasks = nodes(&["a", "b", "d", "e", "f", "g"]);
+        tasks.push(Node {
             role: Some("w".into()),
             ..node("c", 0)
         });
-        write(&*store, plan("g", nodes, &[("a", "d"), ("e", "g")])).await;
+        write(&*store, plan("g", tasks, &[("a", "d"), ("e", "g")])).await;
         let a = claim(&*store, "g", "x", LONG).await.unwrap();
         store.complete(&a, &result("a")).await.unwrap();
         let b = claim(&*store, "g", "x", LONG).await.unwrap();
@@ -858,65 +842,22 @@ mod behaviour {
     }
 
     pub async fn the_agent_guard_admits_one_holder_at_a_time(store: Arc<dyn Store>) {
-        assert!(
-            store
-                .acquire_agent_guard("research", "p1", SHORT)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .acquire_agent_guard("research", "p2", SHORT)
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .acquire_agent_guard("research", "p1", SHORT)
-                .await
-                .unwrap(),
-            "re-entrant"
-        );
-        assert!(
-            store
-                .renew_agent_guard("research", "p1", SHORT)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .renew_agent_guard("research", "p2", SHORT)
-                .await
-                .unwrap()
-        );
+        let store = &*store;
+        let acquire = |holder| store.acquire_agent_guard("research", holder, SHORT);
+        let renew = |holder| store.renew_agent_guard("research", holder, SHORT);
+        assert!(acquire("p1").await.unwrap());
+        assert!(!acquire("p2").await.unwrap());
+        assert!(acquire("p1").await.unwrap(), "re-entrant");
+        assert!(renew("p1").await.unwrap());
+        assert!(!renew("p2").await.unwrap());
         store.release_agent_guard("research", "p2").await.unwrap();
-        assert!(
-            !store
-                .acquire_agent_guard("research", "p2", SHORT)
-                .await
-                .unwrap()
-        );
+        assert!(!acquire("p2").await.unwrap());
         store.release_agent_guard("research", "p1").await.unwrap();
-        assert!(
-            store
-                .acquire_agent_guard("research", "p2", SHORT)
-                .await
-                .unwrap()
-        );
+        assert!(acquire("p2").await.unwrap());
         // A holder that dies stops renewing; the guard then expires and frees the name.
         tokio::time::sleep(SHORT * 2).await;
-        assert!(
-            !store
-                .renew_agent_guard("research", "p2", SHORT)
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .acquire_agent_guard("research", "p3", SHORT)
-                .await
-                .unwrap()
-        );
+        assert!(!renew("p2").await.unwrap());
+        assert!(acquire("p3").await.unwrap());
     }
 
     pub async fn agent_registration_and_heartbeat_ttl(store: Arc<dyn Store>) {
@@ -958,12 +899,12 @@ mod behaviour {
 
     pub async fn the_stored_plan_reads_back_sorted(store: Arc<dyn Store>) {
         assert!(store.dag("g").await.unwrap().is_none());
-        let mut nodes = ids(&["c", "a", "b"]);
-        nodes[0].role = Some("writer".into());
-        nodes[0].expected_artifacts = vec!["c.md".into()];
+        let mut tasks = nodes(&["c", "a", "b"]);
+        tasks[0].role = Some("writer".into());
+        tasks[0].expected_artifacts = vec!["c.md".into()];
         write(
             &*store,
-            plan("g", nodes, &[("b", "c"), ("a", "c"), ("a", "b")]),
+            plan("g", tasks, &[("b", "c"), ("a", "c"), ("a", "b")]),
         )
         .await;
         let dag = store.dag("g").await.unwrap().unwrap();
@@ -983,7 +924,7 @@ mod behaviour {
         let mut events = store.events();
         // The Redis feed subscribes in the background; give it a moment to be live.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        write(&*store, plan("g", ids(&["a", "b"]), &[("a", "b")])).await;
+        write(&*store, plan("g", nodes(&["a", "b"]), &[("a", "b")])).await;
         let event = next(&mut events).await;
         assert_eq!((event.goal.as_str(), event.kind), ("g", EventKind::Ready));
         let a = claim(&*store, "g", "x", LONG).await.unwrap();

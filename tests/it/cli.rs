@@ -1,22 +1,16 @@
 //! The `porki` binary as a user runs it.
 
-mod support;
-
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::RedisServer;
-use support::runtime::{temp_dir, write_script};
+use nix::sys::signal::Signal;
 
-fn porki() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_porki"));
-    command
-        .env_remove("PORKI_LLM_PROVIDER")
-        .env("NO_COLOR", "1");
-    command
-}
+use crate::support::{
+    RedisServer, exit_stderr, hget, porki, signal, success_stdout, temp_dir, wait_exit, wait_until,
+    write_script,
+};
 
 #[test]
 fn demo_runs_the_bundled_example_to_the_end() {
@@ -26,12 +20,7 @@ fn demo_runs_the_bundled_example_to_the_end() {
         .arg(&dir)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = success_stdout(&output);
     assert!(stdout.contains("goal demo-001: complete"), "{stdout}");
     for task in ["scope", "outline", "publish"] {
         assert!(stdout.contains(task), "summary lists {task}: {stdout}");
@@ -66,8 +55,7 @@ fn instructions_validate_summarises_a_good_file_and_names_errors_in_a_bad_one() 
         .arg(&bad)
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = exit_stderr(&output, 2, "validate bad.md");
     assert!(
         stderr.contains("bad.md:2") && stderr.contains("goal"),
         "{stderr}"
@@ -91,8 +79,8 @@ fn instructions_create_writes_a_template_and_refuses_to_overwrite() {
         "{text}"
     );
     let again = run();
-    assert_eq!(again.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    let stderr = exit_stderr(&again, 2, "create over an existing file");
+    assert!(stderr.contains("--force"), "{stderr}");
 }
 
 #[test]
@@ -112,13 +100,8 @@ fn a_malformed_redis_url_exits_2_at_once() {
         .arg(dir.join("I.md"))
         .output()
         .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(String::from_utf8_lossy(&output.stderr).contains("redis://[::1"));
+    let stderr = exit_stderr(&output, 2, "run with a malformed URL");
+    assert!(stderr.contains("redis://[::1"), "{stderr}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "no retry for a malformed URL"
@@ -155,36 +138,12 @@ fn sigterm_releases_the_held_task_deregisters_and_exits_0() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let redis = redis::Client::open(server.url()).unwrap();
-    let mut conn = redis.get_connection().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status: Option<String> = redis::cmd("HGET")
-            .arg("task:{g1}:slow")
-            .arg("status")
-            .query(&mut conn)
-            .unwrap();
-        if status.as_deref() == Some("RUNNING") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the task never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let stopped_at = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            stopped_at.elapsed() < Duration::from_secs(10),
-            "porki did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut conn = server.conn();
+    wait_until(Duration::from_secs(20), "the task starts", || {
+        hget::<Option<String>>(&mut conn, "task:{g1}:slow", "status").as_deref() == Some("RUNNING")
+    });
+    signal(&child, Signal::SIGTERM);
+    let code = wait_exit(&mut child, Duration::from_secs(10));
     let mut stderr = String::new();
     child
         .stderr
@@ -192,10 +151,7 @@ fn sigterm_releases_the_held_task_deregisters_and_exits_0() {
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
-    assert!(
-        status.success(),
-        "exit 0 after SIGTERM: {status:?}\n{stderr}"
-    );
+    assert_eq!(code, 0, "exit 0 after SIGTERM\n{stderr}");
     let (task_status, attempt): (String, u32) = redis::cmd("HMGET")
         .arg("task:{g1}:slow")
         .arg("status")
@@ -207,11 +163,7 @@ fn sigterm_releases_the_held_task_deregisters_and_exits_0() {
         ("READY", 0),
         "released without counting the attempt"
     );
-    let state: String = redis::cmd("HGET")
-        .arg("agent:worker:registered")
-        .arg("state")
-        .query(&mut conn)
-        .unwrap();
+    let state: String = hget(&mut conn, "agent:worker:registered", "state");
     assert_eq!(state, "stopped");
     let guard: Option<String> = redis::cmd("GET")
         .arg("agent:worker:active")
@@ -288,13 +240,5 @@ fn run_prompt_sends_one_prompt_and_prints_the_answer() {
         .arg(&script)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        "HELLO; $(RM -RF /) `X`"
-    );
+    assert_eq!(success_stdout(&output).trim(), "HELLO; $(RM -RF /) `X`");
 }

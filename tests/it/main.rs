@@ -1,0 +1,27 @@
+//! porki's integration tests: one test binary (`cargo test --test it`), one
+//! module per area, and one set of helpers in `support`.
+//!
+//! - `store_conformance`: one behaviour suite run against both store backends
+//!   (`memory://` and a private `redis-server`).
+//! - `runtime`: the orchestrator in-process (Supervisor, agents, planner,
+//!   reaper, LLM gate), on the embedded store and on Redis.
+//! - `control_plane`: operators steering live agents through heartbeat files
+//!   and instruction edits.
+//! - `cli`, `status_graph`: the `porki` binary as a user runs it.
+//! - `faults`: the real binary under kill -9, Redis restarts, stalls, chaos
+//!   fail points, a soak, bad input and secrets.
+//! - `manifests`: the systemg manifests and the instructions files they run.
+//!
+//! Each test isolates itself: its own `redis-server` on a free port
+//! (`support::RedisServer`) and its own temp folder (`support::temp_dir`).
+//! Select one area with its module path, e.g. `cargo test --test it faults::`.
+
+mod support;
+
+mod cli;
+mod control_plane;
+mod faults;
+mod manifests;
+mod runtime;
+mod status_graph;
+mod store_conformance;
