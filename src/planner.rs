@@ -2,7 +2,7 @@
 //! it, or resumes the plan already stored for the goal.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
 use sha2::{Digest, Sha256};
@@ -10,15 +10,21 @@ use thiserror::Error;
 
 use crate::domain::dag::DEFAULT_NODE_CAP;
 use crate::llm::answer::{PlanAnswer, parse_answer};
+use crate::llm::limits::DEFAULT_LIMIT_BACKOFF;
 use crate::llm::prompt::{PlanContext, plan_prompt};
-use crate::llm::{LlmRequest, Phase};
+use crate::llm::{FailureKind, LlmRequest, Phase};
 use crate::llm_gate::LlmCaller;
 use crate::store::prelude::*;
 use crate::store::{PlanError, StoreError, WriteDagOptions, WriteDagOutcome, write_plan};
 use crate::workspace::Workspaces;
 
-/// How many times a plan is asked for before the goal fails (the first ask and two re-asks).
+/// How many unusable plans are accepted before the goal fails (the first ask and two re-asks).
 pub const PLAN_ATTEMPTS: usize = 3;
+
+/// First wait after a failed plan call; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest wait between failed plan calls.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Settings of the planner.
 #[derive(Debug, Clone)]
@@ -93,8 +99,8 @@ pub enum PlanOutcome {
 /// Why a goal could not be planned.
 #[derive(Debug, Error)]
 pub enum PlannerError {
-    /// Every attempt gave an unusable plan; the goal is marked failed.
-    #[error("goal {goal}: no usable plan after {PLAN_ATTEMPTS} attempts: {message}")]
+    /// The plans were unusable, or no call can succeed; the goal is marked failed.
+    #[error("goal {goal} could not be planned: {message}")]
     GaveUp {
         /// Goal id.
         goal: String,
@@ -158,21 +164,45 @@ async fn plan_goal(
         source,
     };
     let mut problem = String::new();
-    for attempt in 1..=PLAN_ATTEMPTS {
+    let mut attempt = 0;
+    let mut backoff = FIRST_BACKOFF;
+    while attempt < PLAN_ATTEMPTS {
         let request = LlmRequest::new(Phase::Plan, plan_prompt(&context), settings.llm_timeout)
             .in_workspace(settings.workspaces.for_goal(&goal));
         let answer = match caller.call(&goal, &request).await {
             Ok(response) => response.text,
-            Err(e) if !e.is_retryable() => {
-                problem = e.to_string();
-                break;
-            }
-            Err(e) => {
-                problem = e.to_string();
-                tracing::warn!(attempt, error = %problem, "plan call failed");
-                continue;
-            }
+            Err(e) => match e.kind() {
+                FailureKind::Fatal => {
+                    problem = e.to_string();
+                    break;
+                }
+                // Passing faults and limits do not make the plan worse: wait and ask
+                // again without spending one of the goal's plan attempts.
+                FailureKind::RateLimited { reset } => {
+                    let wait = reset
+                        .and_then(|at| at.duration_since(SystemTime::now()).ok())
+                        .unwrap_or(DEFAULT_LIMIT_BACKOFF);
+                    tracing::warn!(error = %e, ?wait, "plan call hit a rate or usage limit; waiting");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                FailureKind::Transient => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "plan call failed; asking again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+                // The call itself failed (an error answer, a denied tool): that
+                // counts like an unusable plan.
+                FailureKind::Task => {
+                    attempt += 1;
+                    problem = e.to_string();
+                    tracing::warn!(attempt, error = %problem, "plan call failed");
+                    continue;
+                }
+            },
         };
+        attempt += 1;
         let dag = match parse_answer::<PlanAnswer>(&answer) {
             Ok(plan) => plan.into_dag(&goal),
             Err(e) => {
@@ -210,4 +240,121 @@ async fn plan_goal(
         goal,
         message: problem,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::llm::{LlmError, LlmProvider, LlmResponse, Usage};
+    use crate::llm_gate::LlmGate;
+    use crate::store::{GoalState, MemoryStore};
+
+    /// Answers plan calls from a queue.
+    struct Queue(Mutex<VecDeque<Result<String, LlmError>>>);
+
+    #[async_trait]
+    impl LlmProvider for Queue {
+        fn name(&self) -> &str {
+            "queue"
+        }
+
+        async fn call(&self, _: &LlmRequest) -> Result<LlmResponse, LlmError> {
+            let next = self.0.lock().unwrap().pop_front().expect("a queued answer");
+            next.map(|text| LlmResponse {
+                text,
+                usage: Usage::default(),
+            })
+        }
+    }
+
+    const PLAN: &str = r#"{"goal_id":"g","nodes":[{"id":"t1","title":"one"}],"edges":[]}"#;
+
+    fn context() -> PlanContext {
+        PlanContext {
+            goal_id: "g".into(),
+            context: String::new(),
+            agents: Vec::new(),
+            previous_error: None,
+        }
+    }
+
+    /// Plans goal `g` with answers from `answers`; returns the outcome, the store
+    /// and how many answers were left unused.
+    async fn plan_with(
+        answers: Vec<Result<String, LlmError>>,
+    ) -> (Result<PlanOutcome, PlannerError>, Arc<MemoryStore>, usize) {
+        let store = Arc::new(MemoryStore::new());
+        let provider = Arc::new(Queue(Mutex::new(answers.into())));
+        let caller = LlmCaller {
+            gate: LlmGate::new(store.clone(), 0, Duration::from_secs(1)).start(),
+            provider: provider.clone(),
+            store: store.clone(),
+            goal_token_budget: None,
+        };
+        let settings = PlannerSettings {
+            workspaces: crate::workspace::Workspaces::new(
+                std::path::Path::new("{goal}"),
+                None,
+                &std::env::temp_dir().join(format!("porki-planner-{}", std::process::id())),
+            ),
+            ..PlannerSettings::default()
+        };
+        let outcome = plan_goal(&*store, &caller, &settings, context()).await;
+        let left = provider.0.lock().unwrap().len();
+        (outcome, store, left)
+    }
+
+    fn unavailable() -> Result<String, LlmError> {
+        Err(LlmError::Unavailable {
+            provider: "queue".into(),
+            message: "502".into(),
+        })
+    }
+
+    #[actix_rt::test]
+    async fn passing_failures_are_waited_out_without_spending_plan_attempts() {
+        tokio::time::pause();
+        let mut answers: Vec<_> = (0..5).map(|_| unavailable()).collect();
+        answers.push(Err(LlmError::RateLimited {
+            provider: "queue".into(),
+            message: "429".into(),
+            reset: None,
+        }));
+        answers.push(Ok(PLAN.into()));
+        let (outcome, store, left) = plan_with(answers).await;
+        assert_eq!(outcome.unwrap(), PlanOutcome::Planned);
+        assert_eq!(left, 0);
+        let status = store.goal_status("g").await.unwrap().unwrap();
+        assert_eq!(status.state, GoalState::Active);
+    }
+
+    #[actix_rt::test]
+    async fn refused_credentials_fail_the_goal_at_the_first_call() {
+        let auth = Err(LlmError::Auth {
+            provider: "queue".into(),
+            message: "Invalid API key".into(),
+            hint: "set ANTHROPIC_API_KEY".into(),
+        });
+        let (outcome, store, left) = plan_with(vec![auth, Ok(PLAN.into())]).await;
+        assert!(matches!(outcome, Err(PlannerError::GaveUp { .. })));
+        assert_eq!(left, 1, "no second call");
+        let status = store.goal_status("g").await.unwrap().unwrap();
+        assert_eq!(status.state, GoalState::Failed);
+        assert!(status.last_error.unwrap().contains("ANTHROPIC_API_KEY"));
+    }
+
+    #[actix_rt::test]
+    async fn three_unusable_plans_fail_the_goal() {
+        let bad = || Ok::<_, LlmError>("not a plan".to_string());
+        let (outcome, store, left) = plan_with(vec![bad(), bad(), bad(), Ok(PLAN.into())]).await;
+        assert!(matches!(outcome, Err(PlannerError::GaveUp { .. })));
+        assert_eq!(left, 1);
+        let status = store.goal_status("g").await.unwrap().unwrap();
+        assert_eq!(status.state, GoalState::Failed);
+    }
 }

@@ -10,8 +10,8 @@ use thiserror::Error;
 /// What a failed call means for the task and its goal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// No call of the goal can succeed (the provider refuses the credentials, or
-    /// the goal's budget is spent): the goal fails at once.
+    /// No call of the goal can succeed (the provider refuses the credentials, its
+    /// program is missing, or the goal's budget is spent): the goal fails at once.
     Fatal,
     /// A rate, usage or spending limit, or an overloaded API: every agent of the
     /// goal waits, until `reset` when the provider said when.
@@ -173,7 +173,10 @@ impl LlmError {
     /// What the error means for the task and its goal.
     pub fn kind(&self) -> FailureKind {
         match self {
-            LlmError::Auth { .. } | LlmError::MissingApiKey { .. } => FailureKind::Fatal,
+            LlmError::Auth { .. }
+            | LlmError::MissingApiKey { .. }
+            | LlmError::ProgramNotFound { .. }
+            | LlmError::Config(_) => FailureKind::Fatal,
             LlmError::Http {
                 status: 401 | 403, ..
             } => FailureKind::Fatal,

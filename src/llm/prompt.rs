@@ -138,8 +138,10 @@ pub fn execute_prompt(ctx: &TaskContext) -> String {
     task_prompt(
         ctx,
         Phase::Execute,
-        "Do the task below. Write every file you produce into the artifacts directory \
-         and list their paths in `outputs`.",
+        "Do the task below. Your working directory is the goal's workspace, shared with \
+         the goal's other agents: name paths relative to it. Write every file you produce \
+         into the artifacts directory (the `porki-artifacts` line above) and list the paths \
+         of the files you wrote in `outputs`; put results that are not files in `notes`.",
     )
 }
 

@@ -11,6 +11,8 @@
 //! - `faults`: the real binary under kill -9, Redis restarts, stalls, chaos
 //!   fail points, a soak, bad input and secrets.
 //! - `manifests`: the systemg manifests and the instructions files they run.
+//! - `real_cli`: `porki run` driving the real `claude` and `codex` CLIs (pinned,
+//!   from npm) against a stand-in model on loopback.
 //!
 //! Each test isolates itself: its own `redis-server` on a free port
 //! (`support::RedisServer`) and its own temp folder (`support::temp_dir`).
@@ -22,6 +24,7 @@ mod cli;
 mod control_plane;
 mod faults;
 mod manifests;
+mod real_cli;
 mod runtime;
 mod status_graph;
 mod store_conformance;

@@ -75,6 +75,7 @@ impl GoalData {
             dependents: HashMap::new(),
             ready: HashMap::new(),
             delayed: BTreeSet::new(),
+            backoff_until: None,
         };
         for node in &dag.dag().nodes {
             let pending = dag.deps_of(&node.id).len() as u32;

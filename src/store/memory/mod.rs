@@ -63,6 +63,8 @@ struct GoalData {
     ready: HashMap<String, BTreeSet<(i64, String)>>,
     /// Tasks backing off before a retry: (due, id).
     delayed: BTreeSet<(Instant, String)>,
+    /// Until when the whole goal waits for a rate or usage limit.
+    backoff_until: Option<Instant>,
 }
 
 struct TaskEntry {

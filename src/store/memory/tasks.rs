@@ -36,17 +36,12 @@ impl GoalData {
         if self.status.state != GoalState::Active {
             return ClaimOutcome::Empty { retry_in: None };
         }
-        if let Some(left) = self
-            .status
-            .backoff
-            .as_ref()
-            .and_then(|b| b.remaining_ms(now_ms()))
-        {
+        let now = Instant::now();
+        if let Some(until) = self.backoff_until.filter(|until| *until > now) {
             return ClaimOutcome::Empty {
-                retry_in: Some(Duration::from_millis(left)),
+                retry_in: Some(until - now),
             };
         }
-        let now = Instant::now();
         while let Some((due, id)) = self.delayed.first().cloned() {
             if due > now {
                 break;
@@ -247,15 +242,12 @@ impl TaskStore for MemoryStore {
         let mut state = self.lock();
         let data = state.held(lease)?;
         data.release(&lease.task);
-        let until_ms = now_ms() + wait.as_millis() as u64;
-        if data
-            .status
-            .backoff
-            .as_ref()
-            .is_none_or(|b| b.until_ms < until_ms)
-        {
+        // The clock of the wait is tokio's (paused in tests); the reported end is wall time.
+        let until = Instant::now() + wait;
+        if data.backoff_until.is_none_or(|current| current < until) {
+            data.backoff_until = Some(until);
             data.status.backoff = Some(GoalBackoff {
-                until_ms,
+                until_ms: now_ms() + wait.as_millis() as u64,
                 reason: reason.to_string(),
             });
         }

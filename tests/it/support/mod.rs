@@ -5,9 +5,14 @@
 //!   child processes.
 //! - `runtime`: the orchestrator in-process, with a scripted LLM provider.
 //! - `store`: task ids, plans (`Dag`s), and claiming from a store.
+//! - `clis`: the real `claude` and `codex` CLIs (installed from npm on first use)
+//!   and the environment that keeps them offline.
+//! - `model`: a stand-in for the model behind them, on loopback.
 //! - here: a tokio runtime for sync tests, free ports, temp folders, polling
 //!   with a deadline, and small file helpers.
 
+pub mod clis;
+pub mod model;
 pub mod process;
 pub mod redis_server;
 pub mod runtime;

@@ -1,0 +1,414 @@
+//! A stand-in for the model behind the real `claude` and `codex` CLIs, on
+//! loopback: the Anthropic Messages API (streaming SSE, what claude speaks) and
+//! the OpenAI Responses API (streaming SSE, what codex speaks), as
+//! `REAL-CLIS.md` describes them.
+//!
+//! It reads porki's prompts out of the CLIs' requests (`porki-phase:`,
+//! `porki-task:`) and plays a model that plans a chain of tasks and, on
+//! execute, writes `artifacts/<task>.md` with the CLI's own file tool (claude's
+//! `Write`, codex's `apply_patch` through its `exec` tool), then answers with
+//! the task's JSON once the CLI returns the tool's result. Faults (an HTTP
+//! status for every call, or for execute calls until a time) are switchable.
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use serde_json::{Value, json};
+
+/// One call the model answered.
+#[derive(Debug, Clone)]
+pub struct ModelCall {
+    /// `anthropic` or `openai`.
+    pub api: &'static str,
+    /// The porki phase of the prompt, if one was found.
+    pub phase: Option<String>,
+    /// The task the prompt is about (`goal/task`), if any.
+    pub task: Option<String>,
+    /// The text of the tool result the CLI sent back, if this call carried one.
+    pub tool_result: Option<String>,
+    /// The HTTP status answered.
+    pub status: u16,
+}
+
+/// A fault the model answers with instead of working.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// HTTP status.
+    pub status: u16,
+    /// Error body (the API's JSON error document).
+    pub body: Value,
+    /// Only execute calls get it (plan calls work).
+    pub execute_only: bool,
+    /// Until when; `None`: for good.
+    pub until: Option<Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    tasks: Vec<String>,
+    calls: Vec<ModelCall>,
+    fault: Option<Fault>,
+}
+
+/// The stand-in model server; stops when dropped.
+pub struct ModelServer {
+    port: u16,
+    state: Arc<Mutex<State>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl ModelServer {
+    /// Starts a model that plans the chain `tasks[0] → tasks[1] → …`.
+    pub fn start(tasks: &[&str]) -> Self {
+        let state = Arc::new(Mutex::new(State {
+            tasks: tasks.iter().map(|t| t.to_string()).collect(),
+            ..State::default()
+        }));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().unwrap().port();
+        let shared = state.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(web::Data::new(shared.clone()))
+                        .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
+                        .default_service(web::to(answer))
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .expect("listen")
+                .run();
+                tx.send(server.handle()).unwrap();
+                let _ = server.await;
+            });
+        });
+        let handle = rx.recv().expect("the model server started");
+        Self {
+            port,
+            state,
+            handle,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Answers with `fault` from now on (until it ends, or `clear_fault`).
+    pub fn set_fault(&self, fault: Fault) {
+        self.state.lock().unwrap().fault = Some(fault);
+    }
+
+    /// Every call answered so far.
+    pub fn calls(&self) -> Vec<ModelCall> {
+        self.state.lock().unwrap().calls.clone()
+    }
+}
+
+impl Drop for ModelServer {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(handle.stop(false));
+        });
+    }
+}
+
+/// Every string in a JSON document, depth first.
+fn strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// The value of a `prefix…` line in `text`.
+fn line_value<'t>(text: &'t str, prefix: &str) -> Option<&'t str> {
+    text.lines()
+        .find_map(|l| l.trim_start().strip_prefix(prefix))
+        .map(str::trim)
+}
+
+/// What a request is about.
+struct Prompt {
+    phase: Option<String>,
+    goal: Option<String>,
+    task: Option<String>,
+    /// The CLI's working directory, as it told the model.
+    cwd: Option<String>,
+}
+
+fn read_prompt(texts: &[String]) -> Prompt {
+    let porki = texts.iter().find(|t| t.contains("porki-phase: "));
+    let all = texts.join("\n");
+    let cwd = line_value(&all, "- Primary working directory:")
+        .map(str::to_string)
+        .or_else(|| {
+            let start = all.find("<cwd>")? + 5;
+            let end = all[start..].find("</cwd>")?;
+            Some(all[start..start + end].to_string())
+        });
+    let phase = porki
+        .and_then(|p| line_value(p, "porki-phase:"))
+        .map(str::to_string);
+    let (goal, task) = match porki.and_then(|p| line_value(p, "porki-task:")) {
+        Some(gt) => match gt.split_once('/') {
+            Some((g, t)) => (Some(g.to_string()), Some(t.to_string())),
+            None => (None, None),
+        },
+        None => (
+            porki
+                .and_then(|p| line_value(p, "porki-goal:"))
+                .map(str::to_string),
+            None,
+        ),
+    };
+    Prompt {
+        phase,
+        goal,
+        task,
+        cwd,
+    }
+}
+
+/// What the model says: a tool call that writes a file, or a final text.
+enum Turn {
+    Write { path: String, content: String },
+    Text(String),
+}
+
+async fn answer(
+    request: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Arc<Mutex<State>>>,
+) -> HttpResponse {
+    let path = request.path().to_string();
+    if request.method() == actix_web::http::Method::HEAD
+        || request.method() == actix_web::http::Method::GET
+    {
+        return HttpResponse::Ok().finish();
+    }
+    if path.ends_with("/count_tokens") {
+        return HttpResponse::Ok().json(json!({"input_tokens": 100}));
+    }
+    let api = if path.starts_with("/v1/messages") {
+        "anthropic"
+    } else if path.ends_with("/responses") {
+        "openai"
+    } else {
+        return HttpResponse::NotFound().finish();
+    };
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut texts = Vec::new();
+    strings(&body, &mut texts);
+    let prompt = read_prompt(&texts);
+    let tool_result = tool_result(api, &body);
+    let mut state = state.lock().unwrap();
+    let fault = state.fault.clone().filter(|f| {
+        f.until.is_none_or(|until| Instant::now() < until)
+            && (!f.execute_only || prompt.phase.as_deref() == Some("execute"))
+    });
+    let status = fault.as_ref().map_or(200, |f| f.status);
+    state.calls.push(ModelCall {
+        api,
+        phase: prompt.phase.clone(),
+        task: prompt
+            .task
+            .as_ref()
+            .map(|t| format!("{}/{t}", prompt.goal.clone().unwrap_or_default())),
+        tool_result: tool_result.clone(),
+        status,
+    });
+    if let Some(fault) = fault {
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(fault.status).unwrap())
+            .insert_header(("content-type", "application/json"))
+            .body(fault.body.to_string());
+    }
+    let turn = model_turn(&state.tasks, &prompt, tool_result.is_some());
+    drop(state);
+    let events = match api {
+        "anthropic" => anthropic_events(&turn),
+        _ => openai_events(&turn),
+    };
+    HttpResponse::Ok()
+        .insert_header(("content-type", "text/event-stream"))
+        .body(events)
+}
+
+/// The tool result in the request, if the CLI is reporting one back.
+fn tool_result(api: &str, body: &Value) -> Option<String> {
+    let items: Vec<&Value> = match api {
+        "anthropic" => body["messages"]
+            .as_array()?
+            .last()?
+            .get("content")?
+            .as_array()?
+            .iter()
+            .filter(|c| c["type"] == "tool_result")
+            .collect(),
+        _ => body["input"]
+            .as_array()?
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i["type"].as_str(),
+                    Some("function_call_output" | "custom_tool_call_output")
+                )
+            })
+            .collect(),
+    };
+    let item = items.last()?;
+    let mut texts = Vec::new();
+    strings(
+        item.get("content").or_else(|| item.get("output"))?,
+        &mut texts,
+    );
+    Some(texts.join("\n"))
+}
+
+fn model_turn(tasks: &[String], prompt: &Prompt, after_tool: bool) -> Turn {
+    let goal = prompt.goal.clone().unwrap_or_default();
+    match prompt.phase.as_deref() {
+        Some("plan") => {
+            let nodes: Vec<Value> = tasks
+                .iter()
+                .enumerate()
+                .map(|(i, t)| json!({"id": t, "title": format!("Write {t}.md"), "priority": (tasks.len() - i) as i64, "expected_artifacts": [format!("{t}.md")]}))
+                .collect();
+            let edges: Vec<Value> = tasks
+                .windows(2)
+                .map(|w| json!({"source": w[0], "target": w[1]}))
+                .collect();
+            Turn::Text(json!({"goal_id": goal, "nodes": nodes, "edges": edges}).to_string())
+        }
+        Some("execute") if !after_tool => {
+            let task = prompt.task.clone().unwrap_or_default();
+            let relative = format!("artifacts/{task}.md");
+            let path = match &prompt.cwd {
+                Some(cwd) => format!("{cwd}/{relative}"),
+                None => relative,
+            };
+            Turn::Write {
+                path,
+                content: format!("# {task}\n\nWritten by the stand-in model for goal {goal}.\n"),
+            }
+        }
+        Some("execute") => {
+            let task = prompt.task.clone().unwrap_or_default();
+            Turn::Text(
+                json!({"status": "done", "outputs": [format!("artifacts/{task}.md")], "notes": format!("wrote {task}.md")})
+                    .to_string(),
+            )
+        }
+        Some("select") => {
+            Turn::Text(json!({"selected_task_id": "", "justification": "any"}).to_string())
+        }
+        _ => Turn::Text(json!({"status": "done", "notes": "summary"}).to_string()),
+    }
+}
+
+fn sse(events: &[(&str, Value)]) -> String {
+    events
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect()
+}
+
+/// Anthropic Messages streaming events for one assistant turn.
+fn anthropic_events(turn: &Turn) -> String {
+    let (block, delta, stop) = match turn {
+        Turn::Write { path, content } => (
+            json!({"type": "tool_use", "id": "toolu_01", "name": "Write", "input": {}}),
+            json!({"type": "input_json_delta", "partial_json": json!({"file_path": path, "content": content}).to_string()}),
+            "tool_use",
+        ),
+        Turn::Text(text) => (
+            json!({"type": "text", "text": ""}),
+            json!({"type": "text_delta", "text": text}),
+            "end_turn",
+        ),
+    };
+    sse(&[
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_01", "type": "message", "role": "assistant", "model": "stand-in", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 120, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": block}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": delta}),
+        ),
+        (
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 30}}),
+        ),
+        ("message_stop", json!({"type": "message_stop"})),
+    ])
+}
+
+/// OpenAI Responses streaming events for one assistant turn.
+fn openai_events(turn: &Turn) -> String {
+    let item = match turn {
+        Turn::Write { path, content } => {
+            // codex's default model works in "code mode": one custom `exec` tool
+            // whose input is JavaScript calling the nested tools.
+            let relative = path
+                .rsplit_once("/artifacts/")
+                .map_or(path.clone(), |(_, f)| format!("artifacts/{f}"));
+            let body: String = content.lines().map(|l| format!("+{l}\n")).collect();
+            let patch = format!("*** Begin Patch\n*** Add File: {relative}\n{body}*** End Patch\n");
+            let js = format!(
+                "const r = await tools.apply_patch({});\ntext(JSON.stringify(r));",
+                serde_json::to_string(&patch).unwrap()
+            );
+            json!({"id": "ctc_1", "type": "custom_tool_call", "status": "completed", "call_id": "call_1", "name": "exec", "input": js})
+        }
+        Turn::Text(text) => {
+            json!({"id": "msg_1", "type": "message", "status": "completed", "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": []}]})
+        }
+    };
+    let response = json!({"id": "resp_1", "object": "response", "created_at": 1, "status": "in_progress", "model": "stand-in", "output": []});
+    let mut done = response.clone();
+    done["status"] = json!("completed");
+    done["output"] = json!([item.clone()]);
+    done["usage"] = json!({"input_tokens": 200, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 40, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 240});
+    let mut events = vec![
+        (
+            "response.created",
+            json!({"type": "response.created", "sequence_number": 0, "response": response}),
+        ),
+        (
+            "response.output_item.added",
+            json!({"type": "response.output_item.added", "sequence_number": 1, "output_index": 0, "item": item}),
+        ),
+    ];
+    if let Turn::Text(text) = turn {
+        events.push(("response.output_text.delta", json!({"type": "response.output_text.delta", "sequence_number": 2, "output_index": 0, "item_id": "msg_1", "content_index": 0, "delta": text})));
+    }
+    events.push(("response.output_item.done", json!({"type": "response.output_item.done", "sequence_number": 3, "output_index": 0, "item": item})));
+    events.push((
+        "response.completed",
+        json!({"type": "response.completed", "sequence_number": 4, "response": done}),
+    ));
+    sse(&events)
+}
+
+/// How long a fault lasts from now.
+pub fn for_the_next(duration: Duration) -> Option<Instant> {
+    Some(Instant::now() + duration)
+}
