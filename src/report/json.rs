@@ -231,6 +231,34 @@ mod tests {
         assert_eq!(goal["tasks"][0]["last_error"], "boom");
         assert_eq!(goal["tasks"][0]["lease_left_ms"], Value::Null);
         assert_eq!(value["agents"], json!([]));
+        assert_eq!(
+            (goal["tokens"].clone(), goal["cost_usd"].clone()),
+            (json!(0), json!(0.0))
+        );
+        assert_eq!(goal["backoff"], Value::Null);
+    }
+
+    #[test]
+    fn status_json_shows_spending_and_a_backoff_while_it_lasts() {
+        let mut report = goal_report();
+        report.status.tokens = 120;
+        report.status.cost_usd = 0.5;
+        report.status.backoff = Some(crate::store::GoalBackoff {
+            until_ms: NOW + 2_000,
+            reason: "429".into(),
+        });
+        let value = status_json(std::slice::from_ref(&report), &[], NOW);
+        let goal = &value["goals"][0];
+        assert_eq!(
+            (goal["tokens"].clone(), goal["cost_usd"].clone()),
+            (json!(120), json!(0.5))
+        );
+        assert_eq!(
+            goal["backoff"],
+            json!({"until_ms": NOW + 2_000, "left_ms": 2_000, "reason": "429"})
+        );
+        let later = status_json(&[report], &[], NOW + 2_000);
+        assert_eq!(later["goals"][0]["backoff"], Value::Null);
     }
 
     #[test]

@@ -324,6 +324,29 @@ agents
     }
 
     #[test]
+    fn status_text_shows_llm_spending_and_a_goal_waiting_for_a_limit() {
+        let mut report = goal_report();
+        let quiet = status_text(std::slice::from_ref(&report), &[], NOW, 120);
+        assert!(
+            !quiet.contains("llm:") && !quiet.contains("waiting"),
+            "{quiet}"
+        );
+        report.status.tokens = 4821;
+        report.status.cost_usd = 0.0412;
+        report.status.backoff = Some(crate::store::GoalBackoff {
+            until_ms: NOW + 41_500,
+            reason: "claude hit a rate or usage limit (429)".into(),
+        });
+        let text = status_text(std::slice::from_ref(&report), &[], NOW, 120);
+        assert!(text.contains("llm: 4821 tokens, $0.0412"), "{text}");
+        assert!(text.contains("waiting 42s"), "{text}");
+        assert!(text.contains("rate or usage limit (429)"), "{text}");
+        // Once the wait is over, it is no longer shown.
+        let later = status_text(&[report], &[], NOW + 42_000, 120);
+        assert!(!later.contains("waiting"), "{later}");
+    }
+
+    #[test]
     fn status_text_without_goals_says_how_to_get_one() {
         assert!(status_text(&[], &[], NOW, 80).contains("porki run"));
     }

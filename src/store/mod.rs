@@ -19,7 +19,7 @@
 //! `memory/tasks.rs`, …): [`RedisStore`] is the real one (one Lua script per
 //! multi-key change, the scripts in `lua/`); [`MemoryStore`] (`memory://`) is the
 //! embedded one for demos and single-process runs. Both pass the same conformance
-//! suite (`tests/store_conformance.rs`).
+//! suite (`tests/it/store_conformance.rs`).
 
 mod agents;
 mod control;

@@ -97,6 +97,7 @@ conformance!(
         agent_registration_and_heartbeat_ttl,
         events_announce_ready_and_completion,
         the_llm_gate_caps_slots_and_frees_a_dead_holders_slot,
+        a_goal_backing_off_gives_the_task_back_and_claims_nothing_until_it_ends,
     ],
 );
 
@@ -686,6 +687,49 @@ mod behaviour {
         );
         let again = claim(&*store, "g", "y", LONG).await.unwrap();
         assert_eq!((again.attempt, again.fence), (1, 2));
+    }
+
+    pub async fn a_goal_backing_off_gives_the_task_back_and_claims_nothing_until_it_ends(
+        store: Arc<dyn Store>,
+    ) {
+        write(&*store, plan("g", nodes(&["a", "b"]), &[])).await;
+        let first = claim(&*store, "g", "x", LONG).await.unwrap();
+        let second = claim(&*store, "g", "y", LONG).await.unwrap();
+        let wait = Duration::from_millis(400);
+        store
+            .back_off(&first, wait, "429 from claude")
+            .await
+            .unwrap();
+        let task = store.task("g", &first.task).await.unwrap().unwrap();
+        assert_eq!(
+            (task.status, task.attempt),
+            (TaskStatus::Ready, 0),
+            "given back without counting the attempt"
+        );
+        assert_lost(
+            store.complete(&first, &result("a")).await,
+            "complete after backing off",
+        );
+        // A second agent hitting the limit with a shorter reset does not cut the wait short.
+        store
+            .back_off(&second, Duration::from_millis(1), "shorter")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // No agent of the goal claims while it waits, and the claim says how long.
+        match store.claim("g", "z", None, LONG).await.unwrap() {
+            ClaimOutcome::Empty {
+                retry_in: Some(left),
+            } => assert!(left < wait && left > Duration::ZERO, "{left:?}"),
+            other => panic!("claimed during the backoff: {other:?}"),
+        }
+        let status = store.goal_status("g").await.unwrap().unwrap();
+        let backoff = status.backoff.expect("the backoff is shown");
+        assert_eq!(backoff.reason, "429 from claude");
+        assert!(backoff.until_ms >= status.created_ms + 300, "{backoff:?}");
+        tokio::time::sleep(wait).await;
+        let again = claim(&*store, "g", "z", LONG).await.expect("claims resume");
+        assert_eq!((again.task.as_str(), again.attempt), ("a", 1));
     }
 
     pub async fn drop_task_revokes_the_lease_and_retry_task_brings_it_back(store: Arc<dyn Store>) {
