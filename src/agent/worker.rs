@@ -10,7 +10,9 @@ use tokio::sync::{Notify, broadcast, watch};
 
 use crate::domain::Dag;
 use crate::project::AgentConfig;
-use crate::store::{AgentField, AgentRecord, ClaimOutcome, GoalState, StoreError, StoreEvent};
+use crate::store::{
+    AgentField, AgentRecord, AgentState, ClaimOutcome, GoalState, StoreError, StoreEvent,
+};
 use crate::workspace::GoalWorkspace;
 
 use super::control::PauseMode;
@@ -83,16 +85,16 @@ impl Worker {
         {
             return Ok(AgentExit::Stopped);
         }
-        let record = |state: &str| AgentRecord {
+        let record = |state: AgentState| AgentRecord {
             name: name.clone(),
             goal: self.config.goal.clone(),
             role: self.config.role.clone(),
             process: self.deps.settings.process.clone(),
-            state: state.into(),
+            state,
         };
-        let running = record("running");
-        let retired = record("retired");
-        let stopped = record("stopped");
+        let running = record(AgentState::Running);
+        let retired = record(AgentState::Retired);
+        let stopped = record(AgentState::Stopped);
         if let Err(e) = store.register_agent(&running).await {
             tracing::warn!(agent = %name, error = %e, "cannot register the agent");
         }

@@ -150,7 +150,7 @@ fn agents_text(out: &mut String, agents: &[AgentReport], width: usize) {
                 a.record.name.clone(),
                 a.record.goal.clone(),
                 or_dash(a.record.role.as_deref()),
-                clean(&a.record.state),
+                clean(&a.record.state.to_string()),
                 or_dash(a.last_error.as_deref()),
             ]
         })
@@ -262,7 +262,7 @@ fn fit(text: &str, width: usize) -> String {
 mod tests {
     use super::*;
     use crate::report::fixtures::{NOW, goal_report, task};
-    use crate::store::AgentRecord;
+    use crate::store::{AgentRecord, AgentState};
 
     #[test]
     fn status_text_shows_bar_counts_and_tasks_newest_first() {
@@ -272,7 +272,7 @@ mod tests {
                 goal: "g".into(),
                 role: Some("research".into()),
                 process: "host:1".into(),
-                state: "running".into(),
+                state: AgentState::Running,
             },
             last_error: None,
         }];

@@ -19,8 +19,76 @@ pub struct AgentRecord {
     pub role: Option<String>,
     /// Host and process running it, `host:pid`.
     pub process: String,
-    /// `running`, `stopped` or `failed: reason`.
-    pub state: String,
+    /// Where it is in its life.
+    pub state: AgentState,
+}
+
+/// Where a registered agent is in its life, as `agent:NAME:registered` keeps it
+/// (`running`, `retired`, `stopped`, `failed: reason`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum AgentState {
+    /// Working on its goal in some process.
+    Running,
+    /// Its goal is complete.
+    Retired,
+    /// Stopped (shutdown, STOP, a removed declaration).
+    Stopped,
+    /// Crashed more often than the restart policy allows; the reason.
+    Failed(String),
+    /// A state porki does not know (written by another program), as stored.
+    Unknown(String),
+}
+
+impl std::fmt::Display for AgentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentState::Running => f.write_str("running"),
+            AgentState::Retired => f.write_str("retired"),
+            AgentState::Stopped => f.write_str("stopped"),
+            AgentState::Failed(reason) => write!(f, "failed: {reason}"),
+            AgentState::Unknown(text) => f.write_str(text),
+        }
+    }
+}
+
+impl From<String> for AgentState {
+    fn from(text: String) -> Self {
+        match text.as_str() {
+            "running" => AgentState::Running,
+            "retired" => AgentState::Retired,
+            "stopped" => AgentState::Stopped,
+            _ => match text.strip_prefix("failed: ") {
+                Some(reason) => AgentState::Failed(reason.to_string()),
+                None => AgentState::Unknown(text),
+            },
+        }
+    }
+}
+
+impl From<AgentState> for String {
+    fn from(state: AgentState) -> Self {
+        state.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AgentState;
+
+    #[test]
+    fn agent_states_read_back_as_stored() {
+        for state in [
+            AgentState::Running,
+            AgentState::Retired,
+            AgentState::Stopped,
+            AgentState::Failed("panicked (5 restarts within 60s)".into()),
+            AgentState::Unknown("sleeping".into()),
+        ] {
+            assert_eq!(AgentState::from(state.to_string()), state);
+        }
+        assert_eq!(AgentState::Stopped.to_string(), "stopped");
+    }
 }
 
 /// A per-agent value kept at `agent:NAME:FIELD`.

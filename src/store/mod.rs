@@ -34,7 +34,7 @@ mod tasks;
 
 use std::sync::Arc;
 
-pub use self::agents::{AGENT_ERRORS_KEPT, AgentField, AgentRecord, AgentStore};
+pub use self::agents::{AGENT_ERRORS_KEPT, AgentField, AgentRecord, AgentState, AgentStore};
 pub use self::control::ControlStore;
 pub use self::error::StoreError;
 pub use self::events::{EVENT_CHANNEL_CAPACITY, EventKind, StoreEvent};

@@ -37,7 +37,7 @@ use crate::llm_gate::{LlmCaller, LlmGate};
 use crate::planner::{DagPlanner, PlanGoal};
 use crate::project::{AgentConfig, Project};
 use crate::reaper::{GoalAdded, LeaseReaper};
-use crate::store::{AgentRecord, GoalState};
+use crate::store::{AgentRecord, AgentState, GoalState};
 use crate::watcher::{HeartbeatChanged, HeartbeatWatcher, InstructionsChanged, WatchHeartbeats};
 
 /// Where one agent is in its life.
@@ -444,7 +444,9 @@ impl Handler<AgentExited> for Supervisor {
                             .as_ref()
                             .map(|d| d.settings.process.clone())
                             .unwrap_or_default(),
-                        state: format!("failed: {reason} ({restarts} restarts within {window:?})"),
+                        state: AgentState::Failed(format!(
+                            "{reason} ({restarts} restarts within {window:?})"
+                        )),
                     };
                     slot.state = SlotState::Ended(msg.exit);
                     let store = self.config.store.clone();

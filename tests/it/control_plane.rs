@@ -248,7 +248,7 @@ fn editing_the_instructions_adds_and_removes_agents_and_a_bad_edit_changes_nothi
     );
     let agents = block_on(memory.agents()).unwrap();
     let first = agents.iter().find(|a| a.name == "first").unwrap();
-    assert_eq!(first.state, "stopped");
+    assert_eq!(first.state, porki::store::AgentState::Stopped);
 }
 
 fn now_ms() -> u64 {
@@ -295,7 +295,7 @@ fn stop_ends_the_agent_cleanly_and_it_is_not_restarted() {
     // The only agent stopped for good: --until-done reports the goal as stranded.
     assert_eq!(join_within(run, Duration::from_secs(10)), 1);
     let agents = block_on(memory.agents()).unwrap();
-    assert_eq!(agents[0].state, "stopped");
+    assert_eq!(agents[0].state, porki::store::AgentState::Stopped);
     let status = block_on(memory.goal_status("g")).unwrap().unwrap();
     assert_eq!(
         status.count(TaskStatus::Running),

@@ -187,7 +187,10 @@ fn a_provider_that_always_panics_trips_the_restart_intensity_limit() {
     );
     let agents = block_on(memory.agents()).unwrap();
     assert!(
-        agents[0].state.starts_with("failed: scripted panic"),
+        agents[0]
+            .state
+            .to_string()
+            .starts_with("failed: scripted panic"),
         "{:?}",
         agents[0].state
     );

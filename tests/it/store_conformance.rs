@@ -910,7 +910,7 @@ mod behaviour {
             goal: "g".into(),
             role: Some("research".into()),
             process: "host:1".into(),
-            state: "running".into(),
+            state: porki::store::AgentState::Running,
         };
         store.register_agent(&record).await.unwrap();
         store

@@ -25,7 +25,7 @@ impl AgentStore for RedisStore {
             .arg("process")
             .arg(&record.process)
             .arg("state")
-            .arg(&record.state);
+            .arg(record.state.to_string());
         let _: String = invocation.invoke_async(&mut self.conn.clone()).await?;
         Ok(())
     }
@@ -47,7 +47,7 @@ impl AgentStore for RedisStore {
                 goal: fields.remove("goal").unwrap_or_default(),
                 role: fields.remove("role").filter(|r| !r.is_empty()),
                 process: fields.remove("process").unwrap_or_default(),
-                state: fields.remove("state").unwrap_or_default(),
+                state: fields.remove("state").unwrap_or_default().into(),
             })
             .collect())
     }
