@@ -1,21 +1,20 @@
 //! Executing one claimed task: the prompt and its context, the LLM call raced
 //! against lease loss, stop and heartbeat directives, then the verdict on the
-//! answer and its record in the store. Also the optional LLM steps around it:
+//! answer (`verdict.rs`) and its record in the store. Also the optional LLM steps around it:
 //! picking the next task (`--llm-select`) and summarizing a result
 //! (`--llm-summarize`).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 
 use crate::domain::TaskStatus;
-use crate::llm::answer::{SelectAnswer, TaskAnswer, TaskAnswerStatus, parse_answer};
-use crate::llm::limits::DEFAULT_LIMIT_BACKOFF;
+use crate::llm::answer::{SelectAnswer, TaskAnswer, parse_answer};
 use crate::llm::prompt::{
     SelectContext, TaskContext, execute_prompt, select_prompt, summarize_prompt,
 };
-use crate::llm::{FailureKind, LlmRequest, LlmResponse, Phase};
+use crate::llm::{LlmRequest, LlmResponse, Phase};
 use crate::llm_gate::CallError;
 use crate::store::{
     AgentField, ClaimOutcome, EventKind, FailOutcome, Lease, StoreError, StoreEvent, TaskResult,
@@ -24,6 +23,7 @@ use crate::store::{
 
 use super::control::PauseMode;
 use super::lease::renew_until_lost;
+use super::verdict::{Verdict, judge, looks_like_a_path};
 use super::worker::Worker;
 
 /// Most READY tasks offered to the LLM to choose from.
@@ -42,63 +42,6 @@ enum Execution {
     Dropped,
     /// Stop or pause: the task is given back.
     Released,
-}
-
-/// What an execute answer means for the task.
-#[derive(Debug, PartialEq)]
-pub(super) enum Verdict {
-    /// The task is done; this is what it produced.
-    Done(TaskAnswer),
-    /// The attempt failed.
-    Failed {
-        /// Whether another attempt may succeed.
-        retryable: bool,
-        /// Why, for `last_error` and the log.
-        error: String,
-    },
-    /// A rate or usage limit: the task goes back, its attempt not counted, and the
-    /// whole goal waits.
-    BackOff {
-        /// How long the goal waits.
-        wait: Duration,
-        /// Why, for `porki status` and the log.
-        reason: String,
-    },
-}
-
-/// Judges an execute call's outcome: DONE only for a readable answer that says
-/// so. A call error fails the attempt, retryably unless no call of the goal can
-/// succeed (refused credentials, a spent budget: the goal fails); a rate or
-/// usage limit makes the goal wait until it resets (or a minute).
-pub(super) fn judge(answer: Result<LlmResponse, CallError>, now: SystemTime) -> Verdict {
-    let response = match answer {
-        Ok(response) => response,
-        Err(e) => {
-            return match e.kind() {
-                FailureKind::RateLimited { reset } => Verdict::BackOff {
-                    wait: reset
-                        .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO))
-                        .unwrap_or(DEFAULT_LIMIT_BACKOFF),
-                    reason: e.to_string(),
-                },
-                kind => Verdict::Failed {
-                    retryable: kind != FailureKind::Fatal,
-                    error: e.to_string(),
-                },
-            };
-        }
-    };
-    match parse_answer::<TaskAnswer>(&response.text) {
-        Ok(answer) if answer.status == TaskAnswerStatus::Done => Verdict::Done(answer),
-        Ok(answer) => Verdict::Failed {
-            retryable: true,
-            error: format!("the LLM reported the task failed: {}", answer.notes),
-        },
-        Err(e) => Verdict::Failed {
-            retryable: true,
-            error: format!("the answer is not usable: {e}"),
-        },
-    }
 }
 
 impl Worker {
@@ -476,168 +419,5 @@ impl Worker {
             tracing::warn!(agent = %self.config.name, task = %pick.selected_task_id, "the LLM picked a task that is not READY for this agent; using priority order");
             None
         }
-    }
-}
-
-/// Whether an output names a file (`notes.md`, `src/lib.rs`, `/abs/x`) rather
-/// than being a short result: no whitespace or URL scheme, and a folder or an
-/// extension with a letter.
-fn looks_like_a_path(output: &str) -> bool {
-    let output = output.trim();
-    if output.is_empty()
-        || output.len() > 1024
-        || output.contains(char::is_whitespace)
-        || output.contains("://")
-    {
-        return false;
-    }
-    let name = output.rsplit('/').next().unwrap_or(output);
-    let extension = name.rsplit_once('.');
-    output.contains('/')
-        || extension.is_some_and(|(stem, ext)| {
-            !stem.is_empty()
-                && (1..=8).contains(&ext.len())
-                && ext.chars().all(|c| c.is_ascii_alphanumeric())
-                && ext.chars().any(|c| c.is_ascii_alphabetic())
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::llm::{LlmError, Usage};
-
-    fn answered(text: &str) -> Result<LlmResponse, CallError> {
-        Ok(LlmResponse {
-            text: text.into(),
-            usage: Usage::default(),
-        })
-    }
-
-    fn judge_now(answer: Result<LlmResponse, CallError>) -> Verdict {
-        judge(
-            answer,
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
-        )
-    }
-
-    fn failed(verdict: Verdict) -> (bool, String) {
-        match verdict {
-            Verdict::Failed { retryable, error } => (retryable, error),
-            other => panic!("expected a failure, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_done_answer_completes_the_task_with_its_outputs() {
-        let verdict = judge_now(answered(
-            r#"{"status":"done","outputs":["a.md"],"notes":"wrote a"}"#,
-        ));
-        let Verdict::Done(answer) = verdict else {
-            panic!("expected done, got {verdict:?}");
-        };
-        assert_eq!(answer.outputs, ["a.md"]);
-        assert_eq!(answer.notes, "wrote a");
-    }
-
-    #[test]
-    fn a_failed_answer_is_a_retryable_failure_with_the_llm_notes() {
-        let (retryable, error) = failed(judge_now(answered(
-            r#"{"status":"failed","notes":"no access"}"#,
-        )));
-        assert!(retryable);
-        assert_eq!(error, "the LLM reported the task failed: no access");
-    }
-
-    #[test]
-    fn an_unreadable_answer_is_a_retryable_failure() {
-        let (retryable, error) = failed(judge_now(answered("I could not do it")));
-        assert!(retryable);
-        assert!(error.starts_with("the answer is not usable: "), "{error}");
-    }
-
-    #[test]
-    fn a_provider_error_is_retryable() {
-        let error = CallError::Llm(LlmError::Failed {
-            provider: "claude".into(),
-            message: "boom".into(),
-        });
-        let (retryable, text) = failed(judge_now(Err(error)));
-        assert!(retryable);
-        assert!(text.contains("boom"), "{text}");
-    }
-
-    #[test]
-    fn refused_credentials_fail_without_retry() {
-        let error = CallError::Llm(LlmError::Auth {
-            provider: "claude".into(),
-            message: "Invalid API key".into(),
-            hint: "set ANTHROPIC_API_KEY".into(),
-        });
-        let (retryable, text) = failed(judge_now(Err(error)));
-        assert!(!retryable);
-        assert!(text.contains("ANTHROPIC_API_KEY"), "{text}");
-    }
-
-    #[test]
-    fn a_rate_limit_backs_the_goal_off_until_it_resets_or_a_minute() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let limited = |reset| {
-            Err(CallError::Llm(LlmError::RateLimited {
-                provider: "claude".into(),
-                message: "429".into(),
-                reset,
-            }))
-        };
-        let Verdict::BackOff { wait, reason } =
-            judge(limited(Some(now + Duration::from_secs(42))), now)
-        else {
-            panic!("expected a backoff");
-        };
-        assert_eq!(wait, Duration::from_secs(42));
-        assert!(reason.contains("429"), "{reason}");
-        assert!(matches!(
-            judge(limited(None), now),
-            Verdict::BackOff { wait, .. } if wait == DEFAULT_LIMIT_BACKOFF
-        ));
-        assert!(matches!(
-            judge(limited(Some(now - Duration::from_secs(5))), now),
-            Verdict::BackOff { wait, .. } if wait.is_zero()
-        ));
-    }
-
-    #[test]
-    fn outputs_that_name_files_are_told_from_results() {
-        for path in [
-            "report.md",
-            "artifacts/t1.md",
-            "/abs/out.txt",
-            "src/lib.rs",
-            "a/b",
-        ] {
-            assert!(looks_like_a_path(path), "{path}");
-        }
-        for result in [
-            "found 3 sources",
-            "approved",
-            "v1.2",
-            "https://x.y/z.md",
-            "",
-            "e.g.",
-        ] {
-            assert!(!looks_like_a_path(result), "{result}");
-        }
-    }
-
-    #[test]
-    fn a_spent_budget_is_not_retried() {
-        let error = CallError::BudgetSpent {
-            goal: "g".into(),
-            spent: 10,
-            budget: 5,
-        };
-        let (retryable, text) = failed(judge_now(Err(error)));
-        assert!(!retryable);
-        assert!(text.contains("budget"), "{text}");
     }
 }

@@ -10,13 +10,15 @@
 //! failed (retryable) so the task does not wait for the reaper.
 //!
 //! - `worker`: the run (guard, registration, restore) and its step loop;
-//! - `execute`: one task from prompt to verdict and its record in the store;
+//! - `execute`: one task from prompt to its record in the store;
+//! - `verdict`: what an answer means (done, failed, a goal-wide backoff);
 //! - `control`: heartbeat directives;
 //! - `lease`: the held lease and its renewal, the single-active guard, outage backoff.
 
 mod control;
 mod execute;
 mod lease;
+mod verdict;
 mod worker;
 
 use std::panic::AssertUnwindSafe;

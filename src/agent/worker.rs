@@ -185,14 +185,10 @@ impl Worker {
         let (goal, name) = (self.config.goal.clone(), self.config.name.clone());
         let role = self.config.role.clone();
         let ttl = self.deps.settings.lease_ttl;
-        let claimed = match self.pick().await {
-            Some(task) => {
-                store
-                    .claim_preferred(&goal, &name, role.as_deref(), ttl, &task)
-                    .await
-            }
-            None => store.claim(&goal, &name, role.as_deref(), ttl).await,
-        };
+        let pick = self.pick().await;
+        let claimed = store
+            .claim_preferred(&goal, &name, role.as_deref(), ttl, pick.as_deref())
+            .await;
         match claimed {
             Ok(ClaimOutcome::Claimed(lease)) => {
                 outage.recovered(&name);

@@ -147,6 +147,21 @@ pub struct ValidatedDag {
 }
 
 impl Dag {
+    /// The plan of `goal`: `nodes`, and `edges` as (source, target) pairs.
+    pub fn new(goal: &str, nodes: Vec<Node>, edges: &[(&str, &str)]) -> Self {
+        Self {
+            goal_id: goal.to_string(),
+            nodes,
+            edges: edges
+                .iter()
+                .map(|(source, target)| Edge {
+                    source: source.to_string(),
+                    target: target.to_string(),
+                })
+                .collect(),
+        }
+    }
+
     /// Checks the plan with the default node cap.
     pub fn validate(self) -> Result<ValidatedDag, DagError> {
         self.validate_with_cap(DEFAULT_NODE_CAP)
@@ -317,17 +332,11 @@ mod tests {
     use super::*;
 
     fn dag(ids: &[&str], edges: &[(&str, &str)]) -> Dag {
-        Dag {
-            goal_id: "g".into(),
-            nodes: ids.iter().map(|id| Node::new(*id, *id)).collect(),
-            edges: edges
-                .iter()
-                .map(|(s, t)| Edge {
-                    source: s.to_string(),
-                    target: t.to_string(),
-                })
-                .collect(),
-        }
+        Dag::new(
+            "g",
+            ids.iter().map(|id| Node::new(*id, *id)).collect(),
+            edges,
+        )
     }
 
     #[test]

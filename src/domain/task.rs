@@ -107,3 +107,31 @@ pub struct TaskState {
     /// When it became DONE or FAILED (ms since the Unix epoch).
     pub finished_ms: Option<u64>,
 }
+
+impl TaskState {
+    /// A task of `goal` as a plan writes it at `now_ms`: `status`, nothing claimed,
+    /// nothing produced.
+    pub fn new(goal: &str, id: &str, title: &str, status: TaskStatus, now_ms: u64) -> Self {
+        Self {
+            goal: goal.to_string(),
+            id: id.to_string(),
+            title: title.to_string(),
+            role: None,
+            priority: 0,
+            status,
+            owner: None,
+            attempt: 0,
+            fence: 0,
+            lease_expires_ms: None,
+            progress: String::new(),
+            artifacts: Vec::new(),
+            last_error: None,
+            pending_deps: 0,
+            retry_at_ms: None,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            started_ms: None,
+            finished_ms: None,
+        }
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::{Dag, Edge, Node, TaskState, TaskStatus};
+use crate::domain::{Dag, Node, TaskState, TaskStatus};
 use crate::store::{GoalState, GoalStatus};
 
 use super::GoalReport;
@@ -13,57 +13,25 @@ pub(super) const NOW: u64 = 1_000_000;
 /// A task with nothing set but its id, title, state and last change.
 pub(super) fn task(id: &str, title: &str, status: TaskStatus, updated_ms: u64) -> TaskState {
     TaskState {
-        goal: "g".into(),
-        id: id.into(),
-        title: title.into(),
-        role: None,
-        priority: 0,
-        status,
-        owner: None,
-        attempt: 0,
-        fence: 0,
-        lease_expires_ms: None,
-        progress: String::new(),
-        artifacts: Vec::new(),
-        last_error: None,
-        pending_deps: 0,
-        retry_at_ms: None,
         created_ms: 0,
-        updated_ms,
-        started_ms: None,
-        finished_ms: None,
+        ..TaskState::new("g", id, title, status, updated_ms)
     }
 }
 
 /// a → b, a → c, b → d, c → d: a DONE, b RUNNING by w1, c FAILED, d BLOCKED.
 pub(super) fn diamond() -> (Dag, Vec<TaskState>) {
-    let dag = Dag {
-        goal_id: "g".into(),
-        nodes: vec![
-            Node::new("a", "Start"),
-            Node::new("b", "Left"),
-            Node::new("c", "Right"),
-            Node::new("d", "Join"),
-        ],
-        edges: vec![
-            Edge {
-                source: "c".into(),
-                target: "d".into(),
-            },
-            Edge {
-                source: "a".into(),
-                target: "b".into(),
-            },
-            Edge {
-                source: "a".into(),
-                target: "c".into(),
-            },
-            Edge {
-                source: "b".into(),
-                target: "d".into(),
-            },
-        ],
-    };
+    let nodes = vec![
+        Node::new("a", "Start"),
+        Node::new("b", "Left"),
+        Node::new("c", "Right"),
+        Node::new("d", "Join"),
+    ];
+    // Out of order on purpose: renderers sort edges.
+    let dag = Dag::new(
+        "g",
+        nodes,
+        &[("c", "d"), ("a", "b"), ("a", "c"), ("b", "d")],
+    );
     let mut b = task("b", "Left", TaskStatus::Running, NOW - 1_000);
     b.owner = Some("w1".into());
     b.attempt = 1;
@@ -113,14 +81,8 @@ pub(super) const HOSTILE: &str = "say \"hi\"]; end\n[x] --> y #1 <b>&`\\N";
 
 /// A goal id, task ids and a title that need escaping.
 pub(super) fn hostile() -> (Dag, Vec<TaskState>) {
-    let dag = Dag {
-        goal_id: "g\"x".into(),
-        nodes: vec![Node::new("end", HOSTILE), Node::new("a-b.c_d", "ok")],
-        edges: vec![Edge {
-            source: "end".into(),
-            target: "a-b.c_d".into(),
-        }],
-    };
+    let nodes = vec![Node::new("end", HOSTILE), Node::new("a-b.c_d", "ok")];
+    let dag = Dag::new("g\"x", nodes, &[("end", "a-b.c_d")]);
     let tasks = vec![
         task("end", HOSTILE, TaskStatus::Ready, 0),
         task("a-b.c_d", "ok", TaskStatus::Blocked, 0),

@@ -92,17 +92,19 @@ pub trait TaskStore: Send + Sync + 'static {
         agent: &str,
         role: Option<&str>,
         ttl: Duration,
-    ) -> Result<ClaimOutcome, StoreError>;
+    ) -> Result<ClaimOutcome, StoreError> {
+        self.claim_preferred(goal, agent, role, ttl, None).await
+    }
 
-    /// Claims `task` if it is READY for this agent (the LLM's pick), else the best
-    /// task as [`TaskStore::claim`] does.
+    /// Claims `preferred` if it is READY for this agent (the LLM's pick), else the
+    /// best task as [`TaskStore::claim`] does.
     async fn claim_preferred(
         &self,
         goal: &str,
         agent: &str,
         role: Option<&str>,
         ttl: Duration,
-        task: &str,
+        preferred: Option<&str>,
     ) -> Result<ClaimOutcome, StoreError>;
 
     /// Extends a held lease; `LeaseLost` if it is no longer held.

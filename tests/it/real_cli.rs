@@ -171,21 +171,32 @@ fn claude_writes_every_file_under_the_default_policy_and_reports_its_cost() {
     );
 }
 
-#[test]
-fn claude_under_read_only_is_denied_and_no_task_is_done() {
-    let setup = Setup::new("claude", "read-only");
+/// Under read-only the CLI refuses the model's write (and exits 0): the attempt
+/// fails with the denial, the goal fails, no task is done and no file written.
+fn read_only_is_denied(provider: &'static str, denial: &[&str]) {
+    let setup = Setup::new(provider, "read-only");
     let output = setup.run(
         "memory://",
         &["--llm-permissions", "read-only", "--max-attempts", "1"],
     );
     let log = text(&output);
     assert_eq!(output.status.code(), Some(1), "the goal fails: {log}");
-    assert!(log.contains("claude was denied Write on"), "{log}");
-    assert!(log.contains("--llm-permissions read-only"), "{log}");
-    assert!(log.contains("--llm-permissions edit allows"), "{log}");
-    assert!(log.contains("task FAILED"), "{log}");
+    for words in denial
+        .iter()
+        .chain(&["--llm-permissions edit allows", "task FAILED"])
+    {
+        assert!(log.contains(words), "{words:?} missing from {log}");
+    }
     assert!(!log.contains("task done"), "no task may be done: {log}");
     assert!(!setup.workspace().join("artifacts/t1.md").exists());
+}
+
+#[test]
+fn claude_under_read_only_is_denied_and_no_task_is_done() {
+    read_only_is_denied(
+        "claude",
+        &["claude was denied Write on", "--llm-permissions read-only"],
+    );
 }
 
 #[test]
@@ -274,18 +285,14 @@ fn codex_outside_a_git_repository_writes_every_file() {
 
 #[test]
 fn codex_under_read_only_is_denied_and_no_task_is_done() {
-    let setup = Setup::new("codex", "read-only");
-    let output = setup.run(
-        "memory://",
-        &["--llm-permissions", "read-only", "--max-attempts", "1"],
+    read_only_is_denied(
+        "codex",
+        &[
+            "codex was denied",
+            "patch rejected",
+            "--llm-permissions read-only",
+        ],
     );
-    let log = text(&output);
-    assert_eq!(output.status.code(), Some(1), "the goal fails: {log}");
-    assert!(log.contains("codex was denied"), "{log}");
-    assert!(log.contains("patch rejected"), "{log}");
-    assert!(log.contains("--llm-permissions edit allows"), "{log}");
-    assert!(!log.contains("task done"), "no task may be done: {log}");
-    assert!(!setup.workspace().join("artifacts/t1.md").exists());
 }
 
 #[test]

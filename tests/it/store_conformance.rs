@@ -1030,7 +1030,7 @@ mod behaviour {
             let store = store.clone();
             async move {
                 match store
-                    .claim_preferred("g", "x", None, LONG, task)
+                    .claim_preferred("g", "x", None, LONG, Some(task))
                     .await
                     .unwrap()
                 {
@@ -1056,7 +1056,7 @@ mod behaviour {
         );
         assert_eq!(pick("nope").await, None);
         let lease = store
-            .claim_preferred("g", "y", Some("writer"), LONG, "nope")
+            .claim_preferred("g", "y", Some("writer"), LONG, Some("nope"))
             .await
             .unwrap();
         assert!(

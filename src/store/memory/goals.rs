@@ -86,25 +86,10 @@ impl GoalData {
             };
             *data.status.counts.entry(status).or_default() += 1;
             let state = TaskState {
-                goal: goal.to_string(),
-                id: node.id.clone(),
-                title: node.title.clone(),
                 role: node.effective_role().map(str::to_string),
                 priority: node.priority,
-                status,
-                owner: None,
-                attempt: 0,
-                fence: 0,
-                lease_expires_ms: None,
-                progress: String::new(),
-                artifacts: Vec::new(),
-                last_error: None,
                 pending_deps: pending,
-                retry_at_ms: None,
-                created_ms: now,
-                updated_ms: now,
-                started_ms: None,
-                finished_ms: None,
+                ..TaskState::new(goal, &node.id, &node.title, status, now)
             };
             data.tasks
                 .insert(node.id.clone(), TaskEntry { state, lock: None });

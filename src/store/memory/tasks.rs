@@ -137,29 +137,18 @@ impl GoalData {
 
 #[async_trait]
 impl TaskStore for MemoryStore {
-    async fn claim(
-        &self,
-        goal: &str,
-        agent: &str,
-        role: Option<&str>,
-        ttl: Duration,
-    ) -> Result<ClaimOutcome, StoreError> {
-        let mut state = self.lock();
-        Ok(state.goal_mut(goal)?.claim(goal, agent, role, ttl, None))
-    }
-
     async fn claim_preferred(
         &self,
         goal: &str,
         agent: &str,
         role: Option<&str>,
         ttl: Duration,
-        task: &str,
+        preferred: Option<&str>,
     ) -> Result<ClaimOutcome, StoreError> {
         let mut state = self.lock();
         Ok(state
             .goal_mut(goal)?
-            .claim(goal, agent, role, ttl, Some(task)))
+            .claim(goal, agent, role, ttl, preferred))
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError> {

@@ -124,32 +124,25 @@ fn task_from_fields(
 
 #[async_trait]
 impl TaskStore for RedisStore {
-    async fn claim(
-        &self,
-        goal: &str,
-        agent: &str,
-        role: Option<&str>,
-        ttl: Duration,
-    ) -> Result<ClaimOutcome, StoreError> {
-        // claim.lua takes '' for no preferred task.
-        self.claim_preferred(goal, agent, role, ttl, "").await
-    }
-
     async fn claim_preferred(
         &self,
         goal: &str,
         agent: &str,
         role: Option<&str>,
         ttl: Duration,
-        task: &str,
+        preferred: Option<&str>,
     ) -> Result<ClaimOutcome, StoreError> {
         let token = new_token();
+        // claim.lua takes '' for no role and no preferred task.
+        let args = [
+            agent,
+            role.unwrap_or(""),
+            &millis(ttl),
+            &token,
+            preferred.unwrap_or(""),
+        ];
         let reply = self
-            .run_task_script(
-                &self.scripts.claim,
-                goal,
-                &[agent, role.unwrap_or(""), &millis(ttl), &token, task],
-            )
+            .run_task_script(&self.scripts.claim, goal, &args)
             .await?;
         claim_reply(reply, goal, agent, token)
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use porki::domain::{Dag, Edge, Node};
+use porki::domain::{Dag, Node};
 use porki::store::{ClaimOutcome, Lease, Store};
 
 /// `n` task ids: `PREFIX00`, `PREFIX01`, …
@@ -26,17 +26,7 @@ pub fn nodes(ids: &[impl AsRef<str>]) -> Vec<Node> {
 
 /// The plan of `goal`: `nodes`, and `edges` as (source, target).
 pub fn plan(goal: &str, nodes: Vec<Node>, edges: &[(&str, &str)]) -> Dag {
-    Dag {
-        goal_id: goal.to_string(),
-        nodes,
-        edges: edges
-            .iter()
-            .map(|(s, t)| Edge {
-                source: s.to_string(),
-                target: t.to_string(),
-            })
-            .collect(),
-    }
+    Dag::new(goal, nodes, edges)
 }
 
 /// Claims the next task of `goal` for `agent` (no role) under a `ttl` lease;
