@@ -2,52 +2,165 @@
 //! single-active guard that keeps one agent name in one process, and the backoff
 //! while the store is unreachable.
 
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::store::{Lease, Store, StoreError};
+use tokio::time::Instant;
+
+use crate::store::prelude::*;
+use crate::store::{Lease, StoreError};
 
 use super::AgentError;
 
-/// The lease of the task an agent is executing, shared between the worker (which
-/// sets and clears it) and the actor (which fails it if the worker ends abruptly).
+/// The leases this process's agents hold now, by agent: what the Supervisor
+/// gives back on the way out when an agent could not (shutdown past the grace).
 #[derive(Debug, Clone, Default)]
-pub(super) struct HeldLease(Arc<Mutex<Option<Lease>>>);
+pub struct HeldLeases(Arc<Mutex<HashMap<String, Lease>>>);
 
-impl HeldLease {
-    /// Records `lease` (or nothing) as the one held now.
-    pub(super) fn set(&self, lease: Option<Lease>) {
-        *self.slot() = lease;
+impl HeldLeases {
+    /// Takes every held lease out, leaving none.
+    pub fn take_all(&self) -> Vec<Lease> {
+        self.map().drain().map(|(_, lease)| lease).collect()
     }
 
-    /// Takes the held lease out, leaving none.
-    pub(super) fn take(&self) -> Option<Lease> {
-        self.slot().take()
-    }
-
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Lease>> {
-        // A panic while the lock was held leaves a usable Option behind.
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lease>> {
+        // A panic while the lock was held leaves a usable map behind.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Renews the lease every third of its TTL; returns once it is lost. A store
-/// error is retried until the lease would have run out anyway.
-pub(super) async fn renew_until_lost(store: Arc<dyn Store>, lease: Lease, ttl: Duration) {
-    let mut last_ok = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep(ttl / 3).await;
-        match store.renew(&lease, ttl).await {
-            Ok(()) => last_ok = tokio::time::Instant::now(),
-            Err(StoreError::LeaseLost { .. }) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot renew the lease; retrying");
-                if last_ok.elapsed() >= ttl {
-                    return;
-                }
+/// The lease of the task one agent is executing, in the process's [`HeldLeases`]:
+/// set and cleared by the worker, failed by the actor if the worker ends abruptly.
+#[derive(Debug, Clone)]
+pub(super) struct HeldLease {
+    agent: String,
+    all: HeldLeases,
+}
+
+impl HeldLease {
+    /// The slot of `agent` in `all`.
+    pub(super) fn new(agent: &str, all: HeldLeases) -> Self {
+        Self {
+            agent: agent.to_string(),
+            all,
+        }
+    }
+
+    /// Records `lease` (or nothing) as the one held now.
+    pub(super) fn set(&self, lease: Option<Lease>) {
+        let mut map = self.all.map();
+        match lease {
+            Some(lease) => map.insert(self.agent.clone(), lease),
+            None => map.remove(&self.agent),
+        };
+    }
+
+    /// Takes the held lease out, leaving none.
+    pub(super) fn take(&self) -> Option<Lease> {
+        self.all.map().remove(&self.agent)
+    }
+}
+
+/// Keeps one task's lease: renews it every third of the TTL and knows the local
+/// deadline by which the work must stop if the store stops answering. Redis
+/// expires the lock at most a TTL after the last renewal it applied, which it
+/// received after porki sent it: so porki counts from the send, and stops a
+/// margin early.
+pub(super) struct LeaseKeeper {
+    store: Arc<dyn TaskStore>,
+    lease: Lease,
+    ttl: Duration,
+    /// When the last successful renewal (or the claim) was sent.
+    renewed: Cell<Instant>,
+}
+
+/// Why the lease can no longer be counted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LeaseEnd {
+    /// The store says it is gone (expired and reclaimed, or revoked).
+    Lost,
+    /// The store did not confirm a renewal in time: the local deadline passed.
+    Expired,
+}
+
+impl LeaseKeeper {
+    /// A keeper of `lease`, whose claim was sent at `sent`.
+    pub(super) fn new(
+        store: Arc<dyn TaskStore>,
+        lease: Lease,
+        ttl: Duration,
+        sent: Instant,
+    ) -> Self {
+        Self {
+            store,
+            lease,
+            ttl,
+            renewed: Cell::new(sent),
+        }
+    }
+
+    /// When the work must have stopped unless a renewal succeeds first.
+    pub(super) fn deadline(&self) -> Instant {
+        self.renewed.get() + self.ttl - deadline_margin(self.ttl)
+    }
+
+    /// Time left before the deadline (zero once past).
+    pub(super) fn remaining(&self) -> Duration {
+        self.deadline().saturating_duration_since(Instant::now())
+    }
+
+    /// Renews every third of the TTL until the lease ends; each renewal may take
+    /// at most a third of the TTL, and none outlives the deadline.
+    pub(super) async fn keep(&self) -> LeaseEnd {
+        loop {
+            let next = (self.renewed.get() + self.ttl / 3).min(self.deadline());
+            tokio::time::sleep_until(next).await;
+            if let Some(end) = self.renew_now().await {
+                return end;
             }
         }
     }
+
+    /// One renewal now; `Some` when the lease has ended.
+    pub(super) async fn renew_now(&self) -> Option<LeaseEnd> {
+        if self.remaining().is_zero() {
+            return Some(LeaseEnd::Expired);
+        }
+        let sent = Instant::now();
+        let limit = (self.ttl / 3).min(self.remaining());
+        match tokio::time::timeout(limit, self.store.renew(&self.lease, self.ttl)).await {
+            Ok(Ok(())) => {
+                self.renewed.set(sent);
+                None
+            }
+            Ok(Err(StoreError::LeaseLost { .. })) => Some(LeaseEnd::Lost),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, deadline_in = ?self.remaining(), "cannot renew the lease; retrying until its deadline");
+                self.past_deadline_after(RENEW_RETRY).await
+            }
+            Err(_) => {
+                tracing::warn!(deadline_in = ?self.remaining(), "the store did not answer a renewal in time; retrying until the lease's deadline");
+                self.past_deadline_after(Duration::ZERO).await
+            }
+        }
+    }
+
+    /// Waits `pause` (within the deadline); `Some(Expired)` once the deadline passed.
+    async fn past_deadline_after(&self, pause: Duration) -> Option<LeaseEnd> {
+        tokio::time::sleep(pause.min(self.remaining())).await;
+        self.remaining().is_zero().then_some(LeaseEnd::Expired)
+    }
+}
+
+/// Pause between renewals that failed at once.
+const RENEW_RETRY: Duration = Duration::from_millis(100);
+
+/// How long before the TTL runs out (counted from the send) the work stops:
+/// a tenth of the TTL, at least 50 ms, for clock drift and scheduling.
+fn deadline_margin(ttl: Duration) -> Duration {
+    (ttl / 10).max(Duration::from_millis(50)).min(ttl / 2)
 }
 
 /// The single-active guard of one agent name (`agent:NAME:active`), held by this
@@ -185,19 +298,130 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_held_lease_is_taken_once() {
-        let held = HeldLease::default();
-        let lease = Lease {
+    fn lease(agent: &str) -> Lease {
+        Lease {
             goal: "g".into(),
             task: "t".into(),
-            agent: "a".into(),
+            agent: agent.into(),
             token: "x".into(),
             fence: 1,
             attempt: 1,
+        }
+    }
+
+    #[test]
+    fn a_held_lease_is_taken_once_and_the_process_sees_every_agents() {
+        let all = HeldLeases::default();
+        let (a, b) = (
+            HeldLease::new("a", all.clone()),
+            HeldLease::new("b", all.clone()),
+        );
+        a.set(Some(lease("a")));
+        b.set(Some(lease("b")));
+        assert_eq!(a.take(), Some(lease("a")));
+        assert_eq!(a.take(), None);
+        assert_eq!(all.take_all(), vec![lease("b")]);
+        assert_eq!(b.take(), None);
+    }
+
+    /// A store whose renewals never answer (packets lost, no reset).
+    struct Silent;
+
+    #[async_trait::async_trait]
+    impl TaskStore for Silent {
+        async fn claim_preferred(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&str>,
+            _: Duration,
+            _: Option<&str>,
+        ) -> Result<crate::store::ClaimOutcome, StoreError> {
+            std::future::pending().await
+        }
+        async fn renew(&self, _: &Lease, _: Duration) -> Result<(), StoreError> {
+            std::future::pending().await
+        }
+        async fn complete(
+            &self,
+            _: &Lease,
+            _: &crate::store::TaskResult,
+        ) -> Result<crate::store::CompleteOutcome, StoreError> {
+            std::future::pending().await
+        }
+        async fn complete_and_claim(
+            &self,
+            _: &Lease,
+            _: &crate::store::TaskResult,
+            _: Option<&str>,
+            _: Duration,
+        ) -> Result<(crate::store::CompleteOutcome, crate::store::ClaimOutcome), StoreError>
+        {
+            std::future::pending().await
+        }
+        async fn fail(
+            &self,
+            _: &Lease,
+            _: &str,
+            _: bool,
+            _: Duration,
+        ) -> Result<crate::store::FailOutcome, StoreError> {
+            std::future::pending().await
+        }
+        async fn release(&self, _: &Lease) -> Result<(), StoreError> {
+            std::future::pending().await
+        }
+        async fn back_off(&self, _: &Lease, _: Duration, _: &str) -> Result<(), StoreError> {
+            std::future::pending().await
+        }
+        async fn held_by(&self, _: &str, _: &str) -> Result<Option<Lease>, StoreError> {
+            std::future::pending().await
+        }
+        async fn reap(&self, _: &str) -> Result<crate::store::ReapOutcome, StoreError> {
+            std::future::pending().await
+        }
+        async fn task(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<crate::domain::TaskState>, StoreError> {
+            std::future::pending().await
+        }
+        async fn tasks(&self, _: &str) -> Result<Vec<crate::domain::TaskState>, StoreError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_stops_answering_ends_the_lease_by_its_deadline() {
+        let ttl = Duration::from_millis(900);
+        let sent = Instant::now();
+        let keeper = LeaseKeeper::new(Arc::new(Silent), lease("a"), ttl, sent);
+        assert_eq!(keeper.keep().await, LeaseEnd::Expired);
+        let stopped = Instant::now() - sent;
+        assert!(stopped <= ttl - deadline_margin(ttl), "{stopped:?}");
+        assert!(stopped >= ttl / 2, "not before it had to: {stopped:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewals_keep_the_deadline_moving_until_the_lease_is_lost() {
+        let store = Arc::new(crate::store::MemoryStore::new());
+        let dag = crate::domain::Dag::new("g", vec![crate::domain::Node::new("t", "t")], &[]);
+        crate::store::write_plan(&*store, dag, &Default::default(), 10)
+            .await
+            .unwrap();
+        let ttl = Duration::from_millis(900);
+        let sent = Instant::now();
+        let crate::store::ClaimOutcome::Claimed(held) =
+            store.claim("g", "a", None, ttl).await.unwrap()
+        else {
+            panic!("claimed nothing");
         };
-        held.set(Some(lease.clone()));
-        assert_eq!(held.take(), Some(lease));
-        assert_eq!(held.take(), None);
+        let keeper = LeaseKeeper::new(store.clone(), held, ttl, sent);
+        let kept = tokio::time::timeout(ttl * 5, keeper.keep()).await;
+        assert!(kept.is_err(), "still held after five TTLs");
+        assert!(keeper.deadline() > sent + ttl * 4);
+        store.drop_task("g", "t", "dropped").await.unwrap();
+        assert_eq!(keeper.renew_now().await, Some(LeaseEnd::Lost));
     }
 }

@@ -18,6 +18,8 @@
 mod control;
 mod execute;
 mod lease;
+mod prompts;
+mod record;
 mod verdict;
 mod worker;
 
@@ -36,7 +38,9 @@ use crate::project::AgentConfig;
 use crate::store::{Store, retry_backoff};
 use crate::workspace::Workspaces;
 
-use self::lease::HeldLease;
+pub use self::lease::HeldLeases;
+
+use self::lease::{AgentGuard, HeldLease};
 use self::worker::Worker;
 
 /// Settings shared by every agent of a process.
@@ -92,6 +96,8 @@ pub struct AgentDeps {
     pub caller: LlmCaller,
     /// Settings.
     pub settings: AgentSettings,
+    /// The leases this process's agents hold, for the Supervisor to give back on exit.
+    pub held: HeldLeases,
 }
 
 /// How an agent ended.
@@ -147,18 +153,26 @@ pub struct AgentActor {
     supervisor: Recipient<AgentExited>,
     stop: watch::Sender<Option<Duration>>,
     held: HeldLease,
+    guard: Arc<AgentGuard>,
     heartbeat: Arc<Notify>,
 }
 
 impl AgentActor {
     /// An agent for `config`, reporting its end to `supervisor`.
     pub fn new(config: AgentConfig, deps: AgentDeps, supervisor: Recipient<AgentExited>) -> Self {
+        let held = HeldLease::new(&config.name, deps.held.clone());
+        let guard = Arc::new(AgentGuard::new(
+            deps.store.clone(),
+            config.name.clone(),
+            deps.settings.guard_ttl,
+        ));
         Self {
             config,
             deps,
             supervisor,
             stop: watch::channel(None).0,
-            held: HeldLease::default(),
+            held,
+            guard,
             heartbeat: Arc::new(Notify::new()),
         }
     }
@@ -172,6 +186,7 @@ impl Actor for AgentActor {
             self.config.clone(),
             self.deps.clone(),
             self.held.clone(),
+            self.guard.clone(),
             self.stop.subscribe(),
             self.heartbeat.clone(),
         );
@@ -184,6 +199,7 @@ impl Actor for AgentActor {
             };
             let lease = agent.held.take();
             let store = agent.deps.store.clone();
+            let guard = agent.guard.clone();
             let report = AgentExited {
                 name: agent.config.name.clone(),
                 exit: exit.clone(),
@@ -191,16 +207,23 @@ impl Actor for AgentActor {
             let supervisor = agent.supervisor.clone();
             wrap_future(async move {
                 if let Some(lease) = lease {
-                    let why = match &exit {
-                        AgentExit::Panicked(m) => format!("agent panicked: {m}"),
-                        AgentExit::Failed(m) => format!("agent failed: {m}"),
-                        _ => "agent stopped".into(),
+                    // A crash counts the attempt (the task may be what crashes it); a
+                    // stop gives the task back as it was.
+                    let given_back = match &exit {
+                        AgentExit::Panicked(m) | AgentExit::Failed(m) => {
+                            let why = format!("the agent ended with an error: {m}");
+                            let backoff = retry_backoff(lease.attempt);
+                            store.fail(&lease, &why, true, backoff).await.map(drop)
+                        }
+                        AgentExit::Stopped | AgentExit::Retired => store.release(&lease).await,
                     };
-                    let backoff = retry_backoff(lease.attempt);
-                    if let Err(e) = store.fail(&lease, &why, true, backoff).await {
+                    if let Err(e) = given_back {
                         tracing::warn!(task = %lease.task, error = %e, "could not give back the task of an ended agent; the reaper will");
                     }
                 }
+                // Whatever ended the run (a panic included), the agent name is free
+                // for its restart at once, not after the guard's TTL.
+                guard.release().await;
                 supervisor.do_send(report);
             })
         }).map(|_, _, ctx: &mut Context<AgentActor>| ctx.stop()));

@@ -8,6 +8,7 @@ use crate::llm::answer::{TaskAnswer, TaskAnswerStatus, parse_answer};
 use crate::llm::limits::DEFAULT_LIMIT_BACKOFF;
 use crate::llm::{FailureKind, LlmResponse};
 use crate::llm_gate::CallError;
+use crate::workspace::GoalWorkspace;
 
 /// What an execute answer means for the task.
 #[derive(Debug, PartialEq)]
@@ -66,10 +67,38 @@ pub(super) fn judge(answer: Result<LlmResponse, CallError>, now: SystemTime) -> 
     }
 }
 
+/// A DONE verdict stands only if every file the answer lists is in the workspace
+/// (for providers that write files themselves).
+pub(super) async fn check_outputs(verdict: Verdict, workspace: &GoalWorkspace) -> Verdict {
+    let Verdict::Done(answer) = verdict else {
+        return verdict;
+    };
+    let mut missing = Vec::new();
+    for output in answer.outputs.iter().filter(|o| looks_like_a_path(o)) {
+        if !tokio::fs::try_exists(workspace.resolve(output))
+            .await
+            .unwrap_or(false)
+        {
+            missing.push(output.as_str());
+        }
+    }
+    if missing.is_empty() {
+        return Verdict::Done(answer);
+    }
+    Verdict::Failed {
+        retryable: true,
+        error: format!(
+            "the answer lists files that are not in the workspace {}: {}",
+            workspace.dir.display(),
+            missing.join(", ")
+        ),
+    }
+}
+
 /// Whether an output names a file (`notes.md`, `src/lib.rs`, `/abs/x`) rather
 /// than being a short result: no whitespace or URL scheme, and a folder or an
 /// extension with a letter.
-pub(super) fn looks_like_a_path(output: &str) -> bool {
+fn looks_like_a_path(output: &str) -> bool {
     let output = output.trim();
     if output.is_empty()
         || output.len() > 1024

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast, watch};
+use tokio::time::Instant;
 
 use crate::domain::Dag;
 use crate::project::AgentConfig;
@@ -16,8 +17,9 @@ use crate::store::{
 use crate::workspace::GoalWorkspace;
 
 use super::control::PauseMode;
-use super::execute::MEMORY_LEN;
+use super::execute::{Claimed, Executed};
 use super::lease::{AgentGuard, HeldLease, StoreOutage};
+use super::record::MEMORY_LEN;
 use super::{AgentDeps, AgentError, AgentExit};
 
 /// Longest single wait between steps (a paused agent waits this long at a time).
@@ -39,6 +41,8 @@ pub(super) struct Worker {
     pub(super) config: AgentConfig,
     pub(super) deps: AgentDeps,
     pub(super) held: HeldLease,
+    /// The agent name's single-active guard (released by the actor on every exit).
+    pub(super) guard: Arc<AgentGuard>,
     pub(super) stop: watch::Receiver<Option<Duration>>,
     pub(super) heartbeat: Arc<Notify>,
     pub(super) plan: Option<Dag>,
@@ -55,6 +59,7 @@ impl Worker {
         config: AgentConfig,
         deps: AgentDeps,
         held: HeldLease,
+        guard: Arc<AgentGuard>,
         stop: watch::Receiver<Option<Duration>>,
         heartbeat: Arc<Notify>,
     ) -> Self {
@@ -62,6 +67,7 @@ impl Worker {
             config,
             deps,
             held,
+            guard,
             stop,
             heartbeat,
             plan: None,
@@ -75,7 +81,7 @@ impl Worker {
     pub(super) async fn run(mut self) -> Result<AgentExit, AgentError> {
         let store = self.deps.store.clone();
         let name = self.config.name.clone();
-        let guard = AgentGuard::new(store.clone(), name.clone(), self.deps.settings.guard_ttl);
+        let guard = self.guard.clone();
         let mut stop = self.stop.clone();
         if !guard
             .take(async move {
@@ -108,7 +114,6 @@ impl Worker {
             _ => stopped,
         };
         let _ = store.register_agent(&record).await;
-        guard.release().await;
         outcome
     }
 
@@ -185,24 +190,34 @@ impl Worker {
         let (goal, name) = (self.config.goal.clone(), self.config.name.clone());
         let role = self.config.role.clone();
         let ttl = self.deps.settings.lease_ttl;
-        let pick = self.pick().await;
+        // An LLM pick can take long: a stop request ends it (nothing is held yet).
+        let mut stop = self.stop.clone();
+        let pick = tokio::select! {
+            pick = self.pick() => pick,
+            _ = stop.wait_for(Option::is_some) => return Step::Idle(Duration::ZERO),
+        };
+        let sent = Instant::now();
         let claimed = store
             .claim_preferred(&goal, &name, role.as_deref(), ttl, pick.as_deref())
             .await;
         match claimed {
             Ok(ClaimOutcome::Claimed(lease)) => {
                 outage.recovered(&name);
-                let mut next = Some(lease);
-                while let Some(lease) = next {
-                    next = self.execute(lease, events).await;
+                let mut next = Claimed { lease, sent };
+                loop {
+                    match self.execute(next, events).await {
+                        Executed::Next(claimed) => next = claimed,
+                        Executed::Finished => return Step::Executed,
+                        Executed::Wait(wait) => return Step::Idle(wait),
+                    }
                 }
-                Step::Executed
             }
-            Ok(ClaimOutcome::Empty { retry_in }) => {
+            Ok(ClaimOutcome::Empty {
+                retry_in,
+                goal_state,
+            }) => {
                 outage.recovered(&name);
-                if let Ok(Some(status)) = store.goal_status(&goal).await
-                    && status.state == GoalState::Complete
-                {
+                if goal_state == GoalState::Complete {
                     tracing::info!(agent = %name, goal = %goal, "goal complete; agent retires");
                     return Step::Retired;
                 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::GoalState;
 use super::StoreError;
 use crate::domain::TaskState;
 
@@ -32,8 +33,11 @@ pub enum ClaimOutcome {
     Claimed(Lease),
     /// Nothing claimable now; `retry_in` is when a backed-off task becomes claimable.
     Empty {
-        /// Time until the earliest retry backoff ends, if any task is backing off.
+        /// Time until the earliest retry backoff (or the goal's backoff) ends, if any.
         retry_in: Option<Duration>,
+        /// The goal's state as the claim saw it: an idle agent of a complete goal
+        /// retires without asking again.
+        goal_state: GoalState,
     },
 }
 
@@ -147,6 +151,11 @@ pub trait TaskStore: Send + Sync + 'static {
     /// shortens it. `reason` is shown in `porki status`.
     async fn back_off(&self, lease: &Lease, wait: Duration, reason: &str)
     -> Result<(), StoreError>;
+
+    /// The live lease `agent` holds on a task of `goal`, if any: what a claim whose
+    /// reply was lost (a transport error after `complete_and_claim` was sent)
+    /// left behind, found again instead of waiting for the reaper.
+    async fn held_by(&self, goal: &str, agent: &str) -> Result<Option<Lease>, StoreError>;
 
     /// Returns RUNNING tasks whose lock is gone to READY, or FAILED at max attempts.
     async fn reap(&self, goal: &str) -> Result<ReapOutcome, StoreError>;

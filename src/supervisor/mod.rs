@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::agent::{AgentDeps, AgentExit, StopAgent};
+use crate::agent::{AgentDeps, AgentExit, HeldLeases, StopAgent};
 use crate::llm::prompt::PlanContext;
 use crate::llm_gate::{LlmCaller, LlmGate};
 use crate::planner::{DagPlanner, PlanGoal};
@@ -55,7 +55,14 @@ pub struct Supervisor {
     agents: BTreeMap<String, AgentSlot>,
     shutting_down: bool,
     exit_code: i32,
+    /// The leases this process's agents hold, given back if they cannot stop in time.
+    held: HeldLeases,
 }
+
+/// How long past the grace the Supervisor waits for agents to stop.
+const STOP_MARGIN: Duration = Duration::from_secs(5);
+/// How long it then waits for the store to take back the leases still held.
+const RELEASE_LIMIT: Duration = Duration::from_secs(2);
 
 impl Supervisor {
     /// A supervisor for the project in `config`.
@@ -75,6 +82,7 @@ impl Supervisor {
             agents,
             shutting_down: false,
             exit_code: 0,
+            held: HeldLeases::default(),
         }
     }
 
@@ -152,9 +160,22 @@ impl Supervisor {
         }
         // Agents report as they stop; past the grace (and a margin for releasing
         // leases) the process exits regardless.
-        ctx.run_later(grace + Duration::from_secs(5), |supervisor, _| {
-            tracing::warn!("agents did not stop in time; exiting");
-            System::current().stop_with_code(supervisor.exit_code);
+        ctx.run_later(grace + STOP_MARGIN, |supervisor, ctx| {
+            tracing::warn!("agents did not stop in time; giving back what they hold and exiting");
+            let held = supervisor.held.take_all();
+            let store = supervisor.config.store.clone();
+            let code = supervisor.exit_code;
+            ctx.spawn(
+                async move {
+                    let releases =
+                        futures::future::join_all(held.iter().map(|lease| store.release(lease)));
+                    if tokio::time::timeout(RELEASE_LIMIT, releases).await.is_err() {
+                        tracing::warn!("the store did not take every lease back; the reaper will");
+                    }
+                    System::current().stop_with_code(code);
+                }
+                .into_actor(supervisor),
+            );
         });
         self.exit_if_idle();
     }
@@ -236,6 +257,7 @@ impl Actor for Supervisor {
             store: config.store.clone(),
             caller,
             settings: settings.agent(),
+            held: self.held.clone(),
         });
         tracing::info!(
             agents = self.agents.len(),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::clis::{self, target_dir};
-use crate::support::model::{Fault, ModelServer, for_the_next};
+use crate::support::model::{Fault, ModelServer};
 use crate::support::{RedisServer, porki, wait_for};
 
 const GOAL: &str = "cli-goal";
@@ -206,7 +206,7 @@ fn claude_with_a_refused_key_fails_the_goal_at_once() {
         status: 401,
         body: json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}),
         execute_only: false,
-        until: None,
+        lasting: None,
     });
     let started = Instant::now();
     let output = setup.run("memory://", &[]);
@@ -232,7 +232,7 @@ fn claude_rate_limited_makes_the_goal_wait_then_finish() {
         status: 429,
         body: json!({"type": "error", "error": {"type": "rate_limit_error", "message": "Rate limit reached for the stand-in; try again in 6s."}}),
         execute_only: true,
-        until: for_the_next(Duration::from_secs(6)),
+        lasting: Some(Duration::from_secs(6)),
     });
     let url = redis.url();
     let waited = std::thread::scope(|scope| {
@@ -302,7 +302,7 @@ fn codex_with_a_refused_key_fails_the_goal_at_once() {
         status: 401,
         body: json!({"error": {"type": "invalid_request_error", "message": "Incorrect API key provided", "code": "invalid_api_key"}}),
         execute_only: false,
-        until: None,
+        lasting: None,
     });
     let output = setup.run("memory://", &[]);
     let log = text(&output);

@@ -526,7 +526,13 @@ mod behaviour {
             .await
             .unwrap();
         assert!(done.goal_complete);
-        assert_eq!(next, ClaimOutcome::Empty { retry_in: None });
+        assert_eq!(
+            next,
+            ClaimOutcome::Empty {
+                retry_in: None,
+                goal_state: GoalState::Complete
+            }
+        );
     }
 
     pub async fn complete_and_claim_with_a_stale_lease_claims_nothing(store: Arc<dyn Store>) {
@@ -579,6 +585,7 @@ mod behaviour {
         match next {
             ClaimOutcome::Empty {
                 retry_in: Some(wait),
+                ..
             } => assert!(wait <= SHORT * 4, "{wait:?}"),
             other => panic!("only b is left, backing off: got {other:?}"),
         }
@@ -639,6 +646,7 @@ mod behaviour {
         match store.claim("g", "x", None, LONG).await.unwrap() {
             ClaimOutcome::Empty {
                 retry_in: Some(wait),
+                ..
             } => assert!(wait <= SHORT * 2),
             other => panic!("a backing-off task is not claimable yet, got {other:?}"),
         }
@@ -720,6 +728,7 @@ mod behaviour {
         match store.claim("g", "z", None, LONG).await.unwrap() {
             ClaimOutcome::Empty {
                 retry_in: Some(left),
+                ..
             } => assert!(left < wait && left > Duration::ZERO, "{left:?}"),
             other => panic!("claimed during the backoff: {other:?}"),
         }

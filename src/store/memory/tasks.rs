@@ -34,12 +34,16 @@ impl GoalData {
         preferred: Option<&str>,
     ) -> ClaimOutcome {
         if self.status.state != GoalState::Active {
-            return ClaimOutcome::Empty { retry_in: None };
+            return ClaimOutcome::Empty {
+                retry_in: None,
+                goal_state: self.status.state,
+            };
         }
         let now = Instant::now();
         if let Some(until) = self.backoff_until.filter(|until| *until > now) {
             return ClaimOutcome::Empty {
                 retry_in: Some(until - now),
+                goal_state: GoalState::Active,
             };
         }
         while let Some((due, id)) = self.delayed.first().cloned() {
@@ -66,7 +70,10 @@ impl GoalData {
                 .delayed
                 .first()
                 .map(|(due, _)| due.saturating_duration_since(now));
-            return ClaimOutcome::Empty { retry_in };
+            return ClaimOutcome::Empty {
+                retry_in,
+                goal_state: GoalState::Active,
+            };
         };
         let index = index.to_string();
         self.ready
@@ -241,6 +248,28 @@ impl TaskStore for MemoryStore {
             });
         }
         Ok(())
+    }
+
+    async fn held_by(&self, goal: &str, agent: &str) -> Result<Option<Lease>, StoreError> {
+        let state = self.lock();
+        let Some(data) = state.goals.get(goal) else {
+            return Ok(None);
+        };
+        let now = Instant::now();
+        Ok(data.tasks.values().find_map(|t| {
+            let (token, expiry) = t.lock.as_ref()?;
+            (t.state.status == TaskStatus::Running
+                && t.state.owner.as_deref() == Some(agent)
+                && *expiry > now)
+                .then(|| Lease {
+                    goal: goal.to_string(),
+                    task: t.state.id.clone(),
+                    agent: agent.to_string(),
+                    token: token.clone(),
+                    fence: t.state.fence,
+                    attempt: t.state.attempt,
+                })
+        }))
     }
 
     async fn reap(&self, goal: &str) -> Result<ReapOutcome, StoreError> {

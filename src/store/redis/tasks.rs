@@ -10,8 +10,8 @@ use redis::AsyncCommands;
 use super::{RedisStore, is_lost, millis, parse_status, unexpected};
 use crate::domain::TaskState;
 use crate::store::{
-    ClaimOutcome, CompleteOutcome, FailOutcome, Lease, ReapOutcome, StoreError, TaskResult,
-    TaskStore, keys, new_token,
+    ClaimOutcome, CompleteOutcome, FailOutcome, GoalState, Lease, ReapOutcome, StoreError,
+    TaskResult, TaskStore, keys, new_token,
 };
 
 /// Reads a claim reply (see claim_lib.lua); `token` is the one the script stored.
@@ -35,8 +35,15 @@ fn claim_reply(
                 .get(1)
                 .and_then(|ms| ms.parse::<i64>().ok())
                 .map(|ms| Duration::from_millis(ms.max(0) as u64)),
+            goal_state: GoalState::Active,
         }),
-        Some("inactive") => Ok(ClaimOutcome::Empty { retry_in: None }),
+        Some("inactive") => Ok(ClaimOutcome::Empty {
+            retry_in: None,
+            goal_state: reply
+                .get(1)
+                .and_then(|s| GoalState::parse(s))
+                .ok_or_else(|| unexpected("claim", &reply))?,
+        }),
         Some("no_goal") => Err(StoreError::UnknownGoal {
             goal: goal.to_string(),
         }),
@@ -242,6 +249,27 @@ impl TaskStore for RedisStore {
         self.run_lease_script(&self.scripts.back_off, lease, &[&millis(wait), reason])
             .await
             .map(drop)
+    }
+
+    async fn held_by(&self, goal: &str, agent: &str) -> Result<Option<Lease>, StoreError> {
+        let reply: Vec<String> = self
+            .run_task_script(&self.scripts.held_by, goal, &[agent])
+            .await?;
+        if reply.is_empty() {
+            return Ok(None);
+        }
+        let number = |i: usize| reply.get(i).and_then(|v| v.parse().ok());
+        match (reply.first(), reply.get(1), number(2), number(3)) {
+            (Some(task), Some(token), Some(fence), Some(attempt)) => Ok(Some(Lease {
+                goal: goal.to_string(),
+                task: task.clone(),
+                agent: agent.to_string(),
+                token: token.clone(),
+                fence,
+                attempt: attempt as u32,
+            })),
+            _ => Err(unexpected("held_by", &reply)),
+        }
     }
 
     async fn reap(&self, goal: &str) -> Result<ReapOutcome, StoreError> {

@@ -41,8 +41,8 @@ pub struct Fault {
     pub body: Value,
     /// Only execute calls get it (plan calls work).
     pub execute_only: bool,
-    /// Until when; `None`: for good.
-    pub until: Option<Instant>,
+    /// How long it lasts from the first call it answers; `None`: for good.
+    pub lasting: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -50,6 +50,8 @@ struct State {
     tasks: Vec<String>,
     calls: Vec<ModelCall>,
     fault: Option<Fault>,
+    /// When the fault first answered a call.
+    fault_started: Option<Instant>,
 }
 
 /// The stand-in model server; stops when dropped.
@@ -102,7 +104,9 @@ impl ModelServer {
 
     /// Answers with `fault` from now on (until it ends, or `clear_fault`).
     pub fn set_fault(&self, fault: Fault) {
-        self.state.lock().unwrap().fault = Some(fault);
+        let mut state = self.state.lock().unwrap();
+        state.fault = Some(fault);
+        state.fault_started = None;
     }
 
     /// Every call answered so far.
@@ -212,9 +216,16 @@ async fn answer(
     let prompt = read_prompt(&texts);
     let tool_result = tool_result(api, &body);
     let mut state = state.lock().unwrap();
+    let applies = |f: &Fault| !f.execute_only || prompt.phase.as_deref() == Some("execute");
+    if state.fault.as_ref().is_some_and(applies) && state.fault_started.is_none() {
+        state.fault_started = Some(Instant::now());
+    }
+    let started = state.fault_started;
     let fault = state.fault.clone().filter(|f| {
-        f.until.is_none_or(|until| Instant::now() < until)
-            && (!f.execute_only || prompt.phase.as_deref() == Some("execute"))
+        applies(f)
+            && f.lasting
+                .zip(started)
+                .is_none_or(|(lasting, started)| started.elapsed() < lasting)
     });
     let status = fault.as_ref().map_or(200, |f| f.status);
     state.calls.push(ModelCall {
@@ -406,9 +417,4 @@ fn openai_events(turn: &Turn) -> String {
         json!({"type": "response.completed", "sequence_number": 4, "response": done}),
     ));
     sse(&events)
-}
-
-/// How long a fault lasts from now.
-pub fn for_the_next(duration: Duration) -> Option<Instant> {
-    Some(Instant::now() + duration)
 }

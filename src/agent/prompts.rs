@@ -1,0 +1,180 @@
+//! What the agent tells the LLM about a task, and the optional LLM steps around
+//! executing it: picking the next task (`--llm-select`) and summarizing a result
+//! for its dependents (`--llm-summarize`). Every text carried from one task into
+//! another prompt is capped, so one huge answer does not grow every later prompt.
+
+use std::collections::BTreeMap;
+
+use crate::domain::TaskStatus;
+use crate::llm::answer::{SelectAnswer, TaskAnswer, parse_answer};
+use crate::llm::prompt::{SelectContext, TaskContext, select_prompt, summarize_prompt};
+use crate::llm::{LlmRequest, Phase};
+use crate::llm_gate::LlmCaller;
+use crate::store::{Lease, StoreError};
+use crate::workspace::GoalWorkspace;
+
+use super::worker::Worker;
+
+/// Most READY tasks offered to the LLM to choose from.
+const MAX_SELECT_CANDIDATES: usize = 20;
+
+/// Longest dependency result given to a later prompt, in bytes.
+pub(super) const DEPENDENCY_CAP: usize = 4 * 1024;
+
+/// `text` cut to at most `limit` bytes (on a character boundary), saying how much
+/// was left out.
+pub(super) fn capped(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… ({} more bytes; the whole result is in the task's artifacts)",
+        &text[..end],
+        text.len() - end
+    )
+}
+
+impl Worker {
+    /// What execute and summarize prompts say about a task: it, its dependencies'
+    /// results (capped), the agent and its memory.
+    pub(super) async fn task_context(&mut self, lease: &Lease) -> Result<TaskContext, StoreError> {
+        let store = self.deps.store.clone();
+        let known = self
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.nodes.iter().any(|n| n.id == lease.task));
+        if !known {
+            self.plan = store.dag(&lease.goal).await?;
+        }
+        let plan = self.plan.as_ref().ok_or_else(|| StoreError::UnknownGoal {
+            goal: lease.goal.clone(),
+        })?;
+        let task = plan
+            .nodes
+            .iter()
+            .find(|n| n.id == lease.task)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownTask {
+                goal: lease.goal.clone(),
+                task: lease.task.clone(),
+            })?;
+        let mut dependency_outputs = BTreeMap::new();
+        for edge in plan.edges.iter().filter(|e| e.target == lease.task) {
+            if let Some(dep) = store.task(&lease.goal, &edge.source).await? {
+                dependency_outputs.insert(dep.id, capped(&dep.progress, DEPENDENCY_CAP));
+            }
+        }
+        Ok(TaskContext {
+            goal_id: lease.goal.clone(),
+            agent: self.config.brief(),
+            memory: self.memory.iter().cloned().collect(),
+            task,
+            dependency_outputs,
+            artifact_dir: self.workspace(&lease.goal).artifacts_in_prompt(),
+        })
+    }
+
+    /// With `--llm-select`, asks the LLM which of the READY tasks to take; `None`
+    /// (priority order) when there is no choice to make, the call fails, or the
+    /// pick is not a READY task of this agent.
+    pub(super) async fn pick(&mut self) -> Option<String> {
+        if !self.deps.settings.llm_select {
+            return None;
+        }
+        let store = self.deps.store.clone();
+        let goal = self.config.goal.clone();
+        let role = self.config.role.clone();
+        let mut ready: Vec<_> = store
+            .tasks(&goal)
+            .await
+            .ok()?
+            .into_iter()
+            .filter(|t| t.status == TaskStatus::Ready && t.retry_at_ms.is_none())
+            .filter(|t| t.role.is_none() || t.role == role)
+            .collect();
+        if ready.len() < 2 {
+            return None;
+        }
+        ready.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
+        ready.truncate(MAX_SELECT_CANDIDATES);
+        if self.plan.is_none() {
+            self.plan = store.dag(&goal).await.ok()?;
+        }
+        let plan = self.plan.as_ref()?;
+        let candidates = ready
+            .iter()
+            .filter_map(|t| plan.nodes.iter().find(|n| n.id == t.id).cloned())
+            .collect();
+        let prompt = select_prompt(&SelectContext {
+            goal_id: goal.clone(),
+            agent: self.config.brief(),
+            candidates,
+        });
+        let request = LlmRequest::new(Phase::Select, prompt, self.deps.settings.llm_timeout)
+            .in_workspace(self.workspace(&goal));
+        let answer = self.deps.caller.call(&goal, &request).await.ok()?;
+        let pick = match parse_answer::<SelectAnswer>(&answer.text) {
+            Ok(pick) => pick,
+            Err(e) => {
+                tracing::warn!(agent = %self.config.name, error = %e, "the task selection answer is unusable; using priority order");
+                return None;
+            }
+        };
+        if ready.iter().any(|t| t.id == pick.selected_task_id) {
+            tracing::info!(agent = %self.config.name, task = %pick.selected_task_id, justification = %pick.justification, "LLM selected the next task");
+            Some(pick.selected_task_id)
+        } else {
+            tracing::warn!(agent = %self.config.name, task = %pick.selected_task_id, "the LLM picked a task that is not READY for this agent; using priority order");
+            None
+        }
+    }
+}
+
+/// With `--llm-summarize`, condenses what the task produced (and what its
+/// dependencies did) into the note its dependents are given; `None` keeps the
+/// execute note (no summary wanted, or none could be had).
+pub(super) async fn summarize(
+    caller: &LlmCaller,
+    workspace: GoalWorkspace,
+    timeout: std::time::Duration,
+    mut context: TaskContext,
+    executed: &TaskAnswer,
+) -> Option<String> {
+    let produced = format!("{}\n{}", executed.notes, executed.outputs.join("\n"));
+    context.dependency_outputs.insert(
+        format!("{} (this task)", context.task.id),
+        capped(&produced, DEPENDENCY_CAP),
+    );
+    let request = LlmRequest::new(Phase::Summarize, summarize_prompt(&context), timeout)
+        .in_workspace(workspace);
+    let answer = caller.call(&context.goal_id, &request).await;
+    match answer
+        .map_err(|e| e.to_string())
+        .and_then(|r| parse_answer::<TaskAnswer>(&r.text).map_err(|e| e.to_string()))
+    {
+        Ok(summary) if !summary.notes.is_empty() => Some(summary.notes),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "summarize call failed; keeping the execute notes");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_are_capped_on_a_character_boundary_saying_how_much_is_left() {
+        assert_eq!(capped("short", 10), "short");
+        let text = "é".repeat(10); // 20 bytes
+        let cut = capped(&text, 5);
+        assert!(cut.starts_with("éé…"), "{cut}");
+        assert!(cut.contains("16 more bytes"), "{cut}");
+    }
+}
