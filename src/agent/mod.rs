@@ -126,6 +126,8 @@ impl AgentExit {
 pub struct AgentExited {
     /// Agent name.
     pub name: String,
+    /// Which start of the agent this was (the Supervisor's count).
+    pub run: u64,
     /// How.
     pub exit: AgentExit,
 }
@@ -151,6 +153,7 @@ pub struct AgentActor {
     config: AgentConfig,
     deps: AgentDeps,
     supervisor: Recipient<AgentExited>,
+    run: u64,
     stop: watch::Sender<Option<Duration>>,
     held: HeldLease,
     guard: Arc<AgentGuard>,
@@ -158,8 +161,13 @@ pub struct AgentActor {
 }
 
 impl AgentActor {
-    /// An agent for `config`, reporting its end to `supervisor`.
-    pub fn new(config: AgentConfig, deps: AgentDeps, supervisor: Recipient<AgentExited>) -> Self {
+    /// The `run`-th start of an agent for `config`, reporting its end to `supervisor`.
+    pub fn new(
+        config: AgentConfig,
+        deps: AgentDeps,
+        supervisor: Recipient<AgentExited>,
+        run: u64,
+    ) -> Self {
         let held = HeldLease::new(&config.name, deps.held.clone());
         let guard = Arc::new(AgentGuard::new(
             deps.store.clone(),
@@ -170,6 +178,7 @@ impl AgentActor {
             config,
             deps,
             supervisor,
+            run,
             stop: watch::channel(None).0,
             held,
             guard,
@@ -202,6 +211,7 @@ impl Actor for AgentActor {
             let guard = agent.guard.clone();
             let report = AgentExited {
                 name: agent.config.name.clone(),
+                run: agent.run,
                 exit: exit.clone(),
             };
             let supervisor = agent.supervisor.clone();

@@ -18,20 +18,27 @@ use crate::watcher::WatchHeartbeats;
 /// Where one agent is in its life.
 #[derive(Debug)]
 pub(super) enum SlotState {
-    /// Waiting for a free slot (or a restart backoff).
+    /// Waiting for a free slot.
     Waiting,
-    /// Running.
+    /// Running, as the slot's `runs`-th start.
     Running(Addr<AgentActor>),
-    /// Scheduled to restart.
-    Restarting,
+    /// Crashed as run `crashed`; a timer starts it again after the backoff.
+    Restarting {
+        /// The run that crashed: the timer acts only if nothing started since.
+        crashed: u64,
+    },
     /// Done for good: retired, stopped, or failed past the restart limit.
     Ended(AgentExit),
 }
 
+/// One declared agent and what became of it.
 pub(super) struct AgentSlot {
     pub(super) config: AgentConfig,
     pub(super) state: SlotState,
     pub(super) restarts: RestartHistory,
+    /// How many times the agent was started; an exit report names its run, so a
+    /// late report (or timer) of an earlier run changes nothing.
+    pub(super) runs: u64,
     /// What to do once the running actor has stopped (after an instructions change).
     pub(super) after_stop: Option<AfterStop>,
 }
@@ -41,7 +48,8 @@ pub(super) struct AgentSlot {
 pub(super) enum AfterStop {
     /// It was removed from the instructions.
     Remove,
-    /// Its declaration changed: start it again with the new one.
+    /// Its declaration changed (or it was removed and declared again): start it
+    /// again with the current one.
     Restart,
 }
 
@@ -51,8 +59,16 @@ impl AgentSlot {
             config,
             state: SlotState::Waiting,
             restarts: RestartHistory::default(),
+            runs: 0,
             after_stop: None,
         }
+    }
+
+    /// Ready to start again from scratch (a new or changed declaration).
+    fn start_over(&mut self) {
+        self.state = SlotState::Waiting;
+        self.restarts.clear();
+        self.after_stop = None;
     }
 }
 
@@ -90,13 +106,19 @@ impl Supervisor {
         let Some(slot) = self.agents.get_mut(name) else {
             return;
         };
-        let actor = AgentActor::new(slot.config.clone(), deps, ctx.address().recipient());
+        slot.runs += 1;
+        let actor = AgentActor::new(
+            slot.config.clone(),
+            deps,
+            ctx.address().recipient(),
+            slot.runs,
+        );
         tracing::info!(agent = %name, goal = %slot.config.goal, role = ?slot.config.role, "agent started");
         slot.state = SlotState::Running(actor.start());
     }
 
     /// Applies a changed instructions file: starts added agents, stops removed
-    /// ones (their tasks given back) and restarts changed ones.
+    /// ones (their tasks given back) and restarts changed ones once stopped.
     pub(super) fn reload(&mut self, project: Project, ctx: &mut Context<Self>) {
         let old_goals = self.config.project.goals();
         let new: BTreeMap<String, AgentConfig> = project
@@ -104,34 +126,34 @@ impl Supervisor {
             .iter()
             .map(|a| (a.name.clone(), a.clone()))
             .collect();
+        let mut removed = Vec::new();
         for (name, slot) in self.agents.iter_mut() {
             let after = match new.get(name) {
+                None if slot.after_stop == Some(AfterStop::Remove) => continue,
                 None => AfterStop::Remove,
                 Some(config) if *config != slot.config => {
                     slot.config = config.clone();
                     AfterStop::Restart
                 }
+                // Removed earlier and declared again before it had stopped.
+                Some(_) if slot.after_stop == Some(AfterStop::Remove) => AfterStop::Restart,
                 Some(_) => continue,
             };
             tracing::info!(agent = %name, change = ?after, "instructions changed for this agent");
-            match &slot.state {
-                SlotState::Running(addr) => {
+            match (&slot.state, after) {
+                (SlotState::Running(addr), _) => {
                     addr.do_send(StopAgent {
                         grace: Duration::ZERO,
                     });
                     slot.after_stop = Some(after);
                 }
-                _ if after == AfterStop::Restart => {
-                    slot.state = SlotState::Waiting;
-                    slot.restarts.clear();
-                }
-                _ => slot.after_stop = Some(AfterStop::Remove),
+                (_, AfterStop::Restart) => slot.start_over(),
+                (_, AfterStop::Remove) => removed.push(name.clone()),
             }
         }
-        self.agents.retain(|_, slot| {
-            slot.after_stop != Some(AfterStop::Remove)
-                || matches!(slot.state, SlotState::Running(_))
-        });
+        for name in removed {
+            self.agents.remove(&name);
+        }
         for (name, config) in new {
             if let std::collections::btree_map::Entry::Vacant(entry) = self.agents.entry(name) {
                 tracing::info!(agent = %entry.key(), goal = %config.goal, "agent added by an instructions change");
@@ -171,7 +193,25 @@ impl Handler<AgentExited> for Supervisor {
             return;
         };
         let name = msg.name.clone();
-        if shutting_down || !msg.exit.is_failure() {
+        if slot.runs != msg.run {
+            tracing::debug!(agent = %name, run = msg.run, "a report of an earlier run of the agent; ignored");
+            return;
+        }
+        if let Some(after) = slot.after_stop.take()
+            && !shutting_down
+        {
+            // The Supervisor stopped it for an instructions change.
+            match after {
+                AfterStop::Remove => {
+                    tracing::info!(agent = %name, "agent removed by an instructions change");
+                    self.agents.remove(&name);
+                }
+                AfterStop::Restart => {
+                    tracing::info!(agent = %name, "agent restarts with its new declaration");
+                    slot.start_over();
+                }
+            }
+        } else if shutting_down || !msg.exit.is_failure() {
             tracing::info!(agent = %name, exit = ?msg.exit, "agent ended");
             slot.state = SlotState::Ended(msg.exit);
         } else {
@@ -207,12 +247,16 @@ impl Handler<AgentExited> for Supervisor {
                 }
                 RestartDecision::RestartAfter(delay) => {
                     tracing::warn!(agent = %name, exit = ?msg.exit, restart_in = ?delay, "agent crashed; restarting");
-                    slot.state = SlotState::Restarting;
+                    let crashed = msg.run;
+                    slot.state = SlotState::Restarting { crashed };
                     ctx.run_later(delay, move |supervisor, ctx| {
                         if supervisor.shutting_down {
                             return;
                         }
-                        if let Some(slot) = supervisor.agents.get_mut(&name) {
+                        // Only if nothing (an instructions reload) started it meanwhile.
+                        if let Some(slot) = supervisor.agents.get_mut(&name)
+                            && matches!(slot.state, SlotState::Restarting { crashed: c } if c == crashed)
+                        {
                             slot.state = SlotState::Waiting;
                         }
                         supervisor.fill_slots(ctx);
@@ -223,5 +267,105 @@ impl Handler<AgentExited> for Supervisor {
         self.exit_if_idle();
         self.fill_slots(ctx);
         self.check_goals(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::agent::AgentExited;
+    use crate::llm::OfflineProvider;
+    use crate::store::MemoryStore;
+    use crate::supervisor::{RunSettings, SupervisorConfig};
+    use crate::watcher::InstructionsChanged;
+
+    /// How many times the slot of `name` was started, and whether it runs now.
+    #[derive(Message)]
+    #[rtype(result = "Option<(u64, bool)>")]
+    struct SlotRuns(&'static str);
+
+    impl Handler<SlotRuns> for Supervisor {
+        type Result = Option<(u64, bool)>;
+
+        fn handle(&mut self, msg: SlotRuns, _: &mut Self::Context) -> Self::Result {
+            let slot = self.agents.get(msg.0)?;
+            Some((slot.runs, matches!(slot.state, SlotState::Running(_))))
+        }
+    }
+
+    fn project(dir: &std::path::Path, cadence: &str) -> Project {
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join("INSTRUCTIONS.md");
+        std::fs::write(
+            &path,
+            format!("## Agents\n\n### w\n- Goal: g\n- Cadence: {cadence}\n"),
+        )
+        .unwrap();
+        Project::load(&path).unwrap()
+    }
+
+    async fn supervisor(dir: &std::path::Path) -> Addr<Supervisor> {
+        let settings = RunSettings {
+            workspace: dir.join("ws/{goal}"),
+            ..RunSettings::default()
+        };
+        let config = SupervisorConfig::new(
+            project(dir, "2s"),
+            Arc::new(MemoryStore::new()),
+            // Slow answers: the agent stays busy for the whole test.
+            Arc::new(OfflineProvider::with_delay(Duration::from_secs(60))),
+            settings,
+        );
+        Supervisor::new(config).start()
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("porki-slots-{name}-{}", std::process::id()))
+    }
+
+    #[actix_rt::test]
+    async fn a_crash_restart_timer_does_not_start_an_agent_a_reload_already_started() {
+        let dir = temp("timer");
+        let addr = supervisor(&dir).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(addr.send(SlotRuns("w")).await.unwrap(), Some((1, true)));
+        // Run 1 crashes: a restart is scheduled after a backoff of about 100 ms...
+        addr.send(AgentExited {
+            name: "w".into(),
+            run: 1,
+            exit: AgentExit::Panicked("boom".into()),
+        })
+        .await
+        .unwrap();
+        assert_eq!(addr.send(SlotRuns("w")).await.unwrap(), Some((1, false)));
+        // ...but a changed declaration starts it first.
+        addr.send(InstructionsChanged {
+            project: Ok(project(&dir, "3s")),
+        })
+        .await
+        .unwrap();
+        assert_eq!(addr.send(SlotRuns("w")).await.unwrap(), Some((2, true)));
+        // Once the timer has fired, it is still run 2: no second actor.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(addr.send(SlotRuns("w")).await.unwrap(), Some((2, true)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[actix_rt::test]
+    async fn a_late_exit_report_of_an_earlier_run_changes_nothing() {
+        let dir = temp("late");
+        let addr = supervisor(&dir).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        addr.send(AgentExited {
+            name: "w".into(),
+            run: 7,
+            exit: AgentExit::Panicked("not this run".into()),
+        })
+        .await
+        .unwrap();
+        assert_eq!(addr.send(SlotRuns("w")).await.unwrap(), Some((1, true)));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

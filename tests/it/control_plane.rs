@@ -251,6 +251,48 @@ fn editing_the_instructions_adds_and_removes_agents_and_a_bad_edit_changes_nothi
     assert_eq!(first.state, porki::store::AgentState::Stopped);
 }
 
+/// Writes `worker` with a cadence of `cadence` into the instructions of `dir`.
+fn write_worker(dir: &Path, cadence: &str) {
+    std::fs::write(
+        dir.join("INSTRUCTIONS.md"),
+        format!("# Test\n\n## Agents\n\n### worker\n- Goal: g\n- Cadence: {cadence}\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_agent_whose_declaration_changes_is_started_again_with_it() {
+    // Regression: the Supervisor stopped a changed agent and never started it again
+    // (1 of 40 tasks done, `--until-done` exiting 1).
+    let dir = temp_dir("redeclared");
+    write_worker(&dir, "2s");
+    let (record, memory, run) = start(&dir, &ids("t", 40), Duration::from_millis(50));
+    wait_until(Duration::from_secs(10), "work starts", || {
+        !record.executions().is_empty()
+    });
+    write_worker(&dir, "3s");
+    assert_eq!(join_within(run, LIMIT), 0, "every task is done");
+    let tasks = block_on(memory.tasks("g")).unwrap();
+    assert!(tasks.iter().all(|t| t.status == TaskStatus::Done));
+}
+
+#[test]
+fn an_agent_removed_and_declared_again_runs_again() {
+    // Regression: a removed agent added back with the same declaration never ran.
+    let dir = temp_dir("readded");
+    write_worker(&dir, "2s");
+    let (record, memory, run) = start(&dir, &ids("t", 40), Duration::from_millis(50));
+    wait_until(Duration::from_secs(10), "work starts", || {
+        !record.executions().is_empty()
+    });
+    write_instructions(&dir, &[], false);
+    // Declared again at once, before the removed agent may even have stopped.
+    write_worker(&dir, "2s");
+    assert_eq!(join_within(run, LIMIT), 0, "every task is done");
+    let tasks = block_on(memory.tasks("g")).unwrap();
+    assert!(tasks.iter().all(|t| t.status == TaskStatus::Done));
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
