@@ -131,6 +131,39 @@ impl Handler<PlanGoal> for DagPlanner {
     }
 }
 
+/// Checks that every task's role is one some agent of the goal has: a task of a
+/// role nobody has could never be claimed, and the goal would never end.
+fn check_roles(
+    dag: &crate::domain::Dag,
+    agents: &[crate::llm::prompt::AgentBrief],
+) -> Result<(), String> {
+    let roles: std::collections::BTreeSet<&str> =
+        agents.iter().filter_map(|a| a.role.as_deref()).collect();
+    let unserved: Vec<String> = dag
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let role = n.effective_role()?;
+            (!roles.contains(role)).then(|| format!("{} (role {role})", n.id))
+        })
+        .collect();
+    if unserved.is_empty() {
+        return Ok(());
+    }
+    let known = if roles.is_empty() {
+        "the goal's agents have no roles".to_string()
+    } else {
+        format!(
+            "the goal's roles are {}",
+            roles.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    };
+    Err(format!(
+        "tasks {} name a role no agent of the goal has ({known}): use one of those roles, or no role so any agent may take the task",
+        unserved.join(", ")
+    ))
+}
+
 #[tracing::instrument(skip_all, fields(goal = %context.goal_id))]
 async fn plan_goal(
     store: &dyn Store,
@@ -203,10 +236,14 @@ async fn plan_goal(
             },
         };
         attempt += 1;
-        let dag = match parse_answer::<PlanAnswer>(&answer) {
-            Ok(plan) => plan.into_dag(&goal),
+        let dag = match parse_answer::<PlanAnswer>(&answer)
+            .map_err(|e| format!("the answer is not a plan: {e}"))
+            .map(|plan| plan.into_dag(&goal))
+            .and_then(|dag| check_roles(&dag, &context.agents).map(|()| dag))
+        {
+            Ok(dag) => dag,
             Err(e) => {
-                problem = format!("the answer is not a plan: {e}");
+                problem = e;
                 tracing::warn!(attempt, error = %problem, "plan answer rejected; asking again");
                 context.previous_error = Some(problem.clone());
                 continue;
@@ -346,6 +383,50 @@ mod tests {
         let status = store.goal_status("g").await.unwrap().unwrap();
         assert_eq!(status.state, GoalState::Failed);
         assert!(status.last_error.unwrap().contains("ANTHROPIC_API_KEY"));
+    }
+
+    #[actix_rt::test]
+    async fn a_plan_naming_a_role_no_agent_has_is_asked_again_with_the_reason() {
+        let with_role =
+            r#"{"goal_id":"g","nodes":[{"id":"t1","title":"one","role":"qa"}],"edges":[]}"#;
+        let (outcome, store, left) = plan_with(vec![
+            Ok(with_role.into()),
+            Ok(with_role.into()),
+            Ok(with_role.into()),
+        ])
+        .await;
+        assert!(matches!(outcome, Err(PlannerError::GaveUp { .. })));
+        assert_eq!(left, 0);
+        let status = store.goal_status("g").await.unwrap().unwrap();
+        let error = status.last_error.unwrap();
+        assert!(
+            error.contains("t1 (role qa)") && error.contains("no role"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn roles_are_checked_against_the_goals_agents() {
+        use crate::domain::{Dag, Node};
+        use crate::llm::prompt::AgentBrief;
+        let agent = |role: Option<&str>| AgentBrief {
+            name: "a".into(),
+            role: role.map(str::to_string),
+            instructions: String::new(),
+        };
+        let mut qa = Node::new("t", "t");
+        qa.role = Some("qa".into());
+        let dag = Dag::new("g", vec![qa, Node::new("free", "any agent")], &[]);
+        assert!(check_roles(&dag, &[agent(Some("qa"))]).is_ok());
+        let err = check_roles(&dag, &[agent(Some("dev")), agent(None)]).unwrap_err();
+        assert!(
+            err.contains("t (role qa)") && err.contains("roles are dev"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("free"),
+            "a task without a role is fine: {err}"
+        );
     }
 
     #[actix_rt::test]

@@ -145,7 +145,12 @@ async fn fetch(
             continue;
         }
         let last_error = store.agent_errors(&record.name).await?.into_iter().next();
-        agents.push(AgentReport { record, last_error });
+        let alive = store.agent_alive(&record.name).await?;
+        agents.push(AgentReport {
+            record,
+            last_error,
+            alive,
+        });
     }
     Ok((goals, agents))
 }

@@ -71,6 +71,7 @@ pub(super) fn goal_report() -> GoalReport {
             tokens: 0,
             cost_usd: 0.0,
             backoff: None,
+            ready_by_role: Default::default(),
         },
         tasks,
     }

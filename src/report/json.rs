@@ -30,6 +30,8 @@ pub const JSON_VERSION: u64 = 1;
 ///     "last_error": null,          // why the goal failed before it had a plan, else null
 ///     "tokens": 1234,              // LLM tokens spent on the goal, by every process
 ///     "cost_usd": 0.0412,          // LLM cost in USD, where providers report it
+///     "unserved": [],              // READY tasks no live agent can take: [{"role": "qa", "ready": 3}]
+///                                  // (role null: tasks any agent of the goal may take)
 ///     "backoff": null,             // while a rate or usage limit holds the goal:
 ///                                  // {"until_ms": …, "left_ms": …, "reason": "…"}, else null
 ///     "tasks": [{                  // most recent activity (updated_ms) first, then by id
@@ -60,12 +62,13 @@ pub const JSON_VERSION: u64 = 1;
 ///     "role": "writer",            // role, or null
 ///     "process": "host:1234",      // host and process running it
 ///     "state": "running",          // as the agent recorded it: running, retired, stopped, failed: reason…
+///     "alive": true,               // its heartbeat key is live (it runs in some process now)
 ///     "last_error": null           // newest recorded problem, or null
 ///   }]
 /// }
 /// ```
 pub fn status_json(goals: &[GoalReport], agents: &[AgentReport], now_ms: u64) -> Value {
-    let goals: Vec<Value> = goals.iter().map(|g| goal_json(g, now_ms)).collect();
+    let goals: Vec<Value> = goals.iter().map(|g| goal_json(g, agents, now_ms)).collect();
     let agents: Vec<Value> = agents
         .iter()
         .map(|a| {
@@ -75,6 +78,7 @@ pub fn status_json(goals: &[GoalReport], agents: &[AgentReport], now_ms: u64) ->
                 "role": a.record.role,
                 "process": a.record.process,
                 "state": a.record.state,
+                "alive": a.alive,
                 "last_error": a.last_error,
             })
         })
@@ -87,7 +91,7 @@ pub fn status_json(goals: &[GoalReport], agents: &[AgentReport], now_ms: u64) ->
     })
 }
 
-fn goal_json(goal: &GoalReport, now_ms: u64) -> Value {
+fn goal_json(goal: &GoalReport, agents: &[AgentReport], now_ms: u64) -> Value {
     let status = &goal.status;
     let counts: serde_json::Map<String, Value> = TaskStatus::ALL
         .iter()
@@ -134,6 +138,10 @@ fn goal_json(goal: &GoalReport, now_ms: u64) -> Value {
         "created_ms": status.created_ms,
         "finished_ms": status.finished_ms,
         "last_error": status.last_error,
+        "unserved": super::unserved(status, agents)
+            .into_iter()
+            .map(|(role, ready)| json!({"role": (!role.is_empty()).then_some(role), "ready": ready}))
+            .collect::<Vec<_>>(),
         "tokens": status.tokens,
         "cost_usd": status.cost_usd,
         "backoff": status.backoff.as_ref().and_then(|b| {

@@ -58,6 +58,44 @@ pub struct AgentReport {
     pub record: AgentRecord,
     /// The newest problem the agent recorded, if any.
     pub last_error: Option<String>,
+    /// Whether its heartbeat key is live (it runs in some process now).
+    pub alive: bool,
+}
+
+/// READY tasks of `goal` that no live agent can take: (role, count), the role
+/// `""` meaning tasks any agent of the goal may take. A goal with such tasks
+/// never ends on its own.
+pub fn unserved(goal: &GoalStatus, agents: &[AgentReport]) -> Vec<(String, u64)> {
+    let live: Vec<&AgentRecord> = agents
+        .iter()
+        .filter(|a| a.alive && a.record.goal == goal.goal)
+        .map(|a| &a.record)
+        .collect();
+    goal.ready_by_role
+        .iter()
+        .filter(|(role, _)| {
+            !live
+                .iter()
+                .any(|a| role.is_empty() || a.role.as_deref() == Some(role.as_str()))
+        })
+        .map(|(role, n)| (role.clone(), *n))
+        .collect()
+}
+
+/// What [`unserved`] found, in words: `3 READY tasks of role qa, 1 READY task for any agent`.
+pub fn unserved_text(unserved: &[(String, u64)]) -> String {
+    unserved
+        .iter()
+        .map(|(role, n)| {
+            let tasks = if *n == 1 { "task" } else { "tasks" };
+            if role.is_empty() {
+                format!("{n} READY {tasks} for any agent of the goal")
+            } else {
+                format!("{n} READY {tasks} of role {role}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// DONE out of total in percent, rounded down; 0 when there are no tasks.

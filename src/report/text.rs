@@ -37,7 +37,7 @@ pub fn status_text(
         if i > 0 {
             out.push('\n');
         }
-        goal_text(&mut out, goal, now_ms, width);
+        goal_text(&mut out, goal, agents, now_ms, width);
     }
     if !agents.is_empty() {
         out.push('\n');
@@ -46,7 +46,13 @@ pub fn status_text(
     out
 }
 
-fn goal_text(out: &mut String, goal: &GoalReport, now_ms: u64, width: usize) {
+fn goal_text(
+    out: &mut String,
+    goal: &GoalReport,
+    agents: &[AgentReport],
+    now_ms: u64,
+    width: usize,
+) {
     let status = &goal.status;
     let mut header = format!("goal {}  {}", status.goal, goal_state_name(status));
     if !status.title.is_empty() && status.title != status.goal {
@@ -82,6 +88,14 @@ fn goal_text(out: &mut String, goal: &GoalReport, now_ms: u64, width: usize) {
             (left as f64 / 1000.0).ceil(),
             crate::llm::limits::utc_text(backoff.until_ms / 1000),
             clean(&backoff.reason)
+        );
+        let _ = writeln!(out, "{}", fit(&line, width));
+    }
+    let unserved = super::unserved(status, agents);
+    if !unserved.is_empty() && !status.state.is_terminal() {
+        let line = format!(
+            "{INDENT}no live agent can take: {} (declare or start an agent of that role)",
+            super::unserved_text(&unserved)
         );
         let _ = writeln!(out, "{}", fit(&line, width));
     }
@@ -275,6 +289,7 @@ mod tests {
                 state: AgentState::Running,
             },
             last_error: None,
+            alive: true,
         }];
         let text = status_text(&[goal_report()], &agents, NOW, 80);
         let expected = "\
@@ -344,6 +359,45 @@ agents
         // Once the wait is over, it is no longer shown.
         let later = status_text(&[report], &[], NOW + 42_000, 120);
         assert!(!later.contains("waiting"), "{later}");
+    }
+
+    #[test]
+    fn ready_tasks_no_live_agent_can_take_are_called_out() {
+        let mut report = goal_report();
+        report.status.ready_by_role = [("qa".to_string(), 3), (String::new(), 1)].into();
+        let agent = |role: Option<&str>, alive| AgentReport {
+            record: AgentRecord {
+                name: "a".into(),
+                goal: "g".into(),
+                role: role.map(str::to_string),
+                process: "host:1".into(),
+                state: AgentState::Running,
+            },
+            last_error: None,
+            alive,
+        };
+        let none = status_text(std::slice::from_ref(&report), &[], NOW, 200);
+        assert!(
+            none.contains("no live agent can take: 1 READY task for any agent of the goal, 3 READY tasks of role qa"),
+            "{none}"
+        );
+        let dev = status_text(
+            std::slice::from_ref(&report),
+            &[agent(Some("dev"), true)],
+            NOW,
+            200,
+        );
+        assert!(
+            dev.contains("no live agent can take: 3 READY tasks of role qa ("),
+            "{dev}"
+        );
+        let dead_qa = [agent(Some("qa"), false), agent(None, true)];
+        assert!(
+            status_text(std::slice::from_ref(&report), &dead_qa, NOW, 200)
+                .contains("3 READY tasks of role qa")
+        );
+        let served = [agent(Some("qa"), true)];
+        assert!(!status_text(&[report], &served, NOW, 200).contains("no live agent"));
     }
 
     #[test]

@@ -112,6 +112,9 @@ pub struct GoalStatus {
     pub cost_usd: f64,
     /// The last wait a rate or usage limit imposed on the whole goal (it may be over).
     pub backoff: Option<GoalBackoff>,
+    /// READY tasks claimable now, by the role they need (`""`: any agent of the
+    /// goal); roles without one are left out.
+    pub ready_by_role: BTreeMap<String, u64>,
 }
 
 /// A wait imposed on a whole goal by a rate or usage limit ([`crate::store::TaskStore::back_off`]).

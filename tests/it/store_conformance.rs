@@ -295,6 +295,18 @@ mod behaviour {
             .insert("role".into(), serde_json::json!("writer"));
         let anyone = node("anyone", 5);
         write(&*store, plan("g", vec![research, write_up, anyone], &[])).await;
+        let ready_by_role = |store: Arc<dyn Store>| async move {
+            store.goal_status("g").await.unwrap().unwrap().ready_by_role
+        };
+        assert_eq!(
+            ready_by_role(store.clone()).await,
+            [
+                (String::new(), 1),
+                ("research".to_string(), 1),
+                ("writer".to_string(), 1)
+            ]
+            .into()
+        );
 
         let take = |role: Option<&'static str>| {
             let store = store.clone();
@@ -308,6 +320,11 @@ mod behaviour {
         // A research agent takes the better of research tasks and roleless ones.
         assert_eq!(take(Some("research")).await.as_deref(), Some("anyone"));
         assert_eq!(take(Some("research")).await.as_deref(), Some("research"));
+        assert_eq!(
+            ready_by_role(store.clone()).await,
+            [("writer".to_string(), 1)].into(),
+            "what is left READY, by the role it needs"
+        );
         assert_eq!(
             take(Some("research")).await,
             None,

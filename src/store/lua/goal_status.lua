@@ -2,19 +2,25 @@
 -- the indexes the task scripts keep anyway. READY = the ready indexes (roleless and
 -- one per role) plus DELAYED (READY, backing off); RUNNING = the running set;
 -- DONE = total - remaining; FAILED = count_failed; BLOCKED = the rest. ARGV: G.
--- Returns {hash fields and values flat, {blocked, ready, running, done, failed}},
--- both empty if the goal has no hash.
+-- Returns {hash fields and values flat, {blocked, ready, running, done, failed},
+-- {role, READY tasks of it, …} with '' for tasks any agent may take}, all empty
+-- if the goal has no hash.
 local fields = redis.call('HGETALL', GOAL)
-if #fields == 0 then return {{}, {}} end
+if #fields == 0 then return {{}, {}, {}} end
 local h = {}
 for i = 1, #fields, 2 do h[fields[i]] = fields[i + 1] end
 local total = tonumber(h.total) or 0
-local ready = redis.call('ZCARD', ready_key(nil)) + redis.call('ZCARD', DELAYED)
+local roleless = redis.call('ZCARD', ready_key(nil))
+local by_role = {'', tostring(roleless)}
+local ready = roleless + redis.call('ZCARD', DELAYED)
 for _, role in ipairs(redis.call('SMEMBERS', ROLES)) do
-  ready = ready + redis.call('ZCARD', ready_key(role))
+  local n = redis.call('ZCARD', ready_key(role))
+  ready = ready + n
+  table.insert(by_role, role)
+  table.insert(by_role, tostring(n))
 end
 local running = redis.call('SCARD', RUNNING)
 local done = tonumber(h.count_done) or 0
 if h.remaining then done = total - tonumber(h.remaining) end
 local failed = tonumber(h.count_failed) or 0
-return {fields, {total - ready - running - done - failed, ready, running, done, failed}}
+return {fields, {total - ready - running - done - failed, ready, running, done, failed}, by_role}

@@ -29,6 +29,7 @@ fn unplanned_status(goal: &str) -> GoalStatus {
         tokens: 0,
         cost_usd: 0.0,
         backoff: None,
+        ready_by_role: BTreeMap::new(),
     }
 }
 
@@ -177,7 +178,15 @@ impl GoalStore for MemoryStore {
         {
             return Ok(Some(failed.clone()));
         }
-        Ok(state.goals.get(goal).map(|g| g.status.clone()))
+        Ok(state.goals.get(goal).map(|g| GoalStatus {
+            ready_by_role: g
+                .ready
+                .iter()
+                .filter(|(_, tasks)| !tasks.is_empty())
+                .map(|(role, tasks)| (role.clone(), tasks.len() as u64))
+                .collect(),
+            ..g.status.clone()
+        }))
     }
 
     async fn goals(&self) -> Result<Vec<String>, StoreError> {

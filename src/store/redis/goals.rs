@@ -80,6 +80,7 @@ fn goal_from_fields(
             .get("cost_usd")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0),
+        ready_by_role: BTreeMap::new(),
         backoff: fields.get("backoff_until").map(|_| GoalBackoff {
             until_ms: number("backoff_until"),
             reason: fields.get("backoff_reason").cloned().unwrap_or_default(),
@@ -188,13 +189,22 @@ impl GoalStore for RedisStore {
     }
 
     async fn goal_status(&self, goal: &str) -> Result<Option<GoalStatus>, StoreError> {
-        let (fields, counts): (HashMap<String, String>, Vec<i64>) = self
+        let (fields, counts, by_role): (HashMap<String, String>, Vec<i64>, Vec<String>) = self
             .run_task_script(&self.scripts.goal_status, goal, &[])
             .await?;
         if fields.is_empty() {
             return Ok(None);
         }
-        goal_from_fields(goal, &fields, &counts).map(Some)
+        let mut status = goal_from_fields(goal, &fields, &counts)?;
+        status.ready_by_role = by_role
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [role, n] => Some((role.clone(), n.parse::<u64>().ok()?)),
+                _ => None,
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Ok(Some(status))
     }
 
     async fn goals(&self) -> Result<Vec<String>, StoreError> {
