@@ -1,9 +1,10 @@
 //! The LlmGate: a cap on concurrent LLM calls shared by every agent of every
 //! porki process on one Redis (`llm:gate`, a sorted set of slot tokens by expiry).
 //!
-//! A caller sends [`AcquireSlot`] and gets a [`SlotPermit`]; dropping the permit
-//! frees the slot. The gate renews the slots it handed out every third of their
-//! TTL, so a slot whose process died expires on its own.
+//! A caller waits for a slot with [`GateHandle::acquire`] and gets a
+//! [`SlotPermit`]; dropping the permit frees the slot. The gate actor renews the
+//! slots it handed out every third of their TTL, so a slot whose process died
+//! expires on its own.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use thiserror::Error;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::llm::FailureKind;
@@ -45,22 +47,29 @@ pub enum GateError {
     Stopped,
 }
 
-/// The gate actor.
+/// The gate actor: renews the slots this process holds every third of their
+/// TTL, so a slot whose process died expires on its own, and frees the slots
+/// whose permits were dropped.
 pub struct LlmGate {
     store: Arc<dyn Store>,
-    cap: u32,
-    wait: Duration,
     held: HashSet<String>,
 }
 
 impl LlmGate {
-    /// A gate allowing `cap` calls at once (0: no cap), waiting at most `wait` for a slot.
-    pub fn new(store: Arc<dyn Store>, cap: u32, wait: Duration) -> Self {
-        Self {
+    /// Starts a gate allowing `cap` calls at once across processes (0: no cap),
+    /// a caller waiting at most `wait` for a slot.
+    pub fn spawn(store: Arc<dyn Store>, cap: u32, wait: Duration) -> GateHandle {
+        let addr = LlmGate {
+            store: store.clone(),
+            held: HashSet::new(),
+        }
+        .start();
+        GateHandle {
+            addr,
             store,
             cap,
             wait,
-            held: HashSet::new(),
+            turn: Arc::new(Semaphore::new(1)),
         }
     }
 }
@@ -90,10 +99,63 @@ impl Actor for LlmGate {
     }
 }
 
-/// Asks for an LLM call slot; answers when one is free or the wait is over.
-#[derive(Message)]
-#[rtype(result = "Result<SlotPermit, GateError>")]
-pub struct AcquireSlot;
+/// How callers of one process ask for slots: waiting happens in the caller's own
+/// future, so a caller that goes away (its task dropped, its lease lost) stops
+/// waiting at once, and this process's waiters take their turns in the order
+/// they came (one polls the store at a time; `tokio`'s semaphore is fair).
+#[derive(Clone)]
+pub struct GateHandle {
+    addr: Addr<LlmGate>,
+    store: Arc<dyn Store>,
+    cap: u32,
+    wait: Duration,
+    turn: Arc<Semaphore>,
+}
+
+impl GateHandle {
+    /// Waits for a slot, at most the gate's wait; dropping the future ends the wait.
+    pub async fn acquire(&self) -> Result<SlotPermit, GateError> {
+        if self.cap == 0 {
+            return Ok(SlotPermit {
+                token: String::new(),
+                gate: None,
+            });
+        }
+        let started = Instant::now();
+        let waited_too_long = || GateError::Timeout {
+            waited: started.elapsed(),
+            cap: self.cap,
+        };
+        let _turn = tokio::time::timeout(self.wait, self.turn.acquire())
+            .await
+            .map_err(|_| waited_too_long())?
+            .map_err(|_| GateError::Stopped)?;
+        let token = new_token();
+        let mut pause = Duration::from_millis(10);
+        loop {
+            if self.store.gate_acquire(&token, self.cap, SLOT_TTL).await? {
+                self.addr
+                    .send(SlotTaken {
+                        token: token.clone(),
+                    })
+                    .await
+                    .map_err(|_| GateError::Stopped)?;
+                return Ok(SlotPermit {
+                    token,
+                    gate: Some(self.addr.clone()),
+                });
+            }
+            let waited = started.elapsed();
+            if waited >= self.wait {
+                return Err(waited_too_long());
+            }
+            // Polling, because slots free in other processes too; capped so a
+            // freed slot is taken within a quarter second.
+            tokio::time::sleep(pause.min(self.wait - waited)).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+}
 
 /// A slot handed out; it is freed when the permit is dropped.
 #[derive(Debug)]
@@ -124,49 +186,6 @@ struct SlotReleased {
 #[rtype(result = "()")]
 struct SlotTaken {
     token: String,
-}
-
-impl Handler<AcquireSlot> for LlmGate {
-    type Result = ResponseFuture<Result<SlotPermit, GateError>>;
-
-    fn handle(&mut self, _: AcquireSlot, ctx: &mut Self::Context) -> Self::Result {
-        let me = ctx.address();
-        if self.cap == 0 {
-            return Box::pin(async move {
-                Ok(SlotPermit {
-                    token: String::new(),
-                    gate: None,
-                })
-            });
-        }
-        let (store, cap, wait) = (self.store.clone(), self.cap, self.wait);
-        Box::pin(async move {
-            let token = new_token();
-            let started = Instant::now();
-            let mut pause = Duration::from_millis(10);
-            loop {
-                if store.gate_acquire(&token, cap, SLOT_TTL).await? {
-                    me.send(SlotTaken {
-                        token: token.clone(),
-                    })
-                    .await
-                    .map_err(|_| GateError::Stopped)?;
-                    return Ok(SlotPermit {
-                        token,
-                        gate: Some(me),
-                    });
-                }
-                let waited = started.elapsed();
-                if waited >= wait {
-                    return Err(GateError::Timeout { waited, cap });
-                }
-                tokio::time::sleep(pause.min(wait - waited)).await;
-                // Polling, because slots free in other processes too; capped so a
-                // freed slot is taken within a quarter second.
-                pause = (pause * 2).min(Duration::from_millis(250));
-            }
-        })
-    }
 }
 
 impl Handler<SlotTaken> for LlmGate {
@@ -243,7 +262,7 @@ impl CallError {
 #[derive(Clone)]
 pub struct LlmCaller {
     /// The gate.
-    pub gate: Addr<LlmGate>,
+    pub gate: GateHandle,
     /// The provider.
     pub provider: Arc<dyn crate::llm::LlmProvider>,
     /// The store, for usage totals.
@@ -270,11 +289,7 @@ impl LlmCaller {
                 });
             }
         }
-        let permit = self
-            .gate
-            .send(AcquireSlot)
-            .await
-            .map_err(|_| GateError::Stopped)??;
+        let permit = self.gate.acquire().await?;
         let started = Instant::now();
         let result = self.provider.call(request).await;
         drop(permit);
@@ -305,5 +320,70 @@ impl LlmCaller {
             ),
         }
         Ok(result?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::MemoryStore;
+
+    /// Starts a waiter that records when it got its slot and holds it for `hold`.
+    fn waiter(
+        gate: &GateHandle,
+        name: &'static str,
+        got: &Arc<Mutex<Vec<&'static str>>>,
+        hold: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let (gate, got) = (gate.clone(), got.clone());
+        actix_rt::spawn(async move {
+            let permit = gate.acquire().await.unwrap();
+            got.lock().unwrap().push(name);
+            tokio::time::sleep(hold).await;
+            drop(permit);
+        })
+    }
+
+    #[actix_rt::test]
+    async fn waiters_take_slots_in_the_order_they_came_and_a_dropped_waiter_takes_none() {
+        tokio::time::pause();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let gate = LlmGate::spawn(store.clone(), 1, Duration::from_secs(900));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let first = gate.acquire().await.unwrap();
+        let mut waiters = Vec::new();
+        for name in ["b", "c", "d", "e"] {
+            waiters.push(waiter(&gate, name, &got, Duration::from_millis(300)));
+            // Each starts waiting a little after the one before.
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        // `d` gives up (its caller went away) before its turn.
+        waiters.remove(2).abort();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(first);
+        for waiter in waiters {
+            waiter.await.unwrap();
+        }
+        assert_eq!(*got.lock().unwrap(), ["b", "c", "e"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(store.gate_in_flight().await.unwrap(), 0, "every slot freed");
+    }
+
+    #[actix_rt::test]
+    async fn a_waiter_gives_up_after_the_wait() {
+        tokio::time::pause();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let gate = LlmGate::spawn(store, 1, Duration::from_secs(5));
+        let _held = gate.acquire().await.unwrap();
+        let started = Instant::now();
+        let err = gate.acquire().await.unwrap_err();
+        assert!(matches!(err, GateError::Timeout { cap: 1, .. }), "{err}");
+        assert!(started.elapsed() >= Duration::from_secs(5));
+        assert!(
+            err.to_string().contains("PORKI_LLM_MAX_CONCURRENCY"),
+            "{err}"
+        );
     }
 }

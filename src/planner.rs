@@ -328,7 +328,7 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let provider = Arc::new(Queue(Mutex::new(answers.into())));
         let caller = LlmCaller {
-            gate: LlmGate::new(store.clone(), 0, Duration::from_secs(1)).start(),
+            gate: LlmGate::spawn(store.clone(), 0, Duration::from_secs(1)),
             provider: provider.clone(),
             store: store.clone(),
             goal_token_budget: None,

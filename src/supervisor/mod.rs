@@ -286,12 +286,11 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Self::Context) {
         let config = &self.config;
         let settings = &config.settings;
-        let gate = LlmGate::new(
+        let gate = LlmGate::spawn(
             config.store.clone(),
             settings.llm_max_concurrency,
             settings.llm_wait,
-        )
-        .start();
+        );
         self.reaper = Some(
             LeaseReaper::new(
                 config.store.clone(),
