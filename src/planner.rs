@@ -112,6 +112,19 @@ pub enum PlannerError {
     Store(#[from] StoreError),
 }
 
+/// What the plan of `goal` is made from: the instructions' context and the goal's agents.
+pub fn plan_context(project: &crate::project::Project, goal: &str) -> PlanContext {
+    PlanContext {
+        goal_id: goal.to_string(),
+        context: project.instructions.context.clone(),
+        agents: project
+            .agents_of(goal)
+            .map(crate::project::AgentConfig::brief)
+            .collect(),
+        previous_error: None,
+    }
+}
+
 /// Fingerprint of what a plan is made from: the plan prompt itself.
 pub fn source_fingerprint(context: &PlanContext) -> String {
     let prompt = plan_prompt(&PlanContext {

@@ -37,10 +37,8 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::agent::{AgentDeps, AgentExit, HeldLeases, StopAgent};
-use crate::llm::prompt::PlanContext;
 use crate::llm_gate::{LlmCaller, LlmGate};
-use crate::planner::{DagPlanner, PlanGoal};
-use crate::project::AgentConfig;
+use crate::planner::{DagPlanner, PlanGoal, plan_context};
 use crate::reaper::LeaseReaper;
 use crate::report::AgentReport;
 use crate::store::GoalState;
@@ -255,14 +253,8 @@ impl Supervisor {
         let Some(planner) = self.planner.clone() else {
             return;
         };
-        let project = &self.config.project;
         for goal in goals {
-            let context = PlanContext {
-                goal_id: goal.clone(),
-                context: project.instructions.context.clone(),
-                agents: project.agents_of(&goal).map(AgentConfig::brief).collect(),
-                previous_error: None,
-            };
+            let context = plan_context(&self.config.project, &goal);
             let planner = planner.clone();
             ctx.spawn(
                 async move { planner.send(PlanGoal { context }).await }

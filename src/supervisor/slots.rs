@@ -353,6 +353,29 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    fn no_agents(dir: &std::path::Path) -> Project {
+        let path = dir.join("EMPTY.md");
+        std::fs::write(&path, "## Agents\n\n### other\n- Goal: h\n").unwrap();
+        Project::load(&path).unwrap()
+    }
+
+    #[actix_rt::test]
+    async fn an_agent_declared_again_before_its_removal_took_effect_runs_again() {
+        let dir = temp("readded");
+        let addr = supervisor(&dir).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Removed, and declared again before the stopping actor has reported.
+        addr.do_send(InstructionsChanged {
+            project: Ok(no_agents(&dir)),
+        });
+        addr.do_send(InstructionsChanged {
+            project: Ok(project(&dir, "2s")),
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(addr.send(SlotRuns("w")).await.unwrap(), Some((2, true)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[actix_rt::test]
     async fn a_late_exit_report_of_an_earlier_run_changes_nothing() {
         let dir = temp("late");

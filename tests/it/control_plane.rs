@@ -280,17 +280,30 @@ fn an_agent_whose_declaration_changes_is_started_again_with_it() {
 fn an_agent_removed_and_declared_again_runs_again() {
     // Regression: a removed agent added back with the same declaration never ran.
     let dir = temp_dir("readded");
-    write_worker(&dir, "2s");
-    let (record, memory, run) = start(&dir, &ids("t", 40), Duration::from_millis(50));
-    wait_until(Duration::from_secs(10), "work starts", || {
-        !record.executions().is_empty()
+    write_instructions(&dir, &[("worker", "g"), ("helper", "g")], false);
+    let (record, memory, run) = start(&dir, &ids("t", 60), Duration::from_millis(100));
+    let state_of = |name: &str| {
+        block_on(memory.agents())
+            .unwrap()
+            .into_iter()
+            .find(|a| a.name == name)
+            .map(|a| a.state)
+    };
+    wait_until(Duration::from_secs(10), "both agents work", || {
+        record.executions().len() >= 2
     });
-    write_instructions(&dir, &[], false);
-    // Declared again at once, before the removed agent may even have stopped.
-    write_worker(&dir, "2s");
+    write_instructions(&dir, &[("helper", "g")], false);
+    wait_until(Duration::from_secs(10), "worker is removed", || {
+        state_of("worker") == Some(porki::store::AgentState::Stopped)
+    });
+    let readded_at = now_ms();
+    write_instructions(&dir, &[("worker", "g"), ("helper", "g")], false);
+    wait_until(Duration::from_secs(10), "worker claims again", || {
+        block_on(memory.tasks("g")).unwrap().iter().any(|t| {
+            t.owner.as_deref() == Some("worker") && t.started_ms.is_some_and(|s| s > readded_at)
+        })
+    });
     assert_eq!(join_within(run, LIMIT), 0, "every task is done");
-    let tasks = block_on(memory.tasks("g")).unwrap();
-    assert!(tasks.iter().all(|t| t.status == TaskStatus::Done));
 }
 
 fn now_ms() -> u64 {

@@ -11,6 +11,7 @@
 //! - `faults`: the real binary under kill -9, Redis restarts, stalls, chaos
 //!   fail points, a soak, bad input and secrets.
 //! - `manifests`: the systemg manifests and the instructions files they run.
+//! - `network`: a link to Redis that silently stops forwarding, and lost replies.
 //! - `real_cli`: `porki run` driving the real `claude` and `codex` CLIs (pinned,
 //!   from npm) against a stand-in model on loopback.
 //!
@@ -24,6 +25,7 @@ mod cli;
 mod control_plane;
 mod faults;
 mod manifests;
+mod network;
 mod real_cli;
 mod runtime;
 mod status_graph;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use porki::domain::TaskStatus;
 use porki::store::prelude::*;
@@ -353,6 +353,119 @@ fn llm_summarize_stores_the_summary_for_dependents() {
         assert_eq!(progress, format!("summary of {id}"));
     }
     assert_eq!(record.executions().len(), 4, "summaries are not executions");
+}
+
+#[test]
+fn a_summary_longer_than_the_lease_keeps_the_lease_and_the_result() {
+    // Regression: the summarize call ran after lease renewal stopped, so a summary
+    // longer than the rest of the lease lost the result and burned an attempt
+    // (three executions, then FAILED).
+    let mut provider = ScriptedProvider::new(diamond(), "p1", Arc::default());
+    provider.summarize_delay = Duration::from_millis(2_500); // the lease is 900 ms
+    let project = project(&temp_dir("slow-summary"), &[("solo", "diamond")]);
+    let (record, memory, run) = start_on_memory(Clock::Real, provider, project, |c| {
+        c.settings.llm_summarize = true
+    });
+    assert_eq!(join_within(run, LIMIT), 0);
+    for (id, (status, progress, attempt)) in final_tasks(&StoreKind::Memory(memory), "diamond") {
+        assert_eq!(status, TaskStatus::Done);
+        assert_eq!(progress, format!("summary of {id}"));
+        assert_eq!(attempt, 1, "{id} ran once");
+    }
+    assert_eq!(record.executions().len(), 4);
+}
+
+#[test]
+fn a_task_whose_context_cannot_be_read_fails_after_its_attempts_without_spinning() {
+    // Regression: a task whose plan node could not be read was released and
+    // claimed again about a thousand times a second, forever.
+    let server = RedisServer::start();
+    let project = project(&temp_dir("unreadable"), &[("solo", "g")]);
+    let dag = plan("g", nodes(&ids("t", 2)), &[]);
+    // Another program wrote the plan under porki's keys, one node damaged.
+    block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        let options = porki::store::WriteDagOptions {
+            title: "g".into(),
+            source: porki::planner::source_fingerprint(&porki::planner::plan_context(
+                &project, "g",
+            )),
+            ..Default::default()
+        };
+        porki::store::write_plan(&store, dag.clone(), &options, 100)
+            .await
+            .unwrap();
+    });
+    let mut conn = server.conn();
+    let _: () = redis::cmd("HSET")
+        .arg("dag:{g}:nodes")
+        .arg("t01")
+        .arg("{not json")
+        .query(&mut conn)
+        .unwrap();
+    let store = StoreKind::Redis(server.url());
+    let provider = Arc::new(ScriptedProvider::new(dag, "p1", Arc::default()));
+    let started = Instant::now();
+    let code = join_within(
+        spawn_runtime(store.clone(), provider, project, |_| {}),
+        LIMIT,
+    );
+    assert_eq!(code, 1, "the goal fails");
+    let tasks = final_tasks(&store, "g");
+    let (status, _, attempt) = &tasks["t00"];
+    assert_eq!(
+        (*status, *attempt),
+        (TaskStatus::Failed, 3),
+        "each claim counted, none spun"
+    );
+    // A FAILED task stops the goal's claims: the other task was never taken.
+    assert_eq!(tasks["t01"].0, TaskStatus::Ready);
+    let task: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg("task:{g}:t00")
+        .query(&mut conn)
+        .unwrap();
+    assert!(
+        task["last_error"].contains("cannot read the task's context")
+            && task["last_error"].contains("dag:{g}:nodes.t01"),
+        "the reason names what is unreadable: {}",
+        task["last_error"]
+    );
+    assert_eq!(task["fence"], "3", "three claims in all");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_crash_looping_agent_is_restarted_at_once_and_given_up_on_by_the_intensity_limit() {
+    // Regression: a panicking agent kept its single-active guard, so its restart
+    // waited out the guard's TTL (15 s by default) and 5 restarts never fitted in
+    // the 60 s window: it restarted forever.
+    let mut provider =
+        ScriptedProvider::new(plan("g", nodes(&ids("t", 3)), &[]), "p1", Arc::default());
+    provider.behaviour = Box::new(|_, _| Behaviour::Panic);
+    let project = project(&temp_dir("crash-loop"), &[("looper", "g")]);
+    let started = Instant::now();
+    let (record, memory, run) = start_on_memory(Clock::Real, provider, project, |c| {
+        c.settings.guard_ttl = Some(Duration::from_secs(15));
+        c.settings.max_attempts = 50;
+    });
+    // Exits 1: no agent is left to finish the goal.
+    assert_eq!(join_within(run, LIMIT), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "five restarts do not wait out a 15 s guard each: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        record.executions().len(),
+        6,
+        "the first run and five restarts"
+    );
+    let agents = block_on(memory.agents()).unwrap();
+    assert!(
+        agents[0].state.to_string().starts_with("failed: "),
+        "{:?}",
+        agents[0].state
+    );
 }
 
 #[test]

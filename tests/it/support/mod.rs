@@ -8,12 +8,14 @@
 //! - `clis`: the real `claude` and `codex` CLIs (installed from npm on first use)
 //!   and the environment that keeps them offline.
 //! - `model`: a stand-in for the model behind them, on loopback.
+//! - `proxy`: a TCP proxy to Redis that freezes, or cuts a reply.
 //! - here: a tokio runtime for sync tests, free ports, temp folders, polling
 //!   with a deadline, and small file helpers.
 
 pub mod clis;
 pub mod model;
 pub mod process;
+pub mod proxy;
 pub mod redis_server;
 pub mod runtime;
 pub mod store;

@@ -46,6 +46,11 @@ impl RedisServer {
         panic!("redis-server did not start on a free port after 5 tries");
     }
 
+    /// The port it listens on (loopback).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)

@@ -41,7 +41,10 @@ pub struct Execution {
     pub task: String,
     pub process: String,
     pub started: Instant,
+    /// When it answered.
     pub finished: Option<Instant>,
+    /// When it stopped: answered, or cancelled (its call dropped).
+    pub ended: Option<Instant>,
     /// Dependencies that were not DONE in the store when it started.
     pub unfinished_deps: Vec<String>,
 }
@@ -83,6 +86,8 @@ pub struct ScriptedProvider {
     pub pick: Option<String>,
     /// Decides the behaviour of each execution: (task, how many times it ran before).
     pub behaviour: Box<ChooseBehaviour>,
+    /// How long a summarize call takes.
+    pub summarize_delay: Duration,
 }
 
 impl ScriptedProvider {
@@ -95,6 +100,7 @@ impl ScriptedProvider {
             store: Mutex::new(None),
             pick: None,
             behaviour: Box::new(|_, _| Behaviour::Succeed),
+            summarize_delay: Duration::ZERO,
         }
     }
 }
@@ -127,6 +133,7 @@ impl LlmProvider for ScriptedProvider {
         }
         let (goal, task) = prompt_task(&request.prompt).expect("execute prompts name their task");
         if request.phase == Phase::Summarize {
+            tokio::time::sleep(self.summarize_delay).await;
             let text = serde_json::json!({"status": "done", "notes": format!("summary of {task}")})
                 .to_string();
             return Ok(LlmResponse { text, usage });
@@ -148,12 +155,18 @@ impl LlmProvider for ScriptedProvider {
                 process: self.process.clone(),
                 started: Instant::now(),
                 finished: None,
+                ended: None,
                 unfinished_deps,
             });
             (executions.len() - 1, before)
         };
         let now = self.record.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.record.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        // Marks the end however the call ends: answered, or dropped mid-way.
+        let _running = Running {
+            record: &self.record,
+            index: index.0,
+        };
         let behaviour = (self.behaviour)(&task, index.1);
         let outcome = match behaviour {
             Behaviour::Succeed => {
@@ -166,7 +179,6 @@ impl LlmProvider for ScriptedProvider {
             }
             Behaviour::Panic => Err(()),
         };
-        self.record.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.record.executions.lock().unwrap()[index.0].finished = Some(Instant::now());
         if outcome.is_err() {
             panic!("scripted panic executing {task}");
@@ -178,6 +190,24 @@ impl LlmProvider for ScriptedProvider {
         })
         .to_string();
         Ok(LlmResponse { text, usage })
+    }
+}
+
+/// One execution in flight; its end is recorded when it is dropped.
+struct Running<'r> {
+    record: &'r Record,
+    index: usize,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.record.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let mut executions = self
+            .record
+            .executions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        executions[self.index].ended = Some(Instant::now());
     }
 }
 
