@@ -69,6 +69,7 @@ pub mod heartbeat;
 pub mod instructions;
 pub mod llm;
 pub mod llm_gate;
+pub mod metrics;
 pub mod planner;
 pub mod project;
 pub mod reaper;

@@ -250,6 +250,8 @@ pub struct LlmCaller {
     pub store: Arc<dyn Store>,
     /// Tokens a goal may spend; `None`: no limit.
     pub goal_token_budget: Option<u64>,
+    /// The process's metrics (calls, latency, tokens, cost, gate wait).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl LlmCaller {
@@ -270,15 +272,17 @@ impl LlmCaller {
                 });
             }
         }
-        let permit = self
-            .gate
-            .send(AcquireSlot)
-            .await
-            .map_err(|_| GateError::Stopped)??;
+        let waiting = Instant::now();
+        let permit = self.gate.send(AcquireSlot).await;
+        self.metrics.gate_waited(waiting.elapsed());
+        let permit = permit.map_err(|_| GateError::Stopped)??;
         let started = Instant::now();
         let result = self.provider.call(request).await;
         drop(permit);
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        let elapsed_ms = elapsed.as_millis() as u64;
+        self.metrics
+            .llm_call(self.provider.name(), request.phase, &result, elapsed);
         match &result {
             Ok(response) => {
                 let usage = &response.usage;

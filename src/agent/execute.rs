@@ -55,6 +55,8 @@ impl Worker {
     ) -> Option<Lease> {
         self.held.set(Some(lease.clone()));
         tracing::info!("task claimed");
+        let started = std::time::Instant::now();
+        self.deps.settings.metrics.task_claimed(&lease.goal);
         // Chaos testing (FAILPOINTS=agent-execute=10%panic): an agent crash mid-task.
         fail::fail_point!("agent-execute");
         let store = self.deps.store.clone();
@@ -97,6 +99,10 @@ impl Worker {
                 Err(e) => tracing::warn!(error = %e, "could not release the task; the reaper will"),
             },
         }
+        self.deps
+            .settings
+            .metrics
+            .task_ended(&lease.goal, started.elapsed());
         // The next task (claimed with the completion) is held from here on.
         self.held.set(next.clone());
         next
@@ -193,6 +199,7 @@ impl Worker {
                 match completed {
                     Ok((done, next)) => {
                         tracing::info!(promoted = ?done.promoted, goal_complete = done.goal_complete, "task done");
+                        self.deps.settings.metrics.task_completed(&lease.goal);
                         self.remember(format!("completed {}: {}", lease.task, result.progress))
                             .await;
                         return match next {
@@ -204,6 +211,10 @@ impl Worker {
                         tracing::warn!(
                             "stale completion rejected: the lease was lost and the task reclaimed; this result is dropped"
                         );
+                        self.deps
+                            .settings
+                            .metrics
+                            .stale_result_rejected(&lease.goal);
                         return None;
                     }
                     Err(e) => (true, format!("could not record completion: {e}")),
@@ -232,11 +243,19 @@ impl Worker {
             .await
         {
             Ok(FailOutcome::Retrying { after }) => {
-                tracing::warn!(%error, retry_in = ?after, "task failed; will retry")
+                tracing::warn!(%error, retry_in = ?after, "task failed; will retry");
+                self.deps.settings.metrics.task_failed(&lease.goal, true);
             }
-            Ok(FailOutcome::Failed) => tracing::error!(%error, "task FAILED"),
+            Ok(FailOutcome::Failed) => {
+                tracing::error!(%error, "task FAILED");
+                self.deps.settings.metrics.task_failed(&lease.goal, false);
+            }
             Err(StoreError::LeaseLost { .. }) => {
-                tracing::warn!("stale failure rejected: the lease was already lost")
+                tracing::warn!("stale failure rejected: the lease was already lost");
+                self.deps
+                    .settings
+                    .metrics
+                    .stale_result_rejected(&lease.goal);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not record the failure; the reaper will return the task")

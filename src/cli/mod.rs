@@ -199,6 +199,7 @@ impl RunArgs {
                 max_restarts: self.max_restarts,
                 window: self.restart_window,
             },
+            metrics: Default::default(),
         }
     }
 }

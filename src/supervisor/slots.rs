@@ -207,6 +207,7 @@ impl Handler<AgentExited> for Supervisor {
                 }
                 RestartDecision::RestartAfter(delay) => {
                     tracing::warn!(agent = %name, exit = ?msg.exit, restart_in = ?delay, "agent crashed; restarting");
+                    self.config.settings.metrics.agent_restarted(&name);
                     slot.state = SlotState::Restarting;
                     ctx.run_later(delay, move |supervisor, ctx| {
                         if supervisor.shutting_down {
