@@ -108,7 +108,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let store: Arc<dyn Store> = system.block_on(async {
         let store = open_store(&args.redis_url).await?;
         if let Some(web) = web {
-            super::serve::start(web, &args.redis_url, &store);
+            super::serve::start(web, &args.redis_url, &store)?;
         }
         let settings = RunSettings {
             lease_ttl: Duration::from_secs(10),

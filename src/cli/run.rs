@@ -34,7 +34,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let started: anyhow::Result<()> = system.block_on(async {
         let store = open_store(&args.store.redis_url).await?;
         if let Some(web) = web {
-            super::serve::start(web, &args.store.redis_url, &store);
+            super::serve::start(web, &args.store.redis_url, &store)?;
         }
         let config = SupervisorConfig::new(project, store, provider, settings);
         shut_down_on_signal(Supervisor::new(config).start());

@@ -73,7 +73,7 @@ fn bind(options: WebOptions) -> anyhow::Result<WebServer> {
 
 /// Starts a bound dashboard on its own thread, reading `store` (the embedded
 /// one is shared; a Redis store gets its own connection on the server's thread).
-pub fn start(server: WebServer, url: &str, store: &Arc<dyn Store>) {
+pub fn start(server: WebServer, url: &str, store: &Arc<dyn Store>) -> anyhow::Result<()> {
     let source = if url.starts_with("memory:") {
         StoreSource::Open(store.clone())
     } else {
@@ -82,7 +82,9 @@ pub fn start(server: WebServer, url: &str, store: &Arc<dyn Store>) {
     let address = server.url();
     tracing::info!(url = %address, "dashboard serving");
     println!("porki: dashboard at {address}");
-    server.spawn(source, url);
+    // The server lives as long as the process.
+    server.spawn(source, url)?;
+    Ok(())
 }
 
 /// Runs `porki serve` until SIGINT or SIGTERM.

@@ -190,6 +190,19 @@ impl WebServer {
         store_label: &str,
         signals: bool,
     ) -> Result<(), WebError> {
+        self.start(source, store_label, signals)?
+            .await
+            .map_err(WebError::Serve)
+    }
+
+    /// Starts serving in the current actix System; the returned server runs
+    /// while it is awaited or spawned.
+    fn start(
+        self,
+        source: StoreSource,
+        store_label: &str,
+        signals: bool,
+    ) -> Result<actix_web::dev::Server, WebError> {
         let slot = StoreSlot::default();
         actix_web::rt::spawn(slot.clone().open(source));
         let feed = Feed::new();
@@ -215,22 +228,59 @@ impl WebServer {
         if !signals {
             server = server.disable_signals();
         }
-        server.run().await.map_err(WebError::Serve)
+        Ok(server.run())
     }
 
     /// Serves on a thread of its own (with its own actix System), so pages never
-    /// run on the orchestrator's actor thread; the server lives as long as the process.
-    pub fn spawn(self, source: StoreSource, store_label: &str) -> std::thread::JoinHandle<()> {
+    /// run on the orchestrator's actor thread. It serves until [`WebHandle::stop`]
+    /// or the end of the process.
+    pub fn spawn(self, source: StoreSource, store_label: &str) -> Result<WebHandle, WebError> {
         let label = store_label.to_string();
-        std::thread::Builder::new()
+        let (started, handle) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
             .name("porki-web".into())
             .spawn(move || {
                 let system = actix_web::rt::System::new();
-                if let Err(e) = system.block_on(self.run(source, &label, false)) {
+                let result = system.block_on(async move {
+                    let server = self.start(source, &label, false);
+                    let server = match server {
+                        Ok(server) => server,
+                        Err(e) => {
+                            let _ = started.send(Err(e));
+                            return Ok(());
+                        }
+                    };
+                    let _ = started.send(Ok(server.handle()));
+                    server.await
+                });
+                if let Err(e) = result {
                     tracing::error!(error = %e, "the dashboard stopped");
                 }
             })
-            .expect("start the dashboard's thread")
+            .map_err(WebError::Serve)?;
+        let handle = handle.recv().map_err(|_| {
+            WebError::Serve(std::io::Error::other("the dashboard's thread ended"))
+        })??;
+        Ok(WebHandle { handle, thread })
+    }
+}
+
+/// A dashboard serving on its own thread ([`WebServer::spawn`]).
+pub struct WebHandle {
+    handle: actix_web::dev::ServerHandle,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl WebHandle {
+    /// Stops serving (open connections are dropped) and waits for the thread.
+    pub fn stop(self) {
+        let handle = self.handle;
+        // The handle's future only sends a message; any runtime can drive it.
+        let stopped = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(handle.stop(false));
+        });
+        let _ = stopped.join();
+        let _ = self.thread.join();
     }
 }
 

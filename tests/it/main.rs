@@ -11,6 +11,8 @@
 //! - `faults`: the real binary under kill -9, Redis restarts, stalls, chaos
 //!   fail points, a soak, bad input and secrets.
 //! - `manifests`: the systemg manifests and the instructions files they run.
+//! - `web`: the dashboard over HTTP (every endpoint, the metrics format, escaping,
+//!   the token) and `porki serve`, `run --http`, `demo --http` as a user runs them.
 //! - `real_cli`: `porki run` driving the real `claude` and `codex` CLIs (pinned,
 //!   from npm) against a stand-in model on loopback.
 //!
@@ -28,3 +30,4 @@ mod real_cli;
 mod runtime;
 mod status_graph;
 mod store_conformance;
+mod web;

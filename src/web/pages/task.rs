@@ -80,7 +80,11 @@ pub(in crate::web) fn task(view: &TaskView, now_ms: u64) -> String {
     for (id, dep) in &view.deps {
         let (badge, result) = match dep {
             Some(d) => (
-                state_badge(d.status),
+                format!(
+                    "{} <span class=\"muted\">{}</span>",
+                    state_badge(d.status),
+                    escape(&d.title)
+                ),
                 if d.progress.is_empty() {
                     "<p class=\"muted\">No result yet.</p>".to_string()
                 } else {

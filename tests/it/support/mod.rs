@@ -8,15 +8,19 @@
 //! - `clis`: the real `claude` and `codex` CLIs (installed from npm on first use)
 //!   and the environment that keeps them offline.
 //! - `model`: a stand-in for the model behind them, on loopback.
+//! - `web`: the dashboard in-process on a free port, and plain HTTP requests.
+//! - `prometheus`: a strict reader of the Prometheus text format.
 //! - here: a tokio runtime for sync tests, free ports, temp folders, polling
 //!   with a deadline, and small file helpers.
 
 pub mod clis;
 pub mod model;
 pub mod process;
+pub mod prometheus;
 pub mod redis_server;
 pub mod runtime;
 pub mod store;
+pub mod web;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
