@@ -137,9 +137,9 @@ pub(super) fn dag_svg(dag: &Dag, tasks: &[TaskState]) -> Option<String> {
             y2 = at.y + 31.0,
             y3 = at.y + 46.0,
             id = escape(&shorten(&node.id, 24)),
-            title = escape(&shorten(&node.title, 27)),
+            title = escape(&shorten(&node.title, 25)),
             stroke = stroke(status),
-            state_line = escape(&shorten(&state_line, 27)),
+            state_line = escape(&shorten(&state_line, 25)),
         );
         if let Some(label) = kind.label() {
             let _ = write!(

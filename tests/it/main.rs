@@ -13,6 +13,8 @@
 //! - `manifests`: the systemg manifests and the instructions files they run.
 //! - `web`: the dashboard over HTTP (every endpoint, the metrics format, escaping,
 //!   the token) and `porki serve`, `run --http`, `demo --http` as a user runs them.
+//! - `browser`: the dashboard in headless Chromium (Debian's `chromium` and
+//!   `chromium-driver`), updating live while the demo runs.
 //! - `real_cli`: `porki run` driving the real `claude` and `codex` CLIs (pinned,
 //!   from npm) against a stand-in model on loopback.
 //!
@@ -22,6 +24,7 @@
 
 mod support;
 
+mod browser;
 mod cli;
 mod control_plane;
 mod faults;

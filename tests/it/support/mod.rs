@@ -10,6 +10,7 @@
 //! - `model`: a stand-in for the model behind them, on loopback.
 //! - `web`: the dashboard in-process on a free port, and plain HTTP requests.
 //! - `prometheus`: a strict reader of the Prometheus text format.
+//! - `webdriver`: headless Chromium through chromedriver, in plain WebDriver.
 //! - here: a tokio runtime for sync tests, free ports, temp folders, polling
 //!   with a deadline, and small file helpers.
 
@@ -21,6 +22,7 @@ pub mod redis_server;
 pub mod runtime;
 pub mod store;
 pub mod web;
+pub mod webdriver;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
