@@ -29,7 +29,7 @@ pub struct DemoArgs {
     /// Time the offline provider takes per answer, so progress is visible.
     #[arg(long, value_parser = super::parse_duration, default_value = "400ms")]
     delay: Duration,
-    /// With --http, the dashboard stays up after the goal ends, until Ctrl-C.
+    // With --http, the dashboard stays up after the goal ends, until Ctrl-C.
     #[command(flatten)]
     http: super::serve::HttpArgs,
 }
