@@ -67,12 +67,15 @@
     var url = new URL(window.location.href);
     url.searchParams.set('fragment', '1');
     fetch(url.toString(), { credentials: 'same-origin', cache: 'no-store' })
-      .then(function (response) { return response.text(); })
-      .then(function (html) {
-        live.innerHTML = html;
+      .then(function (response) {
+        return response.text().then(function (html) { return [response.ok, html]; });
+      })
+      .then(function (answer) {
+        // The server renders (and escapes) every piece of it.
+        live.innerHTML = answer[1];
         updates += 1;
         live.setAttribute('data-updates', String(updates));
-        setStatus('live', 'ok');
+        if (answer[0]) setStatus('live', 'ok'); else setStatus('store unreachable', 'bad');
         tick();
       })
       .catch(function () { setStatus('cannot reach porki; retrying', 'bad'); })

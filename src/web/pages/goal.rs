@@ -14,6 +14,9 @@ use crate::report::GoalReport;
 
 /// Characters of a last error shown in the table (the task page has all of it).
 const ERROR_SHOWN: usize = 120;
+/// Rows of the task table: a page that refreshes on every change stays small
+/// for plans of thousands of tasks (the most recently changed come first).
+const ROWS_SHOWN: usize = 500;
 
 /// A goal page's live part.
 pub(in crate::web) fn goal(view: &GoalView, now_ms: u64) -> String {
@@ -167,11 +170,19 @@ fn task_table(report: &GoalReport, now_ms: u64) -> String {
             .cmp(&a.updated_ms)
             .then_with(|| a.id.cmp(&b.id))
     });
-    let mut out = String::from(
+    let mut out = String::new();
+    if tasks.len() > ROWS_SHOWN {
+        let _ = write!(
+            out,
+            "<p class=\"muted\">The {ROWS_SHOWN} most recently changed of {} tasks; <a href=\"/api/status\">the status JSON</a> has them all.</p>",
+            tasks.len()
+        );
+    }
+    out.push_str(
         "<table class=\"tasks\"><thead><tr><th>task</th><th>title</th><th>state</th><th>owner</th>\
 <th>attempt</th><th>lease left</th><th>time</th><th>last error</th><th>outputs</th></tr></thead><tbody>",
     );
-    for t in tasks {
+    for t in tasks.into_iter().take(ROWS_SHOWN) {
         let time_taken = match (t.started_ms, t.finished_ms, t.status) {
             (Some(s), Some(f), _) => duration(f.saturating_sub(s)),
             (Some(s), None, TaskStatus::Running) => duration(now_ms.saturating_sub(s)),
@@ -209,4 +220,57 @@ fn task_table(report: &GoalReport, now_ms: u64) -> String {
     }
     out.push_str("</tbody></table>");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::domain::{Dag, Node, TaskState};
+    use crate::store::{GoalState, GoalStatus};
+    use crate::web::fetch::GoalView;
+
+    fn view(tasks: usize) -> GoalView {
+        let ids: Vec<String> = (0..tasks).map(|i| format!("t{i:04}")).collect();
+        let nodes = ids.iter().map(|id| Node::new(id.clone(), "")).collect();
+        let tasks: Vec<TaskState> = ids
+            .iter()
+            .map(|id| TaskState::new("g", id, "", TaskStatus::Ready, 1))
+            .collect();
+        GoalView {
+            report: GoalReport {
+                status: GoalStatus {
+                    goal: "g".into(),
+                    state: GoalState::Active,
+                    title: String::new(),
+                    fingerprint: String::new(),
+                    source: String::new(),
+                    max_attempts: 3,
+                    counts: BTreeMap::from([(TaskStatus::Ready, tasks.len() as u64)]),
+                    total: tasks.len() as u64,
+                    created_ms: 1,
+                    finished_ms: None,
+                    last_error: None,
+                    tokens: 0,
+                    cost_usd: 0.0,
+                    backoff: None,
+                },
+                tasks,
+            },
+            dag: Dag::new("g", nodes, &[]),
+            agents: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_huge_plan_keeps_the_page_small() {
+        let small = goal(&view(3), 1);
+        assert_eq!(small.matches("<tr data-task=").count(), 3);
+        assert!(small.contains("<svg"));
+        let huge = goal(&view(ROWS_SHOWN + 1), 1);
+        assert_eq!(huge.matches("<tr data-task=").count(), ROWS_SHOWN);
+        assert!(huge.contains("The 500 most recently changed of 501 tasks"));
+        assert!(!huge.contains("<svg xmlns"), "not drawn past MAX_DRAWN");
+    }
 }
