@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::store::{self, Store, StoreError};
 
 /// How the dashboard is served.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WebOptions {
     /// Address to listen on (`127.0.0.1:7878`; port 0 picks a free one).
     pub listen: SocketAddr,
@@ -27,6 +27,18 @@ pub struct WebOptions {
     pub metrics: Option<Arc<Metrics>>,
     /// Worker threads serving requests.
     pub workers: usize,
+}
+
+impl std::fmt::Debug for WebOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself: options may end up in a log line.
+        f.debug_struct("WebOptions")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("metrics", &self.metrics.is_some())
+            .field("workers", &self.workers)
+            .finish()
+    }
 }
 
 impl WebOptions {
@@ -333,6 +345,11 @@ mod tests {
             ..open.clone()
         };
         assert!(matches!(WebServer::bind(bad), Err(WebError::Token(_))));
+        let secret = WebOptions {
+            token: Some("s3cret".into()),
+            ..open.clone()
+        };
+        assert!(!format!("{secret:?}").contains("s3cret"));
         let loopback = WebOptions::new("127.0.0.1:0".parse().unwrap());
         let server = WebServer::bind(loopback).unwrap();
         assert_ne!(server.local_addr().port(), 0);
