@@ -25,7 +25,7 @@ grep -qxF "$end" "$readme" || { echo "$readme has no '$end' line" >&2; exit 1; }
 
 # The commands to document; optional ones only when the binary knows them.
 commands=("" "run" "demo" "instructions validate" "instructions create")
-for optional in status graph; do
+for optional in status graph serve; do
   if "$PORKI" "$optional" --help >/dev/null 2>&1; then
     commands+=("$optional")
   fi

@@ -50,6 +50,15 @@
 //! - [`report`]: what `porki status` and `porki graph` print (text table, status
 //!   JSON, Mermaid, DOT, graph JSON), one renderer per file.
 //!
+//! Watching it:
+//! - [`metrics`]: the process's counters and histograms ([`metrics::Metrics`],
+//!   passed in through [`supervisor::RunSettings`]; the actors call one method
+//!   where something happens) and their Prometheus text, with gauges read from the
+//!   store at scrape time.
+//! - [`web`]: the dashboard (`porki serve`, `porki run --http`): pages rendered
+//!   on the server (the DAG as SVG), live through server-sent events driven by
+//!   the store's goal events, `/metrics`, `/healthz`, `/readyz`.
+//!
 //! Around them:
 //! - [`project`]: loading an instructions file and the agent files it names.
 //! - [`llm`]: the [`llm::LlmProvider`] trait and its providers (`llm/cli/`: CLIs in
@@ -69,6 +78,7 @@ pub mod heartbeat;
 pub mod instructions;
 pub mod llm;
 pub mod llm_gate;
+pub mod metrics;
 pub mod planner;
 pub mod project;
 pub mod reaper;
@@ -76,4 +86,5 @@ pub mod report;
 pub mod store;
 pub mod supervisor;
 pub mod watcher;
+pub mod web;
 pub mod workspace;

@@ -269,6 +269,8 @@ pub struct LlmCaller {
     pub store: Arc<dyn Store>,
     /// Tokens a goal may spend; `None`: no limit.
     pub goal_token_budget: Option<u64>,
+    /// The process's metrics (calls, latency, tokens, cost, gate wait).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl LlmCaller {
@@ -289,11 +291,17 @@ impl LlmCaller {
                 });
             }
         }
-        let permit = self.gate.acquire().await?;
+        let waiting = Instant::now();
+        let permit = self.gate.acquire().await;
+        self.metrics.gate_waited(waiting.elapsed());
+        let permit = permit?;
         let started = Instant::now();
         let result = self.provider.call(request).await;
         drop(permit);
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        let elapsed_ms = elapsed.as_millis() as u64;
+        self.metrics
+            .llm_call(self.provider.name(), request.phase, &result, elapsed);
         match &result {
             Ok(response) => {
                 let usage = &response.usage;

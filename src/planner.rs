@@ -345,6 +345,7 @@ mod tests {
             provider: provider.clone(),
             store: store.clone(),
             goal_token_budget: None,
+            metrics: Default::default(),
         };
         let settings = PlannerSettings {
             workspaces: crate::workspace::Workspaces::new(

@@ -13,6 +13,7 @@ pub struct LeaseReaper {
     store: Arc<dyn Store>,
     goals: Vec<String>,
     interval: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl LeaseReaper {
@@ -23,7 +24,13 @@ impl LeaseReaper {
             store,
             goals,
             interval: (lease_ttl / 4).max(Duration::from_millis(100)),
+            metrics: Arc::default(),
         }
+    }
+
+    /// The same reaper, counting what it reaps in `metrics`.
+    pub fn with_metrics(self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        Self { metrics, ..self }
     }
 }
 
@@ -34,12 +41,14 @@ impl Actor for LeaseReaper {
         ctx.run_interval(self.interval, |reaper, ctx| {
             let store = reaper.store.clone();
             let goals = reaper.goals.clone();
+            let metrics = reaper.metrics.clone();
             // Wait for one pass to end before the next starts.
             ctx.wait(
                 async move {
                     for goal in goals {
                         match store.reap(&goal).await {
                             Ok(outcome) => {
+                                metrics.leases_reaped(&goal, &outcome);
                                 for task in &outcome.requeued {
                                     tracing::info!(goal = %goal, task = %task, "lease lost; task back to READY");
                                 }

@@ -75,6 +75,8 @@ impl Worker {
         let Claimed { lease, sent } = claimed;
         self.held.set(Some(lease.clone()));
         tracing::info!("task claimed");
+        let started = Instant::now();
+        self.deps.settings.metrics.task_claimed(&lease.goal);
         // Chaos testing (FAILPOINTS=agent-execute=10%panic): an agent crash mid-task.
         fail::fail_point!("agent-execute");
         let ttl = self.deps.settings.lease_ttl;
@@ -116,6 +118,10 @@ impl Worker {
                 None
             }
         };
+        self.deps
+            .settings
+            .metrics
+            .task_ended(&lease.goal, started.elapsed());
         // The next task (claimed with the completion) is held from here on.
         self.held.set(next.as_ref().map(|c| c.lease.clone()));
         next.map_or(Executed::Finished, Executed::Next)

@@ -60,6 +60,8 @@ pub struct AgentSettings {
     pub llm_select: bool,
     /// Summarize each finished task for its dependents (`--llm-summarize`).
     pub llm_summarize: bool,
+    /// The process's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Default for AgentSettings {
@@ -72,6 +74,7 @@ impl Default for AgentSettings {
             process: process_id(),
             llm_select: false,
             llm_summarize: false,
+            metrics: Arc::default(),
         }
     }
 }

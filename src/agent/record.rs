@@ -147,10 +147,12 @@ impl Worker {
         let next = match written {
             Written::Done((done, next)) => {
                 tracing::info!(promoted = ?done.promoted, goal_complete = done.goal_complete, "task done");
+                self.deps.settings.metrics.task_completed(&lease.goal);
                 next
             }
             Written::Lost if self.completed_already(lease).await => {
                 tracing::info!("task done (an earlier try was applied; its reply was lost)");
+                self.deps.settings.metrics.task_completed(&lease.goal);
                 match keep_working {
                     true => self.claim_found_again(lease, first_sent).await,
                     false => None,
@@ -160,12 +162,20 @@ impl Worker {
                 tracing::warn!(
                     "stale completion rejected: the lease was lost and the task reclaimed; this result is dropped"
                 );
+                self.deps
+                    .settings
+                    .metrics
+                    .stale_result_rejected(&lease.goal);
                 return None;
             }
             Written::Deadline => {
                 tracing::warn!(
                     "stale completion rejected: the lease's deadline passed before the store recorded it; this result is dropped and the task will run again"
                 );
+                self.deps
+                    .settings
+                    .metrics
+                    .stale_result_rejected(&lease.goal);
                 return None;
             }
         };
@@ -213,14 +223,30 @@ impl Worker {
         .await
         {
             Written::Done(FailOutcome::Retrying { after }) => {
-                tracing::warn!(%error, retry_in = ?after, "task failed; will retry")
+                tracing::warn!(%error, retry_in = ?after, "task failed; will retry");
+                self.deps.settings.metrics.task_failed(&lease.goal, true);
             }
-            Written::Done(FailOutcome::Failed) => tracing::error!(%error, "task FAILED"),
-            Written::Lost => tracing::warn!("stale failure rejected: the lease was already lost"),
-            Written::Deadline => tracing::warn!(
-                %error,
-                "stale failure rejected: the lease's deadline passed before the store recorded it; the reaper will return the task"
-            ),
+            Written::Done(FailOutcome::Failed) => {
+                tracing::error!(%error, "task FAILED");
+                self.deps.settings.metrics.task_failed(&lease.goal, false);
+            }
+            Written::Lost => {
+                tracing::warn!("stale failure rejected: the lease was already lost");
+                self.deps
+                    .settings
+                    .metrics
+                    .stale_result_rejected(&lease.goal);
+            }
+            Written::Deadline => {
+                tracing::warn!(
+                    %error,
+                    "stale failure rejected: the lease's deadline passed before the store recorded it; the reaper will return the task"
+                );
+                self.deps
+                    .settings
+                    .metrics
+                    .stale_result_rejected(&lease.goal);
+            }
         }
         self.remember(format!("failed {}: {error}", lease.task))
             .await;

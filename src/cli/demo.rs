@@ -29,6 +29,9 @@ pub struct DemoArgs {
     /// Time the offline provider takes per answer, so progress is visible.
     #[arg(long, value_parser = super::parse_duration, default_value = "400ms")]
     delay: Duration,
+    // With --http, the dashboard stays up after the goal ends, until Ctrl-C.
+    #[command(flatten)]
+    http: super::serve::HttpArgs,
 }
 
 /// The example's files, relative to its folder.
@@ -98,9 +101,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         args.redis_url,
         dir.display()
     );
+    let metrics = Arc::new(porki::metrics::Metrics::new());
+    let web = args.http.bind(metrics.clone())?;
+    let serving = web.is_some();
     let system = System::new();
     let store: Arc<dyn Store> = system.block_on(async {
         let store = open_store(&args.redis_url).await?;
+        if let Some(web) = web {
+            super::serve::start(web, &args.redis_url, &store)?;
+        }
         let settings = RunSettings {
             lease_ttl: Duration::from_secs(10),
             workspace: dir
@@ -111,6 +120,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             llm_wait: Duration::from_secs(60),
             spawn_mode: SpawnMode::Static,
             until_done: true,
+            metrics,
             ..RunSettings::default()
         };
         let provider = Arc::new(OfflineProvider::with_delay(args.delay));
@@ -134,6 +144,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     println!("artifacts: {}", artifacts.display());
+    if serving {
+        println!("the dashboard stays up until Ctrl-C");
+        runtime.block_on(super::shutdown_signal());
+    }
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 

@@ -6,6 +6,7 @@ mod graph;
 mod instructions;
 mod logging;
 mod run;
+mod serve;
 mod status;
 
 use std::path::PathBuf;
@@ -45,6 +46,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Print a goal's DAG with task states (Mermaid, DOT or JSON).
     Graph(graph::GraphArgs),
+    /// Serve the web dashboard, /metrics and health checks for a store (read-only).
+    Serve(serve::ServeArgs),
 }
 
 /// Flags of `porki run`.
@@ -99,6 +102,8 @@ pub struct RunArgs {
     /// Tokens a goal may spend on LLM calls; once spent, its next call fails closed.
     #[arg(long, value_name = "TOKENS")]
     goal_token_budget: Option<u64>,
+    #[command(flatten)]
+    http: serve::HttpArgs,
 }
 
 /// Where the store is; shared by the commands that read or run it.
@@ -199,6 +204,7 @@ impl RunArgs {
                 max_restarts: self.max_restarts,
                 window: self.restart_window,
             },
+            metrics: Default::default(),
         }
     }
 }
@@ -304,6 +310,7 @@ pub fn main() -> ExitCode {
         Some(Command::Instructions(command)) => instructions::run(command),
         Some(Command::Status(args)) => status::run(args),
         Some(Command::Graph(args)) => graph::run(args),
+        Some(Command::Serve(args)) => serve::run(args),
         None if cli.run.instructions.is_some() || cli.run.prompt.is_some() => run::run(cli.run),
         None => {
             use clap::CommandFactory;

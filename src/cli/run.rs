@@ -29,9 +29,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| usage("--instructions PATH is required (or --prompt for one prompt)"))?;
     let project = Project::load(&path).map_err(usage)?;
     let settings = args.settings();
+    let web = args.http.bind(settings.metrics.clone())?;
     let system = System::new();
     let started: anyhow::Result<()> = system.block_on(async {
         let store = open_store(&args.store.redis_url).await?;
+        if let Some(web) = web {
+            super::serve::start(web, &args.store.redis_url, &store)?;
+        }
         let config = SupervisorConfig::new(project, store, provider, settings);
         shut_down_on_signal(Supervisor::new(config).start());
         Ok(())

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::agent::AgentSettings;
 use crate::llm::LlmProvider;
+use crate::metrics::Metrics;
 use crate::planner::PlannerSettings;
 use crate::project::Project;
 use crate::store::Store;
@@ -65,6 +66,8 @@ pub struct RunSettings {
     pub grace: Duration,
     /// When crashed agents are restarted.
     pub restart: RestartPolicy,
+    /// The process's metrics, counted by its actors (`/metrics` renders them).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for RunSettings {
@@ -87,6 +90,7 @@ impl Default for RunSettings {
             until_done: false,
             grace: Duration::ZERO,
             restart: RestartPolicy::default(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -116,6 +120,7 @@ impl RunSettings {
             guard_ttl: self.guard_ttl(),
             llm_select: self.llm_select,
             llm_summarize: self.llm_summarize,
+            metrics: self.metrics.clone(),
             ..AgentSettings::default()
         }
     }

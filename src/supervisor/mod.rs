@@ -289,6 +289,7 @@ impl Actor for Supervisor {
                 config.project.goals(),
                 settings.lease_ttl,
             )
+            .with_metrics(settings.metrics.clone())
             .start(),
         );
         let caller = LlmCaller {
@@ -296,6 +297,7 @@ impl Actor for Supervisor {
             provider: config.provider.clone(),
             store: config.store.clone(),
             goal_token_budget: settings.goal_token_budget,
+            metrics: settings.metrics.clone(),
         };
         self.planner =
             Some(DagPlanner::new(config.store.clone(), caller.clone(), settings.planner()).start());

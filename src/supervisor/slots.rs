@@ -247,6 +247,7 @@ impl Handler<AgentExited> for Supervisor {
                 }
                 RestartDecision::RestartAfter(delay) => {
                     tracing::warn!(agent = %name, exit = ?msg.exit, restart_in = ?delay, "agent crashed; restarting");
+                    self.config.settings.metrics.agent_restarted(&name);
                     let crashed = msg.run;
                     slot.state = SlotState::Restarting { crashed };
                     ctx.run_later(delay, move |supervisor, ctx| {

@@ -12,6 +12,10 @@
 //!   fail points, a soak, bad input and secrets.
 //! - `manifests`: the systemg manifests and the instructions files they run.
 //! - `network`: a link to Redis that silently stops forwarding, and lost replies.
+//! - `web`: the dashboard over HTTP (every endpoint, the metrics format, escaping,
+//!   the token) and `porki serve`, `run --http`, `demo --http` as a user runs them.
+//! - `browser`: the dashboard in headless Chromium (Debian's `chromium` and
+//!   `chromium-driver`), updating live while the demo runs.
 //! - `real_cli`: `porki run` driving the real `claude` and `codex` CLIs (pinned,
 //!   from npm) against a stand-in model on loopback.
 //!
@@ -21,6 +25,7 @@
 
 mod support;
 
+mod browser;
 mod cli;
 mod control_plane;
 mod faults;
@@ -30,3 +35,4 @@ mod real_cli;
 mod runtime;
 mod status_graph;
 mod store_conformance;
+mod web;

@@ -9,16 +9,22 @@
 //!   and the environment that keeps them offline.
 //! - `model`: a stand-in for the model behind them, on loopback.
 //! - `proxy`: a TCP proxy to Redis that freezes, or cuts a reply.
+//! - `web`: the dashboard in-process on a free port, and plain HTTP requests.
+//! - `prometheus`: a strict reader of the Prometheus text format.
+//! - `webdriver`: headless Chromium through chromedriver, in plain WebDriver.
 //! - here: a tokio runtime for sync tests, free ports, temp folders, polling
 //!   with a deadline, and small file helpers.
 
 pub mod clis;
 pub mod model;
 pub mod process;
+pub mod prometheus;
 pub mod proxy;
 pub mod redis_server;
 pub mod runtime;
 pub mod store;
+pub mod web;
+pub mod webdriver;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,277 @@
+//! A goal's page: its summary and waits, the DAG drawn, the task table and its agents.
+
+use std::fmt::Write as _;
+
+use super::super::fetch::GoalView;
+use super::super::html::{
+    countdown, counts, duration, escape, goal_badge, kind_badge, lease_left, link, progress_bar,
+    shorten, state_badge, task_href, time,
+};
+use super::super::svg::{MAX_DRAWN, dag_svg};
+use super::{agents_table, callout};
+use crate::domain::TaskStatus;
+use crate::report::GoalReport;
+
+/// Characters of a last error shown in the table (the task page has all of it).
+const ERROR_SHOWN: usize = 120;
+/// Rows of the task table: a page that refreshes on every change stays small
+/// for plans of thousands of tasks (the most recently changed come first).
+const ROWS_SHOWN: usize = 500;
+
+/// A goal page's live part.
+pub(in crate::web) fn goal(view: &GoalView, now_ms: u64) -> String {
+    let status = &view.report.status;
+    let mut out = format!(
+        "<p class=\"crumbs\"><a href=\"/\">goals</a> / {goal}</p><h1>{goal} {badge}</h1>",
+        goal = escape(&status.goal),
+        badge = goal_badge(status.state),
+    );
+    if !status.title.is_empty() && status.title != status.goal {
+        let _ = write!(out, "<p class=\"subtitle\">{}</p>", escape(&status.title));
+    }
+    let done = status.count(TaskStatus::Done);
+    let _ = write!(
+        out,
+        "<p class=\"summary\">{bar} <span class=\"num\">{done}/{total} done</span> {counts}</p>\
+<p class=\"summary muted\">{tokens} tokens · ${cost:.4} · planned {created}{finished}</p>",
+        bar = progress_bar(status),
+        total = status.total,
+        counts = counts(status),
+        tokens = status.tokens,
+        cost = status.cost_usd,
+        created = time(status.created_ms),
+        finished = status
+            .finished_ms
+            .map(|f| format!(" · finished {}", time(f)))
+            .unwrap_or_default(),
+    );
+    out.push_str(&waits(&view.report, view, now_ms));
+    out.push_str("<h2>Plan</h2>");
+    match dag_svg(&view.dag, &view.report.tasks) {
+        Some(svg) => {
+            let _ = write!(out, "<div class=\"dag-box\">{svg}</div>");
+            out.push_str(LEGEND);
+        }
+        None => {
+            let _ = write!(
+                out,
+                "<p class=\"muted\">The plan has {} tasks; it is drawn up to {MAX_DRAWN}. The table lists them all.</p>",
+                view.dag.nodes.len()
+            );
+        }
+    }
+    out.push_str("<h2>Tasks</h2>");
+    out.push_str(&task_table(&view.report, now_ms));
+    out.push_str("<h2>Agents</h2>");
+    out.push_str(&agents_table(&view.agents));
+    out
+}
+
+const LEGEND: &str = "<p class=\"legend\"><span class=\"state s-blocked\">BLOCKED</span> \
+<span class=\"state s-ready\">READY</span> <span class=\"state s-running\">RUNNING</span> \
+<span class=\"state s-done\">DONE</span> <span class=\"state s-failed\">FAILED</span> · \
+dashed borders: <span class=\"kind k-review\">review</span> <span class=\"kind k-fix\">fix</span> \
+<span class=\"kind k-recover\">recover</span> tasks</p>";
+
+/// Call-outs for whatever holds the goal up: a goal-wide backoff, tasks waiting
+/// for a retry, expired leases, FAILED tasks, paused agents.
+fn waits(report: &GoalReport, view: &GoalView, now_ms: u64) -> String {
+    let status = &report.status;
+    let mut out = String::new();
+    if let Some(backoff) = &status.backoff
+        && backoff.remaining_ms(now_ms).is_some()
+    {
+        out.push_str(&callout(
+            "warn",
+            &format!(
+                "Waiting for a rate or usage limit: nothing of this goal is claimed for {} (until {}). {}",
+                countdown(backoff.until_ms, now_ms),
+                time(backoff.until_ms),
+                escape(&backoff.reason)
+            ),
+        ));
+    }
+    if let Some(error) = &status.last_error {
+        out.push_str(&callout(
+            "bad",
+            &format!("The goal failed: {}", escape(error)),
+        ));
+    }
+    let retrying: Vec<_> = report
+        .tasks
+        .iter()
+        .filter(|t| t.status == TaskStatus::Ready && t.retry_at_ms.is_some_and(|at| at > now_ms))
+        .collect();
+    if !retrying.is_empty() {
+        let list: Vec<String> = retrying
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} in {}",
+                    link(&task_href(&status.goal, &t.id), &t.id),
+                    countdown(t.retry_at_ms.unwrap_or(now_ms), now_ms)
+                )
+            })
+            .collect();
+        out.push_str(&callout(
+            "warn",
+            &format!("Backing off before a retry: {}.", list.join(", ")),
+        ));
+    }
+    let expired: Vec<String> = report
+        .tasks
+        .iter()
+        .filter(|t| {
+            t.status == TaskStatus::Running && t.lease_expires_ms.is_some_and(|e| e <= now_ms)
+        })
+        .map(|t| link(&task_href(&status.goal, &t.id), &t.id))
+        .collect();
+    if !expired.is_empty() {
+        out.push_str(&callout(
+            "warn",
+            &format!(
+                "Lease expired (the reaper puts these back to READY): {}.",
+                expired.join(", ")
+            ),
+        ));
+    }
+    let failed = status.count(TaskStatus::Failed);
+    if failed > 0 {
+        out.push_str(&callout(
+            "bad",
+            &format!(
+                "{failed} task(s) FAILED: their dependents stay BLOCKED until an operator writes RETRY-TASK &lt;id&gt; into a heartbeat file."
+            ),
+        ));
+    }
+    let paused: Vec<String> = view
+        .agents
+        .iter()
+        .filter(|a| a.paused.is_some())
+        .map(|a| escape(&a.record.name))
+        .collect();
+    if !paused.is_empty() {
+        out.push_str(&callout(
+            "warn",
+            &format!(
+                "Paused (no new claims until RESUME): {}.",
+                paused.join(", ")
+            ),
+        ));
+    }
+    out
+}
+
+/// Every task: state, owner, attempt, lease left, last error, outputs.
+fn task_table(report: &GoalReport, now_ms: u64) -> String {
+    let mut tasks: Vec<_> = report.tasks.iter().collect();
+    tasks.sort_by(|a, b| {
+        b.updated_ms
+            .cmp(&a.updated_ms)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    let mut out = String::new();
+    if tasks.len() > ROWS_SHOWN {
+        let _ = write!(
+            out,
+            "<p class=\"muted\">The {ROWS_SHOWN} most recently changed of {} tasks; <a href=\"/api/status\">the status JSON</a> has them all.</p>",
+            tasks.len()
+        );
+    }
+    out.push_str(
+        "<table class=\"tasks\"><thead><tr><th>task</th><th>title</th><th>state</th><th>owner</th>\
+<th>attempt</th><th>lease left</th><th>time</th><th>last error</th><th>outputs</th></tr></thead><tbody>",
+    );
+    for t in tasks.into_iter().take(ROWS_SHOWN) {
+        let time_taken = match (t.started_ms, t.finished_ms, t.status) {
+            (Some(s), Some(f), _) => duration(f.saturating_sub(s)),
+            (Some(s), None, TaskStatus::Running) => duration(now_ms.saturating_sub(s)),
+            _ => "–".into(),
+        };
+        let error = t
+            .last_error
+            .as_deref()
+            .map(|e| escape(&shorten(e, ERROR_SHOWN)))
+            .unwrap_or_else(|| "<span class=\"muted\">–</span>".into());
+        let outputs = if t.artifacts.is_empty() {
+            "–".to_string()
+        } else {
+            t.artifacts
+                .iter()
+                .map(|a| format!("<code>{}</code>", escape(a)))
+                .collect::<Vec<_>>()
+                .join("<br>")
+        };
+        let _ = write!(
+            out,
+            "<tr data-task=\"{id}\" data-state=\"{state}\"><td>{link}{kind}</td><td>{title}</td><td>{badge}</td>\
+<td>{owner}</td><td class=\"num\">{attempt}</td><td class=\"num\">{lease}</td><td class=\"num\">{time_taken}</td>\
+<td class=\"error\">{error}</td><td>{outputs}</td></tr>",
+            id = escape(&t.id),
+            state = t.status.as_str(),
+            link = link(&task_href(&t.goal, &t.id), &t.id),
+            kind = kind_badge(&t.id),
+            title = escape(&t.title),
+            badge = state_badge(t.status),
+            owner = escape(t.owner.as_deref().unwrap_or("–")),
+            attempt = t.attempt,
+            lease = lease_left(t, now_ms),
+        );
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::domain::{Dag, Node, TaskState};
+    use crate::store::{GoalState, GoalStatus};
+    use crate::web::fetch::GoalView;
+
+    fn view(tasks: usize) -> GoalView {
+        let ids: Vec<String> = (0..tasks).map(|i| format!("t{i:04}")).collect();
+        let nodes = ids.iter().map(|id| Node::new(id.clone(), "")).collect();
+        let tasks: Vec<TaskState> = ids
+            .iter()
+            .map(|id| TaskState::new("g", id, "", TaskStatus::Ready, 1))
+            .collect();
+        GoalView {
+            report: GoalReport {
+                status: GoalStatus {
+                    goal: "g".into(),
+                    state: GoalState::Active,
+                    title: String::new(),
+                    fingerprint: String::new(),
+                    source: String::new(),
+                    max_attempts: 3,
+                    counts: BTreeMap::from([(TaskStatus::Ready, tasks.len() as u64)]),
+                    total: tasks.len() as u64,
+                    created_ms: 1,
+                    finished_ms: None,
+                    last_error: None,
+                    tokens: 0,
+                    cost_usd: 0.0,
+                    backoff: None,
+                    ready_by_role: BTreeMap::new(),
+                },
+                tasks,
+            },
+            dag: Dag::new("g", nodes, &[]),
+            agents: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_huge_plan_keeps_the_page_small() {
+        let small = goal(&view(3), 1);
+        assert_eq!(small.matches("<tr data-task=").count(), 3);
+        assert!(small.contains("<svg"));
+        let huge = goal(&view(ROWS_SHOWN + 1), 1);
+        assert_eq!(huge.matches("<tr data-task=").count(), ROWS_SHOWN);
+        assert!(huge.contains("The 500 most recently changed of 501 tasks"));
+        assert!(!huge.contains("<svg xmlns"), "not drawn past MAX_DRAWN");
+    }
+}

@@ -1,0 +1,812 @@
+//! The dashboard over HTTP: every endpoint, the metrics format, escaping of
+//! untrusted text, the token, and `porki serve` / `run --http` / `demo --http`
+//! as a user runs them. (`browser.rs` watches it in a real browser.)
+
+use std::io::Read as _;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use porki::domain::Node;
+use porki::llm::{LlmResponse, Phase, Usage};
+use porki::metrics::Metrics;
+use porki::store::prelude::*;
+use porki::store::{
+    AgentField, AgentRecord, AgentState, Lease, MemoryStore, ReapOutcome, RedisStore, TaskResult,
+    WriteDagOptions, write_plan,
+};
+use porki::web::StoreSource;
+
+use crate::support::prometheus;
+use crate::support::web::{Dashboard, get};
+use crate::support::{
+    RedisServer, block_on, claim, exit_stderr, free_port, plan, porki, signal, temp_dir,
+    tokio_runtime, wait_exit, wait_for, wait_until,
+};
+
+const GOAL: &str = "shop";
+const EVIL: &str = "<script>alert(1)</script>";
+/// Leases that outlive the test.
+const LEASE: Duration = Duration::from_secs(600);
+
+/// The store of [`seed`].
+fn seeded() -> Arc<MemoryStore> {
+    seed().0
+}
+
+/// a → b → c, b → b.review: a DONE (with notes and an output), b RUNNING by w1
+/// with a hostile title (its lease returned), agent w1 registered, paused, with
+/// a hostile error.
+fn seed() -> (Arc<MemoryStore>, Lease) {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let dag = plan(
+            GOAL,
+            vec![
+                Node::new("a", "Pick products"),
+                Node::new("b", EVIL),
+                Node::new("c", "Publish"),
+                Node::new("b.review", "Review the copy"),
+            ],
+            &[("a", "b"), ("b", "c"), ("b", "b.review")],
+        );
+        let options = WriteDagOptions {
+            title: "Open the shop".into(),
+            ..WriteDagOptions::default()
+        };
+        write_plan(&*store, dag, &options, 100).await.unwrap();
+        let a = claim(&*store, GOAL, "w1", LEASE).await.unwrap();
+        let result = TaskResult {
+            progress: "tea, <b>coffee</b> & cake".into(),
+            artifacts: vec!["out/products.md".into()],
+        };
+        store.complete(&a, &result).await.unwrap();
+        let b = claim(&*store, GOAL, "w1", LEASE).await.unwrap();
+        assert_eq!(b.task, "b");
+        store
+            .register_agent(&AgentRecord {
+                name: "w1".into(),
+                goal: GOAL.into(),
+                role: Some("writer".into()),
+                process: "host:1".into(),
+                state: AgentState::Running,
+            })
+            .await
+            .unwrap();
+        store
+            .push_agent_error("w1", "<img src=x onerror=alert(2)>")
+            .await
+            .unwrap();
+        store
+            .set_agent_value("w1", AgentField::Paused, Some("release"))
+            .await
+            .unwrap();
+        (store, b)
+    })
+}
+
+fn assert_contains_all(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "no {part:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn the_front_page_shows_goals_progress_and_agents() {
+    let web = Dashboard::start(seeded());
+    let page = web.get("/");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.header("content-type"), "text/html; charset=utf-8");
+    assert!(
+        page.header("content-security-policy")
+            .contains("script-src 'self'")
+    );
+    assert_contains_all(
+        &page.body,
+        &[
+            "<!doctype html>",
+            "href=\"/goals/shop\"",
+            "Open the shop",
+            "1 of 4 tasks done",
+            "data-agent=\"w1\"",
+            "writer",
+            "href=\"/goals/shop/tasks/b\"",
+            "paused (release)",
+            "1 agent(s) paused",
+            "<script src=\"/assets/app.js\" defer></script>",
+            "data-events=\"/events\"",
+        ],
+    );
+}
+
+#[test]
+fn a_goal_page_draws_its_dag_and_lists_every_task() {
+    let web = Dashboard::start(seeded());
+    let page = web.get("/goals/shop");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_contains_all(
+        &page.body,
+        &[
+            "data-events=\"/events?goal=shop\"",
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"dag",
+            "data-task=\"a\" data-state=\"DONE\"",
+            "data-task=\"b\" data-state=\"RUNNING\"",
+            "data-task=\"c\" data-state=\"BLOCKED\"",
+            // The review task is drawn as one: dashed, and labelled.
+            "class=\"node s-blocked k-review\"",
+            "<span class=\"kind k-review\">review</span>",
+            "<tr data-task=\"b\" data-state=\"RUNNING\">",
+            "RUNNING · w1",
+            "<code>out/products.md</code>",
+            "Paused (no new claims until RESUME): w1.",
+        ],
+    );
+    // Lease time left counts down on the page.
+    assert!(
+        page.body.contains("class=\"countdown\" data-until="),
+        "{}",
+        page.body
+    );
+    let svg = web.get("/goals/shop/graph.svg");
+    assert_eq!(svg.status, 200);
+    assert_eq!(svg.header("content-type"), "image/svg+xml");
+    assert!(
+        svg.body
+            .starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\"")
+    );
+    assert_eq!(svg.body.matches("<rect").count(), 4);
+}
+
+#[test]
+fn a_fragment_is_the_live_part_alone() {
+    let web = Dashboard::start(seeded());
+    for path in [
+        "/?fragment=1",
+        "/goals/shop?fragment=1",
+        "/goals/shop/tasks/a?fragment=1",
+    ] {
+        let part = web.get(path);
+        assert_eq!(part.status, 200, "{path}");
+        assert!(!part.body.contains("<html"), "{path}: {}", part.body);
+        assert!(part.body.contains("<h1>"), "{path}: {}", part.body);
+    }
+}
+
+#[test]
+fn a_task_page_shows_what_its_prompt_sees_notes_and_outputs() {
+    let web = Dashboard::start(seeded());
+    let page = web.get("/goals/shop/tasks/b");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_contains_all(
+        &page.body,
+        &[
+            "Dependency results (as the prompt shows them)",
+            "href=\"/goals/shop/tasks/a\"",
+            // a's result, as b's prompt gets it, escaped.
+            "tea, &lt;b&gt;coffee&lt;/b&gt; &amp; cake",
+            "Waited for by:",
+            "href=\"/goals/shop/tasks/b.review\"",
+            "Plan node",
+            "&quot;id&quot;: &quot;b&quot;",
+            "<th>owner</th><td>w1</td>",
+        ],
+    );
+    let done = web.get("/goals/shop/tasks/a");
+    assert_contains_all(
+        &done.body,
+        &[
+            "<h2>Notes</h2>",
+            "tea, &lt;b&gt;coffee",
+            "<code>out/products.md</code>",
+        ],
+    );
+}
+
+#[test]
+fn unknown_goals_tasks_and_paths_are_404_saying_what_to_do() {
+    let web = Dashboard::start(seeded());
+    let goal = web.get("/goals/nope");
+    assert_eq!(goal.status, 404);
+    assert_contains_all(
+        &goal.body,
+        &["goal &quot;nope&quot; is not in the store", "it has shop"],
+    );
+    let task = web.get("/goals/shop/tasks/nope");
+    assert_eq!(task.status, 404);
+    assert!(
+        task.body.contains("pick one from the goal"),
+        "{}",
+        task.body
+    );
+    assert_eq!(web.get("/goals/nope/graph.svg").status, 404);
+    assert_eq!(web.get("/api/goals/nope/graph").status, 404);
+    let other = web.get("/nothing/here");
+    assert_eq!(other.status, 404);
+    assert!(other.body.contains("the dashboard starts at /"));
+}
+
+#[test]
+fn a_script_in_task_text_is_shown_as_text_in_html_and_svg() {
+    let web = Dashboard::start(seeded());
+    let escaped = "&lt;script&gt;alert(1)&lt;/script&gt;";
+    for path in [
+        "/",
+        "/goals/shop",
+        "/goals/shop/tasks/b",
+        "/goals/shop/tasks/c",
+        "/goals/shop/graph.svg",
+    ] {
+        let page = web.get(path);
+        assert_eq!(page.status, 200, "{path}");
+        assert!(
+            !page.body.contains("<script>alert"),
+            "{path}: {}",
+            page.body
+        );
+        assert!(!page.body.contains("<img src=x"), "{path}: {}", page.body);
+        assert!(!page.body.contains("<b>coffee"), "{path}: {}", page.body);
+        if path != "/" {
+            assert!(page.body.contains(escaped), "{path}: {}", page.body);
+        }
+    }
+    // The agent's error, and the title inside the SVG's tooltip.
+    assert!(
+        web.get("/")
+            .body
+            .contains("&lt;img src=x onerror=alert(2)&gt;")
+    );
+    let svg = web.get("/goals/shop/graph.svg").body;
+    assert!(
+        svg.contains(&format!("<title>b: {escaped} (RUNNING · w1)</title>")),
+        "{svg}"
+    );
+}
+
+#[test]
+fn waits_are_called_out_on_the_goal_page() {
+    let (store, b) = seed();
+    // b hits a rate limit: it is given back, and the whole goal waits.
+    block_on(store.back_off(&b, Duration::from_secs(120), "429 <too many>")).unwrap();
+    let web = Dashboard::start(store);
+    let page = web.get("/goals/shop");
+    assert_contains_all(
+        &page.body,
+        &[
+            "Waiting for a rate or usage limit",
+            "429 &lt;too many&gt;",
+            "class=\"countdown\"",
+        ],
+    );
+    assert!(web.get("/").body.contains("rate limit:"));
+}
+
+/// Process metrics as an orchestrator's actors would have counted them.
+fn busy_metrics() -> Arc<Metrics> {
+    let metrics = Arc::new(Metrics::new());
+    metrics.task_claimed(GOAL);
+    metrics.task_claimed(GOAL);
+    metrics.task_completed(GOAL);
+    metrics.task_failed(GOAL, true);
+    metrics.stale_result_rejected(GOAL);
+    metrics.task_ended(GOAL, Duration::from_millis(1_200));
+    metrics.leases_reaped(
+        GOAL,
+        &ReapOutcome {
+            requeued: vec!["b".into()],
+            failed: vec![],
+        },
+    );
+    metrics.agent_restarted("w1");
+    let answer = Ok(LlmResponse {
+        text: "{}".into(),
+        usage: Usage {
+            input_tokens: 100,
+            output_tokens: 20,
+            cost_usd: Some(0.01),
+        },
+    });
+    metrics.llm_call("claude", Phase::Execute, &answer, Duration::from_secs(3));
+    let timeout = Err(porki::llm::LlmError::Timeout {
+        provider: "claude".into(),
+        after: Duration::from_secs(1),
+    });
+    metrics.llm_call("claude", Phase::Plan, &timeout, Duration::from_secs(1));
+    metrics.gate_waited(Duration::from_millis(40));
+    metrics
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_with_names_labels_and_types() {
+    let web = Dashboard::start_with(StoreSource::Open(seeded()), None, Some(busy_metrics()));
+    let reply = web.get("/metrics");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type"),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let families = prometheus::parse(&reply.body).unwrap_or_else(|e| panic!("{e}\n{}", reply.body));
+    let expect = [
+        ("porki_tasks", "gauge", &["goal", "state"][..]),
+        ("porki_goal_state", "gauge", &["goal", "state"]),
+        ("porki_goal_tokens", "gauge", &["goal"]),
+        ("porki_goal_cost_usd", "gauge", &["goal"]),
+        ("porki_goal_backoff_remaining_seconds", "gauge", &["goal"]),
+        ("porki_llm_gate_slots_in_use", "gauge", &[]),
+        ("porki_store_up", "gauge", &[]),
+        ("porki_task_claims_total", "counter", &["goal"]),
+        ("porki_task_completions_total", "counter", &["goal"]),
+        ("porki_task_failures_total", "counter", &["goal", "outcome"]),
+        ("porki_stale_results_rejected_total", "counter", &["goal"]),
+        ("porki_task_duration_seconds", "histogram", &["goal"]),
+        ("porki_leases_reaped_total", "counter", &["goal", "outcome"]),
+        ("porki_agent_restarts_total", "counter", &["agent"]),
+        (
+            "porki_llm_calls_total",
+            "counter",
+            &["provider", "phase", "outcome"],
+        ),
+        (
+            "porki_llm_call_duration_seconds",
+            "histogram",
+            &["provider", "phase", "outcome"],
+        ),
+        (
+            "porki_llm_tokens_total",
+            "counter",
+            &["provider", "phase", "direction"],
+        ),
+        (
+            "porki_llm_cost_usd_total",
+            "counter",
+            &["provider", "phase"],
+        ),
+        ("porki_llm_gate_wait_seconds", "histogram", &[]),
+    ];
+    for (name, kind, labels) in expect {
+        let family = families
+            .get(name)
+            .unwrap_or_else(|| panic!("no family {name} in\n{}", reply.body));
+        assert_eq!(family.kind, kind, "{name}");
+        assert!(!family.help.is_empty(), "{name} has help");
+        assert!(!family.samples.is_empty(), "{name} has samples");
+        for sample in &family.samples {
+            let mut names: Vec<&str> = sample.labels.keys().map(String::as_str).collect();
+            names.retain(|l| *l != "le");
+            let mut wanted = labels.to_vec();
+            wanted.sort();
+            assert_eq!(names, wanted, "labels of {}", sample.name);
+        }
+    }
+    let tasks = &families["porki_tasks"];
+    for (state, count) in [
+        ("BLOCKED", 2.0),
+        ("READY", 0.0),
+        ("RUNNING", 1.0),
+        ("DONE", 1.0),
+        ("FAILED", 0.0),
+    ] {
+        assert_eq!(
+            tasks.value("porki_tasks", &[("goal", GOAL), ("state", state)]),
+            Some(count),
+            "{state}"
+        );
+    }
+    assert_eq!(
+        families["porki_task_claims_total"].value("porki_task_claims_total", &[("goal", GOAL)]),
+        Some(2.0)
+    );
+    assert_eq!(
+        families["porki_llm_calls_total"].value(
+            "porki_llm_calls_total",
+            &[
+                ("provider", "claude"),
+                ("phase", "plan"),
+                ("outcome", "timeout")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        families["porki_llm_tokens_total"].value(
+            "porki_llm_tokens_total",
+            &[
+                ("provider", "claude"),
+                ("phase", "execute"),
+                ("direction", "input")
+            ]
+        ),
+        Some(100.0)
+    );
+    assert_eq!(
+        families["porki_goal_state"]
+            .value("porki_goal_state", &[("goal", GOAL), ("state", "active")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        families["porki_store_up"].value("porki_store_up", &[]),
+        Some(1.0)
+    );
+    let durations = &families["porki_task_duration_seconds"];
+    assert_eq!(
+        durations.value(
+            "porki_task_duration_seconds_bucket",
+            &[("goal", GOAL), ("le", "1")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        durations.value(
+            "porki_task_duration_seconds_bucket",
+            &[("goal", GOAL), ("le", "2.5")]
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn the_metrics_reader_refuses_what_a_scraper_would() {
+    for bad in [
+        "porki_x 1\n",
+        "# TYPE porki_x gauge\nporki_y 1\n",
+        "# TYPE porki_x gauge\nporki_x{a=\"1} 1\n",
+        "# TYPE porki_x gauge\nporki_x{1a=\"1\"} 1\n",
+        "# TYPE porki_x histogram\nporki_x_bucket{le=\"1\"} 2\nporki_x_bucket{le=\"+Inf\"} 1\nporki_x_count 1\n",
+        "# TYPE porki_x histogram\nporki_x_bucket{le=\"+Inf\"} 2\nporki_x_count 1\n",
+        "# TYPE porki_x counter\nporki_x -1\n",
+    ] {
+        assert!(prometheus::parse(bad).is_err(), "accepted {bad:?}");
+    }
+}
+
+#[test]
+fn health_is_up_and_readiness_follows_the_store() {
+    let web = Dashboard::start(seeded());
+    let health = web.get("/healthz");
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    let ready = web.get("/readyz");
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+
+    // A Redis nobody listens on: up, not ready, pages say so.
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let down = Dashboard::start_with(StoreSource::Url(url), None, None);
+    assert_eq!(down.get("/healthz").status, 200);
+    let ready = down.get("/readyz");
+    assert_eq!(ready.status, 503);
+    assert!(ready.body.contains("not ready"), "{}", ready.body);
+    let page = down.get("/");
+    assert_eq!(page.status, 503);
+    assert!(page.body.contains("not reachable yet"), "{}", page.body);
+    assert_eq!(down.get("/api/status").status, 503);
+    let metrics = prometheus::parse(&down.get("/metrics").body).unwrap();
+    assert_eq!(
+        metrics["porki_store_up"].value("porki_store_up", &[]),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn readiness_comes_when_redis_does() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    server.kill();
+    let web = Dashboard::start_with(StoreSource::Url(url), None, None);
+    assert_eq!(web.get("/readyz").status, 503);
+    server.restart();
+    wait_until(Duration::from_secs(15), "the dashboard is ready", || {
+        web.get("/readyz").status == 200
+    });
+    assert_eq!(web.get("/").status, 200);
+}
+
+#[test]
+fn events_announce_a_finished_task_to_its_goal_page() {
+    let (store, b) = seed();
+    let web = Dashboard::start(store.clone());
+    let runtime = tokio_runtime();
+    let text = runtime.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut response = client
+            .get(format!("{}/events?goal={GOAL}", web.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        let first = response.chunk().await.unwrap().unwrap();
+        assert_eq!(&first[..], b"retry: 2000\n\n");
+        store.complete(&b, &TaskResult::default()).await.unwrap();
+        let mut text = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !text.contains("\n\n") {
+            let chunk = tokio::time::timeout_at(deadline, response.chunk())
+                .await
+                .expect("a change event within 5 s")
+                .unwrap()
+                .unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        text
+    });
+    assert!(
+        text.starts_with("event: change\ndata: {\"goal\":"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_token_is_checked_on_every_request() {
+    let token = "0123456789abcdef";
+    let web = Dashboard::start_with(StoreSource::Open(seeded()), Some(token), None);
+    for path in [
+        "/",
+        "/goals/shop",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/events",
+        "/api/status",
+        "/assets/app.js",
+    ] {
+        let refused = web.get(path);
+        assert_eq!(refused.status, 401, "{path}");
+        assert_eq!(refused.header("www-authenticate"), "Bearer realm=\"porki\"");
+        assert!(refused.body.contains("?token=TOKEN"), "{}", refused.body);
+        let wrong = web.get_with(path, &[("authorization", "Bearer 0123456789abcdeX")]);
+        assert_eq!(wrong.status, 401, "{path}");
+    }
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        web.get_with("/metrics", &[("authorization", &bearer)])
+            .status,
+        200
+    );
+    // A browser: the query once, then the cookie it was given.
+    let first = web.get(&format!("/goals/shop?token={token}"));
+    assert_eq!(first.status, 200);
+    let cookie = first.header("set-cookie");
+    assert_eq!(
+        cookie,
+        format!("porki_token={token}; Path=/; HttpOnly; SameSite=Strict")
+    );
+    let cookie = cookie.split(';').next().unwrap();
+    assert_eq!(web.get_with("/", &[("cookie", cookie)]).status, 200);
+    assert_eq!(
+        web.get_with("/", &[("cookie", "porki_token=nope")]).status,
+        401
+    );
+    // With a token, other host names are fine (it may serve a network).
+    let named = web.get_with(
+        "/",
+        &[("authorization", &bearer), ("host", "porki.example:7878")],
+    );
+    assert_eq!(named.status, 200);
+}
+
+#[test]
+fn without_a_token_only_loopback_names_are_served() {
+    let web = Dashboard::start(seeded());
+    let rebound = web.get_with("/", &[("host", "evil.example:7878")]);
+    assert_eq!(rebound.status, 403);
+    assert!(rebound.body.contains("--http-token"), "{}", rebound.body);
+    assert_eq!(web.get_with("/", &[("host", "localhost:7878")]).status, 200);
+}
+
+#[test]
+fn the_json_api_is_porki_status_and_porki_graph() {
+    let web = Dashboard::start(seeded());
+    let status: serde_json::Value = serde_json::from_str(&web.get("/api/status").body).unwrap();
+    assert_eq!(status["version"], 1);
+    assert_eq!(status["goals"][0]["goal"], GOAL);
+    assert_eq!(status["goals"][0]["done"], 1);
+    assert_eq!(status["agents"][0]["name"], "w1");
+    assert_eq!(
+        status["agents"][0]["last_error"],
+        "<img src=x onerror=alert(2)>"
+    );
+    let graph: serde_json::Value =
+        serde_json::from_str(&web.get("/api/goals/shop/graph").body).unwrap();
+    assert_eq!(graph["nodes"].as_array().unwrap().len(), 4);
+    assert_eq!(graph["edges"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn assets_are_served_from_the_binary() {
+    let web = Dashboard::start(seeded());
+    let css = web.get("/assets/style.css");
+    assert_eq!(
+        (css.status, css.header("content-type")),
+        (200, "text/css; charset=utf-8")
+    );
+    assert!(css.body.contains(".s-running"));
+    let js = web.get("/assets/app.js");
+    assert_eq!(
+        (js.status, js.header("content-type")),
+        (200, "text/javascript; charset=utf-8")
+    );
+    assert!(js.body.contains("new EventSource"));
+}
+
+/// Seeds a Redis store with the plan of [`seed`].
+fn seed_redis(url: &str) {
+    block_on(async {
+        let store = RedisStore::connect(url).await.unwrap();
+        let dag = plan(
+            GOAL,
+            vec![Node::new("a", "Pick products"), Node::new("b", EVIL)],
+            &[("a", "b")],
+        );
+        write_plan(&store, dag, &WriteDagOptions::default(), 100)
+            .await
+            .unwrap();
+        let a = claim(&store, GOAL, "w1", LEASE).await.unwrap();
+        store.complete(&a, &TaskResult::default()).await.unwrap();
+    });
+}
+
+#[test]
+fn porki_serve_reads_a_redis_store_and_stops_on_sigterm() {
+    let server = RedisServer::start();
+    seed_redis(&server.url());
+    let port = free_port();
+    let mut child = porki()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--redis-url", &server.url()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(Duration::from_secs(20), "porki serve is ready", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && get(&format!("{base}/readyz"), &[]).status == 200
+    });
+    let page = get(&format!("{base}/goals/{GOAL}"), &[]);
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("data-task=\"a\" data-state=\"DONE\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    let metrics = prometheus::parse(&get(&format!("{base}/metrics"), &[]).body).unwrap();
+    assert_eq!(
+        metrics["porki_tasks"].value("porki_tasks", &[("goal", GOAL), ("state", "READY")]),
+        Some(1.0)
+    );
+    // It runs no agents: no process counters.
+    assert!(!metrics.contains_key("porki_task_claims_total"));
+    signal(&child, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(
+        stdout.contains(&format!("dashboard at http://127.0.0.1:{port}/")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn porki_serve_refuses_a_public_address_without_a_token_and_the_embedded_store() {
+    let output = porki()
+        .env_remove("PORKI_HTTP_TOKEN")
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = exit_stderr(&output, 2, "serve on 0.0.0.0 without a token");
+    assert!(
+        stderr.contains("without a token") && stderr.contains("--http-token"),
+        "{stderr}"
+    );
+    let output = porki()
+        .env_remove("PORKI_HTTP_TOKEN")
+        .args(["demo", "--http", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    exit_stderr(&output, 2, "demo --http on 0.0.0.0 without a token");
+    let output = porki()
+        .args(["serve", "--redis-url", "memory://"])
+        .output()
+        .unwrap();
+    let stderr = exit_stderr(&output, 2, "serve memory://");
+    assert!(stderr.contains("--http"), "{stderr}");
+    let output = porki()
+        .env("PORKI_HTTP_TOKEN", "not a token")
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    let stderr = exit_stderr(&output, 2, "a token with spaces");
+    assert!(
+        !stderr.contains("not a token"),
+        "the token is not echoed: {stderr}"
+    );
+    // The token's value never shows in --help.
+    let help = porki()
+        .env("PORKI_HTTP_TOKEN", "s3cret-value")
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("s3cret-value"));
+}
+
+#[test]
+fn run_http_serves_the_orchestrator_and_counts_its_agents_work() {
+    let dir = temp_dir("run-http");
+    std::fs::write(
+        dir.join("worker.md"),
+        "## Tasks\n- [one] First\n- [two] Second\n- [three] Third\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("INSTRUCTIONS.md"),
+        "## Agents\n### w0\n- Goal: g1\n- Instructions: worker.md\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let mut child = porki()
+        .current_dir(&dir)
+        .args([
+            "run",
+            "--llm-provider",
+            "offline",
+            "--redis-url",
+            "memory://",
+        ])
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .arg("--instructions")
+        .arg(dir.join("INSTRUCTIONS.md"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let status = wait_for(Duration::from_secs(30), "the goal completes", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        let reply = get(&format!("{base}/api/status"), &[]);
+        let status: serde_json::Value = serde_json::from_str(&reply.body).ok()?;
+        (status["goals"][0]["state"] == "complete").then_some(status)
+    });
+    assert_eq!(status["goals"][0]["done"], 3);
+    let metrics = prometheus::parse(&get(&format!("{base}/metrics"), &[]).body).unwrap();
+    let goal = [("goal", "g1")];
+    assert_eq!(
+        metrics["porki_task_completions_total"].value("porki_task_completions_total", &goal),
+        Some(3.0)
+    );
+    assert_eq!(
+        metrics["porki_task_claims_total"].value("porki_task_claims_total", &goal),
+        Some(3.0)
+    );
+    assert_eq!(
+        metrics["porki_task_duration_seconds"].value("porki_task_duration_seconds_count", &goal),
+        Some(3.0)
+    );
+    assert_eq!(
+        metrics["porki_llm_calls_total"].value(
+            "porki_llm_calls_total",
+            &[
+                ("provider", "offline"),
+                ("phase", "execute"),
+                ("outcome", "ok")
+            ]
+        ),
+        Some(3.0)
+    );
+    assert!(metrics.contains_key("porki_llm_gate_wait_seconds"));
+    signal(&child, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
+}
