@@ -108,21 +108,24 @@ fn a_malformed_redis_url_exits_2_at_once() {
     );
 }
 
-/// A `command` provider: plans one task, and takes 30 s to execute it.
-fn slow_provider(dir: &Path) -> std::path::PathBuf {
-    let script = dir.join("slow-llm.sh");
-    write_script(
-        &script,
-        "#!/bin/sh\nread first\ncase \"$first\" in\n  *plan*) echo '{\"nodes\":[{\"id\":\"slow\",\"title\":\"Slow\"}],\"edges\":[]}' ;;\n  *) sleep 30; echo '{\"status\":\"done\"}' ;;\nesac\n",
-    );
-    script
-}
-
-#[test]
-fn sigterm_releases_the_held_task_deregisters_and_exits_0() {
+/// Runs `porki run` on one goal with the `command` provider `script` (and
+/// `extra` flags), sends SIGTERM once `ready` holds, and checks that it exits 0
+/// within a few seconds having given its task back (READY, attempt not
+/// counted), deregistered, and freed the agent name.
+fn sigterm_gives_everything_back(
+    name: &str,
+    script: &str,
+    extra: &[&str],
+    ready: impl Fn(&Path) -> bool,
+) {
     let server = RedisServer::start();
-    let dir = temp_dir("sigterm");
+    let dir = temp_dir(name);
     std::fs::write(dir.join("I.md"), "## Agents\n### worker\n- Goal: g1\n").unwrap();
+    let provider = dir.join("llm.sh");
+    write_script(
+        &provider,
+        script.replace("$DIR", &dir.display().to_string()),
+    );
     let mut child = porki()
         .args([
             "--role",
@@ -131,17 +134,18 @@ fn sigterm_releases_the_held_task_deregisters_and_exits_0() {
             "command",
             "--llm-cli",
         ])
-        .arg(slow_provider(&dir))
+        .arg(&provider)
         .args(["--redis-url", &server.url(), "--instructions"])
         .arg(dir.join("I.md"))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut conn = server.conn();
-    wait_until(Duration::from_secs(20), "the task starts", || {
-        hget::<Option<String>>(&mut conn, "task:{g1}:slow", "status").as_deref() == Some("RUNNING")
+    wait_until(Duration::from_secs(20), "the moment to stop comes", || {
+        ready(&dir)
     });
+    let stopped = std::time::Instant::now();
     signal(&child, Signal::SIGTERM);
     let code = wait_exit(&mut child, Duration::from_secs(10));
     let mut stderr = String::new();
@@ -152,6 +156,12 @@ fn sigterm_releases_the_held_task_deregisters_and_exits_0() {
         .read_to_string(&mut stderr)
         .unwrap();
     assert_eq!(code, 0, "exit 0 after SIGTERM\n{stderr}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "stopped at once, not after the shutdown margin: {:?}\n{stderr}",
+        stopped.elapsed()
+    );
+    let mut conn = server.conn();
     let (task_status, attempt): (String, u32) = redis::cmd("HMGET")
         .arg("task:{g1}:slow")
         .arg("status")
@@ -161,7 +171,7 @@ fn sigterm_releases_the_held_task_deregisters_and_exits_0() {
     assert_eq!(
         (task_status.as_str(), attempt),
         ("READY", 0),
-        "released without counting the attempt"
+        "released without counting the attempt\n{stderr}"
     );
     let state: String = hget(&mut conn, "agent:worker:registered", "state");
     assert_eq!(state, "stopped");
@@ -170,6 +180,40 @@ fn sigterm_releases_the_held_task_deregisters_and_exits_0() {
         .query(&mut conn)
         .unwrap();
     assert_eq!(guard, None, "the single-active guard is given back");
+}
+
+/// Plans one task, `slow`; `$EXECUTE` and `$SUMMARIZE` are what the other phases do.
+const ONE_TASK: &str = "#!/bin/sh\nread first\ncase \"$first\" in\n  *plan*) echo '{\"nodes\":[{\"id\":\"slow\",\"title\":\"Slow\"}],\"edges\":[]}' ;;\n  *summarize*) $SUMMARIZE ;;\n  *) $EXECUTE ;;\nesac\n";
+
+#[test]
+fn sigterm_releases_the_held_task_deregisters_and_exits_0() {
+    let script = ONE_TASK
+        .replace(
+            "$EXECUTE",
+            "touch \"$DIR/executing\"; sleep 30; echo '{\"status\":\"done\"}'",
+        )
+        .replace("$SUMMARIZE", "true");
+    sigterm_gives_everything_back("sigterm", &script, &[], |dir| {
+        dir.join("executing").exists()
+    });
+}
+
+#[test]
+fn sigterm_during_a_summary_gives_the_task_back_at_once() {
+    // Regression: a summarize call ran outside the race with stop, so a shutdown
+    // during it waited out the margin and left the lease held until it expired.
+    let script = ONE_TASK
+        .replace(
+            "$EXECUTE",
+            "echo '{\"status\":\"done\",\"notes\":\"did it\"}'",
+        )
+        .replace(
+            "$SUMMARIZE",
+            "touch \"$DIR/summarizing\"; sleep 30; echo '{\"status\":\"done\"}'",
+        );
+    sigterm_gives_everything_back("sigterm-summary", &script, &["--llm-summarize"], |dir| {
+        dir.join("summarizing").exists()
+    });
 }
 
 #[test]
