@@ -31,6 +31,33 @@ pub struct Node {
     /// Only agents of this role may claim the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// Marked for review (`(review)` in a task list): reviewed under `Review: marked`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub review: bool,
+    /// Waits for a person's approval after it ran (`(approval)` in a task list).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approval: bool,
+    /// `soft`: another builder may take it when no live agent has its role.
+    #[serde(default, skip_serializing_if = "Assignment::is_hard")]
+    pub assignment: Assignment,
+}
+
+/// Whether a task's role is a must.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Assignment {
+    /// Only agents of its role take it (the default).
+    #[default]
+    Hard,
+    /// Another builder takes it when no live agent has its role.
+    Soft,
+}
+
+impl Assignment {
+    /// The default: a must.
+    pub fn is_hard(&self) -> bool {
+        *self == Assignment::Hard
+    }
 }
 
 impl Node {
@@ -43,6 +70,9 @@ impl Node {
             expected_artifacts: Vec::new(),
             metadata: serde_json::Map::new(),
             role: None,
+            review: false,
+            approval: false,
+            assignment: Assignment::Hard,
         }
     }
 

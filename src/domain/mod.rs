@@ -1,9 +1,11 @@
-//! Domain types, free of I/O: plans, task states and key-safe names.
+//! Domain types, free of I/O: plans, task states, teams and key-safe names.
 
 pub mod dag;
 pub mod ids;
 pub mod task;
+pub mod team;
 
-pub use dag::{Dag, DagError, Edge, Node, ValidatedDag};
+pub use dag::{Assignment, Dag, DagError, Edge, Node, ValidatedDag};
 pub use ids::{InvalidId, check_id};
 pub use task::{TaskState, TaskStatus};
+pub use team::{AgentKind, ApprovalPolicy, GoalPolicy, ReviewPolicy};
