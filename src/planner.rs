@@ -426,6 +426,7 @@ mod tests {
         let agent = |role: Option<&str>| AgentBrief {
             name: "a".into(),
             role: role.map(str::to_string),
+            kind: crate::domain::AgentKind::from_role(role),
             instructions: String::new(),
         };
         let mut qa = Node::new("t", "t");

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::domain::AgentKind;
 use crate::instructions::{self, AgentBrief, AgentSpec, Instructions, InstructionsError};
 
 /// Largest instructions or agent instruction file read.
@@ -65,6 +66,9 @@ pub struct AgentConfig {
     pub goal: String,
     /// Role, if any.
     pub role: Option<String>,
+    /// What the agent does in its team: its `Kind:`, else the kind its role's
+    /// words name ([`AgentKind::from_role`]).
+    pub kind: AgentKind,
     /// Heartbeat file, resolved.
     pub heartbeat: Option<PathBuf>,
     /// The agent's instruction file, resolved.
@@ -81,6 +85,7 @@ impl AgentConfig {
         AgentBrief {
             name: self.name.clone(),
             role: self.role.clone(),
+            kind: self.kind,
             instructions: self.instructions.clone(),
         }
     }
@@ -160,6 +165,7 @@ fn agent_config(spec: &AgentSpec, base: &Path) -> Result<AgentConfig, ProjectErr
         name: spec.name.clone(),
         goal: spec.goal.clone(),
         role: spec.role.clone(),
+        kind: spec.kind(),
         heartbeat: spec.heartbeat.as_deref().map(|p| resolve(base, p)),
         instructions_path,
         instructions,
@@ -241,6 +247,46 @@ mod tests {
             instructions.join("heartbeat/other.md")
         );
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A fresh folder holding `INSTRUCTIONS.md` with `text`; the caller removes it.
+    fn project_dir(name: &str, text: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("porki-project-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("INSTRUCTIONS.md");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn kinds_come_from_kind_or_else_from_role_words() {
+        let (dir, path) = project_dir(
+            "kinds",
+            "## Agents\n\
+             ### dev\n- Goal: g\n- Role: backend\n\
+             ### qa\n- Goal: g\n- Role: qa\n\
+             ### lead\n- Goal: g\n- Role: tech-lead\n\
+             ### solo\n- Goal: g\n\
+             ### odd\n- Goal: g\n- Role: qa\n- Kind: Manager\n",
+        );
+        let project = Project::load(&path).unwrap();
+        let kinds: Vec<(&str, AgentKind)> = project
+            .agents
+            .iter()
+            .map(|a| (a.name.as_str(), a.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("dev", AgentKind::Builder),
+                ("qa", AgentKind::Reviewer),
+                ("lead", AgentKind::Manager),
+                ("solo", AgentKind::Builder),
+                ("odd", AgentKind::Manager),
+            ]
+        );
+        assert_eq!(project.agents[1].brief().kind, AgentKind::Reviewer);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

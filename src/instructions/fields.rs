@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{
     AgentSpec, Diagnostic, HOW_TO_DECLARE, Instructions, InstructionsError, parse_cadence,
 };
-use crate::domain::check_id;
+use crate::domain::{AgentKind, check_id};
 
 /// Normalizes a key: case-insensitive, `_` and spaces same as `-`.
 pub(super) fn normalize_key(key: &str) -> String {
@@ -25,6 +25,7 @@ pub(super) enum Field {
     Name,
     Goal,
     Role,
+    Kind,
     Heartbeat,
     Instructions,
     LogLevel,
@@ -37,6 +38,7 @@ impl Field {
             "name" => Field::Name,
             "goal" => Field::Goal,
             "role" => Field::Role,
+            "kind" => Field::Kind,
             "heartbeat" => Field::Heartbeat,
             "instructions" => Field::Instructions,
             "log-level" => Field::LogLevel,
@@ -50,6 +52,7 @@ impl Field {
             Field::Name => "name",
             Field::Goal => "goal",
             Field::Role => "role",
+            Field::Kind => "kind",
             Field::Heartbeat => "heartbeat",
             Field::Instructions => "instructions",
             Field::LogLevel => "log-level",
@@ -58,7 +61,18 @@ impl Field {
     }
 }
 
-const KNOWN_KEYS: &str = "goal, role, heartbeat, instructions, log-level, cadence";
+const KNOWN_KEYS: &str = "goal, role, kind, heartbeat, instructions, log-level, cadence";
+
+/// The message for a `Kind:` value that names no kind.
+fn bad_kind(value: &str) -> String {
+    let shown: String = value.chars().take(40).collect();
+    let kinds: Vec<&str> = AgentKind::ALL.iter().map(|k| k.as_str()).collect();
+    format!(
+        "{shown:?} is not an agent kind: write one of {} (any case), or leave `Kind` out \
+         to take the kind from the role",
+        kinds.join(", ")
+    )
+}
 
 /// An agent being assembled from fields, shared by both forms so they check alike.
 #[derive(Debug, Default)]
@@ -66,6 +80,7 @@ pub(super) struct Draft {
     name: Option<(String, usize)>,
     goal: Option<String>,
     role: Option<String>,
+    kind: Option<AgentKind>,
     heartbeat: Option<PathBuf>,
     instructions: Option<PathBuf>,
     log_level: Option<String>,
@@ -146,7 +161,7 @@ impl<'a> Acc<'a> {
             );
             return;
         }
-        let kind = match field {
+        let what = match field {
             Field::Name => "agent name",
             Field::Goal => "goal id",
             Field::Role => "role",
@@ -154,7 +169,7 @@ impl<'a> Acc<'a> {
         };
         match field {
             Field::Name | Field::Goal | Field::Role => {
-                if let Err(e) = check_id(kind, value) {
+                if let Err(e) = check_id(what, value) {
                     self.error(line, Some(fname), e.to_string());
                     return;
                 }
@@ -165,6 +180,10 @@ impl<'a> Acc<'a> {
                     _ => draft.role = Some(v),
                 }
             }
+            Field::Kind => match AgentKind::parse(value) {
+                Some(k) => draft.kind = Some(k),
+                None => self.error(line, Some(fname), bad_kind(value)),
+            },
             Field::Heartbeat => draft.heartbeat = Some(PathBuf::from(value)),
             Field::Instructions => draft.instructions = Some(PathBuf::from(value)),
             Field::LogLevel => {
@@ -237,6 +256,7 @@ impl<'a> Acc<'a> {
             name,
             goal,
             role: draft.role,
+            kind: draft.kind,
             heartbeat: draft.heartbeat,
             instructions: draft.instructions,
             log_level: draft.log_level,

@@ -10,6 +10,9 @@
 //!   ```` ```yaml ```` block inside markdown, with `agents:` and optionally
 //!   `instruction_schema_version: "2"`.
 //!
+//! An agent's `Kind` (builder, reviewer, manager) is optional: without it the
+//! agent's role words decide ([`AgentSpec::kind`]).
+//!
 //! Every problem found is reported at once, each as a [`Diagnostic`] naming the
 //! file, the line and the field.
 //!
@@ -31,6 +34,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use self::fields::Acc;
+use crate::domain::AgentKind;
 pub use plan::{AgentBrief, task_list_plan};
 pub use tasks::{TaskItem, task_list};
 
@@ -54,6 +58,8 @@ pub struct AgentSpec {
     pub goal: String,
     /// Only tasks of this role (or of no role) are claimed by the agent.
     pub role: Option<String>,
+    /// The agent's kind as written (`Kind:`); see [`AgentSpec::kind`] for the one it gets.
+    pub kind: Option<AgentKind>,
     /// The agent's heartbeat (control) file, as written.
     pub heartbeat: Option<PathBuf>,
     /// The agent's own instruction file, as written.
@@ -76,6 +82,13 @@ pub struct ResolvedPaths {
 }
 
 impl AgentSpec {
+    /// The agent's kind: the one written, else the one its role's words name
+    /// ([`AgentKind::from_role`]).
+    pub fn kind(&self) -> AgentKind {
+        self.kind
+            .unwrap_or_else(|| AgentKind::from_role(self.role.as_deref()))
+    }
+
     /// Joins the declared paths onto `base_dir` (the instructions file's folder).
     ///
     /// Pure path arithmetic, no file system access: absolute paths stay as they

@@ -21,15 +21,17 @@ use serde_json::json;
 use super::task_list;
 use super::tasks::unique_id;
 use crate::domain::ids::MAX_ID_LEN;
-use crate::domain::{Dag, Edge, Node};
+use crate::domain::{AgentKind, Dag, Edge, Node};
 
-/// One agent as a planner sees it: its name, role and instruction text.
+/// One agent as a planner sees it: its name, role, kind and instruction text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentBrief {
     /// Agent name.
     pub name: String,
     /// Its role, if declared.
     pub role: Option<String>,
+    /// What it does in its team (declared, or from its role's words).
+    pub kind: AgentKind,
     /// The text of its instruction file.
     pub instructions: String,
 }
@@ -95,6 +97,7 @@ fn default_plan(agents: &[AgentBrief]) -> (Vec<Node>, Vec<Edge>) {
     let fallback = AgentBrief {
         name: String::new(),
         role: None,
+        kind: AgentKind::Builder,
         instructions: String::new(),
     };
     let agents: Vec<&AgentBrief> = if agents.is_empty() {
@@ -144,13 +147,14 @@ fn default_plan(agents: &[AgentBrief]) -> (Vec<Node>, Vec<Edge>) {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::AgentBrief;
-    use crate::domain::Dag;
+    use crate::domain::{AgentKind, Dag};
 
-    /// An [`AgentBrief`] from string slices.
+    /// An [`AgentBrief`] from string slices, of the kind its role names.
     pub(crate) fn brief(name: &str, role: Option<&str>, text: &str) -> AgentBrief {
         AgentBrief {
             name: name.into(),
             role: role.map(Into::into),
+            kind: AgentKind::from_role(role),
             instructions: text.into(),
         }
     }

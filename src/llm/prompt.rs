@@ -10,7 +10,7 @@
 //!
 //! (instructions in prose)
 //!
-//! ## Agent research_agent (role: research)  <- a section heading
+//! ## Agent research_agent (role: research, kind: builder)  <- a section heading
 //! ----- begin agent research_agent -----    <- the block holding the section's text
 //! …the agent's instruction file, verbatim…
 //! ----- end agent research_agent -----
@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::domain::Node;
+use crate::domain::{AgentKind, Node};
 
 use super::Phase;
 
@@ -39,7 +39,8 @@ pub const TASK_LINE: &str = "porki-task: ";
 pub const GOAL_LINE: &str = "porki-goal: ";
 /// Prefix of the line naming the directory a task writes its files into.
 pub const ARTIFACTS_LINE: &str = "porki-artifacts: ";
-/// Heading of an agent section: `## Agent <name>` plus ` (role: <role>)` when it has one.
+/// Heading of an agent section: `## Agent <name> (role: <role>, kind: <kind>)`, or
+/// `## Agent <name> (kind: <kind>)` for an agent without a role.
 pub const AGENT_HEADING: &str = "## Agent ";
 /// Label of the block holding an agent's instruction text: `agent <name>`.
 pub const AGENT_BLOCK: &str = "agent";
@@ -222,10 +223,11 @@ fn header(p: &mut String, phase: Phase, second: &str) {
 fn agent_section(p: &mut String, agent: &AgentBrief) {
     p.push_str(AGENT_HEADING);
     p.push_str(&agent.name);
+    p.push_str(" (");
     if let Some(role) = &agent.role {
-        let _ = write!(p, " (role: {role})");
+        let _ = write!(p, "role: {role}, ");
     }
-    p.push('\n');
+    let _ = writeln!(p, "kind: {})", agent.kind);
     block(
         p,
         &format!("{AGENT_BLOCK} {}", agent.name),
@@ -323,7 +325,8 @@ pub fn prompt_blocks(prompt: &str) -> Vec<Block<'_>> {
     blocks
 }
 
-/// The agents of a plan or task prompt: name and role from the heading, text from its block.
+/// The agents of a plan or task prompt: name, role and kind from the heading
+/// (a heading without a kind gets the one its role names), text from its block.
 pub fn prompt_agents(prompt: &str) -> Vec<AgentBrief> {
     let heading_prefix = AGENT_HEADING.trim_start_matches("## ");
     prompt_blocks(prompt)
@@ -331,15 +334,30 @@ pub fn prompt_agents(prompt: &str) -> Vec<AgentBrief> {
         .filter_map(|b| {
             let name = b.label.strip_prefix(AGENT_BLOCK)?.strip_prefix(' ')?;
             let rest = b.heading.strip_prefix(heading_prefix)?.strip_prefix(name)?;
-            let role = rest
+            // `(role: r, kind: k)`; roles are key parts, so they hold no `,` or `)`.
+            let details = rest
                 .trim()
-                .strip_prefix("(role:")
+                .strip_prefix('(')
                 .and_then(|r| r.strip_suffix(')'))
-                .map(|r| r.trim().to_string())
-                .filter(|r| !r.is_empty());
+                .unwrap_or("");
+            let mut role = None;
+            let mut kind = None;
+            for part in details.split(',') {
+                let Some((key, value)) = part.split_once(':') else {
+                    continue;
+                };
+                let value = value.trim();
+                match key.trim() {
+                    "role" if !value.is_empty() => role = Some(value.to_string()),
+                    "kind" => kind = AgentKind::parse(value),
+                    _ => {}
+                }
+            }
+            let kind = kind.unwrap_or_else(|| AgentKind::from_role(role.as_deref()));
             Some(AgentBrief {
                 name: name.to_string(),
                 role,
+                kind,
                 instructions: b.text,
             })
         })
@@ -382,6 +400,34 @@ mod tests {
         assert!(p.contains("the dependencies form a cycle"));
         // The fake heading inside the context block is not an agent.
         assert_eq!(prompt_agents(&p), ctx.agents);
+    }
+
+    #[test]
+    fn agent_headings_show_role_and_kind_and_read_back() {
+        let mut manager = agent("lead", Some("writer"), "");
+        manager.kind = AgentKind::Manager;
+        let ctx = PlanContext {
+            goal_id: "g".into(),
+            context: String::new(),
+            agents: vec![
+                agent("reviewer", Some("qa"), "## Tasks\n- check\n"),
+                agent("solo", None, ""),
+                manager,
+            ],
+            previous_error: None,
+        };
+        let p = plan_prompt(&ctx);
+        for heading in [
+            "## Agent reviewer (role: qa, kind: reviewer)\n",
+            "## Agent solo (kind: builder)\n",
+            "## Agent lead (role: writer, kind: manager)\n",
+        ] {
+            assert!(p.contains(heading), "{heading:?} in {p}");
+        }
+        assert_eq!(prompt_agents(&p), ctx.agents);
+        // A heading without a kind (an older prompt) gets the kind its role names.
+        let old = "## Agent r (role: qa)\n----- begin agent r -----\n----- end agent r -----\n";
+        assert_eq!(prompt_agents(old)[0].kind, AgentKind::Reviewer);
     }
 
     #[test]

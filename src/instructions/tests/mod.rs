@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::*;
 
+mod team;
 mod yaml;
 
 const FILE: &str = "instructions/INSTRUCTIONS.md";
@@ -60,6 +61,7 @@ fn research_agent(line: usize) -> AgentSpec {
         name: "research_agent".into(),
         goal: "goal-001".into(),
         role: Some("research".into()),
+        kind: None,
         heartbeat: Some(PathBuf::from("heartbeat/research.md")),
         instructions: Some(PathBuf::from("research.md")),
         log_level: Some("INFO".into()),
