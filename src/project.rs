@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::domain::AgentKind;
+use crate::domain::{AgentKind, GoalPolicy};
 use crate::instructions::{self, AgentBrief, AgentSpec, Instructions, InstructionsError};
 
 /// Largest instructions or agent instruction file read.
@@ -149,6 +149,12 @@ impl Project {
         goals
     }
 
+    /// The team policy of `goal`: as its `## Goals` entry says, or the default
+    /// (review all, approve marked) for a goal not listed.
+    pub fn policy(&self, goal: &str) -> GoalPolicy {
+        self.instructions.policy(goal)
+    }
+
     /// The agents working on `goal`.
     pub fn agents_of<'a>(&'a self, goal: &'a str) -> impl Iterator<Item = &'a AgentConfig> + 'a {
         self.agents.iter().filter(move |a| a.goal == goal)
@@ -286,6 +292,27 @@ mod tests {
             ]
         );
         assert_eq!(project.agents[1].brief().kind, AgentKind::Reviewer);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn policies_come_from_the_goals_section_or_the_defaults() {
+        use crate::domain::{ApprovalPolicy, ReviewPolicy};
+        let (dir, path) = project_dir(
+            "policies",
+            "## Agents\n### a\n- Goal: g1\n### b\n- Goal: g2\n\
+             ## Goals\n### g1\n- Review: marked\n- Approve: none\n",
+        );
+        let project = Project::load(&path).unwrap();
+        assert_eq!(
+            project.policy("g1"),
+            GoalPolicy {
+                review: ReviewPolicy::Marked,
+                approval: ApprovalPolicy::None
+            }
+        );
+        assert_eq!(project.policy("g2"), GoalPolicy::default());
+        assert!(project.instructions.context.contains("- Review: marked"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

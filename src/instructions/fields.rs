@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::goals::DeclaredGoal;
 use super::{
     AgentSpec, Diagnostic, HOW_TO_DECLARE, Instructions, InstructionsError, parse_cadence,
 };
@@ -103,7 +104,9 @@ impl Draft {
 /// Collects agents, errors and warnings while a form is parsed.
 pub(super) struct Acc<'a> {
     file: &'a Path,
-    agents: Vec<AgentSpec>,
+    pub(super) agents: Vec<AgentSpec>,
+    /// Goal policies, in file order (see [`super::goals`]).
+    pub(super) goals: Vec<DeclaredGoal>,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     /// Line of an agents section or block that was found, for the "no agents" message.
@@ -115,6 +118,7 @@ impl<'a> Acc<'a> {
         Self {
             file,
             agents: Vec::new(),
+            goals: Vec::new(),
             errors: Vec::new(),
             warnings: Vec::new(),
             section_line: None,
@@ -273,6 +277,7 @@ impl<'a> Acc<'a> {
             };
             self.error(line, None, format!("{what}: {HOW_TO_DECLARE}"));
         }
+        let goals = self.goal_policies();
         if !self.errors.is_empty() {
             // Stable: problems on one line keep the order they were found in.
             self.errors.sort_by_key(|d| d.line);
@@ -283,6 +288,7 @@ impl<'a> Acc<'a> {
         self.warnings.sort_by_key(|d| d.line);
         Ok(Instructions {
             agents: self.agents,
+            goals,
             context,
             warnings: self.warnings,
         })

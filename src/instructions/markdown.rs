@@ -5,6 +5,11 @@
 //! ### research_agent
 //! - Goal: goal-001
 //! - Heartbeat: ./instructions/heartbeat/research.md
+//! - Kind: builder
+//!
+//! ## Goals
+//! ### goal-001
+//! - Review: marked
 //! ```
 //!
 //! A heading whose text is `Agents` (any level L) opens the agent list; each
@@ -16,12 +21,18 @@
 //! verbatim as context for the planner. A fenced ```` ```yaml ```` block with an
 //! `agents:` key is the YAML form (see [`super::yaml`]) and is left out of the
 //! context as well.
+//!
+//! A heading whose text is `Goals` (outside the agent list) opens the goal
+//! policies the same way: one heading of level L+1 per goal, its text the goal
+//! id, with `- Review:` and `- Approve:` bullets (see [`super::goals`]). Unlike
+//! the agent list, that section stays in the planner context.
 
 use std::ops::Range;
 
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
 use super::fields::{Acc, Draft, Field};
+use super::goals::{GoalDraft, GoalField};
 use super::yaml;
 
 type Events<'a> = std::iter::Peekable<pulldown_cmark::OffsetIter<'a>>;
@@ -31,17 +42,27 @@ pub(super) fn options() -> Options {
     Options::ENABLE_TASKLISTS
 }
 
+/// Which list a heading opened: the agents (cut from the context) or the goal
+/// policies (kept in it, see [`super::goals`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Agents,
+    Goals,
+}
+
 /// Reads the markdown form into `acc`; returns the context text.
 pub(super) fn parse_into(text: &str, acc: &mut Acc<'_>) -> String {
     let lines = LineIndex::new(text);
     let mut events = Parser::new_ext(text, options())
         .into_offset_iter()
         .peekable();
-    // The agents section: its heading level and where it starts (for the context cut).
-    let mut section: Option<(HeadingLevel, usize)> = None;
+    // The open section: what it lists, its heading level and where it starts
+    // (for the context cut).
+    let mut section: Option<(Section, HeadingLevel, usize)> = None;
     let mut excluded: Vec<Range<usize>> = Vec::new();
     let mut draft: Option<Draft> = None;
-    // Under a deeper heading inside an agent (`#### Notes`): description, not fields.
+    let mut goal: Option<GoalDraft> = None;
+    // Under a deeper heading inside an agent or goal (`#### Notes`): description, not fields.
     let mut in_subheading = false;
     let mut markdown_agents = 0usize;
     let mut yaml_blocks: Vec<usize> = Vec::new();
@@ -52,50 +73,77 @@ pub(super) fn parse_into(text: &str, acc: &mut Acc<'_>) -> String {
             Event::Start(Tag::Heading { level, .. }) => {
                 let line = lines.line(range.start);
                 let title = inline_text(&mut events, text);
-                if let Some((l, start)) = section
+                if let Some((kind, l, start)) = section
                     && level <= l
                 {
                     if let Some(d) = draft.take() {
                         acc.push(d);
                     }
-                    excluded.push(start..range.start);
+                    if let Some(g) = goal.take() {
+                        acc.push_goal(g);
+                    }
+                    if kind == Section::Agents {
+                        excluded.push(start..range.start);
+                    }
                     section = None;
                 }
                 in_subheading = false;
-                if title.trim().eq_ignore_ascii_case("agents") {
-                    section = Some((level, range.start));
+                let title = title.trim();
+                if title.eq_ignore_ascii_case("agents") {
+                    section = Some((Section::Agents, level, range.start));
                     acc.section_line.get_or_insert(line);
-                } else if let Some((l, _)) = section
+                } else if section.is_none() && title.eq_ignore_ascii_case("goals") {
+                    section = Some((Section::Goals, level, range.start));
+                } else if let Some((kind, l, _)) = section
                     && level as usize == l as usize + 1
                 {
-                    if let Some(d) = draft.take() {
-                        acc.push(d);
+                    if kind == Section::Agents {
+                        if let Some(d) = draft.take() {
+                            acc.push(d);
+                        }
+                        let mut d = Draft::at(line);
+                        acc.set(&mut d, "name", title, line);
+                        draft = Some(d);
+                        markdown_agents += 1;
+                    } else {
+                        if let Some(g) = goal.take() {
+                            acc.push_goal(g);
+                        }
+                        let mut g = GoalDraft::at(line);
+                        acc.set_goal(&mut g, "id", title, line);
+                        goal = Some(g);
                     }
-                    let mut d = Draft::at(line);
-                    acc.set(&mut d, "name", title.trim(), line);
-                    draft = Some(d);
-                    markdown_agents += 1;
                 } else if section.is_some() {
                     in_subheading = true;
                 }
             }
-            Event::Start(Tag::Item) if section.is_some() && !in_subheading => {
+            Event::Start(Tag::Item) if !in_subheading && section.is_some() => {
                 let line = lines.line(range.start);
                 let item = item_text(&mut events, text);
-                field_bullet(acc, draft.as_mut(), &item, line);
+                match section {
+                    Some((Section::Agents, ..)) => field_bullet(acc, draft.as_mut(), &item, line),
+                    _ => goal_bullet(acc, goal.as_mut(), &item, line),
+                }
             }
-            Event::Start(Tag::Paragraph) if draft.is_some() && !in_subheading => {
+            Event::Start(Tag::Paragraph)
+                if !in_subheading && (draft.is_some() || goal.is_some()) =>
+            {
                 let line = lines.line(range.start);
                 let para = inline_text(&mut events, text);
                 // A field written without its bullet would otherwise vanish silently.
-                if let Some((key, _)) = para.split_once(':')
-                    && Field::from_key(key).is_some()
-                {
-                    acc.warn(
-                        line,
-                        Some(key.trim()),
-                        "not a bullet, so ignored: write it as `- Key: value`",
-                    );
+                if let Some((key, _)) = para.split_once(':') {
+                    let is_field = if draft.is_some() {
+                        Field::from_key(key).is_some()
+                    } else {
+                        policy_field(key).is_some()
+                    };
+                    if is_field {
+                        acc.warn(
+                            line,
+                            Some(key.trim()),
+                            "not a bullet, so ignored: write it as `- Key: value`",
+                        );
+                    }
                 }
             }
             Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) if is_yaml(&info) => {
@@ -130,7 +178,10 @@ pub(super) fn parse_into(text: &str, acc: &mut Acc<'_>) -> String {
     if let Some(d) = draft.take() {
         acc.push(d);
     }
-    if let Some((_, start)) = section {
+    if let Some(g) = goal.take() {
+        acc.push_goal(g);
+    }
+    if let Some((Section::Agents, _, start)) = section {
         excluded.push(start..text.len());
     }
     if markdown_agents > 0
@@ -188,6 +239,48 @@ fn field_bullet(acc: &mut Acc<'_>, draft: Option<&mut Draft>, item: &str, line: 
             }
         }
     }
+}
+
+/// The policy field a key names (`Review`, `Approve`); the goal's id is its heading.
+fn policy_field(key: &str) -> Option<GoalField> {
+    GoalField::from_key(key).filter(|f| *f != GoalField::Id)
+}
+
+/// Handles one list item of the goals section: a policy field, or description.
+fn goal_bullet(acc: &mut Acc<'_>, goal: Option<&mut GoalDraft>, item: &str, line: usize) {
+    let (item, more) = item.split_once('\n').unwrap_or((item, ""));
+    let Some((key, value)) = item.split_once(':') else {
+        return;
+    };
+    match (goal, policy_field(key)) {
+        (Some(g), Some(_)) => {
+            if !more.trim().is_empty() {
+                acc.warn(
+                    line + 1,
+                    None,
+                    "text right below a field is ignored: leave a blank line before a description",
+                );
+            }
+            acc.set_goal(g, key, value, line);
+        }
+        (None, Some(field)) => acc.error(
+            line,
+            Some(field.name()),
+            "comes before any goal: put it under a `### goal-id` heading",
+        ),
+        // One word before the colon looks like a key, most likely a misspelt
+        // policy; anything else (`See https://…`, `Goal 1: …`) is description.
+        (Some(_), None) if is_one_word(key) => acc.unknown_goal_key(key, line),
+        _ => {}
+    }
+}
+
+fn is_one_word(key: &str) -> bool {
+    let key = key.trim();
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
 }
 
 fn is_yaml(info: &str) -> bool {

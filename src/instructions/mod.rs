@@ -5,13 +5,15 @@
 //! Two forms parse to the same [`Instructions`]:
 //!
 //! - markdown (the seed's form), see [`markdown`]: an `## Agents` heading, one
-//!   `### name` heading per agent and `- Key: value` bullets under it;
+//!   `### name` heading per agent and `- Key: value` bullets under it, and
+//!   optionally a `## Goals` heading with one `### goal-id` heading per goal;
 //! - YAML (the Python original's form), see [`yaml`]: the whole file, or a fenced
-//!   ```` ```yaml ```` block inside markdown, with `agents:` and optionally
-//!   `instruction_schema_version: "2"`.
+//!   ```` ```yaml ```` block inside markdown, with `agents:`, optionally `goals:`
+//!   and `instruction_schema_version: "2"`.
 //!
 //! An agent's `Kind` (builder, reviewer, manager) is optional: without it the
-//! agent's role words decide ([`AgentSpec::kind`]).
+//! agent's role words decide ([`AgentSpec::kind`]). A goal's `Review` and
+//! `Approve` policies ([`goals`]) are optional too ([`Instructions::policy`]).
 //!
 //! Every problem found is reported at once, each as a [`Diagnostic`] naming the
 //! file, the line and the field.
@@ -21,12 +23,13 @@
 //! checks and the offline provider runs.
 
 mod fields;
+pub mod goals;
 pub mod markdown;
 pub mod plan;
 pub mod tasks;
 pub mod yaml;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,7 +37,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use self::fields::Acc;
-use crate::domain::AgentKind;
+use crate::domain::{AgentKind, GoalPolicy};
 pub use plan::{AgentBrief, task_list_plan};
 pub use tasks::{TaskItem, task_list};
 
@@ -43,10 +46,21 @@ pub use tasks::{TaskItem, task_list};
 pub struct Instructions {
     /// The declared agents, in file order.
     pub agents: Vec<AgentSpec>,
-    /// Text outside the agent list (goals, policies, docs references), for the planner prompt.
+    /// The team policies of the goals listed (`## Goals` / `goals:`); see
+    /// [`Instructions::policy`] for any goal.
+    pub goals: BTreeMap<String, GoalPolicy>,
+    /// Text outside the agent list (goals, policies, docs references), for the
+    /// planner prompt. The `## Goals` section stays in it: the planner sees the policies.
     pub context: String,
     /// Problems that do not stop the file from being used (unknown keys and the like).
     pub warnings: Vec<Diagnostic>,
+}
+
+impl Instructions {
+    /// The team policy of `goal`: as listed, or the default (review all, approve marked).
+    pub fn policy(&self, goal: &str) -> GoalPolicy {
+        self.goals.get(goal).copied().unwrap_or_default()
+    }
 }
 
 /// One declared agent. Paths are exactly as written; see [`AgentSpec::resolve`].

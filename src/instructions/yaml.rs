@@ -7,20 +7,27 @@
 //!   - name: research_agent
 //!     goal: goal-001
 //!     cadence: 30s
+//!     kind: builder
+//! goals:
+//!   - id: goal-001
+//!     review: marked
+//!     approve: none
 //! ```
 //!
 //! Keys are case-insensitive and `_` is the same as `-` (`log_level`,
 //! `log-level`). A top-level `context:` string is planner context, like the
-//! text around the agent list in the markdown form.
+//! text around the agent list in the markdown form. `goals:` (optional) lists
+//! goal policies, checked as [`super::goals`] says.
 //!
 //! serde_yaml_ng values carry no positions, so lines are found by a small scan
 //! of the block-style layout (`locate`); for flow style (`agents: [{…}]`)
-//! messages fall back to the `agents:` line. The scan only places messages, it
+//! messages fall back to the `agents:` (or `goals:`) line. The scan only places messages, it
 //! never decides a value.
 
 use serde_yaml_ng::Value;
 
 use super::fields::{Acc, Draft, Field, normalize_key};
+use super::goals::{GoalDraft, GoalField};
 
 /// The schema version this parser reads.
 pub const SCHEMA_VERSION: &str = "2";
@@ -79,12 +86,15 @@ fn key_of(s: &str) -> Option<String> {
     Some(normalize_key(key))
 }
 
+/// The top-level keys whose lists `locate` finds the items of.
+const LISTS: [&str; 2] = ["agents", "goals"];
+
 /// Lines of the parts of a block-style document (1-based, relative to it).
 #[derive(Debug, Default)]
 struct Layout {
-    agents_line: Option<usize>,
     top_keys: Vec<(String, usize)>,
-    items: Vec<ItemLayout>,
+    /// The items of each list in [`LISTS`], by key.
+    lists: Vec<(String, Vec<ItemLayout>)>,
 }
 
 #[derive(Debug)]
@@ -94,6 +104,13 @@ struct ItemLayout {
     keys: Vec<(String, usize)>,
 }
 
+impl ItemLayout {
+    /// The line of `key` (normalized) in this item.
+    fn key_line(&self, key: &str) -> Option<usize> {
+        self.keys.iter().find(|(k, _)| k == key).map(|&(_, l)| l)
+    }
+}
+
 impl Layout {
     fn top(&self, key: &str) -> Option<usize> {
         self.top_keys
@@ -101,13 +118,23 @@ impl Layout {
             .find(|(k, _)| k == key)
             .map(|&(_, l)| l)
     }
+
+    /// The scanned items of the list under `key`, if there are exactly `count`
+    /// (only then do they match the parsed items one to one).
+    fn items(&self, key: &str, count: usize) -> Option<&[ItemLayout]> {
+        self.lists
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, items)| items.as_slice())
+            .filter(|items| items.len() == count)
+    }
 }
 
-/// Finds the lines of top-level keys, of each `agents` item and of its keys.
+/// Finds the lines of top-level keys, of each item of the [`LISTS`] and of its keys.
 fn locate(text: &str) -> Layout {
     let mut layout = Layout::default();
-    let mut in_agents = false;
-    let mut dash_indent = None;
+    // The list being scanned: its index in `layout.lists` and the indent of its dashes.
+    let mut list: Option<(usize, Option<usize>)> = None;
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let content = raw.trim_start();
@@ -116,19 +143,20 @@ fn locate(text: &str) -> Layout {
         }
         let indent = raw.len() - content.len();
         if indent == 0 && !content.starts_with('-') {
-            in_agents = false;
+            list = None;
             if let Some(key) = key_of(content) {
-                in_agents = key == "agents";
-                if in_agents {
-                    layout.agents_line.get_or_insert(line);
+                if LISTS.contains(&key.as_str()) && layout.top(&key).is_none() {
+                    list = Some((layout.lists.len(), None));
+                    layout.lists.push((key.clone(), Vec::new()));
                 }
                 layout.top_keys.push((key, line));
             }
             continue;
         }
-        if !in_agents {
+        let Some((index, dash_indent)) = &mut list else {
             continue;
-        }
+        };
+        let items = &mut layout.lists[*index].1;
         if content == "-" || content.starts_with("- ") {
             if *dash_indent.get_or_insert(indent) == indent {
                 let rest = content[1..].trim_start();
@@ -137,7 +165,7 @@ fn locate(text: &str) -> Layout {
                 if let Some(k) = key_of(rest) {
                     keys.push((k, line));
                 }
-                layout.items.push(ItemLayout {
+                items.push(ItemLayout {
                     line,
                     key_indent,
                     keys,
@@ -145,7 +173,7 @@ fn locate(text: &str) -> Layout {
             }
             continue;
         }
-        if let Some(item) = layout.items.last_mut()
+        if let Some(item) = items.last_mut()
             && indent == item.key_indent
             && let Some(k) = key_of(content)
         {
@@ -208,18 +236,20 @@ pub(super) fn parse_document(text: &str, offset: usize, acc: &mut Acc<'_>) -> Op
                 saw_agents = true;
                 agents(v, &layout, offset, acc);
             }
+            "goals" => goals(v, &layout, offset, acc),
             _ => {
                 let shown: String = raw_key.chars().take(40).collect();
                 acc.warn(
                     line,
                     Some(&shown),
-                    "unknown top-level key, ignored (known: instruction_schema_version, agents, context)",
+                    "unknown top-level key, ignored \
+                     (known: instruction_schema_version, agents, goals, context)",
                 );
             }
         }
     }
     if saw_agents {
-        acc.section_line.get_or_insert(at(layout.agents_line));
+        acc.section_line.get_or_insert(at(layout.top("agents")));
     }
     context
 }
@@ -245,22 +275,11 @@ fn check_version(v: &Value, line: usize, acc: &mut Acc<'_>) {
 }
 
 fn agents(v: &Value, layout: &Layout, offset: usize, acc: &mut Acc<'_>) {
-    let agents_line = offset + layout.agents_line.unwrap_or(1);
-    let Value::Sequence(seq) = v else {
-        if !v.is_null() {
-            acc.error(
-                agents_line,
-                Some("agents"),
-                format!(
-                    "is {}: expected a list, one `- name: …` item per agent",
-                    describe(v)
-                ),
-            );
-        }
+    let agents_line = offset + layout.top("agents").unwrap_or(1);
+    let Some(seq) = list_of(v, "agents", "`- name: …` item per agent", agents_line, acc) else {
         return;
     };
-    // Only trust the scanned item lines when they match the parsed items one to one.
-    let items = (layout.items.len() == seq.len()).then_some(&layout.items);
+    let items = layout.items("agents", seq.len());
     for (i, agent) in seq.iter().enumerate() {
         let item = items.map(|items| &items[i]);
         let item_line = item.map_or(agents_line, |it| offset + it.line);
@@ -281,8 +300,8 @@ fn agents(v: &Value, layout: &Layout, offset: usize, acc: &mut Acc<'_>) {
             let key = k.as_str().map(str::to_owned).unwrap_or_else(|| describe(k));
             let norm = normalize_key(&key);
             let line = item
-                .and_then(|it| it.keys.iter().find(|(k, _)| *k == norm))
-                .map_or(item_line, |&(_, l)| offset + l);
+                .and_then(|it| it.key_line(&norm))
+                .map_or(item_line, |l| offset + l);
             let text = match value {
                 Value::String(s) => s.clone(),
                 Value::Null => String::new(),
@@ -292,14 +311,7 @@ fn agents(v: &Value, layout: &Layout, offset: usize, acc: &mut Acc<'_>) {
                     // Counted as given, so it is not also reported as missing.
                     draft.seen.extend(known);
                     let field = known.map_or(key.as_str(), |f| f.name());
-                    acc.error(
-                        line,
-                        Some(field),
-                        format!(
-                            "is {}: expected text; quote it (\"…\") to keep it as written",
-                            describe(other)
-                        ),
-                    );
+                    acc.error(line, Some(field), not_text(other));
                     continue;
                 }
             };
@@ -307,6 +319,83 @@ fn agents(v: &Value, layout: &Layout, offset: usize, acc: &mut Acc<'_>) {
         }
         acc.push(draft);
     }
+}
+
+/// The `goals:` list: one `{id, review, approve}` mapping per goal.
+fn goals(v: &Value, layout: &Layout, offset: usize, acc: &mut Acc<'_>) {
+    let goals_line = offset + layout.top("goals").unwrap_or(1);
+    let Some(seq) = list_of(v, "goals", "`- id: …` item per goal", goals_line, acc) else {
+        return;
+    };
+    let items = layout.items("goals", seq.len());
+    for (i, goal) in seq.iter().enumerate() {
+        let item = items.map(|items| &items[i]);
+        let item_line = item.map_or(goals_line, |it| offset + it.line);
+        let Value::Mapping(fields) = goal else {
+            acc.error(
+                item_line,
+                Some("goals"),
+                format!(
+                    "goal {} is {}: expected `id:`, and `review:` or `approve:`",
+                    i + 1,
+                    describe(goal)
+                ),
+            );
+            continue;
+        };
+        let mut draft = GoalDraft::at(item_line);
+        for (k, value) in fields {
+            let key = k.as_str().map(str::to_owned).unwrap_or_else(|| describe(k));
+            let line = item
+                .and_then(|it| it.key_line(&normalize_key(&key)))
+                .map_or(item_line, |l| offset + l);
+            let field = GoalField::from_key(&key);
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                // A policy written `true` or `1` gets the message that lists the choices.
+                Value::Bool(b) if field != Some(GoalField::Id) => b.to_string(),
+                Value::Number(n) if field != Some(GoalField::Id) => n.to_string(),
+                other => {
+                    draft.seen.extend(field);
+                    let shown = field.map_or(key.as_str(), |f| f.name());
+                    acc.error(line, Some(shown), not_text(other));
+                    continue;
+                }
+            };
+            acc.set_goal(&mut draft, &key, &text, line);
+        }
+        acc.push_goal(draft);
+    }
+}
+
+/// `v` as a list; else an error naming `key` (nothing for an empty value).
+fn list_of<'v>(
+    v: &'v Value,
+    key: &str,
+    item: &str,
+    line: usize,
+    acc: &mut Acc<'_>,
+) -> Option<&'v Vec<Value>> {
+    match v {
+        Value::Sequence(seq) => Some(seq),
+        Value::Null => None,
+        _ => {
+            acc.error(
+                line,
+                Some(key),
+                format!("is {}: expected a list, one {item}", describe(v)),
+            );
+            None
+        }
+    }
+}
+
+fn not_text(v: &Value) -> String {
+    format!(
+        "is {}: expected text; quote it (\"…\") to keep it as written",
+        describe(v)
+    )
 }
 
 /// A short description of a YAML value for messages.

@@ -470,13 +470,16 @@ proptest::proptest! {
     }
 
     #[test]
-    fn parse_never_panics_on_markdownish_text(s in "(## Agents\n|# Agents\n|### [a-z*_ {}:]{0,8}\n|- (Goal|Role|Cadence|Heartbeat|Log level|X): ?[a-z0-9 .*:`]{0,10}\n|```ya?ml\n|```\n|agents:\n|instruction_schema_version: [0-9\"]{0,3}\n|  - name: [a-z]{0,5}\n|    goal: [a-z0-9]{0,5}\n|    cadence: [0-9a-z]{0,4}\n|[^\n]{0,10}\n|\n|\0){0,25}") {
+    fn parse_never_panics_on_markdownish_text(s in "(## Agents\n|# Agents\n|## Goals\n|### [a-z*_ {}:]{0,8}\n|- (Goal|Role|Kind|Cadence|Heartbeat|Log level|Review|Approve|X): ?[a-z0-9 .*:`]{0,10}\n|```ya?ml\n|```\n|agents:\n|goals:\n|instruction_schema_version: [0-9\"]{0,3}\n|  - (name|id): [a-z]{0,5}\n|    goal: [a-z0-9]{0,5}\n|    (review|approve|kind): [a-z]{0,7}\n|    cadence: [0-9a-z]{0,4}\n|[^\n]{0,10}\n|\n|\0){0,25}") {
         match parse(Path::new("x.md"), &s) {
             Ok(i) => {
                 proptest::prop_assert!(!i.agents.is_empty());
                 for a in &i.agents {
                     proptest::prop_assert!(crate::domain::check_id("agent name", &a.name).is_ok());
                     proptest::prop_assert!(crate::domain::check_id("goal id", &a.goal).is_ok());
+                }
+                for goal in i.goals.keys() {
+                    proptest::prop_assert!(crate::domain::check_id("goal id", goal).is_ok());
                 }
             }
             Err(e) => {
