@@ -6,8 +6,9 @@
 //!
 //! - each agent's instruction text is read with [`task_list`] (its module docs
 //!   give the task list grammar); every task becomes a node with the agent's
-//!   role, `metadata.agent` set to the agent's name, and the task's artifacts as
-//!   expected artifacts (`<id>.md` when it names none);
+//!   role, `metadata.agent` set to the agent's name, the task's artifacts as
+//!   expected artifacts (`<id>.md` when it names none), and its markers as
+//!   `review`, `approval` and `assignment` (`(soft)`: soft);
 //! - ids are unique per instruction text; an id that an earlier agent already
 //!   uses gets a `-2`, `-3`… suffix, and the agent's own references to it
 //!   follow. An `after:` naming no task of its own agent names another agent's
@@ -76,6 +77,9 @@ fn plan_from_task_lists(agents: &[AgentBrief]) -> (Vec<Node>, Vec<Edge>) {
             if !task.artifacts.is_empty() {
                 node.expected_artifacts = task.artifacts.clone();
             }
+            node.review = task.review;
+            node.approval = task.approval;
+            node.assignment = task.assignment;
             nodes.push(node);
         }
         used = taken;
@@ -217,6 +221,28 @@ mod tests {
                 ("scope-3", "write"),
             ]
         );
+    }
+
+    #[test]
+    fn markers_become_node_fields() {
+        use crate::domain::Assignment;
+        let text = "## Tasks\n- [a] A (review)\n- [b] B (approval, soft)\n- [c] C\n";
+        let dag = plan(vec![brief("w", Some("writer"), text)]);
+        let fields: Vec<(bool, bool, Assignment)> = dag
+            .dag()
+            .nodes
+            .iter()
+            .map(|n| (n.review, n.approval, n.assignment))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (true, false, Assignment::Hard),
+                (false, true, Assignment::Soft),
+                (false, false, Assignment::Hard),
+            ]
+        );
+        assert_eq!(dag.dag().nodes[0].title, "A");
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! ```markdown
 //! ## Tasks
 //! - [scope] Define the scope priority: 10
-//! - [collect-sources] Collect sources artifacts: sources.md
-//! - Summarize (after: collect-sources, scope) (priority: 2)
-//! - [ ] review: Review the report; after: Summarize
+//! - [collect-sources] Collect sources artifacts: sources.md (soft)
+//! - Summarize (after: collect-sources, scope) (priority: 2) (review)
+//! - [ ] review: Review the report; after: Summarize (approval)
 //! ```
 //!
 //! Rules:
@@ -32,6 +32,18 @@
 //!   repeated `priority:` replaces the value. Values lose surrounding backticks.
 //! - The title is the text before the first field. An item with an id and no
 //!   title takes its id as title; an item with neither is skipped.
+//! - Markers, in any case, anywhere after the checkbox (before or after the id,
+//!   in the title, among the fields): `(review)` marks the task for review (a
+//!   goal with `Review: marked` reviews only marked tasks), `(approval)` makes
+//!   it wait for a person's `APPROVE-TASK`, `(soft)` lets another builder take
+//!   it when no live agent has its role. One pair of parentheses may hold
+//!   several: `(review, soft)`. A marker is removed from the text it stood in.
+//! - Only parentheses that hold nothing but marker words, and that stand alone
+//!   (not glued to a word: `notes(review).md` is a file name), are markers, so
+//!   markers never eat a title: `Review the draft`, `(Review the draft)` and
+//!   `Approval flow (soft launch)` are titles. There is no bare-word or
+//!   `review: yes` form on purpose: the bare word is a title word, and
+//!   `review: Title` is an id prefix.
 //! - An item without `after:` runs after the item above it in the same list
 //!   (order gives edges; a new list or section starts a new chain), so a plain
 //!   list is a sequence. `after: none` or `after: -` means no dependency.
@@ -44,6 +56,7 @@ use std::iter::Peekable;
 use pulldown_cmark::{Event, HeadingLevel, OffsetIter, Parser, Tag, TagEnd};
 
 use super::markdown::{inline_text, options, skip_to_end};
+use crate::domain::Assignment;
 use crate::domain::ids::{MAX_ID_LEN, check_id};
 
 /// One task read from a `## Tasks` list.
@@ -60,6 +73,35 @@ pub struct TaskItem {
     pub priority: Option<i32>,
     /// Files the task is expected to produce.
     pub artifacts: Vec<String>,
+    /// Marked `(review)`: reviewed under `Review: marked`.
+    pub review: bool,
+    /// Marked `(approval)`: waits for a person's approval after it ran.
+    pub approval: bool,
+    /// `Soft` when marked `(soft)`: another builder may take it when no live
+    /// agent has its role.
+    pub assignment: Assignment,
+}
+
+/// The markers of one item.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Marks {
+    review: bool,
+    approval: bool,
+    soft: bool,
+}
+
+impl Marks {
+    /// Sets the mark a word names; false when it names none.
+    fn set(&mut self, word: &str) -> bool {
+        let flag = match word.to_ascii_lowercase().as_str() {
+            "review" => &mut self.review,
+            "approval" => &mut self.approval,
+            "soft" => &mut self.soft,
+            _ => return false,
+        };
+        *flag = true;
+        true
+    }
 }
 
 /// An item before ids are assigned and dependencies resolved.
@@ -70,6 +112,7 @@ struct Raw {
     after: Option<Vec<String>>,
     priority: Option<i32>,
     artifacts: Vec<String>,
+    marks: Marks,
     /// Index of the previous item in the same list.
     previous: Option<usize>,
 }
@@ -106,6 +149,13 @@ pub fn task_list(markdown: &str) -> Vec<TaskItem> {
                 after,
                 priority: raw.priority,
                 artifacts: raw.artifacts.clone(),
+                review: raw.marks.review,
+                approval: raw.marks.approval,
+                assignment: if raw.marks.soft {
+                    Assignment::Soft
+                } else {
+                    Assignment::Hard
+                },
             }
         })
         .collect()
@@ -193,7 +243,8 @@ fn parse_item(text: &str) -> Option<Raw> {
         .find_map(|checkbox| text.strip_prefix(checkbox))
         .unwrap_or(text)
         .trim_start();
-    let (explicit_id, rest) = id_prefix(text);
+    let (text, marks) = strip_markers(text);
+    let (explicit_id, rest) = id_prefix(&text);
     let markers = field_markers(rest);
     let title_end = markers.first().map_or(rest.len(), |m| m.0);
     let title = rest
@@ -212,6 +263,7 @@ fn parse_item(text: &str) -> Option<Raw> {
         after: None,
         priority: None,
         artifacts: Vec::new(),
+        marks,
         previous: None,
     };
     for (i, &(start, name)) in markers.iter().enumerate() {
@@ -235,6 +287,62 @@ fn parse_item(text: &str) -> Option<Raw> {
         }
     }
     Some(raw)
+}
+
+/// `text` without its markers (see the module docs), and the marks they set.
+///
+/// A marker's own text goes, and so does the space after it when the text
+/// before already ends in a space, so `Draft (review) it` reads `Draft it`.
+fn strip_markers(text: &str) -> (String, Marks) {
+    let mut marks = Marks::default();
+    let mut out = String::with_capacity(text.len());
+    // Where the text not yet copied to `out` starts, and whether a marker was just cut.
+    let mut copied = 0;
+    let mut cut = false;
+    let glued = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    for (open, _) in text.match_indices('(') {
+        if open < copied || glued(text[..open].chars().next_back()) {
+            continue;
+        }
+        let Some(len) = text[open..].find(')') else {
+            break;
+        };
+        let close = open + len;
+        let inner = &text[open + 1..close];
+        if glued(text[close + 1..].chars().next()) || !is_marker_group(inner) {
+            continue;
+        }
+        push_after_cut(&mut out, &text[copied..open], cut);
+        for word in marker_words(inner) {
+            marks.set(word);
+        }
+        copied = close + 1;
+        cut = true;
+    }
+    push_after_cut(&mut out, &text[copied..], cut);
+    (out, marks)
+}
+
+/// Whether the text inside parentheses is one or more marker words and nothing else.
+fn is_marker_group(inner: &str) -> bool {
+    let mut probe = Marks::default();
+    let mut words = marker_words(inner).peekable();
+    words.peek().is_some() && words.all(|w| probe.set(w))
+}
+
+fn marker_words(inner: &str) -> impl Iterator<Item = &str> {
+    inner
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+}
+
+/// Appends `piece`; right after a cut marker, without the space a space before it makes double.
+fn push_after_cut(out: &mut String, piece: &str, cut: bool) {
+    if cut && (out.is_empty() || out.ends_with(char::is_whitespace)) {
+        out.push_str(piece.trim_start());
+    } else {
+        out.push_str(piece);
+    }
 }
 
 fn list(value: &str) -> Vec<String> {

@@ -4,6 +4,20 @@ fn ids(tasks: &[TaskItem]) -> Vec<&str> {
     tasks.iter().map(|t| t.id.as_str()).collect()
 }
 
+/// A task's markers: (review, approval, soft).
+type Mk = (bool, bool, bool);
+const M: Mk = (false, false, false);
+const REVIEW: Mk = (true, false, false);
+const APPROVAL: Mk = (false, true, false);
+const SOFT: Mk = (false, false, true);
+
+fn marks(tasks: &[TaskItem]) -> Vec<Mk> {
+    tasks
+        .iter()
+        .map(|t| (t.review, t.approval, t.assignment == Assignment::Soft))
+        .collect()
+}
+
 #[test]
 fn explicit_ids_and_trailing_after() {
     let md = "## Tasks\n- [scope] Define scope\n- [collect-sources] Collect sources after: scope\n";
@@ -128,9 +142,9 @@ fn the_agent_template_has_a_readable_task_list() {
 fn the_module_example_reads_as_documented() {
     let md = "## Tasks\n\
         - [scope] Define the scope priority: 10\n\
-        - [collect-sources] Collect sources artifacts: sources.md\n\
-        - Summarize (after: collect-sources, scope) (priority: 2)\n\
-        - [ ] review: Review the report; after: Summarize\n";
+        - [collect-sources] Collect sources artifacts: sources.md (soft)\n\
+        - Summarize (after: collect-sources, scope) (priority: 2) (review)\n\
+        - [ ] review: Review the report; after: Summarize (approval)\n";
     let t = task_list(md);
     assert_eq!(ids(&t), ["scope", "collect-sources", "summarize", "review"]);
     assert_eq!(t[1].after, ["scope"]);
@@ -140,6 +154,7 @@ fn the_module_example_reads_as_documented() {
     assert_eq!(t[2].priority, Some(2));
     assert_eq!(t[3].title, "Review the report");
     assert_eq!(t[3].after, ["summarize"]);
+    assert_eq!(marks(&t), [M, SOFT, REVIEW, APPROVAL]);
 }
 
 #[test]
@@ -234,9 +249,127 @@ proptest::proptest! {
     }
 
     #[test]
-    fn never_panics_on_task_lists(s in "(## Tasks\n|- |\\[[a-z ]{0,4}\\] ?|after: ?|priority: ?|artifacts: ?|[a-zé, -]{0,8}|\n){0,30}") {
+    fn never_panics_on_task_lists(s in "(## Tasks\n|- |\\[[a-z ]{0,4}\\] ?|after: ?|priority: ?|artifacts: ?|\\(?(review|Approval|soft|, )\\)?|[a-zé, -]{0,8}|\n){0,30}") {
         for t in task_list(&s) {
             proptest::prop_assert!(check_id("task id", &t.id).is_ok(), "{}", t.id);
         }
+    }
+}
+
+#[test]
+fn markers_are_read_wherever_fields_may_stand_and_leave_the_text() {
+    let md = "## Tasks\n\
+        - [a] Draft the guide (review)\n\
+        - [b] (Approval) Publish it after: a\n\
+        - (SOFT) [c] Tidy up\n\
+        - [ ] [d] Check (review) the links; priority: 3\n\
+        - [e] Ship; after: a, b (approval) artifacts: e.md\n\
+        - [f] Launch (review, Approval,soft) | after: e\n\
+        - [g] Glue(review) stays, as does (review)glue\n";
+    let t = task_list(md);
+    let titles: Vec<&str> = t.iter().map(|t| t.title.as_str()).collect();
+    assert_eq!(
+        titles,
+        [
+            "Draft the guide",
+            "Publish it",
+            "Tidy up",
+            "Check the links",
+            "Ship",
+            "Launch",
+            "Glue(review) stays, as does (review)glue",
+        ]
+    );
+    assert_eq!(
+        marks(&t),
+        [
+            REVIEW,
+            APPROVAL,
+            SOFT,
+            REVIEW,
+            APPROVAL,
+            (true, true, true),
+            M
+        ]
+    );
+    assert_eq!(t[3].priority, Some(3));
+    assert_eq!(t[4].after, ["a", "b"]);
+    assert_eq!(t[4].artifacts, ["e.md"]);
+    assert_eq!(t[5].after, ["e"]);
+}
+
+#[test]
+fn titles_about_reviews_and_approvals_are_not_markers() {
+    let md = "## Tasks\n\
+        - Review the draft\n\
+        - (Review the draft)\n\
+        - Approval flow (soft launch)\n\
+        - review: Review the report\n\
+        - [skills] Review, approval and soft skills\n\
+        - [approval] Approval\n\
+        - Write notes artifacts: notes(review).md\n\
+        - Unclosed (review\n";
+    let t = task_list(md);
+    assert_eq!(
+        ids(&t),
+        [
+            "review-the-draft",
+            "review-the-draft-2",
+            "approval-flow-soft-launch",
+            "review",
+            "skills",
+            "approval",
+            "write-notes",
+            "unclosed-review",
+        ]
+    );
+    assert_eq!(t[1].title, "(Review the draft)");
+    assert_eq!(t[2].title, "Approval flow (soft launch)");
+    assert_eq!(t[6].artifacts, ["notes(review).md"]);
+    assert_eq!(t[7].title, "Unclosed (review");
+    assert!(marks(&t).iter().all(|m| *m == M), "{:?}", marks(&t));
+}
+
+#[test]
+fn an_item_of_only_an_id_and_markers_takes_its_id_as_title() {
+    let t = task_list("## Tasks\n- [draft] (review)\n- (review)\n- Next\n");
+    assert_eq!(ids(&t), ["draft", "next"]);
+    assert_eq!(t[0].title, "draft");
+    assert_eq!(marks(&t), [REVIEW, M]);
+}
+
+/// Words a title may hold, marker words among them, none a field.
+const TITLE_WORDS: [&str; 9] = [
+    "Review", "review", "the", "draft", "Approval", "approval", "soft", "SOFT", "launch",
+];
+
+proptest::proptest! {
+    #[test]
+    fn markers_never_eat_a_title(
+        words in proptest::collection::vec(0..TITLE_WORDS.len(), 1..6),
+        wrap in proptest::bool::ANY,
+        review in proptest::bool::ANY,
+        approval in proptest::bool::ANY,
+        soft in proptest::bool::ANY,
+        at_start in proptest::bool::ANY,
+    ) {
+        let title = words.iter().map(|&w| TITLE_WORDS[w]).collect::<Vec<_>>().join(" ");
+        // A title in parentheses of its own is a title too, unless it is only marker words.
+        let all_markers = words.iter().all(|&w| TITLE_WORDS[w] != "the"
+            && TITLE_WORDS[w] != "draft" && TITLE_WORDS[w] != "launch");
+        let written = if wrap && !all_markers { format!("({title})") } else { title.clone() };
+        let mut item_marks: Vec<&str> = Vec::new();
+        if review { item_marks.push("(review)"); }
+        if approval { item_marks.push("(Approval)"); }
+        if soft { item_marks.push("(SOFT)"); }
+        let item = if at_start {
+            format!("{} {written} after: none", item_marks.join(" "))
+        } else {
+            format!("{written} {} priority: 2", item_marks.join(" "))
+        };
+        let t = task_list(&format!("## Tasks\n- {item}\n"));
+        proptest::prop_assert_eq!(t.len(), 1, "{}", item);
+        proptest::prop_assert_eq!(&t[0].title, &written, "{}", item);
+        proptest::prop_assert_eq!(marks(&t)[0], (review, approval, soft), "{}", item);
     }
 }
