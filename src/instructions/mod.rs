@@ -29,7 +29,7 @@ pub mod plan;
 pub mod tasks;
 pub mod yaml;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -208,24 +208,33 @@ pub fn parse(file: &Path, text: &str) -> Result<Instructions, InstructionsError>
     acc.finish(context)
 }
 
-/// A short human summary of `instructions`, for `porki instructions validate`.
+/// A short human summary of `instructions`, for `porki instructions validate`:
+/// each agent with its goal, role and kind, then each goal with its policy.
 pub fn summary(instructions: &Instructions) -> String {
     use std::fmt::Write as _;
-    let goals: BTreeSet<&str> = instructions
-        .agents
-        .iter()
-        .map(|a| a.goal.as_str())
-        .collect();
+    let mut goals: Vec<&str> = Vec::new();
+    for a in &instructions.agents {
+        if !goals.contains(&a.goal.as_str()) {
+            goals.push(&a.goal);
+        }
+    }
+    let worked_on = goals.len();
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     let mut out = format!(
         "{}, {}\n",
         plural(instructions.agents.len(), "agent"),
-        plural(goals.len(), "goal")
+        plural(worked_on, "goal")
     );
     for a in &instructions.agents {
         let _ = write!(out, "  {}  goal {}", a.name, a.goal);
         if let Some(role) = &a.role {
             let _ = write!(out, "  role {role}");
+        }
+        let _ = write!(out, "  kind {}", a.kind());
+        match (a.kind, &a.role) {
+            (Some(_), _) => {}
+            (None, Some(_)) => out.push_str(" (from role)"),
+            (None, None) => out.push_str(" (default)"),
         }
         if let Some(c) = a.cadence {
             let _ = write!(out, "  cadence {}", format_duration(c));
@@ -235,8 +244,28 @@ pub fn summary(instructions: &Instructions) -> String {
         }
         out.push('\n');
     }
-    let goals: Vec<&str> = goals.into_iter().collect();
-    let _ = writeln!(out, "goals: {}", goals.join(", "));
+    // Then the goals listed under `## Goals` that no agent works on.
+    let unused: Vec<&str> = (instructions.goals.keys())
+        .map(String::as_str)
+        .filter(|g| !goals.contains(g))
+        .collect();
+    goals.extend(unused);
+    out.push_str("goals:\n");
+    for (i, goal) in goals.iter().enumerate() {
+        let policy = instructions.policy(goal);
+        let _ = write!(
+            out,
+            "  {goal}  review {}  approve {}",
+            policy.review.as_str(),
+            policy.approval.as_str()
+        );
+        if i >= worked_on {
+            out.push_str("  (no agent works on it)");
+        } else if !instructions.goals.contains_key(*goal) {
+            out.push_str("  (defaults: not under Goals)");
+        }
+        out.push('\n');
+    }
     if !instructions.warnings.is_empty() {
         let _ = writeln!(out, "{}:", plural(instructions.warnings.len(), "warning"));
         for w in &instructions.warnings {
@@ -308,17 +337,45 @@ heartbeat file to reload it.
 
 Describe what this agent does, what it must not do, and where it writes.
 
+## Declaring this agent
+
+In `INSTRUCTIONS.md`, next to the other agents. `Kind` is `builder` (does the
+work), `reviewer` (reviews builders' work) or `manager` (settles what reviews
+cannot); without it the role decides (qa, review, test: reviewer; lead,
+manager, owner: manager; anything else: builder). Under `## Goals`, `Review`
+says which tasks get a review (`all`, `none`, or `marked`: only tasks marked
+`(review)`) and `Approve` which wait for a person's `APPROVE-TASK` (`marked`,
+`all` or `none`).
+
+```markdown
+## Agents
+### {name}
+- Goal: goal-001
+- Role: research
+- Kind: builder
+- Instructions: {name}.md
+- Heartbeat: heartbeat/{name}.md
+
+## Goals
+### goal-001
+- Review: marked
+- Approve: none
+```
+
 ## Tasks
 
 One list item per task. `[id]` names the task (else an id is made from the
 title). An item without `after:` runs after the item above it; `after: none`
 means it can start at once. `priority:` (higher runs sooner) and `artifacts:`
-are optional.
+are optional. Markers in parentheses: `(review)` asks for a review when the
+goal says `Review: marked`, `(approval)` makes the task wait for a person's
+`APPROVE-TASK`, `(soft)` lets another builder take it when no agent of its role
+is running.
 
 - [scope] Define the scope and the questions to answer priority: 10
 - [collect-sources] Collect sources on each question artifacts: sources.md
-- [summarize] Summarize the findings after: collect-sources artifacts: report.md
-- [review] Review the report against the scope after: scope, summarize
+- [summarize] Summarize the findings after: collect-sources artifacts: report.md (review)
+- [check] Check the report against the scope after: scope, summarize
 
 ## Answer formats
 

@@ -251,13 +251,13 @@ mod tests {
         let dag = plan(vec![template("a"), template("b")]);
         assert_eq!(
             ids(dag.dag())[4..],
-            ["scope-2", "collect-sources-2", "summarize-2", "review-2"]
+            ["scope-2", "collect-sources-2", "summarize-2", "check-2"]
         );
         assert!(
             dag.dag()
                 .edges
                 .iter()
-                .any(|e| e.source == "summarize-2" && e.target == "review-2")
+                .any(|e| e.source == "summarize-2" && e.target == "check-2")
         );
     }
 }

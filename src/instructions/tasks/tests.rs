@@ -131,11 +131,12 @@ fn no_tasks_section_gives_nothing() {
 #[test]
 fn the_agent_template_has_a_readable_task_list() {
     let t = task_list(&super::super::agent_template("research_agent"));
-    assert_eq!(ids(&t), ["scope", "collect-sources", "summarize", "review"]);
+    assert_eq!(ids(&t), ["scope", "collect-sources", "summarize", "check"]);
     assert_eq!(t[0].priority, Some(10));
     assert_eq!(t[1].after, ["scope"]);
     assert_eq!(t[2].artifacts, ["report.md"]);
     assert_eq!(t[3].after, ["scope", "summarize"]);
+    assert_eq!(marks(&t), [M, M, REVIEW, M]);
 }
 
 #[test]

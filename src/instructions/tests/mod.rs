@@ -420,8 +420,15 @@ fn summary_lists_agents_and_goals() {
     );
     let s = summary(&i);
     assert!(s.starts_with("3 agents, 2 goals\n"), "{s}");
-    assert!(s.contains("  a  goal g1  role r  cadence 500ms\n"), "{s}");
-    assert!(s.contains("goals: g1, g2\n"), "{s}");
+    assert!(
+        s.contains("  a  goal g1  role r  kind builder (from role)  cadence 500ms\n"),
+        "{s}"
+    );
+    assert!(s.contains("  b  goal g2  kind builder (default)\n"), "{s}");
+    assert!(
+        s.contains("goals:\n  g1  review all  approve marked  (defaults: not under Goals)\n"),
+        "{s}"
+    );
     assert!(s.contains("1 warning:"), "{s}");
 }
 

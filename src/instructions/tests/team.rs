@@ -244,3 +244,39 @@ fn goals_in_a_fenced_yaml_block_are_placed_by_file_line() {
     assert_eq!(i.warnings.len(), 1);
     assert_eq!(i.warnings[0].line, 2);
 }
+
+#[test]
+fn summary_shows_kinds_and_goal_policies() {
+    let text = "## Agents\n### dev\n- Goal: g1\n### qa\n- Goal: g1\n- Role: qa\n\
+        ### boss\n- Goal: g2\n- Kind: manager\n\
+        ## Goals\n### g2\n- Review: marked\n- Approve: all\n### g3\n- Review: none\n";
+    let s = summary(&ok(text));
+    for line in [
+        "3 agents, 2 goals\n",
+        "  dev  goal g1  kind builder (default)\n",
+        "  qa  goal g1  role qa  kind reviewer (from role)\n",
+        "  boss  goal g2  kind manager\n",
+        "goals:\n",
+        "  g1  review all  approve marked  (defaults: not under Goals)\n",
+        "  g2  review marked  approve all\n",
+        "  g3  review none  approve marked  (no agent works on it)\n",
+        "1 warning:\n",
+    ] {
+        assert!(s.contains(line), "{line:?} in\n{s}");
+    }
+}
+
+#[test]
+fn the_agent_templates_declaration_example_parses_as_it_says() {
+    let t = agent_template("research_agent");
+    let start = t.find("```markdown\n").expect("a markdown example") + "```markdown\n".len();
+    let example = &t[start..start + t[start..].find("```").unwrap()];
+    let i = ok(example);
+    assert!(i.warnings.is_empty(), "{:?}", i.warnings);
+    assert_eq!(i.agents[0].name, "research_agent");
+    assert_eq!(i.agents[0].kind, Some(AgentKind::Builder));
+    assert_eq!(
+        i.policy("goal-001"),
+        policy(ReviewPolicy::Marked, ApprovalPolicy::None)
+    );
+}
