@@ -280,3 +280,46 @@ fn the_agent_templates_declaration_example_parses_as_it_says() {
         policy(ReviewPolicy::Marked, ApprovalPolicy::None)
     );
 }
+
+#[test]
+fn the_demo_reviews_only_the_marked_draft() {
+    let demo = |file| match file {
+        "research.md" => include_str!("../../../examples/demo/instructions/research.md"),
+        "research_2.md" => include_str!("../../../examples/demo/instructions/research_2.md"),
+        "writer.md" => include_str!("../../../examples/demo/instructions/writer.md"),
+        "reviewer.md" => include_str!("../../../examples/demo/instructions/reviewer.md"),
+        other => panic!("the demo has no {other}"),
+    };
+    let i = ok(include_str!(
+        "../../../examples/demo/instructions/INSTRUCTIONS.md"
+    ));
+    assert!(i.warnings.is_empty(), "{:?}", i.warnings);
+    assert_eq!(
+        i.policy("demo-001"),
+        policy(ReviewPolicy::Marked, ApprovalPolicy::Marked)
+    );
+    let reviewer = i.agents.iter().find(|a| a.name == "reviewer").unwrap();
+    assert_eq!(reviewer.kind, Some(AgentKind::Reviewer));
+    assert_eq!(
+        reviewer.kind(),
+        AgentKind::from_role(reviewer.role.as_deref())
+    );
+    let briefs: Vec<AgentBrief> = i
+        .agents
+        .iter()
+        .map(|a| AgentBrief {
+            name: a.name.clone(),
+            role: a.role.clone(),
+            kind: a.kind(),
+            instructions: demo(a.instructions.as_deref().unwrap().to_str().unwrap()).into(),
+        })
+        .collect();
+    let dag = task_list_plan("demo-001", &briefs).validate().unwrap();
+    let reviewed: Vec<&str> = (dag.dag().nodes.iter())
+        .filter(|n| n.review)
+        .map(|n| n.id.as_str())
+        .collect();
+    assert_eq!(reviewed, ["draft"]);
+    assert!(dag.dag().nodes.iter().all(|n| !n.approval));
+    assert_eq!(dag.dag().nodes.len(), 12);
+}
