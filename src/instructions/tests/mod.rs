@@ -1,6 +1,6 @@
 //! Parsing instructions files: the two forms agreeing, the markdown form, every
-//! error and warning, paths, summaries and the agent template. The YAML
-//! form's own cases are in `yaml.rs`.
+//! error and warning, paths and the agent template. The YAML form's own cases
+//! are in `yaml.rs`; kinds, goal policies, summaries and the demo in `team.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -411,25 +411,6 @@ fn resolve_joins_onto_the_instructions_folder() {
             instructions: None
         }
     );
-}
-
-#[test]
-fn summary_lists_agents_and_goals() {
-    let i = ok(
-        "## Agents\n### a\n- Goal: g1\n- Role: r\n- Cadence: 500ms\n### b\n- Goal: g2\n- Extra: x\n### c\n- Goal: g1\n",
-    );
-    let s = summary(&i);
-    assert!(s.starts_with("3 agents, 2 goals\n"), "{s}");
-    assert!(
-        s.contains("  a  goal g1  role r  kind builder (from role)  cadence 500ms\n"),
-        "{s}"
-    );
-    assert!(s.contains("  b  goal g2  kind builder (default)\n"), "{s}");
-    assert!(
-        s.contains("goals:\n  g1  review all  approve marked  (defaults: not under Goals)\n"),
-        "{s}"
-    );
-    assert!(s.contains("1 warning:"), "{s}");
 }
 
 #[test]

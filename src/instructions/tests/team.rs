@@ -1,5 +1,5 @@
-//! Teams: agent kinds and the per-goal review and approval policies, in both
-//! forms.
+//! Teams: agent kinds and the per-goal review and approval policies in both
+//! forms, the summary that shows them, the template's and the demo's use of them.
 
 use super::*;
 use crate::domain::{AgentKind, ApprovalPolicy, GoalPolicy, ReviewPolicy};
@@ -243,6 +243,25 @@ fn goals_in_a_fenced_yaml_block_are_placed_by_file_line() {
     // Flow style has no item lines: the warning sits on the `goals:` line.
     assert_eq!(i.warnings.len(), 1);
     assert_eq!(i.warnings[0].line, 2);
+}
+
+#[test]
+fn summary_lists_agents_and_goals() {
+    let i = ok(
+        "## Agents\n### a\n- Goal: g1\n- Role: r\n- Cadence: 500ms\n### b\n- Goal: g2\n- Extra: x\n### c\n- Goal: g1\n",
+    );
+    let s = summary(&i);
+    assert!(s.starts_with("3 agents, 2 goals\n"), "{s}");
+    assert!(
+        s.contains("  a  goal g1  role r  kind builder (from role)  cadence 500ms\n"),
+        "{s}"
+    );
+    assert!(s.contains("  b  goal g2  kind builder (default)\n"), "{s}");
+    assert!(
+        s.contains("goals:\n  g1  review all  approve marked  (defaults: not under Goals)\n"),
+        "{s}"
+    );
+    assert!(s.contains("1 warning:"), "{s}");
 }
 
 #[test]
