@@ -1,6 +1,6 @@
 //! The per-goal team policies of an instructions file: which tasks of a goal
 //! get a review, and which wait for a person's approval. Both forms fill the
-//! same [`GoalDraft`], so they are checked alike.
+//! same draft (`GoalDraft`), so they are checked alike.
 //!
 //! ```markdown
 //! ## Goals
