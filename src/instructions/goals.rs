@@ -142,6 +142,24 @@ impl Acc<'_> {
         }
     }
 
+    /// Starts a goal from its markdown heading, whose text is the goal id.
+    pub(super) fn goal_heading(&mut self, title: &str, line: usize) -> GoalDraft {
+        let mut draft = GoalDraft::at(line);
+        draft.seen.push(GoalField::Id);
+        match check_id("goal id", title) {
+            Ok(()) => draft.id = Some(title.to_owned()),
+            Err(e) => self.error(
+                line,
+                Some("id"),
+                format!(
+                    "{e}; under `Goals` each heading is one goal's id: put a description \
+                     below the heading, or a section of its own outside `Goals`"
+                ),
+            ),
+        }
+        draft
+    }
+
     /// Warns about a key that is not a policy field.
     pub(super) fn unknown_goal_key(&mut self, key: &str, line: usize) {
         let key: String = key.trim().chars().take(40).collect();

@@ -109,9 +109,7 @@ pub(super) fn parse_into(text: &str, acc: &mut Acc<'_>) -> String {
                         if let Some(g) = goal.take() {
                             acc.push_goal(g);
                         }
-                        let mut g = GoalDraft::at(line);
-                        acc.set_goal(&mut g, "id", title, line);
-                        goal = Some(g);
+                        goal = Some(acc.goal_heading(title, line));
                     }
                 } else if section.is_some() {
                     in_subheading = true;

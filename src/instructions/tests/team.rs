@@ -157,6 +157,10 @@ fn goal_ids_are_checked_and_listed_once() {
     let e = err("## Agents\n### a\n- Goal: g\n## Goals\n### g 1\n- Review: none\n");
     assert_eq!(places(&e), [(5, Some("id"))]);
     assert!(e.to_string().contains("goal id \"g 1\""), "{e}");
+    assert!(
+        e.to_string().contains("each heading is one goal's id"),
+        "{e}"
+    );
     let e = err("## Agents\n### a\n- Goal: g\n## Goals\n### g\n### g\n");
     assert_eq!(places(&e), [(6, Some("id"))]);
     assert!(e.to_string().contains("first on line 5"), "{e}");
