@@ -37,8 +37,9 @@ impl AgentKind {
     }
 
     /// The kind an agent without an explicit `Kind:` gets from the words of its
-    /// role: qa, review(er), test(er) → reviewer; lead, manager, owner → manager;
-    /// anything else (or no role) → builder.
+    /// role (whole words, any case): qa, review(er), test(er), audit(or) →
+    /// reviewer; lead, manager, owner, head, chief → manager; anything else (or
+    /// no role) → builder.
     pub fn from_role(role: Option<&str>) -> Self {
         let Some(role) = role else {
             return AgentKind::Builder;
@@ -48,10 +49,32 @@ impl AgentKind {
             .filter(|w| !w.is_empty())
             .map(str::to_ascii_lowercase)
             .collect();
-        let has = |stems: &[&str]| words.iter().any(|w| stems.iter().any(|s| w.starts_with(s)));
-        if has(&["qa", "review", "test", "audit", "check"]) {
+        // Whole words only: `headline_writer` is no head, `testimonials` no tester.
+        let has = |names: &[&str]| words.iter().any(|w| names.contains(&w.as_str()));
+        if has(&[
+            "qa",
+            "review",
+            "reviewer",
+            "reviewers",
+            "test",
+            "tester",
+            "testers",
+            "testing",
+            "audit",
+            "auditor",
+            "checker",
+        ]) {
             AgentKind::Reviewer
-        } else if has(&["lead", "manag", "owner", "head", "chief"]) {
+        } else if has(&[
+            "lead",
+            "leader",
+            "manager",
+            "management",
+            "owner",
+            "head",
+            "chief",
+            "pm",
+        ]) {
             AgentKind::Manager
         } else {
             AgentKind::Builder
@@ -139,6 +162,9 @@ mod tests {
             (Some("manager"), AgentKind::Manager),
             (Some("writer"), AgentKind::Builder),
             (Some("research"), AgentKind::Builder),
+            (Some("headline_writer"), AgentKind::Builder),
+            (Some("testimonials"), AgentKind::Builder),
+            (Some("head-of-qa"), AgentKind::Reviewer),
             (None, AgentKind::Builder),
         ] {
             assert_eq!(AgentKind::from_role(role), kind, "{role:?}");
