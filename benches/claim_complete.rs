@@ -98,8 +98,13 @@ async fn redis_stores(url: &str, clients: usize) -> Vec<Arc<dyn Store>> {
 async fn ping_rate(url: &str, clients: usize) -> f64 {
     let mut connections = Vec::new();
     for _ in 0..clients {
-        let store = RedisStore::connect(url).await.expect("connect");
-        connections.push(store.connection());
+        let client = redis::Client::open(url).expect("a Redis URL");
+        connections.push(
+            client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connect"),
+        );
     }
     let started = Instant::now();
     let tasks: Vec<_> = connections

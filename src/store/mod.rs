@@ -31,6 +31,7 @@ pub mod keys;
 mod memory;
 mod redis;
 mod tasks;
+mod url;
 
 use std::sync::Arc;
 
@@ -49,6 +50,7 @@ pub use self::tasks::{
     ClaimOutcome, CompleteOutcome, FailOutcome, Lease, ReapOutcome, TaskResult, TaskStore,
     retry_backoff,
 };
+pub use self::url::redact;
 
 /// Shared state of porki: every concern's trait at once. Every method is atomic
 /// with respect to every other caller. Implemented for every type that implements
@@ -63,18 +65,15 @@ pub mod prelude {
     pub use super::{AgentStore, ControlStore, GateStore, GoalStore, Store, TaskStore};
 }
 
-/// Opens the store a URL names: `redis://…`/`rediss://…` or `memory://`.
+/// Opens the store a URL names: `redis://…`/`rediss://…` (one Redis),
+/// `redis+cluster://HOST:PORT[,HOST:PORT…]`/`rediss+cluster://…` (a Redis Cluster
+/// through those seed nodes) or `memory://`.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    match url.split_once("://").map(|(scheme, _)| scheme) {
-        Some("memory") => Ok(Arc::new(MemoryStore::new())),
-        Some("redis" | "rediss" | "redis+unix" | "unix") => {
-            Ok(Arc::new(RedisStore::connect(url).await?))
-        }
-        _ => Err(StoreError::BadUrl {
-            url: url.to_string(),
-            reason: "unknown scheme".into(),
-        }),
-    }
+    Ok(match url::StoreUrl::parse(url)? {
+        url::StoreUrl::Memory => Arc::new(MemoryStore::new()),
+        url::StoreUrl::Redis(url) => Arc::new(RedisStore::connect(&url).await?),
+        url::StoreUrl::Cluster(_) => Arc::new(RedisStore::connect_cluster(url).await?),
+    })
 }
 
 /// A fresh random lease or guard token.

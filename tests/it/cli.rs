@@ -163,10 +163,10 @@ fn sigterm_releases_the_held_task_deregisters_and_exits_0() {
         ("READY", 0),
         "released without counting the attempt"
     );
-    let state: String = hget(&mut conn, "agent:worker:registered", "state");
+    let state: String = hget(&mut conn, "agent:{worker}:registered", "state");
     assert_eq!(state, "stopped");
     let guard: Option<String> = redis::cmd("GET")
-        .arg("agent:worker:active")
+        .arg("agent:{worker}:active")
         .query(&mut conn)
         .unwrap();
     assert_eq!(guard, None, "the single-active guard is given back");

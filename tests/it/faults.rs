@@ -804,7 +804,7 @@ fn bad_heartbeat_lines_are_reported_once_and_change_nothing() {
     let stderr = exit_stderr(&output, 0, "a run with bad heartbeat lines");
     let mut conn = server.conn();
     let errors: Vec<String> = redis::cmd("LRANGE")
-        .arg("agent:a:errors")
+        .arg("agent:{a}:errors")
         .arg(0)
         .arg(-1)
         .query(&mut conn)

@@ -1,15 +1,18 @@
 -- A goal's summary, read-only: the goal hash, and its tasks per state derived from
 -- the indexes the task scripts keep anyway. READY = the ready indexes (roleless and
 -- one per role) plus DELAYED (READY, backing off); RUNNING = the running set;
--- DONE = total - remaining; FAILED = count_failed; BLOCKED = the rest. ARGV: G.
+-- DONE = total - remaining; FAILED = count_failed; BLOCKED = the rest.
+-- KEYS, ARGV: see lib.lua; every role's index is declared.
 -- Returns {hash fields and values flat, {blocked, ready, running, done, failed}},
--- both empty if the goal has no hash.
+-- both empty if the goal has no hash | {'need', ...}.
 local fields = redis.call('HGETALL', GOAL)
 if #fields == 0 then return {{}, {}} end
+want_roles()
+if wanting() then return need() end
 local h = {}
 for i = 1, #fields, 2 do h[fields[i]] = fields[i + 1] end
 local total = tonumber(h.total) or 0
-local ready = redis.call('ZCARD', ready_key(nil)) + redis.call('ZCARD', DELAYED)
+local ready = redis.call('ZCARD', READY) + redis.call('ZCARD', DELAYED)
 for _, role in ipairs(redis.call('SMEMBERS', ROLES)) do
   ready = ready + redis.call('ZCARD', ready_key(role))
 end
