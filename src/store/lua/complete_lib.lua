@@ -13,10 +13,19 @@ end
 
 -- Completes a held task and promotes dependents whose dependencies are now all
 -- DONE; the dependents (and every role's index) must be declared, else nothing
--- is written. Returns {'ok', goal complete 0/1, promoted ids...}, now | {'lost'} |
--- {'need', ...}.
-local function complete_held(id, token, fence, progress, artifacts)
-  if not holds(id, token, fence) then return {'lost'} end
+-- is written. `call` is a random id of this completion request, kept on the
+-- task (`done_call`): the same request sent again, because a failover lost its
+-- answer and the client resent it, is answered ok again (promoting nothing
+-- new); any other completion of a task that is no longer held is refused.
+-- Returns {'ok', goal complete 0/1, promoted ids...}, now | {'lost'} | {'need', ...}.
+local function complete_held(id, token, fence, progress, artifacts, call)
+  if not holds(id, token, fence) then
+    local f = redis.call('HMGET', task_key(id), 'status', 'done_call')
+    if f[1] ~= 'DONE' or f[2] ~= call then return {'lost'} end
+    local done = '0'
+    if redis.call('HGET', GOAL, 'status') == 'complete' then done = '1' end
+    return {'ok', done}, now_ms()
+  end
   local listed = redis.call('HGET', DEPENDENTS, id)
   local dependents = {}
   if listed then
@@ -29,7 +38,8 @@ local function complete_held(id, token, fence, progress, artifacts)
   redis.call('DEL', lock_key(id))
   redis.call('SREM', RUNNING, id)
   redis.call('HSET', task_key(id), 'status', 'DONE', 'progress', progress,
-    'artifacts', artifacts, 'lease_expires', 0, 'finished_at', now, 'updated_at', now)
+    'artifacts', artifacts, 'lease_expires', 0, 'finished_at', now, 'updated_at', now,
+    'done_call', call)
 
   local reply = {'ok', '0'}
   for _, d in ipairs(dependents) do

@@ -11,8 +11,9 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use redis::{FromRedisValue, Script, Value};
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, Value};
 
 use super::RedisStore;
 use crate::store::{StoreError, keys};
@@ -22,7 +23,16 @@ use crate::store::{StoreError, keys};
 const ROUNDS: usize = 12;
 
 /// Longest wait for a goal's event channel before its first script runs.
-const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
+
+/// On a cluster, how long a completion waits for a replica of its primary to
+/// have it (`WAIT 1`), so that a result the agent was told is stored survives a
+/// failover of that primary.
+const REPLICA_WAIT_MS: u64 = 100;
+
+/// After a `WAIT` no replica answered (the primary has none left, e.g. just after
+/// a failover), how long completions of that goal go without it.
+const NO_REPLICA_PAUSE: Duration = Duration::from_secs(5);
 
 /// Most ids kept as claim hints per goal and role, and most dependents lists kept.
 const MAX_CLAIM_HINTS: usize = 96;
@@ -41,6 +51,8 @@ pub(super) struct GoalCall<'a> {
     pub(super) args: Vec<String>,
     /// Where the ids a script needed are kept for next time.
     pub(super) learn: Learn,
+    /// A completion: on a cluster, answered only once a replica has it too.
+    pub(super) durable: bool,
 }
 
 /// Which hint the ids of a `need` answer refresh.
@@ -63,6 +75,7 @@ impl<'a> GoalCall<'a> {
             roles: Vec::new(),
             args: args.iter().map(|a| a.to_string()).collect(),
             learn: Learn::Nothing,
+            durable: false,
         }
     }
 }
@@ -83,6 +96,8 @@ struct GoalHints {
     running: Vec<String>,
     /// Task → its dependents, from the claim that took it, for its completion.
     dependents: HashMap<String, Vec<String>>,
+    /// Until when completions skip `WAIT`: the goal's primary had no replica.
+    no_replica_until: Option<Instant>,
 }
 
 impl Hints {
@@ -149,6 +164,20 @@ impl Hints {
             };
             self.learn(&call, roles, &ids);
         }
+    }
+
+    /// Whether a completion of `goal` should wait for a replica.
+    fn replica_expected(&self, goal: &str) -> bool {
+        self.with(goal, |h| {
+            h.no_replica_until.is_none_or(|t| t <= Instant::now())
+        })
+    }
+
+    /// No replica had the last completion of `goal` within the wait.
+    fn no_replica(&self, goal: &str) {
+        self.with(goal, |h| {
+            h.no_replica_until = Some(Instant::now() + NO_REPLICA_PAUSE)
+        });
     }
 
     fn roles(&self, goal: &str) -> Vec<String> {
@@ -227,27 +256,25 @@ impl RedisStore {
             roles.extend(self.hints.roles(call.goal));
             roles.retain(|r| !r.is_empty());
             dedup(&mut roles);
-            let mut invocation = script.prepare_invoke();
-            for key in keys::goal_keys(call.goal) {
-                invocation.key(key);
-            }
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(script.get_hash())
+                .arg(keys::GOAL_KEY_NAMES.len() + roles.len() + 2 * call.tasks.len())
+                .arg(&keys::goal_keys(call.goal)[..]);
             for role in &roles {
-                invocation.key(keys::ready(call.goal, Some(role)));
+                cmd.arg(keys::ready(call.goal, Some(role)));
             }
             for task in &call.tasks {
-                invocation
-                    .key(keys::task(call.goal, task))
-                    .key(keys::task_lock(call.goal, task));
+                cmd.arg(keys::task(call.goal, task))
+                    .arg(keys::task_lock(call.goal, task));
             }
-            invocation
-                .arg(call.goal)
+            cmd.arg(call.goal)
                 .arg(publish)
                 .arg(roles.len())
                 .arg(call.tasks.len())
                 .arg(&roles)
                 .arg(&call.tasks)
                 .arg(&call.args);
-            let value: Value = invocation.invoke_async(&mut self.conn.clone()).await?;
+            let value = self.eval(script, cmd, call.goal, call.durable).await?;
             match need_of(&value) {
                 Some((roles, ids)) => {
                     self.hints.learn(&call, roles, &ids);
@@ -263,6 +290,48 @@ impl RedisStore {
             goal: call.goal.to_string(),
             rounds: ROUNDS,
         })
+    }
+
+    /// Runs `cmd` (an `EVALSHA` of `script`), loading the script where the node
+    /// does not have it (first use, or a replica just promoted). A `durable` call
+    /// on a cluster is followed in the same round trip by `WAIT 1` on the same
+    /// connection, so it is answered once a replica has it too.
+    async fn eval(
+        &self,
+        script: &Script,
+        cmd: Cmd,
+        goal: &str,
+        durable: bool,
+    ) -> Result<Value, RedisError> {
+        let mut conn = self.conn.clone();
+        let wait = durable && self.conn.is_cluster() && self.hints.replica_expected(goal);
+        let mut loaded = false;
+        loop {
+            let answer = if wait {
+                let mut pipe = redis::pipe();
+                pipe.add_command(cmd.clone())
+                    .cmd("WAIT")
+                    .arg(1)
+                    .arg(REPLICA_WAIT_MS);
+                pipe.query_async::<(Value, i64)>(&mut conn)
+                    .await
+                    .map(|(value, replicas)| {
+                        if replicas == 0 {
+                            self.hints.no_replica(goal);
+                        }
+                        value
+                    })
+            } else {
+                cmd.query_async::<Value>(&mut conn).await
+            };
+            match answer {
+                Err(e) if !loaded && e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    script.load_async(&mut conn).await?;
+                    loaded = true;
+                }
+                answer => return answer,
+            }
+        }
     }
 }
 

@@ -166,6 +166,7 @@ impl RedisStore {
             roles: role.map(|r| vec![r.to_string()]).unwrap_or_default(),
             args,
             learn: Learn::Claim,
+            durable: false,
         }
     }
 }
@@ -211,6 +212,8 @@ impl TaskStore for RedisStore {
         result: &TaskResult,
     ) -> Result<CompleteOutcome, StoreError> {
         let fence = lease.fence.to_string();
+        // A fresh id per request: a resend of this one is answered ok again.
+        let request = new_token();
         let mut call = GoalCall::new(
             &lease.goal,
             &[&lease.task],
@@ -220,10 +223,12 @@ impl TaskStore for RedisStore {
                 &fence,
                 &result.progress,
                 &artifacts_json(result),
+                &request,
             ],
         );
         call.tasks
             .extend(self.hints.dependents(&lease.goal, &lease.task));
+        call.durable = true;
         let reply = self.run_goal(&self.scripts.complete, call).await;
         let reply = self.finished(lease, reply)?;
         let outcome = complete_reply(reply)?;
@@ -263,6 +268,7 @@ impl TaskStore for RedisStore {
         );
         // A `need` of the completion names dependents, not claim hints.
         call.learn = Learn::Nothing;
+        call.durable = true;
         let mut replies: Vec<Vec<String>> = self
             .run_goal(&self.scripts.complete_and_claim, call)
             .await?;
