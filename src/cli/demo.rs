@@ -95,7 +95,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "porki demo: {} agents, goal {}, store {}, example in {}",
         project.agents.len(),
         goals.join(", "),
-        args.redis_url,
+        porki::store::redact(&args.redis_url),
         dir.display()
     );
     let system = System::new();
