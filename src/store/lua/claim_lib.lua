@@ -1,16 +1,18 @@
 -- Claiming, for claim.lua and complete_and_claim.lua.
--- How many ids of each index a claim that needs keys sends back as hints: the
--- caller declares them on its next claims (RedisStore keeps them per goal and role).
-local HINTS = 16
+-- A claim sends back, as hints, the ids the next claims of the same role may
+-- take: the caller declares them on its next claim (RedisStore keeps them per
+-- goal and role), so a claim rarely needs keys it was not given. How many of
+-- each index: after a claim, and after a claim that needed keys.
+local HINTS, MORE_HINTS = 8, 16
 
--- The ids the next claims of `role` may take: the first of the roleless index,
--- of the role's, and of the retries backing off.
-local function claim_hints(role)
-  local ids = redis.call('ZRANGE', READY, 0, HINTS - 1)
+-- The first `n` ids of the roleless index, of the role's, and of the retries
+-- backing off.
+local function claim_hints(role, n)
+  local ids = redis.call('ZRANGE', READY, 0, n - 1)
   if role ~= '' then
-    for _, id in ipairs(redis.call('ZRANGE', ready_key(role), 0, HINTS - 1)) do ids[#ids + 1] = id end
+    for _, id in ipairs(redis.call('ZRANGE', ready_key(role), 0, n - 1)) do ids[#ids + 1] = id end
   end
-  for _, id in ipairs(redis.call('ZRANGE', DELAYED, 0, HINTS - 1)) do ids[#ids + 1] = id end
+  for _, id in ipairs(redis.call('ZRANGE', DELAYED, 0, n - 1)) do ids[#ids + 1] = id end
   return ids
 end
 
@@ -23,9 +25,9 @@ end
 -- claimed and the wait is what is left of it. The agent's own role index must be
 -- declared. Nothing is written unless every task it may take or promote was
 -- declared (a promoted retry may become the best task; nothing else can).
--- Returns {'claimed', id, fence, attempt, the task's dependents JSON or ''} |
--- {'empty', ms until next retry or ''} | {'inactive', goal status} | {'no_goal'} |
--- {'need', ...} (see lib.lua).
+-- Returns {'claimed', id, fence, attempt, the task's dependents JSON or '', hint
+-- ids...} | {'empty', ms until next retry or ''} | {'inactive', goal status} |
+-- {'no_goal'} | {'need', ..., hint ids...} (see lib.lua).
 local function claim_next(agent, role, ttl, token, now, preferred)
   local goal = redis.call('HMGET', GOAL, 'status', 'backoff_until')
   local status = goal[1]
@@ -52,7 +54,7 @@ local function claim_next(agent, role, ttl, token, now, preferred)
     pick = preferred
     want(pick)
   end
-  if wanting() then return need(claim_hints(role)) end
+  if wanting() then return need(claim_hints(role, MORE_HINTS)) end
 
   for _, id in ipairs(due) do
     local f = redis.call('HMGET', task_key(id), 'role', 'priority')
@@ -99,5 +101,7 @@ local function claim_next(agent, role, ttl, token, now, preferred)
   redis.call('HSET', tkey, 'status', 'RUNNING', 'owner', agent, 'attempt', attempt,
     'fence', fence, 'lease_expires', now + ttl, 'started_at', now, 'updated_at', now)
   redis.call('SADD', RUNNING, id)
-  return {'claimed', id, tostring(fence), tostring(attempt), redis.call('HGET', DEPENDENTS, id) or ''}
+  local reply = {'claimed', id, tostring(fence), tostring(attempt), redis.call('HGET', DEPENDENTS, id) or ''}
+  for _, hint in ipairs(claim_hints(role, HINTS)) do reply[#reply + 1] = hint end
+  return reply
 end

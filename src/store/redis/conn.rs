@@ -48,11 +48,13 @@ impl Conn {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
         let mut conn = ConnectionManager::new_with_config(client.clone(), config).await?;
-        let info: String = redis::cmd("INFO")
+        // A server that refuses INFO (renamed, or denied by an ACL) is taken at its word.
+        let info: Option<String> = redis::cmd("INFO")
             .arg("cluster")
             .query_async(&mut conn)
-            .await?;
-        if info.lines().any(|line| line.trim() == "cluster_enabled:1") {
+            .await
+            .ok();
+        if info.is_some_and(|info| info.lines().any(|line| line.trim() == "cluster_enabled:1")) {
             return Err(StoreError::IsACluster { url: redact(url) });
         }
         Ok((Conn::Single(conn), client))

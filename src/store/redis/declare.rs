@@ -113,6 +113,15 @@ impl Hints {
         })
     }
 
+    /// A claim of `role` sent back the ids the next claims may take.
+    pub(super) fn claim_hints(&self, goal: &str, role: Option<&str>, mut ids: Vec<String>) {
+        dedup(&mut ids);
+        ids.truncate(MAX_CLAIM_HINTS);
+        self.with(goal, |h| {
+            h.claim.insert(role.unwrap_or("").to_string(), ids);
+        })
+    }
+
     /// The goal's RUNNING tasks as last seen.
     pub(super) fn running(&self, goal: &str) -> Vec<String> {
         self.with(goal, |h| h.running.clone())

@@ -16,16 +16,18 @@ use crate::store::{
 };
 
 /// Reads a claim reply (see claim_lib.lua); `token` is the one the script stored.
-/// The claimed task's dependents are kept as a hint for its completion.
+/// The claimed task's dependents are kept as a hint for its completion, the ids
+/// sent back for the next claims of `role`.
 fn claim_reply(
     store: &RedisStore,
-    reply: Vec<String>,
-    goal: &str,
-    agent: &str,
+    mut reply: Vec<String>,
+    (goal, agent, role): (&str, &str, Option<&str>),
     token: String,
 ) -> Result<ClaimOutcome, StoreError> {
     match reply.first().map(String::as_str) {
-        Some("claimed") if reply.len() == 5 => {
+        Some("claimed") if reply.len() >= 5 => {
+            let hints = reply.split_off(5);
+            store.hints.claim_hints(goal, role, hints);
             let bad = || unexpected("claim", &reply);
             let dependents = match reply[4].as_str() {
                 "" => Vec::new(),
@@ -197,7 +199,7 @@ impl TaskStore for RedisStore {
             args.map(str::to_string).to_vec(),
         );
         let reply = self.run_goal(&self.scripts.claim, call).await?;
-        claim_reply(self, reply, goal, agent, token)
+        claim_reply(self, reply, (goal, agent, role), token)
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError> {
@@ -287,7 +289,7 @@ impl TaskStore for RedisStore {
                     self.hints.learn_claim(&lease.goal, role, &claimed);
                     self.claim(&lease.goal, &lease.agent, role, ttl).await?
                 } else {
-                    claim_reply(self, claimed, &lease.goal, &lease.agent, token)?
+                    claim_reply(self, claimed, (&lease.goal, &lease.agent, role), token)?
                 };
                 Ok((completed, claimed))
             }
