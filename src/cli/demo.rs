@@ -20,7 +20,7 @@ use super::{open_store, shut_down_on_signal};
 /// Flags of `porki demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Store to run on: the embedded `memory://`, or a Redis URL.
+    /// Store to run on: the embedded `memory://`, or a Redis URL (`redis://…`, `redis+cluster://…`).
     #[arg(long, default_value = "memory://")]
     redis_url: String,
     /// Folder to write the example into (default: a new temporary folder).

@@ -17,9 +17,11 @@
 //!
 //! Two backends implement every trait, split the same way (`redis/tasks.rs`,
 //! `memory/tasks.rs`, …): [`RedisStore`] is the real one (one Lua script per
-//! multi-key change, the scripts in `lua/`); [`MemoryStore`] (`memory://`) is the
-//! embedded one for demos and single-process runs. Both pass the same conformance
-//! suite (`tests/it/store_conformance.rs`).
+//! multi-key change, the scripts in `lua/`, each naming every key it touches),
+//! on one Redis (`redis://`) or a Redis Cluster (`redis+cluster://`, `url.rs`);
+//! [`MemoryStore`] (`memory://`) is the embedded one for demos and
+//! single-process runs. All pass the same conformance suite
+//! (`tests/it/store_conformance.rs`).
 
 mod agents;
 mod control;
