@@ -106,7 +106,7 @@ impl Hints {
         f(goals.entry(goal.to_string()).or_default())
     }
 
-    /// Ids a claim of `role` should declare, beside `extra`.
+    /// Ids a claim of `role` should declare: what the last claim of it sent back.
     pub(super) fn claim(&self, goal: &str, role: Option<&str>) -> Vec<String> {
         self.with(goal, |h| {
             h.claim.get(role.unwrap_or("")).cloned().unwrap_or_default()
