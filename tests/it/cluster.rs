@@ -8,10 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Child;
 use std::time::Duration;
 
+use porki::store::prelude::*;
+use porki::store::{EventKind, RedisStore, TaskResult, write_plan};
+
 use crate::support::fixture::{Fixture, statuses};
 use crate::support::{
-    RedisCluster, RedisServer, exit_stderr, hget, llm_gate_turn, poll, porki, success_stdout,
-    temp_dir, wait_exit, wait_until,
+    RedisCluster, RedisServer, claim, exit_stderr, hget, llm_gate_turn, nodes, plan, poll, porki,
+    success_stdout, temp_dir, tokio_runtime, wait_exit, wait_until,
 };
 
 /// Tasks of the goal in the failover and migration runs.
@@ -135,6 +138,20 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Asserts that each process's event feed subscribed to the goal's channel
+    /// again after the slot moved (so its agents kept waking on events).
+    fn assert_resubscribed(&self) {
+        for fixture in &self.fixtures {
+            let log = fixture.log("run.log");
+            assert!(
+                log.contains("event feed subscribed again to the goal's events"),
+                "the event feed followed the slot: {log}"
+            );
+        }
+    }
+}
+
 /// What the logs of a run showed.
 #[derive(Debug, Default)]
 struct Counts {
@@ -173,6 +190,7 @@ fn a_primary_failover_mid_run_completes_the_goal_with_no_task_done_twice() {
     run.finish();
 
     let counts = run.check(&cluster);
+    run.assert_resubscribed();
     println!(
         "failover of :{primary} to :{replica} (slot {slot}) mid-run: {counts:?}, {} tasks",
         TASKS
@@ -260,6 +278,7 @@ fn moving_a_live_goals_slot_to_another_primary_loses_nothing() {
         .sum();
     assert!(redirects > 0, "no command met the migration");
     let counts = run.check(&cluster);
+    run.assert_resubscribed();
     println!(
         "slot {slot} of goal g moved from :{from} to :{to} mid-run ({moved} keys, {redirects} ASK/TRYAGAIN answers): {counts:?}, {TASKS} tasks"
     );
@@ -267,6 +286,66 @@ fn moving_a_live_goals_slot_to_another_primary_loses_nothing() {
         counts.accepted >= TASKS * 9 / 10,
         "nearly every completion was answered ok: {counts:?}"
     );
+}
+
+#[test]
+fn a_goals_events_follow_its_slot_through_a_failover_with_a_resync() {
+    let mut cluster = RedisCluster::start();
+    tokio_runtime().block_on(async {
+        let store = RedisStore::connect_cluster(&cluster.url()).await.unwrap();
+        let mut events = store.events();
+        // The feed connects in the background; from then on, the first script on a
+        // goal waits until the goal's channel is subscribed to.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut next = async move |kind: EventKind| {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let event = tokio::time::timeout_at(deadline, events.recv())
+                    .await
+                    .unwrap_or_else(|_| panic!("no {kind:?} event within 20 s"))
+                    .expect("event channel open");
+                if event.kind == kind && (event.goal == "g" || event.goal.is_empty()) {
+                    return;
+                }
+            }
+        };
+        write_plan(
+            &store,
+            plan("g", nodes(&["a", "b"]), &[("a", "b")]),
+            &Default::default(),
+            10,
+        )
+        .await
+        .unwrap();
+        next(EventKind::Ready).await;
+
+        let slot = cluster.slot_of("goal:{g}");
+        let primary = cluster.owner_of(slot).unwrap();
+        let replica = cluster.replica_of(primary).unwrap();
+        cluster.kill(primary);
+        wait_until(Duration::from_secs(30), "the replica takes over", || {
+            cluster.owner_of(slot) == Some(replica)
+        });
+        // Subscribed again on the new primary, and told to look again.
+        next(EventKind::Resync).await;
+        let subscribers = || {
+            let answer = cluster.cli(replica, &["PUBSUB", "SHARDNUMSUB", "events:{g}"]);
+            answer.lines().nth(1).map(str::to_string)
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while subscribers().as_deref() != Some("1") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no subscription to events:{{g}} on the new primary"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let a = claim(&store, "g", "x", Duration::from_secs(60))
+            .await
+            .unwrap();
+        store.complete(&a, &TaskResult::default()).await.unwrap();
+        next(EventKind::Ready).await;
+    });
 }
 
 #[test]

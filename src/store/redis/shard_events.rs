@@ -4,28 +4,34 @@
 //!
 //! The feed subscribes to the channel of every goal this process touches, over
 //! one cluster connection on RESP3 whose pushes come here. Subscriptions follow
-//! the slots: the client re-subscribes a channel on the node that owns it after a
-//! failover or a topology refresh, and a node that gives a slot away unsubscribes
-//! its channels (`sunsubscribe`), which this feed subscribes to again (the client
-//! follows `MOVED` to the new owner). A probe each second makes the client notice
-//! a dead or moved node even while nothing else is sent on this connection. After
-//! every (re)subscription the feed sends [`EventKind::Resync`]: messages published
-//! while the channel had no subscriber are lost, so agents look again.
+//! the slots: a node that gives a slot away unsubscribes its channels
+//! (`sunsubscribe`), which this feed subscribes to again at once (the client
+//! follows `MOVED` to the new owner); the client itself re-subscribes after a
+//! failover or a topology refresh. The feed does not take that on trust: each
+//! second it asks, on the connection that serves each goal's slot, how many
+//! shard channels that connection is subscribed to (`CLIENT INFO`), and
+//! subscribes again to the goals of a connection that has fewer than its share
+//! (a connection replaced after a failover comes back with none). That check is
+//! also what makes the client notice a dead or moved node while nothing else is
+//! sent on this connection. After every (re)subscription the feed sends
+//! [`EventKind::Resync`]: messages published while the channel had no
+//! subscriber are lost, so agents look again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Weak;
 use std::time::Duration;
 
 use redis::cluster_async::ClusterConnection;
-use redis::{PushInfo, PushKind, Value};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{FromRedisValue, PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 
 use super::conn::cluster_client;
 use super::events::EventFeed;
 use crate::store::{EventKind, StoreEvent, keys};
 
-/// How often the feed probes the nodes of its goals.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How often the feed checks its subscriptions.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Forwards the shard channels of the watched goals to the in-process channel
 /// until the store is dropped.
@@ -57,7 +63,7 @@ pub(super) async fn feed_shard_events(url: String, nodes: Vec<String>, feed: Wea
     for goal in goals.drain(..) {
         subscribe(&mut conn, &goal).await;
     }
-    let mut probe = tokio::time::interval(PROBE_EVERY);
+    let mut check = tokio::time::interval(CHECK_EVERY);
     loop {
         tokio::select! {
             push = pushes.recv() => {
@@ -70,9 +76,12 @@ pub(super) async fn feed_shard_events(url: String, nodes: Vec<String>, feed: Wea
                 subscribe(&mut conn, &goal).await;
                 let _ = subscribed.send(());
             }
-            _ = probe.tick() => {
+            _ = check.tick() => {
                 let Some(watched) = feed.upgrade().map(|f| f.watched()) else { return };
-                probe_nodes(&conn, &watched).await;
+                for goal in unsubscribed(&conn, &watched).await {
+                    tracing::info!(goal = %goal, "the goal's events had no subscription on its node; subscribing again");
+                    subscribe(&mut conn, &goal).await;
+                }
             }
         }
     }
@@ -123,17 +132,50 @@ async fn on_push(
     }
 }
 
-/// A cheap read of every watched goal's slot, whose only use is its side effect:
-/// a dead node or a moved slot makes the client refresh the cluster's topology
-/// and re-subscribe the channels where they now live.
-async fn probe_nodes(conn: &ClusterConnection, goals: &[String]) {
-    for goal in goals {
+/// The goals whose channel the connection serving their slot is not subscribed
+/// to, judged by its count of shard subscriptions (`CLIENT INFO`, `ssub=`): a
+/// connection with fewer than the goals it serves lost some, and all of them are
+/// subscribed again (subscribing twice is harmless). A goal whose node does not
+/// answer is left to the next check; the failed request makes the client
+/// refresh its view of the cluster meanwhile.
+async fn unsubscribed(conn: &ClusterConnection, goals: &[String]) -> Vec<String> {
+    let asks = goals.iter().map(|goal| {
         let mut conn = conn.clone();
-        let key = keys::goal(goal);
-        tokio::spawn(async move {
-            let _: Result<bool, _> = redis::cmd("EXISTS").arg(key).query_async(&mut conn).await;
-        });
+        let route = Route::with_key(keys::events(goal), SlotAddr::Master);
+        async move {
+            let answer = conn
+                .route_command(
+                    redis::cmd("CLIENT").arg("INFO").clone(),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                )
+                .await
+                .ok()
+                .and_then(|v| String::from_redis_value(v).ok())?;
+            let field = |name: &str| {
+                answer
+                    .split_whitespace()
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('=').map(str::to_string))
+            };
+            // laddr (the node's address) and id name the connection.
+            let connection = format!("{}/{}", field("laddr")?, field("id")?);
+            let subscribed: usize = field("ssub")?.parse().ok()?;
+            Some((goal.clone(), connection, subscribed))
+        }
+    });
+    let mut by_connection: HashMap<String, (usize, Vec<String>)> = HashMap::new();
+    for (goal, connection, subscribed) in
+        futures::future::join_all(asks).await.into_iter().flatten()
+    {
+        let entry = by_connection
+            .entry(connection)
+            .or_insert((subscribed, Vec::new()));
+        entry.1.push(goal);
     }
+    by_connection
+        .into_values()
+        .filter(|(subscribed, goals)| *subscribed < goals.len())
+        .flat_map(|(_, goals)| goals)
+        .collect()
 }
 
 /// A push's channel or payload as text.
