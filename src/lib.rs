@@ -36,9 +36,10 @@
 //! - [`store`]: the [`store::Store`] trait, grouped by concern ([`store::TaskStore`],
 //!   [`store::ControlStore`], [`store::GoalStore`], [`store::GateStore`],
 //!   [`store::AgentStore`]; `use porki::store::prelude::*` brings them all).
-//!   [`store::RedisStore`] (`store/redis/`) runs each multi-key change as one Lua
-//!   script (`store/lua/`); [`store::MemoryStore`] (`store/memory/`) is the
-//!   embedded `memory://` twin with the same semantics.
+//!   [`store::RedisStore`] (`store/redis/`), on one Redis or a Redis Cluster, runs
+//!   each multi-key change as one Lua script (`store/lua/`) that names every key
+//!   it touches ([`store::keys`] builds them all); [`store::MemoryStore`]
+//!   (`store/memory/`) is the embedded `memory://` twin with the same semantics.
 //!
 //! Pure parts (no I/O):
 //! - [`domain`]: plans ([`domain::Dag`]) and their validation, task states,

@@ -20,7 +20,7 @@ use super::{open_store, shut_down_on_signal};
 /// Flags of `porki demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Store to run on: the embedded `memory://`, or a Redis URL.
+    /// Store to run on: the embedded `memory://`, or a Redis URL (`redis://…`, `redis+cluster://…`).
     #[arg(long, default_value = "memory://")]
     redis_url: String,
     /// Folder to write the example into (default: a new temporary folder).
@@ -98,7 +98,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "porki demo: {} agents, goal {}, store {}, example in {}",
         project.agents.len(),
         goals.join(", "),
-        args.redis_url,
+        porki::store::redact(&args.redis_url),
         dir.display()
     );
     let metrics = Arc::new(porki::metrics::Metrics::new());

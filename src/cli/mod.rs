@@ -109,7 +109,7 @@ pub struct RunArgs {
 /// Where the store is; shared by the commands that read or run it.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// Redis URL of the store (`redis://HOST:PORT[/DB]`), or `memory://` for the embedded one.
+    /// Redis URL of the store (`redis://HOST:PORT[/DB]`; a Redis Cluster: `redis+cluster://HOST:PORT[,HOST:PORT…]`), or `memory://` for the embedded one.
     #[arg(
         long,
         env = "PORKI_REDIS_URL",
@@ -228,16 +228,26 @@ fn provider(args: &LlmArgs) -> anyhow::Result<Arc<dyn LlmProvider>> {
     }
 }
 
+/// Whether a store error is the URL's fault (malformed, or naming a cluster node
+/// as one Redis or one Redis as a cluster): retrying cannot help.
+fn wrong_url(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::BadUrl { .. } | StoreError::NotACluster { .. } | StoreError::IsACluster { .. }
+    )
+}
+
 /// Opens the store to run on, retrying an unreachable Redis with backoff (a
-/// malformed URL fails at once).
+/// wrong URL fails at once).
 async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     let mut backoff = Duration::from_millis(500);
+    let shown = store::redact(url);
     loop {
         match store::open(url).await {
             Ok(store) => return Ok(store),
-            Err(e @ StoreError::BadUrl { .. }) => return Err(usage(e)),
+            Err(e) if wrong_url(&e) => return Err(usage(e)),
             Err(e) => {
-                tracing::warn!(%url, error = %e, retry_in = ?backoff, "cannot reach the store; retrying");
+                tracing::warn!(url = %shown, error = %e, retry_in = ?backoff, "cannot reach the store; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
@@ -254,9 +264,12 @@ async fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     }
     match store::open(url).await {
         Ok(store) => Ok(store),
-        Err(e @ StoreError::BadUrl { .. }) => Err(usage(e)),
+        Err(e) if wrong_url(&e) => Err(usage(e)),
         // The error's text already carries its cause; keep the message one line.
-        Err(e) => Err(anyhow::anyhow!("cannot read the store at {url}: {e}")),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot read the store at {}: {e}",
+            store::redact(url)
+        )),
     }
 }
 
@@ -273,7 +286,8 @@ async fn unknown_goal(store: &dyn Store, goal: &str, url: &str) -> anyhow::Error
         Err(_) => "its goals could not be listed".to_string(),
     };
     usage(format!(
-        "goal {goal:?} is not in the store at {url} ({known}): check the name with `porki status`, or start the orchestrator so it plans the goal"
+        "goal {goal:?} is not in the store at {} ({known}): check the name with `porki status`, or start the orchestrator so it plans the goal",
+        store::redact(url)
     ))
 }
 

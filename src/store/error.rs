@@ -9,12 +9,39 @@ use crate::domain::{InvalidId, TaskStatus};
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// The store URL is not one porki understands.
-    #[error("store URL {url:?} is not valid: {reason} (use redis://HOST:PORT[/DB] or memory://)")]
+    #[error("store URL {url:?} is not valid: {reason} ({forms})", forms = super::url::URL_FORMS)]
     BadUrl {
-        /// The URL given.
+        /// The URL given, its password hidden.
         url: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A `redis+cluster://` URL names a Redis that is not part of a cluster.
+    #[error(
+        "{url} is not a Redis Cluster (cluster support is disabled on it): use redis://HOST:PORT for a single Redis"
+    )]
+    NotACluster {
+        /// The URL given, its password hidden.
+        url: String,
+    },
+    /// A `redis://` URL names a node of a Redis Cluster, which holds only some slots.
+    #[error(
+        "{url} is a node of a Redis Cluster: use redis+cluster://HOST:PORT[,HOST:PORT…] so that every key goes to the node that owns it"
+    )]
+    IsACluster {
+        /// The URL given, its password hidden.
+        url: String,
+    },
+    /// A goal script kept finding tasks it had not been given, because other
+    /// processes kept changing the goal; the caller retries later, as after an outage.
+    #[error(
+        "goal {goal:?} changed under this process {rounds} times in a row while a script ran: retrying later"
+    )]
+    KeptChanging {
+        /// Goal id.
+        goal: String,
+        /// How many times the script was called.
+        rounds: usize,
     },
     /// Redis could not be reached or answered with an error.
     #[error("Redis error: {0} (check that redis-server is running and --redis-url points at it)")]

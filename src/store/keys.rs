@@ -1,12 +1,43 @@
-//! Redis key names (DESIGN.md §4) that Rust addresses. The goal is a hash tag so a
-//! goal's keys share a slot; the keys only the scripts touch (ready and delayed
-//! indexes, running set, roles, locks, dependents, events channel) are named in
-//! `lua/lib.lua`. The test below evaluates lib.lua's key builders and checks that
-//! both sides name the same keys.
+//! Redis key names (DESIGN.md §4): the one place they are built. Scripts build no
+//! key: every key a script touches is built here and passed in `KEYS` (see
+//! `lua/lib.lua` for the layout of the goal scripts), so the server knows every
+//! key of a script before it runs it. That is what keeps a script atomic on Redis
+//! Cluster while its goal's slot is being migrated: the server checks the declared
+//! keys are all on the node (else `ASK`/`TRYAGAIN`, retried by the client) instead
+//! of failing the script half-way at the first key that has already moved.
+//!
+//! Hash tags: a goal's keys carry `{G}`, an agent's keys `{NAME}`, so each script
+//! touches one slot. The process-wide keys (`goals`, `agents`, `llm:gate`) are
+//! touched only by single-key commands and single-key scripts.
+
+use super::AgentField;
 
 /// `goal:{G}`: the goal hash.
 pub fn goal(goal: &str) -> String {
     format!("goal:{{{goal}}}")
+}
+
+/// `goal:{G}:ready` (roleless) or `goal:{G}:ready:role:R`: READY tasks by priority.
+pub fn ready(goal: &str, role: Option<&str>) -> String {
+    match role {
+        Some(role) if !role.is_empty() => format!("goal:{{{goal}}}:ready:role:{role}"),
+        _ => format!("goal:{{{goal}}}:ready"),
+    }
+}
+
+/// `goal:{G}:delayed`: READY tasks backing off, by when they are due.
+pub fn delayed(goal: &str) -> String {
+    format!("goal:{{{goal}}}:delayed")
+}
+
+/// `goal:{G}:running`: RUNNING tasks, for the reaper.
+pub fn running(goal: &str) -> String {
+    format!("goal:{{{goal}}}:running")
+}
+
+/// `goal:{G}:roles`: the roles that have a ready index.
+pub fn roles(goal: &str) -> String {
+    format!("goal:{{{goal}}}:roles")
 }
 
 /// `dag:{G}:nodes`: task id → node JSON.
@@ -19,9 +50,56 @@ pub fn dag_deps(goal: &str) -> String {
     format!("dag:{{{goal}}}:deps")
 }
 
+/// `dag:{G}:dependents`: task id → JSON list of the tasks waiting for it.
+pub fn dag_dependents(goal: &str) -> String {
+    format!("dag:{{{goal}}}:dependents")
+}
+
 /// `task:{G}:T`: a task hash.
 pub fn task(goal: &str, task: &str) -> String {
     format!("task:{{{goal}}}:{task}")
+}
+
+/// `task:{G}:T:lock`: the lease of a RUNNING task, `TOKEN FENCE` with a TTL.
+pub fn task_lock(goal: &str, task: &str) -> String {
+    format!("task:{{{goal}}}:{task}:lock")
+}
+
+/// `events:{G}`: the goal's event channel (a pub/sub channel, or a shard channel
+/// on Redis Cluster, which lives in the goal's slot).
+pub fn events(goal: &str) -> String {
+    format!("events:{{{goal}}}")
+}
+
+/// The names `lua/lib.lua` gives the fixed keys of every goal script, in the
+/// order [`goal_keys`] passes them as `KEYS[1]`… (a test checks lib.lua agrees).
+pub const GOAL_KEY_NAMES: [&str; 9] = [
+    "GOAL",
+    "READY",
+    "DELAYED",
+    "RUNNING",
+    "ROLES",
+    "NODES",
+    "DEPS",
+    "DEPENDENTS",
+    "EVENTS",
+];
+
+/// The fixed keys of every goal script, in [`GOAL_KEY_NAMES`] order. `events:{G}`
+/// is a channel, not a key; it is declared with the keys so that on a cluster the
+/// server routes and checks the script's `SPUBLISH` like the rest (same slot).
+pub fn goal_keys(g: &str) -> [String; 9] {
+    [
+        goal(g),
+        ready(g, None),
+        delayed(g),
+        running(g),
+        roles(g),
+        dag_nodes(g),
+        dag_deps(g),
+        dag_dependents(g),
+        events(g),
+    ]
 }
 
 /// `goals`: every goal with a plan.
@@ -30,25 +108,59 @@ pub const GOALS: &str = "goals";
 /// `agents`: every registered agent.
 pub const AGENTS: &str = "agents";
 
-/// `agent:NAME:registered`: the registration hash.
+/// `agent:{NAME}:registered`: the registration hash.
 pub fn agent_registered(name: &str) -> String {
-    format!("agent:{name}:registered")
+    format!("agent:{{{name}}}:registered")
 }
 
-/// `agent:NAME:heartbeat`: liveness key with a TTL.
+/// `agent:{NAME}:heartbeat`: liveness key with a TTL.
 pub fn agent_heartbeat(name: &str) -> String {
-    format!("agent:{name}:heartbeat")
+    format!("agent:{{{name}}}:heartbeat")
 }
 
-/// `agent:NAME:active`: single-active guard token.
+/// `agent:{NAME}:active`: single-active guard token.
 pub fn agent_active(name: &str) -> String {
-    format!("agent:{name}:active")
+    format!("agent:{{{name}}}:active")
+}
+
+/// `agent:{NAME}:FIELD`: one per-agent value.
+pub fn agent_field(name: &str, field: AgentField) -> String {
+    format!("agent:{{{name}}}:{}", field.as_str())
+}
+
+/// `agent:{NAME}:errors`: recent problems, newest first.
+pub fn agent_errors(name: &str) -> String {
+    format!("agent:{{{name}}}:errors")
+}
+
+/// The keys an agent had before they were hash-tagged (`agent:NAME:SUFFIX`), and
+/// where each one lives now, for the one-time move on a single Redis (see
+/// `lua/agent_legacy.lua`). The TTL keys (heartbeat, active guard) are left to expire.
+pub fn agent_legacy_moves(name: &str) -> Vec<(String, String)> {
+    let mut suffixes = vec!["registered", "errors"];
+    suffixes.extend(
+        [
+            AgentField::HeartbeatCursor,
+            AgentField::Paused,
+            AgentField::Memory,
+        ]
+        .map(AgentField::as_str),
+    );
+    suffixes
+        .into_iter()
+        .map(|suffix| {
+            (
+                format!("agent:{name}:{suffix}"),
+                format!("agent:{{{name}}}:{suffix}"),
+            )
+        })
+        .collect()
 }
 
 /// `llm:gate`: LLM call slots by expiry (the LlmGate).
 pub const LLM_GATE: &str = "llm:gate";
 
-/// Pattern of every goal's event channel.
+/// Pattern of every goal's event channel (single Redis: `PSUBSCRIBE`).
 pub const EVENTS_PATTERN: &str = "events:*";
 
 /// The goal id of an `events:{G}` channel.
@@ -56,181 +168,121 @@ pub fn goal_of_events_channel(channel: &str) -> Option<&str> {
     channel.strip_prefix("events:{")?.strip_suffix('}')
 }
 
-/// `agent:NAME:FIELD`: one per-agent value.
-pub fn agent_field(name: &str, field: super::AgentField) -> String {
-    format!("agent:{name}:{}", field.as_str())
-}
-
-/// `agent:NAME:errors`: recent problems, newest first.
-pub fn agent_errors(name: &str) -> String {
-    format!("agent:{name}:errors")
-}
-
 #[cfg(test)]
 mod tests {
-    //! The scripts and the Rust readers meet in key names, so the names built here
-    //! and the ones `lib.lua` builds must agree. lib.lua's key builders are
-    //! evaluated with a tiny interpreter of the one form they take: string
-    //! literals, names and calls joined by `..`.
+    //! The scripts and the Rust side meet in key names and in the order of `KEYS`:
+    //! lib.lua names the fixed keys of a goal script in [`GOAL_KEY_NAMES`] order, no
+    //! script builds a key of its own, and every script's keys share one slot.
 
-    use std::collections::{BTreeMap, BTreeSet};
+    use redis::cluster_routing::Slot;
 
     use super::*;
 
     const LIB_LUA: &str = include_str!("lua/lib.lua");
     const GOAL: &str = "goal-1.a_b";
     const TASK: &str = "task.2";
-    const ROLE: &str = "reviewer";
 
-    /// lib.lua's key builders: upper-case constants (`local DELAYED = …`) and the
-    /// `return`s of `local function *_key(param)`.
-    #[derive(Default)]
-    struct LuaKeys {
-        constants: BTreeMap<String, String>,
-        functions: BTreeMap<String, (String, Vec<String>)>,
+    /// Every Lua file of the store, by name.
+    fn lua_sources() -> Vec<(String, String)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/lua");
+        let mut sources: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .expect("src/store/lua is readable")
+            .map(|entry| {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&path).unwrap())
+            })
+            .filter(|(name, _)| name.ends_with(".lua"))
+            .collect();
+        sources.sort();
+        assert!(sources.len() > 20, "found the scripts in {}", dir.display());
+        sources
     }
 
-    impl LuaKeys {
-        fn parse(source: &str) -> Self {
-            let mut keys = LuaKeys::default();
-            let mut lines = source.lines().map(str::trim);
-            while let Some(line) = lines.next() {
-                if let Some((name, expr)) = line
-                    .strip_prefix("local ")
-                    .and_then(|rest| rest.split_once(" = "))
-                    .filter(|(name, _)| name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
-                {
-                    // KEYS[n] is a key the caller passes (goal:{G}), not one built here.
-                    if !expr.starts_with("KEYS[") {
-                        let value = keys.eval(expr, None);
-                        keys.constants.insert(name.to_string(), value);
+    #[test]
+    fn lib_lua_names_the_fixed_keys_in_the_order_rust_passes_them() {
+        let declared: Vec<(String, usize)> = LIB_LUA
+            .lines()
+            .filter_map(|line| {
+                let (name, rest) = line.strip_prefix("local ")?.split_once(" = KEYS[")?;
+                let index = rest.strip_suffix(']')?.parse().ok()?;
+                Some((name.to_string(), index))
+            })
+            .collect();
+        let expected: Vec<(String, usize)> = GOAL_KEY_NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.to_string(), i + 1))
+            .collect();
+        assert_eq!(declared, expected);
+        assert!(
+            LIB_LUA.contains(&format!("local FIXED = {}\n", GOAL_KEY_NAMES.len())),
+            "lib.lua counts {} fixed keys before the role and task keys",
+            GOAL_KEY_NAMES.len()
+        );
+    }
+
+    #[test]
+    fn no_script_builds_a_key_name() {
+        // A key built in Lua would be a string made from a key family's prefix or a
+        // hash tag; every such name comes from Rust, through KEYS.
+        let families = [
+            "goal:", "task:", "dag:", "agent:", "events:", "llm:", ":lock", ":ready",
+        ];
+        for (name, source) in lua_sources() {
+            for (n, line) in source.lines().enumerate() {
+                let code = line.split("--").next().unwrap_or("");
+                for quote in ['\'', '"'] {
+                    for literal in code.split(quote).skip(1).step_by(2) {
+                        assert!(
+                            !literal.contains('{') && !families.iter().any(|f| literal.contains(f)),
+                            "{name}:{}: {literal:?} looks like a key built in Lua; pass it in KEYS",
+                            n + 1
+                        );
                     }
-                } else if let Some(header) = line.strip_prefix("local function ") {
-                    let (name, rest) = header.split_once('(').expect("a function header");
-                    let (param, body) = rest.split_once(')').expect("a parameter list");
-                    if !name.ends_with("_key") {
-                        continue;
-                    }
-                    let mut body = body.to_string();
-                    if !body.trim_end().ends_with(" end") {
-                        for line in lines.by_ref() {
-                            if line == "end" {
-                                break;
-                            }
-                            body.push('\n');
-                            body.push_str(line);
-                        }
-                    }
-                    let returns = body
-                        .split("return ")
-                        .skip(1)
-                        .map(|r| {
-                            let r = r.lines().next().unwrap_or("").trim();
-                            r.strip_suffix(" end").unwrap_or(r).trim().to_string()
-                        })
-                        .collect();
-                    keys.functions
-                        .insert(name.to_string(), (param.to_string(), returns));
                 }
             }
-            keys
-        }
-
-        /// Evaluates `a .. b .. f(x)`; `arg` binds a function's parameter.
-        fn eval(&self, expr: &str, arg: Option<(&str, &str)>) -> String {
-            expr.split("..")
-                .map(|term| {
-                    let term = term.trim();
-                    if let Some(text) = term
-                        .strip_prefix('\'')
-                        .and_then(|t| t.strip_suffix('\''))
-                        .or_else(|| term.strip_prefix('"').and_then(|t| t.strip_suffix('"')))
-                    {
-                        return text.to_string();
-                    }
-                    if term == "ARGV[1]" {
-                        return GOAL.to_string();
-                    }
-                    if let Some((name, value)) = arg
-                        && term == name
-                    {
-                        return value.to_string();
-                    }
-                    if let Some(value) = self.constants.get(term) {
-                        return value.clone();
-                    }
-                    if let Some((function, call_arg)) =
-                        term.strip_suffix(')').and_then(|call| call.split_once('('))
-                    {
-                        let value = self.eval(call_arg, arg);
-                        let (param, returns) = &self.functions[function];
-                        assert_eq!(
-                            returns.len(),
-                            1,
-                            "{function} is called, so it has one return"
-                        );
-                        return self.eval(&returns[0], Some((param, &value)));
-                    }
-                    panic!("lib.lua key expression {expr:?}: cannot read {term:?}");
-                })
-                .collect()
-        }
-
-        /// Every key lib.lua builds for GOAL, TASK and ROLE (names holding a `:`).
-        fn built(&self) -> BTreeSet<String> {
-            let constants = self.constants.values().cloned();
-            let calls = self.functions.values().flat_map(|(param, returns)| {
-                let sample = if param == "role" { ROLE } else { TASK };
-                returns
-                    .iter()
-                    .map(move |r| self.eval(r, Some((param, sample))))
-            });
-            constants.chain(calls).filter(|k| k.contains(':')).collect()
         }
     }
 
     #[test]
-    fn lib_lua_and_rust_build_the_same_key_names() {
-        let lua = LuaKeys::parse(LIB_LUA).built();
-        for rust in [dag_nodes(GOAL), dag_deps(GOAL), task(GOAL, TASK)] {
-            assert!(
-                lua.contains(&rust),
-                "Rust builds {rust:?}, lib.lua builds none such: {lua:#?}"
-            );
-        }
-
-        let events: Vec<&String> = lua.iter().filter(|k| k.starts_with("events:")).collect();
-        assert_eq!(events.len(), 1, "one events channel in {lua:#?}");
-        assert_eq!(goal_of_events_channel(events[0]), Some(GOAL));
-        let prefix = EVENTS_PATTERN
-            .strip_suffix('*')
-            .filter(|p| !p.contains('*'))
-            .expect("EVENTS_PATTERN is a prefix glob");
-        assert!(
-            events[0].starts_with(prefix),
-            "{EVENTS_PATTERN} misses {:?}",
-            events[0]
-        );
-
-        // Every key a script builds belongs to a family Rust names, under the goal's
-        // hash tag (so in KEYS[1]'s slot, as the scripts require).
-        let task_prefix = task(GOAL, "");
-        let dag_prefix = dag_nodes(GOAL);
-        let dag_prefix = dag_prefix.strip_suffix("nodes").expect("dag:{G}:nodes");
-        let goal_prefix = goal(GOAL) + ":";
-        for key in &lua {
+    fn every_script_touches_one_slot() {
+        let slot = Slot::for_key(goal(GOAL));
+        let mut goal_script = goal_keys(GOAL).to_vec();
+        goal_script.extend([
+            ready(GOAL, Some("reviewer")),
+            task(GOAL, TASK),
+            task_lock(GOAL, TASK),
+        ]);
+        for key in &goal_script {
+            assert_eq!(Slot::for_key(key), slot, "{key} is in the goal's slot");
             assert!(
                 key.contains(&format!("{{{GOAL}}}")),
-                "{key:?} lacks the goal's hash tag"
-            );
-            assert!(
-                [goal_prefix.as_str(), &task_prefix, dag_prefix, events[0]]
-                    .iter()
-                    .any(|family| key.starts_with(family)),
-                "lib.lua builds {key:?}, outside goal:{{G}}:*, task:{{G}}:*, dag:{{G}}:* and events:{{G}}"
+                "{key} carries the goal's tag"
             );
         }
-        // The goal-scoped indexes hang off goal:{G}, which Rust passes as KEYS[1].
-        assert!(lua.iter().any(|k| k.starts_with(&goal_prefix)));
+        assert_eq!(goal_of_events_channel(&events(GOAL)), Some(GOAL));
+
+        let name = "research_agent";
+        let slot = Slot::for_key(agent_registered(name));
+        let mut agent_keys = vec![
+            agent_heartbeat(name),
+            agent_active(name),
+            agent_errors(name),
+        ];
+        agent_keys.extend(
+            [
+                AgentField::HeartbeatCursor,
+                AgentField::Paused,
+                AgentField::Memory,
+            ]
+            .map(|f| agent_field(name, f)),
+        );
+        for key in &agent_keys {
+            assert_eq!(Slot::for_key(key), slot, "{key} is in the agent's slot");
+        }
+        for (old, new) in agent_legacy_moves(name) {
+            assert_eq!(old.replace(name, &format!("{{{name}}}")), new);
+        }
     }
 }

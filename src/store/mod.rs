@@ -17,9 +17,11 @@
 //!
 //! Two backends implement every trait, split the same way (`redis/tasks.rs`,
 //! `memory/tasks.rs`, …): [`RedisStore`] is the real one (one Lua script per
-//! multi-key change, the scripts in `lua/`); [`MemoryStore`] (`memory://`) is the
-//! embedded one for demos and single-process runs. Both pass the same conformance
-//! suite (`tests/it/store_conformance.rs`).
+//! multi-key change, the scripts in `lua/`, each naming every key it touches),
+//! on one Redis (`redis://`) or a Redis Cluster (`redis+cluster://`, `url.rs`);
+//! [`MemoryStore`] (`memory://`) is the embedded one for demos and
+//! single-process runs. All pass the same conformance suite
+//! (`tests/it/store_conformance.rs`).
 
 mod agents;
 mod control;
@@ -31,6 +33,7 @@ pub mod keys;
 mod memory;
 mod redis;
 mod tasks;
+mod url;
 
 use std::sync::Arc;
 
@@ -49,6 +52,7 @@ pub use self::tasks::{
     ClaimOutcome, CompleteOutcome, FailOutcome, Lease, ReapOutcome, TaskResult, TaskStore,
     retry_backoff,
 };
+pub use self::url::redact;
 
 /// Shared state of porki: every concern's trait at once. Every method is atomic
 /// with respect to every other caller. Implemented for every type that implements
@@ -63,18 +67,15 @@ pub mod prelude {
     pub use super::{AgentStore, ControlStore, GateStore, GoalStore, Store, TaskStore};
 }
 
-/// Opens the store a URL names: `redis://…`/`rediss://…` or `memory://`.
+/// Opens the store a URL names: `redis://…`/`rediss://…` (one Redis),
+/// `redis+cluster://HOST:PORT[,HOST:PORT…]`/`rediss+cluster://…` (a Redis Cluster
+/// through those seed nodes) or `memory://`.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    match url.split_once("://").map(|(scheme, _)| scheme) {
-        Some("memory") => Ok(Arc::new(MemoryStore::new())),
-        Some("redis" | "rediss" | "redis+unix" | "unix") => {
-            Ok(Arc::new(RedisStore::connect(url).await?))
-        }
-        _ => Err(StoreError::BadUrl {
-            url: url.to_string(),
-            reason: "unknown scheme".into(),
-        }),
-    }
+    Ok(match url::StoreUrl::parse(url)? {
+        url::StoreUrl::Memory => Arc::new(MemoryStore::new()),
+        url::StoreUrl::Redis(url) => Arc::new(RedisStore::connect(&url).await?),
+        url::StoreUrl::Cluster(_) => Arc::new(RedisStore::connect_cluster(url).await?),
+    })
 }
 
 /// A fresh random lease or guard token.

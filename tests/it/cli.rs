@@ -173,10 +173,10 @@ fn sigterm_gives_everything_back(
         ("READY", 0),
         "released without counting the attempt\n{stderr}"
     );
-    let state: String = hget(&mut conn, "agent:worker:registered", "state");
+    let state: String = hget(&mut conn, "agent:{worker}:registered", "state");
     assert_eq!(state, "stopped");
     let guard: Option<String> = redis::cmd("GET")
-        .arg("agent:worker:active")
+        .arg("agent:{worker}:active")
         .query(&mut conn)
         .unwrap();
     assert_eq!(guard, None, "the single-active guard is given back");

@@ -4,14 +4,14 @@
 //! Long versions (20 kills, 10,000-task soak) run with `PORKI_FAULT_LONG=1`;
 //! the default is a shortened version of each scenario that fits CI.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::support::runtime::write_instructions;
+use crate::support::fixture::{Fixture, ids_in, statuses};
 use crate::support::{
     RedisServer, exit_stderr, free_port, hget, porki, signal, temp_dir, tokio_runtime, wait_exit,
     wait_for, write_script,
@@ -32,112 +32,6 @@ impl Lcg {
             .wrapping_add(1442695040888963407);
         (self.0 >> 33) % below
     }
-}
-
-/// A test project: instructions with `agents`, a plan file, and a `command`
-/// provider script that records `start TASK PID` lines before answering.
-struct Fixture {
-    dir: PathBuf,
-    script: PathBuf,
-    record: PathBuf,
-}
-
-impl Fixture {
-    fn new(name: &str, agents: &[&str], tasks: usize, layers: usize, delay: &str) -> Self {
-        let dir = temp_dir(name);
-        let agents: Vec<(&str, &str)> = agents.iter().map(|a| (*a, "g")).collect();
-        write_instructions(&dir, &agents, false);
-        let width = tasks / layers;
-        let nodes: Vec<serde_json::Value> = (0..tasks)
-            .map(|i| serde_json::json!({"id": format!("t{i:03}"), "title": format!("Task {i}")}))
-            .collect();
-        let edges: Vec<serde_json::Value> = (width..tasks)
-            .map(|i| serde_json::json!({"source": format!("t{:03}", i - width), "target": format!("t{i:03}")}))
-            .collect();
-        let plan = serde_json::json!({"goal_id": "g", "nodes": nodes, "edges": edges});
-        std::fs::write(dir.join("plan.json"), plan.to_string()).unwrap();
-        let record = dir.join("record.log");
-        let script = dir.join("provider.sh");
-        write_script(
-            &script,
-            format!(
-                "#!/bin/sh\nread phase\nread task\ncase \"$phase\" in *plan*) sleep ${{FAULT_PLAN_DELAY:-0}}; cat '{plan}'; exit 0;; esac\n\
-                 task=${{task#porki-task: g/}}\necho \"start $task $PPID\" >> '{record}'\nsleep {delay}\n\
-                 echo \"{{\\\"status\\\":\\\"done\\\",\\\"notes\\\":\\\"$task by $PPID\\\"}}\"\n",
-                plan = dir.join("plan.json").display(),
-                record = record.display(),
-            ),
-        );
-        Fixture {
-            dir,
-            script,
-            record,
-        }
-    }
-
-    /// Starts `porki run --until-done` on this project; stderr goes to `log`.
-    fn start(&self, url: &str, log: &str) -> Child {
-        self.command(url, log).spawn().unwrap()
-    }
-
-    /// The `porki run --until-done` command for this project; stderr goes to `log`.
-    fn command(&self, url: &str, log: &str) -> Command {
-        let log = std::fs::File::create(self.dir.join(log)).unwrap();
-        let mut command = porki();
-        command
-            .args([
-                "run",
-                "--until-done",
-                "--lease-ttl",
-                "2s",
-                "--llm-provider",
-                "command",
-            ])
-            .arg("--llm-cli")
-            .arg(&self.script)
-            .args(["--redis-url", url, "--instructions"])
-            .arg(self.dir.join("INSTRUCTIONS.md"))
-            .arg("--artifacts-dir")
-            .arg(self.dir.join("artifacts"))
-            .stdout(Stdio::null())
-            .stderr(log);
-        command
-    }
-
-    /// The recorded executions: (task, porki pid).
-    fn starts(&self) -> Vec<(String, u32)> {
-        std::fs::read_to_string(&self.record)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let mut parts = l.split_whitespace().skip(1);
-                Some((parts.next()?.to_string(), parts.next()?.parse().ok()?))
-            })
-            .collect()
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
-    }
-}
-
-/// Task id → status, from Redis.
-fn statuses(conn: &mut redis::Connection, tasks: usize) -> BTreeMap<String, String> {
-    (0..tasks)
-        .filter_map(|i| {
-            let id = format!("t{i:03}");
-            let status: Option<String> = hget(conn, &format!("task:{{g}}:{id}"), "status");
-            Some((id, status?))
-        })
-        .collect()
-}
-
-fn ids_in(states: &BTreeMap<String, String>, status: &str) -> BTreeSet<String> {
-    states
-        .iter()
-        .filter(|(_, s)| s.as_str() == status)
-        .map(|(id, _)| id.clone())
-        .collect()
 }
 
 #[test]
@@ -804,7 +698,7 @@ fn bad_heartbeat_lines_are_reported_once_and_change_nothing() {
     let stderr = exit_stderr(&output, 0, "a run with bad heartbeat lines");
     let mut conn = server.conn();
     let errors: Vec<String> = redis::cmd("LRANGE")
-        .arg("agent:a:errors")
+        .arg("agent:{a}:errors")
         .arg(0)
         .arg(-1)
         .query(&mut conn)

@@ -10,6 +10,12 @@
 //! - `cli`, `status_graph`: the `porki` binary as a user runs it.
 //! - `faults`: the real binary under kill -9, Redis restarts, stalls, chaos
 //!   fail points, a soak, bad input and secrets.
+//! - `cluster`: the real binary on a Redis Cluster through a primary failover
+//!   and a live migration of its goal's slot; the CLI on cluster URLs. (Every
+//!   `store_conformance` behaviour and every `runtime` test with a Redis variant
+//!   also runs on the shared cluster.)
+//! - `redis_keys`: the key layout as other programs see it (hash tags, the move
+//!   of old agent keys) and a script's answer to a request sent twice.
 //! - `manifests`: the systemg manifests and the instructions files they run.
 //! - `network`: a link to Redis that silently stops forwarding, and lost replies.
 //! - `web`: the dashboard over HTTP (every endpoint, the metrics format, escaping,
@@ -20,18 +26,23 @@
 //!   from npm) against a stand-in model on loopback.
 //!
 //! Each test isolates itself: its own `redis-server` on a free port
-//! (`support::RedisServer`) and its own temp folder (`support::temp_dir`).
+//! (`support::RedisServer`) and its own temp folder (`support::temp_dir`). The
+//! Redis Cluster (six `redis-server`s) is started once per binary and shared;
+//! tests on it use names of their own (`support::Prefixed`), and tests that
+//! kill or reshard nodes start a private one.
 //! Select one area with its module path, e.g. `cargo test --test it faults::`.
 
 mod support;
 
 mod browser;
 mod cli;
+mod cluster;
 mod control_plane;
 mod faults;
 mod manifests;
 mod network;
 mod real_cli;
+mod redis_keys;
 mod runtime;
 mod status_graph;
 mod store_conformance;

@@ -1,16 +1,19 @@
 //! The orchestrator end to end: Supervisor, agents, planner, reaper and gate
-//! running goals on the embedded store and on a private redis-server.
+//! running goals on the embedded store, on a private redis-server and, for every
+//! test with a Redis variant, on the shared Redis Cluster (`…_on_cluster`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use porki::domain::TaskStatus;
+use porki::store::MemoryStore;
 use porki::store::prelude::*;
-use porki::store::{MemoryStore, RedisStore};
 
 use crate::support::runtime::*;
-use crate::support::{RedisServer, block_on, ids, nodes, plan, temp_dir, wait_until};
+use crate::support::{
+    RedisServer, block_on, ids, llm_gate_turn, nodes, plan, temp_dir, wait_until,
+};
 
 /// Runs `dag` with `agents` in one process; asserts every task DONE, once, in order.
 fn run_to_completion(store: StoreKind, dag: porki::domain::Dag, agents: &[&str]) -> Arc<Record> {
@@ -114,8 +117,22 @@ fn a_diamond_completes_in_dependency_order_on_redis() {
 }
 
 #[test]
+fn a_diamond_completes_in_dependency_order_on_cluster() {
+    run_to_completion(StoreKind::shared_cluster(), diamond(), &["w1", "w2"]);
+}
+
+#[test]
 fn a_fan_out_of_50_tasks_with_4_agents_runs_each_once() {
     let server = RedisServer::start();
+    fan_out_of_50_tasks_with_4_agents(StoreKind::Redis(server.url()));
+}
+
+#[test]
+fn a_fan_out_of_50_tasks_with_4_agents_runs_each_once_on_cluster() {
+    fan_out_of_50_tasks_with_4_agents(StoreKind::shared_cluster());
+}
+
+fn fan_out_of_50_tasks_with_4_agents(store: StoreKind) {
     let mut tasks = vec!["root".to_string()];
     let leaves = ids("leaf", 50);
     tasks.extend(leaves.iter().cloned());
@@ -123,7 +140,7 @@ fn a_fan_out_of_50_tasks_with_4_agents_runs_each_once() {
     let mut edges: Vec<(&str, &str)> = leaves.iter().map(|l| ("root", l.as_str())).collect();
     edges.extend(leaves.iter().map(|l| (l.as_str(), "sink")));
     let record = run_to_completion(
-        StoreKind::Redis(server.url()),
+        store,
         plan("fan", nodes(&tasks), &edges),
         &["a1", "a2", "a3", "a4"],
     );
@@ -199,12 +216,20 @@ fn a_provider_that_always_panics_trips_the_restart_intensity_limit() {
 #[test]
 fn a_stalled_holder_loses_its_lease_and_its_late_result_is_rejected() {
     let server = RedisServer::start();
+    stalled_holder_loses_its_lease(StoreKind::Redis(server.url()));
+}
+
+#[test]
+fn a_stalled_holder_loses_its_lease_and_its_late_result_is_rejected_on_cluster() {
+    stalled_holder_loses_its_lease(StoreKind::shared_cluster());
+}
+
+fn stalled_holder_loses_its_lease(store: StoreKind) {
     let dag = plan("stall", nodes(&["only"]), &[]);
     let record = Arc::new(Record::default());
     let mut stalled = ScriptedProvider::new(dag.clone(), "stalled", record.clone());
     stalled.behaviour = Box::new(|_, _| Behaviour::Stall(Duration::from_secs(3)));
     let healthy = ScriptedProvider::new(dag, "healthy", record.clone());
-    let store = StoreKind::Redis(server.url());
 
     let first = spawn_runtime(
         store.clone(),
@@ -241,11 +266,19 @@ fn a_stalled_holder_loses_its_lease_and_its_late_result_is_rejected() {
 #[test]
 fn two_processes_share_one_goal_without_running_a_task_twice() {
     let server = RedisServer::start();
+    two_processes_share_one_goal(StoreKind::Redis(server.url()));
+}
+
+#[test]
+fn two_processes_share_one_goal_without_running_a_task_twice_on_cluster() {
+    two_processes_share_one_goal(StoreKind::shared_cluster());
+}
+
+fn two_processes_share_one_goal(store: StoreKind) {
     let tasks = ids("t", 40);
     let edges: Vec<(&str, &str)> = tasks[1..10].iter().map(|t| (&*tasks[0], &**t)).collect();
     let dag = plan("shared", nodes(&tasks), &edges);
     let record = Arc::new(Record::default());
-    let store = StoreKind::Redis(server.url());
     let spawn = |process: &str, agents: &[(&str, &str)]| {
         let provider = ScriptedProvider::new(dag.clone(), process, record.clone());
         spawn_runtime(
@@ -286,9 +319,19 @@ fn two_processes_share_one_goal_without_running_a_task_twice() {
 #[test]
 fn the_llm_gate_keeps_two_calls_in_flight_across_two_processes() {
     let server = RedisServer::start();
+    llm_gate_across_two_processes(StoreKind::Redis(server.url()));
+}
+
+#[test]
+fn the_llm_gate_keeps_two_calls_in_flight_across_two_processes_on_cluster() {
+    // llm:gate is one key for the whole shared cluster.
+    let _turn = llm_gate_turn().blocking_lock();
+    llm_gate_across_two_processes(StoreKind::shared_cluster());
+}
+
+fn llm_gate_across_two_processes(store: StoreKind) {
     let dag = plan("gated", nodes(&ids("t", 40)), &[]);
     let record = Arc::new(Record::default());
-    let store = StoreKind::Redis(server.url());
     let spawn = |process: &str| {
         let mut provider = ScriptedProvider::new(dag.clone(), process, record.clone());
         provider.delay = Duration::from_millis(40);
@@ -314,10 +357,7 @@ fn the_llm_gate_keeps_two_calls_in_flight_across_two_processes() {
         "8 agents, never more than 2 calls"
     );
     assert_eq!(record.executions().len(), 40);
-    let in_flight = block_on(async {
-        let store = RedisStore::connect(&server.url()).await.unwrap();
-        store.gate_in_flight().await.unwrap()
-    });
+    let in_flight = block_on(async { store.open().await.gate_in_flight().await.unwrap() });
     assert_eq!(in_flight, 0, "every slot was given back");
 }
 
@@ -384,7 +424,9 @@ fn a_task_whose_context_cannot_be_read_fails_after_its_attempts_without_spinning
     let dag = plan("g", nodes(&ids("t", 2)), &[]);
     // Another program wrote the plan under porki's keys, one node damaged.
     block_on(async {
-        let store = RedisStore::connect(&server.url()).await.unwrap();
+        let store = porki::store::RedisStore::connect(&server.url())
+            .await
+            .unwrap();
         let options = porki::store::WriteDagOptions {
             title: "g".into(),
             source: porki::planner::source_fingerprint(&porki::planner::plan_context(
@@ -471,11 +513,19 @@ fn a_crash_looping_agent_is_restarted_at_once_and_given_up_on_by_the_intensity_l
 #[test]
 fn three_processes_and_twenty_agents_with_random_panics_run_every_task_once_at_a_time() {
     let server = RedisServer::start();
+    three_processes_with_random_panics(StoreKind::Redis(server.url()));
+}
+
+#[test]
+fn three_processes_and_twenty_agents_with_random_panics_run_every_task_once_at_a_time_on_cluster() {
+    three_processes_with_random_panics(StoreKind::shared_cluster());
+}
+
+fn three_processes_with_random_panics(store: StoreKind) {
     let tasks = ids("t", 100);
     let edges: Vec<(&str, &str)> = (0..50).map(|i| (&*tasks[i], &*tasks[i + 50])).collect();
     let dag = plan("chaos", nodes(&tasks), &edges);
     let record = Arc::new(Record::default());
-    let store = StoreKind::Redis(server.url());
     let mut runs = Vec::new();
     for (p, count) in [("one", 7), ("two", 7), ("three", 6)] {
         let mut provider = ScriptedProvider::new(dag.clone(), p, record.clone());

@@ -1,5 +1,6 @@
-//! One behaviour suite, run against both store backends: `memory://` and a private
-//! `redis-server`. A backend passes only if every test passes on it.
+//! One behaviour suite, run against every store backend: `memory://`, a private
+//! `redis-server`, and the shared Redis Cluster (each test under names of its own,
+//! see `support::prefixed`). A backend passes only if every test passes on it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -12,7 +13,9 @@ use porki::store::{
     RedisStore, StoreError, TaskResult, WriteDagOptions, WriteDagOutcome, write_plan,
 };
 
-use crate::support::{RedisServer, claim, node, nodes, plan};
+use crate::support::{
+    Prefixed, RedisCluster, RedisServer, claim, llm_gate_turn, node, nodes, plan,
+};
 
 /// The backend under test, and the Redis server behind it (kept alive with it).
 struct Backend {
@@ -36,7 +39,20 @@ async fn redis() -> Backend {
     }
 }
 
-/// Runs each behaviour once per backend: `NAME::memory` and `NAME::redis`.
+async fn cluster() -> Backend {
+    let cluster = RedisCluster::shared();
+    let store = RedisStore::connect_cluster(&cluster.url())
+        .await
+        .expect("connect to the cluster");
+    assert!(store.is_cluster());
+    Backend {
+        store: Prefixed::new(Arc::new(store)),
+        _server: None,
+    }
+}
+
+/// Runs each behaviour once per backend: `NAME::memory`, `NAME::redis` and
+/// `NAME::cluster`.
 ///
 /// The `timed` behaviours wait out leases, backoffs and TTLs. `memory://`
 /// keeps time with tokio's clock, so it runs them on a paused clock: each wait
@@ -57,6 +73,11 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn redis() {
                 let backend = super::redis().await;
+                super::behaviour::$name(backend.store.clone()).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn cluster() {
+                let backend = super::cluster().await;
                 super::behaviour::$name(backend.store.clone()).await;
             }
         }
@@ -1010,16 +1031,24 @@ mod behaviour {
         assert_eq!(next(&mut events).await.kind, EventKind::GoalComplete);
     }
 
+    /// The next event other than a resync, which any backend may send at any
+    /// time (a reconnect, a new subscription) to say "look again".
     async fn next(
         events: &mut tokio::sync::broadcast::Receiver<porki::store::StoreEvent>,
     ) -> porki::store::StoreEvent {
-        tokio::time::timeout(Duration::from_secs(5), events.recv())
-            .await
-            .expect("an event within 5 s")
-            .expect("event channel open")
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+                .await
+                .expect("an event within 5 s")
+                .expect("event channel open");
+            if event.kind != EventKind::Resync {
+                return event;
+            }
+        }
     }
 
     pub async fn the_llm_gate_caps_slots_and_frees_a_dead_holders_slot(store: Arc<dyn Store>) {
+        let _turn = llm_gate_turn().lock().await;
         assert!(store.gate_acquire("a", 2, LONG).await.unwrap());
         assert!(store.gate_acquire("b", 2, SHORT).await.unwrap());
         assert!(

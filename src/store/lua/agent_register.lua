@@ -1,5 +1,6 @@
--- Registers an agent. KEYS: agents, agent:NAME:registered. ARGV: name, then field/value pairs.
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], unpack(ARGV, 2))
+-- Registers an agent: its registration hash, replaced whole. KEYS: agent:{NAME}:registered.
+-- ARGV: field/value pairs. (The `agents` set is added to by a separate SADD: it is
+-- process-wide, in another slot.)
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV))
 return 'ok'

@@ -1,4 +1,4 @@
--- Sets agent:NAME:FIELD to ARGV[2] only if it still holds ARGV[1] ('' = absent).
+-- Sets agent:{NAME}:FIELD to ARGV[2] only if it still holds ARGV[1] ('' = absent).
 -- KEYS: the field key. Returns 1 | 0.
 local current = redis.call('GET', KEYS[1]) or ''
 if current ~= ARGV[1] then return 0 end

@@ -1,3 +1,4 @@
 -- Claims the highest-priority READY task for an agent (see claim_lib.lua).
--- ARGV: G, agent, role ('' for none), ttl ms, token, preferred task ('' for none).
-return claim_next(ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], nil, ARGV[6])
+-- KEYS, ARGV: see lib.lua. ARG: agent, role ('' for none), ttl ms, token,
+-- preferred task ('' for none).
+return claim_next(ARG[1], ARG[2], tonumber(ARG[3]), ARG[4], nil, ARG[5])

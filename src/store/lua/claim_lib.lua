@@ -1,13 +1,33 @@
 -- Claiming, for claim.lua and complete_and_claim.lua.
+-- A claim sends back, as hints, the ids the next claims of the same role may
+-- take: the caller declares them on its next claim (RedisStore keeps them per
+-- goal and role), so a claim rarely needs keys it was not given. How many of
+-- each index: after a claim, and after a claim that needed keys.
+local HINTS, MORE_HINTS = 8, 16
+
+-- The first `n` ids of the roleless index, of the role's, and of the retries
+-- backing off.
+local function claim_hints(role, n)
+  local ids = redis.call('ZRANGE', READY, 0, n - 1)
+  if role ~= '' then
+    for _, id in ipairs(redis.call('ZRANGE', ready_key(role), 0, n - 1)) do ids[#ids + 1] = id end
+  end
+  for _, id in ipairs(redis.call('ZRANGE', DELAYED, 0, n - 1)) do ids[#ids + 1] = id end
+  return ids
+end
+
 -- Claims the highest-priority READY task for an agent (role '' for none); due
 -- retries are promoted first. A role agent takes the better of its role's index
 -- and the roleless one; ties go to the smaller id, as within one index. `now` is
 -- the caller's server time, or nil to read it here. `preferred`, when given and
 -- READY for this agent, is claimed instead of the best task (the LLM's pick).
 -- While the goal backs off (a rate or usage limit, back_off.lua) nothing is
--- claimed and the wait is what is left of it.
--- Returns {'claimed', id, fence, attempt} | {'empty', ms until next retry or ''} |
--- {'inactive', goal status} | {'no_goal'}.
+-- claimed and the wait is what is left of it. The agent's own role index must be
+-- declared. Nothing is written unless every task it may take or promote was
+-- declared (a promoted retry may become the best task; nothing else can).
+-- Returns {'claimed', id, fence, attempt, the task's dependents JSON or '', hint
+-- ids...} | {'empty', ms until next retry or ''} | {'inactive', goal status} |
+-- {'no_goal'} | {'need', ..., hint ids...} (see lib.lua).
 local function claim_next(agent, role, ttl, token, now, preferred)
   local goal = redis.call('HMGET', GOAL, 'status', 'backoff_until')
   local status = goal[1]
@@ -17,34 +37,51 @@ local function claim_next(agent, role, ttl, token, now, preferred)
   local backoff = tonumber(goal[2])
   if backoff and backoff > now then return {'empty', tostring(backoff - now)} end
 
-  for _, due in ipairs(redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now)) do
-    local f = redis.call('HMGET', task_key(due), 'role', 'priority')
-    redis.call('ZREM', DELAYED, due)
-    redis.call('HSET', task_key(due), 'retry_at', 0)
-    index_ready(due, f[1], f[2])
+  local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now)
+  for _, id in ipairs(due) do want(id) end
+  if #due > 0 then want_roles() end
+  local own = nil
+  if role ~= '' then own = ready_key(role) end
+  local first = redis.call('ZRANGE', READY, 0, 0)[1]
+  if first then want(first) end
+  if own then
+    first = redis.call('ZRANGE', own, 0, 0)[1]
+    if first then want(first) end
+  end
+  local pick = nil
+  if preferred and preferred ~= '' and (redis.call('ZSCORE', READY, preferred)
+      or (own and redis.call('ZSCORE', own, preferred))) then
+    pick = preferred
+    want(pick)
+  end
+  if wanting() then return need(claim_hints(role, MORE_HINTS)) end
+
+  for _, id in ipairs(due) do
+    local f = redis.call('HMGET', task_key(id), 'role', 'priority')
+    redis.call('ZREM', DELAYED, id)
+    redis.call('HSET', task_key(id), 'retry_at', 0)
+    index_ready(id, f[1], f[2])
   end
 
   local id = nil
-  if preferred and preferred ~= '' then
-    if redis.call('ZREM', ready_key(nil), preferred) == 1
-      or (role ~= '' and redis.call('ZREM', ready_key(role), preferred) == 1) then
-      id = preferred
+  if pick then
+    if redis.call('ZREM', READY, pick) == 1 or (own and redis.call('ZREM', own, pick) == 1) then
+      id = pick
     end
   end
   if id then
     -- taken above
-  elseif role == '' then
-    id = redis.call('ZPOPMIN', ready_key(nil))[1]
+  elseif not own then
+    id = redis.call('ZPOPMIN', READY)[1]
   else
-    local any, own = ready_key(nil), ready_key(role)
-    local a = redis.call('ZRANGE', any, 0, 0, 'WITHSCORES')
+    local a = redis.call('ZRANGE', READY, 0, 0, 'WITHSCORES')
     local b = redis.call('ZRANGE', own, 0, 0, 'WITHSCORES')
     local key = nil
     if a[1] and b[1] then
       local sa, sb = tonumber(a[2]), tonumber(b[2])
-      if sa < sb or (sa == sb and a[1] < b[1]) then id, key = a[1], any else id, key = b[1], own end
+      if sa < sb or (sa == sb and a[1] < b[1]) then id, key = a[1], READY else id, key = b[1], own end
     elseif a[1] then
-      id, key = a[1], any
+      id, key = a[1], READY
     elseif b[1] then
       id, key = b[1], own
     end
@@ -64,5 +101,7 @@ local function claim_next(agent, role, ttl, token, now, preferred)
   redis.call('HSET', tkey, 'status', 'RUNNING', 'owner', agent, 'attempt', attempt,
     'fence', fence, 'lease_expires', now + ttl, 'started_at', now, 'updated_at', now)
   redis.call('SADD', RUNNING, id)
-  return {'claimed', id, tostring(fence), tostring(attempt)}
+  local reply = {'claimed', id, tostring(fence), tostring(attempt), redis.call('HGET', DEPENDENTS, id) or ''}
+  for _, hint in ipairs(claim_hints(role, HINTS)) do reply[#reply + 1] = hint end
+  return reply
 end

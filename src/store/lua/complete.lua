@@ -1,4 +1,5 @@
 -- Completes a task and promotes dependents (see complete_lib.lua).
--- ARGV: G, task, token, fence, progress, artifacts JSON.
--- Returns {'ok', goal complete 0/1, promoted ids...} | {'lost'}.
-return (complete_held(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]))
+-- KEYS, ARGV: see lib.lua; the task and its dependents are declared.
+-- ARG: task, token, fence, progress, artifacts JSON, call id (see complete_lib.lua).
+-- Returns {'ok', goal complete 0/1, promoted ids...} | {'lost'} | {'need', ...}.
+return (complete_held(ARG[1], ARG[2], ARG[3], ARG[4], ARG[5], ARG[6]))

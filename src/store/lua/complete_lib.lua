@@ -11,34 +11,51 @@ local function count_done()
   return remaining
 end
 
--- Completes a held task and promotes dependents whose dependencies are now all DONE.
--- Returns {'ok', goal complete 0/1, promoted ids...}, now | {'lost'}.
-local function complete_held(id, token, fence, progress, artifacts)
-  if not holds(id, token, fence) then return {'lost'} end
+-- Completes a held task and promotes dependents whose dependencies are now all
+-- DONE; the dependents (and every role's index) must be declared, else nothing
+-- is written. `call` is a random id of this completion request, kept on the
+-- task (`done_call`): the same request sent again, because a failover lost its
+-- answer and the client resent it, is answered ok again (promoting nothing
+-- new); any other completion of a task that is no longer held is refused.
+-- Returns {'ok', goal complete 0/1, promoted ids...}, now | {'lost'} | {'need', ...}.
+local function complete_held(id, token, fence, progress, artifacts, call)
+  if not holds(id, token, fence) then
+    local f = redis.call('HMGET', task_key(id), 'status', 'done_call')
+    if f[1] ~= 'DONE' or f[2] ~= call then return {'lost'} end
+    local done = '0'
+    if redis.call('HGET', GOAL, 'status') == 'complete' then done = '1' end
+    return {'ok', done}, now_ms()
+  end
+  local listed = redis.call('HGET', DEPENDENTS, id)
+  local dependents = {}
+  if listed then
+    dependents = cjson.decode(listed)
+    for _, d in ipairs(dependents) do want(d) end
+    want_roles()
+    if wanting() then return need() end
+  end
   local now = now_ms()
   redis.call('DEL', lock_key(id))
   redis.call('SREM', RUNNING, id)
   redis.call('HSET', task_key(id), 'status', 'DONE', 'progress', progress,
-    'artifacts', artifacts, 'lease_expires', 0, 'finished_at', now, 'updated_at', now)
+    'artifacts', artifacts, 'lease_expires', 0, 'finished_at', now, 'updated_at', now,
+    'done_call', call)
 
   local reply = {'ok', '0'}
-  local dependents = redis.call('HGET', DEPENDENTS, id)
-  if dependents then
-    for _, d in ipairs(cjson.decode(dependents)) do
-      if redis.call('HINCRBY', task_key(d), 'pending', -1) == 0 then
-        local f = redis.call('HMGET', task_key(d), 'status', 'role', 'priority')
-        if f[1] == 'BLOCKED' then
-          redis.call('HSET', task_key(d), 'status', 'READY', 'updated_at', now)
-          index_ready(d, f[2], f[3])
-          reply[#reply + 1] = d
-        end
+  for _, d in ipairs(dependents) do
+    if redis.call('HINCRBY', task_key(d), 'pending', -1) == 0 then
+      local f = redis.call('HMGET', task_key(d), 'status', 'role', 'priority')
+      if f[1] == 'BLOCKED' then
+        redis.call('HSET', task_key(d), 'status', 'READY', 'updated_at', now)
+        index_ready(d, f[2], f[3])
+        reply[#reply + 1] = d
       end
     end
   end
-  if #reply > 2 then redis.call('PUBLISH', EVENTS, 'ready') end
+  if #reply > 2 then redis.call(PUBLISH, EVENTS, 'ready') end
   if count_done() == 0 then
     redis.call('HSET', GOAL, 'status', 'complete', 'finished_at', now)
-    redis.call('PUBLISH', EVENTS, 'goal complete')
+    redis.call(PUBLISH, EVENTS, 'goal complete')
     reply[2] = '1'
   end
   return reply, now

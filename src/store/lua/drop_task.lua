@@ -1,11 +1,14 @@
 -- Cancels a task: FAILED with a reason, lease revoked (fence bumped, lock deleted).
--- ARGV: G, task, reason. Returns {'ok'} | {'no_task'} | {'state', status}.
-local id, reason = ARGV[2], ARGV[3]
+-- KEYS, ARGV: see lib.lua; the task is declared. ARG: task, reason.
+-- Returns {'ok'} | {'no_task'} | {'state', status} | {'need', ...}.
+local id, reason = ARG[1], ARG[2]
 local f = redis.call('HMGET', task_key(id), 'status', 'role')
 local status = f[1]
 if not status then return {'no_task'} end
 if status == 'DONE' then return {'state', status} end
 if status == 'FAILED' then return {'ok'} end
+want_roles()
+if wanting() then return need() end
 local now = now_ms()
 unindex_ready(id, f[2])
 redis.call('SREM', RUNNING, id)

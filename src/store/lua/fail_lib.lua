@@ -1,4 +1,5 @@
 -- Helpers of the scripts that can fail a task for good (fail, reap, drop_task).
+-- unindex_ready needs the role's index declared (want_roles first).
 local function unindex_ready(id, role)
   redis.call('ZREM', ready_key(role), id)
   redis.call('ZREM', DELAYED, id)
@@ -11,7 +12,7 @@ end
 local function goal_failed(now)
   if redis.call('HGET', GOAL, 'status') ~= 'failed' then
     redis.call('HSET', GOAL, 'status', 'failed', 'finished_at', now)
-    redis.call('PUBLISH', EVENTS, 'goal failed')
+    redis.call(PUBLISH, EVENTS, 'goal failed')
   end
 end
 
@@ -22,5 +23,5 @@ local function fail_for_good(id, reason, now)
     'retry_at', 0, 'finished_at', now, 'updated_at', now)
   redis.call('HINCRBY', GOAL, 'count_failed', 1)
   goal_failed(now)
-  redis.call('PUBLISH', EVENTS, 'failed ' .. id)
+  redis.call(PUBLISH, EVENTS, 'failed ' .. id)
 end

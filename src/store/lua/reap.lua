@@ -1,9 +1,16 @@
 -- Returns RUNNING tasks whose lock key is gone to READY, or FAILED at max attempts.
--- Only a missing lock counts: Redis expired it, so no clock is compared here. ARGV: G.
--- Returns {requeued ids, failed ids}.
+-- Only a missing lock counts: Redis expired it, so no clock is compared here.
+-- KEYS, ARGV: see lib.lua; every RUNNING task must be declared, else nothing is
+-- written (the answer lists every RUNNING task, the caller's hint for the next
+-- reap). Returns {requeued ids, failed ids} | {'need', ...}.
+local running = redis.call('SMEMBERS', RUNNING)
+if #running == 0 then return {{}, {}} end
+for _, id in ipairs(running) do want(id) end
+want_roles()
+if wanting() then return need(running) end
 local requeued, failed = {}, {}
 local now, max = nil, nil
-for _, id in ipairs(redis.call('SMEMBERS', RUNNING)) do
+for _, id in ipairs(running) do
   if redis.call('EXISTS', lock_key(id)) == 0 then
     now = now or now_ms()
     max = max or max_attempts()
@@ -21,5 +28,5 @@ for _, id in ipairs(redis.call('SMEMBERS', RUNNING)) do
     end
   end
 end
-if #requeued > 0 then redis.call('PUBLISH', EVENTS, 'ready') end
+if #requeued > 0 then redis.call(PUBLISH, EVENTS, 'ready') end
 return {requeued, failed}

@@ -1,7 +1,10 @@
--- Gives a held task back to READY without counting the attempt. ARGV: G, task, token, fence.
--- Returns {'ok'} | {'lost'}.
-local id, token, fence = ARGV[2], ARGV[3], ARGV[4]
+-- Gives a held task back to READY without counting the attempt.
+-- KEYS, ARGV: see lib.lua; the task is declared. ARG: task, token, fence.
+-- Returns {'ok'} | {'lost'} | {'need', ...}.
+local id, token, fence = ARG[1], ARG[2], ARG[3]
 if not holds(id, token, fence) then return {'lost'} end
+want_roles()
+if wanting() then return need() end
 release_task(id, now_ms())
-redis.call('PUBLISH', EVENTS, 'ready ' .. id)
+redis.call(PUBLISH, EVENTS, 'ready ' .. id)
 return {'ok'}

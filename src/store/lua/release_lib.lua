@@ -1,4 +1,5 @@
--- Giving a held task back, for release.lua and back_off.lua.
+-- Giving a held task back, for release.lua and back_off.lua (want_roles first:
+-- the task goes back into its role's index).
 -- The task goes back to READY without counting the attempt; the lock is gone.
 local function release_task(id, now)
   redis.call('DEL', lock_key(id))

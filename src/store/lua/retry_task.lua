@@ -1,11 +1,14 @@
 -- Puts a FAILED task back with attempts reset: READY, or BLOCKED if a dependency is
 -- unfinished. The goal is active again once no task is FAILED.
--- ARGV: G, task. Returns {'ok', new status} | {'no_task'} | {'state', status}.
-local id = ARGV[2]
+-- KEYS, ARGV: see lib.lua; the task is declared. ARG: task.
+-- Returns {'ok', new status} | {'no_task'} | {'state', status} | {'need', ...}.
+local id = ARG[1]
 local f = redis.call('HMGET', task_key(id), 'status', 'pending', 'role', 'priority')
 local status = f[1]
 if not status then return {'no_task'} end
 if status ~= 'FAILED' then return {'state', status} end
+want_roles()
+if wanting() then return need() end
 local now = now_ms()
 local to = 'READY'
 if tonumber(f[2]) > 0 then to = 'BLOCKED' end
@@ -16,5 +19,5 @@ if redis.call('HINCRBY', GOAL, 'count_failed', -1) <= 0 then
   redis.call('HSET', GOAL, 'status', 'active')
   redis.call('HDEL', GOAL, 'finished_at')
 end
-redis.call('PUBLISH', EVENTS, 'ready ' .. id)
+redis.call(PUBLISH, EVENTS, 'ready ' .. id)
 return {'ok', to}

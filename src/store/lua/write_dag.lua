@@ -1,24 +1,33 @@
--- Writes a goal's plan. ARGV: G, fingerprint, title, max_attempts, replace (0/1),
--- plan JSON: [{id, node, deps, dependents, priority, role}, ...], source fingerprint.
--- Returns {'created'} | {'replaced'} | {'unchanged'} | {'conflict', stored fingerprint}.
-local fingerprint, title, attempts, replace = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+-- Writes a goal's plan. KEYS, ARGV: see lib.lua; the plan's tasks and roles are
+-- declared, and when a different plan is replaced, the old plan's too.
+-- ARG: fingerprint, title, max_attempts, replace (0/1), plan JSON:
+-- [{id, node, deps, dependents, priority, role}, ...], source fingerprint.
+-- Returns {'created'} | {'replaced'} | {'unchanged'} | {'conflict', stored fingerprint} |
+-- {'need', ...}.
+local fingerprint, title, attempts, replace = ARG[1], ARG[2], ARG[3], ARG[4]
 local existing = redis.call('HGET', GOAL, 'fingerprint')
 local outcome = 'created'
+local plan = cjson.decode(ARG[5])
+for _, n in ipairs(plan) do want(n.id) end
 if existing then
   if existing == fingerprint then return {'unchanged'} end
   if replace ~= '1' then return {'conflict', existing} end
+  for _, id in ipairs(redis.call('HKEYS', NODES)) do want(id) end
+  want_roles()
+end
+if wanting() then return need() end
+if existing then
   for _, id in ipairs(redis.call('HKEYS', NODES)) do
     redis.call('DEL', task_key(id), lock_key(id))
   end
   for _, role in ipairs(redis.call('SMEMBERS', ROLES)) do
     redis.call('DEL', ready_key(role))
   end
-  redis.call('DEL', GOAL, ready_key(nil), DELAYED, RUNNING, ROLES, NODES, DEPS, DEPENDENTS)
+  redis.call('DEL', GOAL, READY, DELAYED, RUNNING, ROLES, NODES, DEPS, DEPENDENTS)
   outcome = 'replaced'
 end
 
 local now = now_ms()
-local plan = cjson.decode(ARGV[6])
 for _, n in ipairs(plan) do
   local key = task_key(n.id)
   redis.call('HSET', NODES, n.id, n.node)
@@ -38,7 +47,7 @@ redis.call('HDEL', GOAL, 'last_error', 'finished_at')
 -- Of the per-state counts the goal keeps only `remaining` (tasks not DONE, so
 -- complete knows the goal is done) and `count_failed`; goal_status.lua derives the rest.
 redis.call('HSET', GOAL, 'status', 'active', 'title', title, 'fingerprint', fingerprint,
-  'max_attempts', attempts, 'created_at', now, 'total', #plan, 'source', ARGV[7],
+  'max_attempts', attempts, 'created_at', now, 'total', #plan, 'source', ARG[6],
   'remaining', #plan, 'count_failed', 0)
-redis.call('PUBLISH', EVENTS, 'ready')
+redis.call(PUBLISH, EVENTS, 'ready')
 return {outcome}

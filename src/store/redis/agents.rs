@@ -1,4 +1,6 @@
-//! [`AgentStore`] on Redis: the `agents` set and the `agent:NAME:*` keys.
+//! [`AgentStore`] on Redis: the `agents` set and the `agent:{NAME}:*` keys. Every
+//! script here touches one agent's keys (one slot, the name's hash tag); the
+//! process-wide `agents` set only ever gets single-key commands.
 
 use std::time::Duration;
 
@@ -13,11 +15,18 @@ use crate::store::{AGENT_ERRORS_KEPT, AgentField, AgentRecord, AgentStore, Store
 impl AgentStore for RedisStore {
     async fn register_agent(&self, record: &AgentRecord) -> Result<(), StoreError> {
         check_id("agent name", &record.name)?;
+        if !self.is_cluster() {
+            // Keys of a porki from before the hash tags, moved once; a cluster
+            // never held any (registration could not run there).
+            let mut invocation = self.scripts.agent_legacy.prepare_invoke();
+            for (old, new) in keys::agent_legacy_moves(&record.name) {
+                invocation.key(old).key(new);
+            }
+            let _: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
+        }
         let mut invocation = self.scripts.agent_register.prepare_invoke();
         invocation
-            .key(keys::AGENTS)
             .key(keys::agent_registered(&record.name))
-            .arg(&record.name)
             .arg("goal")
             .arg(&record.goal)
             .arg("role")
@@ -27,6 +36,9 @@ impl AgentStore for RedisStore {
             .arg("state")
             .arg(record.state.to_string());
         let _: String = invocation.invoke_async(&mut self.conn.clone()).await?;
+        // Listed once registered; idempotent, so a crash in between is healed by
+        // the next registration.
+        let _: () = self.conn.clone().sadd(keys::AGENTS, &record.name).await?;
         Ok(())
     }
 

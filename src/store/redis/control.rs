@@ -32,14 +32,14 @@ fn control_reply(
 impl ControlStore for RedisStore {
     async fn drop_task(&self, goal: &str, task: &str, reason: &str) -> Result<(), StoreError> {
         let reply = self
-            .run_task_script(&self.scripts.drop_task, goal, &[task, reason])
+            .run_task_script(&self.scripts.drop_task, goal, &[task], &[task, reason])
             .await?;
         control_reply(reply, goal, task, DROPPING).map(drop)
     }
 
     async fn retry_task(&self, goal: &str, task: &str) -> Result<TaskStatus, StoreError> {
         let reply = self
-            .run_task_script(&self.scripts.retry_task, goal, &[task])
+            .run_task_script(&self.scripts.retry_task, goal, &[task], &[task])
             .await?;
         let reply = control_reply(reply, goal, task, RETRYING)?;
         parse_status(reply.get(1).map(String::as_str).unwrap_or(""))
@@ -47,7 +47,12 @@ impl ControlStore for RedisStore {
 
     async fn elevate(&self, goal: &str, task: &str, priority: i32) -> Result<(), StoreError> {
         let reply = self
-            .run_task_script(&self.scripts.elevate, goal, &[task, &priority.to_string()])
+            .run_task_script(
+                &self.scripts.elevate,
+                goal,
+                &[task],
+                &[task, &priority.to_string()],
+            )
             .await?;
         control_reply(reply, goal, task, ELEVATING).map(drop)
     }

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 use tokio::sync::broadcast;
 
+use super::declare::GoalCall;
 use super::{RedisStore, unexpected};
 use crate::domain::{Dag, Edge, Node, TaskStatus, ValidatedDag};
 use crate::store::{
@@ -133,20 +134,26 @@ impl GoalStore for RedisStore {
         let goal = dag.goal_id();
         let attempts = options.max_attempts.max(1).to_string();
         let replace = if options.replace { "1" } else { "0" };
-        let reply: Vec<String> = self
-            .run_task_script(
-                &self.scripts.write_dag,
-                goal,
-                &[
-                    dag.fingerprint(),
-                    &options.title,
-                    &attempts,
-                    replace,
-                    &plan_json(dag),
-                    &options.source,
-                ],
-            )
-            .await?;
+        let nodes = &dag.dag().nodes;
+        let tasks: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+        let mut call = GoalCall::new(
+            goal,
+            &tasks,
+            &[
+                dag.fingerprint(),
+                &options.title,
+                &attempts,
+                replace,
+                &plan_json(dag),
+                &options.source,
+            ],
+        );
+        call.roles = nodes
+            .iter()
+            .filter_map(|n| n.effective_role())
+            .map(str::to_string)
+            .collect();
+        let reply: Vec<String> = self.run_goal(&self.scripts.write_dag, call).await?;
         let outcome = match reply.first().map(String::as_str) {
             Some("created") => WriteDagOutcome::Created,
             Some("replaced") => WriteDagOutcome::Replaced,
@@ -182,7 +189,7 @@ impl GoalStore for RedisStore {
 
     async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError> {
         let _: Vec<String> = self
-            .run_task_script(&self.scripts.plan_failed, goal, &[reason])
+            .run_task_script(&self.scripts.plan_failed, goal, &[], &[reason])
             .await?;
         let _: () = self.conn.clone().sadd(keys::GOALS, goal).await?;
         Ok(())
@@ -190,7 +197,7 @@ impl GoalStore for RedisStore {
 
     async fn goal_status(&self, goal: &str) -> Result<Option<GoalStatus>, StoreError> {
         let (fields, counts, by_role): (HashMap<String, String>, Vec<i64>, Vec<String>) = self
-            .run_task_script(&self.scripts.goal_status, goal, &[])
+            .run_task_script(&self.scripts.goal_status, goal, &[], &[])
             .await?;
         if fields.is_empty() {
             return Ok(None);

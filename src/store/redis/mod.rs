@@ -1,80 +1,93 @@
-//! The Redis backend: one Lua script per multi-key change, invoked by SHA.
+//! The Redis backend: one Lua script per multi-key change, invoked by SHA, on one
+//! Redis or on a Redis Cluster.
 //!
-//! The connection, the script runners and the reply helpers live here; each
+//! The connection (`conn.rs`), the script runners (`declare.rs` for goal scripts,
+//! which declare every key they touch) and the reply helpers live here; each
 //! concern's trait is implemented in its own file (`tasks.rs`, `control.rs`,
-//! `goals.rs` with `events.rs`, `gate.rs`, `agents.rs`).
+//! `goals.rs` with `events.rs` and `shard_events.rs`, `gate.rs`, `agents.rs`).
 
 mod agents;
+mod conn;
 mod control;
+mod declare;
 mod events;
 mod gate;
 mod goals;
 mod scripts;
+mod shard_events;
 mod tasks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, FromRedisValue, Script, ScriptInvocation};
 
+use self::conn::Conn;
+use self::declare::{GoalCall, Hints};
 use self::events::EventFeed;
 use self::scripts::Scripts;
-use super::{Lease, StoreError, keys};
+use super::{Lease, StoreError};
 use crate::domain::TaskStatus;
 
-/// The task store on Redis, over one auto-reconnecting multiplexed connection.
+/// The task store on Redis: one auto-reconnecting multiplexed connection to one
+/// Redis, or a cluster connection that sends each command to the node owning its
+/// slot and follows `MOVED`/`ASK` and failovers.
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    conn: ConnectionManager,
+    conn: Conn,
     scripts: Arc<Scripts>,
     events: Arc<EventFeed>,
+    hints: Arc<Hints>,
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port[/db]`).
+    /// Connects to one Redis at `url` (`redis://host:port[/db]`, `rediss://…`).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::BadUrl {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
-        // Writing a 10,000-task plan is one script that can take a second or more.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(30)))
-            // One quick try per attempt: callers decide how to back off and what
-            // to log, and a dropped connection is re-dialled on the next command.
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
-        Ok(Self {
-            client,
+        let (conn, client) = Conn::single(url).await?;
+        Ok(Self::new(conn, EventFeed::single(client)))
+    }
+
+    /// Connects to a Redis Cluster through its seed nodes, named by `url`
+    /// (`redis+cluster://host:port[,host:port…]`, `rediss+cluster://…`).
+    pub async fn connect_cluster(url: &str) -> Result<Self, StoreError> {
+        let nodes = match super::url::StoreUrl::parse(url)? {
+            super::url::StoreUrl::Cluster(nodes) => nodes,
+            _ => {
+                return Err(super::url::bad(
+                    url,
+                    "a cluster URL starts with redis+cluster:// or rediss+cluster://",
+                ));
+            }
+        };
+        let conn = Conn::cluster(url, &nodes).await?;
+        Ok(Self::new(conn, EventFeed::cluster(url, nodes)))
+    }
+
+    fn new(conn: Conn, events: EventFeed) -> Self {
+        Self {
             conn,
             scripts: Arc::new(Scripts::new()),
-            events: Arc::new(EventFeed::new()),
-        })
+            events: Arc::new(events),
+            hints: Arc::default(),
+        }
     }
 
-    /// A handle on the underlying connection, for callers that need plain commands.
-    pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+    /// Whether this store is on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.conn.is_cluster()
     }
 
-    /// Runs a task script with `goal:{G}` as its key and `G` then `args` as ARGV.
+    /// Runs a goal script about `tasks` with `args` (see [`declare`]).
     async fn run_task_script<T: FromRedisValue>(
         &self,
         script: &Script,
         goal: &str,
+        tasks: &[&str],
         args: &[&str],
     ) -> Result<T, StoreError> {
-        let mut invocation = script.key(keys::goal(goal));
-        invocation.arg(goal);
-        for arg in args {
-            invocation.arg(*arg);
-        }
-        Ok(invocation.invoke_async(&mut self.conn.clone()).await?)
+        self.run_goal(script, GoalCall::new(goal, tasks, args))
+            .await
     }
 
     /// Runs a lease-checked script and turns `lost` into [`StoreError::LeaseLost`].
@@ -87,7 +100,9 @@ impl RedisStore {
         let fence = lease.fence.to_string();
         let mut args = vec![lease.task.as_str(), lease.token.as_str(), fence.as_str()];
         args.extend_from_slice(extra);
-        let reply: Vec<String> = self.run_task_script(script, &lease.goal, &args).await?;
+        let reply: Vec<String> = self
+            .run_task_script(script, &lease.goal, &[&lease.task], &args)
+            .await?;
         if is_lost(&reply) {
             return Err(StoreError::lease_lost(lease));
         }
@@ -107,11 +122,20 @@ impl RedisStore {
         Ok(members)
     }
 
-    /// `HGETALL` of every key, in one round trip; empty maps for missing keys.
+    /// `HGETALL` of every key, empty maps for missing keys: one pipelined round
+    /// trip, or on a cluster, where a pipeline must stay in one slot and these
+    /// keys may not, one concurrent command each.
     async fn hgetall_each(
         &self,
         keys: impl IntoIterator<Item = String>,
     ) -> Result<Vec<HashMap<String, String>>, StoreError> {
+        if self.conn.is_cluster() {
+            let reads = keys.into_iter().map(|key| {
+                let mut conn = self.conn.clone();
+                async move { conn.hgetall::<_, HashMap<String, String>>(key).await }
+            });
+            return Ok(futures::future::try_join_all(reads).await?);
+        }
         let mut pipe = redis::pipe();
         for key in keys {
             pipe.hgetall(key);

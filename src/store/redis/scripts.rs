@@ -20,8 +20,9 @@ macro_rules! plain_script {
     };
 }
 
-/// Every script the Redis backend runs. The task scripts take `goal:{G}` as
-/// their one key and `G` as their first argument (see `RedisStore::run_task_script`).
+/// Every script the Redis backend runs. The goal scripts (lib.lua first) take the
+/// keys and arguments lib.lua describes (see `declare.rs`); the others name their
+/// keys in their first line.
 pub(super) struct Scripts {
     pub(super) write_dag: Script,
     pub(super) claim: Script,
@@ -39,6 +40,7 @@ pub(super) struct Scripts {
     pub(super) plan_failed: Script,
     pub(super) goal_status: Script,
     pub(super) agent_register: Script,
+    pub(super) agent_legacy: Script,
     pub(super) guard_renew: Script,
     pub(super) guard_release: Script,
     pub(super) agent_swap: Script,
@@ -70,6 +72,7 @@ impl Scripts {
             plan_failed: task_script!("plan_failed.lua"),
             goal_status: task_script!("goal_status.lua"),
             agent_register: plain_script!("agent_register.lua"),
+            agent_legacy: plain_script!("agent_legacy.lua"),
             guard_renew: plain_script!("guard_renew.lua"),
             guard_release: plain_script!("guard_release.lua"),
             agent_swap: plain_script!("agent_swap.lua"),

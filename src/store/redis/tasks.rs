@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
+use super::declare::{GoalCall, Learn};
 use super::{RedisStore, is_lost, millis, parse_status, unexpected};
 use crate::domain::TaskState;
 use crate::store::{
@@ -15,21 +16,34 @@ use crate::store::{
 };
 
 /// Reads a claim reply (see claim_lib.lua); `token` is the one the script stored.
+/// The claimed task's dependents are kept as a hint for its completion, the ids
+/// sent back for the next claims of `role`.
 fn claim_reply(
-    reply: Vec<String>,
-    goal: &str,
-    agent: &str,
+    store: &RedisStore,
+    mut reply: Vec<String>,
+    (goal, agent, role): (&str, &str, Option<&str>),
     token: String,
 ) -> Result<ClaimOutcome, StoreError> {
     match reply.first().map(String::as_str) {
-        Some("claimed") if reply.len() == 4 => Ok(ClaimOutcome::Claimed(Lease {
-            goal: goal.to_string(),
-            task: reply[1].clone(),
-            agent: agent.to_string(),
-            token,
-            fence: reply[2].parse().map_err(|_| unexpected("claim", &reply))?,
-            attempt: reply[3].parse().map_err(|_| unexpected("claim", &reply))?,
-        })),
+        Some("claimed") if reply.len() >= 5 => {
+            let hints = reply.split_off(5);
+            store.hints.claim_hints(goal, role, hints);
+            let bad = || unexpected("claim", &reply);
+            let dependents = match reply[4].as_str() {
+                "" => Vec::new(),
+                json => serde_json::from_str(json).map_err(|_| bad())?,
+            };
+            let lease = Lease {
+                goal: goal.to_string(),
+                task: reply[1].clone(),
+                agent: agent.to_string(),
+                token,
+                fence: reply[2].parse().map_err(|_| bad())?,
+                attempt: reply[3].parse().map_err(|_| bad())?,
+            };
+            store.hints.claimed(goal, &lease.task, dependents);
+            Ok(ClaimOutcome::Claimed(lease))
+        }
         Some("empty") => Ok(ClaimOutcome::Empty {
             retry_in: reply
                 .get(1)
@@ -129,6 +143,43 @@ fn task_from_fields(
     })
 }
 
+impl RedisStore {
+    /// The end of a call that finishes (or loses) a held lease: the lease's hints
+    /// are dropped, and a `lost` answer becomes [`StoreError::LeaseLost`].
+    fn finished(
+        &self,
+        lease: &Lease,
+        reply: Result<Vec<String>, StoreError>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.hints.finished(&lease.goal, &lease.task, &[]);
+        match reply {
+            Ok(reply) if is_lost(&reply) => Err(StoreError::lease_lost(lease)),
+            other => other,
+        }
+    }
+
+    /// A claim's script call: the ids this process expects the claim to take, the
+    /// agent's own role declared, hints refreshed from a `need` answer.
+    fn claim_call<'a>(
+        &self,
+        goal: &'a str,
+        role: Option<&str>,
+        extra: &[&str],
+        args: Vec<String>,
+    ) -> GoalCall<'a> {
+        let mut tasks: Vec<String> = extra.iter().map(|t| t.to_string()).collect();
+        tasks.extend(self.hints.claim(goal, role));
+        GoalCall {
+            goal,
+            tasks,
+            roles: role.map(|r| vec![r.to_string()]).unwrap_or_default(),
+            args,
+            learn: Learn::Claim,
+            durable: false,
+        }
+    }
+}
+
 #[async_trait]
 impl TaskStore for RedisStore {
     async fn claim_preferred(
@@ -148,10 +199,14 @@ impl TaskStore for RedisStore {
             &token,
             preferred.unwrap_or(""),
         ];
-        let reply = self
-            .run_task_script(&self.scripts.claim, goal, &args)
-            .await?;
-        claim_reply(reply, goal, agent, token)
+        let call = self.claim_call(
+            goal,
+            role,
+            preferred.as_slice(),
+            args.map(str::to_string).to_vec(),
+        );
+        let reply = self.run_goal(&self.scripts.claim, call).await?;
+        claim_reply(self, reply, (goal, agent, role), token)
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError> {
@@ -165,14 +220,30 @@ impl TaskStore for RedisStore {
         lease: &Lease,
         result: &TaskResult,
     ) -> Result<CompleteOutcome, StoreError> {
-        let reply = self
-            .run_lease_script(
-                &self.scripts.complete,
-                lease,
-                &[&result.progress, &artifacts_json(result)],
-            )
-            .await?;
-        complete_reply(reply)
+        let fence = lease.fence.to_string();
+        // A fresh id per request: a resend of this one is answered ok again.
+        let request = new_token();
+        let mut call = GoalCall::new(
+            &lease.goal,
+            &[&lease.task],
+            &[
+                &lease.task,
+                &lease.token,
+                &fence,
+                &result.progress,
+                &artifacts_json(result),
+                &request,
+            ],
+        );
+        call.tasks
+            .extend(self.hints.dependents(&lease.goal, &lease.task));
+        call.durable = true;
+        let reply = self.run_goal(&self.scripts.complete, call).await;
+        let reply = self.finished(lease, reply)?;
+        let outcome = complete_reply(reply)?;
+        self.hints
+            .finished(&lease.goal, &lease.task, &outcome.promoted);
+        Ok(outcome)
     }
 
     async fn complete_and_claim(
@@ -184,29 +255,49 @@ impl TaskStore for RedisStore {
     ) -> Result<(CompleteOutcome, ClaimOutcome), StoreError> {
         let token = new_token();
         let fence = lease.fence.to_string();
+        let args = [
+            &lease.task,
+            &lease.token,
+            &fence,
+            &result.progress,
+            &artifacts_json(result),
+            &lease.agent,
+            role.unwrap_or(""),
+            &millis(ttl),
+            &token,
+        ];
+        let mut held = vec![lease.task.clone()];
+        held.extend(self.hints.dependents(&lease.goal, &lease.task));
+        let held: Vec<&str> = held.iter().map(String::as_str).collect();
+        let mut call = self.claim_call(
+            &lease.goal,
+            role,
+            &held,
+            args.map(|a| a.to_string()).to_vec(),
+        );
+        // A `need` of the completion names dependents, not claim hints.
+        call.learn = Learn::Nothing;
+        call.durable = true;
         let mut replies: Vec<Vec<String>> = self
-            .run_task_script(
-                &self.scripts.complete_and_claim,
-                &lease.goal,
-                &[
-                    &lease.task,
-                    &lease.token,
-                    &fence,
-                    &result.progress,
-                    &artifacts_json(result),
-                    &lease.agent,
-                    role.unwrap_or(""),
-                    &millis(ttl),
-                    &token,
-                ],
-            )
+            .run_goal(&self.scripts.complete_and_claim, call)
             .await?;
         match replies.len() {
-            1 if is_lost(&replies[0]) => Err(StoreError::lease_lost(lease)),
+            1 if is_lost(&replies[0]) => {
+                self.hints.finished(&lease.goal, &lease.task, &[]);
+                Err(StoreError::lease_lost(lease))
+            }
             2 => {
                 let claimed = replies.pop().expect("two replies");
                 let completed = complete_reply(replies.pop().expect("two replies"))?;
-                let claimed = claim_reply(claimed, &lease.goal, &lease.agent, token)?;
+                self.hints
+                    .finished(&lease.goal, &lease.task, &completed.promoted);
+                let claimed = if claimed.first().map(String::as_str) == Some("need") {
+                    // Completed; the claim needed keys this call did not declare.
+                    self.hints.learn_claim(&lease.goal, role, &claimed);
+                    self.claim(&lease.goal, &lease.agent, role, ttl).await?
+                } else {
+                    claim_reply(self, claimed, (&lease.goal, &lease.agent, role), token)?
+                };
                 Ok((completed, claimed))
             }
             _ => Err(unexpected("complete_and_claim", &replies.concat())),
@@ -226,7 +317,8 @@ impl TaskStore for RedisStore {
                 lease,
                 &[error, if retryable { "1" } else { "0" }, &millis(backoff)],
             )
-            .await?;
+            .await;
+        let reply = self.finished(lease, reply)?;
         match reply.first().map(String::as_str) {
             Some("retrying") => Ok(FailOutcome::Retrying { after: backoff }),
             Some("failed") => Ok(FailOutcome::Failed),
@@ -235,9 +327,10 @@ impl TaskStore for RedisStore {
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
-        self.run_lease_script(&self.scripts.release, lease, &[])
-            .await
-            .map(drop)
+        let reply = self
+            .run_lease_script(&self.scripts.release, lease, &[])
+            .await;
+        self.finished(lease, reply).map(drop)
     }
 
     async fn back_off(
@@ -246,15 +339,19 @@ impl TaskStore for RedisStore {
         wait: Duration,
         reason: &str,
     ) -> Result<(), StoreError> {
-        self.run_lease_script(&self.scripts.back_off, lease, &[&millis(wait), reason])
-            .await
-            .map(drop)
+        let reply = self
+            .run_lease_script(&self.scripts.back_off, lease, &[&millis(wait), reason])
+            .await;
+        self.finished(lease, reply).map(drop)
     }
 
     async fn held_by(&self, goal: &str, agent: &str) -> Result<Option<Lease>, StoreError> {
-        let reply: Vec<String> = self
-            .run_task_script(&self.scripts.held_by, goal, &[agent])
-            .await?;
+        let call = GoalCall {
+            tasks: self.hints.running(goal),
+            learn: Learn::Running,
+            ..GoalCall::new(goal, &[], &[agent])
+        };
+        let reply: Vec<String> = self.run_goal(&self.scripts.held_by, call).await?;
         if reply.is_empty() {
             return Ok(None);
         }
@@ -273,13 +370,17 @@ impl TaskStore for RedisStore {
     }
 
     async fn reap(&self, goal: &str) -> Result<ReapOutcome, StoreError> {
+        let call = GoalCall {
+            tasks: self.hints.running(goal),
+            learn: Learn::Running,
+            ..GoalCall::new(goal, &[], &[])
+        };
         let (mut requeued, mut failed): (Vec<String>, Vec<String>) =
-            self.run_task_script(&self.scripts.reap, goal, &[]).await?;
+            self.run_goal(&self.scripts.reap, call).await?;
         requeued.sort();
         failed.sort();
         Ok(ReapOutcome { requeued, failed })
     }
-
     async fn task(&self, goal: &str, task: &str) -> Result<Option<TaskState>, StoreError> {
         let fields: HashMap<String, String> =
             self.conn.clone().hgetall(keys::task(goal, task)).await?;

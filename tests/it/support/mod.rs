@@ -1,10 +1,16 @@
 //! Helpers shared by every test module; one copy of each.
 //!
 //! - `redis_server`: a private `redis-server` on a free port, per test.
+//! - `redis_cluster`: a Redis Cluster on loopback (three primaries, three
+//!   replicas): one shared by the binary's tests, or a private one to break.
+//! - `prefixed`: a store view that gives a test its own goal and agent names on
+//!   the shared cluster.
 //! - `process`: the `porki` binary under test, and waiting on and signalling
 //!   child processes.
 //! - `runtime`: the orchestrator in-process, with a scripted LLM provider.
 //! - `store`: task ids, plans (`Dag`s), and claiming from a store.
+//! - `fixture`: a project for the real binary whose provider records every
+//!   execution.
 //! - `clis`: the real `claude` and `codex` CLIs (installed from npm on first use)
 //!   and the environment that keeps them offline.
 //! - `model`: a stand-in for the model behind them, on loopback.
@@ -16,10 +22,13 @@
 //!   with a deadline, and small file helpers.
 
 pub mod clis;
+pub mod fixture;
 pub mod model;
+pub mod prefixed;
 pub mod process;
 pub mod prometheus;
 pub mod proxy;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod runtime;
 pub mod store;
@@ -31,9 +40,18 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub use prefixed::Prefixed;
 pub use process::{PORKI, exit_stderr, porki, signal, success_stdout, wait_exit};
+pub use redis_cluster::RedisCluster;
 pub use redis_server::{RedisServer, hget};
 pub use store::{claim, ids, node, nodes, plan};
+
+/// Takes a turn at `llm:gate`, the one key of the LLM gate for a whole store:
+/// on the shared cluster, the tests that count its slots take turns.
+pub fn llm_gate_turn() -> &'static tokio::sync::Mutex<()> {
+    static GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    &GATE
+}
 
 /// Runs `future` to completion on a fresh current-thread tokio runtime, for
 /// the synchronous tests that read a store now and then.

@@ -141,7 +141,11 @@ fn ping(port: u16) -> bool {
 }
 
 /// One field of a Redis hash, e.g. `hget(&mut conn, "task:{g}:a", "status")`.
-pub fn hget<T: redis::FromRedisValue>(conn: &mut redis::Connection, key: &str, field: &str) -> T {
+pub fn hget<T: redis::FromRedisValue>(
+    conn: &mut impl redis::ConnectionLike,
+    key: &str,
+    field: &str,
+) -> T {
     redis::cmd("HGET")
         .arg(key)
         .arg(field)

@@ -17,6 +17,8 @@ use porki::llm::{LlmError, LlmProvider, LlmRequest, LlmResponse, Phase, Usage};
 use porki::project::Project;
 use porki::store::prelude::*;
 use porki::store::{MemoryStore, RedisStore};
+
+use super::{Prefixed, RedisCluster};
 use porki::supervisor::{RunSettings, Supervisor, SupervisorConfig};
 
 use super::{block_on, poll};
@@ -236,6 +238,34 @@ pub fn write_instructions(dir: &Path, agents: &[(&str, &str)], heartbeats: bool)
 pub enum StoreKind {
     Memory(Arc<MemoryStore>),
     Redis(String),
+    /// A Redis Cluster, under the names of one test (see `support::prefixed`).
+    Cluster {
+        url: String,
+        prefix: String,
+    },
+}
+
+impl StoreKind {
+    /// The shared test cluster, under names no other test uses.
+    pub fn shared_cluster() -> Self {
+        StoreKind::Cluster {
+            url: RedisCluster::shared().url(),
+            prefix: Prefixed::fresh_prefix(),
+        }
+    }
+
+    /// Opens the store, on the caller's tokio runtime (a Redis store stays bound
+    /// to the runtime it connected on).
+    pub async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            StoreKind::Memory(m) => m.clone(),
+            StoreKind::Redis(url) => Arc::new(RedisStore::connect(url).await.unwrap()),
+            StoreKind::Cluster { url, prefix } => Prefixed::with_prefix(
+                Arc::new(RedisStore::connect_cluster(url).await.unwrap()),
+                prefix.clone(),
+            ),
+        }
+    }
 }
 
 /// Settings for tests: short leases, quick everything, `--until-done`.
@@ -320,10 +350,7 @@ pub fn spawn_runtime_on(
                 .expect("build the actix System's runtime")
         });
         system.block_on(async move {
-            let store: Arc<dyn Store> = match store {
-                StoreKind::Memory(m) => m,
-                StoreKind::Redis(url) => Arc::new(RedisStore::connect(&url).await.unwrap()),
-            };
+            let store = store.open().await;
             *provider.store.lock().unwrap() = Some(store.clone());
             let mut config = test_config(project, store, provider);
             tweak(&mut config);
@@ -345,11 +372,9 @@ pub fn join_within(handle: JoinHandle<i32>, limit: Duration) -> i32 {
 /// Task id → (status, progress) read from a store after a run.
 pub fn final_tasks(store: &StoreKind, goal: &str) -> HashMap<String, (TaskStatus, String, u32)> {
     block_on(async {
-        let store: Arc<dyn Store> = match store {
-            StoreKind::Memory(m) => m.clone(),
-            StoreKind::Redis(url) => Arc::new(RedisStore::connect(url).await.unwrap()),
-        };
         store
+            .open()
+            .await
             .tasks(goal)
             .await
             .unwrap()

@@ -1,0 +1,164 @@
+//! Store URLs: which backend a `--redis-url` names, and where it is.
+
+use super::StoreError;
+
+/// What a store URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoreUrl {
+    /// `memory://`: the embedded store.
+    Memory,
+    /// `redis://…`, `rediss://…`, `redis+unix://…`, `unix://…`: one Redis (the URL as given).
+    Redis(String),
+    /// `redis+cluster://…` or `rediss+cluster://…`: a Redis Cluster, reached through
+    /// these seed nodes (`redis://[USER:PASS@]HOST:PORT` or `rediss://…` each).
+    Cluster(Vec<String>),
+}
+
+/// The forms a store URL may take, for error messages.
+pub(crate) const URL_FORMS: &str =
+    "use redis://HOST:PORT[/DB], redis+cluster://HOST:PORT[,HOST:PORT…] or memory://";
+
+impl StoreUrl {
+    /// Reads a store URL. Errors name the URL with any password hidden.
+    pub(crate) fn parse(url: &str) -> Result<Self, StoreError> {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(bad(url, "it has no scheme"));
+        };
+        match scheme {
+            "memory" => Ok(StoreUrl::Memory),
+            "redis" | "rediss" | "redis+unix" | "unix" => Ok(StoreUrl::Redis(url.to_string())),
+            "redis+cluster" => cluster_nodes(url, "redis", rest).map(StoreUrl::Cluster),
+            "rediss+cluster" => cluster_nodes(url, "rediss", rest).map(StoreUrl::Cluster),
+            other => Err(bad(url, &format!("unknown scheme {other:?}"))),
+        }
+    }
+}
+
+/// The seed nodes of `SCHEME+cluster://[USER[:PASS]@]HOST[:PORT][,HOST[:PORT]…][/]`,
+/// each as `SCHEME://[USER[:PASS]@]HOST:PORT` (port 6379 when not given).
+fn cluster_nodes(url: &str, scheme: &str, rest: &str) -> Result<Vec<String>, StoreError> {
+    if rest.contains('?') || rest.contains('#') {
+        return Err(bad(url, "a cluster URL takes no query or fragment"));
+    }
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if !path.is_empty() && path != "0" {
+        return Err(bad(
+            url,
+            "Redis Cluster has only database 0, so a cluster URL names no other",
+        ));
+    }
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), authority),
+    };
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .map(|node| {
+            let node = node.trim();
+            if node.is_empty() {
+                return Err(bad(url, "a node between commas is empty"));
+            }
+            // `[::1]:7000`, `host:7000`, `host` (default port).
+            let has_port = match node.rfind(']') {
+                Some(end) => node[end..].contains(':'),
+                None => node.contains(':'),
+            };
+            let node = if has_port {
+                node.to_string()
+            } else {
+                format!("{node}:6379")
+            };
+            let port = node.rsplit(':').next().unwrap_or("");
+            if port.parse::<u16>().is_err() {
+                return Err(bad(url, &format!("{port:?} is not a port")));
+            }
+            Ok(format!("{scheme}://{userinfo}{node}"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(nodes)
+}
+
+/// `BadUrl` for `url`, its password hidden.
+pub(crate) fn bad(url: &str, reason: &str) -> StoreError {
+    StoreError::BadUrl {
+        url: redact(url),
+        reason: reason.to_string(),
+    }
+}
+
+/// `url` with the password of its user info replaced by `***`, for logs and errors:
+/// `redis://:secret@host:6379` → `redis://:***@host:6379`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let hidden = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                // `redis://secret@host`: a lone user info is the password to redis-rs.
+                "***".to_string()
+            };
+            format!("{scheme}://{hidden}@{hosts}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls_name_their_seed_nodes() {
+        assert_eq!(
+            StoreUrl::parse("redis+cluster://127.0.0.1:7000,127.0.0.1:7001").unwrap(),
+            StoreUrl::Cluster(vec![
+                "redis://127.0.0.1:7000".into(),
+                "redis://127.0.0.1:7001".into()
+            ])
+        );
+        assert_eq!(
+            StoreUrl::parse("rediss+cluster://u:p%40ss@a,[::1]:7002/").unwrap(),
+            StoreUrl::Cluster(vec![
+                "rediss://u:p%40ss@a:6379".into(),
+                "rediss://u:p%40ss@[::1]:7002".into()
+            ])
+        );
+        assert_eq!(StoreUrl::parse("memory://").unwrap(), StoreUrl::Memory);
+        assert_eq!(
+            StoreUrl::parse("redis://h:1/2").unwrap(),
+            StoreUrl::Redis("redis://h:1/2".into())
+        );
+    }
+
+    #[test]
+    fn bad_urls_say_why_and_never_show_the_password() {
+        for (url, reason) in [
+            ("redis+cluster://:hunter2@h:7000/3", "only database 0"),
+            ("redis+cluster://:hunter2@h:port", "\"port\" is not a port"),
+            ("redis+cluster://:hunter2@h:7000,,h:7001", "empty"),
+            ("redis+cluster://:hunter2@h:7000?protocol=3", "no query"),
+            ("mysql://root:hunter2@h", "unknown scheme \"mysql\""),
+            ("hunter2", "no scheme"),
+        ] {
+            let message = StoreUrl::parse(url).unwrap_err().to_string();
+            assert!(message.contains(reason), "{message} should say {reason:?}");
+            assert!(
+                !message.contains("hunter2") || url == "hunter2",
+                "{message}"
+            );
+            assert!(message.contains("redis+cluster://HOST:PORT"), "{message}");
+        }
+        assert_eq!(
+            redact("redis://user:hunter2@h:6379/0"),
+            "redis://user:***@h:6379/0"
+        );
+        assert_eq!(redact("redis://hunter2@h"), "redis://***@h");
+        assert_eq!(redact("redis://h:6379"), "redis://h:6379");
+    }
+}

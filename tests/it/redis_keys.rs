@@ -1,0 +1,126 @@
+//! Redis as other programs see it: the key layout (hash tags, the keys of an
+//! agent from before the tags), and a script's answer to a request the client
+//! sent twice.
+
+use porki::store::prelude::*;
+use porki::store::{AgentField, AgentRecord, AgentState, RedisStore, keys};
+
+use crate::support::{RedisServer, block_on, claim, hget, nodes, plan};
+
+#[test]
+fn an_agents_keys_from_before_the_hash_tags_are_moved_when_it_registers() {
+    let server = RedisServer::start();
+    let mut conn = server.conn();
+    let old = |suffix: &str| format!("agent:analyst:{suffix}");
+    redis::pipe()
+        .set(old("paused"), "drain")
+        .set(old("heartbeat_cursor"), "3:abc")
+        .set(old("memory"), "[\"did x\"]")
+        .rpush(old("errors"), "bad line")
+        .hset(old("registered"), "state", "stopped")
+        // Already written under the new name: the old one is dropped, not moved.
+        .set(
+            keys::agent_field("analyst", AgentField::Memory),
+            "[\"newer\"]",
+        )
+        .exec(&mut conn)
+        .unwrap();
+    block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        store
+            .register_agent(&AgentRecord {
+                name: "analyst".into(),
+                goal: "g".into(),
+                role: None,
+                process: "host:1".into(),
+                state: AgentState::Running,
+            })
+            .await
+            .unwrap();
+        let value = |field| {
+            let store = store.clone();
+            async move { store.agent_value("analyst", field).await.unwrap() }
+        };
+        assert_eq!(value(AgentField::Paused).await.as_deref(), Some("drain"));
+        assert_eq!(
+            value(AgentField::HeartbeatCursor).await.as_deref(),
+            Some("3:abc")
+        );
+        assert_eq!(
+            value(AgentField::Memory).await.as_deref(),
+            Some("[\"newer\"]")
+        );
+        assert_eq!(store.agent_errors("analyst").await.unwrap(), ["bad line"]);
+        assert_eq!(store.agents().await.unwrap()[0].state, AgentState::Running);
+    });
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("agent:analyst:*")
+        .query(&mut conn)
+        .unwrap();
+    assert!(left.is_empty(), "old keys left behind: {left:?}");
+    let state: String = hget(&mut conn, "agent:{analyst}:registered", "state");
+    assert_eq!(state, "running");
+}
+
+/// The completion script as the Redis backend builds it (lib.lua first).
+const COMPLETE_LUA: &str = concat!(
+    include_str!("../../src/store/lua/lib.lua"),
+    include_str!("../../src/store/lua/complete_lib.lua"),
+    include_str!("../../src/store/lua/complete.lua"),
+);
+
+#[test]
+fn a_completion_sent_twice_is_answered_ok_twice_and_applied_once() {
+    let server = RedisServer::start();
+    let (token, fence) = block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        porki::store::write_plan(
+            &store,
+            plan("g", nodes(&["a", "b"]), &[("a", "b")]),
+            &Default::default(),
+            100,
+        )
+        .await
+        .unwrap();
+        let lease = claim(&store, "g", "x", std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        (lease.token, lease.fence.to_string())
+    });
+    // What the client sends, twice when a failover cut the connection before the
+    // answer came back: the goal's keys, roles (none), tasks a and b with their
+    // locks; then G, the publish command, the counts, the ids and the arguments.
+    let script = redis::Script::new(COMPLETE_LUA);
+    let send = |request: &str, progress: &str| -> Vec<String> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys::goal_keys("g") {
+            invocation.key(key);
+        }
+        for task in ["a", "b"] {
+            invocation
+                .key(keys::task("g", task))
+                .key(keys::task_lock("g", task));
+        }
+        for arg in ["g", "PUBLISH", "0", "2", "a", "b", "a", &token, &fence] {
+            invocation.arg(arg);
+        }
+        invocation.arg(progress).arg("[]").arg(request);
+        invocation.invoke(&mut server.conn()).unwrap()
+    };
+    assert_eq!(send("request-1", "first"), ["ok", "0", "b"]);
+    assert_eq!(
+        send("request-1", "first"),
+        ["ok", "0"],
+        "the resend promotes nothing"
+    );
+    assert_eq!(
+        send("request-2", "second"),
+        ["lost"],
+        "another completion of the same lease is refused"
+    );
+    let mut conn = server.conn();
+    let progress: String = hget(&mut conn, "task:{g}:a", "progress");
+    assert_eq!(progress, "first");
+    let remaining: i64 = hget(&mut conn, "goal:{g}", "remaining");
+    assert_eq!(remaining, 1, "a was counted DONE once");
+}
