@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 use porki::metrics::Metrics;
 use porki::store::Store;
-use porki::web::{StoreSource, WebError, WebOptions, WebServer, hide_password};
+use porki::web::{StoreSource, WebError, WebOptions, WebServer};
 
 use super::usage;
 
@@ -103,7 +103,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     println!(
         "porki serve: dashboard at {} (store {}); Ctrl-C to stop",
         server.url(),
-        hide_password(&url)
+        porki::store::redact(&url)
     );
     let system = actix_web::rt::System::new();
     system

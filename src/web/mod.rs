@@ -35,4 +35,4 @@ mod server;
 mod svg;
 
 pub use auth::TokenError;
-pub use server::{StoreSource, WebError, WebHandle, WebOptions, WebServer, hide_password};
+pub use server::{StoreSource, WebError, WebHandle, WebOptions, WebServer};

@@ -217,6 +217,54 @@ fn sigterm_during_a_summary_gives_the_task_back_at_once() {
 }
 
 #[test]
+fn a_redis_password_never_shows_in_logs_or_errors() {
+    // Regression: the store URL, password included, was logged on every
+    // connection retry and shown in error messages.
+    let url = format!(
+        "redis://porki:hunter2@127.0.0.1:{}/0",
+        crate::support::free_port()
+    );
+    let status = porki()
+        .args(["status", "--redis-url", &url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert!(!status.status.success());
+    assert!(stderr.contains("porki:***@127.0.0.1"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    let dir = temp_dir("password");
+    std::fs::write(dir.join("I.md"), "## Agents\n### worker\n- Goal: g1\n").unwrap();
+    let mut run = porki()
+        .args([
+            "run",
+            "--llm-provider",
+            "offline",
+            "--redis-url",
+            &url,
+            "--instructions",
+        ])
+        .arg(dir.join("I.md"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    signal(&run, Signal::SIGKILL);
+    let _ = run.wait();
+    let mut stderr = String::new();
+    run.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("cannot reach the store"),
+        "it retried: {stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
 fn json_logs_carry_goal_task_agent_and_attempt_on_task_lines() {
     let dir = temp_dir("json-logs");
     let output = porki()
