@@ -280,7 +280,7 @@ async fn cycle_rate(stores: &[Arc<dyn Store>], goals: &[Vec<String>], loop_kind:
                             }
                             Loop::CompleteAndClaim => {
                                 store
-                                    .complete_and_claim(&lease, &result, None, LEASE)
+                                    .complete_and_claim(&lease, &result, None.into(), LEASE)
                                     .await
                                     .unwrap()
                                     .1

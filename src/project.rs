@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::domain::{AgentKind, GoalPolicy};
+use crate::domain::{AgentKind, GoalPolicy, claim_role};
 use crate::instructions::{self, AgentBrief, AgentSpec, Instructions, InstructionsError};
 
 /// Largest instructions or agent instruction file read.
@@ -77,9 +77,23 @@ pub struct AgentConfig {
     pub instructions: String,
     /// Fallback poll interval.
     pub cadence: Duration,
+    /// The role a manager of the agent's goal claims, when the goal has one:
+    /// where escalations (and recoveries) go.
+    pub manager_role: Option<String>,
 }
 
 impl AgentConfig {
+    /// The role the agent claims with (see [`claim_role`]).
+    pub fn claim_role(&self) -> Option<String> {
+        claim_role(self.kind, self.role.as_deref())
+    }
+
+    /// Whether the agent also takes tasks without a role: builders do; reviewers
+    /// and managers take only their role's.
+    pub fn takes_roleless(&self) -> bool {
+        self.kind == AgentKind::Builder
+    }
+
     /// The agent as the planner and the prompts describe it.
     pub fn brief(&self) -> AgentBrief {
         AgentBrief {
@@ -113,6 +127,7 @@ impl Project {
             .iter()
             .map(|spec| agent_config(spec, base))
             .collect::<Result<Vec<_>, _>>()?;
+        let agents = with_managers(agents);
         let project = Self {
             path: path.to_path_buf(),
             instructions,
@@ -155,10 +170,34 @@ impl Project {
         self.instructions.policy(goal)
     }
 
+    /// The role a reviewer of `goal` claims (the first reviewer declared), if the
+    /// goal has a reviewer: the role its review tasks get.
+    pub fn reviewer_role(&self, goal: &str) -> Option<String> {
+        self.agents_of(goal)
+            .find(|a| a.kind == AgentKind::Reviewer)
+            .and_then(AgentConfig::claim_role)
+    }
+
     /// The agents working on `goal`.
     pub fn agents_of<'a>(&'a self, goal: &'a str) -> impl Iterator<Item = &'a AgentConfig> + 'a {
         self.agents.iter().filter(move |a| a.goal == goal)
     }
+}
+
+/// Tells each agent the role its goal's first manager claims, if any.
+fn with_managers(mut agents: Vec<AgentConfig>) -> Vec<AgentConfig> {
+    let managers: Vec<(String, Option<String>)> = agents
+        .iter()
+        .filter(|a| a.kind == AgentKind::Manager)
+        .map(|a| (a.goal.clone(), a.claim_role()))
+        .collect();
+    for agent in &mut agents {
+        agent.manager_role = managers
+            .iter()
+            .find(|(goal, _)| *goal == agent.goal)
+            .and_then(|(_, role)| role.clone());
+    }
+    agents
 }
 
 fn agent_config(spec: &AgentSpec, base: &Path) -> Result<AgentConfig, ProjectError> {
@@ -176,6 +215,7 @@ fn agent_config(spec: &AgentSpec, base: &Path) -> Result<AgentConfig, ProjectErr
         instructions_path,
         instructions,
         cadence: spec.cadence.unwrap_or(DEFAULT_CADENCE),
+        manager_role: None,
     })
 }
 

@@ -333,7 +333,7 @@ mod tests {
             &self,
             _: &str,
             _: &str,
-            _: Option<&str>,
+            _: crate::store::ClaimScope<'_>,
             _: Duration,
             _: Option<&str>,
         ) -> Result<crate::store::ClaimOutcome, StoreError> {
@@ -353,7 +353,7 @@ mod tests {
             &self,
             _: &Lease,
             _: &crate::store::TaskResult,
-            _: Option<&str>,
+            _: crate::store::ClaimScope<'_>,
             _: Duration,
         ) -> Result<(crate::store::CompleteOutcome, crate::store::ClaimOutcome), StoreError>
         {
@@ -365,6 +365,7 @@ mod tests {
             _: &str,
             _: bool,
             _: Duration,
+            _: crate::store::Recovery<'_>,
         ) -> Result<crate::store::FailOutcome, StoreError> {
             std::future::pending().await
         }

@@ -35,7 +35,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::llm_gate::LlmCaller;
 use crate::project::AgentConfig;
-use crate::store::{Store, retry_backoff};
+use crate::store::{Recovery, Store, retry_backoff};
 use crate::workspace::Workspaces;
 
 pub use self::lease::HeldLeases;
@@ -226,7 +226,10 @@ impl Actor for AgentActor {
                         AgentExit::Panicked(m) | AgentExit::Failed(m) => {
                             let why = format!("the agent ended with an error: {m}");
                             let backoff = retry_backoff(lease.attempt);
-                            store.fail(&lease, &why, true, backoff).await.map(drop)
+                            store
+                                .fail(&lease, &why, true, backoff, Recovery::Never)
+                                .await
+                                .map(drop)
                         }
                         AgentExit::Stopped | AgentExit::Retired => store.release(&lease).await,
                     };

@@ -13,7 +13,8 @@ use tokio::time::Instant;
 
 use crate::domain::TaskStatus;
 use crate::store::{
-    AgentField, ClaimOutcome, FailOutcome, Lease, StoreError, TaskResult, retry_backoff,
+    AgentField, ClaimOutcome, ClaimScope, FailOutcome, Lease, Recovery, StoreError, TaskResult,
+    retry_backoff,
 };
 
 use super::execute::{Attempt, Claimed};
@@ -127,7 +128,11 @@ impl Worker {
         result: &TaskResult,
     ) -> Option<Claimed> {
         let store = self.deps.store.clone();
-        let role = self.config.role.clone();
+        let role = self.config.claim_role();
+        let scope = ClaimScope {
+            role: role.as_deref(),
+            roleless: self.config.takes_roleless(),
+        };
         let ttl = self.deps.settings.lease_ttl;
         let keep_working = self.keeps_working();
         // A claim made by a try whose reply was lost started no later than the first try.
@@ -135,9 +140,7 @@ impl Worker {
         let written = until_deadline(keeper, "record the completion", async || {
             if keep_working {
                 let sent = Instant::now();
-                let (done, next) = store
-                    .complete_and_claim(lease, result, role.as_deref(), ttl)
-                    .await?;
+                let (done, next) = store.complete_and_claim(lease, result, scope, ttl).await?;
                 Ok((done, claimed(next, sent)))
             } else {
                 Ok((store.complete(lease, result).await?, None))
@@ -217,8 +220,17 @@ impl Worker {
     ) {
         let store = self.deps.store.clone();
         let backoff = retry_backoff(lease.attempt);
+        // A retryable failure is the work going wrong, so a recovery may take it
+        // over once attempts are spent (a manager's, when the goal has one); a
+        // failure no call can get past (no credentials, the budget spent) is not.
+        let manager = self.config.manager_role.clone();
+        let recovery = match (retryable, manager.as_deref()) {
+            (false, _) => Recovery::Never,
+            (true, Some(role)) => Recovery::Role(role),
+            (true, None) => Recovery::SameRole,
+        };
         match until_deadline(keeper, "record the failure", async || {
-            store.fail(lease, error, retryable, backoff).await
+            store.fail(lease, error, retryable, backoff, recovery).await
         })
         .await
         {
@@ -228,6 +240,10 @@ impl Worker {
             }
             Written::Done(FailOutcome::Failed) => {
                 tracing::error!(%error, "task FAILED");
+                self.deps.settings.metrics.task_failed(&lease.goal, false);
+            }
+            Written::Done(FailOutcome::Recovering { task }) => {
+                tracing::error!(%error, recovery = %task, "task FAILED; a recovery task takes its work over");
                 self.deps.settings.metrics.task_failed(&lease.goal, false);
             }
             Written::Lost => {

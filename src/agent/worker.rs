@@ -12,7 +12,8 @@ use tokio::time::Instant;
 use crate::domain::Dag;
 use crate::project::AgentConfig;
 use crate::store::{
-    AgentField, AgentRecord, AgentState, ClaimOutcome, GoalState, StoreError, StoreEvent,
+    AgentField, AgentRecord, AgentState, ClaimOutcome, ClaimScope, GoalState, StoreError,
+    StoreEvent,
 };
 use crate::workspace::GoalWorkspace;
 
@@ -188,7 +189,11 @@ impl Worker {
         }
         let store = self.deps.store.clone();
         let (goal, name) = (self.config.goal.clone(), self.config.name.clone());
-        let role = self.config.role.clone();
+        let role = self.config.claim_role();
+        let scope = ClaimScope {
+            role: role.as_deref(),
+            roleless: self.config.takes_roleless(),
+        };
         let ttl = self.deps.settings.lease_ttl;
         // An LLM pick can take long: a stop request ends it (nothing is held yet).
         let mut stop = self.stop.clone();
@@ -198,7 +203,7 @@ impl Worker {
         };
         let sent = Instant::now();
         let claimed = store
-            .claim_preferred(&goal, &name, role.as_deref(), ttl, pick.as_deref())
+            .claim_preferred(&goal, &name, scope, ttl, pick.as_deref())
             .await;
         match claimed {
             Ok(ClaimOutcome::Claimed(lease)) => {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use super::TaskKind;
 use super::ids::{InvalidId, check_id};
 
 /// Default largest number of nodes a plan may have.
@@ -40,6 +41,12 @@ pub struct Node {
     /// `soft`: another builder may take it when no live agent has its role.
     #[serde(default, skip_serializing_if = "Assignment::is_hard")]
     pub assignment: Assignment,
+    /// Planned work, or a review porki added to the plan.
+    #[serde(default, skip_serializing_if = "TaskKind::is_work")]
+    pub kind: TaskKind,
+    /// The task an added task is about (a review's reviewed task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of: Option<String>,
 }
 
 /// Whether a task's role is a must.
@@ -73,6 +80,8 @@ impl Node {
             review: false,
             approval: false,
             assignment: Assignment::Hard,
+            kind: TaskKind::Work,
+            of: None,
         }
     }
 

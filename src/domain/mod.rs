@@ -8,4 +8,7 @@ pub mod team;
 pub use dag::{Assignment, Dag, DagError, Edge, Node, ValidatedDag};
 pub use ids::{InvalidId, check_id};
 pub use task::{TaskState, TaskStatus};
-pub use team::{AgentKind, ApprovalPolicy, GoalPolicy, ReviewPolicy};
+pub use team::{
+    AgentKind, ApprovalPolicy, DEFAULT_MAX_REVIEW_CYCLES, GoalPolicy, ReviewPolicy, TaskKind,
+    TeamLimits, claim_role, escalation_id, fix_id, recovery_id, reserved_suffix, review_id,
+};

@@ -5,7 +5,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Where a task is in `BLOCKED → READY → RUNNING → DONE | FAILED`.
+use super::TaskKind;
+
+/// Where a task is in `BLOCKED → READY → RUNNING → [AWAITING_APPROVAL →] DONE | FAILED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum TaskStatus {
@@ -15,6 +17,9 @@ pub enum TaskStatus {
     Ready,
     /// Held by an agent under a lease.
     Running,
+    /// Ran, and waits for a person to approve or reject it; holds no lease.
+    #[serde(rename = "AWAITING_APPROVAL")]
+    AwaitingApproval,
     /// Finished successfully.
     Done,
     /// Finished unsuccessfully and will not run again unless retried.
@@ -23,10 +28,11 @@ pub enum TaskStatus {
 
 impl TaskStatus {
     /// All states, in lifecycle order.
-    pub const ALL: [TaskStatus; 5] = [
+    pub const ALL: [TaskStatus; 6] = [
         TaskStatus::Blocked,
         TaskStatus::Ready,
         TaskStatus::Running,
+        TaskStatus::AwaitingApproval,
         TaskStatus::Done,
         TaskStatus::Failed,
     ];
@@ -37,6 +43,7 @@ impl TaskStatus {
             TaskStatus::Blocked => "BLOCKED",
             TaskStatus::Ready => "READY",
             TaskStatus::Running => "RUNNING",
+            TaskStatus::AwaitingApproval => "AWAITING_APPROVAL",
             TaskStatus::Done => "DONE",
             TaskStatus::Failed => "FAILED",
         }
@@ -106,6 +113,24 @@ pub struct TaskState {
     pub started_ms: Option<u64>,
     /// When it became DONE or FAILED (ms since the Unix epoch).
     pub finished_ms: Option<u64>,
+    /// Planned work, or a task porki added (review, fix, recovery, escalation).
+    pub kind: TaskKind,
+    /// The task an added task is about (the reviewed, fixed, recovered task; an
+    /// escalation's review).
+    pub of: Option<String>,
+    /// A review: how many times it asked for changes. A fix: its number.
+    pub cycle: u32,
+    /// What an added task is asked to address (review notes, a rejection's
+    /// reason, the error a recovery starts from).
+    pub notes: Option<String>,
+    /// Waits for a person's approval once it ran.
+    pub needs_approval: bool,
+    /// May go to another builder when no live agent has its role.
+    pub soft: bool,
+    /// The role the plan gave it, when it was handed to another builder.
+    pub planned_role: Option<String>,
+    /// A FAILED task whose work a recovery task took over.
+    pub recovered_by: Option<String>,
 }
 
 impl TaskState {
@@ -132,6 +157,14 @@ impl TaskState {
             updated_ms: now_ms,
             started_ms: None,
             finished_ms: None,
+            kind: TaskKind::Work,
+            of: None,
+            cycle: 0,
+            notes: None,
+            needs_approval: false,
+            soft: false,
+            planned_role: None,
+            recovered_by: None,
         }
     }
 }

@@ -88,6 +88,132 @@ impl std::fmt::Display for AgentKind {
     }
 }
 
+/// What a task is for: planned work, or one of the tasks porki adds to a running
+/// plan (a review after a task, a fix a review asked for, a recovery of a failed
+/// task, an escalation of a review that could not settle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// Planned work (the default).
+    #[default]
+    Work,
+    /// Reviews the task it is `of`: approves it or asks for changes.
+    Review,
+    /// Makes the changes a review (or a person rejecting it) asked for.
+    Fix,
+    /// Does again, differently, the work of a task that failed.
+    Recover,
+    /// A manager settles a review that did not pass within its cycles.
+    Escalate,
+}
+
+impl TaskKind {
+    /// Every kind.
+    pub const ALL: [TaskKind; 5] = [
+        TaskKind::Work,
+        TaskKind::Review,
+        TaskKind::Fix,
+        TaskKind::Recover,
+        TaskKind::Escalate,
+    ];
+
+    /// The name in the store and in plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Work => "work",
+            TaskKind::Review => "review",
+            TaskKind::Fix => "fix",
+            TaskKind::Recover => "recover",
+            TaskKind::Escalate => "escalate",
+        }
+    }
+
+    /// Reads a kind name; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// Planned work, the default.
+    pub fn is_work(&self) -> bool {
+        *self == TaskKind::Work
+    }
+
+    /// A review or an escalation: its answer carries a verdict.
+    pub fn decides(self) -> bool {
+        matches!(self, TaskKind::Review | TaskKind::Escalate)
+    }
+}
+
+impl std::fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The id of the review task of `task`.
+pub fn review_id(task: &str) -> String {
+    format!("{task}.review")
+}
+
+/// The id of the `n`th fix of `task`.
+pub fn fix_id(task: &str, n: u32) -> String {
+    format!("{task}.fix-{n}")
+}
+
+/// The id of the escalation of `task`'s review.
+pub fn escalation_id(task: &str) -> String {
+    format!("{task}.escalate")
+}
+
+/// The id of the recovery of `task`.
+pub fn recovery_id(task: &str) -> String {
+    format!("{task}.recover")
+}
+
+/// The suffix of `id` that porki keeps for the tasks it adds, if it has one:
+/// a plan may not use such ids, so that no added id ever nests suffixes.
+pub fn reserved_suffix(id: &str) -> Option<&str> {
+    let (_, last) = id.rsplit_once('.')?;
+    let fix = last
+        .strip_prefix("fix-")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    (matches!(last, "review" | "escalate" | "recover") || fix).then_some(last)
+}
+
+/// The bounds of a goal's review loops and who takes escalations, as agents
+/// pass them to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamLimits {
+    /// Reviews that may ask for changes before a further rejection escalates.
+    pub max_review_cycles: u32,
+    /// The role a manager of the goal claims, when the goal has a manager.
+    pub manager_role: Option<String>,
+}
+
+impl Default for TeamLimits {
+    /// Two review cycles, no manager.
+    fn default() -> Self {
+        Self {
+            max_review_cycles: DEFAULT_MAX_REVIEW_CYCLES,
+            manager_role: None,
+        }
+    }
+}
+
+/// Review cycles before escalation, unless `--max-review-cycles` says otherwise.
+pub const DEFAULT_MAX_REVIEW_CYCLES: u32 = 2;
+
+/// The role an agent claims with: its declared role, or, for a reviewer or a
+/// manager without one, its kind's name (the role porki gives the tasks it adds
+/// for them). A builder without a role claims tasks any agent may take.
+pub fn claim_role(kind: AgentKind, role: Option<&str>) -> Option<String> {
+    match (role, kind) {
+        (Some(role), _) => Some(role.to_string()),
+        (None, AgentKind::Builder) => None,
+        (None, kind) => Some(kind.as_str().to_string()),
+    }
+}
+
 /// Which builder tasks of a goal get a review task, when the goal has a reviewer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -180,5 +306,44 @@ mod tests {
         assert_eq!(ReviewPolicy::parse("Marked"), Some(ReviewPolicy::Marked));
         assert_eq!(ApprovalPolicy::parse(" all "), Some(ApprovalPolicy::All));
         assert_eq!(ApprovalPolicy::parse("some"), None);
+        for kind in TaskKind::ALL {
+            assert_eq!(TaskKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(TaskKind::parse("Work"), None);
+    }
+
+    #[test]
+    fn added_ids_end_in_a_reserved_suffix_and_planned_ones_may_not() {
+        assert_eq!(reserved_suffix(&review_id("a")), Some("review"));
+        assert_eq!(reserved_suffix(&fix_id("a", 12)), Some("fix-12"));
+        assert_eq!(reserved_suffix(&escalation_id("a.b")), Some("escalate"));
+        assert_eq!(reserved_suffix(&recovery_id("a")), Some("recover"));
+        for planned in [
+            "review",
+            "a.fix-",
+            "a.fix-x",
+            "a.reviewed",
+            "a_review",
+            "fix-1",
+        ] {
+            assert_eq!(reserved_suffix(planned), None, "{planned}");
+        }
+    }
+
+    #[test]
+    fn reviewers_and_managers_without_a_role_claim_their_kind() {
+        assert_eq!(claim_role(AgentKind::Builder, None), None);
+        assert_eq!(
+            claim_role(AgentKind::Reviewer, None).as_deref(),
+            Some("reviewer")
+        );
+        assert_eq!(
+            claim_role(AgentKind::Manager, None).as_deref(),
+            Some("manager")
+        );
+        assert_eq!(
+            claim_role(AgentKind::Reviewer, Some("qa")).as_deref(),
+            Some("qa")
+        );
     }
 }

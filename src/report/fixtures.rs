@@ -65,6 +65,7 @@ pub(super) fn goal_report() -> GoalReport {
             max_attempts: 3,
             counts,
             total: 4,
+            superseded: 0,
             created_ms: 1,
             finished_ms: None,
             last_error: None,

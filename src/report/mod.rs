@@ -142,6 +142,7 @@ fn state_color(status: TaskStatus) -> &'static str {
         TaskStatus::Blocked => "#e9ecef",
         TaskStatus::Ready => "#fff3bf",
         TaskStatus::Running => "#d0ebff",
+        TaskStatus::AwaitingApproval => "#e5dbff",
         TaskStatus::Done => "#d3f9d8",
         TaskStatus::Failed => "#ffc9c9",
     }
@@ -153,6 +154,7 @@ fn state_stroke(status: TaskStatus) -> &'static str {
         TaskStatus::Blocked => "#868e96",
         TaskStatus::Ready => "#f08c00",
         TaskStatus::Running => "#1c7ed6",
+        TaskStatus::AwaitingApproval => "#7048e8",
         TaskStatus::Done => "#2f9e44",
         TaskStatus::Failed => "#e03131",
     }

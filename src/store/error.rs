@@ -80,6 +80,28 @@ pub enum StoreError {
         /// The stale fence.
         fence: u64,
     },
+    /// RETRY-TASK of a FAILED task whose work a recovery task took over.
+    #[error(
+        "task {goal}/{task} failed and recovery task {by} took its work over: retry {by} instead (RETRY-TASK {by})"
+    )]
+    Superseded {
+        /// Goal id.
+        goal: String,
+        /// Task id.
+        task: String,
+        /// The recovery task.
+        by: String,
+    },
+    /// A verdict for a task that is neither a review nor an escalation.
+    #[error("task {goal}/{task} is a {kind} task: only review and escalation tasks take a verdict")]
+    NotAReview {
+        /// Goal id.
+        goal: String,
+        /// Task id.
+        task: String,
+        /// Its kind.
+        kind: String,
+    },
     /// The operation does not apply to the task in its current state.
     #[error("task {goal}/{task} is {status}: {action} needs it {needed}")]
     WrongState {

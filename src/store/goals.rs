@@ -100,6 +100,9 @@ pub struct GoalStatus {
     pub counts: BTreeMap<TaskStatus, u64>,
     /// Tasks in all.
     pub total: u64,
+    /// FAILED tasks whose work a recovery task took over: they do not fail the
+    /// goal, and the goal completes without them.
+    pub superseded: u64,
     /// When the plan was written (ms since the Unix epoch).
     pub created_ms: u64,
     /// When the goal became complete or failed.

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`TaskStore`] | `tasks.rs` | claim, renew, complete, fail, release, reap; read tasks |
 //! | [`ControlStore`] | `control.rs` | operator directives on one task: drop, retry, elevate |
+//! | [`TeamStore`] | `team.rs` | review verdicts, approvals and rejections, soft reassignment |
 //! | [`GoalStore`] | `goals.rs` | write plans, goal summaries, token use, [events](StoreEvent) |
 //! | [`GateStore`] | `gate.rs` | the LLM call slots (`llm:gate`) |
 //! | [`AgentStore`] | `agents.rs` | registration, liveness, guard, per-agent values |
@@ -33,6 +34,7 @@ pub mod keys;
 mod memory;
 mod redis;
 mod tasks;
+mod team;
 mod url;
 
 use std::sync::Arc;
@@ -49,22 +51,26 @@ pub use self::goals::{
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 pub use self::tasks::{
-    ClaimOutcome, CompleteOutcome, FailOutcome, Lease, ReapOutcome, TaskResult, TaskStore,
-    retry_backoff,
+    ClaimOutcome, ClaimScope, CompleteOutcome, FailOutcome, Lease, ReapOutcome, Recovery,
+    TaskResult, TaskStore, retry_backoff,
 };
+pub use self::team::{Rejected, ReviewOutcome, ReviewVerdict, TeamStore};
 pub use self::url::redact;
 
 /// Shared state of porki: every concern's trait at once. Every method is atomic
 /// with respect to every other caller. Implemented for every type that implements
 /// all the parts.
-pub trait Store: TaskStore + ControlStore + GoalStore + GateStore + AgentStore {}
+pub trait Store: TaskStore + ControlStore + TeamStore + GoalStore + GateStore + AgentStore {}
 
-impl<S> Store for S where S: TaskStore + ControlStore + GoalStore + GateStore + AgentStore {}
+impl<S> Store for S where
+    S: TaskStore + ControlStore + TeamStore + GoalStore + GateStore + AgentStore
+{
+}
 
 /// The store traits, so that one `use crate::store::prelude::*;` brings every
 /// store method into scope.
 pub mod prelude {
-    pub use super::{AgentStore, ControlStore, GateStore, GoalStore, Store, TaskStore};
+    pub use super::{AgentStore, ControlStore, GateStore, GoalStore, Store, TaskStore, TeamStore};
 }
 
 /// Opens the store a URL names: `redis://…`/`rediss://…` (one Redis),

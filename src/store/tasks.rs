@@ -26,6 +26,42 @@ pub struct Lease {
     pub attempt: u32,
 }
 
+/// Which READY tasks a claim may take: its role's, and, for a builder, those any
+/// agent may take. Reviewers and managers take only their role's, so that they
+/// review and decide rather than build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimScope<'a> {
+    /// The role whose READY tasks the claim may take.
+    pub role: Option<&'a str>,
+    /// Whether it may also take tasks without a role.
+    pub roleless: bool,
+}
+
+impl<'a> ClaimScope<'a> {
+    /// A builder's claim: its role's tasks and those without a role.
+    pub fn builder(role: Option<&'a str>) -> Self {
+        Self {
+            role,
+            roleless: true,
+        }
+    }
+
+    /// A reviewer's or manager's claim: its role's tasks only.
+    pub fn only(role: &'a str) -> Self {
+        Self {
+            role: Some(role),
+            roleless: false,
+        }
+    }
+}
+
+impl<'a> From<Option<&'a str>> for ClaimScope<'a> {
+    /// A builder's claim.
+    fn from(role: Option<&'a str>) -> Self {
+        Self::builder(role)
+    }
+}
+
 /// What a claim found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
@@ -51,16 +87,33 @@ pub struct TaskResult {
 }
 
 /// What completing a task did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompleteOutcome {
     /// Dependents that became READY, sorted.
     pub promoted: Vec<String>,
     /// Every task of the goal is now DONE.
     pub goal_complete: bool,
+    /// The task needs a person's approval: it is AWAITING_APPROVAL, not DONE,
+    /// and nothing was promoted.
+    pub awaiting_approval: bool,
+}
+
+/// Who takes over a task that fails for good when its failure is recoverable
+/// (the work went wrong, not the configuration): one recovery task
+/// `<id>.recover`, which the task's dependents then wait for. Only planned work
+/// is recovered, and only once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery<'a> {
+    /// Nobody: the task is FAILED, and the goal with it.
+    Never,
+    /// Agents of the failed task's role.
+    SameRole,
+    /// Agents of this role (a manager's).
+    Role(&'a str),
 }
 
 /// What failing a task did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailOutcome {
     /// The task will be READY again after the backoff.
     Retrying {
@@ -69,6 +122,11 @@ pub enum FailOutcome {
     },
     /// Attempts are spent (or the error was not retryable): the task is FAILED.
     Failed,
+    /// Attempts are spent: the task is FAILED and a recovery task took its work over.
+    Recovering {
+        /// The recovery task's id.
+        task: String,
+    },
 }
 
 /// What a reap pass did for one goal.
@@ -97,16 +155,17 @@ pub trait TaskStore: Send + Sync + 'static {
         role: Option<&str>,
         ttl: Duration,
     ) -> Result<ClaimOutcome, StoreError> {
-        self.claim_preferred(goal, agent, role, ttl, None).await
+        self.claim_preferred(goal, agent, role.into(), ttl, None)
+            .await
     }
 
     /// Claims `preferred` if it is READY for this agent (the LLM's pick), else the
-    /// best task as [`TaskStore::claim`] does.
+    /// best task within `scope`.
     async fn claim_preferred(
         &self,
         goal: &str,
         agent: &str,
-        role: Option<&str>,
+        scope: ClaimScope<'_>,
         ttl: Duration,
         preferred: Option<&str>,
     ) -> Result<ClaimOutcome, StoreError>;
@@ -114,7 +173,8 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Extends a held lease; `LeaseLost` if it is no longer held.
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError>;
 
-    /// Marks the task DONE and promotes dependents whose deps are all DONE; `LeaseLost` if stale.
+    /// Marks the task DONE and promotes dependents whose deps are all DONE (or, for
+    /// a task that needs approval, AWAITING_APPROVAL); `LeaseLost` if stale.
     async fn complete(
         &self,
         lease: &Lease,
@@ -122,24 +182,27 @@ pub trait TaskStore: Send + Sync + 'static {
     ) -> Result<CompleteOutcome, StoreError>;
 
     /// Completes the held task (as [`TaskStore::complete`]) and, atomically with it, claims
-    /// the next task for the same agent (as [`TaskStore::claim`], for `lease.agent` with
-    /// `role`): a busy agent needs one round trip per task. `LeaseLost` if the lease is
-    /// stale, and nothing is claimed then.
+    /// the next task for the same agent (as [`TaskStore::claim_preferred`], for
+    /// `lease.agent` within `scope`): a busy agent needs one round trip per task.
+    /// `LeaseLost` if the lease is stale, and nothing is claimed then.
     async fn complete_and_claim(
         &self,
         lease: &Lease,
         result: &TaskResult,
-        role: Option<&str>,
+        scope: ClaimScope<'_>,
         ttl: Duration,
     ) -> Result<(CompleteOutcome, ClaimOutcome), StoreError>;
 
-    /// Records a failure: READY again after `backoff` while attempts remain and `retryable`, else FAILED.
+    /// Records a failure: READY again after `backoff` while attempts remain and
+    /// `retryable`, else FAILED, and then taken over by a recovery task as
+    /// `recovery` says (planned work only, once).
     async fn fail(
         &self,
         lease: &Lease,
         error: &str,
         retryable: bool,
         backoff: Duration,
+        recovery: Recovery<'_>,
     ) -> Result<FailOutcome, StoreError>;
 
     /// Gives a held task back to READY without counting the attempt.

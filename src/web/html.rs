@@ -230,6 +230,7 @@ fn bar_color(status: TaskStatus) -> &'static str {
     match status {
         TaskStatus::Done => "#2f9e44",
         TaskStatus::Running => "#1c7ed6",
+        TaskStatus::AwaitingApproval => "#7048e8",
         TaskStatus::Ready => "#f59f00",
         TaskStatus::Failed => "#e03131",
         TaskStatus::Blocked => "#adb5bd",

@@ -10,7 +10,7 @@ use porki::domain::{Dag, Node, TaskStatus};
 use porki::store::prelude::*;
 use porki::store::{
     AgentRecord, ClaimOutcome, EventKind, FailOutcome, GoalState, Lease, MemoryStore, PlanError,
-    RedisStore, StoreError, TaskResult, WriteDagOptions, WriteDagOutcome, write_plan,
+    Recovery, RedisStore, StoreError, TaskResult, WriteDagOptions, WriteDagOutcome, write_plan,
 };
 
 use crate::support::{
@@ -421,7 +421,12 @@ mod behaviour {
         assert_lost(store.complete(&stale, &result("late")).await, "complete");
         assert_lost(store.renew(&stale, LONG).await, "renew");
         assert_lost(store.release(&stale).await, "release");
-        assert_lost(store.fail(&stale, "late", true, SHORT).await, "fail");
+        assert_lost(
+            store
+                .fail(&stale, "late", true, SHORT, Recovery::Never)
+                .await,
+            "fail",
+        );
         // A stale holder that reuses the fresh fence with its own token is refused too.
         let forged = Lease {
             fence: fresh.fence,
@@ -526,7 +531,7 @@ mod behaviour {
         // r (role w) outranks everything but is not x's to take.
         assert_eq!(a.task, "c");
         let (done, next) = store
-            .complete_and_claim(&a, &result("c"), None, LONG)
+            .complete_and_claim(&a, &result("c"), None.into(), LONG)
             .await
             .unwrap();
         assert!(done.promoted.is_empty() && !done.goal_complete);
@@ -535,7 +540,7 @@ mod behaviour {
         };
         assert_eq!((a.task.as_str(), a.agent.as_str()), ("a", "x"));
         let (done, next) = store
-            .complete_and_claim(&a, &result("a"), None, LONG)
+            .complete_and_claim(&a, &result("a"), None.into(), LONG)
             .await
             .unwrap();
         assert_eq!(done.promoted, ["b"]);
@@ -551,7 +556,7 @@ mod behaviour {
         store.renew(&b, LONG).await.unwrap();
         assert_lost(store.complete(&a, &result("again")).await, "complete");
         let (done, next) = store
-            .complete_and_claim(&b, &result("b"), Some("w"), LONG)
+            .complete_and_claim(&b, &result("b"), Some("w").into(), LONG)
             .await
             .unwrap();
         assert!(!done.goal_complete);
@@ -560,7 +565,7 @@ mod behaviour {
         };
         assert_eq!(r.task, "r");
         let (done, next) = store
-            .complete_and_claim(&r, &result("r"), Some("w"), LONG)
+            .complete_and_claim(&r, &result("r"), Some("w").into(), LONG)
             .await
             .unwrap();
         assert!(done.goal_complete);
@@ -579,7 +584,7 @@ mod behaviour {
         tokio::time::sleep(SHORT * 2).await;
         assert_lost(
             store
-                .complete_and_claim(&stale, &result("late"), None, LONG)
+                .complete_and_claim(&stale, &result("late"), None.into(), LONG)
                 .await,
             "complete_and_claim",
         );
@@ -587,7 +592,7 @@ mod behaviour {
         let fresh = claim(&*store, "g", "fast", LONG).await.unwrap();
         assert_lost(
             store
-                .complete_and_claim(&stale, &result("late"), None, LONG)
+                .complete_and_claim(&stale, &result("late"), None.into(), LONG)
                 .await,
             "complete_and_claim",
         );
@@ -606,9 +611,12 @@ mod behaviour {
         write(&*store, plan("g", nodes(&["a", "b", "c"]), &[("a", "c")])).await;
         let a = claim(&*store, "g", "x", LONG).await.unwrap();
         let b = claim(&*store, "g", "y", LONG).await.unwrap();
-        store.fail(&b, "flaky", true, SHORT * 4).await.unwrap();
+        store
+            .fail(&b, "flaky", true, SHORT * 4, Recovery::Never)
+            .await
+            .unwrap();
         let (done, next) = store
-            .complete_and_claim(&a, &result("a"), None, LONG)
+            .complete_and_claim(&a, &result("a"), None.into(), LONG)
             .await
             .unwrap();
         assert_eq!(done.promoted, ["c"]);
@@ -616,7 +624,7 @@ mod behaviour {
             panic!("c was promoted, got {next:?}")
         };
         let (done, next) = store
-            .complete_and_claim(&c, &result("c"), None, LONG)
+            .complete_and_claim(&c, &result("c"), None.into(), LONG)
             .await
             .unwrap();
         assert!(done.promoted.is_empty() && !done.goal_complete);
@@ -676,7 +684,10 @@ mod behaviour {
     pub async fn fail_retries_after_the_backoff_then_fails_for_good(store: Arc<dyn Store>) {
         write_with_attempts(&*store, plan("g", nodes(&["a"]), &[]), 2).await;
         let lease = claim(&*store, "g", "x", LONG).await.unwrap();
-        let out = store.fail(&lease, "flaky", true, SHORT * 2).await.unwrap();
+        let out = store
+            .fail(&lease, "flaky", true, SHORT * 2, Recovery::Never)
+            .await
+            .unwrap();
         assert_eq!(out, FailOutcome::Retrying { after: SHORT * 2 });
         let task = store.task("g", "a").await.unwrap().unwrap();
         assert_eq!(task.status, TaskStatus::Ready);
@@ -694,7 +705,7 @@ mod behaviour {
             .expect("claimable after backoff");
         assert_eq!(second.attempt, 2);
         let out = store
-            .fail(&second, "still flaky", true, SHORT)
+            .fail(&second, "still flaky", true, SHORT, Recovery::Never)
             .await
             .unwrap();
         assert_eq!(out, FailOutcome::Failed);
@@ -711,7 +722,7 @@ mod behaviour {
         write(&*store, plan("g", nodes(&["a", "b"]), &[])).await;
         let lease = claim(&*store, "g", "x", LONG).await.unwrap();
         let out = store
-            .fail(&lease, "bad answer", false, SHORT)
+            .fail(&lease, "bad answer", false, SHORT, Recovery::Never)
             .await
             .unwrap();
         assert_eq!(out, FailOutcome::Failed);
@@ -906,16 +917,22 @@ mod behaviour {
         store.complete(&a, &result("a")).await.unwrap();
         let b = claim(&*store, "g", "x", LONG).await.unwrap();
         let d = claim(&*store, "g", "x", LONG).await.unwrap();
-        store.fail(&d, "flaky", true, LONG).await.unwrap();
+        store
+            .fail(&d, "flaky", true, LONG, Recovery::Never)
+            .await
+            .unwrap();
         let e = claim(&*store, "g", "x", LONG).await.unwrap();
         assert_eq!([&b.task, &d.task, &e.task], ["b", "d", "e"]);
-        store.fail(&e, "bad", false, SHORT).await.unwrap();
+        store
+            .fail(&e, "bad", false, SHORT, Recovery::Never)
+            .await
+            .unwrap();
         // a DONE; b RUNNING; c (role w), d (backing off), f READY; e FAILED; g BLOCKED.
-        assert_eq!(counts(&*store).await, [1, 3, 1, 1, 1]);
+        assert_eq!(counts(&*store).await, [1, 3, 1, 0, 1, 1]);
         store.retry_task("g", "e").await.unwrap();
-        assert_eq!(counts(&*store).await, [1, 4, 1, 1, 0]);
+        assert_eq!(counts(&*store).await, [1, 4, 1, 0, 1, 0]);
         store.drop_task("g", "b", "dropped").await.unwrap();
-        assert_eq!(counts(&*store).await, [1, 4, 0, 1, 1]);
+        assert_eq!(counts(&*store).await, [1, 4, 0, 0, 1, 1]);
     }
 
     /// The goal's per-state counts in [`TaskStatus::ALL`] order, checked against the tasks.
@@ -1085,7 +1102,7 @@ mod behaviour {
             let store = store.clone();
             async move {
                 match store
-                    .claim_preferred("g", "x", None, LONG, Some(task))
+                    .claim_preferred("g", "x", None.into(), LONG, Some(task))
                     .await
                     .unwrap()
                 {
@@ -1111,7 +1128,7 @@ mod behaviour {
         );
         assert_eq!(pick("nope").await, None);
         let lease = store
-            .claim_preferred("g", "y", Some("writer"), LONG, Some("nope"))
+            .claim_preferred("g", "y", Some("writer").into(), LONG, Some("nope"))
             .await
             .unwrap();
         assert!(

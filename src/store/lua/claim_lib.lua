@@ -7,8 +7,9 @@ local HINTS, MORE_HINTS = 8, 16
 
 -- The first `n` ids of the roleless index, of the role's, and of the retries
 -- backing off.
-local function claim_hints(role, n)
-  local ids = redis.call('ZRANGE', READY, 0, n - 1)
+local function claim_hints(role, n, roleless)
+  local ids = {}
+  if roleless then ids = redis.call('ZRANGE', READY, 0, n - 1) end
   if role ~= '' then
     for _, id in ipairs(redis.call('ZRANGE', ready_key(role), 0, n - 1)) do ids[#ids + 1] = id end
   end
@@ -18,7 +19,8 @@ end
 
 -- Claims the highest-priority READY task for an agent (role '' for none); due
 -- retries are promoted first. A role agent takes the better of its role's index
--- and the roleless one; ties go to the smaller id, as within one index. `now` is
+-- and the roleless one (unless `roleless` is false: a reviewer or manager takes
+-- only its role's); ties go to the smaller id, as within one index. `now` is
 -- the caller's server time, or nil to read it here. `preferred`, when given and
 -- READY for this agent, is claimed instead of the best task (the LLM's pick).
 -- While the goal backs off (a rate or usage limit, back_off.lua) nothing is
@@ -28,7 +30,10 @@ end
 -- Returns {'claimed', id, fence, attempt, the task's dependents JSON or '', hint
 -- ids...} | {'empty', ms until next retry or ''} | {'inactive', goal status} |
 -- {'no_goal'} | {'need', ..., hint ids...} (see lib.lua).
-local function claim_next(agent, role, ttl, token, now, preferred)
+local function claim_next(agent, role, ttl, token, now, preferred, roleless)
+  -- Reads the roleless index only for agents that may take its tasks.
+  local any = READY
+  if not roleless then any = nil end
   local goal = redis.call('HMGET', GOAL, 'status', 'backoff_until')
   local status = goal[1]
   if not status then return {'no_goal'} end
@@ -42,19 +47,20 @@ local function claim_next(agent, role, ttl, token, now, preferred)
   if #due > 0 then want_roles() end
   local own = nil
   if role ~= '' then own = ready_key(role) end
-  local first = redis.call('ZRANGE', READY, 0, 0)[1]
+  local first = nil
+  if any then first = redis.call('ZRANGE', any, 0, 0)[1] end
   if first then want(first) end
   if own then
     first = redis.call('ZRANGE', own, 0, 0)[1]
     if first then want(first) end
   end
   local pick = nil
-  if preferred and preferred ~= '' and (redis.call('ZSCORE', READY, preferred)
+  if preferred and preferred ~= '' and ((any and redis.call('ZSCORE', any, preferred))
       or (own and redis.call('ZSCORE', own, preferred))) then
     pick = preferred
     want(pick)
   end
-  if wanting() then return need(claim_hints(role, MORE_HINTS)) end
+  if wanting() then return need(claim_hints(role, MORE_HINTS, roleless)) end
 
   for _, id in ipairs(due) do
     local f = redis.call('HMGET', task_key(id), 'role', 'priority')
@@ -65,14 +71,16 @@ local function claim_next(agent, role, ttl, token, now, preferred)
 
   local id = nil
   if pick then
-    if redis.call('ZREM', READY, pick) == 1 or (own and redis.call('ZREM', own, pick) == 1) then
+    if (any and redis.call('ZREM', any, pick) == 1) or (own and redis.call('ZREM', own, pick) == 1) then
       id = pick
     end
   end
   if id then
     -- taken above
   elseif not own then
-    id = redis.call('ZPOPMIN', READY)[1]
+    if any then id = redis.call('ZPOPMIN', any)[1] end
+  elseif not any then
+    id = redis.call('ZPOPMIN', own)[1]
   else
     local a = redis.call('ZRANGE', READY, 0, 0, 'WITHSCORES')
     local b = redis.call('ZRANGE', own, 0, 0, 'WITHSCORES')
@@ -102,6 +110,6 @@ local function claim_next(agent, role, ttl, token, now, preferred)
     'fence', fence, 'lease_expires', now + ttl, 'started_at', now, 'updated_at', now)
   redis.call('SADD', RUNNING, id)
   local reply = {'claimed', id, tostring(fence), tostring(attempt), redis.call('HGET', DEPENDENTS, id) or ''}
-  for _, hint in ipairs(claim_hints(role, HINTS)) do reply[#reply + 1] = hint end
+  for _, hint in ipairs(claim_hints(role, HINTS, roleless)) do reply[#reply + 1] = hint end
   return reply
 end

@@ -1,4 +1,4 @@
--- Completing a held task, for complete.lua and complete_and_claim.lua.
+-- Finishing tasks, for the scripts that complete, approve or settle them.
 -- One more task DONE: returns how many are not DONE yet.
 local function count_done()
   local remaining = redis.call('HINCRBY', GOAL, 'remaining', -1)
@@ -11,41 +11,32 @@ local function count_done()
   return remaining
 end
 
--- Completes a held task and promotes dependents whose dependencies are now all
--- DONE; the dependents (and every role's index) must be declared, else nothing
--- is written. `call` is a random id of this completion request, kept on the
--- task (`done_call`): the same request sent again, because a failover lost its
--- answer and the client resent it, is answered ok again (promoting nothing
--- new); any other completion of a task that is no longer held is refused.
--- Returns {'ok', goal complete 0/1, promoted ids...}, now | {'lost'} | {'need', ...}.
-local function complete_held(id, token, fence, progress, artifacts, call)
-  if not holds(id, token, fence) then
-    local f = redis.call('HMGET', task_key(id), 'status', 'done_call')
-    if f[1] ~= 'DONE' or f[2] ~= call then return {'lost'} end
-    local done = '0'
-    if redis.call('HGET', GOAL, 'status') == 'complete' then done = '1' end
-    return {'ok', done}, now_ms()
-  end
+-- Declares (with `want`) the dependents of a task about to be DONE, and every
+-- role; returns them.
+local function want_dependents(id)
   local listed = redis.call('HGET', DEPENDENTS, id)
-  local dependents = {}
-  if listed then
-    dependents = cjson.decode(listed)
-    for _, d in ipairs(dependents) do want(d) end
-    want_roles()
-    if wanting() then return need() end
-  end
-  local now = now_ms()
-  redis.call('DEL', lock_key(id))
-  redis.call('SREM', RUNNING, id)
-  redis.call('HSET', task_key(id), 'status', 'DONE', 'progress', progress,
-    'artifacts', artifacts, 'lease_expires', 0, 'finished_at', now, 'updated_at', now,
-    'done_call', call)
+  if not listed then return {} end
+  local dependents = cjson.decode(listed)
+  for _, d in ipairs(dependents) do want(d) end
+  want_roles()
+  return dependents
+end
 
+-- A task is DONE (its hash already says so): its dependents whose dependencies
+-- are now all DONE move on (READY, or back to AWAITING_APPROVAL for a task a
+-- person rejected, see reject.lua), and the goal completes with its last task.
+-- Returns {'ok', goal complete 0/1, ids made READY...}.
+local function finish_done(dependents, now)
   local reply = {'ok', '0'}
   for _, d in ipairs(dependents) do
     if redis.call('HINCRBY', task_key(d), 'pending', -1) == 0 then
-      local f = redis.call('HMGET', task_key(d), 'status', 'role', 'priority')
-      if f[1] == 'BLOCKED' then
+      local f = redis.call('HMGET', task_key(d), 'status', 'role', 'priority', 'return_to')
+      if f[1] == 'BLOCKED' and f[4] == 'AWAITING_APPROVAL' then
+        redis.call('HSET', task_key(d), 'status', 'AWAITING_APPROVAL', 'updated_at', now)
+        redis.call('HDEL', task_key(d), 'return_to')
+        redis.call('HINCRBY', GOAL, 'awaiting', 1)
+        redis.call(PUBLISH, EVENTS, 'awaiting ' .. d)
+      elseif f[1] == 'BLOCKED' then
         redis.call('HSET', task_key(d), 'status', 'READY', 'updated_at', now)
         index_ready(d, f[2], f[3])
         reply[#reply + 1] = d
@@ -58,5 +49,47 @@ local function complete_held(id, token, fence, progress, artifacts, call)
     redis.call(PUBLISH, EVENTS, 'goal complete')
     reply[2] = '1'
   end
-  return reply, now
+  return reply
+end
+
+-- Completes a held task and promotes dependents whose dependencies are now all
+-- DONE; the dependents (and every role's index) must be declared, else nothing
+-- is written. A task that needs a person's approval is AWAITING_APPROVAL
+-- instead, holding no lease, and nothing is promoted until approve.lua. `call`
+-- is a random id of this completion request, kept on the task (`done_call`):
+-- the same request sent again, because a failover lost its answer and the
+-- client resent it, is answered ok again (promoting nothing new); any other
+-- completion of a task that is no longer held is refused.
+-- Returns {'ok', goal complete 0/1 or 'awaiting', promoted ids...}, now | {'lost'} |
+-- {'need', ...}.
+local function complete_held(id, token, fence, progress, artifacts, call)
+  if not holds(id, token, fence) then
+    local f = redis.call('HMGET', task_key(id), 'status', 'done_call')
+    if f[2] ~= call then return {'lost'} end
+    if f[1] == 'AWAITING_APPROVAL' then return {'ok', 'awaiting'}, now_ms() end
+    if f[1] ~= 'DONE' then return {'lost'} end
+    local done = '0'
+    if redis.call('HGET', GOAL, 'status') == 'complete' then done = '1' end
+    return {'ok', done}, now_ms()
+  end
+  local hold = redis.call('HGET', task_key(id), 'approval') == '1'
+  local dependents = {}
+  if not hold then
+    dependents = want_dependents(id)
+    if wanting() then return need() end
+  end
+  local now = now_ms()
+  redis.call('DEL', lock_key(id))
+  redis.call('SREM', RUNNING, id)
+  if hold then
+    redis.call('HSET', task_key(id), 'status', 'AWAITING_APPROVAL', 'progress', progress,
+      'artifacts', artifacts, 'lease_expires', 0, 'updated_at', now, 'done_call', call)
+    redis.call('HINCRBY', GOAL, 'awaiting', 1)
+    redis.call(PUBLISH, EVENTS, 'awaiting ' .. id)
+    return {'ok', 'awaiting'}, now
+  end
+  redis.call('HSET', task_key(id), 'status', 'DONE', 'progress', progress,
+    'artifacts', artifacts, 'lease_expires', 0, 'finished_at', now, 'updated_at', now,
+    'done_call', call)
+  return finish_done(dependents, now), now
 end

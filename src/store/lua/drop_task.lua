@@ -11,6 +11,7 @@ want_roles()
 if wanting() then return need() end
 local now = now_ms()
 unindex_ready(id, f[2])
+if status == 'AWAITING_APPROVAL' then redis.call('HINCRBY', GOAL, 'awaiting', -1) end
 redis.call('SREM', RUNNING, id)
 redis.call('DEL', lock_key(id))
 redis.call('HINCRBY', task_key(id), 'fence', 1)

@@ -1,13 +1,26 @@
--- Records a failed attempt. KEYS, ARGV: see lib.lua; the task is declared.
--- ARG: task, token, fence, error, retryable 0/1, backoff ms.
--- Returns {'retrying'} | {'failed'} | {'lost'}.
+-- Records a failed attempt. KEYS, ARGV: see lib.lua; the task is declared (and
+-- its recovery task and role, when one may be added).
+-- ARG: task, token, fence, error, retryable 0/1, backoff ms, recovery ('0' none,
+-- '1' for the task's role, '2' for the role in ARG[8]), role.
+-- Returns {'retrying'} | {'failed'} | {'recovering', recovery id} | {'lost'} | {'need', ...}.
 local id, token, fence, err, retryable, backoff = ARG[1], ARG[2], ARG[3], ARG[4], ARG[5], tonumber(ARG[6])
+local recovery, recovery_role = ARG[7], ARG[8]
 if not holds(id, token, fence) then return {'lost'} end
+local t = redis.call('HMGET', task_key(id), 'attempt', 'kind', 'title', 'role', 'priority', 'approval')
+local retry = retryable == '1' and tonumber(t[1]) < max_attempts()
+-- Only planned work is recovered, and only once (the recovery is never recovered).
+local rid = id .. '.recover'
+local recover = not retry and recovery ~= '0' and (t[2] == false or t[2] == 'work')
+if recover then
+  want(rid)
+  want_roles()
+  if wanting() then return need() end
+  recover = not exists(rid)
+end
 local now = now_ms()
 redis.call('DEL', lock_key(id))
 redis.call('SREM', RUNNING, id)
-local attempt = tonumber(redis.call('HGET', task_key(id), 'attempt'))
-if retryable == '1' and attempt < max_attempts() then
+if retry then
   -- READY but backing off: it waits in DELAYED until claim promotes it.
   redis.call('HSET', task_key(id), 'status', 'READY', 'last_error', err, 'retry_at', now + backoff,
     'lease_expires', 0, 'updated_at', now)
@@ -15,5 +28,32 @@ if retryable == '1' and attempt < max_attempts() then
   redis.call(PUBLISH, EVENTS, 'retry ' .. id)
   return {'retrying'}
 end
-fail_for_good(id, err, now)
-return {'failed'}
+if not recover then
+  fail_for_good(id, err, now)
+  return {'failed'}
+end
+-- FAILED for good, but not the goal: the recovery takes its place. The task leaves
+-- the work to finish (`superseded`), the recovery joins it, and whatever waited
+-- for the task waits for the recovery instead.
+redis.call('HSET', task_key(id), 'status', 'FAILED', 'last_error', err, 'lease_expires', 0,
+  'retry_at', 0, 'finished_at', now, 'updated_at', now, 'recovered_by', rid)
+redis.call('HINCRBY', GOAL, 'superseded', 1)
+redis.call('HINCRBY', GOAL, 'remaining', -1)
+local role = t[4] or ''
+if recovery == '2' then role = recovery_role end
+add_task(rid, {title = 'Recover: ' .. (t[3] or id), kind = 'recover', of = id, notes = err,
+  role = role, priority = t[5] or 0, approval = t[6] == '1'}, now)
+local listed = redis.call('HGET', DEPENDENTS, id)
+if listed then
+  redis.call('HSET', DEPENDENTS, rid, listed)
+  redis.call('HDEL', DEPENDENTS, id)
+  for _, d in ipairs(cjson.decode(listed)) do
+    local deps = cjson.decode(redis.call('HGET', DEPS, d))
+    for i, dep in ipairs(deps) do
+      if dep == id then deps[i] = rid end
+    end
+    redis.call('HSET', DEPS, d, cjson.encode(deps))
+  end
+end
+redis.call(PUBLISH, EVENTS, 'recover ' .. id)
+return {'recovering', rid}

@@ -1,9 +1,11 @@
 -- A goal's summary, read-only: the goal hash, and its tasks per state derived from
 -- the indexes the task scripts keep anyway. READY = the ready indexes (roleless and
 -- one per role) plus DELAYED (READY, backing off); RUNNING = the running set;
--- DONE = total - remaining; FAILED = count_failed; BLOCKED = the rest.
+-- AWAITING_APPROVAL = the `awaiting` counter; DONE = total - remaining -
+-- superseded (FAILED tasks a recovery took over); FAILED = count_failed +
+-- superseded; BLOCKED = the rest.
 -- KEYS, ARGV: see lib.lua; every role's index is declared.
--- Returns {hash fields and values flat, {blocked, ready, running, done, failed},
+-- Returns {hash fields and values flat, {blocked, ready, running, awaiting, done, failed},
 -- {role, READY tasks of it, …} with '' for tasks any agent may take}, all empty
 -- if the goal has no hash | {'need', ...}.
 local fields = redis.call('HGETALL', GOAL)
@@ -23,7 +25,10 @@ for _, role in ipairs(redis.call('SMEMBERS', ROLES)) do
   by_role[#by_role + 1] = tostring(n)
 end
 local running = redis.call('SCARD', RUNNING)
+local superseded = tonumber(h.superseded) or 0
 local done = tonumber(h.count_done) or 0
-if h.remaining then done = total - tonumber(h.remaining) end
-local failed = tonumber(h.count_failed) or 0
-return {fields, {total - ready - running - done - failed, ready, running, done, failed}, by_role}
+if h.remaining then done = total - tonumber(h.remaining) - superseded end
+local failed = (tonumber(h.count_failed) or 0) + superseded
+local awaiting = tonumber(h.awaiting) or 0
+return {fields, {total - ready - running - awaiting - done - failed, ready, running, awaiting,
+  done, failed}, by_role}

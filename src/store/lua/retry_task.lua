@@ -1,12 +1,15 @@
 -- Puts a FAILED task back with attempts reset: READY, or BLOCKED if a dependency is
 -- unfinished. The goal is active again once no task is FAILED.
 -- KEYS, ARGV: see lib.lua; the task is declared. ARG: task.
--- Returns {'ok', new status} | {'no_task'} | {'state', status} | {'need', ...}.
+-- A task a recovery took over stays FAILED: the recovery is what to retry.
+-- Returns {'ok', new status} | {'no_task'} | {'state', status} | {'superseded',
+-- recovery id} | {'need', ...}.
 local id = ARG[1]
-local f = redis.call('HMGET', task_key(id), 'status', 'pending', 'role', 'priority')
+local f = redis.call('HMGET', task_key(id), 'status', 'pending', 'role', 'priority', 'recovered_by')
 local status = f[1]
 if not status then return {'no_task'} end
 if status ~= 'FAILED' then return {'state', status} end
+if f[5] then return {'superseded', f[5]} end
 want_roles()
 if wanting() then return need() end
 local now = now_ms()

@@ -1,7 +1,8 @@
 -- Writes a goal's plan. KEYS, ARGV: see lib.lua; the plan's tasks and roles are
 -- declared, and when a different plan is replaced, the old plan's too.
 -- ARG: fingerprint, title, max_attempts, replace (0/1), plan JSON:
--- [{id, node, deps, dependents, priority, role}, ...], source fingerprint.
+-- [{id, node, deps, dependents, priority, role, kind, of, approval, soft}, ...],
+-- source fingerprint.
 -- Returns {'created'} | {'replaced'} | {'unchanged'} | {'conflict', stored fingerprint} |
 -- {'need', ...}.
 local fingerprint, title, attempts, replace = ARG[1], ARG[2], ARG[3], ARG[4]
@@ -37,6 +38,9 @@ for _, n in ipairs(plan) do
   if #n.deps == 0 then status = 'READY' end
   redis.call('HSET', key, 'status', status, 'title', n.title, 'priority', n.priority,
     'attempt', 0, 'fence', 0, 'pending', #n.deps, 'created_at', now, 'updated_at', now)
+  if n.kind ~= 'work' then redis.call('HSET', key, 'kind', n.kind, 'of', n.of) end
+  if n.approval then redis.call('HSET', key, 'approval', '1') end
+  if n.soft then redis.call('HSET', key, 'soft', '1') end
   if n.role ~= '' then
     redis.call('HSET', key, 'role', n.role)
     redis.call('SADD', ROLES, n.role)

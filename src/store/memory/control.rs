@@ -38,6 +38,13 @@ impl ControlStore for MemoryStore {
         if current != TaskStatus::Failed {
             return Err(StoreError::wrong_state(goal, task, current, RETRYING));
         }
+        if let Some(by) = data.tasks[task].state.recovered_by.clone() {
+            return Err(StoreError::Superseded {
+                goal: goal.to_string(),
+                task: task.to_string(),
+                by,
+            });
+        }
         let to = if data.tasks[task].state.pending_deps > 0 {
             TaskStatus::Blocked
         } else {
@@ -52,7 +59,7 @@ impl ControlStore for MemoryStore {
         if to == TaskStatus::Ready {
             data.index_ready(task);
         }
-        if data.status.count(TaskStatus::Failed) == 0 {
+        if data.status.count(TaskStatus::Failed) == data.status.superseded {
             data.status.state = GoalState::Active;
             data.status.finished_ms = None;
         }

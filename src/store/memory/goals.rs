@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{GoalData, MemoryStore, State, TaskEntry, now_ms};
-use crate::domain::{Dag, Edge, TaskState, TaskStatus, ValidatedDag};
+use crate::domain::{Assignment, Dag, Edge, TaskState, TaskStatus, ValidatedDag};
 use crate::store::{
     EventKind, GoalState, GoalStatus, GoalStore, StoreError, StoreEvent, WriteDagOptions,
     WriteDagOutcome,
@@ -23,6 +23,7 @@ fn unplanned_status(goal: &str) -> GoalStatus {
         max_attempts: 0,
         counts: TaskStatus::ALL.into_iter().map(|s| (s, 0)).collect(),
         total: 0,
+        superseded: 0,
         created_ms: now_ms(),
         finished_ms: None,
         last_error: None,
@@ -90,10 +91,13 @@ impl GoalData {
                 role: node.effective_role().map(str::to_string),
                 priority: node.priority,
                 pending_deps: pending,
+                kind: node.kind,
+                of: node.of.clone(),
+                needs_approval: node.approval,
+                soft: node.assignment == Assignment::Soft,
                 ..TaskState::new(goal, &node.id, &node.title, status, now)
             };
-            data.tasks
-                .insert(node.id.clone(), TaskEntry { state, lock: None });
+            data.tasks.insert(node.id.clone(), TaskEntry::new(state));
             data.dependents
                 .insert(node.id.clone(), dag.dependents_of(&node.id).to_vec());
             if status == TaskStatus::Ready {

@@ -1,7 +1,7 @@
 //! The embedded backend (`memory://`): the Redis semantics in one process, nothing persisted.
 //!
 //! The state and the helpers every concern shares live here; each concern's trait
-//! is implemented in its own file (`tasks.rs`, `control.rs`, `goals.rs`,
+//! is implemented in its own file (`tasks.rs`, `control.rs`, `team.rs`, `goals.rs`,
 //! `gate.rs`, `agents.rs`), as in the Redis backend.
 
 mod agents;
@@ -9,6 +9,7 @@ mod control;
 mod gate;
 mod goals;
 mod tasks;
+mod team;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -21,7 +22,7 @@ use super::{
     AgentField, AgentRecord, CompleteOutcome, EVENT_CHANNEL_CAPACITY, EventKind, GoalState,
     GoalStatus, Lease, StoreError, StoreEvent,
 };
-use crate::domain::{Dag, TaskState, TaskStatus};
+use crate::domain::{Dag, Edge, Node, TaskKind, TaskState, TaskStatus, fix_id};
 
 /// The in-process store: one mutex over all state, so every method is atomic.
 pub struct MemoryStore {
@@ -71,6 +72,33 @@ struct TaskEntry {
     state: TaskState,
     /// Lease token and when Redis would expire it.
     lock: Option<(String, Instant)>,
+    /// Fixes added for this task so far (the next is `fix-<fixes + 1>`).
+    fixes: u32,
+    /// A rejected task waiting for its fix: it awaits approval again after it.
+    return_to_approval: bool,
+}
+
+impl TaskEntry {
+    fn new(state: TaskState) -> Self {
+        Self {
+            state,
+            lock: None,
+            fixes: 0,
+            return_to_approval: false,
+        }
+    }
+}
+
+/// A task added to a running plan (see [`GoalData::add_task`]).
+struct NewTask {
+    title: String,
+    kind: TaskKind,
+    of: String,
+    notes: String,
+    role: Option<String>,
+    priority: i32,
+    cycle: u32,
+    approval: bool,
 }
 
 /// Wall-clock time in ms since the Unix epoch, as the scripts' `TIME`.
@@ -195,6 +223,85 @@ impl GoalData {
             self.status.state = GoalState::Failed;
             self.status.finished_ms = Some(now_ms());
         }
+    }
+
+    /// Adds a task to the running plan (as team_lib.lua's add_task): READY unless
+    /// it `waits_for` something, counted, and its node in the plan.
+    fn add_task(&mut self, id: &str, spec: NewTask, waits_for: &[&str]) {
+        let status = if waits_for.is_empty() {
+            TaskStatus::Ready
+        } else {
+            TaskStatus::Blocked
+        };
+        let mut node = Node::new(id, spec.title.clone());
+        node.priority = spec.priority;
+        node.role = spec.role.clone();
+        node.kind = spec.kind;
+        node.of = Some(spec.of.clone());
+        self.dag.nodes.push(node);
+        self.dag.nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        let state = TaskState {
+            role: spec.role,
+            priority: spec.priority,
+            pending_deps: waits_for.len() as u32,
+            kind: spec.kind,
+            of: Some(spec.of),
+            cycle: spec.cycle,
+            notes: Some(spec.notes).filter(|n| !n.is_empty()),
+            needs_approval: spec.approval,
+            ..TaskState::new(&self.status.goal, id, &spec.title, status, now_ms())
+        };
+        self.tasks.insert(id.to_string(), TaskEntry::new(state));
+        self.status.total += 1;
+        *self.status.counts.entry(status).or_default() += 1;
+        for on in waits_for {
+            self.dag.edges.push(Edge {
+                source: on.to_string(),
+                target: id.to_string(),
+            });
+        }
+        self.dag.edges.sort();
+        if status == TaskStatus::Ready {
+            self.index_ready(id);
+        }
+    }
+
+    /// Makes `id` wait for `on` as well; `promote` also lists it as a dependent
+    /// of `on`, so that finishing `on` moves it on (an escalation settles its
+    /// review itself instead).
+    fn wait_for(&mut self, id: &str, on: &str, promote: bool) {
+        self.task_mut(id).state.pending_deps += 1;
+        self.dag.edges.push(Edge {
+            source: on.to_string(),
+            target: id.to_string(),
+        });
+        self.dag.edges.sort();
+        if promote {
+            self.dependents.insert(on.to_string(), vec![id.to_string()]);
+        }
+    }
+
+    /// Adds the next fix of `base` for base's role, carrying `notes`; `waiter`
+    /// waits for it. Returns the fix's id.
+    fn add_fix(&mut self, base: &str, notes: &str, waiter: &str) -> String {
+        let entry = self.task_mut(base);
+        entry.fixes += 1;
+        let n = entry.fixes;
+        let base_state = &self.tasks[base].state;
+        let spec = NewTask {
+            title: format!("Fix {n} of: {}", base_state.title),
+            kind: TaskKind::Fix,
+            of: base.to_string(),
+            notes: notes.to_string(),
+            role: base_state.role.clone(),
+            priority: base_state.priority,
+            cycle: n,
+            approval: false,
+        };
+        let fix = fix_id(base, n);
+        self.add_task(&fix, spec, &[]);
+        self.wait_for(waiter, &fix, true);
+        fix
     }
 
     fn task_mut(&mut self, id: &str) -> &mut TaskEntry {

@@ -5,11 +5,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::{GoalData, MemoryStore, now_ms, ready_slot};
-use crate::domain::{TaskState, TaskStatus};
+use super::{GoalData, MemoryStore, NewTask, now_ms, ready_slot};
+use crate::domain::{TaskKind, TaskState, TaskStatus, recovery_id};
 use crate::store::{
-    ClaimOutcome, CompleteOutcome, EventKind, FailOutcome, GoalBackoff, GoalState, Lease,
-    ReapOutcome, StoreError, TaskResult, TaskStore, new_token,
+    ClaimOutcome, ClaimScope, CompleteOutcome, EventKind, FailOutcome, GoalBackoff, GoalState,
+    Lease, ReapOutcome, Recovery, StoreError, TaskResult, TaskStore, new_token,
 };
 
 impl GoalData {
@@ -29,10 +29,11 @@ impl GoalData {
         &mut self,
         goal: &str,
         agent: &str,
-        role: Option<&str>,
+        scope: ClaimScope<'_>,
         ttl: Duration,
         preferred: Option<&str>,
     ) -> ClaimOutcome {
+        let role = scope.role;
         if self.status.state != GoalState::Active {
             return ClaimOutcome::Empty {
                 retry_in: None,
@@ -54,10 +55,11 @@ impl GoalData {
             self.task_mut(&id).state.retry_at_ms = None;
             self.index_ready(&id);
         }
-        let indexes = [Some(""), role].into_iter().flatten();
+        let roleless = Some("").filter(|_| scope.roleless);
+        let indexes = [roleless, role].into_iter().flatten();
         let chosen = preferred.and_then(|id| {
             let (index, entry) = ready_slot(&self.tasks.get(id)?.state);
-            let allowed = index.is_empty() || Some(index) == role;
+            let allowed = (index.is_empty() && scope.roleless) || Some(index) == role;
             (allowed && self.ready.get(index)?.contains(&entry)).then_some((index, entry))
         });
         let best = chosen.or_else(|| {
@@ -110,27 +112,50 @@ impl GoalData {
         self.index_ready(id);
     }
 
-    /// Completes a task whose lease was checked (see [`TaskStore::complete`]).
-    fn complete(&mut self, lease: &Lease, result: &TaskResult) -> CompleteOutcome {
-        self.set_status(&lease.task, TaskStatus::Done);
-        let task = self.task_mut(&lease.task);
+    /// Completes a task whose lease was checked (see [`TaskStore::complete`]):
+    /// DONE, or AWAITING_APPROVAL when it needs a person's approval.
+    pub(super) fn complete(&mut self, lease: &Lease, result: &TaskResult) -> CompleteOutcome {
+        let id = &lease.task;
+        let hold = self.tasks[id].state.needs_approval;
+        let task = self.task_mut(id);
         task.lock = None;
         task.state.progress = result.progress.clone();
         task.state.artifacts = result.artifacts.clone();
-        task.state.finished_ms = Some(now_ms());
         task.state.lease_expires_ms = None;
+        if hold {
+            self.set_status(id, TaskStatus::AwaitingApproval);
+            return CompleteOutcome {
+                awaiting_approval: true,
+                ..CompleteOutcome::default()
+            };
+        }
+        self.finish_done(id)
+    }
+
+    /// Makes a task DONE and moves on its dependents whose dependencies are now
+    /// all DONE (READY, or back to AWAITING_APPROVAL for a rejected task); the
+    /// goal completes with its last task.
+    pub(super) fn finish_done(&mut self, id: &str) -> CompleteOutcome {
+        self.set_status(id, TaskStatus::Done);
+        self.task_mut(id).state.finished_ms = Some(now_ms());
         let mut promoted = Vec::new();
-        for dependent in self.dependents[&lease.task].clone() {
+        for dependent in self.dependents.get(id).cloned().unwrap_or_default() {
             let task = self.task_mut(&dependent);
             task.state.pending_deps = task.state.pending_deps.saturating_sub(1);
-            if task.state.pending_deps == 0 && task.state.status == TaskStatus::Blocked {
+            if task.state.pending_deps > 0 || task.state.status != TaskStatus::Blocked {
+                continue;
+            }
+            if std::mem::take(&mut task.return_to_approval) {
+                self.set_status(&dependent, TaskStatus::AwaitingApproval);
+            } else {
                 self.set_status(&dependent, TaskStatus::Ready);
                 self.index_ready(&dependent);
                 promoted.push(dependent);
             }
         }
         promoted.sort();
-        let goal_complete = self.status.count(TaskStatus::Done) == self.status.total;
+        let goal_complete =
+            self.status.count(TaskStatus::Done) + self.status.superseded == self.status.total;
         if goal_complete {
             self.status.state = GoalState::Complete;
             self.status.finished_ms = Some(now_ms());
@@ -138,7 +163,53 @@ impl GoalData {
         CompleteOutcome {
             promoted,
             goal_complete,
+            awaiting_approval: false,
         }
+    }
+
+    /// Fails a held task for good, or hands its work to a recovery task (see
+    /// [`TaskStore::fail`]); returns the recovery's id if it did.
+    fn fail_or_recover(&mut self, id: &str, error: &str, recovery: Recovery<'_>) -> Option<String> {
+        let task = &self.tasks[id].state;
+        let recovery_id = recovery_id(id);
+        let role = match recovery {
+            Recovery::Never => None,
+            Recovery::SameRole => Some(task.role.clone()),
+            Recovery::Role(role) => Some(Some(role.to_string())),
+        };
+        let recoverable = task.kind.is_work() && !self.tasks.contains_key(&recovery_id);
+        let Some(role) = role.filter(|_| recoverable) else {
+            self.fail_for_good(id, error.to_string());
+            return None;
+        };
+        let spec = NewTask {
+            title: format!("Recover: {}", task.title),
+            kind: TaskKind::Recover,
+            of: id.to_string(),
+            notes: error.to_string(),
+            role,
+            priority: task.priority,
+            cycle: 0,
+            approval: task.needs_approval,
+        };
+        self.set_status(id, TaskStatus::Failed);
+        self.status.superseded += 1;
+        let entry = self.task_mut(id);
+        entry.lock = None;
+        entry.state.last_error = Some(error.to_string());
+        entry.state.finished_ms = Some(now_ms());
+        entry.state.lease_expires_ms = None;
+        entry.state.retry_at_ms = None;
+        entry.state.recovered_by = Some(recovery_id.clone());
+        self.add_task(&recovery_id, spec, &[]);
+        // Whatever waited for the failed task waits for its recovery instead.
+        let dependents = self.dependents.remove(id).unwrap_or_default();
+        for edge in self.dag.edges.iter_mut().filter(|e| e.source == id) {
+            edge.source = recovery_id.clone();
+        }
+        self.dag.edges.sort();
+        self.dependents.insert(recovery_id.clone(), dependents);
+        Some(recovery_id)
     }
 }
 
@@ -148,14 +219,14 @@ impl TaskStore for MemoryStore {
         &self,
         goal: &str,
         agent: &str,
-        role: Option<&str>,
+        scope: ClaimScope<'_>,
         ttl: Duration,
         preferred: Option<&str>,
     ) -> Result<ClaimOutcome, StoreError> {
         let mut state = self.lock();
         Ok(state
             .goal_mut(goal)?
-            .claim(goal, agent, role, ttl, preferred))
+            .claim(goal, agent, scope, ttl, preferred))
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError> {
@@ -182,13 +253,13 @@ impl TaskStore for MemoryStore {
         &self,
         lease: &Lease,
         result: &TaskResult,
-        role: Option<&str>,
+        scope: ClaimScope<'_>,
         ttl: Duration,
     ) -> Result<(CompleteOutcome, ClaimOutcome), StoreError> {
         let mut state = self.lock();
         let data = state.held(lease)?;
         let completed = data.complete(lease, result);
-        let claimed = data.claim(&lease.goal, &lease.agent, role, ttl, None);
+        let claimed = data.claim(&lease.goal, &lease.agent, scope, ttl, None);
         drop(state);
         self.emit_completion(&lease.goal, &completed);
         Ok((completed, claimed))
@@ -200,6 +271,7 @@ impl TaskStore for MemoryStore {
         error: &str,
         retryable: bool,
         backoff: Duration,
+        recovery: Recovery<'_>,
     ) -> Result<FailOutcome, StoreError> {
         let mut state = self.lock();
         let data = state.held(lease)?;
@@ -217,10 +289,18 @@ impl TaskStore for MemoryStore {
             self.emit(&lease.goal, EventKind::Retry);
             return Ok(FailOutcome::Retrying { after: backoff });
         }
-        data.fail_for_good(&lease.task, error.to_string());
+        let recovered = data.fail_or_recover(&lease.task, error, recovery);
         drop(state);
-        self.emit_failed(&lease.goal);
-        Ok(FailOutcome::Failed)
+        match recovered {
+            Some(task) => {
+                self.emit(&lease.goal, EventKind::Ready);
+                Ok(FailOutcome::Recovering { task })
+            }
+            None => {
+                self.emit_failed(&lease.goal);
+                Ok(FailOutcome::Failed)
+            }
+        }
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {

@@ -9,7 +9,7 @@ use crate::store::{ControlStore, StoreError};
 
 /// Maps the `no_task` and `state` replies of the control scripts to errors; `op`
 /// is what the operation is called and the state it needs.
-fn control_reply(
+pub(super) fn control_reply(
     reply: Vec<String>,
     goal: &str,
     task: &str,
@@ -18,6 +18,11 @@ fn control_reply(
     match reply.first().map(String::as_str) {
         Some("ok") => Ok(reply),
         Some("no_task") => Err(StoreError::unknown_task(goal, task)),
+        Some("superseded") if reply.len() == 2 => Err(StoreError::Superseded {
+            goal: goal.to_string(),
+            task: task.to_string(),
+            by: reply[1].clone(),
+        }),
         Some("state") => Err(StoreError::wrong_state(
             goal,
             task,

@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 
 use super::declare::GoalCall;
 use super::{RedisStore, unexpected};
-use crate::domain::{Dag, Edge, Node, TaskStatus, ValidatedDag};
+use crate::domain::{Assignment, Dag, Edge, Node, TaskStatus, ValidatedDag};
 use crate::store::{
     GoalBackoff, GoalState, GoalStatus, GoalStore, StoreError, StoreEvent, WriteDagOptions,
     WriteDagOutcome, keys,
@@ -29,6 +29,10 @@ fn plan_json(dag: &ValidatedDag) -> String {
                 "title": node.title,
                 "priority": node.priority,
                 "role": node.effective_role().unwrap_or(""),
+                "kind": node.kind.as_str(),
+                "of": node.of.as_deref().unwrap_or(""),
+                "approval": node.approval,
+                "soft": node.assignment == Assignment::Soft,
                 "deps": dag.deps_of(&node.id),
                 "dependents": dag.dependents_of(&node.id),
             })
@@ -82,6 +86,7 @@ fn goal_from_fields(
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0),
         ready_by_role: BTreeMap::new(),
+        superseded: number("superseded"),
         backoff: fields.get("backoff_until").map(|_| GoalBackoff {
             until_ms: number("backoff_until"),
             reason: fields.get("backoff_reason").cloned().unwrap_or_default(),

@@ -4,7 +4,8 @@
 //! The connection (`conn.rs`), the script runners (`declare.rs` for goal scripts,
 //! which declare every key they touch) and the reply helpers live here; each
 //! concern's trait is implemented in its own file (`tasks.rs`, `control.rs`,
-//! `goals.rs` with `events.rs` and `shard_events.rs`, `gate.rs`, `agents.rs`).
+//! `team.rs`, `goals.rs` with `events.rs` and `shard_events.rs`, `gate.rs`,
+//! `agents.rs`).
 
 mod agents;
 mod conn;
@@ -16,6 +17,7 @@ mod goals;
 mod scripts;
 mod shard_events;
 mod tasks;
+mod team;
 
 use std::collections::HashMap;
 use std::sync::Arc;

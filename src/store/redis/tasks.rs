@@ -9,10 +9,10 @@ use redis::AsyncCommands;
 
 use super::declare::{GoalCall, Learn};
 use super::{RedisStore, is_lost, millis, parse_status, unexpected};
-use crate::domain::TaskState;
+use crate::domain::{TaskKind, TaskState, recovery_id};
 use crate::store::{
-    ClaimOutcome, CompleteOutcome, FailOutcome, GoalState, Lease, ReapOutcome, StoreError,
-    TaskResult, TaskStore, keys, new_token,
+    ClaimOutcome, ClaimScope, CompleteOutcome, FailOutcome, GoalState, Lease, ReapOutcome,
+    Recovery, StoreError, TaskResult, TaskStore, keys, new_token,
 };
 
 /// Reads a claim reply (see claim_lib.lua); `token` is the one the script stored.
@@ -66,17 +66,24 @@ fn claim_reply(
 }
 
 /// Reads a completion reply (see complete_lib.lua) once the lease was found live.
-fn complete_reply(mut reply: Vec<String>) -> Result<CompleteOutcome, StoreError> {
+pub(super) fn complete_reply(mut reply: Vec<String>) -> Result<CompleteOutcome, StoreError> {
     if reply.first().map(String::as_str) != Some("ok") || reply.len() < 2 {
         return Err(unexpected("complete", &reply));
     }
     let goal_complete = reply[1] == "1";
+    let awaiting_approval = reply[1] == "awaiting";
     let mut promoted = reply.split_off(2);
     promoted.sort();
     Ok(CompleteOutcome {
         promoted,
         goal_complete,
+        awaiting_approval,
     })
+}
+
+/// A flag argument of a script.
+fn flag(on: bool) -> &'static str {
+    if on { "1" } else { "0" }
 }
 
 /// A result's artifacts as the JSON list the scripts store.
@@ -113,6 +120,12 @@ fn task_from_fields(
         };
     }
     let status = parse_status(fields.get("status").map(String::as_str).unwrap_or(""))?;
+    let kind = match fields.get("kind") {
+        Some(kind) => TaskKind::parse(kind).ok_or_else(|| corrupt("kind", format!("{kind:?}")))?,
+        None => TaskKind::Work,
+    };
+    let flag = |field: &str| fields.get(field).is_some_and(|v| v == "1");
+    let nonempty = |field: &str| text(field).filter(|v| !v.is_empty());
     let artifacts = match fields.get("artifacts") {
         Some(json) => {
             serde_json::from_str(json).map_err(|e| corrupt("artifacts", e.to_string()))?
@@ -140,13 +153,21 @@ fn task_from_fields(
         updated_ms: num!("updated_at").unwrap_or(0),
         started_ms: num!("started_at"),
         finished_ms: num!("finished_at"),
+        kind,
+        of: nonempty("of"),
+        cycle: num!("cycle").unwrap_or(0),
+        notes: nonempty("notes"),
+        needs_approval: flag("approval"),
+        soft: flag("soft"),
+        planned_role: text("planned_role"),
+        recovered_by: text("recovered_by"),
     })
 }
 
 impl RedisStore {
     /// The end of a call that finishes (or loses) a held lease: the lease's hints
     /// are dropped, and a `lost` answer becomes [`StoreError::LeaseLost`].
-    fn finished(
+    pub(super) fn finished(
         &self,
         lease: &Lease,
         reply: Result<Vec<String>, StoreError>,
@@ -163,16 +184,16 @@ impl RedisStore {
     fn claim_call<'a>(
         &self,
         goal: &'a str,
-        role: Option<&str>,
+        scope: ClaimScope<'_>,
         extra: &[&str],
         args: Vec<String>,
     ) -> GoalCall<'a> {
         let mut tasks: Vec<String> = extra.iter().map(|t| t.to_string()).collect();
-        tasks.extend(self.hints.claim(goal, role));
+        tasks.extend(self.hints.claim(goal, scope.role));
         GoalCall {
             goal,
             tasks,
-            roles: role.map(|r| vec![r.to_string()]).unwrap_or_default(),
+            roles: scope.role.map(|r| vec![r.to_string()]).unwrap_or_default(),
             args,
             learn: Learn::Claim,
             durable: false,
@@ -186,11 +207,12 @@ impl TaskStore for RedisStore {
         &self,
         goal: &str,
         agent: &str,
-        role: Option<&str>,
+        scope: ClaimScope<'_>,
         ttl: Duration,
         preferred: Option<&str>,
     ) -> Result<ClaimOutcome, StoreError> {
         let token = new_token();
+        let role = scope.role;
         // claim.lua takes '' for no role and no preferred task.
         let args = [
             agent,
@@ -198,10 +220,11 @@ impl TaskStore for RedisStore {
             &millis(ttl),
             &token,
             preferred.unwrap_or(""),
+            flag(scope.roleless),
         ];
         let call = self.claim_call(
             goal,
-            role,
+            scope,
             preferred.as_slice(),
             args.map(str::to_string).to_vec(),
         );
@@ -250,10 +273,11 @@ impl TaskStore for RedisStore {
         &self,
         lease: &Lease,
         result: &TaskResult,
-        role: Option<&str>,
+        scope: ClaimScope<'_>,
         ttl: Duration,
     ) -> Result<(CompleteOutcome, ClaimOutcome), StoreError> {
         let token = new_token();
+        let role = scope.role;
         let fence = lease.fence.to_string();
         let args = [
             &lease.task,
@@ -265,13 +289,14 @@ impl TaskStore for RedisStore {
             role.unwrap_or(""),
             &millis(ttl),
             &token,
+            flag(scope.roleless),
         ];
         let mut held = vec![lease.task.clone()];
         held.extend(self.hints.dependents(&lease.goal, &lease.task));
         let held: Vec<&str> = held.iter().map(String::as_str).collect();
         let mut call = self.claim_call(
             &lease.goal,
-            role,
+            scope,
             &held,
             args.map(|a| a.to_string()).to_vec(),
         );
@@ -294,7 +319,8 @@ impl TaskStore for RedisStore {
                 let claimed = if claimed.first().map(String::as_str) == Some("need") {
                     // Completed; the claim needed keys this call did not declare.
                     self.hints.learn_claim(&lease.goal, role, &claimed);
-                    self.claim(&lease.goal, &lease.agent, role, ttl).await?
+                    self.claim_preferred(&lease.goal, &lease.agent, scope, ttl, None)
+                        .await?
                 } else {
                     claim_reply(self, claimed, (&lease.goal, &lease.agent, role), token)?
                 };
@@ -310,18 +336,42 @@ impl TaskStore for RedisStore {
         error: &str,
         retryable: bool,
         backoff: Duration,
+        recovery: Recovery<'_>,
     ) -> Result<FailOutcome, StoreError> {
-        let reply = self
-            .run_lease_script(
-                &self.scripts.fail,
-                lease,
-                &[error, if retryable { "1" } else { "0" }, &millis(backoff)],
-            )
-            .await;
+        let (mode, role) = match recovery {
+            Recovery::Never => ("0", ""),
+            Recovery::SameRole => ("1", ""),
+            Recovery::Role(role) => ("2", role),
+        };
+        let fence = lease.fence.to_string();
+        let backoff_ms = millis(backoff);
+        let args = [
+            lease.task.as_str(),
+            &lease.token,
+            &fence,
+            error,
+            flag(retryable),
+            &backoff_ms,
+            mode,
+            role,
+        ];
+        let recover = recovery_id(&lease.task);
+        let tasks: &[&str] = match recovery {
+            Recovery::Never => &[&lease.task],
+            _ => &[&lease.task, &recover],
+        };
+        let mut call = GoalCall::new(&lease.goal, tasks, &args);
+        if !role.is_empty() {
+            call.roles.push(role.to_string());
+        }
+        let reply: Result<Vec<String>, StoreError> = self.run_goal(&self.scripts.fail, call).await;
         let reply = self.finished(lease, reply)?;
         match reply.first().map(String::as_str) {
             Some("retrying") => Ok(FailOutcome::Retrying { after: backoff }),
             Some("failed") => Ok(FailOutcome::Failed),
+            Some("recovering") if reply.len() == 2 => Ok(FailOutcome::Recovering {
+                task: reply[1].clone(),
+            }),
             _ => Err(unexpected("fail", &reply)),
         }
     }

@@ -69,7 +69,7 @@ pub(in crate::web) fn goal(view: &GoalView, now_ms: u64) -> String {
 
 const LEGEND: &str = "<p class=\"legend\"><span class=\"state s-blocked\">BLOCKED</span> \
 <span class=\"state s-ready\">READY</span> <span class=\"state s-running\">RUNNING</span> \
-<span class=\"state s-done\">DONE</span> <span class=\"state s-failed\">FAILED</span> · \
+<span class=\"state s-awaiting_approval\">AWAITING_APPROVAL</span> <span class=\"state s-done\">DONE</span> <span class=\"state s-failed\">FAILED</span> · \
 dashed borders: <span class=\"kind k-review\">review</span> <span class=\"kind k-fix\">fix</span> \
 <span class=\"kind k-recover\">recover</span> tasks</p>";
 
@@ -249,6 +249,7 @@ mod tests {
                     max_attempts: 3,
                     counts: BTreeMap::from([(TaskStatus::Ready, tasks.len() as u64)]),
                     total: tasks.len() as u64,
+                    superseded: 0,
                     created_ms: 1,
                     finished_ms: None,
                     last_error: None,

@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use porki::domain::{Dag, TaskState, TaskStatus, ValidatedDag};
+use porki::domain::{Dag, TaskState, TaskStatus, TeamLimits, ValidatedDag};
 use porki::store::prelude::*;
 use porki::store::{
-    AgentField, AgentRecord, ClaimOutcome, CompleteOutcome, FailOutcome, GoalStatus, Lease,
-    ReapOutcome, StoreError, StoreEvent, TaskResult, WriteDagOptions, WriteDagOutcome,
+    AgentField, AgentRecord, ClaimOutcome, ClaimScope, CompleteOutcome, FailOutcome, GoalStatus,
+    Lease, ReapOutcome, Recovery, Rejected, ReviewOutcome, ReviewVerdict, StoreError, StoreEvent,
+    TaskResult, WriteDagOptions, WriteDagOutcome,
 };
 use tokio::sync::broadcast;
 
@@ -150,12 +151,12 @@ impl TaskStore for Prefixed {
         &self,
         goal: &str,
         agent: &str,
-        role: Option<&str>,
+        scope: ClaimScope<'_>,
         ttl: Duration,
         preferred: Option<&str>,
     ) -> Result<ClaimOutcome, StoreError> {
         self.inner
-            .claim_preferred(&self.real(goal), agent, role, ttl, preferred)
+            .claim_preferred(&self.real(goal), agent, scope, ttl, preferred)
             .await
             .map(|o| self.claim_out(o))
             .map_err(|e| self.err(e))
@@ -182,12 +183,12 @@ impl TaskStore for Prefixed {
         &self,
         lease: &Lease,
         result: &TaskResult,
-        role: Option<&str>,
+        scope: ClaimScope<'_>,
         ttl: Duration,
     ) -> Result<(CompleteOutcome, ClaimOutcome), StoreError> {
         let lease = self.lease_in(lease);
         self.inner
-            .complete_and_claim(&lease, result, role, ttl)
+            .complete_and_claim(&lease, result, scope, ttl)
             .await
             .map(|(done, next)| (done, self.claim_out(next)))
             .map_err(|e| self.err(e))
@@ -199,10 +200,11 @@ impl TaskStore for Prefixed {
         error: &str,
         retryable: bool,
         backoff: Duration,
+        recovery: Recovery<'_>,
     ) -> Result<FailOutcome, StoreError> {
         let lease = self.lease_in(lease);
         self.inner
-            .fail(&lease, error, retryable, backoff)
+            .fail(&lease, error, retryable, backoff, recovery)
             .await
             .map_err(|e| self.err(e))
     }
@@ -281,6 +283,44 @@ impl ControlStore for Prefixed {
     async fn elevate(&self, goal: &str, task: &str, priority: i32) -> Result<(), StoreError> {
         self.inner
             .elevate(&self.real(goal), task, priority)
+            .await
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[async_trait]
+impl TeamStore for Prefixed {
+    async fn settle_review(
+        &self,
+        lease: &Lease,
+        result: &TaskResult,
+        verdict: &ReviewVerdict,
+        limits: &TeamLimits,
+    ) -> Result<ReviewOutcome, StoreError> {
+        let lease = self.lease_in(lease);
+        self.inner
+            .settle_review(&lease, result, verdict, limits)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn approve(&self, goal: &str, task: &str) -> Result<CompleteOutcome, StoreError> {
+        self.inner
+            .approve(&self.real(goal), task)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn reject(&self, goal: &str, task: &str, reason: &str) -> Result<Rejected, StoreError> {
+        self.inner
+            .reject(&self.real(goal), task, reason)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn reassign(&self, goal: &str, task: &str, role: Option<&str>) -> Result<(), StoreError> {
+        self.inner
+            .reassign(&self.real(goal), task, role)
             .await
             .map_err(|e| self.err(e))
     }

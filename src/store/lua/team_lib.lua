@@ -1,0 +1,66 @@
+-- Adding tasks to a running plan, for the team scripts (fail.lua's recovery,
+-- settle_review.lua, reject.lua). An added task is declared by the caller like
+-- any other (its id is derived, so the caller can guess it; `want` covers the rest).
+
+-- Whether a task exists (has a hash).
+local function exists(id)
+  return redis.call('EXISTS', task_key(id)) == 1
+end
+
+-- Adds task `id` at `now`: t = {title, kind, of, notes, role ('' for none),
+-- priority, cycle, approval (bool), waits_for (ids it depends on, or nil)}. It is
+-- READY unless it waits for something. The goal counts it as one more task to
+-- finish, and its node joins the plan's (dag:{G}:nodes) so reports show it.
+local function add_task(id, t, now)
+  local key = task_key(id)
+  local waits = t.waits_for or {}
+  local status = 'READY'
+  if #waits > 0 then status = 'BLOCKED' end
+  redis.call('HSET', key, 'status', status, 'title', t.title, 'priority', t.priority,
+    'attempt', 0, 'fence', 0, 'pending', #waits, 'created_at', now, 'updated_at', now,
+    'kind', t.kind, 'of', t.of, 'cycle', t.cycle or 0, 'notes', t.notes or '')
+  if t.approval then redis.call('HSET', key, 'approval', '1') end
+  local node = {id = id, title = t.title, priority = tonumber(t.priority) or 0, kind = t.kind, of = t.of}
+  if t.role ~= '' then
+    redis.call('HSET', key, 'role', t.role)
+    redis.call('SADD', ROLES, t.role)
+    node.role = t.role
+  end
+  if #waits > 0 then redis.call('HSET', DEPS, id, cjson.encode(waits)) end
+  redis.call('HSET', NODES, id, cjson.encode(node))
+  redis.call('HINCRBY', GOAL, 'total', 1)
+  redis.call('HINCRBY', GOAL, 'remaining', 1)
+  if status == 'READY' then
+    index_ready(id, t.role, t.priority)
+    redis.call(PUBLISH, EVENTS, 'ready')
+  end
+end
+
+-- Makes `id` wait for `on` as well (its dependencies list and the count of
+-- unfinished ones); `promote` also lists `id` as a dependent of `on`, so that
+-- finishing `on` moves it on (an escalation settles its review itself instead).
+local function wait_for(id, on, promote)
+  local listed = redis.call('HGET', DEPS, id)
+  local deps = {}
+  if listed then deps = cjson.decode(listed) end
+  deps[#deps + 1] = on
+  redis.call('HSET', DEPS, id, cjson.encode(deps))
+  redis.call('HINCRBY', task_key(id), 'pending', 1)
+  if promote then redis.call('HSET', DEPENDENTS, on, cjson.encode({id})) end
+end
+
+-- The next fix of `base`: its id and number (`base.fix-<n>`, never reused).
+local function next_fix(base)
+  local n = (tonumber(redis.call('HGET', task_key(base), 'fixes')) or 0) + 1
+  return base .. '.fix-' .. n, n
+end
+
+-- Adds fix `fix` (number n) of `base` for base's role, carrying `notes`; `waiter`
+-- (the review, or the rejected task) waits for it. base and waiter are declared.
+local function add_fix(base, fix, n, notes, waiter, now)
+  local b = redis.call('HMGET', task_key(base), 'title', 'role', 'priority')
+  redis.call('HSET', task_key(base), 'fixes', n)
+  add_task(fix, {title = 'Fix ' .. n .. ' of: ' .. (b[1] or base), kind = 'fix', of = base,
+    notes = notes, role = b[2] or '', priority = b[3] or 0, cycle = n}, now)
+  wait_for(waiter, fix, true)
+end
