@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::domain::dag::DEFAULT_NODE_CAP;
+use crate::domain::{AgentKind, claim_role, shape_plan};
 use crate::llm::answer::{PlanAnswer, parse_answer};
 use crate::llm::limits::DEFAULT_LIMIT_BACKOFF;
 use crate::llm::prompt::{PlanContext, plan_prompt};
@@ -121,8 +122,17 @@ pub fn plan_context(project: &crate::project::Project, goal: &str) -> PlanContex
             .agents_of(goal)
             .map(crate::project::AgentConfig::brief)
             .collect(),
+        policy: project.policy(goal),
         previous_error: None,
     }
+}
+
+/// The role the goal's first reviewer claims, if the goal has a reviewer.
+fn reviewer_role(agents: &[crate::llm::prompt::AgentBrief]) -> Option<String> {
+    agents
+        .iter()
+        .find(|a| a.kind == AgentKind::Reviewer)
+        .and_then(|a| claim_role(a.kind, a.role.as_deref()))
 }
 
 /// Fingerprint of what a plan is made from: the plan prompt itself.
@@ -209,6 +219,7 @@ async fn plan_goal(
         replace,
         source,
     };
+    let reviewer = reviewer_role(&context.agents);
     let mut problem = String::new();
     let mut attempt = 0;
     let mut backoff = FIRST_BACKOFF;
@@ -253,6 +264,7 @@ async fn plan_goal(
             .map_err(|e| format!("the answer is not a plan: {e}"))
             .map(|plan| plan.into_dag(&goal))
             .and_then(|dag| check_roles(&dag, &context.agents).map(|()| dag))
+            .and_then(|dag| shape_plan(dag, context.policy, reviewer.as_deref()))
         {
             Ok(dag) => dag,
             Err(e) => {
@@ -329,6 +341,7 @@ mod tests {
             goal_id: "g".into(),
             context: String::new(),
             agents: Vec::new(),
+            policy: Default::default(),
             previous_error: None,
         }
     }

@@ -170,14 +170,6 @@ impl Project {
         self.instructions.policy(goal)
     }
 
-    /// The role a reviewer of `goal` claims (the first reviewer declared), if the
-    /// goal has a reviewer: the role its review tasks get.
-    pub fn reviewer_role(&self, goal: &str) -> Option<String> {
-        self.agents_of(goal)
-            .find(|a| a.kind == AgentKind::Reviewer)
-            .and_then(AgentConfig::claim_role)
-    }
-
     /// The agents working on `goal`.
     pub fn agents_of<'a>(&'a self, goal: &'a str) -> impl Iterator<Item = &'a AgentConfig> + 'a {
         self.agents.iter().filter(move |a| a.goal == goal)

@@ -217,6 +217,14 @@ impl Worker {
                 store.retry_task(&goal, task).await?;
             }
             Directive::Elevate { task, priority } => store.elevate(&goal, task, *priority).await?,
+            Directive::ApproveTask { task } => {
+                let done = store.approve(&goal, task).await?;
+                tracing::info!(agent = %name, %task, promoted = ?done.promoted, "task approved");
+            }
+            Directive::RejectTask { task, reason } => {
+                let rejected = store.reject(&goal, task, reason).await?;
+                tracing::info!(agent = %name, %task, fix = %rejected.fix, "task rejected; a fix task carries the reason");
+            }
             Directive::Reparse => {
                 let path = self
                     .config

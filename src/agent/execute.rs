@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+use crate::domain::TaskKind;
 use crate::llm::prompt::{TaskContext, execute_prompt};
 use crate::llm::{LlmRequest, Phase};
 use crate::llm_gate::LlmCaller;
@@ -50,6 +51,8 @@ pub(super) struct Attempt {
     pub(super) verdict: Verdict,
     /// The `--llm-summarize` note for the task's dependents, if one was made.
     pub(super) summary: Option<String>,
+    /// The task's kind: a review's or an escalation's answer carries a verdict.
+    pub(super) kind: TaskKind,
 }
 
 /// How the race around an attempt ended.
@@ -222,11 +225,17 @@ async fn attempt(
     if caller.provider.writes_files() {
         verdict = check_outputs(verdict, &workspace).await;
     }
+    let kind = context.team.as_ref().map_or(TaskKind::Work, |t| t.kind);
+    // A verdict's notes are what a fix is asked to do: they are kept as written.
     let summary = match &verdict {
-        Verdict::Done(answer) if settings.llm_summarize => {
+        Verdict::Done(answer) if settings.llm_summarize && !kind.decides() => {
             summarize(&caller, workspace, settings.llm_timeout, context, answer).await
         }
         _ => None,
     };
-    Attempt { verdict, summary }
+    Attempt {
+        verdict,
+        summary,
+        kind,
+    }
 }

@@ -10,7 +10,8 @@
 //! failed (retryable) so the task does not wait for the reaper.
 //!
 //! - `worker`: the run (guard, registration, restore) and its step loop;
-//! - `execute`: one task from prompt to its record in the store;
+//! - `execute`: one task from prompt to its record in the store (`record`, and
+//!   `review` for the verdicts of reviews and escalations);
 //! - `verdict`: what an answer means (done, failed, a goal-wide backoff);
 //! - `control`: heartbeat directives;
 //! - `lease`: the held lease and its renewal, the single-active guard, outage backoff.
@@ -20,6 +21,7 @@ mod execute;
 mod lease;
 mod prompts;
 mod record;
+mod review;
 mod verdict;
 mod worker;
 
@@ -62,6 +64,9 @@ pub struct AgentSettings {
     pub llm_summarize: bool,
     /// The process's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Reviews that may ask for changes before a further rejection escalates
+    /// (`--max-review-cycles`).
+    pub max_review_cycles: u32,
 }
 
 impl Default for AgentSettings {
@@ -75,6 +80,7 @@ impl Default for AgentSettings {
             llm_select: false,
             llm_summarize: false,
             metrics: Arc::default(),
+            max_review_cycles: crate::domain::DEFAULT_MAX_REVIEW_CYCLES,
         }
     }
 }

@@ -5,12 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::TaskStatus;
+use crate::domain::{TaskKind, TaskStatus};
 use crate::llm::answer::{SelectAnswer, TaskAnswer, parse_answer};
-use crate::llm::prompt::{SelectContext, TaskContext, select_prompt, summarize_prompt};
+use crate::llm::prompt::{
+    SelectContext, Subject, TaskContext, TeamContext, select_prompt, summarize_prompt,
+};
 use crate::llm::{LlmRequest, Phase};
 use crate::llm_gate::LlmCaller;
-use crate::store::{Lease, StoreError};
+use crate::store::{Lease, Store, StoreError};
 use crate::workspace::GoalWorkspace;
 
 use super::worker::Worker;
@@ -36,6 +38,37 @@ pub(super) fn capped(text: &str, limit: usize) -> String {
         &text[..end],
         text.len() - end
     )
+}
+
+/// What a task porki added is about: its kind, cycle and notes, and the task it
+/// is about with that task's result (capped).
+async fn team_context(store: &dyn Store, lease: &Lease) -> Result<TeamContext, StoreError> {
+    let task = store
+        .task(&lease.goal, &lease.task)
+        .await?
+        .ok_or_else(|| StoreError::unknown_task(&lease.goal, &lease.task))?;
+    let subject = match &task.of {
+        Some(of) => store.task(&lease.goal, of).await?.map(|s| Subject {
+            id: s.id,
+            title: s.title,
+            result: capped(
+                if s.progress.is_empty() {
+                    s.last_error.as_deref().unwrap_or("")
+                } else {
+                    &s.progress
+                },
+                DEPENDENCY_CAP,
+            ),
+            files: s.artifacts,
+        }),
+        None => None,
+    };
+    Ok(TeamContext {
+        kind: task.kind,
+        cycle: task.cycle,
+        notes: task.notes.map(|n| capped(&n, DEPENDENCY_CAP)),
+        subject,
+    })
 }
 
 impl Worker {
@@ -68,6 +101,10 @@ impl Worker {
                 dependency_outputs.insert(dep.id, capped(&dep.progress, DEPENDENCY_CAP));
             }
         }
+        let team = match task.kind {
+            TaskKind::Work => None,
+            _ => Some(team_context(&*store, lease).await?),
+        };
         Ok(TaskContext {
             goal_id: lease.goal.clone(),
             agent: self.config.brief(),
@@ -75,6 +112,7 @@ impl Worker {
             task,
             dependency_outputs,
             artifact_dir: self.workspace(&lease.goal).artifacts_in_prompt(),
+            team,
         })
     }
 
@@ -87,14 +125,15 @@ impl Worker {
         }
         let store = self.deps.store.clone();
         let goal = self.config.goal.clone();
-        let role = self.config.role.clone();
+        let role = self.config.claim_role();
+        let roleless = self.config.takes_roleless();
         let mut ready: Vec<_> = store
             .tasks(&goal)
             .await
             .ok()?
             .into_iter()
             .filter(|t| t.status == TaskStatus::Ready && t.retry_at_ms.is_none())
-            .filter(|t| t.role.is_none() || t.role == role)
+            .filter(|t| (t.role.is_none() && roleless) || (t.role.is_some() && t.role == role))
             .collect();
         if ready.len() < 2 {
             return None;

@@ -30,13 +30,13 @@ pub(super) const MEMORY_LEN: usize = 20;
 const MEMORY_ENTRY_CAP: usize = 300;
 
 /// Longest result text stored with a DONE task, in bytes (the files are in the workspace).
-const PROGRESS_CAP: usize = 8 * 1024;
+pub(super) const PROGRESS_CAP: usize = 8 * 1024;
 
 /// Pause between tries of a write the store failed.
 const WRITE_RETRY: Duration = Duration::from_millis(200);
 
 /// How a write tried until the lease's deadline ended.
-enum Written<T> {
+pub(super) enum Written<T> {
     /// It was applied; its reply.
     Done(T),
     /// The store refused it: the lease is no longer held.
@@ -47,7 +47,7 @@ enum Written<T> {
 
 /// Tries `write` until it answers, the store says the lease is lost, or the
 /// lease's deadline passes (each try bounded by the time left).
-async fn until_deadline<T>(
+pub(super) async fn until_deadline<T>(
     keeper: &LeaseKeeper,
     what: &str,
     mut write: impl AsyncFnMut() -> Result<T, StoreError>,
@@ -79,6 +79,10 @@ impl Worker {
         attempt: Attempt,
     ) -> Option<Claimed> {
         match attempt.verdict {
+            Verdict::Done(answer) if attempt.kind.decides() => {
+                self.settle(lease, keeper, answer).await;
+                None
+            }
             Verdict::Done(answer) => {
                 // Chaos testing (FAILPOINTS=agent-before-complete=5%sleep(3000)): the
                 // whole process stalls with a finished result, as under SIGSTOP.
@@ -289,7 +293,7 @@ impl Worker {
     }
 
     /// Adds an action (capped) to the bounded memory and snapshots it to `agent:NAME:memory`.
-    async fn remember(&mut self, action: String) {
+    pub(super) async fn remember(&mut self, action: String) {
         if self.memory.len() == MEMORY_LEN {
             self.memory.pop_front();
         }

@@ -1,6 +1,7 @@
 //! The command line: clap types, turned into library configuration here so the
 //! rest of porki never sees clap.
 
+mod decide;
 mod demo;
 mod graph;
 mod instructions;
@@ -48,6 +49,10 @@ enum Command {
     Graph(graph::GraphArgs),
     /// Serve the web dashboard, /metrics and health checks for a store (read-only).
     Serve(serve::ServeArgs),
+    /// Approve a task that awaits approval: it is DONE and its dependents go on.
+    Approve(decide::ApproveArgs),
+    /// Reject a task that awaits approval: a fix task carries the reason.
+    Reject(decide::RejectArgs),
 }
 
 /// Flags of `porki run`.
@@ -84,6 +89,10 @@ pub struct RunArgs {
     /// Attempts per task before it is FAILED.
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
+    /// Reviews of a task that may ask for changes; one more rejection goes to a
+    /// manager (or fails the review when the goal has none).
+    #[arg(long, default_value_t = porki::domain::DEFAULT_MAX_REVIEW_CYCLES)]
+    max_review_cycles: u32,
     /// Each goal's workspace, the working directory of its CLI calls; `{goal}` becomes the goal id.
     #[arg(long, value_name = "DIR", default_value = porki::workspace::DEFAULT_WORKSPACE)]
     workspace: PathBuf,
@@ -192,6 +201,7 @@ impl RunArgs {
             llm_select: self.llm.llm_select,
             llm_summarize: self.llm.llm_summarize,
             max_attempts: self.max_attempts,
+            max_review_cycles: self.max_review_cycles,
             replan: self.replan,
             llm_max_concurrency: self.llm.llm_max_concurrency,
             llm_wait: Duration::from_secs(self.llm.llm_concurrency_wait_seconds),
@@ -325,6 +335,8 @@ pub fn main() -> ExitCode {
         Some(Command::Status(args)) => status::run(args),
         Some(Command::Graph(args)) => graph::run(args),
         Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Approve(args)) => decide::approve(args),
+        Some(Command::Reject(args)) => decide::reject(args),
         None if cli.run.instructions.is_some() || cli.run.prompt.is_some() => run::run(cli.run),
         None => {
             use clap::CommandFactory;

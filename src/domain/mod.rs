@@ -1,12 +1,15 @@
-//! Domain types, free of I/O: plans, task states, teams and key-safe names.
+//! Domain types, free of I/O: plans (and their shaping for a team), task
+//! states, teams and key-safe names.
 
 pub mod dag;
 pub mod ids;
+pub mod shaping;
 pub mod task;
 pub mod team;
 
 pub use dag::{Assignment, Dag, DagError, Edge, Node, ValidatedDag};
 pub use ids::{InvalidId, check_id};
+pub use shaping::shape_plan;
 pub use task::{TaskState, TaskStatus};
 pub use team::{
     AgentKind, ApprovalPolicy, DEFAULT_MAX_REVIEW_CYCLES, GoalPolicy, ReviewPolicy, TaskKind,

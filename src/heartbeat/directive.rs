@@ -8,6 +8,8 @@
 //! PAUSE --drain
 //! DROP-TASK task-007   # wrong sources
 //! ELEVATE task-009 50
+//! APPROVE-TASK draft
+//! REJECT-TASK draft the intro repeats the title; cut it
 //! ```
 //!
 //! Heartbeat files also hold prose (the systemg example's first line is a
@@ -50,6 +52,18 @@ pub enum Directive {
         /// The new priority; higher runs sooner.
         priority: i32,
     },
+    /// A person approves a task AWAITING_APPROVAL.
+    ApproveTask {
+        /// The task id.
+        task: String,
+    },
+    /// A person rejects a task AWAITING_APPROVAL: a fix task carries the reason.
+    RejectTask {
+        /// The task id.
+        task: String,
+        /// What to change (the rest of the line, before any `#`).
+        reason: String,
+    },
     /// Reload the agent's instruction file.
     Reparse,
     /// Clear the agent's memory snapshot.
@@ -68,6 +82,8 @@ impl fmt::Display for Directive {
             Directive::DropTask { task } => write!(f, "DROP-TASK {task}"),
             Directive::RetryTask { task } => write!(f, "RETRY-TASK {task}"),
             Directive::Elevate { task, priority } => write!(f, "ELEVATE {task} {priority}"),
+            Directive::ApproveTask { task } => write!(f, "APPROVE-TASK {task}"),
+            Directive::RejectTask { task, reason } => write!(f, "REJECT-TASK {task} {reason}"),
             Directive::Reparse => f.write_str("REPARSE"),
             Directive::FlushMemory => f.write_str("FLUSH-MEMORY"),
             Directive::Stop => f.write_str("STOP"),
@@ -87,7 +103,8 @@ pub enum LineKind {
 }
 
 const USAGE: &str = "PAUSE [--drain], RESUME, DROP-TASK <id>, RETRY-TASK <id>, \
-                     ELEVATE <id> <priority>, REPARSE, FLUSH-MEMORY, STOP";
+                     ELEVATE <id> <priority>, APPROVE-TASK <id>, REJECT-TASK <id> <reason>, \
+                     REPARSE, FLUSH-MEMORY, STOP";
 
 /// Classifies one line of a heartbeat file (a trailing `\n` or `\r\n` is ignored).
 pub fn parse_line(line: &str) -> LineKind {
@@ -123,6 +140,10 @@ pub fn parse_line(line: &str) -> LineKind {
         "DROP-TASK" => one_task("DROP-TASK", &args).map(|task| Directive::DropTask { task }),
         "RETRY-TASK" => one_task("RETRY-TASK", &args).map(|task| Directive::RetryTask { task }),
         "ELEVATE" => elevate(&args),
+        "APPROVE-TASK" => {
+            one_task("APPROVE-TASK", &args).map(|task| Directive::ApproveTask { task })
+        }
+        "REJECT-TASK" => reject(&args),
         _ if looks_like_directive(first) => Err(format!(
             "unknown directive {}: use one of {USAGE}",
             show(first)
@@ -174,6 +195,22 @@ fn task_id(id: &str) -> Result<String, String> {
     check_id("task id", id)
         .map(|()| id.to_owned())
         .map_err(|e| e.to_string())
+}
+
+fn reject(args: &[&str]) -> Result<Directive, String> {
+    match args {
+        [] => Err(
+            "REJECT-TASK needs a task id and a reason, e.g. REJECT-TASK task-001 cite the sources"
+                .into(),
+        ),
+        [id] => Err(format!(
+            "REJECT-TASK {id} needs a reason after the task id: say what to change"
+        )),
+        [id, reason @ ..] => Ok(Directive::RejectTask {
+            task: task_id(id)?,
+            reason: reason.join(" "),
+        }),
+    }
 }
 
 fn elevate(args: &[&str]) -> Result<Directive, String> {
@@ -253,6 +290,19 @@ mod tests {
                 priority: -5
             }
         );
+        assert_eq!(
+            d("approve-task draft"),
+            Directive::ApproveTask {
+                task: "draft".into()
+            }
+        );
+        assert_eq!(
+            d("REJECT-TASK draft  cut the   intro # too long"),
+            Directive::RejectTask {
+                task: "draft".into(),
+                reason: "cut the intro".into()
+            }
+        );
         assert_eq!(d("reparse"), Directive::Reparse);
         assert_eq!(d("Flush-Memory"), Directive::FlushMemory);
         assert_eq!(d("STOP"), Directive::Stop);
@@ -267,6 +317,8 @@ mod tests {
             "DROP-TASK t",
             "RETRY-TASK t",
             "ELEVATE t 3",
+            "APPROVE-TASK t",
+            "REJECT-TASK t say why",
             "REPARSE",
             "FLUSH-MEMORY",
             "STOP",
@@ -310,6 +362,9 @@ mod tests {
     fn every_malformed_form_names_the_problem() {
         assert!(malformed("DROP-TASK").contains("DROP-TASK needs a task id"));
         assert!(malformed("RETRY-TASK").contains("RETRY-TASK needs a task id"));
+        assert!(malformed("REJECT-TASK draft").contains("needs a reason"));
+        assert!(malformed("REJECT-TASK").contains("needs a task id and a reason"));
+        assert!(malformed("APPROVE-TASK a b").contains("takes one task id"));
         assert!(malformed("DROP-TASK a b").contains("one task id"));
         assert!(malformed("DROP-TASK a:b").contains("task id \"a:b\" is not allowed"));
         assert!(malformed("RETRY-TASK {g}").contains("not allowed"));

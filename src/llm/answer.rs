@@ -229,6 +229,36 @@ pub struct TaskAnswer {
     /// Work the model suggests next (recorded, not planned automatically).
     #[serde(default, deserialize_with = "lenient_strings")]
     pub follow_ups: Vec<String>,
+    /// A review's or escalation's decision; other tasks leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<AnswerVerdict>,
+}
+
+/// What a reviewer (or a manager settling an escalation) decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerVerdict {
+    /// The work passes.
+    Approved,
+    /// The work needs the changes the notes name.
+    ChangesRequested,
+}
+
+impl<'de> Deserialize<'de> for AnswerVerdict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let words = text.trim().to_ascii_lowercase().replace([' ', '-'], "_");
+        match words.as_str() {
+            "approved" | "approve" | "accepted" | "accept" | "pass" | "passed" | "lgtm" => {
+                Ok(AnswerVerdict::Approved)
+            }
+            "changes_requested" | "request_changes" | "changes" | "rejected" | "reject"
+            | "needs_changes" => Ok(AnswerVerdict::ChangesRequested),
+            _ => Err(de::Error::custom(format!(
+                "verdict {text:?} is not \"approved\" or \"changes_requested\""
+            ))),
+        }
+    }
 }
 
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>

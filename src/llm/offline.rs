@@ -6,7 +6,10 @@
 //! - **plan**: the agents named in the prompt, with their instruction texts, are
 //!   planned by [`task_list_plan`] (its module docs say how task lists become
 //!   nodes and edges, and what a goal without tasks gets).
-//! - **execute**: writes a markdown report to `<porki-artifacts>/<task-id>.md`.
+//! - **execute**: writes a markdown report to `<porki-artifacts>/<task-id>.md`
+//!   (fixes and recoveries too). A review asks for changes the first time it
+//!   reviews a task and approves after that; an escalation approves. So a demo
+//!   shows one review asking for changes once, then passing.
 //! - **summarize**: summarizes the dependency outputs, writes nothing.
 //! - **select**: picks the first candidate.
 //!
@@ -21,10 +24,11 @@ use serde_json::json;
 
 use super::answer::PlanAnswer;
 use super::prompt::{
-    self, AgentBrief, Block, CANDIDATES_BLOCK, DEPENDENCY_BLOCK, GOAL_LINE, TASK_BLOCK,
+    self, AgentBrief, Block, CANDIDATES_BLOCK, DEPENDENCY_BLOCK, GOAL_LINE, TASK_BLOCK, TEAM_BLOCK,
+    TeamContext,
 };
 use super::{LlmError, LlmProvider, LlmRequest, LlmResponse, Phase, Usage};
-use crate::domain::{Node, check_id};
+use crate::domain::{Node, TaskKind, check_id};
 use crate::instructions::task_list_plan;
 use crate::instructions::tasks::slug;
 
@@ -125,6 +129,7 @@ struct TaskPrompt {
     task: Node,
     agent: Option<AgentBrief>,
     dependencies: BTreeMap<String, String>,
+    team: Option<TeamContext>,
 }
 
 fn read_task_prompt(prompt: &str) -> Result<TaskPrompt, LlmError> {
@@ -148,12 +153,37 @@ fn read_task_prompt(prompt: &str) -> Result<TaskPrompt, LlmError> {
         task,
         agent: prompt::prompt_agents(prompt).into_iter().next(),
         dependencies,
+        team: blocks
+            .iter()
+            .find(|b| b.label == TEAM_BLOCK)
+            .and_then(|b| serde_json::from_str(&b.text).ok()),
     })
+}
+
+/// A review's or escalation's answer: changes asked for on a task's first
+/// review, approval after that and on escalations.
+fn verdict_answer(team: &TeamContext) -> String {
+    let subject = team.subject.as_ref().map_or("the task", |s| s.id.as_str());
+    let (verdict, notes) = if team.kind == TaskKind::Review && team.cycle == 0 {
+        (
+            "changes_requested",
+            format!("offline review of {subject}: add a line saying which inputs the report used"),
+        )
+    } else {
+        (
+            "approved",
+            format!("offline review of {subject}: the changes asked for are in; approved"),
+        )
+    };
+    json!({"status": "done", "verdict": verdict, "outputs": [], "notes": notes}).to_string()
 }
 
 async fn execute_answer(request: &LlmRequest) -> Result<String, LlmError> {
     let prompt = &request.prompt;
     let parts = read_task_prompt(prompt)?;
+    if let Some(team) = parts.team.as_ref().filter(|t| t.kind.decides()) {
+        return Ok(verdict_answer(team));
+    }
     let named = prompt::prompt_header(prompt, prompt::ARTIFACTS_LINE)
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
@@ -219,6 +249,13 @@ fn report(parts: &TaskPrompt) -> String {
             task.expected_artifacts.join(", ")
         ));
     }
+    if let Some(team) = &parts.team {
+        let subject = team.subject.as_ref().map_or("", |s| s.id.as_str());
+        text.push_str(&format!("- {} of: {subject}\n", team.kind));
+        if let Some(notes) = &team.notes {
+            text.push_str(&format!("- addresses: {notes}\n"));
+        }
+    }
     text.push_str("\n## Inputs from dependencies\n\n");
     if parts.dependencies.is_empty() {
         text.push_str("None: this task depends on nothing.\n");
@@ -271,6 +308,7 @@ mod tests {
             goal_id: "goal-001".into(),
             context: "# Goal\n## Tasks\n- not an agent task\n".into(),
             agents,
+            policy: Default::default(),
             previous_error: None,
         };
         let text = ask(Phase::Plan, prompt::plan_prompt(&ctx)).await;
@@ -345,6 +383,7 @@ mod tests {
             task,
             dependency_outputs: BTreeMap::from([("collect".into(), "found 3 sources".into())]),
             artifact_dir: dir,
+            team: None,
         }
     }
 
@@ -363,6 +402,47 @@ mod tests {
         let report = std::fs::read_to_string(&path).unwrap();
         assert!(report.starts_with("# Write the report"), "{report}");
         assert!(report.contains("goal-001") && report.contains("found 3 sources"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_review_asks_for_changes_once_then_approves_and_a_fix_writes_its_report() {
+        use crate::llm::answer::AnswerVerdict;
+        use crate::llm::prompt::{Subject, TeamContext};
+        let dir = std::env::temp_dir().join(format!("porki-offline-team-{}", std::process::id()));
+        let team = |kind, cycle| TeamContext {
+            kind,
+            cycle,
+            notes: Some("say which inputs".into()),
+            subject: Some(Subject {
+                id: "draft".into(),
+                title: "Draft".into(),
+                result: "wrote draft.md".into(),
+                files: vec!["draft.md".into()],
+            }),
+        };
+        let answer = async |kind, cycle| -> TaskAnswer {
+            let ctx = TaskContext {
+                team: Some(team(kind, cycle)),
+                ..task_ctx(dir.clone())
+            };
+            parse_answer(&ask(Phase::Execute, prompt::execute_prompt(&ctx)).await).unwrap()
+        };
+        let first = answer(TaskKind::Review, 0).await;
+        assert_eq!(first.verdict, Some(AnswerVerdict::ChangesRequested));
+        assert!(first.notes.contains("draft"), "{}", first.notes);
+        let again = answer(TaskKind::Review, 1).await;
+        assert_eq!(again.verdict, Some(AnswerVerdict::Approved));
+        let escalation = answer(TaskKind::Escalate, 3).await;
+        assert_eq!(escalation.verdict, Some(AnswerVerdict::Approved));
+        let fix = answer(TaskKind::Fix, 1).await;
+        assert_eq!(fix.verdict, None);
+        let report = std::fs::read_to_string(dir.join("write.md")).unwrap();
+        assert!(report.contains("- fix of: draft\n"), "{report}");
+        assert!(
+            report.contains("- addresses: say which inputs\n"),
+            "{report}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

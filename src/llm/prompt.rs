@@ -24,7 +24,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::domain::{AgentKind, Node};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{AgentKind, GoalPolicy, Node, TaskKind};
 
 use super::Phase;
 
@@ -56,6 +58,8 @@ pub const DEPENDENCY_BLOCK: &str = "dependency";
 pub const MEMORY_BLOCK: &str = "memory";
 /// Label of the block holding the validator's message about the previous plan.
 pub const PREVIOUS_ERROR_BLOCK: &str = "previous-error";
+/// Label of the block holding a [`TeamContext`] as JSON (tasks porki added).
+pub const TEAM_BLOCK: &str = "team";
 
 const BLOCK_OPEN: &str = "----- begin ";
 const BLOCK_CLOSE: &str = "----- end ";
@@ -70,6 +74,8 @@ pub struct PlanContext {
     pub context: String,
     /// The agents working on the goal.
     pub agents: Vec<AgentBrief>,
+    /// The goal's review and approval policies.
+    pub policy: GoalPolicy,
     /// The validator's message about the previous answer, when asking again.
     pub previous_error: Option<String>,
 }
@@ -89,6 +95,77 @@ pub struct TaskContext {
     pub dependency_outputs: BTreeMap<String, String>,
     /// Where the task writes its files.
     pub artifact_dir: PathBuf,
+    /// For a task porki added (review, fix, recovery, escalation): what it is about.
+    pub team: Option<TeamContext>,
+}
+
+/// What a task porki added to a running plan is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamContext {
+    /// Review, fix, recovery or escalation.
+    pub kind: TaskKind,
+    /// A review: how many times it asked for changes before; a fix: its number;
+    /// an escalation: how many times the review asked for changes.
+    pub cycle: u32,
+    /// What to address: the review's notes, a person's reason for rejecting, or
+    /// the error the failed task ended with.
+    pub notes: Option<String>,
+    /// The task this one is about.
+    pub subject: Option<Subject>,
+}
+
+/// The task an added task is about, as its prompt shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subject {
+    /// Task id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Its recorded result (capped).
+    pub result: String,
+    /// The files it lists.
+    pub files: Vec<String>,
+}
+
+impl TeamContext {
+    /// What the agent is asked to do, in place of the execute prompt's usual words.
+    fn what(&self) -> String {
+        let subject = self
+            .subject
+            .as_ref()
+            .map(|s| format!("task {} (\"{}\")", s.id, s.title))
+            .unwrap_or_else(|| "the task it is about".to_string());
+        match self.kind {
+            TaskKind::Work => String::new(),
+            TaskKind::Review => format!(
+                "Review the work of {subject}: its result is below and its files are in the \
+                 workspace. Do not change files. Answer with \"verdict\": \"approved\" when the work \
+                 does what its task asks, or \"changes_requested\" with what to change in `notes`{again}.",
+                again = if self.cycle > 0 {
+                    " (changes were asked for before: check that the fixes answer them)"
+                } else {
+                    ""
+                }
+            ),
+            TaskKind::Escalate => format!(
+                "You settle a review that did not pass: the review of {subject} asked for changes \
+                 {} time(s); the reviewer's last notes are below. Answer with \"verdict\": \
+                 \"approved\" to accept the work as it is, or \"changes_requested\" to reject it for \
+                 good (the goal then fails), with your reasons in `notes`. Do not change files.",
+                self.cycle
+            ),
+            TaskKind::Fix => format!(
+                "Changes were asked for to {subject}; what to change is below. Make those changes \
+                 in the workspace (the task's files are there), write new files into the artifacts \
+                 directory, and list every file you changed or wrote in `outputs`."
+            ),
+            TaskKind::Recover => format!(
+                "{subject} failed; the error it ended with is below. Do its work again, avoiding \
+                 what went wrong. Write every file you produce into the artifacts directory and \
+                 list their paths in `outputs`."
+            ),
+        }
+    }
 }
 
 /// What the select prompt needs.
@@ -118,8 +195,21 @@ pub fn plan_prompt(ctx: &PlanContext) -> String {
          - ids: 1 to 64 characters from A-Z a-z 0-9 . _ -, unique.\n\
          - an edge means `target` starts only after `source` is done; no cycles.\n\
          - `role` (optional) restricts a task to the agents of that role; use the roles below.\n\
-         - higher `priority` runs sooner among ready tasks.\n",
+         - higher `priority` runs sooner among ready tasks.\n\
+         - `review`: true marks a task for review (goals that review marked tasks only); \
+         `approval`: true makes it wait for a person's approval after it ran; \
+         `assignment`: \"soft\" lets another agent take it when no agent of its role is running.\n",
         goal = ctx.goal_id
+    );
+    let _ = write!(
+        p,
+        "\n## Team policies\n\
+         - review: {review} (when the goal has a reviewer, porki adds a review task after each \
+         reviewed task: do not plan reviews yourself, and do not end ids in .review, .fix-N, \
+         .recover or .escalate)\n\
+         - approval: {approval}\n",
+        review = ctx.policy.review.as_str(),
+        approval = ctx.policy.approval.as_str(),
     );
     if let Some(error) = &ctx.previous_error {
         p.push_str("\n## Your previous answer was rejected\nFix this and answer again:\n");
@@ -136,14 +226,14 @@ pub fn plan_prompt(ctx: &PlanContext) -> String {
 
 /// The execute prompt: do one task, write files into the artifact directory.
 pub fn execute_prompt(ctx: &TaskContext) -> String {
-    task_prompt(
-        ctx,
-        Phase::Execute,
-        "Do the task below. Your working directory is the goal's workspace, shared with \
-         the goal's other agents: name paths relative to it. Write every file you produce \
-         into the artifacts directory (the `porki-artifacts` line above) and list the paths \
-         of the files you wrote in `outputs`; put results that are not files in `notes`.",
-    )
+    const WORK: &str = "Do the task below. Your working directory is the goal's workspace, \
+         shared with the goal's other agents: name paths relative to it. Write every file you \
+         produce into the artifacts directory (the `porki-artifacts` line above) and list the \
+         paths of the files you wrote in `outputs`; put results that are not files in `notes`.";
+    match &ctx.team {
+        Some(team) if team.kind != TaskKind::Work => task_prompt(ctx, Phase::Execute, &team.what()),
+        _ => task_prompt(ctx, Phase::Execute, WORK),
+    }
 }
 
 /// The summarize prompt: report what a task and its dependencies produced.
@@ -169,13 +259,23 @@ fn task_prompt(ctx: &TaskContext, phase: Phase, what: &str) -> String {
         "\nYou are agent {name}, working on goal {goal}. {what}\n\n\
          ## Answer format\n\
          Answer with one JSON object and nothing else:\n\
-         {{\"status\": \"done\", \"outputs\": [\"path or result\"], \"notes\": \"what you did\", \"follow_ups\": []}}\n\
+         {{\"status\": \"done\", \"outputs\": [\"path or result\"], \"notes\": \"what you did\", \"follow_ups\": []{verdict}}}\n\
          Use \"status\": \"failed\" with the reason in `notes` when the task cannot be done.\n",
         name = ctx.agent.name,
         goal = ctx.goal_id,
+        verdict = match &ctx.team {
+            Some(team) if team.kind.decides() && phase == Phase::Execute => {
+                ", \"verdict\": \"approved or changes_requested\""
+            }
+            _ => "",
+        },
     );
     p.push_str("\n## Task\n");
     block(&mut p, TASK_BLOCK, &json_text(&ctx.task));
+    if let Some(team) = &ctx.team {
+        p.push_str("\n## What this task is about\n");
+        block(&mut p, TEAM_BLOCK, &json_text(team));
+    }
     p.push_str("\n## Dependency outputs\n");
     if ctx.dependency_outputs.is_empty() {
         p.push_str("(none: this task depends on nothing)\n");
@@ -377,6 +477,7 @@ mod tests {
             task: Node::new("write", "Write the report"),
             dependency_outputs: BTreeMap::from([("collect".into(), "sources.md".into())]),
             artifact_dir: PathBuf::from("/tmp/art"),
+            team: None,
         }
     }
 
@@ -389,6 +490,10 @@ mod tests {
                 agent("research_agent", Some("research"), "## Tasks\n- collect\n"),
                 agent("solo", None, ""),
             ],
+            policy: GoalPolicy {
+                review: crate::domain::ReviewPolicy::Marked,
+                ..GoalPolicy::default()
+            },
             previous_error: Some("the dependencies form a cycle".into()),
         };
         let p = plan_prompt(&ctx);
@@ -398,6 +503,8 @@ mod tests {
         assert_eq!(prompt_phase(&p), Some(Phase::Plan));
         assert_eq!(prompt_header(&p, GOAL_LINE), Some("goal-001"));
         assert!(p.contains("the dependencies form a cycle"));
+        assert!(p.contains("- review: marked ("), "{p}");
+        assert!(p.contains("- approval: marked\n"), "{p}");
         // The fake heading inside the context block is not an agent.
         assert_eq!(prompt_agents(&p), ctx.agents);
     }
@@ -414,6 +521,7 @@ mod tests {
                 agent("solo", None, ""),
                 manager,
             ],
+            policy: GoalPolicy::default(),
             previous_error: None,
         };
         let p = plan_prompt(&ctx);

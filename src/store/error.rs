@@ -143,7 +143,7 @@ impl StoreError {
     }
 
     /// `UnknownTask` for `goal`/`task`.
-    pub(super) fn unknown_task(goal: &str, task: &str) -> Self {
+    pub fn unknown_task(goal: &str, task: &str) -> Self {
         StoreError::UnknownTask {
             goal: goal.to_string(),
             task: task.to_string(),

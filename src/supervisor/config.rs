@@ -48,6 +48,8 @@ pub struct RunSettings {
     pub llm_summarize: bool,
     /// Attempts per task before it is FAILED.
     pub max_attempts: u32,
+    /// Reviews that may ask for changes before a further rejection escalates.
+    pub max_review_cycles: u32,
     /// Plan a goal again when its instructions changed since its plan was stored.
     pub replan: bool,
     /// LLM calls in flight across processes (0: no cap).
@@ -81,6 +83,7 @@ impl Default for RunSettings {
             llm_select: false,
             llm_summarize: false,
             max_attempts: crate::store::DEFAULT_MAX_ATTEMPTS,
+            max_review_cycles: crate::domain::DEFAULT_MAX_REVIEW_CYCLES,
             replan: false,
             llm_max_concurrency: crate::llm_gate::DEFAULT_MAX_CONCURRENCY,
             llm_wait: crate::llm_gate::DEFAULT_WAIT,
@@ -121,6 +124,7 @@ impl RunSettings {
             llm_select: self.llm_select,
             llm_summarize: self.llm_summarize,
             metrics: self.metrics.clone(),
+            max_review_cycles: self.max_review_cycles,
             ..AgentSettings::default()
         }
     }
@@ -196,6 +200,7 @@ mod tests {
             llm_select: true,
             llm_summarize: true,
             max_attempts: 4,
+            max_review_cycles: 5,
             replan: true,
             ..RunSettings::default()
         };
@@ -207,6 +212,7 @@ mod tests {
             PathBuf::from("/out/g")
         );
         assert!(agent.llm_select && agent.llm_summarize);
+        assert_eq!(agent.max_review_cycles, 5);
         let planner = settings.planner();
         assert_eq!(planner.llm_timeout, Duration::from_secs(9));
         assert_eq!(planner.max_attempts, 4);
