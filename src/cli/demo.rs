@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use anyhow::Context as _;
 use clap::Args;
-use porki::domain::TaskStatus;
+use porki::domain::{TaskKind, TaskStatus};
 use porki::llm::OfflineProvider;
 use porki::project::Project;
 use porki::store::prelude::*;
@@ -168,13 +168,14 @@ async fn show_progress(store: Arc<dyn Store>, goals: Vec<String>) {
                 (done as usize * width) / status.total as usize
             };
             let line = format!(
-                "{goal} [{}{}] {done}/{} done, {} running, {} ready, {} blocked, {} failed",
+                "{goal} [{}{}] {done}/{} done, {} running, {} ready, {} blocked, {} awaiting approval, {} failed",
                 "#".repeat(filled),
                 "-".repeat(width - filled),
                 status.total,
                 status.count(TaskStatus::Running),
                 status.count(TaskStatus::Ready),
                 status.count(TaskStatus::Blocked),
+                status.count(TaskStatus::AwaitingApproval),
                 status.count(TaskStatus::Failed),
             );
             if line != last {
@@ -225,5 +226,40 @@ async fn print_summary(store: &dyn Store, goal: &str) -> anyhow::Result<()> {
             t.artifacts.join(", ")
         );
     }
+    for line in review_story(&tasks) {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// One line per review: how often it asked for changes, the fixes it got, and
+/// how it ended.
+fn review_story(tasks: &[porki::domain::TaskState]) -> Vec<String> {
+    tasks
+        .iter()
+        .filter(|t| t.kind == TaskKind::Review)
+        .map(|review| {
+            let subject = review.of.as_deref().unwrap_or("?");
+            let fixes: Vec<&str> = tasks
+                .iter()
+                .filter(|t| t.kind == TaskKind::Fix && t.of.as_deref() == Some(subject))
+                .map(|t| t.id.as_str())
+                .collect();
+            let ended = match review.status {
+                TaskStatus::Done => "then approved",
+                TaskStatus::Failed => "then failed",
+                TaskStatus::AwaitingApproval => "then passed; awaits a person's approval",
+                _ => "still under way",
+            };
+            let asked = match fixes.as_slice() {
+                [] => "approved on the first review".to_string(),
+                fixes => format!(
+                    "asked for changes {} time(s) ({}), {ended}",
+                    review.cycle,
+                    fixes.join(", ")
+                ),
+            };
+            format!("review of {subject} by {}: {asked}", review.owner.as_deref().unwrap_or("-"))
+        })
+        .collect()
 }

@@ -20,11 +20,14 @@
 //! sends it on SIGTERM/SIGINT).
 //!
 //! `config.rs` holds the run's settings, `restart.rs` the restart policy,
-//! `slots.rs` the agent slots (spawn limit, crash restarts, instruction reloads).
+//! `slots.rs` the agent slots (spawn limit, crash restarts, instruction reloads),
+//! `unserved.rs` the READY tasks no live agent can take (reported, and handed to
+//! another builder when the plan marked them soft).
 
 mod config;
 mod restart;
 mod slots;
+mod unserved;
 
 use self::slots::{AgentSlot, SlotState};
 
@@ -40,7 +43,6 @@ use crate::agent::{AgentDeps, AgentExit, HeldLeases, StopAgent};
 use crate::llm_gate::{LlmCaller, LlmGate};
 use crate::planner::{DagPlanner, PlanGoal, plan_context};
 use crate::reaper::LeaseReaper;
-use crate::report::AgentReport;
 use crate::store::GoalState;
 use crate::watcher::{HeartbeatChanged, HeartbeatWatcher, InstructionsChanged};
 
@@ -142,57 +144,6 @@ impl Supervisor {
                 if !stranded.is_empty() {
                     tracing::error!(goals = ?stranded, "no agent is left to finish these goals (all failed or stopped)");
                     supervisor.shut_down(1, ctx);
-                }
-            }),
-        );
-    }
-
-    /// Logs, when it changes, which READY tasks of each goal no live agent (of any
-    /// process) can take: such a goal never ends on its own.
-    fn check_unserved(&mut self, ctx: &mut Context<Self>) {
-        if self.shutting_down {
-            return;
-        }
-        let store = self.config.store.clone();
-        let goals = self.config.project.goals();
-        ctx.spawn(
-            async move {
-                let mut agents = Vec::new();
-                for record in store.agents().await.ok()? {
-                    let alive = store.agent_alive(&record.name).await.ok()?;
-                    agents.push(AgentReport {
-                        record,
-                        last_error: None,
-                        alive,
-                    });
-                }
-                let mut found = BTreeMap::new();
-                for goal in goals {
-                    if let Some(status) = store.goal_status(&goal).await.ok()?
-                        && !status.state.is_terminal()
-                    {
-                        found.insert(goal, crate::report::unserved(&status, &agents));
-                    }
-                }
-                Some(found)
-            }
-            .into_actor(self)
-            .map(|found, supervisor, _| {
-                for (goal, unserved) in found.unwrap_or_default() {
-                    let before = supervisor.unserved.get(&goal);
-                    if before == Some(&unserved) || (before.is_none() && unserved.is_empty()) {
-                        continue;
-                    }
-                    if unserved.is_empty() {
-                        tracing::info!(goal = %goal, "every READY task has a live agent again");
-                    } else {
-                        tracing::warn!(
-                            goal = %goal,
-                            "no live agent can take {}: declare or start an agent of that role (porki status shows the goal's agents)",
-                            crate::report::unserved_text(&unserved)
-                        );
-                    }
-                    supervisor.unserved.insert(goal, unserved);
                 }
             }),
         );
@@ -328,14 +279,12 @@ impl Actor for Supervisor {
         ctx.run_interval(Duration::from_millis(500), |supervisor, ctx| {
             supervisor.check_goals(ctx)
         });
-        ctx.run_interval(UNSERVED_CHECK, |supervisor, ctx| {
+        ctx.run_interval(unserved::UNSERVED_CHECK, |supervisor, ctx| {
             supervisor.check_unserved(ctx)
         });
     }
 }
 
-/// How often the Supervisor looks for READY tasks no live agent can take.
-const UNSERVED_CHECK: Duration = Duration::from_secs(10);
 
 /// Stop everything and exit 0.
 #[derive(Message)]

@@ -22,7 +22,14 @@ fn demo_runs_the_bundled_example_to_the_end() {
         .unwrap();
     let stdout = success_stdout(&output);
     assert!(stdout.contains("goal demo-001: complete"), "{stdout}");
-    for task in ["scope", "outline", "publish"] {
+    // The marked draft is reviewed: changes asked once, a fix by the writer, then approved.
+    assert!(
+        stdout.contains(
+            "review of draft by reviewer: asked for changes 1 time(s) (draft.fix-1), then approved"
+        ),
+        "{stdout}"
+    );
+    for task in ["scope", "outline", "publish", "draft.fix-1"] {
         assert!(stdout.contains(task), "summary lists {task}: {stdout}");
         assert!(
             dir.join(format!("artifacts/demo-001/{task}.md")).is_file(),
@@ -291,7 +298,8 @@ fn json_logs_carry_goal_task_agent_and_attempt_on_task_lines() {
         .iter()
         .filter(|l| l["fields"]["message"] == "task done")
         .collect();
-    assert_eq!(done.len(), 12);
+    // The 12 planned tasks and the fix the draft's review asked for.
+    assert_eq!(done.len(), 13);
     for line in done {
         for field in ["goal", "task", "agent", "attempt"] {
             assert!(!line["span"][field].is_null(), "{field} missing: {line}");
