@@ -7,6 +7,8 @@
 //!   reaper, LLM gate), on the embedded store and on Redis.
 //! - `control_plane`: operators steering live agents through heartbeat files
 //!   and instruction edits.
+//! - `teams`: a builder, a reviewer and a manager through reviews, fixes, an
+//!   escalation, a recovery and an approval across a restart; every loop's bound.
 //! - `cli`, `status_graph`: the `porki` binary as a user runs it.
 //! - `faults`: the real binary under kill -9, Redis restarts, stalls, chaos
 //!   fail points, a soak, bad input and secrets.
@@ -46,4 +48,5 @@ mod redis_keys;
 mod runtime;
 mod status_graph;
 mod store_conformance;
+mod teams;
 mod web;

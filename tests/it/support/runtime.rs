@@ -35,6 +35,8 @@ pub enum Behaviour {
     Stall(Duration),
     /// Panic.
     Panic,
+    /// Answer this JSON after the delay (a review's verdict, a failure).
+    Answer(serde_json::Value),
 }
 
 /// One execution the provider saw.
@@ -170,9 +172,15 @@ impl LlmProvider for ScriptedProvider {
             index: index.0,
         };
         let behaviour = (self.behaviour)(&task, index.1);
+        let mut answer = None;
         let outcome = match behaviour {
             Behaviour::Succeed => {
                 tokio::time::sleep(self.delay).await;
+                Ok(())
+            }
+            Behaviour::Answer(value) => {
+                tokio::time::sleep(self.delay).await;
+                answer = Some(value.to_string());
                 Ok(())
             }
             Behaviour::Stall(d) => {
@@ -185,12 +193,14 @@ impl LlmProvider for ScriptedProvider {
         if outcome.is_err() {
             panic!("scripted panic executing {task}");
         }
-        let text = serde_json::json!({
-            "status": "done",
-            "outputs": [format!("{task}.md")],
-            "notes": format!("{task} by {}", self.process),
-        })
-        .to_string();
+        let text = answer.unwrap_or_else(|| {
+            serde_json::json!({
+                "status": "done",
+                "outputs": [format!("{task}.md")],
+                "notes": format!("{task} by {}", self.process),
+            })
+            .to_string()
+        });
         Ok(LlmResponse { text, usage })
     }
 }
@@ -358,6 +368,30 @@ pub fn spawn_runtime_on(
         });
         system.run_with_code().unwrap()
     })
+}
+
+/// Runs one orchestrator "process" as [`spawn_runtime`] does, and hands back
+/// its Supervisor, so the test can shut it down as SIGTERM would.
+pub fn spawn_stoppable_runtime(
+    store: StoreKind,
+    provider: Arc<ScriptedProvider>,
+    project: Project,
+) -> (JoinHandle<i32>, Addr<Supervisor>) {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let run = std::thread::spawn(move || {
+        let system = System::new();
+        system.block_on(async move {
+            let store = store.open().await;
+            *provider.store.lock().unwrap() = Some(store.clone());
+            let config = test_config(project, store, provider);
+            sender.send(Supervisor::new(config).start()).unwrap();
+        });
+        system.run_with_code().unwrap()
+    });
+    let supervisor = receiver
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the runtime starts");
+    (run, supervisor)
 }
 
 /// Joins a runtime thread, failing the test if it runs past `limit`.

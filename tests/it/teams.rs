@@ -1,0 +1,266 @@
+//! Teams at work: a builder, a reviewer and a manager through accepted and
+//! rejected reviews, an escalation, a recovery and a person's approval given
+//! through a heartbeat file across a restart; and the bounds of every loop (a
+//! reviewer who always rejects, a task that always fails, an approval that
+//! never comes) as the runtime meets them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use porki::domain::{Node, TaskKind, TaskStatus};
+use porki::project::Project;
+use porki::store::prelude::*;
+use porki::store::GoalState;
+use porki::supervisor::Shutdown;
+use serde_json::json;
+
+use crate::support::runtime::*;
+use crate::support::{RedisServer, append_line, block_on, plan, temp_dir, wait_until};
+
+/// A project of goal `g` with a builder `dev`, a reviewer `qa` and, when
+/// `manager`, a manager `lead`, each with a heartbeat file; the goal reviews the
+/// tasks the plan marks.
+fn team(dir: &Path, manager: bool) -> Project {
+    std::fs::create_dir_all(dir.join("heartbeat")).unwrap();
+    let mut text = String::from(
+        "# Team\n\n## Goals\n\n### g\n- Review: marked\n- Approve: marked\n\n## Agents\n\n\
+         ### dev\n- Goal: g\n- Role: dev\n- Heartbeat: heartbeat/dev.md\n- Cadence: 2s\n\n\
+         ### qa\n- Goal: g\n- Role: qa\n- Heartbeat: heartbeat/qa.md\n- Cadence: 2s\n",
+    );
+    if manager {
+        text.push_str("\n### lead\n- Goal: g\n- Role: lead\n- Heartbeat: heartbeat/lead.md\n- Cadence: 2s\n");
+    }
+    std::fs::write(dir.join("INSTRUCTIONS.md"), text).unwrap();
+    Project::load(&dir.join("INSTRUCTIONS.md")).unwrap()
+}
+
+/// A work task for the builder's role, marked for review and approval as asked.
+fn work(id: &str, review: bool, approval: bool) -> Node {
+    let mut node = Node::new(id, format!("Task {id}"));
+    node.role = Some("dev".into());
+    node.review = review;
+    node.approval = approval;
+    node
+}
+
+fn verdict(verdict: &str, notes: &str) -> Behaviour {
+    Behaviour::Answer(json!({"status": "done", "verdict": verdict, "notes": notes, "outputs": []}))
+}
+
+fn failure(why: &str) -> Behaviour {
+    Behaviour::Answer(json!({"status": "failed", "notes": why}))
+}
+
+/// Executions per task that the record saw.
+fn count(record: &Record, task: &str) -> usize {
+    record.counts().get(task).copied().unwrap_or(0)
+}
+
+#[test]
+fn a_team_reviews_fixes_escalates_recovers_and_waits_for_an_approval_across_a_restart() {
+    let server = RedisServer::start();
+    let dir = temp_dir("team");
+    let store = StoreKind::Redis(server.url());
+    let dag = plan(
+        "g",
+        vec![
+            work("accepted", true, false),
+            work("fixed", true, false),
+            work("escalated", true, false),
+            work("flaky", false, false),
+            work("approved", false, true),
+            work("final", false, false),
+        ],
+        &[("fixed", "final")],
+    );
+    let first = Arc::new(Record::default());
+    let mut provider = ScriptedProvider::new(dag.clone(), "first", first.clone());
+    provider.behaviour = Box::new(|task, before| match (task, before) {
+        ("accepted.review", _) => verdict("approved", "fine as it is"),
+        ("fixed.review", 0) => verdict("changes_requested", "add the missing tests"),
+        ("fixed.review", _) => verdict("approved", "the tests are in"),
+        ("escalated.review", n) => verdict("changes_requested", &format!("still wrong ({n})")),
+        ("escalated.escalate", _) => verdict("approved", "good enough to ship"),
+        ("flaky", n) => failure(&format!("flaky broke ({n})")),
+        _ => Behaviour::Succeed,
+    });
+    let (run, supervisor) =
+        spawn_stoppable_runtime(store.clone(), Arc::new(provider), team(&dir, true));
+    let tasks = |store: &StoreKind| final_tasks(store, "g");
+    wait_until(LIMIT, "everything but the approval is done", || {
+        let tasks = tasks(&store);
+        tasks.get("approved").map(|t| t.0) == Some(TaskStatus::AwaitingApproval)
+            && tasks
+                .iter()
+                .filter(|(id, _)| !["approved", "flaky"].contains(&id.as_str()))
+                .all(|(_, t)| t.0 == TaskStatus::Done)
+            && tasks.len() == 16
+    });
+    // The approval holds no lease and costs nothing while it waits.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&first, "approved"), 1);
+    supervisor.do_send(Shutdown);
+    join_within(run, LIMIT);
+
+    let states = block_on(async {
+        let store = store.open().await;
+        let mut tasks = store.tasks("g").await.unwrap();
+        tasks.sort_by(|a, b| a.id.cmp(&b.id));
+        (store.goal_status("g").await.unwrap().unwrap(), tasks)
+    });
+    let (goal, tasks) = states;
+    assert_eq!(goal.state, GoalState::Active, "waiting for the approval");
+    assert_eq!(goal.count(TaskStatus::AwaitingApproval), 1);
+    let task = |id: &str| tasks.iter().find(|t| t.id == id).unwrap().clone();
+    // An accepted review: one review, no fix.
+    assert_eq!(count(&first, "accepted.review"), 1);
+    assert_eq!(task("accepted.review").owner.as_deref(), Some("qa"));
+    // A rejected-then-fixed review: the fix carries the notes, for the builder's role.
+    let fix = task("fixed.fix-1");
+    assert_eq!((fix.kind, fix.of.as_deref()), (TaskKind::Fix, Some("fixed")));
+    assert_eq!(fix.notes.as_deref(), Some("add the missing tests"));
+    assert_eq!(fix.owner.as_deref(), Some("dev"));
+    assert_eq!(count(&first, "fixed.review"), 2);
+    assert_eq!(task("fixed.review").cycle, 1);
+    // Dependents wait for the review to pass, not just for the task.
+    let executions = first.executions();
+    let started = |id: &str| executions.iter().find(|e| e.task == id).unwrap().started;
+    let last_review_end = executions
+        .iter()
+        .filter(|e| e.task == "fixed.review")
+        .filter_map(|e| e.finished)
+        .max()
+        .unwrap();
+    assert!(started("final") >= last_review_end, "final waited for the review");
+    // An escalation after two review cycles: three reviews, two fixes, one
+    // manager's decision that passed the review.
+    assert_eq!(count(&first, "escalated.review"), 3);
+    assert_eq!(
+        (count(&first, "escalated.fix-1"), count(&first, "escalated.fix-2")),
+        (1, 1)
+    );
+    assert_eq!(count(&first, "escalated.escalate"), 1);
+    assert_eq!(task("escalated.escalate").owner.as_deref(), Some("lead"));
+    assert_eq!(task("escalated.review").status, TaskStatus::Done);
+    // A recovery: the task failed its three attempts, the manager redid it.
+    assert_eq!(count(&first, "flaky"), 3);
+    let flaky = task("flaky");
+    assert_eq!(flaky.status, TaskStatus::Failed);
+    assert_eq!(flaky.recovered_by.as_deref(), Some("flaky.recover"));
+    let recovery = task("flaky.recover");
+    assert_eq!(recovery.status, TaskStatus::Done);
+    assert_eq!(recovery.owner.as_deref(), Some("lead"));
+    assert!(recovery.notes.unwrap().contains("flaky broke (2)"));
+    assert_eq!(goal.superseded, 1);
+    // Reviewers and managers took no builder work.
+    for id in ["accepted", "fixed", "escalated", "approved", "final"] {
+        assert_eq!(task(id).owner.as_deref(), Some("dev"), "{id}");
+    }
+
+    // A new process; a person approves through a heartbeat file of the goal.
+    let second = Arc::new(Record::default());
+    let provider = ScriptedProvider::new(dag, "second", second.clone());
+    let run = spawn_runtime(store.clone(), Arc::new(provider), team(&dir, true), |_| {});
+    std::thread::sleep(Duration::from_secs(1));
+    append_line(&dir.join("heartbeat/lead.md"), "APPROVE-TASK approved");
+    assert_eq!(join_within(run, LIMIT), 0, "the goal completes once approved");
+    assert!(second.executions().is_empty(), "nothing ran again");
+    let tasks = tasks(&store);
+    assert!(tasks.values().filter(|t| t.0 != TaskStatus::Failed).all(|t| t.0 == TaskStatus::Done));
+}
+
+/// Runs the scripted team on the embedded store (paused clock) until it exits.
+fn run_team(
+    name: &str,
+    manager: bool,
+    dag: porki::domain::Dag,
+    behaviour: Box<ChooseBehaviour>,
+) -> (i32, Arc<Record>, Vec<porki::domain::TaskState>) {
+    let dir = temp_dir(name);
+    let mut provider = ScriptedProvider::new(dag, "p", Arc::default());
+    provider.behaviour = behaviour;
+    let (record, memory, run) =
+        start_on_memory(Clock::Paused, provider, team(&dir, manager), |_| {});
+    let code = join_within(run, LIMIT);
+    let tasks = block_on(memory.tasks("g")).unwrap();
+    (code, record, tasks)
+}
+
+#[test]
+fn a_reviewer_who_always_rejects_ends_in_a_failed_review_after_the_cycles() {
+    for manager in [false, true] {
+        let dag = plan("g", vec![work("a", true, false)], &[]);
+        let (code, record, tasks) = run_team(
+            "reject",
+            manager,
+            dag,
+            Box::new(|task, n| match task {
+                "a.review" => verdict("changes_requested", &format!("no ({n})")),
+                "a.escalate" => verdict("changes_requested", "not shippable"),
+                _ => Behaviour::Succeed,
+            }),
+        );
+        assert_eq!(code, 1, "the goal fails (manager: {manager})");
+        assert_eq!(count(&record, "a"), 1);
+        assert_eq!(count(&record, "a.review"), 3, "a first review and two cycles");
+        assert_eq!(count(&record, "a.fix-1") + count(&record, "a.fix-2"), 2);
+        assert_eq!(count(&record, "a.fix-3"), 0);
+        assert_eq!(count(&record, "a.escalate"), usize::from(manager));
+        let review = tasks.iter().find(|t| t.id == "a.review").unwrap();
+        assert_eq!(review.status, TaskStatus::Failed);
+        let error = review.last_error.clone().unwrap();
+        let says = if manager { "not shippable" } else { "no (2)" };
+        assert!(error.contains(says), "{error}");
+    }
+}
+
+#[test]
+fn a_task_that_always_fails_is_recovered_once_then_fails_with_both_errors() {
+    let dag = plan("g", vec![work("a", false, false), work("b", false, false)], &[("a", "b")]);
+    let (code, record, tasks) = run_team(
+        "always-fails",
+        false,
+        dag,
+        Box::new(|task, n| match task {
+            "a" => failure(&format!("a broke ({n})")),
+            "a.recover" => failure(&format!("the recovery broke ({n})")),
+            _ => Behaviour::Succeed,
+        }),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(count(&record, "a"), 3);
+    assert_eq!(count(&record, "a.recover"), 3);
+    assert_eq!(count(&record, "b"), 0, "b never runs on failed work");
+    assert_eq!(count(&record, "a.recover.recover"), 0);
+    let task = |id: &str| tasks.iter().find(|t| t.id == id).unwrap().clone();
+    assert_eq!(task("a").status, TaskStatus::Failed);
+    assert!(task("a").last_error.unwrap().contains("a broke (2)"));
+    let recovery = task("a.recover");
+    assert_eq!(recovery.status, TaskStatus::Failed);
+    let error = recovery.last_error.unwrap();
+    assert!(error.contains("the recovery broke (2)"), "{error}");
+    assert!(error.contains("a broke (2)"), "both errors: {error}");
+    assert_eq!(tasks.len(), 3, "one recovery, nothing nested");
+}
+
+#[test]
+fn an_approval_that_never_comes_waits_visibly_and_spends_nothing() {
+    let dir = temp_dir("never-approved");
+    let dag = plan("g", vec![work("a", false, true), work("b", false, false)], &[("a", "b")]);
+    let provider = ScriptedProvider::new(dag, "p", Arc::default());
+    let record = provider.record.clone();
+    let (run, supervisor) = spawn_stoppable_runtime(
+        StoreKind::Memory(Arc::default()),
+        Arc::new(provider),
+        team(&dir, false),
+    );
+    let started = Instant::now();
+    wait_until(LIMIT, "a awaits approval", || count(&record, "a") == 1);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!run.is_finished(), "--until-done keeps waiting");
+    assert_eq!(record.executions().len(), 1, "no call while it waits");
+    supervisor.do_send(Shutdown);
+    join_within(run, LIMIT);
+    assert!(started.elapsed() >= Duration::from_secs(3));
+}
