@@ -21,8 +21,8 @@
 //! multi-key change, the scripts in `lua/`, each naming every key it touches),
 //! on one Redis (`redis://`) or a Redis Cluster (`redis+cluster://`, `url.rs`);
 //! [`MemoryStore`] (`memory://`) is the embedded one for demos and
-//! single-process runs. All pass the same conformance suite
-//! (`tests/it/store_conformance.rs`).
+//! single-process runs. All pass the same conformance suites
+//! (`tests/it/store_conformance.rs`, `tests/it/team_conformance/`).
 
 mod agents;
 mod control;

@@ -3,6 +3,9 @@
 //!
 //! - `store_conformance`: one behaviour suite run against both store backends
 //!   (`memory://` and a private `redis-server`).
+//! - `team_conformance`: the team loops of the store (approval, rejection,
+//!   reviews with fixes and escalations, recovery, claim scopes, reassignment)
+//!   on the same backends.
 //! - `runtime`: the orchestrator in-process (Supervisor, agents, planner,
 //!   reaper, LLM gate), on the embedded store and on Redis.
 //! - `control_plane`: operators steering live agents through heartbeat files
@@ -48,5 +51,6 @@ mod redis_keys;
 mod runtime;
 mod status_graph;
 mod store_conformance;
+mod team_conformance;
 mod teams;
 mod web;

@@ -1,6 +1,8 @@
 //! One behaviour suite, run against every store backend: `memory://`, a private
 //! `redis-server`, and the shared Redis Cluster (each test under names of its own,
 //! see `support::prefixed`). A backend passes only if every test passes on it.
+//! The team suite (`team_conformance`) runs on the same backends with the same
+//! macro and helpers.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -18,19 +20,19 @@ use crate::support::{
 };
 
 /// The backend under test, and the Redis server behind it (kept alive with it).
-struct Backend {
-    store: Arc<dyn Store>,
+pub(crate) struct Backend {
+    pub(crate) store: Arc<dyn Store>,
     _server: Option<RedisServer>,
 }
 
-async fn memory() -> Backend {
+pub(crate) async fn memory() -> Backend {
     Backend {
         store: Arc::new(MemoryStore::new()),
         _server: None,
     }
 }
 
-async fn redis() -> Backend {
+pub(crate) async fn redis() -> Backend {
     let server = RedisServer::start();
     let store = RedisStore::connect(&server.url()).await.expect("connect");
     Backend {
@@ -39,7 +41,7 @@ async fn redis() -> Backend {
     }
 }
 
-async fn cluster() -> Backend {
+pub(crate) async fn cluster() -> Backend {
     let cluster = RedisCluster::shared();
     let store = RedisStore::connect_cluster(&cluster.url())
         .await
@@ -52,7 +54,8 @@ async fn cluster() -> Backend {
 }
 
 /// Runs each behaviour once per backend: `NAME::memory`, `NAME::redis` and
-/// `NAME::cluster`.
+/// `NAME::cluster`. The calling module has `memory`, `redis`, `cluster` and a
+/// `behaviour` module with one `async fn NAME(Arc<dyn Store>)` per behaviour.
 ///
 /// The `timed` behaviours wait out leases, backoffs and TTLs. `memory://`
 /// keeps time with tokio's clock, so it runs them on a paused clock: each wait
@@ -83,6 +86,7 @@ macro_rules! conformance {
         }
     };
 }
+pub(crate) use conformance;
 
 conformance!(
     untimed: [
@@ -122,17 +126,17 @@ conformance!(
     ],
 );
 
-const LONG: Duration = Duration::from_secs(60);
-const SHORT: Duration = Duration::from_millis(150);
+pub(crate) const LONG: Duration = Duration::from_secs(60);
+pub(crate) const SHORT: Duration = Duration::from_millis(150);
 
-async fn write(store: &dyn Store, dag: Dag) -> WriteDagOutcome {
+pub(crate) async fn write(store: &dyn Store, dag: Dag) -> WriteDagOutcome {
     write_plan(store, dag, &WriteDagOptions::default(), 10_000)
         .await
         .expect("plan is written")
         .0
 }
 
-async fn write_with_attempts(store: &dyn Store, dag: Dag, max_attempts: u32) {
+pub(crate) async fn write_with_attempts(store: &dyn Store, dag: Dag, max_attempts: u32) {
     let options = WriteDagOptions {
         max_attempts,
         ..Default::default()
@@ -142,7 +146,7 @@ async fn write_with_attempts(store: &dyn Store, dag: Dag, max_attempts: u32) {
         .expect("plan is written");
 }
 
-async fn status_of(store: &dyn Store, goal: &str, task: &str) -> TaskStatus {
+pub(crate) async fn status_of(store: &dyn Store, goal: &str, task: &str) -> TaskStatus {
     store
         .task(goal, task)
         .await
@@ -151,7 +155,7 @@ async fn status_of(store: &dyn Store, goal: &str, task: &str) -> TaskStatus {
         .status
 }
 
-async fn statuses(store: &dyn Store, goal: &str) -> BTreeMap<String, TaskStatus> {
+pub(crate) async fn statuses(store: &dyn Store, goal: &str) -> BTreeMap<String, TaskStatus> {
     store
         .tasks(goal)
         .await
@@ -161,11 +165,25 @@ async fn statuses(store: &dyn Store, goal: &str) -> BTreeMap<String, TaskStatus>
         .collect()
 }
 
-fn result(text: &str) -> TaskResult {
+pub(crate) fn result(text: &str) -> TaskResult {
     TaskResult {
         progress: text.to_string(),
         artifacts: vec![format!("{text}.md")],
     }
+}
+
+/// Goal `g`'s per-state counts in [`TaskStatus::ALL`] order, checked against the tasks.
+pub(crate) async fn counts(store: &dyn Store) -> Vec<u64> {
+    let goal = store.goal_status("g").await.unwrap().unwrap();
+    let tasks = statuses(store, "g").await;
+    let counts: Vec<u64> = TaskStatus::ALL.iter().map(|&s| goal.count(s)).collect();
+    let tally: Vec<u64> = TaskStatus::ALL
+        .iter()
+        .map(|&s| tasks.values().filter(|&&t| t == s).count() as u64)
+        .collect();
+    assert_eq!(counts, tally, "counts agree with the tasks: {tasks:?}");
+    assert_eq!(goal.total, tasks.len() as u64);
+    counts
 }
 
 fn assert_lost<T: std::fmt::Debug>(outcome: Result<T, StoreError>, what: &str) {
@@ -933,20 +951,6 @@ mod behaviour {
         assert_eq!(counts(&*store).await, [1, 4, 1, 0, 1, 0]);
         store.drop_task("g", "b", "dropped").await.unwrap();
         assert_eq!(counts(&*store).await, [1, 4, 0, 0, 1, 1]);
-    }
-
-    /// The goal's per-state counts in [`TaskStatus::ALL`] order, checked against the tasks.
-    async fn counts(store: &dyn Store) -> Vec<u64> {
-        let goal = store.goal_status("g").await.unwrap().unwrap();
-        let tasks = statuses(store, "g").await;
-        let counts: Vec<u64> = TaskStatus::ALL.iter().map(|&s| goal.count(s)).collect();
-        let tally: Vec<u64> = TaskStatus::ALL
-            .iter()
-            .map(|&s| tasks.values().filter(|&&t| t == s).count() as u64)
-            .collect();
-        assert_eq!(counts, tally, "counts agree with the tasks: {tasks:?}");
-        assert_eq!(goal.total, tasks.len() as u64);
-        counts
     }
 
     pub async fn the_agent_guard_admits_one_holder_at_a_time(store: Arc<dyn Store>) {

@@ -10,7 +10,9 @@ if not t[1] then return {'no_task'} end
 if t[1] ~= 'AWAITING_APPROVAL' then return {'state', t[1]} end
 local base = id
 if t[2] == 'review' then base = t[3] end
+-- The work's hash numbers the next fix: it is read only once declared.
 want(base)
+if wanting() then return need() end
 local fix, n = next_fix(base)
 want(fix)
 want_roles()

@@ -45,9 +45,12 @@ end
 if approved then return (complete_held(id, token, fence, progress, artifacts, call)) end
 if kind ~= 'review' then return {'not_review', kind or 'work'} end
 
--- Changes requested. `of` is the reviewed task (a work task).
+-- Changes requested. `of` is the reviewed task (a work task). Its hash numbers
+-- the next fix, so it is read only once it is declared (a review's id need not
+-- be derived from it, so the caller may not have guessed it).
 local base = of
 want(base)
+if wanting() then return need() end
 local fix, n = nil, nil
 local escalation = base .. '.escalate'
 if cycle < max_cycles then

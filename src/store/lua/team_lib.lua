@@ -50,6 +50,7 @@ local function wait_for(id, on, promote)
 end
 
 -- The next fix of `base`: its id and number (`base.fix-<n>`, never reused).
+-- Reads base's hash: base must be declared (`want` it and answer `need` first).
 local function next_fix(base)
   local n = (tonumber(redis.call('HGET', task_key(base), 'fixes')) or 0) + 1
   return base .. '.fix-' .. n, n

@@ -140,6 +140,20 @@ impl Prefixed {
                 action,
                 needed,
             },
+            StoreError::Superseded { goal, task, by } => StoreError::Superseded {
+                goal: self.strip(&goal),
+                task,
+                by,
+            },
+            StoreError::NotAReview { goal, task, kind } => StoreError::NotAReview {
+                goal: self.strip(&goal),
+                task,
+                kind,
+            },
+            StoreError::KeptChanging { goal, rounds } => StoreError::KeptChanging {
+                goal: self.strip(&goal),
+                rounds,
+            },
             other => other,
         }
     }
