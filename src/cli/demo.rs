@@ -259,7 +259,10 @@ fn review_story(tasks: &[porki::domain::TaskState]) -> Vec<String> {
                     fixes.join(", ")
                 ),
             };
-            format!("review of {subject} by {}: {asked}", review.owner.as_deref().unwrap_or("-"))
+            format!(
+                "review of {subject} by {}: {asked}",
+                review.owner.as_deref().unwrap_or("-")
+            )
         })
         .collect()
 }

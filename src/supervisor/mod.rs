@@ -285,7 +285,6 @@ impl Actor for Supervisor {
     }
 }
 
-
 /// Stop everything and exit 0.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -6,7 +6,7 @@
 local id, token, fence, err, retryable, backoff = ARG[1], ARG[2], ARG[3], ARG[4], ARG[5], tonumber(ARG[6])
 local recovery, recovery_role = ARG[7], ARG[8]
 if not holds(id, token, fence) then return {'lost'} end
-local t = redis.call('HMGET', task_key(id), 'attempt', 'kind', 'title', 'role', 'priority', 'approval')
+local t = redis.call('HMGET', task_key(id), 'attempt', 'kind', 'title', 'role', 'priority', 'approval', 'of')
 local retry = retryable == '1' and tonumber(t[1]) < max_attempts()
 -- Only planned work is recovered, and only once (the recovery is never recovered).
 local rid = id .. '.recover'
@@ -16,6 +16,15 @@ if recover then
   want_roles()
   if wanting() then return need() end
   recover = not exists(rid)
+end
+-- A recovery that fails for good says what the task it recovered failed with:
+-- the goal's failure then names both errors.
+local recovering = not retry and t[2] == 'recover' and t[7]
+if recovering then
+  want(recovering)
+  if wanting() then return need() end
+  local first = redis.call('HGET', task_key(recovering), 'last_error') or 'no error recorded'
+  err = err .. ' (recovering ' .. recovering .. ', which had failed with: ' .. first .. ')'
 end
 local now = now_ms()
 redis.call('DEL', lock_key(id))

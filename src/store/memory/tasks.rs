@@ -179,7 +179,19 @@ impl GoalData {
         };
         let recoverable = task.kind.is_work() && !self.tasks.contains_key(&recovery_id);
         let Some(role) = role.filter(|_| recoverable) else {
-            self.fail_for_good(id, error.to_string());
+            // A failed recovery says what the task it recovered failed with.
+            let error = match task.of.as_ref().filter(|_| task.kind == TaskKind::Recover) {
+                Some(of) => format!(
+                    "{error} (recovering {of}, which had failed with: {})",
+                    self.tasks[of]
+                        .state
+                        .last_error
+                        .as_deref()
+                        .unwrap_or("no error recorded")
+                ),
+                None => error.to_string(),
+            };
+            self.fail_for_good(id, error);
             return None;
         };
         let spec = NewTask {

@@ -355,12 +355,17 @@ impl TaskStore for RedisStore {
             mode,
             role,
         ];
+        // Declared up front: the recovery this failure may add, or the task a
+        // failing recovery recovers (its error joins this one).
         let recover = recovery_id(&lease.task);
-        let tasks: &[&str] = match recovery {
-            Recovery::Never => &[&lease.task],
-            _ => &[&lease.task, &recover],
-        };
-        let mut call = GoalCall::new(&lease.goal, tasks, &args);
+        let recovered = lease.task.strip_suffix(".recover");
+        let mut tasks = vec![lease.task.as_str()];
+        match (recovery, recovered) {
+            (_, Some(recovered)) => tasks.push(recovered),
+            (Recovery::Never, None) => {}
+            (_, None) => tasks.push(&recover),
+        }
+        let mut call = GoalCall::new(&lease.goal, &tasks, &args);
         if !role.is_empty() {
             call.roles.push(role.to_string());
         }
