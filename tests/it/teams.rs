@@ -295,3 +295,29 @@ fn an_approval_that_never_comes_waits_visibly_and_spends_nothing() {
     join_within(run, LIMIT);
     assert!(started.elapsed() >= Duration::from_secs(3));
 }
+
+#[test]
+fn a_soft_task_whose_role_has_no_live_agent_goes_to_a_builder() {
+    let dir = temp_dir("soft");
+    std::fs::write(
+        dir.join("INSTRUCTIONS.md"),
+        "## Agents\n### dev\n- Goal: g\n- Role: dev\n### sketcher\n- Goal: g\n- Role: design\n",
+    )
+    .unwrap();
+    let project = Project::load(&dir.join("INSTRUCTIONS.md")).unwrap();
+    let mut sketch = Node::new("sketch", "Sketch the page");
+    sketch.role = Some("design".into());
+    sketch.assignment = porki::domain::Assignment::Soft;
+    let dag = plan("g", vec![work("build", false, false), sketch], &[]);
+    let provider = ScriptedProvider::new(dag, "p", Arc::default());
+    // One slot, filled in name order: the sketcher never runs while the builder holds it.
+    let (record, memory, run) = start_on_memory(Clock::Paused, provider, project, |config| {
+        config.settings.spawn_limit = 1
+    });
+    assert_eq!(join_within(run, LIMIT), 0);
+    let sketch = block_on(memory.task("g", "sketch")).unwrap().unwrap();
+    assert_eq!(sketch.owner.as_deref(), Some("dev"));
+    assert_eq!(sketch.role.as_deref(), Some("dev"));
+    assert_eq!(sketch.planned_role.as_deref(), Some("design"));
+    assert_eq!(count(&record, "sketch"), 1);
+}
