@@ -2,6 +2,7 @@
 //! what changed in them.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -140,6 +141,20 @@ impl GoalStatus {
     }
 }
 
+/// What reserving tokens of a goal's budget found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// Reserved: the call may go ahead, and must be settled.
+    Reserved,
+    /// Nothing left: the tokens spent and reserved by calls in flight reach the budget.
+    Spent {
+        /// Tokens spent.
+        spent: u64,
+        /// Tokens reserved by calls in flight.
+        reserved: u64,
+    },
+}
+
 /// Goals as a whole: what the planner writes and `porki status` reads. Every
 /// method is atomic with respect to every other caller.
 #[async_trait]
@@ -153,6 +168,32 @@ pub trait GoalStore: Send + Sync + 'static {
 
     /// Adds an LLM call's tokens and cost to the goal's totals; returns the new token total.
     async fn add_usage(&self, goal: &str, tokens: u64, cost_usd: f64) -> Result<u64, StoreError>;
+
+    /// Reserves `estimate` tokens of the goal's `budget` for a call about to be
+    /// made, under the id `reservation`, unless the tokens spent and reserved by
+    /// calls in flight already reach the budget. One atomic step on `goal:{G}`, so
+    /// concurrent calls overshoot the budget by at most the last admitted call's
+    /// tokens. A reservation not settled within `ttl` (its process died between
+    /// reserving and settling) expires and stops counting.
+    async fn reserve_tokens(
+        &self,
+        goal: &str,
+        reservation: &str,
+        estimate: u64,
+        budget: u64,
+        ttl: Duration,
+    ) -> Result<Reservation, StoreError>;
+
+    /// Settles a call: drops its reservation (`""`: it had none) and adds its
+    /// actual tokens and cost to the goal's totals in one atomic step; returns
+    /// the new token total.
+    async fn settle_tokens(
+        &self,
+        goal: &str,
+        reservation: &str,
+        tokens: u64,
+        cost_usd: f64,
+    ) -> Result<u64, StoreError>;
 
     /// Marks a goal that could not be planned as failed with `reason` (no-op if it has a plan).
     async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError>;

@@ -43,7 +43,7 @@ pub use self::error::StoreError;
 pub use self::events::{EVENT_CHANNEL_CAPACITY, EventKind, StoreEvent};
 pub use self::gate::GateStore;
 pub use self::goals::{
-    DEFAULT_MAX_ATTEMPTS, GoalBackoff, GoalState, GoalStatus, GoalStore, PlanError,
+    DEFAULT_MAX_ATTEMPTS, GoalBackoff, GoalState, GoalStatus, GoalStore, PlanError, Reservation,
     WriteDagOptions, WriteDagOutcome, write_plan,
 };
 pub use self::memory::MemoryStore;

@@ -122,6 +122,10 @@ conformance!(
     ],
 );
 
+// The goal-level behaviours (replans, spending, the budget, the cleanup), with
+// the same backends and macro.
+mod upkeep;
+
 const LONG: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_millis(150);
 

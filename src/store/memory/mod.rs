@@ -52,6 +52,8 @@ struct State {
     agent_errors: HashMap<String, VecDeque<String>>,
     /// LLM call slots: token → expiry.
     gate: HashMap<String, Instant>,
+    /// Token reservations of LLM calls in flight, by goal: id → (tokens, expiry).
+    reservations: HashMap<String, HashMap<String, (u64, Instant)>>,
 }
 
 struct GoalData {

@@ -15,7 +15,7 @@ use porki::domain::{Dag, TaskState, TaskStatus, ValidatedDag};
 use porki::store::prelude::*;
 use porki::store::{
     AgentField, AgentRecord, ClaimOutcome, CompleteOutcome, FailOutcome, GoalStatus, Lease,
-    ReapOutcome, StoreError, StoreEvent, TaskResult, WriteDagOptions, WriteDagOutcome,
+    ReapOutcome, Reservation, StoreError, StoreEvent, TaskResult, WriteDagOptions, WriteDagOutcome,
 };
 use tokio::sync::broadcast;
 
@@ -308,6 +308,33 @@ impl GoalStore for Prefixed {
     async fn add_usage(&self, goal: &str, tokens: u64, cost_usd: f64) -> Result<u64, StoreError> {
         self.inner
             .add_usage(&self.real(goal), tokens, cost_usd)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn reserve_tokens(
+        &self,
+        goal: &str,
+        reservation: &str,
+        estimate: u64,
+        budget: u64,
+        ttl: Duration,
+    ) -> Result<Reservation, StoreError> {
+        self.inner
+            .reserve_tokens(&self.real(goal), reservation, estimate, budget, ttl)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn settle_tokens(
+        &self,
+        goal: &str,
+        reservation: &str,
+        tokens: u64,
+        cost_usd: f64,
+    ) -> Result<u64, StoreError> {
+        self.inner
+            .settle_tokens(&self.real(goal), reservation, tokens, cost_usd)
             .await
             .map_err(|e| self.err(e))
     }
