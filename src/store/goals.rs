@@ -1,5 +1,11 @@
 //! Goals: their plans, summaries and LLM spending, and the events that announce
 //! what changed in them.
+//!
+//! What is about the goal and not about its plan outlives a replaced plan: the
+//! LLM spending (`tokens`, `cost_usd`, the token reservations of calls in flight)
+//! and a rate or usage limit's wait (`backoff_until`, `backoff_reason`).
+//! Everything else in `goal:{G}` describes the plan (its fingerprint and source,
+//! title, attempts, counts, times, `last_error`) and is written anew with it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,8 +27,12 @@ pub struct WriteDagOptions {
     pub title: String,
     /// Attempts before a task is FAILED.
     pub max_attempts: u32,
-    /// Discard a different stored plan instead of refusing.
-    pub replace: bool,
+    /// The fingerprint of the stored plan this write may replace: the one the
+    /// writer read when it decided to plan again. A different stored plan is
+    /// replaced only while it is still this one (compare-and-set), so that of two
+    /// processes replanning at once the second resumes the first's plan instead of
+    /// wiping its progress. `None`: a different stored plan is never replaced.
+    pub expected: Option<String>,
     /// Fingerprint of what the plan was made from (instructions, agents), kept to
     /// notice a goal whose instructions changed since it was planned.
     pub source: String,
@@ -33,7 +43,7 @@ impl Default for WriteDagOptions {
         Self {
             title: String::new(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
-            replace: false,
+            expected: None,
             source: String::new(),
         }
     }

@@ -1,18 +1,27 @@
-//! Keeping goals right across processes and over time (issue 12): the token
-//! budget under concurrent calls, and the event feed's first resync. (The
+//! Keeping goals right across processes and over time (issue 12): two `--replan`s
+//! at once, the token budget under concurrent calls, and the event feed's first
+//! resync. (The
 //! store-level halves run on every backend in `store_conformance::upkeep`.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use actix::prelude::*;
 use async_trait::async_trait;
+use porki::domain::{Dag, TaskStatus};
+use porki::llm::prompt::PlanContext;
 use porki::llm::{FailureKind, LlmError, LlmProvider, LlmRequest, LlmResponse, Phase, Usage};
 use porki::llm_gate::{CallError, LlmCaller, LlmGate};
+use porki::planner::{DagPlanner, PlanGoal, PlanOutcome};
 use porki::store::prelude::*;
-use porki::store::{EventKind, MemoryStore, RedisStore, Reservation};
+use porki::store::{
+    EventKind, MemoryStore, RedisStore, Reservation, TaskResult, WriteDagOptions, write_plan,
+};
+use porki::supervisor::RunSettings;
+use tokio::sync::Semaphore;
 
-use crate::support::{Prefixed, RedisCluster, RedisServer};
+use crate::support::{Prefixed, RedisCluster, RedisServer, claim, nodes, plan, temp_dir};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -25,6 +34,13 @@ async fn cluster_store() -> Arc<dyn Store> {
         .await
         .unwrap();
     Prefixed::new(Arc::new(store))
+}
+
+fn done(text: &str) -> TaskResult {
+    TaskResult {
+        progress: text.into(),
+        artifacts: Vec::new(),
+    }
 }
 
 fn caller(
@@ -50,6 +66,131 @@ async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+// --- defect 13: two --replan at once ---------------------------------------
+
+/// Answers plan calls in the order they came, each once the test releases it.
+struct HeldPlans {
+    plans: Vec<Dag>,
+    arrived: AtomicUsize,
+    release: Vec<Semaphore>,
+}
+
+#[async_trait]
+impl LlmProvider for HeldPlans {
+    fn name(&self) -> &str {
+        "held"
+    }
+
+    async fn call(&self, _: &LlmRequest) -> Result<LlmResponse, LlmError> {
+        let turn = self.arrived.fetch_add(1, Ordering::SeqCst);
+        let plan = self.plans.get(turn).expect("no more plan calls than plans");
+        self.release[turn].acquire().await.unwrap().forget();
+        Ok(LlmResponse {
+            text: serde_json::to_string(plan).unwrap(),
+            usage: Usage::default(),
+        })
+    }
+}
+
+/// Two processes started with `--replan` on the same edited instructions both
+/// read the old plan and ask for a new one; the first to answer replaces it and
+/// its agents make progress; the second's answer must not wipe that.
+async fn two_replans_at_once_keep_the_first_ones_progress(store: Arc<dyn Store>) {
+    let before = WriteDagOptions {
+        source: "the instructions before the edit".into(),
+        ..Default::default()
+    };
+    write_plan(
+        &*store,
+        plan("g", nodes(&["a", "b"]), &[("a", "b")]),
+        &before,
+        100,
+    )
+    .await
+    .unwrap();
+    let provider = Arc::new(HeldPlans {
+        plans: vec![
+            plan("g", nodes(&["x", "y"]), &[("x", "y")]),
+            plan("g", nodes(&["p", "q"]), &[]),
+        ],
+        arrived: AtomicUsize::new(0),
+        release: vec![Semaphore::new(0), Semaphore::new(0)],
+    });
+    let settings = RunSettings {
+        replan: true,
+        workspace: temp_dir("replan").join("{goal}"),
+        ..RunSettings::default()
+    }
+    .planner();
+    let context = PlanContext {
+        goal_id: "g".into(),
+        context: "the edited instructions".into(),
+        agents: Vec::new(),
+        previous_error: None,
+    };
+    let start = || {
+        let caller = caller(&store, provider.clone(), None);
+        let planner = DagPlanner::new(store.clone(), caller, settings.clone()).start();
+        actix_rt::spawn(planner.send(PlanGoal {
+            context: context.clone(),
+        }))
+    };
+    let (one, two) = (start(), start());
+    wait_for("both planners asked for a plan", async || {
+        provider.arrived.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    provider.release[0].add_permits(1);
+    wait_for("the first new plan is stored", async || {
+        store.task("g", "x").await.unwrap().is_some()
+    })
+    .await;
+    finish_one(&*store, "x").await;
+    provider.release[1].add_permits(1);
+    let mut outcomes = vec![
+        one.await.unwrap().unwrap().unwrap(),
+        two.await.unwrap().unwrap().unwrap(),
+    ];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, [PlanOutcome::Replanned, PlanOutcome::Resumed]);
+    let tasks: Vec<(String, TaskStatus)> = store
+        .tasks("g")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.id, t.status))
+        .collect();
+    assert_eq!(
+        tasks,
+        [
+            ("x".into(), TaskStatus::Done),
+            ("y".into(), TaskStatus::Ready)
+        ],
+        "the second replan resumed the first's plan and kept its progress"
+    );
+    // A third process started with --replan afterwards resumes without a call.
+    let outcome = start().await.unwrap().unwrap().unwrap();
+    assert_eq!(outcome, PlanOutcome::Resumed);
+    assert_eq!(provider.arrived.load(Ordering::SeqCst), 2);
+}
+
+async fn finish_one(store: &dyn Store, task: &str) {
+    let lease = claim(store, "g", "w", LONG).await.unwrap();
+    assert_eq!(lease.task, task);
+    store.complete(&lease, &done(task)).await.unwrap();
+}
+
+#[actix_rt::test]
+async fn two_replans_at_once_keep_the_first_ones_progress_on_memory() {
+    two_replans_at_once_keep_the_first_ones_progress(Arc::new(MemoryStore::new())).await;
+}
+
+#[actix_rt::test]
+async fn two_replans_at_once_keep_the_first_ones_progress_on_redis() {
+    let server = RedisServer::start();
+    two_replans_at_once_keep_the_first_ones_progress(redis_store(&server).await).await;
 }
 
 // --- defect 9: the token budget under concurrent calls -----------------------

@@ -237,7 +237,7 @@ mod behaviour {
         );
 
         let replace = WriteDagOptions {
-            replace: true,
+            expected: Some(store.goal_status("g").await.unwrap().unwrap().fingerprint),
             ..Default::default()
         };
         let (outcome, _) = write_plan(&*store, other, &replace, 100).await.unwrap();

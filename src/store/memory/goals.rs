@@ -137,7 +137,10 @@ impl GoalStore for MemoryStore {
             Some(existing) if existing.status.fingerprint == dag.fingerprint() => {
                 return Ok(WriteDagOutcome::Unchanged);
             }
-            Some(_) if options.replace => WriteDagOutcome::Replaced,
+            // Replaced only while the stored plan is still the one the writer read.
+            Some(existing) if options.expected.as_ref() == Some(&existing.status.fingerprint) => {
+                WriteDagOutcome::Replaced
+            }
             Some(existing) => {
                 return Err(StoreError::PlanConflict {
                     goal,
@@ -150,6 +153,14 @@ impl GoalStore for MemoryStore {
         if let Some(prior) = state.unplanned.remove(&goal) {
             data.status.tokens = prior.tokens;
             data.status.cost_usd = prior.cost_usd;
+        }
+        // What is about the goal, not the plan, outlives a replaced plan (the
+        // reservations of calls in flight are kept apart and stay as they are).
+        if let Some(old) = state.goals.remove(&goal) {
+            data.status.tokens = old.status.tokens;
+            data.status.cost_usd = old.status.cost_usd;
+            data.status.backoff = old.status.backoff;
+            data.backoff_until = old.backoff_until;
         }
         state.goals.insert(goal.clone(), data);
         self.emit(&goal, EventKind::Ready);

@@ -136,7 +136,7 @@ impl GoalStore for RedisStore {
     ) -> Result<WriteDagOutcome, StoreError> {
         let goal = dag.goal_id();
         let attempts = options.max_attempts.max(1).to_string();
-        let replace = if options.replace { "1" } else { "0" };
+        let expected = options.expected.as_deref().unwrap_or("");
         let nodes = &dag.dag().nodes;
         let tasks: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
         let mut call = GoalCall::new(
@@ -146,7 +146,7 @@ impl GoalStore for RedisStore {
                 dag.fingerprint(),
                 &options.title,
                 &attempts,
-                replace,
+                expected,
                 &plan_json(dag),
                 &options.source,
             ],
