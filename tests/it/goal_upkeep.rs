@@ -1,7 +1,7 @@
 //! Keeping goals right across processes and over time (issue 12): two `--replan`s
-//! at once, the token budget under concurrent calls, and the event feed's first
-//! resync. (The
-//! store-level halves run on every backend in `store_conformance::upkeep`.)
+//! at once, the token budget under concurrent calls, `porki gc` and the
+//! orchestrator's cleanup, and the event feed's first resync. (The store-level
+//! halves run on every backend in `store_conformance::upkeep`.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,14 +14,18 @@ use porki::llm::prompt::PlanContext;
 use porki::llm::{FailureKind, LlmError, LlmProvider, LlmRequest, LlmResponse, Phase, Usage};
 use porki::llm_gate::{CallError, LlmCaller, LlmGate};
 use porki::planner::{DagPlanner, PlanGoal, PlanOutcome};
+use porki::store::gc::{self, GcOptions};
 use porki::store::prelude::*;
 use porki::store::{
-    EventKind, MemoryStore, RedisStore, Reservation, TaskResult, WriteDagOptions, write_plan,
+    AgentField, AgentRecord, AgentState, EventKind, MemoryStore, RedisStore, Reservation,
+    TaskResult, WriteDagOptions, keys, write_plan,
 };
 use porki::supervisor::RunSettings;
 use tokio::sync::Semaphore;
 
-use crate::support::{Prefixed, RedisCluster, RedisServer, claim, nodes, plan, temp_dir};
+use crate::support::{
+    Prefixed, RedisCluster, RedisServer, block_on, claim, hget, nodes, plan, temp_dir,
+};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -57,17 +61,6 @@ fn caller(
     }
 }
 
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 // --- defect 13: two --replan at once ---------------------------------------
 
 /// Answers plan calls in the order they came, each once the test releases it.
@@ -91,6 +84,17 @@ impl LlmProvider for HeldPlans {
             text: serde_json::to_string(plan).unwrap(),
             usage: Usage::default(),
         })
+    }
+}
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -314,4 +318,123 @@ async fn the_single_redis_feed_sends_a_resync_after_its_first_subscription() {
         .expect("an event within 5 s of subscribing")
         .unwrap();
     assert_eq!((first.goal.as_str(), first.kind), ("", EventKind::Resync));
+}
+
+// --- defect 10: retention ------------------------------------------------------
+
+fn agent(name: &str, state: AgentState) -> AgentRecord {
+    AgentRecord {
+        name: name.into(),
+        goal: "g".into(),
+        role: None,
+        process: "host:1".into(),
+        state,
+    }
+}
+
+fn keys_matching(conn: &mut redis::Connection, pattern: &str) -> Vec<String> {
+    let mut found: Vec<String> = redis::cmd("KEYS").arg(pattern).query(conn).unwrap();
+    found.sort();
+    found
+}
+
+fn is_member(conn: &mut redis::Connection, set: &str, name: &str) -> bool {
+    redis::cmd("SISMEMBER")
+        .arg(set)
+        .arg(name)
+        .query(conn)
+        .unwrap()
+}
+
+#[test]
+fn the_cleanup_leaves_no_key_of_a_removed_goal_or_agent() {
+    let server = RedisServer::start();
+    let mut conn = server.conn();
+    block_on(async {
+        let store = redis_store(&server).await;
+        // A failed goal with every kind of key: role and roleless ready indexes,
+        // a blocked task, dependents, spending and a reservation.
+        let mut tasks = nodes(&["a", "b", "c", "d"]);
+        tasks[0].role = Some("writer".into());
+        write_plan(
+            &*store,
+            plan("old", tasks, &[("a", "c")]),
+            &WriteDagOptions::default(),
+            100,
+        )
+        .await
+        .unwrap();
+        let lease = claim(&*store, "old", "w", LONG).await.unwrap();
+        store.fail(&lease, "bad", false, LONG).await.unwrap();
+        store.settle_tokens("old", "", 40, 0.2).await.unwrap();
+        store
+            .reserve_tokens("old", "r", 5, 1_000, LONG)
+            .await
+            .unwrap();
+        write_plan(
+            &*store,
+            plan("open", nodes(&["a"]), &[]),
+            &WriteDagOptions::default(),
+            100,
+        )
+        .await
+        .unwrap();
+        store
+            .register_agent(&agent("ghost", AgentState::Stopped))
+            .await
+            .unwrap();
+        for field in [
+            AgentField::Memory,
+            AgentField::Paused,
+            AgentField::HeartbeatCursor,
+        ] {
+            store
+                .set_agent_value("ghost", field, Some("x"))
+                .await
+                .unwrap();
+        }
+        store.push_agent_error("ghost", "bad line").await.unwrap();
+        // Registered by a porki from before `changed_at`.
+        store
+            .register_agent(&agent("legacy", AgentState::Stopped))
+            .await
+            .unwrap();
+    });
+    let _: () = redis::cmd("HDEL")
+        .arg(keys::agent_registered("legacy"))
+        .arg("changed_at")
+        .query(&mut conn)
+        .unwrap();
+    let old_keys = keys_matching(&mut conn, "*{old}*");
+    assert!(old_keys.len() >= 10, "{old_keys:?}");
+    let open_keys = keys_matching(&mut conn, "*{open}*");
+    assert_eq!(keys_matching(&mut conn, "agent:{ghost}:*").len(), 5);
+    std::thread::sleep(Duration::from_millis(700));
+
+    let report = block_on(async {
+        let store = redis_store(&server).await;
+        gc::collect(&*store, &GcOptions::new(Duration::from_millis(500)))
+            .await
+            .unwrap()
+    });
+    assert_eq!(report.goals.len(), 1);
+    assert_eq!(
+        (report.goals[0].name.as_str(), report.goals[0].tasks),
+        ("old", 4)
+    );
+    assert_eq!(report.agents.len(), 1, "{report:?}");
+    assert_eq!(report.agents[0].name, "ghost");
+    assert_eq!(keys_matching(&mut conn, "*{old}*"), Vec::<String>::new());
+    assert!(!is_member(&mut conn, keys::GOALS, "old"));
+    assert_eq!(keys_matching(&mut conn, "*{open}*"), open_keys);
+    assert!(is_member(&mut conn, keys::GOALS, "open"));
+    assert_eq!(
+        keys_matching(&mut conn, "agent:{ghost}:*"),
+        Vec::<String>::new()
+    );
+    assert!(!is_member(&mut conn, keys::AGENTS, "ghost"));
+    // The registration without a time got one; it goes a retention later.
+    let stamped: Option<u64> = hget(&mut conn, &keys::agent_registered("legacy"), "changed_at");
+    assert!(stamped.is_some());
+    assert!(is_member(&mut conn, keys::AGENTS, "legacy"));
 }

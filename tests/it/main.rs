@@ -15,7 +15,8 @@
 //!   `store_conformance` behaviour and every `runtime` test with a Redis variant
 //!   also runs on the shared cluster.)
 //! - `goal_upkeep`: goals across processes and over time: two `--replan`s at
-//!   once, the token budget under concurrent calls, the event feed's first resync.
+//!   once, the token budget under concurrent calls, `porki gc` and the
+//!   orchestrator's cleanup, the event feed's first resync.
 //! - `redis_keys`: the key layout as other programs see it (hash tags, the move
 //!   of old agent keys) and a script's answer to a request sent twice.
 //! - `manifests`: the systemg manifests and the instructions files they run.

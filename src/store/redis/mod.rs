@@ -4,7 +4,8 @@
 //! The connection (`conn.rs`), the script runners (`declare.rs` for goal scripts,
 //! which declare every key they touch) and the reply helpers live here; each
 //! concern's trait is implemented in its own file (`tasks.rs`, `control.rs`,
-//! `goals.rs` with `events.rs` and `shard_events.rs`, `gate.rs`, `agents.rs`).
+//! `goals.rs` with `events.rs` and `shard_events.rs`, `gate.rs`, `agents.rs`,
+//! `gc.rs`).
 
 mod agents;
 mod conn;
@@ -12,6 +13,7 @@ mod control;
 mod declare;
 mod events;
 mod gate;
+mod gc;
 mod goals;
 mod scripts;
 mod shard_events;

@@ -49,6 +49,8 @@ pub(super) struct Scripts {
     pub(super) gate_count: Script,
     pub(super) budget_reserve: Script,
     pub(super) budget_settle: Script,
+    pub(super) gc_goal: Script,
+    pub(super) gc_agent: Script,
 }
 
 impl Scripts {
@@ -83,6 +85,8 @@ impl Scripts {
             gate_count: plain_script!("gate_count.lua"),
             budget_reserve: plain_script!("budget_reserve.lua"),
             budget_settle: plain_script!("budget_settle.lua"),
+            gc_goal: task_script!("gc_goal.lua"),
+            gc_agent: plain_script!("gc_agent.lua"),
         }
     }
 }

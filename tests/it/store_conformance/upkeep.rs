@@ -1,15 +1,18 @@
 //! The goal-level behaviours of issue 12, on every backend like the rest of the
 //! suite: replacing a plan is a compare-and-set on the fingerprint the replacer
 //! read and keeps what the goal spent; the token budget is reserved before a call
-//! and settled after it.
+//! and settled after it; finished goals and dead agents go once past the retention.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use porki::domain::TaskStatus;
+use porki::store::gc::{self, GcOptions, GcReport};
 use porki::store::prelude::*;
 use porki::store::{
-    GoalState, PlanError, Reservation, StoreError, WriteDagOptions, WriteDagOutcome, write_plan,
+    AgentField, AgentRecord, AgentState, GoalState, PlanError, Reservation, StoreError,
+    WriteDagOptions, WriteDagOutcome, write_plan,
 };
 
 use super::{cluster, memory, redis};
@@ -18,11 +21,17 @@ conformance!(
     untimed: [
         a_replan_replaces_only_the_plan_it_read,
         replacing_a_plan_keeps_what_the_goal_spent,
+        the_cleanup_removes_goals_finished_past_the_retention_and_nothing_else,
+        the_cleanup_removes_agents_dead_past_the_retention,
     ],
     timed: [
         token_reservations_admit_calls_while_the_budget_lasts_and_expire,
     ],
 );
+
+/// Finished long enough ago for a retention of [`RETAIN`] on any backend's clock.
+const RETAIN: Duration = Duration::from_millis(800);
+const PAST_RETAIN: Duration = Duration::from_millis(1300);
 
 fn replacing(fingerprint: &str) -> WriteDagOptions {
     WriteDagOptions {
@@ -33,6 +42,28 @@ fn replacing(fingerprint: &str) -> WriteDagOptions {
 
 async fn fingerprint(store: &dyn Store, goal: &str) -> String {
     store.goal_status(goal).await.unwrap().unwrap().fingerprint
+}
+
+fn names(removed: &[gc::Removed]) -> Vec<&str> {
+    removed.iter().map(|r| r.name.as_str()).collect()
+}
+
+async fn collect(store: &dyn Store, dry_run: bool) -> GcReport {
+    let options = GcOptions {
+        dry_run,
+        ..GcOptions::new(RETAIN)
+    };
+    gc::collect(store, &options).await.expect("cleanup")
+}
+
+fn agent(name: &str, state: AgentState) -> AgentRecord {
+    AgentRecord {
+        name: name.into(),
+        goal: "g".into(),
+        role: None,
+        process: "host:1".into(),
+        state,
+    }
 }
 
 mod behaviour {
@@ -208,5 +239,172 @@ mod behaviour {
         assert_eq!((goal.tokens, goal.cost_usd), (50, 0.25));
         // Settling without a reservation adds usage, as add_usage does.
         assert_eq!(store.settle_tokens("g", "", 5, 0.0).await.unwrap(), 55);
+    }
+
+    pub async fn the_cleanup_removes_goals_finished_past_the_retention_and_nothing_else(
+        store: Arc<dyn Store>,
+    ) {
+        // Finished before the retention: complete, failed, and failed to plan.
+        write(&*store, plan("old", nodes(&["a", "b"]), &[("a", "b")])).await;
+        for task in ["a", "b"] {
+            let lease = claim(&*store, "old", "w", LONG).await.unwrap();
+            assert_eq!(lease.task, task);
+            store.complete(&lease, &result(task)).await.unwrap();
+        }
+        store.add_usage("old", 70, 0.5).await.unwrap();
+        write(&*store, plan("lost", nodes(&["a"]), &[])).await;
+        let lease = claim(&*store, "lost", "w", LONG).await.unwrap();
+        store.fail(&lease, "bad", false, SHORT).await.unwrap();
+        store
+            .fail_unplanned_goal("unplanned", "no plan")
+            .await
+            .unwrap();
+        // Failed as long ago, but a task of it is still leased by someone.
+        write(&*store, plan("busy", nodes(&["a", "b"]), &[])).await;
+        let _held = claim(&*store, "busy", "w", LONG).await.unwrap();
+        let doomed = claim(&*store, "busy", "v", LONG).await.unwrap();
+        store.fail(&doomed, "bad", false, SHORT).await.unwrap();
+        tokio::time::sleep(PAST_RETAIN).await;
+        // Finished just now, and active.
+        write(&*store, plan("new", nodes(&["a"]), &[])).await;
+        let lease = claim(&*store, "new", "w", LONG).await.unwrap();
+        store.complete(&lease, &result("a")).await.unwrap();
+        write(&*store, plan("active", nodes(&["a"]), &[])).await;
+        let all = ["active", "busy", "lost", "new", "old", "unplanned"];
+        assert_eq!(store.goals().await.unwrap(), all);
+
+        let dry = collect(&*store, true).await;
+        assert!(dry.dry_run);
+        assert_eq!(names(&dry.goals), ["lost", "old", "unplanned"]);
+        assert_eq!(dry.kept_goals, 3);
+        assert!(
+            dry.lines()[1].starts_with("would remove goal old (complete, finished "),
+            "{:?}",
+            dry.lines()
+        );
+        assert_eq!(
+            store.goals().await.unwrap(),
+            all,
+            "a dry run removes nothing"
+        );
+        assert_eq!(statuses(&*store, "old").await.len(), 2);
+
+        let report = collect(&*store, false).await;
+        assert_eq!(names(&report.goals), ["lost", "old", "unplanned"]);
+        let old = &report.goals[1];
+        assert_eq!((old.state.as_str(), old.tasks), ("complete", 2));
+        assert!(
+            old.age >= PAST_RETAIN - Duration::from_millis(100),
+            "{old:?}"
+        );
+        assert_eq!(
+            (
+                report.goals[0].state.as_str(),
+                report.goals[2].state.as_str()
+            ),
+            ("failed", "failed")
+        );
+        assert_eq!(store.goals().await.unwrap(), ["active", "busy", "new"]);
+        for goal in ["old", "lost", "unplanned"] {
+            assert!(store.goal_status(goal).await.unwrap().is_none(), "{goal}");
+            assert!(store.dag(goal).await.unwrap().is_none(), "{goal}");
+            assert!(store.tasks(goal).await.unwrap().is_empty(), "{goal}");
+        }
+        assert!(store.task("old", "a").await.unwrap().is_none());
+        for goal in ["active", "busy", "new"] {
+            assert!(store.goal_status(goal).await.unwrap().is_some(), "{goal}");
+        }
+        // The orchestrator keeps its own goals whatever their age.
+        tokio::time::sleep(PAST_RETAIN).await;
+        let options = GcOptions {
+            keep_goals: BTreeSet::from(["new".to_string()]),
+            ..GcOptions::new(RETAIN)
+        };
+        let report = gc::collect(&*store, &options).await.unwrap();
+        assert!(report.is_empty(), "{report:?}");
+        assert_eq!(store.goals().await.unwrap(), ["active", "busy", "new"]);
+    }
+
+    pub async fn the_cleanup_removes_agents_dead_past_the_retention(store: Arc<dyn Store>) {
+        store
+            .register_agent(&agent("stopped-old", AgentState::Stopped))
+            .await
+            .unwrap();
+        store
+            .set_agent_value("stopped-old", AgentField::Memory, Some("[\"did x\"]"))
+            .await
+            .unwrap();
+        store
+            .push_agent_error("stopped-old", "bad line")
+            .await
+            .unwrap();
+        // Its process died without a word: registered running, no heartbeat.
+        store
+            .register_agent(&agent("crashed", AgentState::Running))
+            .await
+            .unwrap();
+        store
+            .register_agent(&agent("alive", AgentState::Running))
+            .await
+            .unwrap();
+        store.agent_heartbeat("alive", LONG).await.unwrap();
+        // Stopped, but its guard is held: a process is running it.
+        store
+            .register_agent(&agent("guarded", AgentState::Stopped))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .acquire_agent_guard("guarded", "token", LONG)
+                .await
+                .unwrap()
+        );
+        tokio::time::sleep(PAST_RETAIN).await;
+        store
+            .register_agent(&agent("stopped-new", AgentState::Failed("crashed".into())))
+            .await
+            .unwrap();
+
+        let report = collect(&*store, false).await;
+        assert_eq!(names(&report.agents), ["stopped-old"]);
+        assert_eq!(report.agents[0].state, "stopped");
+        assert_eq!(report.kept_agents, 4, "crashed is only found dead now");
+        let listed: Vec<String> = store
+            .agents()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        assert_eq!(listed, ["alive", "crashed", "guarded", "stopped-new"]);
+        let memory = store.agent_value("stopped-old", AgentField::Memory).await;
+        assert_eq!(memory.unwrap(), None);
+        assert!(store.agent_errors("stopped-old").await.unwrap().is_empty());
+
+        tokio::time::sleep(PAST_RETAIN).await;
+        let dry = collect(&*store, true).await;
+        assert_eq!(names(&dry.agents), ["crashed", "stopped-new"]);
+        assert_eq!(
+            store.agents().await.unwrap().len(),
+            4,
+            "a dry run removes nothing"
+        );
+        let report = collect(&*store, false).await;
+        assert_eq!(names(&report.agents), ["crashed", "stopped-new"]);
+        assert_eq!(
+            (
+                report.agents[0].state.as_str(),
+                report.agents[1].state.as_str()
+            ),
+            ("running", "failed: crashed")
+        );
+        let listed: Vec<String> = store
+            .agents()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        assert_eq!(listed, ["alive", "guarded"], "live agents are kept");
     }
 }

@@ -15,7 +15,8 @@ use porki::domain::{Dag, TaskState, TaskStatus, ValidatedDag};
 use porki::store::prelude::*;
 use porki::store::{
     AgentField, AgentRecord, ClaimOutcome, CompleteOutcome, FailOutcome, GoalStatus, Lease,
-    ReapOutcome, Reservation, StoreError, StoreEvent, TaskResult, WriteDagOptions, WriteDagOutcome,
+    ReapOutcome, Reservation, StoreError, StoreEvent, Sweep, TaskResult, WriteDagOptions,
+    WriteDagOutcome,
 };
 use tokio::sync::broadcast;
 
@@ -383,6 +384,32 @@ impl GoalStore for Prefixed {
 
     fn events(&self) -> broadcast::Receiver<StoreEvent> {
         self.events.subscribe()
+    }
+}
+
+#[async_trait]
+impl GcStore for Prefixed {
+    async fn sweep_goal(
+        &self,
+        goal: &str,
+        retain: Duration,
+        dry_run: bool,
+    ) -> Result<Sweep, StoreError> {
+        self.inner
+            .sweep_goal(&self.real(goal), retain, dry_run)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn sweep_agent(
+        &self,
+        name: &str,
+        retain: Duration,
+        dry_run: bool,
+    ) -> Result<Sweep, StoreError> {
+        self.inner
+            .sweep_agent(&self.real(name), retain, dry_run)
+            .await
     }
 }
 
