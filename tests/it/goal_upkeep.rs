@@ -23,8 +23,12 @@ use porki::store::{
 use porki::supervisor::RunSettings;
 use tokio::sync::Semaphore;
 
+use crate::support::runtime::{
+    LIMIT, ScriptedProvider, StoreKind, join_within, project, spawn_runtime,
+};
 use crate::support::{
-    Prefixed, RedisCluster, RedisServer, block_on, claim, hget, nodes, plan, temp_dir,
+    Prefixed, RedisCluster, RedisServer, block_on, claim, exit_stderr, hget, nodes, plan, porki,
+    success_stdout, temp_dir, wait_until,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -44,6 +48,13 @@ fn done(text: &str) -> TaskResult {
     TaskResult {
         progress: text.into(),
         artifacts: Vec::new(),
+    }
+}
+
+/// Runs every task of `goal` to DONE, one claim at a time.
+async fn finish(store: &dyn Store, goal: &str) {
+    while let Some(lease) = claim(store, goal, "w", LONG).await {
+        store.complete(&lease, &done(&lease.task)).await.unwrap();
     }
 }
 
@@ -437,4 +448,144 @@ fn the_cleanup_leaves_no_key_of_a_removed_goal_or_agent() {
     let stamped: Option<u64> = hget(&mut conn, &keys::agent_registered("legacy"), "changed_at");
     assert!(stamped.is_some());
     assert!(is_member(&mut conn, keys::AGENTS, "legacy"));
+}
+
+#[test]
+fn porki_gc_prints_what_it_removes_and_a_dry_run_removes_nothing() {
+    let server = RedisServer::start();
+    let mut conn = server.conn();
+    block_on(async {
+        let store = redis_store(&server).await;
+        write_plan(
+            &*store,
+            plan("old", nodes(&["a"]), &[]),
+            &WriteDagOptions::default(),
+            100,
+        )
+        .await
+        .unwrap();
+        finish(&*store, "old").await;
+        write_plan(
+            &*store,
+            plan("open", nodes(&["a"]), &[]),
+            &WriteDagOptions::default(),
+            100,
+        )
+        .await
+        .unwrap();
+        store
+            .register_agent(&agent("ghost", AgentState::Stopped))
+            .await
+            .unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    let gc = |extra: &[&str]| {
+        porki()
+            .args(["gc", "--redis-url", &server.url()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let dry = success_stdout(&gc(&["--retain-finished", "1s", "--dry-run"]));
+    assert!(
+        dry.contains("would remove goal old (complete, finished ")
+            && dry.contains("1 tasks)")
+            && dry.contains("would remove agent ghost (stopped, dead for ")
+            && dry.contains("nothing was removed"),
+        "{dry}"
+    );
+    assert!(!dry.contains("open"), "{dry}");
+    assert!(
+        !keys_matching(&mut conn, "*{old}*").is_empty(),
+        "a dry run removes nothing"
+    );
+
+    let output = porki()
+        .args(["gc", "--redis-url", &server.url()])
+        .env("PORKI_RETAIN_FINISHED", "1s")
+        .output()
+        .unwrap();
+    let removed = success_stdout(&output);
+    assert!(
+        removed.contains("removed goal old (complete")
+            && removed.contains("removed agent ghost (stopped")
+            && removed.contains("removed 1 goal and 1 agent; kept 1 goal and 0 agents"),
+        "{removed}"
+    );
+    assert!(keys_matching(&mut conn, "*{old}*").is_empty());
+    assert!(!keys_matching(&mut conn, "*{open}*").is_empty());
+    let again = success_stdout(&gc(&["--retain-finished", "1s"]));
+    assert!(again.contains("removed 0 goals and 0 agents"), "{again}");
+
+    let memory = porki()
+        .args(["gc", "--redis-url", "memory://"])
+        .output()
+        .unwrap();
+    let stderr = exit_stderr(&memory, 2, "gc on memory://");
+    assert!(stderr.contains("--redis-url"), "{stderr}");
+    let bad = gc(&["--retain-finished", "a week"]);
+    let stderr = exit_stderr(&bad, 2, "gc with a bad retention");
+    assert!(stderr.contains("days (7d)"), "{stderr}");
+}
+
+#[test]
+fn the_orchestrator_cleans_up_what_others_left_but_keeps_its_own() {
+    let server = RedisServer::start();
+    let project = project(&temp_dir("cleanup"), &[("solo", "g")]);
+    block_on(async {
+        let store = redis_store(&server).await;
+        write_plan(
+            &*store,
+            plan("old", nodes(&["a"]), &[]),
+            &WriteDagOptions::default(),
+            100,
+        )
+        .await
+        .unwrap();
+        finish(&*store, "old").await;
+        store
+            .register_agent(&agent("ghost", AgentState::Stopped))
+            .await
+            .unwrap();
+    });
+    let mut provider = ScriptedProvider::new(
+        plan("g", nodes(&["a", "b"]), &[("a", "b")]),
+        "p1",
+        Arc::default(),
+    );
+    provider.delay = Duration::from_millis(300);
+    let run = spawn_runtime(
+        StoreKind::Redis(server.url()),
+        Arc::new(provider),
+        project,
+        |config| {
+            config.settings.retain_finished = Duration::ZERO;
+            config.settings.cleanup_every = Duration::from_millis(100);
+        },
+    );
+    let listed = || {
+        block_on(async {
+            let store = redis_store(&server).await;
+            let agents: Vec<String> = store
+                .agents()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| a.name)
+                .collect();
+            (store.goals().await.unwrap(), agents)
+        })
+    };
+    wait_until(
+        LIMIT,
+        "the old goal and the ghost agent are removed",
+        || {
+            let (goals, agents) = listed();
+            !goals.contains(&"old".to_string()) && !agents.contains(&"ghost".to_string())
+        },
+    );
+    assert_eq!(join_within(run, LIMIT), 0);
+    let (goals, agents) = listed();
+    assert_eq!(goals, ["g"], "its own goal is kept, finished or not");
+    assert_eq!(agents, ["solo"], "and its own agent");
 }
