@@ -35,7 +35,8 @@
 //! Shared state:
 //! - [`store`]: the [`store::Store`] trait, grouped by concern ([`store::TaskStore`],
 //!   [`store::ControlStore`], [`store::GoalStore`], [`store::GateStore`],
-//!   [`store::AgentStore`]; `use porki::store::prelude::*` brings them all).
+//!   [`store::AgentStore`], [`store::GcStore`]; `use porki::store::prelude::*`
+//!   brings them all).
 //!   [`store::RedisStore`] (`store/redis/`), on one Redis or a Redis Cluster, runs
 //!   each multi-key change as one Lua script (`store/lua/`) that names every key
 //!   it touches ([`store::keys`] builds them all); [`store::MemoryStore`]

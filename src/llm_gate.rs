@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::llm::FailureKind;
 use crate::store::prelude::*;
-use crate::store::{StoreError, new_token};
+use crate::store::{Reservation, StoreError, new_token};
 
 /// Default number of concurrent LLM calls (`PORKI_LLM_MAX_CONCURRENCY`).
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 2;
@@ -113,6 +113,11 @@ pub struct GateHandle {
 }
 
 impl GateHandle {
+    /// The longest a caller waits for a slot.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
     /// Waits for a slot, at most the gate's wait; dropping the future ends the wait.
     pub async fn acquire(&self) -> Result<SlotPermit, GateError> {
         if self.cap == 0 {
@@ -234,6 +239,21 @@ pub enum CallError {
         /// The budget.
         budget: u64,
     },
+    /// What is left of the goal's token budget is reserved by calls in flight:
+    /// the call was not made, and may be once they settle.
+    #[error(
+        "goal {goal} has spent {spent} tokens of its {budget}-token budget and calls in flight reserved the other {reserved} (--goal-token-budget): waiting for them to finish"
+    )]
+    BudgetReserved {
+        /// Goal id.
+        goal: String,
+        /// Tokens spent.
+        spent: u64,
+        /// Tokens reserved by calls in flight.
+        reserved: u64,
+        /// The budget.
+        budget: u64,
+    },
     /// The store could not be read for the budget.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -241,12 +261,14 @@ pub enum CallError {
 
 impl CallError {
     /// What the failure means: the provider's own kind; a spent budget fails the
-    /// goal like refused credentials (no call of it can succeed); the gate and the
-    /// store are passing faults.
+    /// goal like refused credentials (no call of it can succeed); a budget
+    /// reserved by calls in flight makes the goal wait like a usage limit (they
+    /// may leave some of it); the gate and the store are passing faults.
     pub fn kind(&self) -> FailureKind {
         match self {
             CallError::Llm(e) => e.kind(),
             CallError::BudgetSpent { .. } => FailureKind::Fatal,
+            CallError::BudgetReserved { .. } => FailureKind::RateLimited { reset: None },
             CallError::Gate(_) | CallError::Store(_) => FailureKind::Transient,
         }
     }
@@ -281,16 +303,10 @@ impl LlmCaller {
         goal: &str,
         request: &crate::llm::LlmRequest,
     ) -> Result<crate::llm::LlmResponse, CallError> {
-        if let Some(budget) = self.goal_token_budget {
-            let spent = self.store.goal_status(goal).await?.map_or(0, |s| s.tokens);
-            if spent >= budget {
-                return Err(CallError::BudgetSpent {
-                    goal: goal.to_string(),
-                    spent,
-                    budget,
-                });
-            }
-        }
+        let mut reserved = match self.goal_token_budget {
+            Some(budget) => Some(self.reserve(goal, request, budget).await?),
+            None => None,
+        };
         let waiting = Instant::now();
         let permit = self.gate.acquire().await;
         self.metrics.gate_waited(waiting.elapsed());
@@ -312,14 +328,6 @@ impl LlmCaller {
                     cost_usd = usage.cost_usd,
                     "LLM call done"
                 );
-                let tokens = usage.input_tokens + usage.output_tokens;
-                if let Err(e) = self
-                    .store
-                    .add_usage(goal, tokens, usage.cost_usd.unwrap_or(0.0))
-                    .await
-                {
-                    tracing::warn!(error = %e, "cannot add the call's tokens to the goal's totals");
-                }
             }
             Err(e) => tracing::warn!(
                 elapsed_ms,
@@ -327,7 +335,95 @@ impl LlmCaller {
                 "LLM call failed"
             ),
         }
+        // One atomic step: the reservation goes, what the call used is added (a
+        // failed call used nothing porki can count).
+        let usage = result.as_ref().map(|r| r.usage).unwrap_or_default();
+        let id = reserved.as_mut().map_or(String::new(), Reserved::settle);
+        if (result.is_ok() || !id.is_empty())
+            && let Err(e) = self
+                .store
+                .settle_tokens(
+                    goal,
+                    &id,
+                    usage.input_tokens + usage.output_tokens,
+                    usage.cost_usd.unwrap_or(0.0),
+                )
+                .await
+        {
+            tracing::warn!(error = %e, "cannot add the call's tokens to the goal's totals");
+        }
         Ok(result?)
+    }
+
+    /// Reserves the prompt's estimated tokens of the goal's budget (see
+    /// [`crate::store::GoalStore::reserve_tokens`]), or fails closed if the tokens
+    /// spent and reserved already reach it. The reservation lives as long as the
+    /// call can: the gate's wait, the call's timeout and a minute; a process that
+    /// dies before settling it leaves it to expire then.
+    async fn reserve(
+        &self,
+        goal: &str,
+        request: &crate::llm::LlmRequest,
+        budget: u64,
+    ) -> Result<Reserved, CallError> {
+        let estimate = crate::llm::Usage::estimate(&request.prompt, "").input_tokens;
+        let id = new_token();
+        let ttl = self.gate.wait() + request.timeout + RESERVATION_MARGIN;
+        match self
+            .store
+            .reserve_tokens(goal, &id, estimate, budget, ttl)
+            .await?
+        {
+            Reservation::Reserved => Ok(Reserved {
+                store: self.store.clone(),
+                goal: goal.to_string(),
+                id: Some(id),
+            }),
+            Reservation::Spent { spent, .. } if spent >= budget => Err(CallError::BudgetSpent {
+                goal: goal.to_string(),
+                spent,
+                budget,
+            }),
+            Reservation::Spent { spent, reserved } => Err(CallError::BudgetReserved {
+                goal: goal.to_string(),
+                spent,
+                reserved,
+                budget,
+            }),
+        }
+    }
+}
+
+/// How much longer than the call may take a token reservation lives.
+const RESERVATION_MARGIN: Duration = Duration::from_secs(60);
+
+/// A token reservation not yet settled. A call dropped midway (lease lost,
+/// DROP-TASK, shutdown) gives it back when this is dropped.
+struct Reserved {
+    store: Arc<dyn Store>,
+    goal: String,
+    id: Option<String>,
+}
+
+impl Reserved {
+    /// Takes the reservation's id for the settling step.
+    fn settle(&mut self) -> String {
+        self.id.take().unwrap_or_default()
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        let (Some(id), Ok(runtime)) = (self.id.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let (store, goal) = (self.store.clone(), std::mem::take(&mut self.goal));
+        runtime.spawn(async move {
+            if let Err(e) = store.settle_tokens(&goal, &id, 0, 0.0).await {
+                tracing::debug!(error = %e, "cannot give back a token reservation; it expires on its own");
+            }
+        });
     }
 }
 

@@ -196,7 +196,9 @@ async fn plan_goal(
 ) -> Result<PlanOutcome, PlannerError> {
     let goal = context.goal_id.clone();
     let source = source_fingerprint(&context);
-    let mut replace = false;
+    // The stored plan this one replaces (`--replan`), as read now: the write
+    // replaces it only if it is still that one when the new plan is ready.
+    let mut expected = None;
     if let Some(status) = store.goal_status(&goal).await?
         && !status.fingerprint.is_empty()
     {
@@ -211,12 +213,13 @@ async fn plan_goal(
             );
             return Ok(PlanOutcome::KeptStale);
         }
-        replace = true;
+        expected = Some(status.fingerprint);
     }
+    let replace = expected.is_some();
     let options = WriteDagOptions {
         title: goal.clone(),
         max_attempts: settings.max_attempts,
-        replace,
+        expected,
         source,
     };
     let reviewer = reviewer_role(&context.agents);
@@ -290,7 +293,9 @@ async fn plan_goal(
                 context.previous_error = Some(problem.clone());
             }
             Err(PlanError::Store(StoreError::PlanConflict { .. })) => {
-                // Another process planned the goal meanwhile from its own LLM answer.
+                // Another process planned the goal (or replaced the plan this one
+                // was to replace) meanwhile from its own LLM answer: its plan, and
+                // whatever progress was made on it, stands.
                 tracing::info!("another process planned this goal first; resuming its plan");
                 return Ok(PlanOutcome::Resumed);
             }

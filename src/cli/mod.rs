@@ -3,6 +3,7 @@
 
 mod decide;
 mod demo;
+mod gc;
 mod graph;
 mod instructions;
 mod logging;
@@ -53,6 +54,8 @@ enum Command {
     Approve(decide::ApproveArgs),
     /// Reject a task that awaits approval: a fix task carries the reason.
     Reject(decide::RejectArgs),
+    /// Remove from the store the goals finished, and agents dead, longer ago than the retention.
+    Gc(gc::GcArgs),
 }
 
 /// Flags of `porki run`.
@@ -111,6 +114,10 @@ pub struct RunArgs {
     /// Tokens a goal may spend on LLM calls; once spent, its next call fails closed.
     #[arg(long, value_name = "TOKENS")]
     goal_token_budget: Option<u64>,
+    // The retention of the cleanup run at start and once an hour (of what other
+    // processes left: this process's own goals and agents are kept).
+    #[command(flatten)]
+    retain: gc::RetainArgs,
     #[command(flatten)]
     http: serve::HttpArgs,
 }
@@ -215,6 +222,8 @@ impl RunArgs {
                 window: self.restart_window,
             },
             metrics: Default::default(),
+            retain_finished: self.retain.retain_finished,
+            cleanup_every: porki::store::gc::DEFAULT_CLEANUP_EVERY,
         }
     }
 }
@@ -337,6 +346,7 @@ pub fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Approve(args)) => decide::approve(args),
         Some(Command::Reject(args)) => decide::reject(args),
+        Some(Command::Gc(args)) => gc::run(args),
         None if cli.run.instructions.is_some() || cli.run.prompt.is_some() => run::run(cli.run),
         None => {
             use clap::CommandFactory;
@@ -366,6 +376,7 @@ mod tests {
             "PORKI_SPAWN_LIMIT",
             "PORKI_LLM_MAX_CONCURRENCY",
             "PORKI_LLM_CONCURRENCY_WAIT_SECONDS",
+            "PORKI_RETAIN_FINISHED",
         ] {
             assert!(
                 std::env::var_os(var).is_none(),

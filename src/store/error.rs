@@ -60,9 +60,10 @@ pub enum StoreError {
         /// Task id.
         task: String,
     },
-    /// The goal already has a different plan.
+    /// The goal has a different plan than the write expected to find: none, or
+    /// the one it was to replace (another process replaced that one first).
     #[error(
-        "goal {goal:?} already has a different plan (fingerprint {existing}): ask for the plan to be replaced to discard it"
+        "goal {goal:?} has a different plan than this write expected (stored fingerprint {existing}): another process planned it meanwhile, so resume that plan, or ask for it to be replaced (porki run --replan)"
     )]
     PlanConflict {
         /// Goal id.

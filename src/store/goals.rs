@@ -1,7 +1,14 @@
 //! Goals: their plans, summaries and LLM spending, and the events that announce
 //! what changed in them.
+//!
+//! What is about the goal and not about its plan outlives a replaced plan: the
+//! LLM spending (`tokens`, `cost_usd`, the token reservations of calls in flight)
+//! and a rate or usage limit's wait (`backoff_until`, `backoff_reason`).
+//! Everything else in `goal:{G}` describes the plan (its fingerprint and source,
+//! title, attempts, counts, times, `last_error`) and is written anew with it.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -20,8 +27,12 @@ pub struct WriteDagOptions {
     pub title: String,
     /// Attempts before a task is FAILED.
     pub max_attempts: u32,
-    /// Discard a different stored plan instead of refusing.
-    pub replace: bool,
+    /// The fingerprint of the stored plan this write may replace: the one the
+    /// writer read when it decided to plan again. A different stored plan is
+    /// replaced only while it is still this one (compare-and-set), so that of two
+    /// processes replanning at once the second resumes the first's plan instead of
+    /// wiping its progress. `None`: a different stored plan is never replaced.
+    pub expected: Option<String>,
     /// Fingerprint of what the plan was made from (instructions, agents), kept to
     /// notice a goal whose instructions changed since it was planned.
     pub source: String,
@@ -32,7 +43,7 @@ impl Default for WriteDagOptions {
         Self {
             title: String::new(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
-            replace: false,
+            expected: None,
             source: String::new(),
         }
     }
@@ -143,6 +154,20 @@ impl GoalStatus {
     }
 }
 
+/// What reserving tokens of a goal's budget found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// Reserved: the call may go ahead, and must be settled.
+    Reserved,
+    /// Nothing left: the tokens spent and reserved by calls in flight reach the budget.
+    Spent {
+        /// Tokens spent.
+        spent: u64,
+        /// Tokens reserved by calls in flight.
+        reserved: u64,
+    },
+}
+
 /// Goals as a whole: what the planner writes and `porki status` reads. Every
 /// method is atomic with respect to every other caller.
 #[async_trait]
@@ -156,6 +181,32 @@ pub trait GoalStore: Send + Sync + 'static {
 
     /// Adds an LLM call's tokens and cost to the goal's totals; returns the new token total.
     async fn add_usage(&self, goal: &str, tokens: u64, cost_usd: f64) -> Result<u64, StoreError>;
+
+    /// Reserves `estimate` tokens of the goal's `budget` for a call about to be
+    /// made, under the id `reservation`, unless the tokens spent and reserved by
+    /// calls in flight already reach the budget. One atomic step on `goal:{G}`, so
+    /// concurrent calls overshoot the budget by at most the last admitted call's
+    /// tokens. A reservation not settled within `ttl` (its process died between
+    /// reserving and settling) expires and stops counting.
+    async fn reserve_tokens(
+        &self,
+        goal: &str,
+        reservation: &str,
+        estimate: u64,
+        budget: u64,
+        ttl: Duration,
+    ) -> Result<Reservation, StoreError>;
+
+    /// Settles a call: drops its reservation (`""`: it had none) and adds its
+    /// actual tokens and cost to the goal's totals in one atomic step; returns
+    /// the new token total.
+    async fn settle_tokens(
+        &self,
+        goal: &str,
+        reservation: &str,
+        tokens: u64,
+        cost_usd: f64,
+    ) -> Result<u64, StoreError>;
 
     /// Marks a goal that could not be planned as failed with `reason` (no-op if it has a plan).
     async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError>;

@@ -133,6 +133,20 @@ pub fn agent_errors(name: &str) -> String {
     format!("agent:{{{name}}}:errors")
 }
 
+/// Every key of an agent, as `lua/gc_agent.lua` takes them: registration,
+/// heartbeat and guard first, then its values and errors.
+pub fn agent_keys(name: &str) -> [String; 7] {
+    [
+        agent_registered(name),
+        agent_heartbeat(name),
+        agent_active(name),
+        agent_errors(name),
+        agent_field(name, AgentField::HeartbeatCursor),
+        agent_field(name, AgentField::Paused),
+        agent_field(name, AgentField::Memory),
+    ]
+}
+
 /// The keys an agent had before they were hash-tagged (`agent:NAME:SUFFIX`), and
 /// where each one lives now, for the one-time move on a single Redis (see
 /// `lua/agent_legacy.lua`). The TTL keys (heartbeat, active guard) are left to expire.
@@ -278,6 +292,12 @@ mod tests {
             ]
             .map(|f| agent_field(name, f)),
         );
+        let mut every = super::agent_keys(name).to_vec();
+        every.sort();
+        let mut listed = agent_keys.clone();
+        listed.push(agent_registered(name));
+        listed.sort();
+        assert_eq!(every, listed, "agent_keys names every key of an agent");
         for key in &agent_keys {
             assert_eq!(Slot::for_key(key), slot, "{key} is in the agent's slot");
         }

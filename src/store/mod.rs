@@ -11,6 +11,7 @@
 //! | [`GoalStore`] | `goals.rs` | write plans, goal summaries, token use, [events](StoreEvent) |
 //! | [`GateStore`] | `gate.rs` | the LLM call slots (`llm:gate`) |
 //! | [`AgentStore`] | `agents.rs` | registration, liveness, guard, per-agent values |
+//! | [`GcStore`] | `gc.rs` | removing finished goals and dead agents past the retention |
 //!
 //! [`StoreError`] (`error.rs`) is every backend's error; [`keys`] names the Redis
 //! keys Rust addresses. Callers hold an `Arc<dyn Store>` and bring the methods into
@@ -29,6 +30,7 @@ mod control;
 mod error;
 mod events;
 mod gate;
+pub mod gc;
 mod goals;
 pub mod keys;
 mod memory;
@@ -44,8 +46,9 @@ pub use self::control::ControlStore;
 pub use self::error::StoreError;
 pub use self::events::{EVENT_CHANNEL_CAPACITY, EventKind, StoreEvent};
 pub use self::gate::GateStore;
+pub use self::gc::{GcStore, Sweep};
 pub use self::goals::{
-    DEFAULT_MAX_ATTEMPTS, GoalBackoff, GoalState, GoalStatus, GoalStore, PlanError,
+    DEFAULT_MAX_ATTEMPTS, GoalBackoff, GoalState, GoalStatus, GoalStore, PlanError, Reservation,
     WriteDagOptions, WriteDagOutcome, write_plan,
 };
 pub use self::memory::MemoryStore;
@@ -60,17 +63,22 @@ pub use self::url::redact;
 /// Shared state of porki: every concern's trait at once. Every method is atomic
 /// with respect to every other caller. Implemented for every type that implements
 /// all the parts.
-pub trait Store: TaskStore + ControlStore + TeamStore + GoalStore + GateStore + AgentStore {}
+pub trait Store:
+    TaskStore + ControlStore + TeamStore + GoalStore + GateStore + AgentStore + GcStore
+{
+}
 
 impl<S> Store for S where
-    S: TaskStore + ControlStore + TeamStore + GoalStore + GateStore + AgentStore
+    S: TaskStore + ControlStore + TeamStore + GoalStore + GateStore + AgentStore + GcStore
 {
 }
 
 /// The store traits, so that one `use crate::store::prelude::*;` brings every
 /// store method into scope.
 pub mod prelude {
-    pub use super::{AgentStore, ControlStore, GateStore, GoalStore, Store, TaskStore, TeamStore};
+    pub use super::{
+        AgentStore, ControlStore, GateStore, GcStore, GoalStore, Store, TaskStore, TeamStore,
+    };
 }
 
 /// Opens the store a URL names: `redis://…`/`rediss://…` (one Redis),

@@ -70,6 +70,12 @@ pub struct RunSettings {
     pub restart: RestartPolicy,
     /// The process's metrics, counted by its actors (`/metrics` renders them).
     pub metrics: Arc<Metrics>,
+    /// How long goals complete or failed, and agents dead, are kept in the store
+    /// before the cleanup removes them (`--retain-finished`).
+    pub retain_finished: Duration,
+    /// How often the orchestrator runs that cleanup (this process's own goals
+    /// and agents are never removed by it).
+    pub cleanup_every: Duration,
 }
 
 impl Default for RunSettings {
@@ -94,6 +100,8 @@ impl Default for RunSettings {
             grace: Duration::ZERO,
             restart: RestartPolicy::default(),
             metrics: Arc::default(),
+            retain_finished: crate::store::gc::DEFAULT_RETENTION,
+            cleanup_every: crate::store::gc::DEFAULT_CLEANUP_EVERY,
         }
     }
 }

@@ -16,7 +16,9 @@
 //! after a jittered, doubling backoff (100 ms up to 30 s); more than
 //! `max_restarts` restarts within the window mark it failed in the store and it
 //! stays down. A retired (goal complete) or stopped agent frees its slot for a
-//! waiting one. Shutdown comes from outside as a [`Shutdown`] message (the CLI
+//! waiting one. Once at start and then every `cleanup_every` it removes the
+//! goals finished and agents dead past the retention, but its own
+//! (`store::gc`). Shutdown comes from outside as a [`Shutdown`] message (the CLI
 //! sends it on SIGTERM/SIGINT).
 //!
 //! `config.rs` holds the run's settings, `restart.rs` the restart policy,
@@ -200,6 +202,25 @@ impl Supervisor {
             .collect()
     }
 
+    /// Removes the goals finished and the agents dead for longer than the
+    /// retention, except this process's own (`store::gc`), and logs what went.
+    fn clean_up(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        let store = self.config.store.clone();
+        let project = &self.config.project;
+        let options = crate::store::gc::GcOptions {
+            keep_goals: project.goals().into_iter().collect(),
+            keep_agents: project.agents.iter().map(|a| a.name.clone()).collect(),
+            ..crate::store::gc::GcOptions::new(self.config.settings.retain_finished)
+        };
+        ctx.spawn(
+            async move { crate::store::gc::collect_and_log(&*store, &options).await }
+                .into_actor(self),
+        );
+    }
+
     fn plan_goals(&mut self, goals: Vec<String>, ctx: &mut Context<Self>) {
         let Some(planner) = self.planner.clone() else {
             return;
@@ -281,6 +302,10 @@ impl Actor for Supervisor {
         });
         ctx.run_interval(unserved::UNSERVED_CHECK, |supervisor, ctx| {
             supervisor.check_unserved(ctx)
+        });
+        self.clean_up(ctx);
+        ctx.run_interval(self.config.settings.cleanup_every, |supervisor, ctx| {
+            supervisor.clean_up(ctx)
         });
     }
 }

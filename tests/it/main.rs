@@ -19,6 +19,9 @@
 //!   and a live migration of its goal's slot; the CLI on cluster URLs. (Every
 //!   `store_conformance` behaviour and every `runtime` test with a Redis variant
 //!   also runs on the shared cluster.)
+//! - `goal_upkeep`: goals across processes and over time: two `--replan`s at
+//!   once, the token budget under concurrent calls, `porki gc` and the
+//!   orchestrator's cleanup, the event feed's first resync.
 //! - `redis_keys`: the key layout as other programs see it (hash tags, the move
 //!   of old agent keys) and a script's answer to a request sent twice.
 //! - `manifests`: the systemg manifests and the instructions files they run.
@@ -44,6 +47,7 @@ mod cli;
 mod cluster;
 mod control_plane;
 mod faults;
+mod goal_upkeep;
 mod manifests;
 mod network;
 mod real_cli;

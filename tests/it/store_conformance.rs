@@ -126,6 +126,10 @@ conformance!(
     ],
 );
 
+// The goal-level behaviours (replans, spending, the budget, the cleanup), with
+// the same backends and macro.
+mod upkeep;
+
 pub(crate) const LONG: Duration = Duration::from_secs(60);
 pub(crate) const SHORT: Duration = Duration::from_millis(150);
 
@@ -251,7 +255,7 @@ mod behaviour {
         );
 
         let replace = WriteDagOptions {
-            replace: true,
+            expected: Some(store.goal_status("g").await.unwrap().unwrap().fingerprint),
             ..Default::default()
         };
         let (outcome, _) = write_plan(&*store, other, &replace, 100).await.unwrap();

@@ -1,23 +1,39 @@
 -- Writes a goal's plan. KEYS, ARGV: see lib.lua; the plan's tasks and roles are
 -- declared, and when a different plan is replaced, the old plan's too.
--- ARG: fingerprint, title, max_attempts, replace (0/1), plan JSON:
+-- ARG: fingerprint, title, max_attempts, expected (the fingerprint of the stored
+-- plan this write may replace, '' for none), plan JSON:
 -- [{id, node, deps, dependents, priority, role, kind, of, approval, soft}, ...],
 -- source fingerprint.
+-- A different stored plan is replaced only while it is still the expected one
+-- (compare-and-set): of two processes replanning at once, the second finds the
+-- first's plan and answers conflict, so the caller resumes it.
 -- Returns {'created'} | {'replaced'} | {'unchanged'} | {'conflict', stored fingerprint} |
 -- {'need', ...}.
-local fingerprint, title, attempts, replace = ARG[1], ARG[2], ARG[3], ARG[4]
+local fingerprint, title, attempts, expected = ARG[1], ARG[2], ARG[3], ARG[4]
 local existing = redis.call('HGET', GOAL, 'fingerprint')
 local outcome = 'created'
 local plan = cjson.decode(ARG[5])
 for _, n in ipairs(plan) do want(n.id) end
 if existing then
   if existing == fingerprint then return {'unchanged'} end
-  if replace ~= '1' then return {'conflict', existing} end
+  if expected == '' or existing ~= expected then return {'conflict', existing} end
   for _, id in ipairs(redis.call('HKEYS', NODES)) do want(id) end
   want_roles()
 end
 if wanting() then return need() end
 if existing then
+  -- What is about the goal, not the plan, outlives the plan: its LLM spending
+  -- (tokens, cost, the reservations of calls in flight) and a limit's wait.
+  local kept = {}
+  local fields = redis.call('HGETALL', GOAL)
+  for i = 1, #fields, 2 do
+    local name = fields[i]
+    if name == 'tokens' or name == 'cost_usd' or name == 'backoff_until'
+      or name == 'backoff_reason' or string.sub(name, 1, 9) == 'reserved:' then
+      kept[#kept + 1] = name
+      kept[#kept + 1] = fields[i + 1]
+    end
+  end
   for _, id in ipairs(redis.call('HKEYS', NODES)) do
     redis.call('DEL', task_key(id), lock_key(id))
   end
@@ -25,6 +41,7 @@ if existing then
     redis.call('DEL', ready_key(role))
   end
   redis.call('DEL', GOAL, READY, DELAYED, RUNNING, ROLES, NODES, DEPS, DEPENDENTS)
+  if #kept > 0 then redis.call('HSET', GOAL, unpack(kept)) end
   outcome = 'replaced'
 end
 

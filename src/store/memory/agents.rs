@@ -13,9 +13,14 @@ use crate::store::{AGENT_ERRORS_KEPT, AgentField, AgentRecord, AgentStore, Store
 impl AgentStore for MemoryStore {
     async fn register_agent(&self, record: &AgentRecord) -> Result<(), StoreError> {
         check_id("agent name", &record.name)?;
-        self.lock()
-            .agents
-            .insert(record.name.clone(), record.clone());
+        let mut state = self.lock();
+        // As on Redis, where the registration hash is replaced whole: when it
+        // changed, and no longer when a sweep found it dead.
+        state
+            .agent_changed
+            .insert(record.name.clone(), super::now_ms());
+        state.agent_dead_since.remove(&record.name);
+        state.agents.insert(record.name.clone(), record.clone());
         Ok(())
     }
 

@@ -1,15 +1,17 @@
 //! [`GoalStore`] in memory: plans, goal summaries, usage, and the event channel.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
 use super::{GoalData, MemoryStore, State, TaskEntry, now_ms};
 use crate::domain::{Assignment, Dag, Edge, TaskState, TaskStatus, ValidatedDag};
 use crate::store::{
-    EventKind, GoalState, GoalStatus, GoalStore, StoreError, StoreEvent, WriteDagOptions,
-    WriteDagOutcome,
+    EventKind, GoalState, GoalStatus, GoalStore, Reservation, StoreError, StoreEvent,
+    WriteDagOptions, WriteDagOutcome,
 };
 
 /// A goal that has no plan (yet): draft, nothing counted.
@@ -109,6 +111,14 @@ impl GoalData {
 }
 
 impl State {
+    /// The summary holding a goal's spending: its plan's, else its draft's.
+    fn spending(&self, goal: &str) -> Option<&GoalStatus> {
+        match self.goals.get(goal) {
+            Some(data) => Some(&data.status),
+            None => self.unplanned.get(goal),
+        }
+    }
+
     /// The summary of a goal without a plan, made a draft if it is new.
     fn unplanned_mut(&mut self, goal: &str) -> &mut GoalStatus {
         self.unplanned
@@ -131,7 +141,10 @@ impl GoalStore for MemoryStore {
             Some(existing) if existing.status.fingerprint == dag.fingerprint() => {
                 return Ok(WriteDagOutcome::Unchanged);
             }
-            Some(_) if options.replace => WriteDagOutcome::Replaced,
+            // Replaced only while the stored plan is still the one the writer read.
+            Some(existing) if options.expected.as_ref() == Some(&existing.status.fingerprint) => {
+                WriteDagOutcome::Replaced
+            }
             Some(existing) => {
                 return Err(StoreError::PlanConflict {
                     goal,
@@ -144,6 +157,14 @@ impl GoalStore for MemoryStore {
         if let Some(prior) = state.unplanned.remove(&goal) {
             data.status.tokens = prior.tokens;
             data.status.cost_usd = prior.cost_usd;
+        }
+        // What is about the goal, not the plan, outlives a replaced plan (the
+        // reservations of calls in flight are kept apart and stay as they are).
+        if let Some(old) = state.goals.remove(&goal) {
+            data.status.tokens = old.status.tokens;
+            data.status.cost_usd = old.status.cost_usd;
+            data.status.backoff = old.status.backoff;
+            data.backoff_until = old.backoff_until;
         }
         state.goals.insert(goal.clone(), data);
         self.emit(&goal, EventKind::Ready);
@@ -159,6 +180,49 @@ impl GoalStore for MemoryStore {
         status.tokens += tokens;
         status.cost_usd += cost_usd;
         Ok(status.tokens)
+    }
+
+    async fn reserve_tokens(
+        &self,
+        goal: &str,
+        reservation: &str,
+        estimate: u64,
+        budget: u64,
+        ttl: Duration,
+    ) -> Result<Reservation, StoreError> {
+        let mut state = self.lock();
+        let spent = state.spending(goal).map_or(0, |s| s.tokens);
+        let now = Instant::now();
+        let held = state.reservations.entry(goal.to_string()).or_default();
+        held.retain(|_, (_, expires)| *expires > now);
+        let reserved: u64 = held.values().map(|(tokens, _)| tokens).sum();
+        if spent + reserved >= budget {
+            return Ok(Reservation::Spent { spent, reserved });
+        }
+        held.insert(reservation.to_string(), (estimate, now + ttl));
+        Ok(Reservation::Reserved)
+    }
+
+    async fn settle_tokens(
+        &self,
+        goal: &str,
+        reservation: &str,
+        tokens: u64,
+        cost_usd: f64,
+    ) -> Result<u64, StoreError> {
+        {
+            let mut state = self.lock();
+            if let Some(held) = state.reservations.get_mut(goal) {
+                held.remove(reservation);
+                if held.is_empty() {
+                    state.reservations.remove(goal);
+                }
+            }
+        }
+        if tokens == 0 && cost_usd <= 0.0 {
+            return Ok(self.lock().spending(goal).map_or(0, |s| s.tokens));
+        }
+        self.add_usage(goal, tokens, cost_usd.max(0.0)).await
     }
 
     async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError> {

@@ -2,11 +2,12 @@
 //!
 //! The state and the helpers every concern shares live here; each concern's trait
 //! is implemented in its own file (`tasks.rs`, `control.rs`, `team.rs`, `goals.rs`,
-//! `gate.rs`, `agents.rs`), as in the Redis backend.
+//! `gate.rs`, `agents.rs`, `gc.rs`), as in the Redis backend.
 
 mod agents;
 mod control;
 mod gate;
+mod gc;
 mod goals;
 mod tasks;
 mod team;
@@ -53,6 +54,12 @@ struct State {
     agent_errors: HashMap<String, VecDeque<String>>,
     /// LLM call slots: token → expiry.
     gate: HashMap<String, Instant>,
+    /// Token reservations of LLM calls in flight, by goal: id → (tokens, expiry).
+    reservations: HashMap<String, HashMap<String, (u64, Instant)>>,
+    /// When each agent's registration was last written (ms since the epoch).
+    agent_changed: HashMap<String, u64>,
+    /// When a sweep first found a `running` agent without a heartbeat.
+    agent_dead_since: HashMap<String, u64>,
 }
 
 struct GoalData {

@@ -248,12 +248,23 @@ impl RedisStore {
     pub(super) async fn run_goal<T: FromRedisValue>(
         &self,
         script: &Script,
-        mut call: GoalCall<'_>,
+        call: GoalCall<'_>,
     ) -> Result<T, StoreError> {
         if let Some(subscribed) = self.events.watch(call.goal) {
             // The first script on a goal waits (once, briefly) for its channel.
             let _ = tokio::time::timeout(SUBSCRIBE_WAIT, subscribed).await;
         }
+        self.run_goal_unwatched(script, call).await
+    }
+
+    /// [`Self::run_goal`] without subscribing to the goal's events first: for a
+    /// script that only looks at a goal to remove it (porki gc), whose events
+    /// this process has no use for.
+    pub(super) async fn run_goal_unwatched<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        mut call: GoalCall<'_>,
+    ) -> Result<T, StoreError> {
         let publish = if self.conn.is_cluster() {
             "SPUBLISH"
         } else {

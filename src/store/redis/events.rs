@@ -131,8 +131,10 @@ impl RedisStore {
 }
 
 /// Forwards `events:*` to the in-process channel until the store is dropped,
-/// reconnecting with backoff; after a reconnect it sends [`EventKind::Resync`]
-/// because messages published during the outage are lost (pub/sub keeps none).
+/// reconnecting with backoff. After every subscription, the first one included,
+/// it sends [`EventKind::Resync`]: pub/sub keeps nothing, so what was published
+/// before the subscription was live (a `ready` while the feed was starting, or
+/// during an outage) is lost, and subscribers look again.
 async fn feed_events(client: redis::Client, feed: Weak<EventFeed>) {
     use futures::StreamExt;
     let mut backoff = Duration::from_millis(100);
@@ -152,12 +154,12 @@ async fn feed_events(client: redis::Client, feed: Weak<EventFeed>) {
                 backoff = Duration::from_millis(100);
                 if !first {
                     tracing::info!("event feed reconnected to Redis");
-                    let _ = sender.send(StoreEvent {
-                        goal: String::new(),
-                        kind: EventKind::Resync,
-                    });
                 }
                 first = false;
+                let _ = sender.send(StoreEvent {
+                    goal: String::new(),
+                    kind: EventKind::Resync,
+                });
                 let mut messages = pubsub.on_message();
                 loop {
                     let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;

@@ -1,7 +1,10 @@
 //! [`GoalStore`] on Redis: `write_dag.lua`, `plan_failed.lua` and the read-only
-//! `goal_status.lua`; the goal list is the `goals` set, the plan `dag:{G}:*`.
+//! `goal_status.lua`; the token budget's `budget_reserve.lua` and
+//! `budget_settle.lua` (one key each, `goal:{G}`); the goal list is the `goals`
+//! set, the plan `dag:{G}:*`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
@@ -11,8 +14,8 @@ use super::declare::GoalCall;
 use super::{RedisStore, unexpected};
 use crate::domain::{Assignment, Dag, Edge, Node, TaskStatus, ValidatedDag};
 use crate::store::{
-    GoalBackoff, GoalState, GoalStatus, GoalStore, StoreError, StoreEvent, WriteDagOptions,
-    WriteDagOutcome, keys,
+    GoalBackoff, GoalState, GoalStatus, GoalStore, Reservation, StoreError, StoreEvent,
+    WriteDagOptions, WriteDagOutcome, keys,
 };
 
 /// The plan as `write_dag.lua` takes it: per node its JSON, the fields the task
@@ -138,7 +141,7 @@ impl GoalStore for RedisStore {
     ) -> Result<WriteDagOutcome, StoreError> {
         let goal = dag.goal_id();
         let attempts = options.max_attempts.max(1).to_string();
-        let replace = if options.replace { "1" } else { "0" };
+        let expected = options.expected.as_deref().unwrap_or("");
         let nodes = &dag.dag().nodes;
         let tasks: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
         let mut call = GoalCall::new(
@@ -148,7 +151,7 @@ impl GoalStore for RedisStore {
                 dag.fingerprint(),
                 &options.title,
                 &attempts,
-                replace,
+                expected,
                 &plan_json(dag),
                 &options.source,
             ],
@@ -190,6 +193,49 @@ impl GoalStore for RedisStore {
         }
         let (total,): (u64,) = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(total)
+    }
+
+    async fn reserve_tokens(
+        &self,
+        goal: &str,
+        reservation: &str,
+        estimate: u64,
+        budget: u64,
+        ttl: Duration,
+    ) -> Result<Reservation, StoreError> {
+        let (admitted, spent, reserved): (i64, u64, u64) = self
+            .scripts
+            .budget_reserve
+            .key(keys::goal(goal))
+            .arg(reservation)
+            .arg(estimate)
+            .arg(budget)
+            .arg(super::millis(ttl))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(if admitted == 1 {
+            Reservation::Reserved
+        } else {
+            Reservation::Spent { spent, reserved }
+        })
+    }
+
+    async fn settle_tokens(
+        &self,
+        goal: &str,
+        reservation: &str,
+        tokens: u64,
+        cost_usd: f64,
+    ) -> Result<u64, StoreError> {
+        Ok(self
+            .scripts
+            .budget_settle
+            .key(keys::goal(goal))
+            .arg(reservation)
+            .arg(tokens)
+            .arg(cost_usd.max(0.0).to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await?)
     }
 
     async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError> {

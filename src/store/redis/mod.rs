@@ -5,7 +5,7 @@
 //! which declare every key they touch) and the reply helpers live here; each
 //! concern's trait is implemented in its own file (`tasks.rs`, `control.rs`,
 //! `team.rs`, `goals.rs` with `events.rs` and `shard_events.rs`, `gate.rs`,
-//! `agents.rs`).
+//! `agents.rs`, `gc.rs`).
 
 mod agents;
 mod conn;
@@ -13,6 +13,7 @@ mod control;
 mod declare;
 mod events;
 mod gate;
+mod gc;
 mod goals;
 mod scripts;
 mod shard_events;

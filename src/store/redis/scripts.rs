@@ -51,6 +51,10 @@ pub(super) struct Scripts {
     pub(super) gate_acquire: Script,
     pub(super) gate_renew: Script,
     pub(super) gate_count: Script,
+    pub(super) budget_reserve: Script,
+    pub(super) budget_settle: Script,
+    pub(super) gc_goal: Script,
+    pub(super) gc_agent: Script,
 }
 
 impl Scripts {
@@ -92,6 +96,10 @@ impl Scripts {
             gate_acquire: plain_script!("gate_acquire.lua"),
             gate_renew: plain_script!("gate_renew.lua"),
             gate_count: plain_script!("gate_count.lua"),
+            budget_reserve: plain_script!("budget_reserve.lua"),
+            budget_settle: plain_script!("budget_settle.lua"),
+            gc_goal: task_script!("gc_goal.lua"),
+            gc_agent: plain_script!("gc_agent.lua"),
         }
     }
 }

@@ -15,8 +15,8 @@ use porki::domain::{Dag, TaskState, TaskStatus, TeamLimits, ValidatedDag};
 use porki::store::prelude::*;
 use porki::store::{
     AgentField, AgentRecord, ClaimOutcome, ClaimScope, CompleteOutcome, FailOutcome, GoalStatus,
-    Lease, ReapOutcome, Recovery, Rejected, ReviewOutcome, ReviewVerdict, StoreError, StoreEvent,
-    TaskResult, WriteDagOptions, WriteDagOutcome,
+    Lease, ReapOutcome, Recovery, Rejected, Reservation, ReviewOutcome, ReviewVerdict, StoreError,
+    StoreEvent, Sweep, TaskResult, WriteDagOptions, WriteDagOutcome,
 };
 use tokio::sync::broadcast;
 
@@ -366,6 +366,33 @@ impl GoalStore for Prefixed {
             .map_err(|e| self.err(e))
     }
 
+    async fn reserve_tokens(
+        &self,
+        goal: &str,
+        reservation: &str,
+        estimate: u64,
+        budget: u64,
+        ttl: Duration,
+    ) -> Result<Reservation, StoreError> {
+        self.inner
+            .reserve_tokens(&self.real(goal), reservation, estimate, budget, ttl)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn settle_tokens(
+        &self,
+        goal: &str,
+        reservation: &str,
+        tokens: u64,
+        cost_usd: f64,
+    ) -> Result<u64, StoreError> {
+        self.inner
+            .settle_tokens(&self.real(goal), reservation, tokens, cost_usd)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
     async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError> {
         self.inner
             .fail_unplanned_goal(&self.real(goal), reason)
@@ -410,6 +437,32 @@ impl GoalStore for Prefixed {
 
     fn events(&self) -> broadcast::Receiver<StoreEvent> {
         self.events.subscribe()
+    }
+}
+
+#[async_trait]
+impl GcStore for Prefixed {
+    async fn sweep_goal(
+        &self,
+        goal: &str,
+        retain: Duration,
+        dry_run: bool,
+    ) -> Result<Sweep, StoreError> {
+        self.inner
+            .sweep_goal(&self.real(goal), retain, dry_run)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn sweep_agent(
+        &self,
+        name: &str,
+        retain: Duration,
+        dry_run: bool,
+    ) -> Result<Sweep, StoreError> {
+        self.inner
+            .sweep_agent(&self.real(name), retain, dry_run)
+            .await
     }
 }
 

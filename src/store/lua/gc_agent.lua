@@ -1,0 +1,33 @@
+-- Removes a dead agent's keys past the retention (porki gc). KEYS:
+-- agent:{NAME}:registered, :heartbeat, :active, then its other keys
+-- (keys::agent_keys). ARGV: retention ms, dry run ('1': change nothing).
+-- Alive: someone holds its guard (:active), or it is registered `running` with a
+-- live heartbeat. Otherwise it is dead, since `changed_at` (written with every
+-- registration) when the registration is not `running`, or since `dead_since`
+-- when it is (its process died without saying so): the first sweep to find it
+-- dead without that time records it (now), and a sweep that finds it alive
+-- drops `dead_since`. `agents` is another slot: the caller takes the name off it.
+-- Returns {'gone'} (no registration) | {'kept', why} |
+-- {'removed' or 'would', state, age ms}.
+local REGISTERED, HEARTBEAT, ACTIVE = KEYS[1], KEYS[2], KEYS[3]
+local f = redis.call('HMGET', REGISTERED, 'state', 'changed_at', 'dead_since')
+local state = f[1]
+if not state then return {'gone'} end
+local running = state == 'running'
+if redis.call('EXISTS', ACTIVE) == 1 or (running and redis.call('EXISTS', HEARTBEAT) == 1) then
+  if f[3] then redis.call('HDEL', REGISTERED, 'dead_since') end
+  return {'kept', 'alive'}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local field, since = 'changed_at', tonumber(f[2])
+if running then field, since = 'dead_since', tonumber(f[3]) end
+if not since then
+  since = now
+  if ARGV[2] ~= '1' then redis.call('HSET', REGISTERED, field, now) end
+end
+local age = now - since
+if age < tonumber(ARGV[1]) then return {'kept', 'recent'} end
+if ARGV[2] == '1' then return {'would', state, tostring(age)} end
+redis.call('DEL', unpack(KEYS))
+return {'removed', state, tostring(age)}

@@ -1,0 +1,114 @@
+//! [`GcStore`] in memory: the same rules as `gc_goal.lua` and `gc_agent.lua`,
+//! under the one lock, on the wall clock the scripts' `TIME` stands for.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::{MemoryStore, State, now_ms};
+use crate::store::{AgentState, GcStore, GoalStatus, StoreError, Sweep};
+
+/// How a finished goal's summary stands against the retention: `None` to keep it.
+fn expired(status: &GoalStatus, retain: Duration, now: u64) -> Option<Duration> {
+    if !status.state.is_terminal() {
+        return None;
+    }
+    let age = now.checked_sub(status.finished_ms?)?;
+    (age >= retain.as_millis() as u64).then(|| Duration::from_millis(age))
+}
+
+impl State {
+    /// Removes everything kept about agent `name`.
+    fn forget_agent(&mut self, name: &str) {
+        self.agents.remove(name);
+        self.heartbeats.remove(name);
+        self.guards.remove(name);
+        self.agent_values.retain(|(agent, _), _| agent != name);
+        self.agent_errors.remove(name);
+        self.agent_changed.remove(name);
+        self.agent_dead_since.remove(name);
+    }
+}
+
+#[async_trait]
+impl GcStore for MemoryStore {
+    async fn sweep_goal(
+        &self,
+        goal: &str,
+        retain: Duration,
+        dry_run: bool,
+    ) -> Result<Sweep, StoreError> {
+        let mut state = self.lock();
+        let now = now_ms();
+        let (status, tasks, leased) = match (state.goals.get(goal), state.unplanned.get(goal)) {
+            (Some(data), _) => {
+                let leased = data
+                    .tasks
+                    .values()
+                    .any(|t| t.lock.as_ref().is_some_and(|(_, e)| *e > Instant::now()));
+                (&data.status, data.tasks.len() as u64, leased)
+            }
+            (None, Some(status)) => (status, 0, false),
+            (None, None) => return Ok(Sweep::Gone),
+        };
+        let Some(age) = expired(status, retain, now).filter(|_| !leased) else {
+            return Ok(Sweep::Kept);
+        };
+        let removed = Sweep::Removed {
+            state: format!("{:?}", status.state).to_lowercase(),
+            age,
+            tasks,
+        };
+        if !dry_run {
+            state.goals.remove(goal);
+            state.unplanned.remove(goal);
+            state.reservations.remove(goal);
+        }
+        Ok(removed)
+    }
+
+    async fn sweep_agent(
+        &self,
+        name: &str,
+        retain: Duration,
+        dry_run: bool,
+    ) -> Result<Sweep, StoreError> {
+        let mut state = self.lock();
+        let Some(record) = state.agents.get(name) else {
+            return Ok(Sweep::Gone);
+        };
+        let instant = Instant::now();
+        let running = record.state == AgentState::Running;
+        let guarded = state.guards.get(name).is_some_and(|(_, e)| *e > instant);
+        let beating = state.heartbeats.get(name).is_some_and(|e| *e > instant);
+        if guarded || (running && beating) {
+            state.agent_dead_since.remove(name);
+            return Ok(Sweep::Kept);
+        }
+        let agent_state = record.state.to_string();
+        let now = now_ms();
+        let times = if running {
+            &mut state.agent_dead_since
+        } else {
+            &mut state.agent_changed
+        };
+        let since = match times.get(name) {
+            Some(&since) => since,
+            None if dry_run => now,
+            None => *times.entry(name.to_string()).or_insert(now),
+        };
+        let age = now.saturating_sub(since);
+        if age < retain.as_millis() as u64 {
+            return Ok(Sweep::Kept);
+        }
+        if !dry_run {
+            state.forget_agent(name);
+        }
+        Ok(Sweep::Removed {
+            state: agent_state,
+            age: Duration::from_millis(age),
+            tasks: 0,
+        })
+    }
+}

@@ -1,0 +1,92 @@
+//! [`GcStore`] on Redis: `gc_goal.lua` (a goal script, every task of the plan
+//! declared through `need`) and `gc_agent.lua` (one agent's keys). The
+//! process-wide `goals` and `agents` sets live in other slots, so a removed name
+//! is taken off them afterwards with single-key commands.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::AsyncCommands;
+
+use super::declare::GoalCall;
+use super::{RedisStore, unexpected};
+use crate::store::{GcStore, StoreError, Sweep, keys};
+
+/// Reads a gc script's answer: `{'gone'}`, `{'kept', why}`, or
+/// `{'removed'|'would', state, age ms[, tasks]}`.
+fn sweep_of(what: &str, reply: &[String]) -> Result<Sweep, StoreError> {
+    let number = |i: usize| reply.get(i).and_then(|n| n.parse::<u64>().ok());
+    match reply.first().map(String::as_str) {
+        Some("gone") => Ok(Sweep::Gone),
+        Some("kept") => Ok(Sweep::Kept),
+        Some("removed" | "would") => Ok(Sweep::Removed {
+            state: reply.get(1).cloned().unwrap_or_default(),
+            age: Duration::from_millis(number(2).unwrap_or(0)),
+            tasks: number(3).unwrap_or(0),
+        }),
+        _ => Err(unexpected(what, reply)),
+    }
+}
+
+impl RedisStore {
+    /// Takes `name` off the list `set` after its keys were removed. A name whose
+    /// data came back meanwhile (`field` of `key`: planned or registered again)
+    /// is put back, as the SREM may have come after the new data's SADD.
+    async fn unlist(
+        &self,
+        set: &str,
+        name: &str,
+        key: String,
+        field: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.srem(set, name).await?;
+        if conn.hexists::<_, _, bool>(key, field).await? {
+            let _: () = conn.sadd(set, name).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl GcStore for RedisStore {
+    async fn sweep_goal(
+        &self,
+        goal: &str,
+        retain: Duration,
+        dry_run: bool,
+    ) -> Result<Sweep, StoreError> {
+        let retain = retain.as_millis().to_string();
+        let dry = if dry_run { "1" } else { "0" };
+        let call = GoalCall::new(goal, &[], &[&retain, dry]);
+        let reply: Vec<String> = self.run_goal_unwatched(&self.scripts.gc_goal, call).await?;
+        let sweep = sweep_of("gc_goal", &reply)?;
+        if !dry_run && matches!(sweep, Sweep::Removed { .. } | Sweep::Gone) {
+            self.unlist(keys::GOALS, goal, keys::goal(goal), "status")
+                .await?;
+        }
+        Ok(sweep)
+    }
+
+    async fn sweep_agent(
+        &self,
+        name: &str,
+        retain: Duration,
+        dry_run: bool,
+    ) -> Result<Sweep, StoreError> {
+        let mut invocation = self.scripts.gc_agent.prepare_invoke();
+        for key in keys::agent_keys(name) {
+            invocation.key(key);
+        }
+        invocation
+            .arg(retain.as_millis().to_string())
+            .arg(if dry_run { "1" } else { "0" });
+        let reply: Vec<String> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        let sweep = sweep_of("gc_agent", &reply)?;
+        if !dry_run && matches!(sweep, Sweep::Removed { .. } | Sweep::Gone) {
+            self.unlist(keys::AGENTS, name, keys::agent_registered(name), "state")
+                .await?;
+        }
+        Ok(sweep)
+    }
+}
