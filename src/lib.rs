@@ -87,6 +87,7 @@ pub mod reaper;
 pub mod report;
 pub mod store;
 pub mod supervisor;
+pub mod usage;
 pub mod watcher;
 pub mod web;
 pub mod workspace;

@@ -293,6 +293,8 @@ pub struct LlmCaller {
     pub goal_token_budget: Option<u64>,
     /// The process's metrics (calls, latency, tokens, cost, gate wait).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Usage of calls without a budget, written to the goals' totals in batches.
+    pub usage: crate::usage::UsageTally,
 }
 
 impl LlmCaller {
@@ -307,10 +309,15 @@ impl LlmCaller {
             Some(budget) => Some(self.reserve(goal, request, budget).await?),
             None => None,
         };
-        let waiting = Instant::now();
-        let permit = self.gate.acquire().await;
-        self.metrics.gate_waited(waiting.elapsed());
-        let permit = permit?;
+        // A local provider calls no model: nothing to cap, no slot to take.
+        let permit = if self.provider.is_local() {
+            None
+        } else {
+            let waiting = Instant::now();
+            let permit = self.gate.acquire().await;
+            self.metrics.gate_waited(waiting.elapsed());
+            Some(permit?)
+        };
         let started = Instant::now();
         let result = self.provider.call(request).await;
         drop(permit);
@@ -336,19 +343,22 @@ impl LlmCaller {
             ),
         }
         // One atomic step: the reservation goes, what the call used is added (a
-        // failed call used nothing porki can count).
+        // failed call used nothing porki can count). Without a budget, usage is
+        // written in batches.
         let usage = result.as_ref().map(|r| r.usage).unwrap_or_default();
         let id = reserved.as_mut().map_or(String::new(), Reserved::settle);
-        if (result.is_ok() || !id.is_empty())
-            && let Err(e) = self
-                .store
-                .settle_tokens(
-                    goal,
-                    &id,
-                    usage.input_tokens + usage.output_tokens,
-                    usage.cost_usd.unwrap_or(0.0),
-                )
-                .await
+        if id.is_empty() {
+            let tokens = usage.input_tokens + usage.output_tokens;
+            self.usage.add(goal, tokens, usage.cost_usd.unwrap_or(0.0));
+        } else if let Err(e) = self
+            .store
+            .settle_tokens(
+                goal,
+                &id,
+                usage.input_tokens + usage.output_tokens,
+                usage.cost_usd.unwrap_or(0.0),
+            )
+            .await
         {
             tracing::warn!(error = %e, "cannot add the call's tokens to the goal's totals");
         }

@@ -364,6 +364,7 @@ mod tests {
             store: store.clone(),
             goal_token_budget: None,
             metrics: Default::default(),
+            usage: crate::usage::UsageTally::start(store.clone()),
         };
         let settings = PlannerSettings {
             workspaces: crate::workspace::Workspaces::new(

@@ -239,6 +239,7 @@ impl Worker {
             }
             Directive::FlushMemory => {
                 self.memory.clear();
+                self.memory_unsaved = false;
                 store
                     .set_agent_value(&name, AgentField::Memory, None)
                     .await?;

@@ -20,6 +20,9 @@ use super::worker::Worker;
 /// Most READY tasks offered to the LLM to choose from.
 const MAX_SELECT_CANDIDATES: usize = 20;
 
+/// Most DONE dependency results an agent keeps read.
+const DONE_OUTPUTS_KEPT: usize = 256;
+
 /// Longest dependency result given to a later prompt, in bytes.
 pub(super) const DEPENDENCY_CAP: usize = 4 * 1024;
 
@@ -82,6 +85,7 @@ impl Worker {
             .is_some_and(|p| p.nodes.iter().any(|n| n.id == lease.task));
         if !known {
             self.plan = store.dag(&lease.goal).await?;
+            self.done_outputs.clear();
         }
         let plan = self.plan.as_ref().ok_or_else(|| StoreError::UnknownGoal {
             goal: lease.goal.clone(),
@@ -96,9 +100,28 @@ impl Worker {
                 task: lease.task.clone(),
             })?;
         let mut dependency_outputs = BTreeMap::new();
-        for edge in plan.edges.iter().filter(|e| e.target == lease.task) {
-            if let Some(dep) = store.task(&lease.goal, &edge.source).await? {
-                dependency_outputs.insert(dep.id, capped(&dep.progress, DEPENDENCY_CAP));
+        let deps: Vec<String> = plan
+            .edges
+            .iter()
+            .filter(|e| e.target == lease.task)
+            .map(|e| e.source.clone())
+            .collect();
+        for dep in deps {
+            // A DONE task's result does not change: read once, kept (a fan-in
+            // or fan-out plan reads the same dependencies again and again).
+            if let Some(output) = self.done_outputs.get(&dep) {
+                dependency_outputs.insert(dep, output.clone());
+                continue;
+            }
+            if let Some(task) = store.task(&lease.goal, &dep).await? {
+                let output = capped(&task.progress, DEPENDENCY_CAP);
+                if task.status == TaskStatus::Done {
+                    if self.done_outputs.len() >= DONE_OUTPUTS_KEPT {
+                        self.done_outputs.clear();
+                    }
+                    self.done_outputs.insert(dep.clone(), output.clone());
+                }
+                dependency_outputs.insert(dep, output);
             }
         }
         let team = match task.kind {

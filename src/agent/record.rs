@@ -26,6 +26,10 @@ use super::worker::Worker;
 /// Most recent actions kept as the agent's memory.
 pub(super) const MEMORY_LEN: usize = 20;
 
+/// Longest a busy agent's memory snapshot lags behind its memory: a snapshot per
+/// task would cost a write per task.
+const MEMORY_SAVE_EVERY: Duration = Duration::from_secs(5);
+
 /// Longest action kept in the agent's memory, in bytes.
 const MEMORY_ENTRY_CAP: usize = 300;
 
@@ -292,20 +296,40 @@ impl Worker {
         }
     }
 
-    /// Adds an action (capped) to the bounded memory and snapshots it to `agent:NAME:memory`.
+    /// Adds an action (capped) to the bounded memory; the snapshot in
+    /// `agent:NAME:memory` follows at most every [`MEMORY_SAVE_EVERY`] while the
+    /// agent is busy, and whenever it goes idle or stops ([`Worker::save_memory`]).
     pub(super) async fn remember(&mut self, action: String) {
         if self.memory.len() == MEMORY_LEN {
             self.memory.pop_front();
         }
         self.memory.push_back(capped(&action, MEMORY_ENTRY_CAP));
+        self.memory_unsaved = true;
+        if self
+            .memory_saved
+            .is_none_or(|at| at.elapsed() >= MEMORY_SAVE_EVERY)
+        {
+            self.save_memory().await;
+        }
+    }
+
+    /// Writes the memory snapshot if it changed since the last one.
+    pub(super) async fn save_memory(&mut self) {
+        if !self.memory_unsaved {
+            return;
+        }
         let snapshot = serde_json::to_string(&self.memory).expect("strings serialize");
-        if let Err(e) = self
+        match self
             .deps
             .store
             .set_agent_value(&self.config.name, AgentField::Memory, Some(&snapshot))
             .await
         {
-            tracing::debug!(error = %e, "cannot snapshot the agent's memory");
+            Ok(()) => {
+                self.memory_unsaved = false;
+                self.memory_saved = Some(Instant::now());
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot snapshot the agent's memory"),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! survives a restart, then step — claim a task and execute it, or wait for a
 //! store event, a heartbeat change or the cadence — until retired or stopped.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +48,12 @@ pub(super) struct Worker {
     pub(super) heartbeat: Arc<Notify>,
     pub(super) plan: Option<Dag>,
     pub(super) memory: VecDeque<String>,
+    /// The memory changed since its last snapshot.
+    pub(super) memory_unsaved: bool,
+    /// When the last snapshot was written.
+    pub(super) memory_saved: Option<Instant>,
+    /// The results of DONE dependencies of this goal, as read (capped), by task.
+    pub(super) done_outputs: HashMap<String, String>,
     /// Set while a PAUSE directive is in effect (persisted in the store).
     pub(super) paused: Option<PauseMode>,
     /// A STOP directive was read.
@@ -73,6 +79,9 @@ impl Worker {
             heartbeat,
             plan: None,
             memory: VecDeque::new(),
+            memory_unsaved: false,
+            memory_saved: None,
+            done_outputs: HashMap::new(),
             paused: None,
             stop_directive: false,
         }
@@ -110,6 +119,7 @@ impl Worker {
             exit = self.work() => Ok(exit),
             lost = guard.keep() => Err(lost),
         };
+        self.save_memory().await;
         let record = match &outcome {
             Ok(AgentExit::Retired) => retired,
             _ => stopped,
@@ -174,6 +184,7 @@ impl Worker {
                 Step::Idle(wait) => wait,
                 Step::Retired => return AgentExit::Retired,
             };
+            self.save_memory().await;
             self.wait(wait, &mut events).await;
         }
     }

@@ -174,6 +174,13 @@ pub trait LlmProvider: Send + Sync {
     fn preflight(&self) -> Option<String> {
         None
     }
+
+    /// Whether the provider answers on this machine without calling any model
+    /// (the offline provider): the LLM gate, which caps calls to models across
+    /// processes, does not count its calls.
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 /// Which provider to build.

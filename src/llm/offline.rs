@@ -85,6 +85,10 @@ impl LlmProvider for OfflineProvider {
     fn writes_files(&self) -> bool {
         true
     }
+
+    fn is_local(&self) -> bool {
+        true
+    }
 }
 
 fn failed(message: impl Into<String>) -> LlmError {

@@ -46,6 +46,7 @@ use crate::llm_gate::{LlmCaller, LlmGate};
 use crate::planner::{DagPlanner, PlanGoal, plan_context};
 use crate::reaper::LeaseReaper;
 use crate::store::GoalState;
+use crate::usage::UsageTally;
 use crate::watcher::{HeartbeatChanged, HeartbeatWatcher, InstructionsChanged};
 
 /// The supervisor actor.
@@ -60,6 +61,8 @@ pub struct Supervisor {
     exit_code: i32,
     /// The leases this process's agents hold, given back if they cannot stop in time.
     held: HeldLeases,
+    /// The System is being stopped (after the last usage is written).
+    exiting: bool,
     /// READY tasks no live agent could take, by goal, as last logged.
     unserved: BTreeMap<String, Vec<(String, u64)>>,
 }
@@ -89,6 +92,7 @@ impl Supervisor {
             exit_code: 0,
             held: HeldLeases::default(),
             unserved: BTreeMap::new(),
+            exiting: false,
         }
     }
 
@@ -178,18 +182,39 @@ impl Supervisor {
                     if tokio::time::timeout(RELEASE_LIMIT, releases).await.is_err() {
                         tracing::warn!("the store did not take every lease back; the reaper will");
                     }
-                    System::current().stop_with_code(code);
                 }
-                .into_actor(supervisor),
+                .into_actor(supervisor)
+                .map(move |(), supervisor, ctx| supervisor.exit(code, ctx)),
             );
         });
-        self.exit_if_idle();
+        self.exit_if_idle(ctx);
     }
 
-    fn exit_if_idle(&self) {
+    fn exit_if_idle(&mut self, ctx: &mut Context<Self>) {
         if self.shutting_down && self.running() == 0 {
-            System::current().stop_with_code(self.exit_code);
+            self.exit(self.exit_code, ctx);
         }
+    }
+
+    /// Writes the LLM usage not yet in the store, then stops the System with `code`.
+    fn exit(&mut self, code: i32, ctx: &mut Context<Self>) {
+        if std::mem::replace(&mut self.exiting, true) {
+            return;
+        }
+        let usage = self.deps.as_ref().map(|deps| deps.caller.usage.clone());
+        ctx.spawn(
+            async move {
+                if let Some(usage) = usage
+                    && tokio::time::timeout(RELEASE_LIMIT, usage.flush())
+                        .await
+                        .is_err()
+                {
+                    tracing::warn!("could not add the last LLM usage to the goals' totals");
+                }
+                System::current().stop_with_code(code);
+            }
+            .into_actor(self),
+        );
     }
 
     /// Agent name → heartbeat file, for the watcher.
@@ -270,6 +295,7 @@ impl Actor for Supervisor {
             store: config.store.clone(),
             goal_token_budget: settings.goal_token_budget,
             metrics: settings.metrics.clone(),
+            usage: UsageTally::start(config.store.clone()),
         };
         self.planner =
             Some(DagPlanner::new(config.store.clone(), caller.clone(), settings.planner()).start());

@@ -265,7 +265,7 @@ impl Handler<AgentExited> for Supervisor {
                 }
             }
         }
-        self.exit_if_idle();
+        self.exit_if_idle(ctx);
         self.fill_slots(ctx);
         self.check_goals(ctx);
     }

@@ -17,8 +17,8 @@ use porki::planner::{DagPlanner, PlanGoal, PlanOutcome};
 use porki::store::gc::{self, GcOptions};
 use porki::store::prelude::*;
 use porki::store::{
-    AgentField, AgentRecord, AgentState, EventKind, MemoryStore, Recovery, RedisStore,
-    Reservation, TaskResult, WriteDagOptions, keys, write_plan,
+    AgentField, AgentRecord, AgentState, EventKind, MemoryStore, Recovery, RedisStore, Reservation,
+    TaskResult, WriteDagOptions, keys, write_plan,
 };
 use porki::supervisor::RunSettings;
 use tokio::sync::Semaphore;
@@ -69,6 +69,7 @@ fn caller(
         store: store.clone(),
         goal_token_budget: budget,
         metrics: Default::default(),
+        usage: porki::usage::UsageTally::start(store.clone()),
     }
 }
 
@@ -377,7 +378,10 @@ fn the_cleanup_leaves_no_key_of_a_removed_goal_or_agent() {
         .await
         .unwrap();
         let lease = claim(&*store, "old", "w", LONG).await.unwrap();
-        store.fail(&lease, "bad", false, LONG, Recovery::Never).await.unwrap();
+        store
+            .fail(&lease, "bad", false, LONG, Recovery::Never)
+            .await
+            .unwrap();
         store.settle_tokens("old", "", 40, 0.2).await.unwrap();
         store
             .reserve_tokens("old", "r", 5, 1_000, LONG)

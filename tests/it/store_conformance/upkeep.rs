@@ -254,7 +254,10 @@ mod behaviour {
         store.add_usage("old", 70, 0.5).await.unwrap();
         write(&*store, plan("lost", nodes(&["a"]), &[])).await;
         let lease = claim(&*store, "lost", "w", LONG).await.unwrap();
-        store.fail(&lease, "bad", false, SHORT, Recovery::Never).await.unwrap();
+        store
+            .fail(&lease, "bad", false, SHORT, Recovery::Never)
+            .await
+            .unwrap();
         store
             .fail_unplanned_goal("unplanned", "no plan")
             .await
@@ -263,7 +266,10 @@ mod behaviour {
         write(&*store, plan("busy", nodes(&["a", "b"]), &[])).await;
         let _held = claim(&*store, "busy", "w", LONG).await.unwrap();
         let doomed = claim(&*store, "busy", "v", LONG).await.unwrap();
-        store.fail(&doomed, "bad", false, SHORT, Recovery::Never).await.unwrap();
+        store
+            .fail(&doomed, "bad", false, SHORT, Recovery::Never)
+            .await
+            .unwrap();
         tokio::time::sleep(PAST_RETAIN).await;
         // Finished just now, and active.
         write(&*store, plan("new", nodes(&["a"]), &[])).await;
