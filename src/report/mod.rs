@@ -5,9 +5,9 @@
 //! the layout testable to the byte and lets `--watch` redraw without re-deciding
 //! anything.
 //!
-//! One file per output: `text.rs` ([`status_text`]), `json.rs` ([`status_json`],
-//! [`graph_json`]), `mermaid.rs` ([`graph_mermaid`]) and `dot.rs`
-//! ([`graph_dot`]). This file holds the fetched-data types and what the
+//! One file per output: `text.rs` ([`status_text`], fitted to the terminal by
+//! `table.rs`), `json.rs` ([`status_json`], [`graph_json`]), `mermaid.rs`
+//! ([`graph_mermaid`]) and `dot.rs` ([`graph_dot`]). This file holds the fetched-data types and what the
 //! renderers share: task order, state names and colours, node labels.
 //!
 //! The JSON shapes are a stable interface, documented field by field on
@@ -17,6 +17,7 @@
 mod dot;
 mod json;
 mod mermaid;
+mod table;
 mod text;
 
 use std::collections::HashMap;

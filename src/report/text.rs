@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::table::{INDENT, fit, natural_widths, or_dash, table, table_width};
 use super::{AgentReport, GoalReport, clean, goal_state_name, percent};
 use crate::domain::{TaskState, TaskStatus};
 
@@ -10,10 +11,6 @@ use crate::domain::{TaskState, TaskStatus};
 const MIN_WIDTH: usize = 60;
 /// Width of the progress bar, in cells.
 const BAR_WIDTH: usize = 30;
-/// Indent of tables and per-goal lines.
-const INDENT: &str = "  ";
-/// Gap between table columns.
-const GAP: &str = "  ";
 
 /// The text of `porki status`: each goal with a progress bar and counts per state,
 /// its task table (most recent activity first), then the agents, if any.
@@ -184,51 +181,6 @@ fn agents_text(out: &mut String, agents: &[AgentReport], width: usize) {
     table(out, &header, &rows, &widths);
 }
 
-/// The text on one line, or `-` when there is none.
-fn or_dash(text: Option<&str>) -> String {
-    text.map_or_else(|| "-".to_string(), clean)
-}
-
-/// Each column's natural width: its widest cell, the header included.
-fn natural_widths<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> [usize; N] {
-    std::array::from_fn(|col| {
-        rows.iter()
-            .map(|r| r[col].chars().count())
-            .chain([header[col].len()])
-            .max()
-            .unwrap_or(0)
-    })
-}
-
-/// Width of a table with these column widths: indent, columns and gaps.
-fn table_width<const N: usize>(widths: &[usize; N]) -> usize {
-    INDENT.len() + widths.iter().sum::<usize>() + GAP.len() * (N - 1)
-}
-
-/// Writes a header and rows, each cell fitted to its column; no trailing spaces.
-fn table<const N: usize>(
-    out: &mut String,
-    header: &[&str; N],
-    rows: &[[String; N]],
-    widths: &[usize; N],
-) {
-    let mut line = |cells: [&str; N]| {
-        let mut text = String::from(INDENT);
-        for (i, cell) in cells.iter().enumerate() {
-            if i > 0 {
-                text.push_str(GAP);
-            }
-            let _ = write!(text, "{:<w$}", fit(cell, widths[i]), w = widths[i]);
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(*header);
-    for row in rows {
-        line(std::array::from_fn(|i| row[i].as_str()));
-    }
-}
-
 /// `[######----]`: DONE out of total, `width` cells.
 fn progress_bar(done: u64, total: u64, width: usize) -> String {
     let filled = if total == 0 {
@@ -260,16 +212,6 @@ fn lease_left(task: &TaskState, now_ms: u64) -> String {
             }
         }
     }
-}
-
-/// At most `width` characters, the cut marked with `…`.
-fn fit(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 #[cfg(test)]
