@@ -217,6 +217,7 @@ fn lease_left(task: &TaskState, now_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::AgentKind;
     use crate::report::fixtures::{NOW, goal_report, task};
     use crate::store::{AgentRecord, AgentState};
 
@@ -227,6 +228,7 @@ mod tests {
                 name: "w1".into(),
                 goal: "g".into(),
                 role: Some("research".into()),
+                kind: AgentKind::Builder,
                 process: "host:1".into(),
                 state: AgentState::Running,
             },
@@ -312,6 +314,7 @@ agents
                 name: "a".into(),
                 goal: "g".into(),
                 role: role.map(str::to_string),
+                kind: AgentKind::Builder,
                 process: "host:1".into(),
                 state: AgentState::Running,
             },

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use porki::domain::Node;
+use porki::domain::{AgentKind, Node};
 use porki::llm::{LlmResponse, Phase, Usage};
 use porki::metrics::Metrics;
 use porki::store::prelude::*;
@@ -69,6 +69,7 @@ fn seed() -> (Arc<MemoryStore>, Lease) {
                 name: "w1".into(),
                 goal: GOAL.into(),
                 role: Some("writer".into()),
+                kind: AgentKind::Builder,
                 process: "host:1".into(),
                 state: AgentState::Running,
             })
