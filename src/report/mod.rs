@@ -7,8 +7,11 @@
 //!
 //! One file per output: `text.rs` ([`status_text`], fitted to the terminal by
 //! `table.rs`), `json.rs` ([`status_json`], [`graph_json`]), `mermaid.rs`
-//! ([`graph_mermaid`]) and `dot.rs` ([`graph_dot`]). This file holds the fetched-data types and what the
-//! renderers share: task order, state names and colours, node labels.
+//! ([`graph_mermaid`]) and `dot.rs` ([`graph_dot`]). `team.rs` puts the team
+//! loops into words for all of them (and the dashboard): what an added task is,
+//! what a task waits for, who awaits approval. This file holds the fetched-data
+//! types and what the renderers share: task order, state names and colours,
+//! node labels.
 //!
 //! The JSON shapes are a stable interface, documented field by field on
 //! [`status_json`] and [`graph_json`] and in `docs/status-json.md`. Fields may be
@@ -18,16 +21,18 @@ mod dot;
 mod json;
 mod mermaid;
 mod table;
+mod team;
 mod text;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use crate::domain::{Dag, Edge, Node, TaskState, TaskStatus};
+use crate::domain::{Dag, Edge, Node, TaskKind, TaskState, TaskStatus};
 use crate::store::{AgentRecord, GoalState, GoalStatus};
 
 pub use dot::graph_dot;
 pub use json::{JSON_VERSION, graph_json, status_json};
 pub use mermaid::graph_mermaid;
+pub use team::{Waits, approval_hint, kind_line, progress, task_note, task_subject};
 pub use text::status_text;
 
 /// One goal as `porki status` shows it: its summary and its tasks.
@@ -37,6 +42,10 @@ pub struct GoalReport {
     pub status: GoalStatus,
     /// Every task of the goal, in any order (renderers sort them).
     pub tasks: Vec<TaskState>,
+    /// The plan's dependencies as the store keeps them now, the tasks porki
+    /// added and their rewiring included (`store.dag(goal)`'s edges; empty
+    /// without a plan): what each task waits for.
+    pub edges: Vec<Edge>,
 }
 
 impl GoalReport {
@@ -172,8 +181,30 @@ fn nodes_with_tasks<'a>(
         .map(move |node| (node, index.get(node.id.as_str()).copied()))
 }
 
-/// A node's label for the Mermaid and DOT renderers: its id, title (if any) and
-/// state (with the owner while RUNNING), each line escaped on its own with
+/// What a plan node is: its task's kind when the task has a state, else the node's.
+fn node_kind(node: &Node, task: Option<&TaskState>) -> TaskKind {
+    task.map_or(node.kind, |t| t.kind)
+}
+
+/// The recovery links of a plan, sorted: (FAILED task, the recovery that took
+/// its work over), both in the plan. The plan's edges no longer join them (the
+/// failed task's dependents were rewired to the recovery), so the graphs draw
+/// these apart.
+fn recovery_links<'a>(dag: &'a Dag, tasks: &'a [TaskState]) -> Vec<(&'a str, &'a str)> {
+    let planned: HashSet<&str> = dag.nodes.iter().map(|n| n.id.as_str()).collect();
+    let mut links: Vec<(&str, &str)> = tasks
+        .iter()
+        .filter(|t| t.status == TaskStatus::Failed && planned.contains(t.id.as_str()))
+        .filter_map(|t| Some((t.id.as_str(), t.recovered_by.as_deref()?)))
+        .filter(|(_, recovery)| planned.contains(recovery))
+        .collect();
+    links.sort_unstable();
+    links
+}
+
+/// A node's label for the Mermaid and DOT renderers: its id, title (if any),
+/// kind and cycle for a task porki added (`review · cycle 2`) and state (with
+/// the owner while RUNNING), each line escaped on its own with
 /// `escape`, then joined with the format's line break.
 fn node_label(
     node: &Node,
@@ -184,6 +215,10 @@ fn node_label(
     let mut lines = vec![clean(&node.id)];
     if !node.title.is_empty() {
         lines.push(clean(&node.title));
+    }
+    let cycle = task.map_or(0, |t| t.cycle);
+    if let Some(line) = team::kind_line(node_kind(node, task), cycle) {
+        lines.push(line);
     }
     lines.push(match task {
         Some(t) => match (&t.status, &t.owner) {
@@ -206,4 +241,4 @@ fn sorted_edges(dag: &Dag) -> Vec<&Edge> {
 }
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;

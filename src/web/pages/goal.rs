@@ -259,6 +259,7 @@ mod tests {
                     ready_by_role: BTreeMap::new(),
                 },
                 tasks,
+                edges: Vec::new(),
             },
             dag: Dag::new("g", nodes, &[]),
             agents: Vec::new(),
