@@ -142,8 +142,9 @@ or <code>REJECT-TASK {id} reason</code> into a heartbeat file of the goal.",
 /// waits for, its approval, its recovery, the role the plan gave it.
 fn team_rows(view: &TaskView) -> Vec<(&'static str, String)> {
     let t = &view.task;
-    let links = |ids: &mut dyn Iterator<Item = &str>| {
-        ids.map(|id| link(&task_href(&view.goal, id), id))
+    let links = |ids: &[&str]| {
+        ids.iter()
+            .map(|id| link(&task_href(&view.goal, id), id))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -166,7 +167,7 @@ fn team_rows(view: &TaskView) -> Vec<(&'static str, String)> {
             .map(|(id, _)| id.as_str())
             .collect();
         if !waiting.is_empty() {
-            rows.push(("waits for", links(&mut waiting.into_iter())));
+            rows.push(("waits for", links(&waiting)));
         }
     }
     if t.needs_approval {
@@ -177,7 +178,7 @@ fn team_rows(view: &TaskView) -> Vec<(&'static str, String)> {
             "recovered by",
             format!(
                 "{} (took its work over; what waited for it waits for the recovery)",
-                links(&mut std::iter::once(recovery.as_str()))
+                links(&[recovery.as_str()])
             ),
         ));
     }
