@@ -105,6 +105,7 @@ impl Worker {
             name: name.clone(),
             goal: self.config.goal.clone(),
             role: self.config.role.clone(),
+            kind: self.config.kind,
             process: self.deps.settings.process.clone(),
             state,
         };

@@ -133,6 +133,8 @@ async fn fetch(
             Some(status) => goals.push(GoalReport {
                 status,
                 tasks: store.tasks(id).await?,
+                // What BLOCKED tasks wait for; a goal without a plan has none.
+                edges: store.dag(id).await?.map(|d| d.edges).unwrap_or_default(),
             }),
             None if goal.is_some() => return Err(unknown_goal(store, id, url).await),
             // Listed a moment ago, gone now (its plan was replaced or deleted).

@@ -2,11 +2,16 @@
 
 use std::fmt::Write as _;
 
-use super::{escape, node_label, nodes_with_tasks, sorted_edges, state_color, state_stroke};
+use super::{
+    escape, node_kind, node_label, nodes_with_tasks, recovery_links, sorted_edges, state_color,
+    state_stroke,
+};
 use crate::domain::{Dag, TaskState};
 
-/// The DAG as a Graphviz `digraph`: one box per task labelled id, title and state,
-/// filled by state, edges source → target (sorted). Every id is a quoted string.
+/// The DAG as a Graphviz `digraph`: one box per task labelled id, title, kind
+/// and cycle (for tasks porki added, drawn dashed) and state, filled by state;
+/// edges source → target (sorted), then a dotted edge from each FAILED task to
+/// the recovery that took its work over. Every id is a quoted string.
 pub fn graph_dot(dag: &Dag, tasks: &[TaskState]) -> String {
     let mut out = format!("digraph {} {{\n", dot_quote(&dag.goal_id));
     out.push_str("    rankdir=TB;\n");
@@ -15,10 +20,15 @@ pub fn graph_dot(dag: &Dag, tasks: &[TaskState]) -> String {
         let (fill, stroke) = task.map_or(("#ffffff", "#212529"), |t| {
             (state_color(t.status), state_stroke(t.status))
         });
+        let style = if node_kind(node, task).is_work() {
+            ""
+        } else {
+            ", style=\"rounded,filled,dashed\""
+        };
         // Each line is escaped on its own, then joined with DOT's line-break escape.
         let _ = writeln!(
             out,
-            "    {} [label=\"{}\", fillcolor=\"{fill}\", color=\"{stroke}\"];",
+            "    {} [label=\"{}\", fillcolor=\"{fill}\", color=\"{stroke}\"{style}];",
             dot_quote(&node.id),
             node_label(node, task, dot_escape, "\\n")
         );
@@ -29,6 +39,14 @@ pub fn graph_dot(dag: &Dag, tasks: &[TaskState]) -> String {
             "    {} -> {};",
             dot_quote(&edge.source),
             dot_quote(&edge.target)
+        );
+    }
+    for (failed, recovery) in recovery_links(dag, tasks) {
+        let _ = writeln!(
+            out,
+            "    {} -> {} [style=dotted, label=\"recovered by\"];",
+            dot_quote(failed),
+            dot_quote(recovery)
         );
     }
     out.push_str("}\n");
@@ -52,7 +70,7 @@ fn dot_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures::{diamond, hostile};
+    use crate::report::fixtures::{diamond, hostile, team};
 
     #[test]
     fn graph_dot_renders_the_diamond() {
@@ -87,5 +105,38 @@ digraph \"g\" {
         );
         assert!(text.contains("    \"end\" -> \"a-b.c_d\";\n"), "{text}");
         assert_eq!(text.lines().count(), 3 + 2 + 1 + 1);
+    }
+
+    #[test]
+    fn graph_dot_dashes_added_tasks_labels_cycles_and_links_recoveries() {
+        let (dag, tasks) = team();
+        let text = graph_dot(&dag, &tasks);
+        let expected = "\
+digraph \"g\" {
+    rankdir=TB;
+    node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\"];
+    \"copy\" [label=\"copy\\nCopy\\nDONE\", fillcolor=\"#d3f9d8\", color=\"#2f9e44\"];
+    \"copy.escalate\" [label=\"copy.escalate\\nSettle the review of: Copy\\nescalation\\nREADY\", fillcolor=\"#fff3bf\", color=\"#f08c00\", style=\"rounded,filled,dashed\"];
+    \"copy.review\" [label=\"copy.review\\nReview: Copy\\nreview · cycle 2\\nBLOCKED\", fillcolor=\"#e9ecef\", color=\"#868e96\", style=\"rounded,filled,dashed\"];
+    \"draft\" [label=\"draft\\nDraft\\nDONE\", fillcolor=\"#d3f9d8\", color=\"#2f9e44\"];
+    \"draft.fix-1\" [label=\"draft.fix-1\\nFix 1 of: Draft\\nfix 1\\nRUNNING by w1\", fillcolor=\"#d0ebff\", color=\"#1c7ed6\", style=\"rounded,filled,dashed\"];
+    \"draft.review\" [label=\"draft.review\\nReview: Draft\\nreview · cycle 1\\nBLOCKED\", fillcolor=\"#e9ecef\", color=\"#868e96\", style=\"rounded,filled,dashed\"];
+    \"layout\" [label=\"layout\\nLay out\\nREADY\", fillcolor=\"#fff3bf\", color=\"#f08c00\"];
+    \"logo\" [label=\"logo\\nDraw the logo\\nAWAITING_APPROVAL\", fillcolor=\"#e5dbff\", color=\"#7048e8\"];
+    \"publish\" [label=\"publish\\nPublish\\nBLOCKED\", fillcolor=\"#e9ecef\", color=\"#868e96\"];
+    \"scan\" [label=\"scan\\nScan the archive\\nFAILED\", fillcolor=\"#ffc9c9\", color=\"#e03131\"];
+    \"scan.recover\" [label=\"scan.recover\\nRecover: Scan the archive\\nrecovery\\nREADY\", fillcolor=\"#fff3bf\", color=\"#f08c00\", style=\"rounded,filled,dashed\"];
+    \"sign-off\" [label=\"sign-off\\nSign off\\nAWAITING_APPROVAL\", fillcolor=\"#e5dbff\", color=\"#7048e8\"];
+    \"copy\" -> \"copy.review\";
+    \"copy.escalate\" -> \"copy.review\";
+    \"copy.review\" -> \"publish\";
+    \"draft\" -> \"draft.review\";
+    \"draft.fix-1\" -> \"draft.review\";
+    \"draft.review\" -> \"publish\";
+    \"scan.recover\" -> \"publish\";
+    \"scan\" -> \"scan.recover\" [style=dotted, label=\"recovered by\"];
+}
+";
+        assert_eq!(text, expected, "\n{text}");
     }
 }

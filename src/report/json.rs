@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::{AgentReport, GoalReport, goal_state_name, nodes_with_tasks, percent, sorted_edges};
+use super::{
+    AgentReport, GoalReport, goal_state_name, node_kind, nodes_with_tasks, percent, sorted_edges,
+};
 use crate::domain::{Dag, TaskState, TaskStatus};
 
 /// Version of the `porki status --json` and `porki graph --format json` shapes.
@@ -22,8 +24,11 @@ pub const JSON_VERSION: u64 = 1;
 ///     "total": 12,                 // tasks in all
 ///     "done": 6,                   // tasks DONE (same as counts.DONE)
 ///     "percent_done": 50,          // done * 100 / total, rounded down (0 when total is 0)
-///     "counts": {"BLOCKED": 2, "READY": 1, "RUNNING": 1, "DONE": 6, "FAILED": 2},
+///     "superseded": 0,             // FAILED tasks whose work a recovery took over (in total;
+///                                  // the goal completes without them)
+///     "counts": {"BLOCKED": 2, "READY": 1, "RUNNING": 1, "AWAITING_APPROVAL": 0, "DONE": 6, "FAILED": 2},
 ///                                  // every state always present
+///     "awaiting_approval": [],     // ids of the tasks AWAITING_APPROVAL, sorted
 ///     "max_attempts": 3,           // attempts before a task is FAILED
 ///     "created_ms": 1700000000000, // when the plan was written
 ///     "finished_ms": null,         // when the goal became complete or failed, else null
@@ -37,7 +42,15 @@ pub const JSON_VERSION: u64 = 1;
 ///     "tasks": [{                  // most recent activity (updated_ms) first, then by id
 ///       "id": "outline",           // task id
 ///       "title": "…",              // title from the plan
-///       "state": "RUNNING",        // BLOCKED | READY | RUNNING | DONE | FAILED
+///       "state": "RUNNING",        // BLOCKED | READY | RUNNING | AWAITING_APPROVAL | DONE | FAILED
+///       "kind": "work",            // work | review | fix | recover | escalate (the last four porki added)
+///       "of": null,                // the task an added task is about (an escalation's: the review), else null
+///       "cycle": 0,                // a review: times it asked for changes; a fix: its number; else 0
+///       "notes": null,             // what an added task is asked to address, or null
+///       "needs_approval": false,   // waits for a person's approval once it ran
+///       "waits_for": [],           // its dependencies not yet DONE, sorted (what a BLOCKED task waits for)
+///       "recovered_by": null,      // a FAILED task whose work a recovery took over: the recovery's id
+///       "planned_role": null,      // the role the plan gave a soft task handed to another agent, or null
 ///       "role": null,              // role restriction, or null
 ///       "priority": 0,             // current priority (higher runs sooner)
 ///       "owner": "writer",         // agent holding or last holding it, or null
@@ -60,6 +73,7 @@ pub const JSON_VERSION: u64 = 1;
 ///     "name": "writer",            // agent name
 ///     "goal": "demo-001",          // goal it works on
 ///     "role": "writer",            // role, or null
+///     "kind": "builder",           // builder | reviewer | manager
 ///     "process": "host:1234",      // host and process running it
 ///     "state": "running",          // as the agent recorded it: running, retired, stopped, failed: reason…
 ///     "alive": true,               // its heartbeat key is live (it runs in some process now)
@@ -76,6 +90,7 @@ pub fn status_json(goals: &[GoalReport], agents: &[AgentReport], now_ms: u64) ->
                 "name": a.record.name,
                 "goal": a.record.goal,
                 "role": a.record.role,
+                "kind": a.record.kind,
                 "process": a.record.process,
                 "state": a.record.state,
                 "alive": a.alive,
@@ -97,6 +112,7 @@ fn goal_json(goal: &GoalReport, agents: &[AgentReport], now_ms: u64) -> Value {
         .iter()
         .map(|s| (s.as_str().to_string(), json!(status.count(*s))))
         .collect();
+    let waits = goal.waits();
     let tasks: Vec<Value> = goal
         .tasks_newest_first()
         .into_iter()
@@ -106,6 +122,14 @@ fn goal_json(goal: &GoalReport, agents: &[AgentReport], now_ms: u64) -> Value {
                 "id": t.id,
                 "title": t.title,
                 "state": t.status.as_str(),
+                "kind": t.kind,
+                "of": t.of,
+                "cycle": t.cycle,
+                "notes": t.notes,
+                "needs_approval": t.needs_approval,
+                "waits_for": waits.of(&t.id),
+                "recovered_by": t.recovered_by,
+                "planned_role": t.planned_role,
                 "role": t.role,
                 "priority": t.priority,
                 "owner": t.owner,
@@ -133,7 +157,9 @@ fn goal_json(goal: &GoalReport, agents: &[AgentReport], now_ms: u64) -> Value {
         "total": status.total,
         "done": done,
         "percent_done": percent(done, status.total),
+        "superseded": status.superseded,
         "counts": counts,
+        "awaiting_approval": goal.awaiting_approval(),
         "max_attempts": status.max_attempts,
         "created_ms": status.created_ms,
         "finished_ms": status.finished_ms,
@@ -169,13 +195,19 @@ fn lease_left_ms(task: &TaskState, now_ms: u64) -> Option<u64> {
 ///   "nodes": [{                  // in plan order (sorted by id)
 ///     "id": "outline",           // task id
 ///     "title": "…",              // title from the plan
-///     "state": "RUNNING",        // BLOCKED | READY | RUNNING | DONE | FAILED, null if the task has no state
+///     "state": "RUNNING",        // BLOCKED | READY | RUNNING | AWAITING_APPROVAL | DONE | FAILED,
+///                                // null if the task has no state
+///     "kind": "work",            // work | review | fix | recover | escalate (the last four porki added)
+///     "of": null,                // the task an added task is about, or null
+///     "cycle": 0,                // a review: times it asked for changes; a fix: its number; else 0
+///     "recovered_by": null,      // a FAILED task: the recovery that took its work over, or null
 ///     "owner": "writer",         // agent holding or last holding it, or null
 ///     "attempt": 1,              // claims counted so far (0 if the task has no state)
 ///     "priority": 0,             // plan priority
 ///     "role": null               // role restriction, or null
 ///   }],
 ///   "edges": [{"source": "scope", "target": "outline"}]  // source must be DONE before target; sorted
+///                                // (a recovery is not an edge: see the failed node's recovered_by)
 /// }
 /// ```
 pub fn graph_json(dag: &Dag, tasks: &[TaskState]) -> Value {
@@ -185,6 +217,10 @@ pub fn graph_json(dag: &Dag, tasks: &[TaskState]) -> Value {
                 "id": node.id,
                 "title": node.title,
                 "state": task.map(|t| t.status.as_str()),
+                "kind": node_kind(node, task),
+                "of": task.map_or(node.of.as_deref(), |t| t.of.as_deref()),
+                "cycle": task.map_or(0, |t| t.cycle),
+                "recovered_by": task.and_then(|t| t.recovered_by.as_deref()),
                 "owner": task.and_then(|t| t.owner.clone()),
                 "attempt": task.map_or(0, |t| t.attempt),
                 "priority": node.priority,
@@ -207,7 +243,9 @@ pub fn graph_json(dag: &Dag, tasks: &[TaskState]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures::{HOSTILE, NOW, diamond, goal_report, hostile};
+    use crate::domain::{AgentKind, Node, TaskKind};
+    use crate::report::fixtures::{HOSTILE, NOW, diamond, goal_report, hostile, team, team_report};
+    use crate::store::{AgentRecord, AgentState};
 
     #[test]
     fn status_json_has_the_documented_fields() {
@@ -222,8 +260,10 @@ mod tests {
         assert_eq!(goal["percent_done"], 25);
         assert_eq!(
             goal["counts"],
-            json!({"BLOCKED": 1, "READY": 0, "RUNNING": 1, "DONE": 1, "FAILED": 1})
+            json!({"BLOCKED": 1, "READY": 0, "RUNNING": 1, "AWAITING_APPROVAL": 0, "DONE": 1, "FAILED": 1})
         );
+        assert_eq!(goal["superseded"], 0);
+        assert_eq!(goal["awaiting_approval"], json!([]));
         let ids: Vec<&str> = goal["tasks"]
             .as_array()
             .unwrap()
@@ -244,6 +284,85 @@ mod tests {
             (json!(0), json!(0.0))
         );
         assert_eq!(goal["backoff"], Value::Null);
+        // d waits for b and c, by the plan's edges.
+        assert_eq!(goal["tasks"][3]["waits_for"], json!(["b", "c"]));
+        assert_eq!(goal["tasks"][0]["waits_for"], json!([]));
+    }
+
+    #[test]
+    fn status_json_tells_what_team_tasks_are_and_wait_for() {
+        let agent = AgentReport {
+            record: AgentRecord {
+                name: "rev".into(),
+                goal: "g".into(),
+                role: Some("qa".into()),
+                kind: AgentKind::Reviewer,
+                process: "host:1".into(),
+                state: AgentState::Running,
+            },
+            last_error: None,
+            alive: true,
+        };
+        let value = status_json(&[team_report()], &[agent], NOW);
+        let goal = &value["goals"][0];
+        assert_eq!(goal["superseded"], 1);
+        assert_eq!(goal["awaiting_approval"], json!(["logo", "sign-off"]));
+        assert_eq!(goal["counts"]["AWAITING_APPROVAL"], 2);
+        let task = |id: &str| {
+            goal["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["id"] == id)
+                .unwrap()
+                .clone()
+        };
+        let team_fields = |id: &str| {
+            let t = task(id);
+            [
+                "kind",
+                "of",
+                "cycle",
+                "notes",
+                "needs_approval",
+                "waits_for",
+                "recovered_by",
+                "planned_role",
+            ]
+            .map(|field| (field.to_string(), t[field].clone()))
+            .into_iter()
+            .collect::<serde_json::Map<_, _>>()
+        };
+        let expect = |value: Value| value.as_object().unwrap().clone();
+        assert_eq!(
+            team_fields("draft.review"),
+            expect(
+                json!({"kind": "review", "of": "draft", "cycle": 1, "notes": null,
+                "needs_approval": false, "waits_for": ["draft.fix-1"], "recovered_by": null,
+                "planned_role": null})
+            )
+        );
+        assert_eq!(
+            team_fields("draft.fix-1"),
+            expect(
+                json!({"kind": "fix", "of": "draft", "cycle": 1, "notes": "cite the sources",
+                "needs_approval": false, "waits_for": [], "recovered_by": null,
+                "planned_role": null})
+            )
+        );
+        assert_eq!(
+            team_fields("scan"),
+            expect(
+                json!({"kind": "work", "of": null, "cycle": 0, "notes": null,
+                "needs_approval": false, "waits_for": [], "recovered_by": "scan.recover",
+                "planned_role": null})
+            )
+        );
+        assert_eq!(task("scan.recover")["needs_approval"], true);
+        assert_eq!(task("copy.escalate")["of"], "copy.review");
+        assert_eq!(task("sign-off")["state"], "AWAITING_APPROVAL");
+        assert_eq!(task("layout")["planned_role"], "designer");
+        assert_eq!(value["agents"][0]["kind"], "reviewer");
     }
 
     #[test]
@@ -276,10 +395,10 @@ mod tests {
             "version": 1,
             "goal": "g",
             "nodes": [
-                {"id": "a", "title": "Start", "state": "DONE", "owner": "w1", "attempt": 1, "priority": 0, "role": null},
-                {"id": "b", "title": "Left", "state": "RUNNING", "owner": "w1", "attempt": 1, "priority": 0, "role": null},
-                {"id": "c", "title": "Right", "state": "FAILED", "owner": "w2", "attempt": 3, "priority": 0, "role": null},
-                {"id": "d", "title": "Join", "state": "BLOCKED", "owner": null, "attempt": 0, "priority": 0, "role": null},
+                {"id": "a", "title": "Start", "state": "DONE", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": "w1", "attempt": 1, "priority": 0, "role": null},
+                {"id": "b", "title": "Left", "state": "RUNNING", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": "w1", "attempt": 1, "priority": 0, "role": null},
+                {"id": "c", "title": "Right", "state": "FAILED", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": "w2", "attempt": 3, "priority": 0, "role": null},
+                {"id": "d", "title": "Join", "state": "BLOCKED", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": null, "attempt": 0, "priority": 0, "role": null},
             ],
             "edges": [
                 {"source": "a", "target": "b"},
@@ -289,6 +408,54 @@ mod tests {
             ],
         });
         assert_eq!(graph_json(&dag, &tasks), expected);
+    }
+
+    #[test]
+    fn graph_json_nodes_say_their_kind_cycle_and_recovery() {
+        let (mut dag, tasks) = team();
+        // A node without a stored state still has its plan node's kind.
+        dag.nodes.push(Node {
+            kind: TaskKind::Review,
+            of: Some("ghost".into()),
+            ..Node::new("ghost.review", "")
+        });
+        let value = graph_json(&dag, &tasks);
+        let node = |id: &str| {
+            let n = value["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["id"] == id)
+                .unwrap();
+            (
+                n["kind"].clone(),
+                n["of"].clone(),
+                n["cycle"].clone(),
+                n["recovered_by"].clone(),
+            )
+        };
+        assert_eq!(
+            node("copy.review"),
+            (json!("review"), json!("copy"), json!(2), Value::Null)
+        );
+        assert_eq!(
+            node("copy.escalate"),
+            (
+                json!("escalate"),
+                json!("copy.review"),
+                json!(0),
+                Value::Null
+            )
+        );
+        assert_eq!(
+            node("scan"),
+            (json!("work"), Value::Null, json!(0), json!("scan.recover"))
+        );
+        assert_eq!(
+            node("ghost.review"),
+            (json!("review"), json!("ghost"), json!(0), Value::Null)
+        );
+        assert_eq!(value["edges"].as_array().unwrap().len(), 7);
     }
 
     #[test]

@@ -2,11 +2,16 @@
 
 use std::fmt::Write as _;
 
-use super::{escape, node_label, nodes_with_tasks, sorted_edges, state_color, state_stroke};
-use crate::domain::{Dag, TaskState, TaskStatus};
+use super::{
+    escape, node_kind, node_label, nodes_with_tasks, recovery_links, sorted_edges, state_color,
+    state_stroke,
+};
+use crate::domain::{Dag, TaskKind, TaskState, TaskStatus};
 
-/// The DAG as a Mermaid flowchart: one node per task labelled id, title and state,
-/// a `classDef` per state, edges source → target (sorted).
+/// The DAG as a Mermaid flowchart: one node per task labelled id, title, kind
+/// and cycle (for tasks porki added) and state; a `classDef` per state and one
+/// per added kind (dashed borders); edges source → target (sorted), then a
+/// dotted link from each FAILED task to the recovery that took its work over.
 pub fn graph_mermaid(dag: &Dag, tasks: &[TaskState]) -> String {
     let mut out = String::from("flowchart TD\n");
     for status in TaskStatus::ALL {
@@ -17,6 +22,11 @@ pub fn graph_mermaid(dag: &Dag, tasks: &[TaskState]) -> String {
             state_color(status),
             state_stroke(status)
         );
+    }
+    for kind in TaskKind::ALL {
+        if let Some(dashes) = kind_dashes(kind) {
+            let _ = writeln!(out, "    classDef {kind} stroke-dasharray:{dashes}");
+        }
     }
     for (node, task) in nodes_with_tasks(dag, tasks) {
         let class = task.map_or(String::new(), |t| {
@@ -37,7 +47,35 @@ pub fn graph_mermaid(dag: &Dag, tasks: &[TaskState]) -> String {
             mermaid_id(&edge.target)
         );
     }
+    for (failed, recovery) in recovery_links(dag, tasks) {
+        let _ = writeln!(
+            out,
+            "    {} -. recovered by .-> {}",
+            mermaid_id(failed),
+            mermaid_id(recovery)
+        );
+    }
+    // A second class (the state's is on the node) for the tasks porki added.
+    for (node, task) in nodes_with_tasks(dag, tasks) {
+        let kind = node_kind(node, task);
+        if kind_dashes(kind).is_some() {
+            let _ = writeln!(out, "    class {} {kind}", mermaid_id(&node.id));
+        }
+    }
     out
+}
+
+/// The dash pattern of a kind's border: none for planned work, so the tasks
+/// porki added stand out whatever their state (the same patterns as the
+/// dashboard's drawing).
+fn kind_dashes(kind: TaskKind) -> Option<&'static str> {
+    match kind {
+        TaskKind::Work => None,
+        TaskKind::Review => Some("8 4"),
+        TaskKind::Fix => Some("3 3"),
+        TaskKind::Recover => Some("10 3 2 3"),
+        TaskKind::Escalate => Some("12 3 2 3 2 3"),
+    }
 }
 
 /// A Mermaid node id for a task id: `t_` then the id with letters and digits kept,
@@ -75,7 +113,7 @@ fn mermaid_text(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures::{diamond, hostile};
+    use crate::report::fixtures::{diamond, hostile, team};
 
     #[test]
     fn graph_mermaid_renders_the_diamond() {
@@ -85,8 +123,13 @@ flowchart TD
     classDef blocked fill:#e9ecef,stroke:#868e96,color:#212529
     classDef ready fill:#fff3bf,stroke:#f08c00,color:#212529
     classDef running fill:#d0ebff,stroke:#1c7ed6,color:#212529
+    classDef awaiting_approval fill:#e5dbff,stroke:#7048e8,color:#212529
     classDef done fill:#d3f9d8,stroke:#2f9e44,color:#212529
     classDef failed fill:#ffc9c9,stroke:#e03131,color:#212529
+    classDef review stroke-dasharray:8 4
+    classDef fix stroke-dasharray:3 3
+    classDef recover stroke-dasharray:10 3 2 3
+    classDef escalate stroke-dasharray:12 3 2 3 2 3
     t_a[\"a<br/>Start<br/>DONE\"]:::done
     t_b[\"b<br/>Left<br/>RUNNING by w1\"]:::running
     t_c[\"c<br/>Right<br/>FAILED\"]:::failed
@@ -115,8 +158,48 @@ flowchart TD
         );
         assert!(text.contains("    t_end --> t_a_2d_b_2e_c__d\n"), "{text}");
         // Every node line is one line: the title's newline did not split it.
-        assert_eq!(text.lines().count(), 1 + 5 + 2 + 1);
+        assert_eq!(text.lines().count(), 1 + 6 + 4 + 2 + 1);
         assert_ne!(mermaid_id("a_b"), mermaid_id("a-b"));
         assert_ne!(mermaid_id("a__2d_"), mermaid_id("a_-"));
+    }
+
+    #[test]
+    fn graph_mermaid_dashes_added_tasks_labels_cycles_and_links_recoveries() {
+        let (dag, tasks) = team();
+        let text = graph_mermaid(&dag, &tasks);
+        let nodes_and_links: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("classDef"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let expected = "\
+flowchart TD
+    t_copy[\"copy<br/>Copy<br/>DONE\"]:::done
+    t_copy_2e_escalate[\"copy.escalate<br/>Settle the review of: Copy<br/>escalation<br/>READY\"]:::ready
+    t_copy_2e_review[\"copy.review<br/>Review: Copy<br/>review · cycle 2<br/>BLOCKED\"]:::blocked
+    t_draft[\"draft<br/>Draft<br/>DONE\"]:::done
+    t_draft_2e_fix_2d_1[\"draft.fix-1<br/>Fix 1 of: Draft<br/>fix 1<br/>RUNNING by w1\"]:::running
+    t_draft_2e_review[\"draft.review<br/>Review: Draft<br/>review · cycle 1<br/>BLOCKED\"]:::blocked
+    t_layout[\"layout<br/>Lay out<br/>READY\"]:::ready
+    t_logo[\"logo<br/>Draw the logo<br/>AWAITING_APPROVAL\"]:::awaiting_approval
+    t_publish[\"publish<br/>Publish<br/>BLOCKED\"]:::blocked
+    t_scan[\"scan<br/>Scan the archive<br/>FAILED\"]:::failed
+    t_scan_2e_recover[\"scan.recover<br/>Recover: Scan the archive<br/>recovery<br/>READY\"]:::ready
+    t_sign_2d_off[\"sign-off<br/>Sign off<br/>AWAITING_APPROVAL\"]:::awaiting_approval
+    t_copy --> t_copy_2e_review
+    t_copy_2e_escalate --> t_copy_2e_review
+    t_copy_2e_review --> t_publish
+    t_draft --> t_draft_2e_review
+    t_draft_2e_fix_2d_1 --> t_draft_2e_review
+    t_draft_2e_review --> t_publish
+    t_scan_2e_recover --> t_publish
+    t_scan -. recovered by .-> t_scan_2e_recover
+    class t_copy_2e_escalate escalate
+    class t_copy_2e_review review
+    class t_draft_2e_fix_2d_1 fix
+    class t_draft_2e_review review
+    class t_scan_2e_recover recover
+";
+        assert_eq!(nodes_and_links, expected, "\n{nodes_and_links}");
     }
 }

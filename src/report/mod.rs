@@ -5,10 +5,13 @@
 //! the layout testable to the byte and lets `--watch` redraw without re-deciding
 //! anything.
 //!
-//! One file per output: `text.rs` ([`status_text`]), `json.rs` ([`status_json`],
-//! [`graph_json`]), `mermaid.rs` ([`graph_mermaid`]) and `dot.rs`
-//! ([`graph_dot`]). This file holds the fetched-data types and what the
-//! renderers share: task order, state names and colours, node labels.
+//! One file per output: `text.rs` ([`status_text`], fitted to the terminal by
+//! `table.rs`), `json.rs` ([`status_json`], [`graph_json`]), `mermaid.rs`
+//! ([`graph_mermaid`]) and `dot.rs` ([`graph_dot`]). `team.rs` puts the team
+//! loops into words for all of them (and the dashboard): what an added task is,
+//! what a task waits for, who awaits approval. This file holds the fetched-data
+//! types and what the renderers share: task order, state names and colours,
+//! node labels.
 //!
 //! The JSON shapes are a stable interface, documented field by field on
 //! [`status_json`] and [`graph_json`] and in `docs/status-json.md`. Fields may be
@@ -17,16 +20,19 @@
 mod dot;
 mod json;
 mod mermaid;
+mod table;
+mod team;
 mod text;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use crate::domain::{Dag, Edge, Node, TaskState, TaskStatus};
+use crate::domain::{AgentKind, Dag, Edge, Node, TaskKind, TaskState, TaskStatus, claim_role};
 use crate::store::{AgentRecord, GoalState, GoalStatus};
 
 pub use dot::graph_dot;
 pub use json::{JSON_VERSION, graph_json, status_json};
 pub use mermaid::graph_mermaid;
+pub use team::{Waits, approval_hint, kind_line, progress, task_note, task_subject};
 pub use text::status_text;
 
 /// One goal as `porki status` shows it: its summary and its tasks.
@@ -36,6 +42,10 @@ pub struct GoalReport {
     pub status: GoalStatus,
     /// Every task of the goal, in any order (renderers sort them).
     pub tasks: Vec<TaskState>,
+    /// The plan's dependencies as the store keeps them now, the tasks porki
+    /// added and their rewiring included (`store.dag(goal)`'s edges; empty
+    /// without a plan): what each task waits for.
+    pub edges: Vec<Edge>,
 }
 
 impl GoalReport {
@@ -71,13 +81,18 @@ pub fn unserved(goal: &GoalStatus, agents: &[AgentReport]) -> Vec<(String, u64)>
         .filter(|a| a.alive && a.record.goal == goal.goal)
         .map(|a| &a.record)
         .collect();
+    // Who takes what is what a claim takes: a builder its role's tasks and those
+    // of no role, a reviewer or manager only its claim role's.
+    let serves = |a: &AgentRecord, role: &str| {
+        if role.is_empty() {
+            a.kind == AgentKind::Builder
+        } else {
+            claim_role(a.kind, a.role.as_deref()).as_deref() == Some(role)
+        }
+    };
     goal.ready_by_role
         .iter()
-        .filter(|(role, _)| {
-            !live
-                .iter()
-                .any(|a| role.is_empty() || a.role.as_deref() == Some(role.as_str()))
-        })
+        .filter(|(role, _)| !live.iter().any(|a| serves(a, role)))
         .map(|(role, n)| (role.clone(), *n))
         .collect()
 }
@@ -171,8 +186,30 @@ fn nodes_with_tasks<'a>(
         .map(move |node| (node, index.get(node.id.as_str()).copied()))
 }
 
-/// A node's label for the Mermaid and DOT renderers: its id, title (if any) and
-/// state (with the owner while RUNNING), each line escaped on its own with
+/// What a plan node is: its task's kind when the task has a state, else the node's.
+fn node_kind(node: &Node, task: Option<&TaskState>) -> TaskKind {
+    task.map_or(node.kind, |t| t.kind)
+}
+
+/// The recovery links of a plan, sorted: (FAILED task, the recovery that took
+/// its work over), both in the plan. The plan's edges no longer join them (the
+/// failed task's dependents were rewired to the recovery), so the graphs draw
+/// these apart.
+fn recovery_links<'a>(dag: &'a Dag, tasks: &'a [TaskState]) -> Vec<(&'a str, &'a str)> {
+    let planned: HashSet<&str> = dag.nodes.iter().map(|n| n.id.as_str()).collect();
+    let mut links: Vec<(&str, &str)> = tasks
+        .iter()
+        .filter(|t| t.status == TaskStatus::Failed && planned.contains(t.id.as_str()))
+        .filter_map(|t| Some((t.id.as_str(), t.recovered_by.as_deref()?)))
+        .filter(|(_, recovery)| planned.contains(recovery))
+        .collect();
+    links.sort_unstable();
+    links
+}
+
+/// A node's label for the Mermaid and DOT renderers: its id, title (if any),
+/// kind and cycle for a task porki added (`review · cycle 2`) and state (with
+/// the owner while RUNNING), each line escaped on its own with
 /// `escape`, then joined with the format's line break.
 fn node_label(
     node: &Node,
@@ -183,6 +220,10 @@ fn node_label(
     let mut lines = vec![clean(&node.id)];
     if !node.title.is_empty() {
         lines.push(clean(&node.title));
+    }
+    let cycle = task.map_or(0, |t| t.cycle);
+    if let Some(line) = team::kind_line(node_kind(node, task), cycle) {
+        lines.push(line);
     }
     lines.push(match task {
         Some(t) => match (&t.status, &t.owner) {
@@ -205,4 +246,52 @@ fn sorted_edges(dag: &Dag) -> Vec<&Edge> {
 }
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::store::AgentState;
+
+    fn agent(name: &str, role: Option<&str>, kind: AgentKind, alive: bool) -> AgentReport {
+        AgentReport {
+            record: AgentRecord {
+                name: name.into(),
+                goal: "g".into(),
+                role: role.map(str::to_string),
+                kind,
+                process: "host:1".into(),
+                state: AgentState::Running,
+            },
+            last_error: None,
+            alive,
+        }
+    }
+
+    #[test]
+    fn a_role_is_served_by_who_claims_it_and_roleless_tasks_by_builders_only() {
+        let mut status = fixtures::goal_report().status;
+        status.goal = "g".into();
+        status.ready_by_role = BTreeMap::from([
+            (String::new(), 2),
+            ("reviewer".to_string(), 1),
+            ("qa".to_string(), 3),
+            ("lead".to_string(), 1),
+        ]);
+        let agents = [
+            agent("r", None, AgentKind::Reviewer, true),
+            agent("q", Some("qa"), AgentKind::Reviewer, false),
+            agent("m", Some("lead"), AgentKind::Manager, true),
+        ];
+        // No live builder: the roleless tasks and the dead reviewer's are unserved.
+        assert_eq!(
+            unserved(&status, &agents),
+            [(String::new(), 2), ("qa".to_string(), 3)]
+        );
+        let mut with_builder = agents.to_vec();
+        with_builder.push(agent("b", None, AgentKind::Builder, true));
+        assert_eq!(unserved(&status, &with_builder), [("qa".to_string(), 3)]);
+    }
+}

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::table::{INDENT, fit, natural_widths, or_dash, share, table, table_width, wrap};
 use super::{AgentReport, GoalReport, clean, goal_state_name, percent};
 use crate::domain::{TaskState, TaskStatus};
 
@@ -10,10 +11,6 @@ use crate::domain::{TaskState, TaskStatus};
 const MIN_WIDTH: usize = 60;
 /// Width of the progress bar, in cells.
 const BAR_WIDTH: usize = 30;
-/// Indent of tables and per-goal lines.
-const INDENT: &str = "  ";
-/// Gap between table columns.
-const GAP: &str = "  ";
 
 /// The text of `porki status`: each goal with a progress bar and counts per state,
 /// its task table (most recent activity first), then the agents, if any.
@@ -60,17 +57,28 @@ fn goal_text(
         header.push_str(&clean(&status.title));
     }
     let _ = writeln!(out, "{}", fit(&header, width));
-    let done = status.count(TaskStatus::Done);
-    let _ = writeln!(
-        out,
-        "{INDENT}{} {done}/{} done ({}%)",
-        progress_bar(done, status.total, BAR_WIDTH),
-        status.total,
-        percent(done, status.total)
+    let (done, counted) = super::progress(status);
+    let mut line = format!(
+        "{INDENT}{} {done}/{counted} done ({}%)",
+        progress_bar(done, counted, BAR_WIDTH),
+        percent(done, counted)
     );
+    // A FAILED task whose work a recovery took over is neither to do nor done:
+    // said, so that the FAILED count does not read as the goal's failure.
+    match status.superseded {
+        0 => {}
+        1 => line.push_str(", not counting 1 FAILED task a recovery took over"),
+        n => {
+            let _ = write!(line, ", not counting {n} FAILED tasks recoveries took over");
+        }
+    }
+    let _ = writeln!(out, "{}", fit(&line, width));
     let counts: Vec<String> = TaskStatus::ALL
         .iter()
-        .map(|s| format!("{} {}", s.as_str().to_lowercase(), status.count(*s)))
+        .map(|s| {
+            let name = s.as_str().to_lowercase().replace('_', " ");
+            format!("{name} {}", status.count(*s))
+        })
         .collect();
     let _ = writeln!(out, "{INDENT}{}", counts.join("  "));
     if status.tokens > 0 || status.cost_usd > 0.0 {
@@ -79,6 +87,18 @@ fn goal_text(
             "{INDENT}llm: {} tokens, ${:.4}",
             status.tokens, status.cost_usd
         );
+    }
+    let awaiting = goal.awaiting_approval();
+    if !awaiting.is_empty() {
+        // Wrapped, not cut: the commands at its end are what the line is for.
+        let line = format!(
+            "awaiting approval: {} ({})",
+            awaiting.join(", "),
+            super::approval_hint(&status.goal)
+        );
+        for part in wrap(&line, width) {
+            let _ = writeln!(out, "{part}");
+        }
     }
     if let Some(backoff) = &status.backoff
         && let Some(left) = backoff.remaining_ms(now_ms)
@@ -110,7 +130,14 @@ fn goal_text(
         let _ = writeln!(out, "{INDENT}(no tasks)");
         return;
     }
-    let rows: Vec<[String; 7]> = goal
+    task_table(out, goal, now_ms, width);
+}
+
+/// The goal's tasks, most recent activity first: what each is and waits for in
+/// NOTE ([`super::task_note`]).
+fn task_table(out: &mut String, goal: &GoalReport, now_ms: u64, width: usize) {
+    let waits = goal.waits();
+    let rows: Vec<[String; 8]> = goal
         .tasks_newest_first()
         .iter()
         .map(|t| {
@@ -118,6 +145,7 @@ fn goal_text(
                 t.id.clone(),
                 clean(&t.title),
                 t.status.as_str().to_string(),
+                or_dash(Some(&super::task_note(t, waits.of(&t.id)))),
                 or_dash(t.owner.as_deref()),
                 t.attempt.to_string(),
                 lease_left(t, now_ms),
@@ -129,104 +157,67 @@ fn goal_text(
         "ID",
         "TITLE",
         "STATE",
+        "NOTE",
         "OWNER",
         "ATTEMPT",
         "LEASE",
         "LAST ERROR",
     ];
-    // Fixed columns are as wide as their content (id and owner capped); title and
-    // last error share what is left of the width, the error getting at most half.
+    // Fixed columns are as wide as their content (id and owner capped); title,
+    // note and last error share what is left of the width, the note twice as
+    // much as the others (it says what a task waits for). On a narrow terminal
+    // the last error's header may be cut (`LAST…`) rather than the lines wrap.
     let natural = natural_widths(&header, &rows);
     let mut widths = [
         natural[0].min(32),
         0,
         natural[2],
-        natural[3].min(20),
-        natural[4],
+        0,
+        natural[4].min(20),
         natural[5],
+        natural[6],
         0,
     ];
     let rest = width.saturating_sub(table_width(&widths));
-    let error_share = natural[6].min(rest / 2);
-    widths[1] = natural[1]
-        .min(rest.saturating_sub(error_share))
-        .max(header[1].len());
-    widths[6] = rest.saturating_sub(widths[1]).max(header[6].len());
+    let shared = share(
+        rest,
+        [natural[1], natural[3], natural[7]],
+        [header[1].len(), header[3].len(), "LAST…".chars().count()],
+        [1, 2, 1],
+    );
+    [widths[1], widths[3], widths[7]] = shared;
     table(out, &header, &rows, &widths);
 }
 
 fn agents_text(out: &mut String, agents: &[AgentReport], width: usize) {
     out.push_str("agents\n");
-    let rows: Vec<[String; 5]> = agents
+    let rows: Vec<[String; 6]> = agents
         .iter()
         .map(|a| {
             [
                 a.record.name.clone(),
                 a.record.goal.clone(),
                 or_dash(a.record.role.as_deref()),
+                a.record.kind.to_string(),
                 clean(&a.record.state.to_string()),
                 or_dash(a.last_error.as_deref()),
             ]
         })
         .collect();
-    let header = ["NAME", "GOAL", "ROLE", "STATE", "LAST ERROR"];
+    let header = ["NAME", "GOAL", "ROLE", "KIND", "STATE", "LAST ERROR"];
     let natural = natural_widths(&header, &rows);
     let mut widths = [
         natural[0].min(32),
         natural[1].min(32),
         natural[2].min(20),
-        natural[3].min(30),
+        natural[3],
+        natural[4].min(30),
         0,
     ];
-    widths[4] = width
+    widths[5] = width
         .saturating_sub(table_width(&widths))
-        .max(header[4].len());
+        .max(header[5].len());
     table(out, &header, &rows, &widths);
-}
-
-/// The text on one line, or `-` when there is none.
-fn or_dash(text: Option<&str>) -> String {
-    text.map_or_else(|| "-".to_string(), clean)
-}
-
-/// Each column's natural width: its widest cell, the header included.
-fn natural_widths<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> [usize; N] {
-    std::array::from_fn(|col| {
-        rows.iter()
-            .map(|r| r[col].chars().count())
-            .chain([header[col].len()])
-            .max()
-            .unwrap_or(0)
-    })
-}
-
-/// Width of a table with these column widths: indent, columns and gaps.
-fn table_width<const N: usize>(widths: &[usize; N]) -> usize {
-    INDENT.len() + widths.iter().sum::<usize>() + GAP.len() * (N - 1)
-}
-
-/// Writes a header and rows, each cell fitted to its column; no trailing spaces.
-fn table<const N: usize>(
-    out: &mut String,
-    header: &[&str; N],
-    rows: &[[String; N]],
-    widths: &[usize; N],
-) {
-    let mut line = |cells: [&str; N]| {
-        let mut text = String::from(INDENT);
-        for (i, cell) in cells.iter().enumerate() {
-            if i > 0 {
-                text.push_str(GAP);
-            }
-            let _ = write!(text, "{:<w$}", fit(cell, widths[i]), w = widths[i]);
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(*header);
-    for row in rows {
-        line(std::array::from_fn(|i| row[i].as_str()));
-    }
 }
 
 /// `[######----]`: DONE out of total, `width` cells.
@@ -262,20 +253,11 @@ fn lease_left(task: &TaskState, now_ms: u64) -> String {
     }
 }
 
-/// At most `width` characters, the cut marked with `…`.
-fn fit(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures::{NOW, goal_report, task};
+    use crate::domain::AgentKind;
+    use crate::report::fixtures::{NOW, goal_report, task, team_report};
     use crate::store::{AgentRecord, AgentState};
 
     #[test]
@@ -285,6 +267,7 @@ mod tests {
                 name: "w1".into(),
                 goal: "g".into(),
                 role: Some("research".into()),
+                kind: AgentKind::Builder,
                 process: "host:1".into(),
                 state: AgentState::Running,
             },
@@ -295,16 +278,16 @@ mod tests {
         let expected = "\
 goal g  active  Diamond
   [#######-----------------------] 1/4 done (25%)
-  blocked 1  ready 0  running 1  done 1  failed 1
-  ID  TITLE  STATE    OWNER  ATTEMPT  LEASE  LAST ERROR
-  c   Right  FAILED   w2     3        -      boom
-  b   Left   RUNNING  w1     1        12s    -
-  a   Start  DONE     w1     1        -      -
-  d   Join   BLOCKED  -      0        -      -
+  blocked 1  ready 0  running 1  awaiting approval 0  done 1  failed 1
+  ID  TITLE  STATE    NOTE            OWNER  ATTEMPT  LEASE  LAST ERROR
+  c   Right  FAILED   -               w2     3        -      boom
+  b   Left   RUNNING  -               w1     1        12s    -
+  a   Start  DONE     -               w1     1        -      -
+  d   Join   BLOCKED  waits for b, c  -      0        -      -
 
 agents
-  NAME  GOAL  ROLE      STATE    LAST ERROR
-  w1    g     research  running  -
+  NAME  GOAL  ROLE      KIND     STATE    LAST ERROR
+  w1    g     research  builder  running  -
 ";
         assert_eq!(text, expected, "\n{text}");
     }
@@ -342,8 +325,9 @@ agents
     fn status_text_shows_llm_spending_and_a_goal_waiting_for_a_limit() {
         let mut report = goal_report();
         let quiet = status_text(std::slice::from_ref(&report), &[], NOW, 120);
+        // "  waiting": the backoff line, not "awaiting approval" in the counts.
         assert!(
-            !quiet.contains("llm:") && !quiet.contains("waiting"),
+            !quiet.contains("llm:") && !quiet.contains("  waiting"),
             "{quiet}"
         );
         report.status.tokens = 4821;
@@ -358,7 +342,7 @@ agents
         assert!(text.contains("rate or usage limit (429)"), "{text}");
         // Once the wait is over, it is no longer shown.
         let later = status_text(&[report], &[], NOW + 42_000, 120);
-        assert!(!later.contains("waiting"), "{later}");
+        assert!(!later.contains("  waiting"), "{later}");
     }
 
     #[test]
@@ -370,6 +354,7 @@ agents
                 name: "a".into(),
                 goal: "g".into(),
                 role: role.map(str::to_string),
+                kind: AgentKind::Builder,
                 process: "host:1".into(),
                 state: AgentState::Running,
             },
@@ -398,6 +383,75 @@ agents
         );
         let served = [agent(Some("qa"), true)];
         assert!(!status_text(&[report], &served, NOW, 200).contains("no live agent"));
+    }
+
+    #[test]
+    fn status_text_shows_what_team_tasks_are_and_who_awaits_approval() {
+        let agents = [
+            ("w1", None, AgentKind::Builder),
+            ("rev", Some("qa"), AgentKind::Reviewer),
+            ("boss", Some("lead"), AgentKind::Manager),
+        ]
+        .map(|(name, role, kind)| AgentReport {
+            record: AgentRecord {
+                name: name.into(),
+                goal: "g".into(),
+                role: role.map(str::to_string),
+                kind,
+                process: "host:1".into(),
+                state: AgentState::Running,
+            },
+            last_error: None,
+            alive: true,
+        });
+        let text = status_text(&[team_report()], &agents, NOW, 160);
+        let expected = "\
+goal g  active  Team
+  [#####-------------------------] 2/11 done (18%), not counting 1 FAILED task a recovery took over
+  blocked 3  ready 3  running 1  awaiting approval 2  done 2  failed 1
+  awaiting approval: logo, sign-off (porki approve|reject --goal g --task T, or APPROVE-TASK T / REJECT-TASK T REASON in a heartbeat file of the goal)
+  ID             TITLE                       STATE              NOTE                                               OWNER  ATTEMPT  LEASE  LAST ERROR
+  draft.fix-1    Fix 1 of: Draft             RUNNING            fix 1 of draft                                     w1     1        30s    -
+  draft.review   Review: Draft               BLOCKED            review of draft, cycle 1; waits for draft.fix-1    -      0        -      -
+  copy.escalate  Settle the review of: Copy  READY              escalation of copy.review                          -      0        -      -
+  copy.review    Review: Copy                BLOCKED            review of copy, cycle 2; waits for copy.escalate   -      0        -      -
+  sign-off       Sign off                    AWAITING_APPROVAL  awaits a person's approval                         w2     1        -      -
+  logo           Draw the logo               AWAITING_APPROVAL  awaits a person's approval                         w2     1        -      -
+  scan           Scan the archive            FAILED             recovered by scan.recover                          w2     3        -      timeout
+  scan.recover   Recover: Scan the archive   READY              recovery of scan; needs approval                   -      0        -      -
+  layout         Lay out                     READY              planned for role designer                          -      0        -      -
+  publish        Publish                     BLOCKED            waits for copy.review, draft.review, scan.recover  -      0        -      -
+  draft          Draft                       DONE               -                                                  w1     1        -      -
+  copy           Copy                        DONE               -                                                  w1     1        -      -
+
+agents
+  NAME  GOAL  ROLE  KIND      STATE    LAST ERROR
+  w1    g     -     builder   running  -
+  rev   g     qa    reviewer  running  -
+  boss  g     lead  manager   running  -
+";
+        assert_eq!(text, expected, "\n{text}");
+    }
+
+    #[test]
+    fn the_approval_line_wraps_instead_of_cutting_the_commands_off() {
+        let text = status_text(&[team_report()], &[], NOW, 80);
+        // The lines above the table (whose columns keep their headers).
+        for line in text.lines().take_while(|l| !l.starts_with("  ID ")) {
+            assert!(line.chars().count() <= 80, "{line:?} is wider than 80");
+        }
+        let joined = text.replace("\n    ", " ");
+        assert!(
+            joined.contains("  awaiting approval: logo, sign-off (porki approve|reject --goal g --task T, or APPROVE-TASK T / REJECT-TASK T REASON in a heartbeat file of the goal)\n"),
+            "{text}"
+        );
+        let mut none = team_report();
+        for t in &mut none.tasks {
+            if t.status == TaskStatus::AwaitingApproval {
+                t.status = TaskStatus::Done;
+            }
+        }
+        assert!(!status_text(&[none], &[], NOW, 200).contains("awaiting approval:"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
+use crate::domain::AgentKind;
 
 /// An agent's registration record (`agent:NAME:registered`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +18,10 @@ pub struct AgentRecord {
     pub goal: String,
     /// Role, if any.
     pub role: Option<String>,
+    /// What it does in its team; records written before agents had kinds read
+    /// as builders.
+    #[serde(default)]
+    pub kind: AgentKind,
     /// Host and process running it, `host:pid`.
     pub process: String,
     /// Where it is in its life.

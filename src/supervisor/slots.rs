@@ -227,6 +227,7 @@ impl Handler<AgentExited> for Supervisor {
                         name: name.clone(),
                         goal: slot.config.goal.clone(),
                         role: slot.config.role.clone(),
+                        kind: slot.config.kind,
                         process: self
                             .deps
                             .as_ref()

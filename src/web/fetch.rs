@@ -91,16 +91,27 @@ pub(super) enum FetchError {
     Store(#[from] StoreError),
 }
 
-/// The front page's data.
+/// The front page's data; with `with_edges`, each goal's plan edges too (the
+/// status JSON says what tasks wait for; the front page needs no plan).
 pub(super) async fn overview(
     store: &dyn Store,
     metrics: Option<&Metrics>,
+    with_edges: bool,
 ) -> Result<Overview, FetchError> {
     let mut goals = Vec::new();
     for id in store.goals().await? {
         if let Some(status) = store.goal_status(&id).await? {
             let tasks = store.tasks(&id).await?;
-            goals.push(GoalReport { status, tasks });
+            let edges = if with_edges {
+                store.dag(&id).await?.map(|d| d.edges).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            goals.push(GoalReport {
+                status,
+                tasks,
+                edges,
+            });
         }
     }
     let agents = agents(store, None, &goals, metrics).await?;
@@ -119,6 +130,7 @@ pub(super) async fn goal(
     let report = GoalReport {
         status,
         tasks: store.tasks(goal).await?,
+        edges: dag.edges.clone(),
     };
     let agents = agents(store, Some(goal), std::slice::from_ref(&report), metrics).await?;
     Ok(GoalView {

@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use crate::domain::{TaskState, TaskStatus};
+use crate::domain::{TaskKind, TaskState, TaskStatus};
 use crate::store::{GoalState, GoalStatus};
 
 /// `text` safe in HTML and SVG text and in quoted attributes: `& < > " '` become
@@ -73,54 +73,16 @@ pub(super) fn link(href: &str, text: &str) -> String {
     format!("<a href=\"{}\">{}</a>", escape(href), escape(text))
 }
 
-/// What a task is for, told by its id's suffix: the plan's own tasks, and the
-/// review, fix and recovery tasks team goals add to a running plan
-/// (`x.review`, `x.fix-1`, `x.recover`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum TaskKind {
-    /// A task of the plan.
-    Work,
-    /// `x.review`: a review of `x`.
-    Review,
-    /// `x.fix-N`: a fix asked for by a review.
-    Fix,
-    /// `x.recover`: a recovery of a failed `x`.
-    Recovery,
+/// The CSS class of a kind of task porki added (`k-review`, `k-fix`,
+/// `k-recover`, `k-escalate`); `None` for planned work.
+pub(super) fn kind_class(kind: TaskKind) -> Option<String> {
+    (!kind.is_work()).then(|| format!("k-{}", kind.as_str()))
 }
 
-impl TaskKind {
-    /// The kind of the task with id `id`.
-    pub(super) fn of(id: &str) -> Self {
-        match id.rsplit_once('.') {
-            Some((base, "review")) if !base.is_empty() => TaskKind::Review,
-            Some((base, "recover")) if !base.is_empty() => TaskKind::Recovery,
-            Some((base, suffix))
-                if !base.is_empty()
-                    && suffix.strip_prefix("fix-").is_some_and(|n| {
-                        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-                    }) =>
-            {
-                TaskKind::Fix
-            }
-            _ => TaskKind::Work,
-        }
-    }
-
-    /// The short name shown on badges and used in CSS classes; `None` for plan tasks.
-    pub(super) fn label(self) -> Option<&'static str> {
-        match self {
-            TaskKind::Work => None,
-            TaskKind::Review => Some("review"),
-            TaskKind::Fix => Some("fix"),
-            TaskKind::Recovery => Some("recover"),
-        }
-    }
-}
-
-/// A task's kind as a badge (empty for a plan task).
-pub(super) fn kind_badge(id: &str) -> String {
-    match TaskKind::of(id).label() {
-        Some(label) => format!(" <span class=\"kind k-{label}\">{label}</span>"),
+/// A task's kind as a badge (empty for planned work).
+pub(super) fn kind_badge(kind: TaskKind) -> String {
+    match kind_class(kind) {
+        Some(class) => format!(" <span class=\"kind {class}\">{kind}</span>"),
         None => String::new(),
     }
 }
@@ -191,27 +153,33 @@ pub(super) fn lease_left(task: &TaskState, now_ms: u64) -> String {
     }
 }
 
-/// A stacked bar of a goal's tasks per state, as inline SVG.
+/// A stacked bar of a goal's tasks per state, as inline SVG, out of the tasks
+/// that count ([`crate::report::progress`]: FAILED tasks a recovery took over
+/// are left out).
 pub(super) fn progress_bar(status: &GoalStatus) -> String {
     const WIDTH: f64 = 240.0;
+    let (done, counted) = crate::report::progress(status);
     let mut out = format!(
-        "<svg class=\"bar\" viewBox=\"0 0 {WIDTH} 12\" width=\"{WIDTH}\" height=\"12\" role=\"img\" aria-label=\"{} of {} tasks done\">",
-        status.count(TaskStatus::Done),
-        status.total
+        "<svg class=\"bar\" viewBox=\"0 0 {WIDTH} 12\" width=\"{WIDTH}\" height=\"12\" role=\"img\" aria-label=\"{done} of {counted} tasks done\">"
     );
     let _ = write!(
         out,
         "<rect width=\"{WIDTH}\" height=\"12\" rx=\"3\" fill=\"#f1f3f5\"/>"
     );
-    if status.total > 0 {
+    if counted > 0 {
         let mut x = 0.0;
         for state in [
             TaskStatus::Done,
+            TaskStatus::AwaitingApproval,
             TaskStatus::Running,
             TaskStatus::Ready,
             TaskStatus::Failed,
         ] {
-            let w = WIDTH * status.count(state) as f64 / status.total as f64;
+            let mut n = status.count(state);
+            if state == TaskStatus::Failed {
+                n = n.saturating_sub(status.superseded);
+            }
+            let w = WIDTH * n as f64 / counted as f64;
             if w > 0.0 {
                 let _ = write!(
                     out,
@@ -246,7 +214,7 @@ pub(super) fn counts(status: &GoalStatus) -> String {
                 "<span class=\"count {}\" title=\"{}\">{} {}</span>",
                 state_class(*s),
                 s.as_str(),
-                s.as_str().to_ascii_lowercase(),
+                s.as_str().to_ascii_lowercase().replace('_', " "),
                 status.count(*s)
             )
         })
@@ -308,20 +276,13 @@ mod tests {
     }
 
     #[test]
-    fn task_kinds_follow_the_suffix_rule() {
-        assert_eq!(TaskKind::of("draft.review"), TaskKind::Review);
-        assert_eq!(TaskKind::of("draft.fix-2"), TaskKind::Fix);
-        assert_eq!(TaskKind::of("draft.recover"), TaskKind::Recovery);
-        for plain in [
-            "draft",
-            "review",
-            ".review",
-            "draft.fix-",
-            "draft.fix-x",
-            "a.b",
-        ] {
-            assert_eq!(TaskKind::of(plain), TaskKind::Work, "{plain}");
-        }
+    fn kinds_badge_only_the_tasks_porki_added() {
+        assert_eq!(kind_badge(TaskKind::Work), "");
+        assert_eq!(
+            kind_badge(TaskKind::Escalate),
+            " <span class=\"kind k-escalate\">escalate</span>"
+        );
+        assert_eq!(kind_class(TaskKind::Fix).as_deref(), Some("k-fix"));
     }
 
     #[test]

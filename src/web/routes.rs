@@ -124,7 +124,7 @@ fn store(state: &AppState) -> Result<Arc<dyn Store>, FetchError> {
 async fn overview(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let now = now_ms();
     let rendered = match store(&state) {
-        Ok(store) => fetch::overview(&*store, state.metrics.as_deref())
+        Ok(store) => fetch::overview(&*store, state.metrics.as_deref(), false)
             .await
             .map(|view| pages::overview(&view, now)),
         Err(e) => Err(e),
@@ -242,7 +242,7 @@ async fn status_json(state: web::Data<AppState>) -> HttpResponse {
     let Some(store) = state.store.get() else {
         return unavailable("the store is not reachable yet; try again shortly");
     };
-    match fetch::overview(&*store, None).await {
+    match fetch::overview(&*store, None, true).await {
         Ok(view) => {
             let agents: Vec<AgentReport> = view
                 .agents

@@ -1,14 +1,17 @@
-//! A goal's DAG as SVG: boxes coloured by task state, review, fix and recovery
-//! tasks marked, edges routed by [`super::layout`]. Every text is escaped; the
+//! A goal's DAG as SVG: boxes coloured by task state, the tasks porki added
+//! (reviews, fixes, recoveries, escalations) dashed and labelled with their
+//! kind and cycle, edges routed by [`super::layout`], and a dotted arrow from
+//! each FAILED task to the recovery that took its work over. Every text is escaped; the
 //! colours are attributes, so the drawing looks the same inline and standalone
 //! and needs no inline style.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use super::html::{TaskKind, escape, shorten, task_href};
+use super::html::{escape, kind_class, shorten, task_href};
 use super::layout::{Layout, NODE_H, NODE_W, layout};
-use crate::domain::{Dag, TaskState, TaskStatus};
+use crate::domain::{Dag, TaskKind, TaskState, TaskStatus};
+use crate::report::{Waits, kind_line, task_note};
 
 /// Plans larger than this are not drawn (the task table still lists them).
 pub(super) const MAX_DRAWN: usize = 400;
@@ -48,7 +51,8 @@ fn dashes(kind: TaskKind) -> &'static str {
         TaskKind::Work => "",
         TaskKind::Review => " stroke-dasharray=\"8 4\"",
         TaskKind::Fix => " stroke-dasharray=\"3 3\"",
-        TaskKind::Recovery => " stroke-dasharray=\"10 3 2 3\"",
+        TaskKind::Recover => " stroke-dasharray=\"10 3 2 3\"",
+        TaskKind::Escalate => " stroke-dasharray=\"12 3 2 3 2 3\"",
     }
 }
 
@@ -65,7 +69,7 @@ pub(super) fn dag_svg(dag: &Dag, tasks: &[TaskState]) -> Option<String> {
         .map(|(i, n)| (n.id.as_str(), i))
         .collect();
     let states: HashMap<&str, &TaskState> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
-    let edges: Vec<(usize, usize)> = dag
+    let mut edges: Vec<(usize, usize)> = dag
         .edges
         .iter()
         .filter_map(|e| {
@@ -75,6 +79,15 @@ pub(super) fn dag_svg(dag: &Dag, tasks: &[TaskState]) -> Option<String> {
             ))
         })
         .collect();
+    let planned = edges.len();
+    // Recoveries last, laid out like edges (the recovery right of what it
+    // recovers) but drawn dotted: the plan's edges no longer join the two.
+    edges.extend(tasks.iter().filter_map(|t| {
+        let recovery = t.recovered_by.as_deref()?;
+        (t.status == TaskStatus::Failed)
+            .then_some((*index.get(t.id.as_str())?, *index.get(recovery)?))
+    }));
+    let waits = Waits::new(&dag.edges, tasks);
     let drawn = layout(dag.nodes.len(), &edges);
     let mut out = String::new();
     let _ = write!(
@@ -88,12 +101,13 @@ pub(super) fn dag_svg(dag: &Dag, tasks: &[TaskState]) -> Option<String> {
     out.push_str(
         "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#868e96\"/></marker></defs>",
     );
-    edges_svg(&mut out, &drawn);
+    edges_svg(&mut out, &drawn, planned);
     for (i, node) in dag.nodes.iter().enumerate() {
         let at = drawn.nodes[i];
         let task = states.get(node.id.as_str()).copied();
         let status = task.map(|t| t.status);
-        let kind = TaskKind::of(&node.id);
+        let kind = task.map_or(node.kind, |t| t.kind);
+        let note = task.map_or_else(String::new, |t| task_note(t, waits.of(&t.id)));
         let state_line = match task {
             Some(t) => match (&t.status, &t.owner) {
                 (TaskStatus::Running, Some(owner)) => format!("RUNNING · {owner}"),
@@ -107,17 +121,24 @@ pub(super) fn dag_svg(dag: &Dag, tasks: &[TaskState]) -> Option<String> {
             Some(s) => format!("node s-{}", s.as_str().to_ascii_lowercase()),
             None => "node".into(),
         };
-        let kind_class = kind.label().map(|k| format!(" k-{k}")).unwrap_or_default();
+        let kind_class = kind_class(kind)
+            .map(|k| format!(" {k}"))
+            .unwrap_or_default();
+        let about = if note.is_empty() {
+            state_line.clone()
+        } else {
+            format!("{state_line}; {note}")
+        };
         let _ = write!(
             out,
             "<a href=\"{href}\" class=\"{class}{kind_class}\" data-task=\"{id}\" data-state=\"{state}\">\
-<title>{id}: {title} ({state_line})</title>\
+<title>{id}: {title} ({about})</title>\
 <rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{NODE_W}\" height=\"{NODE_H}\" rx=\"6\" fill=\"{fill}\" stroke=\"{stroke}\" stroke-width=\"{sw}\"{dashes}/>",
             href = escape(&task_href(&dag.goal_id, &node.id)),
             id = escape(&node.id),
             state = status.map_or("UNKNOWN", TaskStatus::as_str),
             title = escape(&node.title),
-            state_line = escape(&state_line),
+            about = escape(&about),
             x = at.x,
             y = at.y,
             fill = fill(status),
@@ -143,10 +164,11 @@ pub(super) fn dag_svg(dag: &Dag, tasks: &[TaskState]) -> Option<String> {
             stroke = stroke(status),
             state_line = escape(&shorten(&state_line, 25)),
         );
-        if let Some(label) = kind.label() {
+        if let Some(label) = kind_line(kind, task.map_or(0, |t| t.cycle)) {
             let _ = write!(
                 out,
                 "<text x=\"{x:.1}\" y=\"{y:.1}\" font-size=\"9\" text-anchor=\"end\" fill=\"#862e9c\">{label}</text>",
+                label = escape(&label),
                 x = at.x + NODE_W - 6.0,
                 y = at.y + 12.0,
             );
@@ -158,9 +180,9 @@ pub(super) fn dag_svg(dag: &Dag, tasks: &[TaskState]) -> Option<String> {
 }
 
 /// Each edge as a path: straight inside a column (past a waypoint), a curve
-/// across a gap.
-fn edges_svg(out: &mut String, drawn: &Layout) {
-    for route in &drawn.routes {
+/// across a gap. Routes from `planned` on are recovery links, drawn dotted.
+fn edges_svg(out: &mut String, drawn: &Layout, planned: usize) {
+    for (n, route) in drawn.routes.iter().enumerate() {
         let Some(&(x0, y0)) = route.points.first() else {
             continue;
         };
@@ -174,9 +196,14 @@ fn edges_svg(out: &mut String, drawn: &Layout) {
                 let _ = write!(d, " L{x2:.1},{y2:.1}");
             }
         }
+        let (class, dashes) = if n < planned {
+            ("edge", "")
+        } else {
+            ("edge recovery", " stroke-dasharray=\"2 3\"")
+        };
         let _ = write!(
             out,
-            "<path class=\"edge\" d=\"{d}\" fill=\"none\" stroke=\"#868e96\" stroke-width=\"1.3\" marker-end=\"url(#arrow)\"/>"
+            "<path class=\"{class}\" d=\"{d}\" fill=\"none\" stroke=\"#868e96\" stroke-width=\"1.3\"{dashes} marker-end=\"url(#arrow)\"/>"
         );
     }
 }
@@ -189,9 +216,11 @@ mod tests {
     #[test]
     fn titles_and_ids_are_text_in_the_svg() {
         let evil = "<script>alert(1)</script>\"'&";
+        let mut review = Node::new("a.review", "check");
+        review.kind = TaskKind::Review;
         let dag = Dag::new(
             "g",
-            vec![Node::new("a", evil), Node::new("a.review", "check")],
+            vec![Node::new("a", evil), review],
             &[("a", "a.review")],
         );
         let mut task = TaskState::new("g", "a", evil, TaskStatus::Running, 0);
@@ -202,6 +231,34 @@ mod tests {
         assert!(svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;"));
         assert!(svg.contains("k-review") && svg.contains("stroke-dasharray"));
         assert!(svg.contains("data-state=\"RUNNING\"") && svg.contains("data-state=\"UNKNOWN\""));
+    }
+
+    #[test]
+    fn added_tasks_are_dashed_with_their_cycle_and_recoveries_dotted() {
+        let mut review = TaskState::new("g", "a.review", "", TaskStatus::Blocked, 0);
+        (review.kind, review.of, review.cycle) = (TaskKind::Review, Some("a".into()), 2);
+        let mut failed = TaskState::new("g", "b", "", TaskStatus::Failed, 0);
+        failed.recovered_by = Some("b.recover".into());
+        let mut recovery = TaskState::new("g", "b.recover", "", TaskStatus::Ready, 0);
+        (recovery.kind, recovery.of) = (TaskKind::Recover, Some("b".into()));
+        let nodes = ["a", "a.fix-2", "a.review", "b", "b.recover"]
+            .map(|id| Node::new(id, ""))
+            .to_vec();
+        let dag = Dag::new("g", nodes, &[("a", "a.review"), ("a.fix-2", "a.review")]);
+        let a = TaskState::new("g", "a", "", TaskStatus::Done, 0);
+        let svg = dag_svg(&dag, &[a, review, failed, recovery]).unwrap();
+        // The kind is the task's, not its id's: a.fix-2 has no state, and its
+        // node says it is planned work.
+        assert!(!svg.contains("k-fix"), "{svg}");
+        assert!(svg.contains("class=\"node s-blocked k-review\""), "{svg}");
+        assert!(svg.contains(">review · cycle 2</text>"), "{svg}");
+        assert!(svg.contains("class=\"node s-ready k-recover\""), "{svg}");
+        assert!(
+            svg.contains("(BLOCKED; review of a, cycle 2; waits for a.fix-2)"),
+            "{svg}"
+        );
+        assert_eq!(svg.matches("class=\"edge recovery\"").count(), 1, "{svg}");
+        assert_eq!(svg.matches("class=\"edge\"").count(), 2, "{svg}");
     }
 
     #[test]

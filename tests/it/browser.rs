@@ -17,8 +17,11 @@ use crate::support::web::get;
 use crate::support::webdriver::Browser;
 use crate::support::{free_port, porki, signal, temp_dir, wait_exit, wait_for, wait_until};
 
-/// Tasks in the demo's plan.
-const TASKS: u64 = 12;
+/// Tasks in the demo's plan as written: the 12 of the agents' task lists and
+/// the review of the draft.
+const PLANNED: u64 = 13;
+/// Tasks at the end: the fix the draft's review asks for once is added.
+const TASKS: u64 = PLANNED + 1;
 
 /// Counts the page shows: tasks per state in the drawing and in the table, how
 /// many times the live part was swapped, the live indicator, and whether the
@@ -74,7 +77,10 @@ fn the_dashboard_shows_a_running_goal_live_in_a_browser() {
     browser.open(&format!("{base}/goals/demo-001"));
     browser.eval("window.porkiMarker = 'no reload'; return true;");
     let first = browser.eval(READ_PAGE);
-    assert_eq!(number(&first, "svg_nodes"), TASKS, "{first}");
+    assert!(
+        (PLANNED..=TASKS).contains(&number(&first, "svg_nodes")),
+        "{first}"
+    );
     assert!(
         number(&first, "svg_done") < TASKS,
         "the goal is still running: {first}"

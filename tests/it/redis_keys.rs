@@ -2,6 +2,7 @@
 //! agent from before the tags), and a script's answer to a request the client
 //! sent twice.
 
+use porki::domain::AgentKind;
 use porki::store::prelude::*;
 use porki::store::{AgentField, AgentRecord, AgentState, RedisStore, keys};
 
@@ -32,6 +33,7 @@ fn an_agents_keys_from_before_the_hash_tags_are_moved_when_it_registers() {
                 name: "analyst".into(),
                 goal: "g".into(),
                 role: None,
+                kind: AgentKind::Manager,
                 process: "host:1".into(),
                 state: AgentState::Running,
             })
@@ -60,6 +62,37 @@ fn an_agents_keys_from_before_the_hash_tags_are_moved_when_it_registers() {
     assert!(left.is_empty(), "old keys left behind: {left:?}");
     let state: String = hget(&mut conn, "agent:{analyst}:registered", "state");
     assert_eq!(state, "running");
+    let kind: String = hget(&mut conn, "agent:{analyst}:registered", "kind");
+    assert_eq!(kind, "manager");
+}
+
+#[test]
+fn an_agent_registered_before_agents_had_kinds_reads_as_a_builder() {
+    let server = RedisServer::start();
+    let mut conn = server.conn();
+    // As a porki from before kinds wrote it: no `kind` field.
+    redis::pipe()
+        .hset_multiple(
+            keys::agent_registered("old"),
+            &[
+                ("goal", "g"),
+                ("role", "qa"),
+                ("process", "host:1"),
+                ("state", "running"),
+            ],
+        )
+        .sadd(keys::AGENTS, "old")
+        .exec(&mut conn)
+        .unwrap();
+    let agents = block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        store.agents().await.unwrap()
+    });
+    assert_eq!(agents.len(), 1);
+    assert_eq!(
+        (agents[0].role.as_deref(), agents[0].kind),
+        (Some("qa"), AgentKind::Builder)
+    );
 }
 
 /// The completion script as the Redis backend builds it (lib.lua first).

@@ -4,10 +4,12 @@ use std::process::Output;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use porki::domain::Node;
+use porki::domain::{AgentKind, Node};
 use porki::store::prelude::*;
-use porki::store::{RedisStore, TaskResult, WriteDagOptions, write_plan};
-use serde_json::Value;
+use porki::store::{
+    AgentRecord, AgentState, Recovery, RedisStore, TaskResult, WriteDagOptions, write_plan,
+};
+use serde_json::{Value, json};
 
 use crate::support::{
     RedisServer, block_on, claim, exit_stderr, plan, porki, signal, success_stdout, temp_dir,
@@ -93,7 +95,7 @@ fn status_shows_counts_and_the_task_table_newest_first() {
     );
     assert!(text.contains("2/5 done (40%)"), "{text}");
     assert!(
-        text.contains("blocked 1  ready 1  running 1  done 2  failed 0"),
+        text.contains("blocked 1  ready 1  running 1  awaiting approval 0  done 2  failed 0"),
         "{text}"
     );
     let rows: Vec<Vec<&str>> = text
@@ -155,6 +157,8 @@ fn status_json_has_the_documented_fields() {
         "created_ms",
         "finished_ms",
         "last_error",
+        "superseded",
+        "awaiting_approval",
         "tasks",
     ] {
         assert!(goal.get(field).is_some(), "goal field {field}: {goal}");
@@ -165,7 +169,7 @@ fn status_json_has_the_documented_fields() {
     assert_eq!(goal["done"], 2);
     assert_eq!(
         goal["counts"],
-        serde_json::json!({"BLOCKED": 1, "READY": 1, "RUNNING": 1, "DONE": 2, "FAILED": 0})
+        serde_json::json!({"BLOCKED": 1, "READY": 1, "RUNNING": 1, "AWAITING_APPROVAL": 0, "DONE": 2, "FAILED": 0})
     );
     let tasks = goal["tasks"].as_array().unwrap();
     assert_eq!(tasks.len(), 5);
@@ -189,6 +193,14 @@ fn status_json_has_the_documented_fields() {
         "updated_ms",
         "started_ms",
         "finished_ms",
+        "kind",
+        "of",
+        "cycle",
+        "notes",
+        "needs_approval",
+        "waits_for",
+        "recovered_by",
+        "planned_role",
     ] {
         assert!(
             tasks[0].get(field).is_some(),
@@ -289,6 +301,153 @@ fn graph_prints_nodes_and_edges_with_states_in_every_format() {
     );
 }
 
+/// A team goal in Redis: `draft` (needs approval) ran and awaits it; `scan`
+/// failed for good and `scan.recover` took its work over; `publish` waits for
+/// both; a reviewer is registered.
+fn seed_team(url: &str) {
+    block_on(async {
+        let store = RedisStore::connect(url).await.unwrap();
+        let dag = plan(
+            "team",
+            vec![
+                Node {
+                    priority: 10,
+                    approval: true,
+                    ..Node::new("draft", "Draft the post")
+                },
+                Node {
+                    priority: 5,
+                    ..Node::new("scan", "Scan the archive")
+                },
+                Node::new("publish", "Publish"),
+            ],
+            &[("draft", "publish"), ("scan", "publish")],
+        );
+        write_plan(&store, dag, &WriteDagOptions::default(), 100)
+            .await
+            .unwrap();
+        let draft = claim(&store, "team", "w1", LEASE).await.unwrap();
+        assert_eq!(draft.task, "draft");
+        store
+            .complete(&draft, &TaskResult::default())
+            .await
+            .unwrap();
+        let scan = claim(&store, "team", "w1", LEASE).await.unwrap();
+        assert_eq!(scan.task, "scan");
+        store
+            .fail(&scan, "archive offline", false, LEASE, Recovery::SameRole)
+            .await
+            .unwrap();
+        store
+            .register_agent(&AgentRecord {
+                name: "rev".into(),
+                goal: "team".into(),
+                role: Some("qa".into()),
+                kind: AgentKind::Reviewer,
+                process: "host:1".into(),
+                state: AgentState::Running,
+            })
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn status_and_graph_show_approvals_recoveries_and_what_tasks_wait_for() {
+    let server = RedisServer::start();
+    let url = server.url();
+    seed_team(&url);
+    let output = porki()
+        .args(["status", "--redis-url", &url, "--goal", "team"])
+        .env("COLUMNS", "200")
+        .output()
+        .unwrap();
+    let text = success_stdout(&output);
+    assert_contains_all(
+        &text,
+        &[
+            "0/3 done (0%), not counting 1 FAILED task a recovery took over",
+            "awaiting approval 1",
+            "  awaiting approval: draft (porki approve|reject --goal team --task T, or APPROVE-TASK T",
+        ],
+    );
+    let row = |id: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .unwrap_or_else(|| panic!("no row {id}: {text}"))
+            .to_string()
+    };
+    assert!(
+        row("publish").contains("waits for draft, scan.recover"),
+        "{text}"
+    );
+    assert!(row("scan").contains("recovered by scan.recover"), "{text}");
+    assert!(row("scan.recover").contains("recovery of scan"), "{text}");
+    assert!(
+        row("draft").contains("awaits a person's approval"),
+        "{text}"
+    );
+    assert!(row("rev").contains("reviewer"), "{text}");
+
+    let mermaid = porki_stdout(&["graph", "--redis-url", &url, "--goal", "team"]);
+    assert_contains_all(
+        &mermaid,
+        &[
+            "t_scan_2e_recover[\"scan.recover<br/>Recover: Scan the archive<br/>recovery<br/>READY\"]:::ready",
+            "t_scan_2e_recover --> t_publish",
+            "t_scan -. recovered by .-> t_scan_2e_recover",
+            "class t_scan_2e_recover recover",
+        ],
+    );
+    let dot = porki_stdout(&[
+        "graph",
+        "--redis-url",
+        &url,
+        "--goal",
+        "team",
+        "--format",
+        "dot",
+    ]);
+    assert_contains_all(
+        &dot,
+        &[
+            "\"scan\" -> \"scan.recover\" [style=dotted, label=\"recovered by\"];",
+            "style=\"rounded,filled,dashed\"",
+        ],
+    );
+    let json: Value = serde_json::from_str(&porki_stdout(&[
+        "status",
+        "--redis-url",
+        &url,
+        "--goal",
+        "team",
+        "--json",
+    ]))
+    .unwrap();
+    let goal = &json["goals"][0];
+    assert_eq!(goal["awaiting_approval"], serde_json::json!(["draft"]));
+    assert_eq!(goal["superseded"], 1);
+    let task = |id: &str| {
+        goal["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        task("publish")["waits_for"],
+        serde_json::json!(["draft", "scan.recover"])
+    );
+    assert_eq!(task("scan.recover")["kind"], "recover");
+    assert_eq!(task("scan.recover")["of"], "scan");
+    assert_eq!(task("scan.recover")["notes"], "archive offline");
+    assert_eq!(task("scan")["recovered_by"], "scan.recover");
+    assert_eq!(task("draft")["needs_approval"], true);
+    assert_eq!(json["agents"][0]["kind"], "reviewer");
+}
+
 #[test]
 fn an_unknown_goal_exits_2_naming_it() {
     let server = seeded_server();
@@ -316,7 +475,7 @@ fn an_unknown_goal_exits_2_naming_it() {
 }
 
 #[test]
-fn status_after_the_demo_shows_its_12_tasks_done() {
+fn status_after_the_demo_shows_its_tasks_done_and_its_review_cycle() {
     let server = RedisServer::start();
     let url = server.url();
     let dir = temp_dir("status-demo");
@@ -337,12 +496,46 @@ fn status_after_the_demo_shows_its_12_tasks_done() {
     let value: Value = serde_json::from_str(&text).unwrap();
     let goal = &value["goals"][0];
     assert_eq!(goal["state"], "complete");
-    assert_eq!(goal["total"], 12);
-    assert_eq!(goal["counts"]["DONE"], 12);
+    // 12 planned tasks, the draft's review, and the fix its review asked for once.
+    assert_eq!(goal["total"], 14, "{text}");
+    assert_eq!(goal["counts"]["DONE"], 14);
     let tasks = goal["tasks"].as_array().unwrap();
-    assert_eq!(tasks.len(), 12);
+    assert_eq!(tasks.len(), 14);
     assert!(tasks.iter().all(|t| t["state"] == "DONE"), "{text}");
-    assert_eq!(value["agents"].as_array().unwrap().len(), 4, "{text}");
+    let task = |id: &str| tasks.iter().find(|t| t["id"] == id).unwrap();
+    let team = |id: &str| {
+        let t = task(id);
+        (t["kind"].clone(), t["of"].clone(), t["cycle"].clone())
+    };
+    assert_eq!(
+        team("draft.review"),
+        (json!("review"), json!("draft"), json!(1)),
+        "{text}"
+    );
+    assert_eq!(
+        team("draft.fix-1"),
+        (json!("fix"), json!("draft"), json!(1)),
+        "{text}"
+    );
+    let agents = value["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 4, "{text}");
+    let reviewer = agents.iter().find(|a| a["name"] == "reviewer").unwrap();
+    assert_eq!(reviewer["kind"], "reviewer");
+
+    let output = porki()
+        .args(["status", "--redis-url", &url, "--goal", "demo-001"])
+        .env("COLUMNS", "200")
+        .output()
+        .unwrap();
+    let text = success_stdout(&output);
+    assert_contains_all(
+        &text,
+        &[
+            "14/14 done (100%)",
+            "review of draft, cycle 1",
+            "fix 1 of draft",
+        ],
+    );
 }
 
 #[test]

@@ -981,6 +981,7 @@ mod behaviour {
             name: "research".into(),
             goal: "g".into(),
             role: Some("research".into()),
+            kind: porki::domain::AgentKind::Reviewer,
             process: "host:1".into(),
             state: porki::store::AgentState::Running,
         };
@@ -989,14 +990,17 @@ mod behaviour {
             .register_agent(&AgentRecord {
                 name: "writer".into(),
                 role: None,
+                kind: porki::domain::AgentKind::Builder,
                 ..record.clone()
             })
             .await
             .unwrap();
         let agents = store.agents().await.unwrap();
         assert_eq!(agents.len(), 2);
+        // Read back whole, its kind included.
         assert_eq!(agents[0], record);
         assert_eq!(agents[1].role, None);
+        assert_eq!(agents[1].kind, porki::domain::AgentKind::Builder);
         let bad = AgentRecord {
             name: "bad name".into(),
             ..record

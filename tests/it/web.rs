@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use porki::domain::Node;
+use porki::domain::{AgentKind, Node, TaskKind};
 use porki::llm::{LlmResponse, Phase, Usage};
 use porki::metrics::Metrics;
 use porki::store::prelude::*;
 use porki::store::{
-    AgentField, AgentRecord, AgentState, Lease, MemoryStore, ReapOutcome, RedisStore, TaskResult,
-    WriteDagOptions, write_plan,
+    AgentField, AgentRecord, AgentState, Lease, MemoryStore, ReapOutcome, Recovery, RedisStore,
+    TaskResult, WriteDagOptions, write_plan,
 };
 use porki::web::StoreSource;
 
@@ -41,13 +41,18 @@ fn seeded() -> Arc<MemoryStore> {
 fn seed() -> (Arc<MemoryStore>, Lease) {
     block_on(async {
         let store = Arc::new(MemoryStore::new());
+        let review = Node {
+            kind: TaskKind::Review,
+            of: Some("b".into()),
+            ..Node::new("b.review", "Review the copy")
+        };
         let dag = plan(
             GOAL,
             vec![
                 Node::new("a", "Pick products"),
                 Node::new("b", EVIL),
                 Node::new("c", "Publish"),
-                Node::new("b.review", "Review the copy"),
+                review,
             ],
             &[("a", "b"), ("b", "c"), ("b", "b.review")],
         );
@@ -69,6 +74,7 @@ fn seed() -> (Arc<MemoryStore>, Lease) {
                 name: "w1".into(),
                 goal: GOAL.into(),
                 role: Some("writer".into()),
+                kind: AgentKind::Builder,
                 process: "host:1".into(),
                 state: AgentState::Running,
             })
@@ -279,6 +285,116 @@ fn waits_are_called_out_on_the_goal_page() {
         ],
     );
     assert!(web.get("/").body.contains("rate limit:"));
+}
+
+/// A team goal: `draft` (needs approval) ran and awaits it; `scan` failed for
+/// good and `scan.recover` took its work over; `publish` waits for both; a
+/// reviewer is registered.
+fn seed_team() -> Arc<MemoryStore> {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let dag = plan(
+            "team",
+            vec![
+                Node {
+                    priority: 10,
+                    approval: true,
+                    ..Node::new("draft", "Draft the post")
+                },
+                Node {
+                    priority: 5,
+                    ..Node::new("scan", "Scan the archive")
+                },
+                Node::new("publish", "Publish"),
+            ],
+            &[("draft", "publish"), ("scan", "publish")],
+        );
+        write_plan(&*store, dag, &WriteDagOptions::default(), 100)
+            .await
+            .unwrap();
+        let draft = claim(&*store, "team", "w1", LEASE).await.unwrap();
+        assert_eq!(draft.task, "draft");
+        store
+            .complete(&draft, &TaskResult::default())
+            .await
+            .unwrap();
+        let scan = claim(&*store, "team", "w1", LEASE).await.unwrap();
+        assert_eq!(scan.task, "scan");
+        store
+            .fail(&scan, "archive offline", false, LEASE, Recovery::SameRole)
+            .await
+            .unwrap();
+        store
+            .register_agent(&AgentRecord {
+                name: "rev".into(),
+                goal: "team".into(),
+                role: Some("qa".into()),
+                kind: AgentKind::Reviewer,
+                process: "host:1".into(),
+                state: AgentState::Running,
+            })
+            .await
+            .unwrap();
+        store
+    })
+}
+
+#[test]
+fn a_team_goal_shows_approvals_recoveries_and_what_tasks_wait_for() {
+    let web = Dashboard::start(seed_team());
+    let page = web.get("/goals/team");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_contains_all(
+        &page.body,
+        &[
+            "Awaiting a person's approval: <a href=\"/goals/team/tasks/draft\">draft</a>. \
+Answer with porki approve|reject --goal team --task T",
+            "<a href=\"/goals/team/tasks/scan\">scan</a> by <a href=\"/goals/team/tasks/scan.recover\">scan.recover</a>",
+            "<tr data-task=\"scan.recover\" data-state=\"READY\">",
+            "<span class=\"kind k-recover\">recover</span>",
+            "<td class=\"note\">recovery of scan</td>",
+            "<td class=\"note\">waits for draft, scan.recover</td>",
+            "<td class=\"note\">awaits a person&#39;s approval</td>",
+            "<td class=\"note\">recovered by scan.recover</td>",
+            "class=\"edge recovery\"",
+            // Progress leaves the superseded task out: 0 of 3 (draft, scan.recover, publish).
+            "<span class=\"num\">0/3 done</span>",
+            "<td>qa</td><td>reviewer</td>",
+        ],
+    );
+    assert!(!page.body.contains("RETRY-TASK"), "{}", page.body);
+    let task = web.get("/goals/team/tasks/draft");
+    assert_contains_all(
+        &task.body,
+        &[
+            "<code>porki approve --goal team --task draft</code>",
+            "<code>APPROVE-TASK draft</code>",
+        ],
+    );
+    let status: serde_json::Value = serde_json::from_str(&web.get("/api/status").body).unwrap();
+    let goal = &status["goals"][0];
+    assert_eq!(goal["awaiting_approval"], serde_json::json!(["draft"]));
+    assert_eq!(goal["superseded"], 1);
+    let publish = goal["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "publish")
+        .unwrap();
+    assert_eq!(
+        publish["waits_for"],
+        serde_json::json!(["draft", "scan.recover"])
+    );
+    assert_eq!(status["agents"][0]["kind"], "reviewer");
+    let graph: serde_json::Value =
+        serde_json::from_str(&web.get("/api/goals/team/graph").body).unwrap();
+    let scan = graph["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "scan")
+        .unwrap();
+    assert_eq!(scan["recovered_by"], "scan.recover");
 }
 
 /// Process metrics as an orchestrator's actors would have counted them.

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 
 use super::RedisStore;
-use crate::domain::check_id;
+use crate::domain::{AgentKind, check_id};
 use crate::store::{AGENT_ERRORS_KEPT, AgentField, AgentRecord, AgentStore, StoreError, keys};
 
 #[async_trait]
@@ -31,6 +31,8 @@ impl AgentStore for RedisStore {
             .arg(&record.goal)
             .arg("role")
             .arg(record.role.as_deref().unwrap_or(""))
+            .arg("kind")
+            .arg(record.kind.as_str())
             .arg("process")
             .arg(&record.process)
             .arg("state")
@@ -58,6 +60,11 @@ impl AgentStore for RedisStore {
                 name,
                 goal: fields.remove("goal").unwrap_or_default(),
                 role: fields.remove("role").filter(|r| !r.is_empty()),
+                // Absent in records from before agents had kinds: builders then.
+                kind: fields
+                    .remove("kind")
+                    .and_then(|k| AgentKind::parse(&k))
+                    .unwrap_or_default(),
                 process: fields.remove("process").unwrap_or_default(),
                 state: fields.remove("state").unwrap_or_default().into(),
             })

@@ -1,4 +1,5 @@
-//! A goal's page: its summary and waits, the DAG drawn, the task table and its agents.
+//! A goal's page: its summary and waits (approvals, recoveries included), the
+//! DAG drawn, the task table (what each task is and waits for) and its agents.
 
 use std::fmt::Write as _;
 
@@ -10,7 +11,7 @@ use super::super::html::{
 use super::super::svg::{MAX_DRAWN, dag_svg};
 use super::{agents_table, callout};
 use crate::domain::TaskStatus;
-use crate::report::GoalReport;
+use crate::report::{GoalReport, approval_hint, progress, task_note};
 
 /// Characters of a last error shown in the table (the task page has all of it).
 const ERROR_SHOWN: usize = 120;
@@ -29,13 +30,18 @@ pub(in crate::web) fn goal(view: &GoalView, now_ms: u64) -> String {
     if !status.title.is_empty() && status.title != status.goal {
         let _ = write!(out, "<p class=\"subtitle\">{}</p>", escape(&status.title));
     }
-    let done = status.count(TaskStatus::Done);
+    let (done, counted) = progress(status);
+    let recovered = match status.superseded {
+        0 => String::new(),
+        n => format!(
+            " <span class=\"muted\">(not counting {n} FAILED task(s) a recovery took over)</span>"
+        ),
+    };
     let _ = write!(
         out,
-        "<p class=\"summary\">{bar} <span class=\"num\">{done}/{total} done</span> {counts}</p>\
+        "<p class=\"summary\">{bar} <span class=\"num\">{done}/{counted} done</span>{recovered} {counts}</p>\
 <p class=\"summary muted\">{tokens} tokens · ${cost:.4} · planned {created}{finished}</p>",
         bar = progress_bar(status),
-        total = status.total,
         counts = counts(status),
         tokens = status.tokens,
         cost = status.cost_usd,
@@ -71,10 +77,12 @@ const LEGEND: &str = "<p class=\"legend\"><span class=\"state s-blocked\">BLOCKE
 <span class=\"state s-ready\">READY</span> <span class=\"state s-running\">RUNNING</span> \
 <span class=\"state s-awaiting_approval\">AWAITING_APPROVAL</span> <span class=\"state s-done\">DONE</span> <span class=\"state s-failed\">FAILED</span> · \
 dashed borders: <span class=\"kind k-review\">review</span> <span class=\"kind k-fix\">fix</span> \
-<span class=\"kind k-recover\">recover</span> tasks</p>";
+<span class=\"kind k-recover\">recover</span> <span class=\"kind k-escalate\">escalate</span> tasks porki added · \
+dotted arrows: a FAILED task to the recovery that took its work over</p>";
 
 /// Call-outs for whatever holds the goal up: a goal-wide backoff, tasks waiting
-/// for a retry, expired leases, FAILED tasks, paused agents.
+/// for a person's approval, tasks waiting for a retry, expired leases, FAILED
+/// tasks (and those a recovery took over), paused agents.
 fn waits(report: &GoalReport, view: &GoalView, now_ms: u64) -> String {
     let status = &report.status;
     let mut out = String::new();
@@ -95,6 +103,21 @@ fn waits(report: &GoalReport, view: &GoalView, now_ms: u64) -> String {
         out.push_str(&callout(
             "bad",
             &format!("The goal failed: {}", escape(error)),
+        ));
+    }
+    let awaiting: Vec<String> = report
+        .awaiting_approval()
+        .into_iter()
+        .map(|id| link(&task_href(&status.goal, id), id))
+        .collect();
+    if !awaiting.is_empty() {
+        out.push_str(&callout(
+            "ask",
+            &format!(
+                "Awaiting a person's approval: {}. Answer with {}.",
+                awaiting.join(", "),
+                escape(&approval_hint(&status.goal))
+            ),
         ));
     }
     let retrying: Vec<_> = report
@@ -135,7 +158,31 @@ fn waits(report: &GoalReport, view: &GoalView, now_ms: u64) -> String {
             ),
         ));
     }
-    let failed = status.count(TaskStatus::Failed);
+    let recovered: Vec<String> = report
+        .tasks
+        .iter()
+        .filter(|t| t.status == TaskStatus::Failed)
+        .filter_map(|t| {
+            let recovery = t.recovered_by.as_deref()?;
+            Some(format!(
+                "{} by {}",
+                link(&task_href(&status.goal, &t.id), &t.id),
+                link(&task_href(&status.goal, recovery), recovery)
+            ))
+        })
+        .collect();
+    if !recovered.is_empty() {
+        out.push_str(&callout(
+            "info",
+            &format!(
+                "FAILED, and taken over by a recovery (what waited for them waits for it): {}.",
+                recovered.join(", ")
+            ),
+        ));
+    }
+    let failed = status
+        .count(TaskStatus::Failed)
+        .saturating_sub(status.superseded);
     if failed > 0 {
         out.push_str(&callout(
             "bad",
@@ -162,8 +209,10 @@ fn waits(report: &GoalReport, view: &GoalView, now_ms: u64) -> String {
     out
 }
 
-/// Every task: state, owner, attempt, lease left, last error, outputs.
+/// Every task: state, what it is and waits for, owner, attempt, lease left,
+/// last error, outputs.
 fn task_table(report: &GoalReport, now_ms: u64) -> String {
+    let waits = report.waits();
     let mut tasks: Vec<_> = report.tasks.iter().collect();
     tasks.sort_by(|a, b| {
         b.updated_ms
@@ -179,7 +228,7 @@ fn task_table(report: &GoalReport, now_ms: u64) -> String {
         );
     }
     out.push_str(
-        "<table class=\"tasks\"><thead><tr><th>task</th><th>title</th><th>state</th><th>owner</th>\
+        "<table class=\"tasks\"><thead><tr><th>task</th><th>title</th><th>state</th><th>note</th><th>owner</th>\
 <th>attempt</th><th>lease left</th><th>time</th><th>last error</th><th>outputs</th></tr></thead><tbody>",
     );
     for t in tasks.into_iter().take(ROWS_SHOWN) {
@@ -204,13 +253,14 @@ fn task_table(report: &GoalReport, now_ms: u64) -> String {
         };
         let _ = write!(
             out,
-            "<tr data-task=\"{id}\" data-state=\"{state}\"><td>{link}{kind}</td><td>{title}</td><td>{badge}</td>\
+            "<tr data-task=\"{id}\" data-state=\"{state}\"><td>{link}{kind}</td><td>{title}</td><td>{badge}</td><td class=\"note\">{note}</td>\
 <td>{owner}</td><td class=\"num\">{attempt}</td><td class=\"num\">{lease}</td><td class=\"num\">{time_taken}</td>\
 <td class=\"error\">{error}</td><td>{outputs}</td></tr>",
             id = escape(&t.id),
             state = t.status.as_str(),
             link = link(&task_href(&t.goal, &t.id), &t.id),
-            kind = kind_badge(&t.id),
+            kind = kind_badge(t.kind),
+            note = escape(&task_note(t, waits.of(&t.id))),
             title = escape(&t.title),
             badge = state_badge(t.status),
             owner = escape(t.owner.as_deref().unwrap_or("–")),
@@ -228,6 +278,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{Dag, Node, TaskState};
+    use crate::report::fixtures;
     use crate::store::{GoalState, GoalStatus};
     use crate::web::fetch::GoalView;
 
@@ -259,10 +310,54 @@ mod tests {
                     ready_by_role: BTreeMap::new(),
                 },
                 tasks,
+                edges: Vec::new(),
             },
             dag: Dag::new("g", nodes, &[]),
             agents: Vec::new(),
         }
+    }
+
+    /// The team fixture of the report tests as a goal page.
+    fn team_view() -> GoalView {
+        let (dag, _) = fixtures::team();
+        GoalView {
+            report: fixtures::team_report(),
+            dag,
+            agents: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_team_goal_says_who_awaits_approval_and_what_each_task_is() {
+        let page = goal(&team_view(), fixtures::NOW);
+        for part in [
+            "Awaiting a person's approval: <a href=\"/goals/g/tasks/logo\">logo</a>, \
+<a href=\"/goals/g/tasks/sign-off\">sign-off</a>. Answer with porki approve|reject --goal g --task T, \
+or APPROVE-TASK T / REJECT-TASK T REASON in a heartbeat file of the goal.",
+            "FAILED, and taken over by a recovery (what waited for them waits for it): \
+<a href=\"/goals/g/tasks/scan\">scan</a> by <a href=\"/goals/g/tasks/scan.recover\">scan.recover</a>.",
+            // Progress leaves the superseded task out.
+            "<span class=\"num\">2/11 done</span> <span class=\"muted\">(not counting 1 FAILED task(s)",
+            "aria-label=\"2 of 11 tasks done\"",
+            "<tr data-task=\"draft.review\" data-state=\"BLOCKED\"><td><a href=\"/goals/g/tasks/draft.review\">draft.review</a> \
+<span class=\"kind k-review\">review</span></td>",
+            "<td class=\"note\">review of draft, cycle 1; waits for draft.fix-1</td>",
+            "<span class=\"kind k-escalate\">escalate</span></td>",
+            "<td class=\"note\">recovered by scan.recover</td>",
+            "<td class=\"note\">awaits a person&#39;s approval</td>",
+            "<td class=\"note\">planned for role designer</td>",
+            ">review · cycle 2</text>",
+            "class=\"edge recovery\"",
+        ] {
+            assert!(page.contains(part), "no {part:?} in:\n{page}");
+        }
+        // The only FAILED task was taken over: nothing calls for RETRY-TASK.
+        assert!(!page.contains("RETRY-TASK"), "{page}");
+        // A planned task is not badged, whatever its id.
+        assert!(
+            page.contains("<td><a href=\"/goals/g/tasks/draft\">draft</a></td>"),
+            "{page}"
+        );
     }
 
     #[test]

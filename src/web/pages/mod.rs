@@ -19,14 +19,14 @@ use super::fetch::AgentView;
 use super::html::{escape, link, task_href};
 use crate::store::AgentState;
 
-/// The agents table: kind (role), goal, state, held task, restarts, pause and
+/// The agents table: role, kind, goal, state, held task, restarts, pause and
 /// recent problems.
 fn agents_table(agents: &[AgentView]) -> String {
     if agents.is_empty() {
         return "<p class=\"muted\">No agent has registered yet.</p>".to_string();
     }
     let mut out = String::from(
-        "<table class=\"agents\"><thead><tr><th>agent</th><th>role</th><th>goal</th><th>state</th>\
+        "<table class=\"agents\"><thead><tr><th>agent</th><th>role</th><th>kind</th><th>goal</th><th>state</th>\
 <th>current task</th><th>restarts</th><th>paused</th><th>recent errors</th></tr></thead><tbody>",
     );
     for agent in agents {
@@ -65,10 +65,11 @@ fn agents_table(agents: &[AgentView]) -> String {
         };
         let _ = write!(
             out,
-            "<tr data-agent=\"{name}\"><td>{name}</td><td>{role}</td><td>{goal}</td><td><span class=\"{state_class}\">{state}</span></td>\
+            "<tr data-agent=\"{name}\"><td>{name}</td><td>{role}</td><td>{kind}</td><td>{goal}</td><td><span class=\"{state_class}\">{state}</span></td>\
 <td>{holding}</td><td class=\"num\">{restarts}</td><td>{paused}</td><td>{errors}</td></tr>",
             name = escape(&record.name),
             role = escape(record.role.as_deref().unwrap_or("–")),
+            kind = record.kind,
             goal = link(&super::html::goal_href(&record.goal), &record.goal),
             state = escape(&record.state.to_string()),
         );

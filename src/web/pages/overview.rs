@@ -6,6 +6,7 @@ use super::super::fetch::Overview;
 use super::super::html::{countdown, counts, escape, goal_badge, goal_href, link, progress_bar};
 use super::{agents_table, callout};
 use crate::domain::TaskStatus;
+use crate::report::progress;
 
 /// The front page's live part.
 pub(in crate::web) fn overview(view: &Overview, now_ms: u64) -> String {
@@ -22,7 +23,11 @@ pub(in crate::web) fn overview(view: &Overview, now_ms: u64) -> String {
         );
         for goal in &view.goals {
             let status = &goal.status;
-            let done = status.count(TaskStatus::Done);
+            let (done, counted) = progress(status);
+            let awaiting = status.count(TaskStatus::AwaitingApproval);
+            let failed = status
+                .count(TaskStatus::Failed)
+                .saturating_sub(status.superseded);
             let title = if status.title.is_empty() || status.title == status.goal {
                 String::new()
             } else {
@@ -33,21 +38,21 @@ pub(in crate::web) fn overview(view: &Overview, now_ms: u64) -> String {
                     "<span class=\"warn\">rate limit: {} left</span>",
                     countdown(b.until_ms, now_ms)
                 ),
-                _ if status.count(TaskStatus::Failed) > 0 => {
-                    "<span class=\"bad\">failed tasks</span>".to_string()
+                _ if failed > 0 => "<span class=\"bad\">failed tasks</span>".to_string(),
+                _ if awaiting > 0 => {
+                    format!("<span class=\"ask\">{awaiting} awaiting approval</span>")
                 }
                 _ => "–".to_string(),
             };
             let _ = write!(
                 out,
                 "<tr data-goal=\"{id}\"><td>{link}{title}</td><td>{badge}</td>\
-<td>{bar} <span class=\"num\">{done}/{total}</span></td><td>{counts}</td>\
+<td>{bar} <span class=\"num\">{done}/{counted}</span></td><td>{counts}</td>\
 <td class=\"num\">{tokens}</td><td class=\"num\">${cost:.4}</td><td>{waits}</td></tr>",
                 id = escape(&status.goal),
                 link = link(&goal_href(&status.goal), &status.goal),
                 badge = goal_badge(status.state),
                 bar = progress_bar(status),
-                total = status.total,
                 counts = counts(status),
                 tokens = status.tokens,
                 cost = status.cost_usd,

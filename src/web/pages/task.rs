@@ -1,5 +1,6 @@
 //! A task's page: what its prompt shows (title, plan node, dependencies'
-//! results), its state, notes, outputs and last error.
+//! results), its state, what it is and waits for (a review of which task, in
+//! which cycle; a person's approval), notes, outputs and last error.
 
 use std::fmt::Write as _;
 
@@ -7,7 +8,9 @@ use super::super::fetch::TaskView;
 use super::super::html::{
     countdown, escape, goal_href, kind_badge, lease_left, link, state_badge, task_href, time,
 };
-use crate::domain::TaskStatus;
+use super::callout;
+use crate::domain::{TaskState, TaskStatus};
+use crate::report::task_subject;
 
 /// A task page's live part.
 pub(in crate::web) fn task(view: &TaskView, now_ms: u64) -> String {
@@ -17,7 +20,7 @@ pub(in crate::web) fn task(view: &TaskView, now_ms: u64) -> String {
 <h1>{id}{kind} {badge}</h1><p class=\"subtitle\">{title}</p>",
         goal = link(&goal_href(&view.goal), &view.goal),
         id = escape(&t.id),
-        kind = kind_badge(&t.id),
+        kind = kind_badge(t.kind),
         badge = state_badge(t.status),
         title = escape(&t.title),
     );
@@ -27,8 +30,21 @@ pub(in crate::web) fn task(view: &TaskView, now_ms: u64) -> String {
         }
         _ => "–".into(),
     };
+    if t.status == TaskStatus::AwaitingApproval {
+        out.push_str(&callout(
+            "ask",
+            &format!(
+                "Awaits a person's approval. Answer with <code>porki approve --goal {goal} --task {id}</code> \
+or <code>porki reject --goal {goal} --task {id} --reason …</code>, or write <code>APPROVE-TASK {id}</code> \
+or <code>REJECT-TASK {id} reason</code> into a heartbeat file of the goal.",
+                goal = escape(&view.goal),
+                id = escape(&t.id),
+            ),
+        ));
+    }
     let opt_time = |ms: Option<u64>| ms.map(time).unwrap_or_else(|| "–".into());
-    let rows = [
+    let mut rows = team_rows(view);
+    rows.extend([
         ("role", escape(t.role.as_deref().unwrap_or("–"))),
         ("priority", t.priority.to_string()),
         ("owner", escape(t.owner.as_deref().unwrap_or("–"))),
@@ -41,7 +57,7 @@ pub(in crate::web) fn task(view: &TaskView, now_ms: u64) -> String {
         ("last claimed", opt_time(t.started_ms)),
         ("finished", opt_time(t.finished_ms)),
         ("last change", time(t.updated_ms)),
-    ];
+    ]);
     out.push_str("<table class=\"fields\"><tbody>");
     for (name, value) in rows {
         let _ = write!(out, "<tr><th>{name}</th><td>{value}</td></tr>");
@@ -119,4 +135,137 @@ pub(in crate::web) fn task(view: &TaskView, now_ms: u64) -> String {
         None => out.push_str("<p class=\"muted\">The plan has no node for this task.</p>"),
     }
     out
+}
+
+/// What the team loops say about the task, the rows that apply: what it is (a
+/// review of which task, in which cycle…), what it is asked to address, what it
+/// waits for, its approval, its recovery, the role the plan gave it.
+fn team_rows(view: &TaskView) -> Vec<(&'static str, String)> {
+    let t = &view.task;
+    let links = |ids: &[&str]| {
+        ids.iter()
+            .map(|id| link(&task_href(&view.goal, id), id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut rows = Vec::new();
+    if let Some(subject) = task_subject(t) {
+        let of =
+            t.of.as_deref()
+                .map(|of| format!(" ({})", link(&task_href(&view.goal, of), of)))
+                .unwrap_or_default();
+        rows.push(("what it is", format!("{}{of}", escape(&subject))));
+    }
+    if let Some(notes) = t.notes.as_deref().filter(|n| !n.is_empty()) {
+        rows.push(("asked to address", escape(notes)));
+    }
+    if t.status == TaskStatus::Blocked {
+        let waiting: Vec<&str> = view
+            .deps
+            .iter()
+            .filter(|(_, dep)| dep.as_ref().is_none_or(|d| d.status != TaskStatus::Done))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if !waiting.is_empty() {
+            rows.push(("waits for", links(&waiting)));
+        }
+    }
+    if t.needs_approval {
+        rows.push(("approval", approval_state(t).to_string()));
+    }
+    if let Some(recovery) = &t.recovered_by {
+        rows.push((
+            "recovered by",
+            format!(
+                "{} (took its work over; what waited for it waits for the recovery)",
+                links(&[recovery.as_str()])
+            ),
+        ));
+    }
+    if let Some(role) = &t.planned_role {
+        rows.push((
+            "planned role",
+            format!(
+                "{} (no live agent had it: handed to {})",
+                escape(role),
+                escape(t.role.as_deref().unwrap_or("any builder"))
+            ),
+        ));
+    }
+    rows
+}
+
+/// Where a task that needs approval stands with it.
+fn approval_state(task: &TaskState) -> &'static str {
+    match task.status {
+        TaskStatus::AwaitingApproval => "awaited now",
+        TaskStatus::Done => "given",
+        TaskStatus::Failed => "not given (the task FAILED)",
+        _ => "needed once it ran",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TaskKind;
+    use crate::report::fixtures::{NOW, team};
+
+    /// The task `id` of the team fixture, with its dependencies as the page reads them.
+    fn view(id: &str) -> TaskView {
+        let (dag, tasks) = team();
+        let state = |id: &str| tasks.iter().find(|t| t.id == id).cloned();
+        let deps = dag
+            .edges
+            .iter()
+            .filter(|e| e.target == id)
+            .map(|e| (e.source.clone(), state(&e.source)))
+            .collect();
+        TaskView {
+            goal: "g".into(),
+            task: state(id).unwrap(),
+            node: None,
+            deps,
+            dependents: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_review_says_what_it_reviews_and_waits_for() {
+        let page = task(&view("draft.review"), NOW);
+        for part in [
+            "<h1>draft.review <span class=\"kind k-review\">review</span>",
+            "<tr><th>what it is</th><td>review of draft, cycle 1 (<a href=\"/goals/g/tasks/draft\">draft</a>)</td></tr>",
+            // draft is DONE: only the fix is waited for.
+            "<tr><th>waits for</th><td><a href=\"/goals/g/tasks/draft.fix-1\">draft.fix-1</a></td></tr>",
+        ] {
+            assert!(page.contains(part), "no {part:?} in:\n{page}");
+        }
+        assert!(!page.contains("Awaits a person"), "{page}");
+    }
+
+    #[test]
+    fn a_task_awaiting_approval_says_how_to_answer() {
+        let page = task(&view("sign-off"), NOW);
+        for part in [
+            "<code>porki approve --goal g --task sign-off</code>",
+            "<code>porki reject --goal g --task sign-off --reason …</code>",
+            "<code>APPROVE-TASK sign-off</code>",
+            "<tr><th>approval</th><td>awaited now</td></tr>",
+        ] {
+            assert!(page.contains(part), "no {part:?} in:\n{page}");
+        }
+        let recovered = task(&view("scan"), NOW);
+        assert!(
+            recovered
+                .contains("<tr><th>recovered by</th><td><a href=\"/goals/g/tasks/scan.recover\">"),
+            "{recovered}"
+        );
+        let recovery = task(&view("scan.recover"), NOW);
+        assert!(
+            recovery.contains("<tr><th>asked to address</th><td>timeout</td></tr>"),
+            "{recovery}"
+        );
+        assert_eq!(view("scan.recover").task.kind, TaskKind::Recover);
+    }
 }

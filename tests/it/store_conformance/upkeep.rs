@@ -61,6 +61,7 @@ fn agent(name: &str, state: AgentState) -> AgentRecord {
         name: name.into(),
         goal: "g".into(),
         role: None,
+        kind: Default::default(),
         process: "host:1".into(),
         state,
     }
