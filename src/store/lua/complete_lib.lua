@@ -28,21 +28,24 @@ end
 -- Returns {'ok', goal complete 0/1, ids made READY...}.
 local function finish_done(dependents, now)
   local reply = {'ok', '0'}
+  local ready = ready_batch()
   for _, d in ipairs(dependents) do
-    if redis.call('HINCRBY', task_key(d), 'pending', -1) == 0 then
-      local f = redis.call('HMGET', task_key(d), 'status', 'role', 'priority', 'return_to')
-      if f[1] == 'BLOCKED' and f[4] == 'AWAITING_APPROVAL' then
-        redis.call('HSET', task_key(d), 'status', 'AWAITING_APPROVAL', 'updated_at', now)
-        redis.call('HDEL', task_key(d), 'return_to')
-        redis.call('HINCRBY', GOAL, 'awaiting', 1)
-        redis.call(PUBLISH, EVENTS, 'awaiting ' .. d)
-      elseif f[1] == 'BLOCKED' then
-        redis.call('HSET', task_key(d), 'status', 'READY', 'updated_at', now)
-        index_ready(d, f[2], f[3])
-        reply[#reply + 1] = d
-      end
+    local f = redis.call('HMGET', task_key(d), 'pending', 'status', 'role', 'priority', 'return_to')
+    local pending = (tonumber(f[1]) or 0) - 1
+    if pending ~= 0 or f[2] ~= 'BLOCKED' then
+      redis.call('HSET', task_key(d), 'pending', pending)
+    elseif f[5] == 'AWAITING_APPROVAL' then
+      redis.call('HSET', task_key(d), 'pending', 0, 'status', 'AWAITING_APPROVAL', 'updated_at', now)
+      redis.call('HDEL', task_key(d), 'return_to')
+      redis.call('HINCRBY', GOAL, 'awaiting', 1)
+      redis.call(PUBLISH, EVENTS, 'awaiting ' .. d)
+    else
+      redis.call('HSET', task_key(d), 'pending', 0, 'status', 'READY', 'updated_at', now)
+      ready.add(d, f[3], f[4])
+      reply[#reply + 1] = d
     end
   end
+  ready.flush()
   if #reply > 2 then redis.call(PUBLISH, EVENTS, 'ready') end
   if count_done() == 0 then
     redis.call('HSET', GOAL, 'status', 'complete', 'finished_at', now)
@@ -59,10 +62,12 @@ end
 -- is a random id of this completion request, kept on the task (`done_call`):
 -- the same request sent again, because a failover lost its answer and the
 -- client resent it, is answered ok again (promoting nothing new); any other
--- completion of a task that is no longer held is refused.
+-- completion of a task that is no longer held is refused. `hold` is whether the
+-- task needs approval as its claim said ('1'/'0'; '' when the caller does not
+-- know, and the task hash is read).
 -- Returns {'ok', goal complete 0/1 or 'awaiting', promoted ids...}, now | {'lost'} |
 -- {'need', ...}.
-local function complete_held(id, token, fence, progress, artifacts, call)
+local function complete_held(id, token, fence, progress, artifacts, call, hold)
   if not holds(id, token, fence) then
     local f = redis.call('HMGET', task_key(id), 'status', 'done_call')
     if f[2] ~= call then return {'lost'} end
@@ -72,7 +77,11 @@ local function complete_held(id, token, fence, progress, artifacts, call)
     if redis.call('HGET', GOAL, 'status') == 'complete' then done = '1' end
     return {'ok', done}, now_ms()
   end
-  local hold = redis.call('HGET', task_key(id), 'approval') == '1'
+  if hold == nil or hold == '' then
+    hold = redis.call('HGET', task_key(id), 'approval') == '1'
+  else
+    hold = hold == '1'
+  end
   local dependents = {}
   if not hold then
     dependents = want_dependents(id)

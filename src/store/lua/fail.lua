@@ -34,6 +34,8 @@ if retry then
   redis.call('HSET', task_key(id), 'status', 'READY', 'last_error', err, 'retry_at', now + backoff,
     'lease_expires', 0, 'updated_at', now)
   redis.call('ZADD', DELAYED, now + backoff, id)
+  -- Claims look at DELAYED only while this flag says it may hold retries.
+  redis.call('HSET', GOAL, 'delayed', '1')
   redis.call(PUBLISH, EVENTS, 'retry ' .. id)
   return {'retrying'}
 end

@@ -37,6 +37,8 @@ local PUBLISH = 'PUBLISH'
 if ARGV[2] == 'SPUBLISH' then PUBLISH = 'SPUBLISH' end
 
 local ROLE_READY, TASK, LOCK, ARG = {}, {}, {}, {}
+-- How many tasks the caller declared.
+local DECLARED = tonumber(ARGV[4])
 do
   local roles, tasks = tonumber(ARGV[3]), tonumber(ARGV[4])
   for i = 1, roles do ROLE_READY[ARGV[4 + i]] = KEYS[FIXED + i] end
@@ -95,4 +97,31 @@ end
 -- Puts a task in its READY index at its priority (lower score = claimed first).
 local function index_ready(id, role, priority)
   redis.call('ZADD', ready_key(role), -tonumber(priority), id)
+end
+
+-- Runs `command key a1 a2 ...` over a long list of arguments in as few calls as
+-- Lua's stack allows (a plan of thousands of tasks is a few calls, not thousands).
+local function batched(command, key, args)
+  local chunk = 4000
+  for i = 1, #args, chunk do
+    redis.call(command, key, unpack(args, i, math.min(i + chunk - 1, #args)))
+  end
+end
+
+-- Collects READY index entries to add in one ZADD per index: add(id, role,
+-- priority), then flush().
+local function ready_batch()
+  local by_key = {}
+  local batch = {}
+  function batch.add(id, role, priority)
+    local key = ready_key(role)
+    local list = by_key[key]
+    if not list then list = {}; by_key[key] = list end
+    list[#list + 1] = -tonumber(priority)
+    list[#list + 1] = id
+  end
+  function batch.flush()
+    for key, list in pairs(by_key) do batched('ZADD', key, list) end
+  end
+  return batch
 end

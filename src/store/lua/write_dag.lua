@@ -46,24 +46,47 @@ if existing then
 end
 
 local now = now_ms()
+-- The plan's hashes and indexes are written a batch at a time; only each task's
+-- own hash takes one call per task.
+local nodes, deps, dependents, roles, seen = {}, {}, {}, {}, {}
+local ready = ready_batch()
 for _, n in ipairs(plan) do
   local key = task_key(n.id)
-  redis.call('HSET', NODES, n.id, n.node)
-  if #n.deps > 0 then redis.call('HSET', DEPS, n.id, cjson.encode(n.deps)) end
-  if #n.dependents > 0 then redis.call('HSET', DEPENDENTS, n.id, cjson.encode(n.dependents)) end
+  nodes[#nodes + 1] = n.id
+  nodes[#nodes + 1] = n.node
+  if #n.deps > 0 then
+    deps[#deps + 1] = n.id
+    deps[#deps + 1] = cjson.encode(n.deps)
+  end
+  if #n.dependents > 0 then
+    dependents[#dependents + 1] = n.id
+    dependents[#dependents + 1] = cjson.encode(n.dependents)
+  end
   local status = 'BLOCKED'
   if #n.deps == 0 then status = 'READY' end
-  redis.call('HSET', key, 'status', status, 'title', n.title, 'priority', n.priority,
-    'attempt', 0, 'fence', 0, 'pending', #n.deps, 'created_at', now, 'updated_at', now)
-  if n.kind ~= 'work' then redis.call('HSET', key, 'kind', n.kind, 'of', n.of) end
-  if n.approval then redis.call('HSET', key, 'approval', '1') end
-  if n.soft then redis.call('HSET', key, 'soft', '1') end
-  if n.role ~= '' then
-    redis.call('HSET', key, 'role', n.role)
-    redis.call('SADD', ROLES, n.role)
+  local fields = {'status', status, 'title', n.title, 'priority', n.priority, 'attempt', 0,
+    'fence', 0, 'pending', #n.deps, 'created_at', now, 'updated_at', now}
+  if n.kind ~= 'work' then
+    fields[#fields + 1] = 'kind'; fields[#fields + 1] = n.kind
+    fields[#fields + 1] = 'of'; fields[#fields + 1] = n.of
   end
-  if status == 'READY' then index_ready(n.id, n.role, n.priority) end
+  if n.approval then fields[#fields + 1] = 'approval'; fields[#fields + 1] = '1' end
+  if n.soft then fields[#fields + 1] = 'soft'; fields[#fields + 1] = '1' end
+  if n.role ~= '' then
+    fields[#fields + 1] = 'role'; fields[#fields + 1] = n.role
+    if not seen[n.role] then
+      seen[n.role] = true
+      roles[#roles + 1] = n.role
+    end
+  end
+  redis.call('HSET', key, unpack(fields))
+  if status == 'READY' then ready.add(n.id, n.role, n.priority) end
 end
+batched('HSET', NODES, nodes)
+batched('HSET', DEPS, deps)
+batched('HSET', DEPENDENTS, dependents)
+batched('SADD', ROLES, roles)
+ready.flush()
 redis.call('HDEL', GOAL, 'last_error', 'finished_at')
 -- Of the per-state counts the goal keeps only `remaining` (tasks not DONE, so
 -- complete knows the goal is done) and `count_failed`; goal_status.lua derives the rest.

@@ -35,7 +35,7 @@ const REPLICA_WAIT_MS: u64 = 100;
 const NO_REPLICA_PAUSE: Duration = Duration::from_secs(5);
 
 /// Most ids kept as claim hints per goal and role, and most dependents lists kept.
-const MAX_CLAIM_HINTS: usize = 96;
+const MAX_CLAIM_HINTS: usize = 128;
 const MAX_DEPENDENTS: usize = 16_384;
 
 /// What a goal script is run with: the tasks and roles to declare beside the
@@ -94,8 +94,9 @@ struct GoalHints {
     claim: HashMap<String, Vec<String>>,
     /// The goal's RUNNING tasks, as the last reap that needed them found them.
     running: Vec<String>,
-    /// Task → its dependents, from the claim that took it, for its completion.
-    dependents: HashMap<String, Vec<String>>,
+    /// Task → its dependents and whether it needs approval, from the claim that
+    /// took it, for its completion.
+    dependents: HashMap<String, (Vec<String>, bool)>,
     /// Until when completions skip `WAIT`: the goal's primary had no replica.
     no_replica_until: Option<Instant>,
 }
@@ -113,8 +114,12 @@ impl Hints {
         })
     }
 
-    /// A claim of `role` sent back the ids the next claims may take.
+    /// A claim of `role` sent back the ids the next claims may take (a claim
+    /// sends none while the ones it was given last suffice).
     pub(super) fn claim_hints(&self, goal: &str, role: Option<&str>, mut ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
+        }
         dedup(&mut ids);
         ids.truncate(MAX_CLAIM_HINTS);
         self.with(goal, |h| {
@@ -127,8 +132,9 @@ impl Hints {
         self.with(goal, |h| h.running.clone())
     }
 
-    /// A claim took `task`, whose dependents are `dependents`.
-    pub(super) fn claimed(&self, goal: &str, task: &str, dependents: Vec<String>) {
+    /// A claim took `task`, whose dependents are `dependents`, and which needs a
+    /// person's approval once it ran if `approval`.
+    pub(super) fn claimed(&self, goal: &str, task: &str, dependents: Vec<String>, approval: bool) {
         self.with(goal, |h| {
             for ids in h.claim.values_mut() {
                 ids.retain(|id| id != task);
@@ -136,14 +142,28 @@ impl Hints {
             if h.dependents.len() >= MAX_DEPENDENTS {
                 h.dependents.clear();
             }
-            h.dependents.insert(task.to_string(), dependents);
+            h.dependents
+                .insert(task.to_string(), (dependents, approval));
+        })
+    }
+
+    /// Whether a held task needs approval, as its claim said: `"1"`/`"0"`, or
+    /// `""` when this process did not claim it (the script reads the task).
+    pub(super) fn approval(&self, goal: &str, task: &str) -> &'static str {
+        self.with(goal, |h| match h.dependents.get(task) {
+            Some((_, true)) => "1",
+            Some((_, false)) => "0",
+            None => "",
         })
     }
 
     /// The dependents of a held task, if its claim said (kept for a retried call).
     pub(super) fn dependents(&self, goal: &str, task: &str) -> Vec<String> {
         self.with(goal, |h| {
-            h.dependents.get(task).cloned().unwrap_or_default()
+            h.dependents
+                .get(task)
+                .map(|(dependents, _)| dependents.clone())
+                .unwrap_or_default()
         })
     }
 

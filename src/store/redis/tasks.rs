@@ -25,9 +25,10 @@ fn claim_reply(
     token: String,
 ) -> Result<ClaimOutcome, StoreError> {
     match reply.first().map(String::as_str) {
-        Some("claimed") if reply.len() >= 5 => {
-            let hints = reply.split_off(5);
+        Some("claimed") if reply.len() >= 6 => {
+            let hints = reply.split_off(6);
             store.hints.claim_hints(goal, role, hints);
+            let needs_approval = reply[5] == "1";
             let bad = || unexpected("claim", &reply);
             let dependents = match reply[4].as_str() {
                 "" => Vec::new(),
@@ -41,7 +42,9 @@ fn claim_reply(
                 fence: reply[2].parse().map_err(|_| bad())?,
                 attempt: reply[3].parse().map_err(|_| bad())?,
             };
-            store.hints.claimed(goal, &lease.task, dependents);
+            store
+                .hints
+                .claimed(goal, &lease.task, dependents, needs_approval);
             Ok(ClaimOutcome::Claimed(lease))
         }
         Some("empty") => Ok(ClaimOutcome::Empty {
@@ -256,6 +259,7 @@ impl TaskStore for RedisStore {
                 &result.progress,
                 &artifacts_json(result),
                 &request,
+                self.hints.approval(&lease.goal, &lease.task),
             ],
         );
         call.tasks
@@ -290,6 +294,7 @@ impl TaskStore for RedisStore {
             &millis(ttl),
             &token,
             flag(scope.roleless),
+            self.hints.approval(&lease.goal, &lease.task),
         ];
         let mut held = vec![lease.task.clone()];
         held.extend(self.hints.dependents(&lease.goal, &lease.task));
