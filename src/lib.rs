@@ -23,18 +23,24 @@
 //!
 //! Actors, one module each:
 //! - [`supervisor`]: the root actor; `config` ([`supervisor::RunSettings`], every
-//!   run setting and its defaults) and `restart` ([`supervisor::RestartPolicy`]).
+//!   run setting and its defaults), `restart` ([`supervisor::RestartPolicy`]),
+//!   `slots` (the spawn limit, crash restarts, reloads) and `unserved` (READY
+//!   tasks nobody can take; soft ones handed to a builder).
 //! - [`agent`]: the AgentActor; `worker` (the run and its step loop), `execute`
-//!   (one task from prompt to verdict), `control` (heartbeat directives), `lease`
-//!   (lease renewal, the single-active guard, outage backoff).
+//!   (one task from prompt to verdict), `prompts` (what the LLM is told, pick and
+//!   summary), `verdict` (what an answer means), `record` (writing the outcome),
+//!   `review` (a review's verdict), `control` (heartbeat directives), `lease`
+//!   (the lease keeper with its local deadline, the single-active guard, outage
+//!   backoff).
 //! - [`planner`]: the DagPlanner. [`reaper`]: the LeaseReaper. [`llm_gate`]: the
-//!   LlmGate and [`llm_gate::LlmCaller`], the one way an actor calls the LLM.
+//!   LlmGate and [`llm_gate::LlmCaller`], the one way an actor calls the LLM;
+//!   [`usage`] adds calls' usage to the goals' totals in batches.
 //! - [`watcher`]: the HeartbeatWatcher (`notify` on the files' folders, polling
 //!   fallback).
 //!
 //! Shared state:
 //! - [`store`]: the [`store::Store`] trait, grouped by concern ([`store::TaskStore`],
-//!   [`store::ControlStore`], [`store::GoalStore`], [`store::GateStore`],
+//!   [`store::ControlStore`], [`store::TeamStore`], [`store::GoalStore`], [`store::GateStore`],
 //!   [`store::AgentStore`], [`store::GcStore`]; `use porki::store::prelude::*`
 //!   brings them all).
 //!   [`store::RedisStore`] (`store/redis/`), on one Redis or a Redis Cluster, runs
@@ -43,8 +49,8 @@
 //!   (`store/memory/`) is the embedded `memory://` twin with the same semantics.
 //!
 //! Pure parts (no I/O):
-//! - [`domain`]: plans ([`domain::Dag`]) and their validation, task states,
-//!   key-safe names.
+//! - [`domain`]: plans ([`domain::Dag`]) and their validation, task states, teams
+//!   (agent and task kinds, policies, [`domain::shape_plan`]), key-safe names.
 //! - [`instructions`]: the instructions file (agents, goals, planner context) in
 //!   its markdown and YAML forms, agents' task lists and the plan they make.
 //! - [`heartbeat`]: heartbeat directives (`PAUSE`, `DROP-TASK`…) and the cursor

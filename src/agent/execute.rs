@@ -197,7 +197,9 @@ impl Worker {
             return Some(CONTEXT_OUTAGE_WAIT);
         }
         let reason = format!("cannot read the task's context: {error}");
-        self.record_failure(lease, keeper, &reason, true).await;
+        // The store's data, not the work: retried, never recovered.
+        self.record_failure(lease, keeper, &reason, true, false)
+            .await;
         None
     }
 }

@@ -103,7 +103,9 @@ impl Worker {
                 self.complete(lease, keeper, &result).await
             }
             Verdict::Failed { retryable, error } => {
-                self.record_failure(lease, keeper, &error, retryable).await;
+                let recoverable = retryable;
+                self.record_failure(lease, keeper, &error, retryable, recoverable)
+                    .await;
                 None
             }
             Verdict::BackOff { wait, reason } => {
@@ -218,21 +220,24 @@ impl Worker {
         }
     }
 
-    /// Records a failed attempt: READY again after a backoff, or FAILED.
+    /// Records a failed attempt: READY again after a backoff, or FAILED (and,
+    /// if `recoverable`, taken over by a recovery task).
     pub(super) async fn record_failure(
         &mut self,
         lease: &Lease,
         keeper: &LeaseKeeper,
         error: &str,
         retryable: bool,
+        recoverable: bool,
     ) {
         let store = self.deps.store.clone();
         let backoff = retry_backoff(lease.attempt);
-        // A retryable failure is the work going wrong, so a recovery may take it
-        // over once attempts are spent (a manager's, when the goal has one); a
-        // failure no call can get past (no credentials, the budget spent) is not.
+        // A failure of the work itself may be recovered once attempts are spent
+        // (by a manager, when the goal has one); one no call can get past (no
+        // credentials, the budget spent) or that is not about the work (the
+        // store's data unreadable) is not.
         let manager = self.config.manager_role.clone();
-        let recovery = match (retryable, manager.as_deref()) {
+        let recovery = match (recoverable, manager.as_deref()) {
             (false, _) => Recovery::Never,
             (true, Some(role)) => Recovery::Role(role),
             (true, None) => Recovery::SameRole,

@@ -21,7 +21,7 @@ impl Worker {
     pub(super) async fn settle(&mut self, lease: &Lease, keeper: &LeaseKeeper, answer: TaskAnswer) {
         let Some(verdict) = answer.verdict else {
             let error = "the answer has no verdict: a review answers with \"verdict\": \"approved\" or \"changes_requested\"";
-            self.record_failure(lease, keeper, error, true).await;
+            self.record_failure(lease, keeper, error, true, true).await;
             return;
         };
         let notes = capped(&answer.notes, PROGRESS_CAP);

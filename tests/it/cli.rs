@@ -309,7 +309,11 @@ fn json_logs_carry_goal_task_agent_and_attempt_on_task_lines() {
         .iter()
         .filter(|l| l["fields"]["message"] == "LLM call done")
         .collect();
-    assert_eq!(calls.len(), 13, "one plan call and twelve executions");
+    assert_eq!(
+        calls.len(),
+        16,
+        "one plan call, twelve executions, the draft's two reviews and its fix"
+    );
     for line in calls {
         assert!(
             !line["fields"]["elapsed_ms"].is_null() && !line["fields"]["input_tokens"].is_null(),
