@@ -5,7 +5,7 @@
 -- needs keys it was not given. Hints cost commands, so a claim sends them only
 -- when the caller declared fewer than REFILL tasks (it is running out). How many
 -- of each index: after a claim, and after a claim that needed keys.
-local HINTS, MORE_HINTS, REFILL = 64, 64, 40
+local HINTS, MORE_HINTS, REFILL = 32, 48, 20
 
 -- The first `n` ids of the roleless index, of the role's, and of the retries
 -- backing off (while there may be any).

@@ -35,7 +35,7 @@ const REPLICA_WAIT_MS: u64 = 100;
 const NO_REPLICA_PAUSE: Duration = Duration::from_secs(5);
 
 /// Most ids kept as claim hints per goal and role, and most dependents lists kept.
-const MAX_CLAIM_HINTS: usize = 128;
+const MAX_CLAIM_HINTS: usize = 64;
 const MAX_DEPENDENTS: usize = 16_384;
 
 /// What a goal script is run with: the tasks and roles to declare beside the
