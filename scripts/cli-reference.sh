@@ -6,8 +6,8 @@
 #
 # Everything between the `<!-- cli-reference:start -->` and
 # `<!-- cli-reference:end -->` lines of README.md is replaced; the rest of the
-# file is left as it is. `porki status`, `porki graph`, `porki serve` and
-# `porki gc` are included once the binary has them.
+# file is left as it is. `porki status`, `porki graph`, `porki serve`,
+# `porki gc`, `porki approve` and `porki reject` are included once the binary has them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +25,7 @@ grep -qxF "$end" "$readme" || { echo "$readme has no '$end' line" >&2; exit 1; }
 
 # The commands to document; optional ones only when the binary knows them.
 commands=("" "run" "demo" "instructions validate" "instructions create")
-for optional in status graph serve gc; do
+for optional in status graph serve gc approve reject; do
   if "$PORKI" "$optional" --help >/dev/null 2>&1; then
     commands+=("$optional")
   fi
