@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::{Dag, Node, TaskKind, TaskState, TaskStatus};
-use crate::store::{GoalState, GoalStatus};
+use crate::domain::{AgentKind, Dag, Node, TaskKind, TaskState, TaskStatus};
+use crate::store::{AgentRecord, AgentState, GoalState, GoalStatus};
 
-use super::GoalReport;
+use super::{AgentReport, GoalReport};
 
 /// The reference time of the fixtures, ms since the Unix epoch.
 pub(crate) const NOW: u64 = 1_000_000;
@@ -15,6 +15,22 @@ pub(crate) fn task(id: &str, title: &str, status: TaskStatus, updated_ms: u64) -
     TaskState {
         created_ms: 0,
         ..TaskState::new("g", id, title, status, updated_ms)
+    }
+}
+
+/// A running agent of goal `g`, as `porki status` lists it.
+pub(crate) fn agent(name: &str, role: Option<&str>, kind: AgentKind, alive: bool) -> AgentReport {
+    AgentReport {
+        record: AgentRecord {
+            name: name.into(),
+            goal: "g".into(),
+            role: role.map(str::to_string),
+            kind,
+            process: "host:1".into(),
+            state: AgentState::Running,
+        },
+        last_error: None,
+        alive,
     }
 }
 

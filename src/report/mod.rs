@@ -253,22 +253,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::store::AgentState;
-
-    fn agent(name: &str, role: Option<&str>, kind: AgentKind, alive: bool) -> AgentReport {
-        AgentReport {
-            record: AgentRecord {
-                name: name.into(),
-                goal: "g".into(),
-                role: role.map(str::to_string),
-                kind,
-                process: "host:1".into(),
-                state: AgentState::Running,
-            },
-            last_error: None,
-            alive,
-        }
-    }
+    use fixtures::agent;
 
     #[test]
     fn a_role_is_served_by_who_claims_it_and_roleless_tasks_by_builders_only() {

@@ -257,7 +257,7 @@ fn lease_left(task: &TaskState, now_ms: u64) -> String {
 mod tests {
     use super::*;
     use crate::domain::AgentKind;
-    use crate::report::fixtures::{NOW, goal_report, task, team_report};
+    use crate::report::fixtures::{NOW, agent, goal_report, task, team_report};
     use crate::store::{AgentRecord, AgentState};
 
     #[test]
@@ -392,18 +392,7 @@ agents
             ("rev", Some("qa"), AgentKind::Reviewer),
             ("boss", Some("lead"), AgentKind::Manager),
         ]
-        .map(|(name, role, kind)| AgentReport {
-            record: AgentRecord {
-                name: name.into(),
-                goal: "g".into(),
-                role: role.map(str::to_string),
-                kind,
-                process: "host:1".into(),
-                state: AgentState::Running,
-            },
-            last_error: None,
-            alive: true,
-        });
+        .map(|(name, role, kind)| agent(name, role, kind, true));
         let text = status_text(&[team_report()], &agents, NOW, 160);
         let expected = "\
 goal g  active  Team

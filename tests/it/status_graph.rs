@@ -4,15 +4,14 @@ use std::process::Output;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use porki::domain::{AgentKind, Node};
+use porki::domain::Node;
 use porki::store::prelude::*;
-use porki::store::{
-    AgentRecord, AgentState, Recovery, RedisStore, TaskResult, WriteDagOptions, write_plan,
-};
+use porki::store::{RedisStore, TaskResult, WriteDagOptions, write_plan};
 use serde_json::{Value, json};
 
 use crate::support::{
-    RedisServer, block_on, claim, exit_stderr, plan, porki, signal, success_stdout, temp_dir,
+    RedisServer, block_on, claim, exit_stderr, plan, porki, seed_team, signal, success_stdout,
+    temp_dir,
 };
 
 const GOAL: &str = "shop-001";
@@ -301,62 +300,16 @@ fn graph_prints_nodes_and_edges_with_states_in_every_format() {
     );
 }
 
-/// A team goal in Redis: `draft` (needs approval) ran and awaits it; `scan`
-/// failed for good and `scan.recover` took its work over; `publish` waits for
-/// both; a reviewer is registered.
-fn seed_team(url: &str) {
-    block_on(async {
-        let store = RedisStore::connect(url).await.unwrap();
-        let dag = plan(
-            "team",
-            vec![
-                Node {
-                    priority: 10,
-                    approval: true,
-                    ..Node::new("draft", "Draft the post")
-                },
-                Node {
-                    priority: 5,
-                    ..Node::new("scan", "Scan the archive")
-                },
-                Node::new("publish", "Publish"),
-            ],
-            &[("draft", "publish"), ("scan", "publish")],
-        );
-        write_plan(&store, dag, &WriteDagOptions::default(), 100)
-            .await
-            .unwrap();
-        let draft = claim(&store, "team", "w1", LEASE).await.unwrap();
-        assert_eq!(draft.task, "draft");
-        store
-            .complete(&draft, &TaskResult::default())
-            .await
-            .unwrap();
-        let scan = claim(&store, "team", "w1", LEASE).await.unwrap();
-        assert_eq!(scan.task, "scan");
-        store
-            .fail(&scan, "archive offline", false, LEASE, Recovery::SameRole)
-            .await
-            .unwrap();
-        store
-            .register_agent(&AgentRecord {
-                name: "rev".into(),
-                goal: "team".into(),
-                role: Some("qa".into()),
-                kind: AgentKind::Reviewer,
-                process: "host:1".into(),
-                state: AgentState::Running,
-            })
-            .await
-            .unwrap();
-    });
+/// The team goal of `support::seed_team`, in Redis at `url`.
+fn seed_team_redis(url: &str) {
+    block_on(async { seed_team(&RedisStore::connect(url).await.unwrap()).await });
 }
 
 #[test]
 fn status_and_graph_show_approvals_recoveries_and_what_tasks_wait_for() {
     let server = RedisServer::start();
     let url = server.url();
-    seed_team(&url);
+    seed_team_redis(&url);
     let output = porki()
         .args(["status", "--redis-url", &url, "--goal", "team"])
         .env("COLUMNS", "200")

@@ -13,15 +13,15 @@ use porki::llm::{LlmResponse, Phase, Usage};
 use porki::metrics::Metrics;
 use porki::store::prelude::*;
 use porki::store::{
-    AgentField, AgentRecord, AgentState, Lease, MemoryStore, ReapOutcome, Recovery, RedisStore,
-    TaskResult, WriteDagOptions, write_plan,
+    AgentField, AgentRecord, AgentState, Lease, MemoryStore, ReapOutcome, RedisStore, TaskResult,
+    WriteDagOptions, write_plan,
 };
 use porki::web::StoreSource;
 
 use crate::support::prometheus;
 use crate::support::web::{Dashboard, get};
 use crate::support::{
-    RedisServer, block_on, claim, exit_stderr, free_port, plan, porki, signal, temp_dir,
+    RedisServer, block_on, claim, exit_stderr, free_port, plan, porki, seed_team, signal, temp_dir,
     tokio_runtime, wait_exit, wait_for, wait_until,
 };
 
@@ -287,61 +287,16 @@ fn waits_are_called_out_on_the_goal_page() {
     assert!(web.get("/").body.contains("rate limit:"));
 }
 
-/// A team goal: `draft` (needs approval) ran and awaits it; `scan` failed for
-/// good and `scan.recover` took its work over; `publish` waits for both; a
-/// reviewer is registered.
-fn seed_team() -> Arc<MemoryStore> {
-    block_on(async {
-        let store = Arc::new(MemoryStore::new());
-        let dag = plan(
-            "team",
-            vec![
-                Node {
-                    priority: 10,
-                    approval: true,
-                    ..Node::new("draft", "Draft the post")
-                },
-                Node {
-                    priority: 5,
-                    ..Node::new("scan", "Scan the archive")
-                },
-                Node::new("publish", "Publish"),
-            ],
-            &[("draft", "publish"), ("scan", "publish")],
-        );
-        write_plan(&*store, dag, &WriteDagOptions::default(), 100)
-            .await
-            .unwrap();
-        let draft = claim(&*store, "team", "w1", LEASE).await.unwrap();
-        assert_eq!(draft.task, "draft");
-        store
-            .complete(&draft, &TaskResult::default())
-            .await
-            .unwrap();
-        let scan = claim(&*store, "team", "w1", LEASE).await.unwrap();
-        assert_eq!(scan.task, "scan");
-        store
-            .fail(&scan, "archive offline", false, LEASE, Recovery::SameRole)
-            .await
-            .unwrap();
-        store
-            .register_agent(&AgentRecord {
-                name: "rev".into(),
-                goal: "team".into(),
-                role: Some("qa".into()),
-                kind: AgentKind::Reviewer,
-                process: "host:1".into(),
-                state: AgentState::Running,
-            })
-            .await
-            .unwrap();
-        store
-    })
+/// The team goal of `support::seed_team`, in the embedded store.
+fn seed_team_store() -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::new());
+    block_on(seed_team(&*store));
+    store
 }
 
 #[test]
 fn a_team_goal_shows_approvals_recoveries_and_what_tasks_wait_for() {
-    let web = Dashboard::start(seed_team());
+    let web = Dashboard::start(seed_team_store());
     let page = web.get("/goals/team");
     assert_eq!(page.status, 200, "{}", page.body);
     assert_contains_all(

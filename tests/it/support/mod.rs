@@ -44,7 +44,7 @@ pub use prefixed::Prefixed;
 pub use process::{PORKI, exit_stderr, porki, signal, success_stdout, wait_exit};
 pub use redis_cluster::RedisCluster;
 pub use redis_server::{RedisServer, hget};
-pub use store::{claim, ids, node, nodes, plan};
+pub use store::{claim, ids, node, nodes, plan, seed_team};
 
 /// Takes a turn at `llm:gate`, the one key of the LLM gate for a whole store:
 /// on the shared cluster, the tests that count its slots take turns.

@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
-use porki::domain::{Dag, Node};
-use porki::store::{ClaimOutcome, Lease, Store};
+use porki::domain::{AgentKind, Dag, Node};
+use porki::store::{
+    AgentRecord, AgentState, ClaimOutcome, Lease, Recovery, Store, TaskResult, WriteDagOptions,
+    write_plan,
+};
 
 /// `n` task ids: `PREFIX00`, `PREFIX01`, …
 pub fn ids(prefix: &str, n: usize) -> Vec<String> {
@@ -36,4 +39,53 @@ pub async fn claim(store: &dyn Store, goal: &str, agent: &str, ttl: Duration) ->
         ClaimOutcome::Claimed(lease) => Some(lease),
         ClaimOutcome::Empty { .. } => None,
     }
+}
+
+/// Seeds goal `team`: `draft` (needs approval) ran and awaits it; `scan`
+/// failed for good and `scan.recover` took its work over; `publish` waits for
+/// both; a reviewer `rev` of role `qa` is registered.
+pub async fn seed_team(store: &dyn Store) {
+    let lease = Duration::from_secs(600);
+    let dag = plan(
+        "team",
+        vec![
+            Node {
+                priority: 10,
+                approval: true,
+                ..Node::new("draft", "Draft the post")
+            },
+            Node {
+                priority: 5,
+                ..Node::new("scan", "Scan the archive")
+            },
+            Node::new("publish", "Publish"),
+        ],
+        &[("draft", "publish"), ("scan", "publish")],
+    );
+    write_plan(store, dag, &WriteDagOptions::default(), 100)
+        .await
+        .unwrap();
+    let draft = claim(store, "team", "w1", lease).await.unwrap();
+    assert_eq!(draft.task, "draft");
+    store
+        .complete(&draft, &TaskResult::default())
+        .await
+        .unwrap();
+    let scan = claim(store, "team", "w1", lease).await.unwrap();
+    assert_eq!(scan.task, "scan");
+    store
+        .fail(&scan, "archive offline", false, lease, Recovery::SameRole)
+        .await
+        .unwrap();
+    store
+        .register_agent(&AgentRecord {
+            name: "rev".into(),
+            goal: "team".into(),
+            role: Some("qa".into()),
+            kind: AgentKind::Reviewer,
+            process: "host:1".into(),
+            state: AgentState::Running,
+        })
+        .await
+        .unwrap();
 }
