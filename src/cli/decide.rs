@@ -4,12 +4,11 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Args;
 use porki::domain::check_id;
 use porki::store::StoreError;
 
-use super::{check_goal, connect, unknown_goal, usage};
+use super::{block_on, check_goal, connect, unknown_goal, usage};
 
 /// Flags of `porki approve`.
 #[derive(Debug, Args)]
@@ -51,11 +50,7 @@ pub fn reject(args: RejectArgs) -> anyhow::Result<ExitCode> {
 fn decide(args: &ApproveArgs, reason: Option<&str>) -> anyhow::Result<ExitCode> {
     check_goal(&args.goal)?;
     check_id("task id", &args.task).map_err(usage)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let said = runtime.block_on(async {
+    let said = block_on(async {
         let store = connect(&args.store.redis_url).await?;
         if store.goal_status(&args.goal).await?.is_none() {
             return Err(unknown_goal(&*store, &args.goal, &args.store.redis_url).await);

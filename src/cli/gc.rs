@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Args;
 use porki::store::gc::{self, GcOptions, GcReport, age_text};
 
-use super::{StoreArgs, connect, parse_duration};
+use super::{StoreArgs, block_on, connect, parse_duration};
 
 /// Flags of `porki gc`.
 #[derive(Debug, Args)]
@@ -49,11 +49,7 @@ pub fn parse_retention(text: &str) -> Result<Duration, String> {
 
 /// Runs `porki gc`.
 pub fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    block_on(async {
         let store = connect(&args.store.redis_url).await?;
         let options = GcOptions {
             dry_run: args.dry_run,

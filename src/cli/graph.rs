@@ -2,11 +2,10 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use porki::report;
 
-use super::{check_goal, connect, unknown_goal};
+use super::{block_on, check_goal, connect, unknown_goal};
 
 /// Flags of `porki graph`.
 #[derive(Debug, Args)]
@@ -35,11 +34,7 @@ enum GraphFormat {
 /// Runs `porki graph`; exit code 2 when the goal is unknown.
 pub fn run(args: GraphArgs) -> anyhow::Result<ExitCode> {
     check_goal(&args.goal)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let text = runtime.block_on(async {
+    let text = block_on(async {
         let store = connect(&args.store.redis_url).await?;
         let Some(dag) = store.dag(&args.goal).await? else {
             return Err(unknown_goal(&*store, &args.goal, &args.store.redis_url).await);

@@ -310,6 +310,17 @@ async fn unknown_goal(store: &dyn Store, goal: &str, url: &str) -> anyhow::Error
     ))
 }
 
+/// Runs `future` to its end on a runtime of this thread: the one-shot
+/// commands (status, graph, gc, approve, reject) need no more.
+fn block_on<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(future)
+}
+
 /// Sends [`porki::supervisor::Shutdown`] to `supervisor` on SIGINT or SIGTERM.
 fn shut_down_on_signal(supervisor: actix::Addr<porki::supervisor::Supervisor>) {
     actix::spawn(async move {

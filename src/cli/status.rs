@@ -7,12 +7,11 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context as _;
 use clap::Args;
 use porki::report::{self, AgentReport, GoalReport};
 use porki::store::prelude::*;
 
-use super::{UsageError, check_goal, connect, unknown_goal};
+use super::{UsageError, block_on, check_goal, connect, unknown_goal};
 
 /// Flags of `porki status`.
 #[derive(Debug, Args)]
@@ -38,11 +37,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if let Some(goal) = &args.goal {
         check_goal(goal)?;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    block_on(async {
         let store = connect(&args.store.redis_url).await?;
         if args.watch {
             watch(&*store, &args).await

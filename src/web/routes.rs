@@ -173,18 +173,35 @@ async fn task(
     )
 }
 
-async fn graph_svg(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
-    let goal = path.into_inner();
+/// A goal's plan and tasks, or the answer to give instead: 503 while the
+/// store cannot be read, 404 for a goal it does not have.
+async fn read_plan(
+    state: &AppState,
+    goal: &str,
+) -> Result<(crate::domain::Dag, Vec<crate::domain::TaskState>), HttpResponse> {
     let Some(store) = state.store.get() else {
-        return unavailable("the store is not reachable yet; try again shortly");
+        return Err(unavailable(
+            "the store is not reachable yet; try again shortly",
+        ));
     };
     let read = async {
-        let dag = store.dag(&goal).await?;
-        let tasks = store.tasks(&goal).await?;
+        let dag = store.dag(goal).await?;
+        let tasks = store.tasks(goal).await?;
         Ok::<_, crate::store::StoreError>((dag, tasks))
     };
     match read.await {
-        Ok((Some(dag), tasks)) => match dag_svg(&dag, &tasks) {
+        Ok((Some(dag), tasks)) => Ok((dag, tasks)),
+        Ok((None, _)) => Err(text_not_found(&format!(
+            "goal {goal:?} is not in the store: check the name on the front page"
+        ))),
+        Err(e) => Err(unavailable(&format!("cannot read the store: {e}"))),
+    }
+}
+
+async fn graph_svg(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    let goal = path.into_inner();
+    match read_plan(&state, &goal).await {
+        Ok((dag, tasks)) => match dag_svg(&dag, &tasks) {
             Some(svg) => HttpResponse::Ok()
                 .content_type("image/svg+xml")
                 .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'"))
@@ -198,10 +215,7 @@ async fn graph_svg(state: web::Data<AppState>, path: web::Path<String>) -> HttpR
                     goal_href(&goal)
                 )),
         },
-        Ok((None, _)) => text_not_found(&format!(
-            "goal {goal:?} is not in the store: check the name on the front page"
-        )),
-        Err(e) => unavailable(&format!("cannot read the store: {e}")),
+        Err(response) => response,
     }
 }
 
@@ -263,22 +277,11 @@ async fn status_json(state: web::Data<AppState>) -> HttpResponse {
 
 async fn graph_json(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
     let goal = path.into_inner();
-    let Some(store) = state.store.get() else {
-        return unavailable("the store is not reachable yet; try again shortly");
-    };
-    let read = async {
-        let dag = store.dag(&goal).await?;
-        let tasks = store.tasks(&goal).await?;
-        Ok::<_, crate::store::StoreError>((dag, tasks))
-    };
-    match read.await {
-        Ok((Some(dag), tasks)) => HttpResponse::Ok()
+    match read_plan(&state, &goal).await {
+        Ok((dag, tasks)) => HttpResponse::Ok()
             .insert_header(CacheControl(vec![CacheDirective::NoStore]))
             .json(report::graph_json(&dag, &tasks)),
-        Ok((None, _)) => text_not_found(&format!(
-            "goal {goal:?} is not in the store: check the name on the front page"
-        )),
-        Err(e) => unavailable(&format!("cannot read the store: {e}")),
+        Err(response) => response,
     }
 }
 

@@ -9,10 +9,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use super::redis_server::{self, ping};
 use super::{free_port, temp_dir, wait_until};
 
 const INSTALL_HINT: &str = "redis-server and redis-cli are required by this test and were not found on PATH: \
@@ -290,41 +291,21 @@ fn start_node(dir: &std::path::Path) -> Node {
 }
 
 fn spawn(port: u16, bus: u16, dir: &std::path::Path) -> Child {
-    Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args([
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-        ])
-        .args(["--cluster-port", &bus.to_string()])
-        .args(["--cluster-node-timeout", &NODE_TIMEOUT_MS.to_string()])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                panic!("{INSTALL_HINT}");
-            }
-            panic!("could not start redis-server: {e}");
-        })
-}
-
-fn ping(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 16];
-    matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    let args = [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-port",
+        &bus.to_string(),
+        "--cluster-node-timeout",
+        &NODE_TIMEOUT_MS.to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ];
+    redis_server::spawn(port, dir, &args.map(str::to_string))
 }
 
 /// Reads `CLUSTER NODES`.

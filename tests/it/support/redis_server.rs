@@ -110,7 +110,8 @@ impl Drop for RedisServer {
     }
 }
 
-fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> Child {
+/// Starts `redis-server` on loopback `port` in `dir`, with `extra` arguments.
+pub(super) fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> Child {
     Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .arg("--dir")
@@ -127,7 +128,8 @@ fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> Child {
         })
 }
 
-fn ping(port: u16) -> bool {
+/// Whether a Redis on loopback `port` answers PING.
+pub(super) fn ping(port: u16) -> bool {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;
