@@ -25,6 +25,11 @@ impl HeldLeases {
         self.map().drain().map(|(_, lease)| lease).collect()
     }
 
+    /// Whether `agent` holds a lease now.
+    pub fn holds(&self, agent: &str) -> bool {
+        self.map().contains_key(agent)
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lease>> {
         // A panic while the lock was held leaves a usable map behind.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
@@ -318,7 +323,9 @@ mod tests {
         );
         a.set(Some(lease("a")));
         b.set(Some(lease("b")));
+        assert!(all.holds("a") && all.holds("b") && !all.holds("c"));
         assert_eq!(a.take(), Some(lease("a")));
+        assert!(!all.holds("a"));
         assert_eq!(a.take(), None);
         assert_eq!(all.take_all(), vec![lease("b")]);
         assert_eq!(b.take(), None);

@@ -80,7 +80,7 @@ pub struct RunArgs {
     /// `static`: run the agents of the first read; `dynamic`: follow instruction changes.
     #[arg(long, env = "PORKI_SPAWN_MODE", value_enum, ignore_case = true, default_value_t = SpawnMode::Dynamic)]
     spawn_mode: SpawnMode,
-    /// Most agents running at once; the rest wait for a free slot.
+    /// Most agents running at once; the rest wait for a free slot, which an idle agent gives up to one with READY tasks no live agent takes.
     #[arg(long, env = "PORKI_SPAWN_LIMIT", default_value_t = 10)]
     spawn_limit: usize,
     /// On SIGTERM/SIGINT, let held tasks finish for this long before releasing them.

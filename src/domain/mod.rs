@@ -13,5 +13,5 @@ pub use shaping::shape_plan;
 pub use task::{TaskState, TaskStatus};
 pub use team::{
     AgentKind, ApprovalPolicy, DEFAULT_MAX_REVIEW_CYCLES, GoalPolicy, ReviewPolicy, TaskKind,
-    TeamLimits, claim_role, escalation_id, fix_id, recovery_id, reserved_suffix, review_id,
+    TeamLimits, claim_role, escalation_id, fix_id, recovery_id, reserved_suffix, review_id, takes,
 };

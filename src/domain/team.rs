@@ -214,6 +214,16 @@ pub fn claim_role(kind: AgentKind, role: Option<&str>) -> Option<String> {
     }
 }
 
+/// Whether an agent of `kind` and `role` claims READY tasks of `ready_role`
+/// (`""`: tasks of no role, which only builders take).
+pub fn takes(kind: AgentKind, role: Option<&str>, ready_role: &str) -> bool {
+    if ready_role.is_empty() {
+        kind == AgentKind::Builder
+    } else {
+        claim_role(kind, role).as_deref() == Some(ready_role)
+    }
+}
+
 /// Which builder tasks of a goal get a review task, when the goal has a reviewer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -26,7 +26,7 @@ mod text;
 
 use std::collections::{HashMap, HashSet};
 
-use crate::domain::{AgentKind, Dag, Edge, Node, TaskKind, TaskState, TaskStatus, claim_role};
+use crate::domain::{Dag, Edge, Node, TaskKind, TaskState, TaskStatus, takes};
 use crate::store::{AgentRecord, GoalState, GoalStatus};
 
 pub use dot::graph_dot;
@@ -81,18 +81,9 @@ pub fn unserved(goal: &GoalStatus, agents: &[AgentReport]) -> Vec<(String, u64)>
         .filter(|a| a.alive && a.record.goal == goal.goal)
         .map(|a| &a.record)
         .collect();
-    // Who takes what is what a claim takes: a builder its role's tasks and those
-    // of no role, a reviewer or manager only its claim role's.
-    let serves = |a: &AgentRecord, role: &str| {
-        if role.is_empty() {
-            a.kind == AgentKind::Builder
-        } else {
-            claim_role(a.kind, a.role.as_deref()).as_deref() == Some(role)
-        }
-    };
     goal.ready_by_role
         .iter()
-        .filter(|(role, _)| !live.iter().any(|a| serves(a, role)))
+        .filter(|(role, _)| !live.iter().any(|a| takes(a.kind, a.role.as_deref(), role)))
         .map(|(role, n)| (role.clone(), *n))
         .collect()
 }
@@ -253,6 +244,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::domain::AgentKind;
     use fixtures::agent;
 
     #[test]

@@ -39,8 +39,11 @@ pub(super) struct AgentSlot {
     /// How many times the agent was started; an exit report names its run, so a
     /// late report (or timer) of an earlier run changes nothing.
     pub(super) runs: u64,
-    /// What to do once the running actor has stopped (after an instructions change).
+    /// What to do once the running actor has stopped (after an instructions
+    /// change, or to give its slot to an agent with work).
     pub(super) after_stop: Option<AfterStop>,
+    /// It gave its slot up while idle: it waits behind the agents that did not.
+    pub(super) yielded: bool,
 }
 
 /// Why a running agent was asked to stop by the Supervisor itself.
@@ -51,6 +54,9 @@ pub(super) enum AfterStop {
     /// Its declaration changed (or it was removed and declared again): start it
     /// again with the current one.
     Restart,
+    /// It was idle while a waiting agent had READY tasks no live agent takes:
+    /// it waits for a slot again.
+    Yield,
 }
 
 impl AgentSlot {
@@ -61,6 +67,7 @@ impl AgentSlot {
             restarts: RestartHistory::default(),
             runs: 0,
             after_stop: None,
+            yielded: false,
         }
     }
 
@@ -69,6 +76,7 @@ impl AgentSlot {
         self.state = SlotState::Waiting;
         self.restarts.clear();
         self.after_stop = None;
+        self.yielded = false;
     }
 }
 
@@ -86,12 +94,15 @@ impl Supervisor {
             return;
         }
         let limit = self.config.settings.spawn_limit.max(1);
-        let waiting: Vec<String> = self
+        // Name order, those that gave their slot up last.
+        let mut waiting: Vec<(bool, String)> = self
             .agents
             .iter()
             .filter(|(_, a)| matches!(a.state, SlotState::Waiting))
-            .map(|(n, _)| n.clone())
+            .map(|(n, a)| (a.yielded, n.clone()))
             .collect();
+        waiting.sort();
+        let waiting = waiting.into_iter().map(|(_, n)| n);
         for name in waiting {
             if self.running() >= limit {
                 tracing::info!(agent = %name, limit, "agent waits for a free slot (spawn limit reached)");
@@ -107,6 +118,7 @@ impl Supervisor {
             return;
         };
         slot.runs += 1;
+        slot.yielded = false;
         let actor = AgentActor::new(
             slot.config.clone(),
             deps,
@@ -147,7 +159,8 @@ impl Supervisor {
                     });
                     slot.after_stop = Some(after);
                 }
-                (_, AfterStop::Restart) => slot.start_over(),
+                // (A reload never asks a slot to yield.)
+                (_, AfterStop::Restart | AfterStop::Yield) => slot.start_over(),
                 (_, AfterStop::Remove) => removed.push(name.clone()),
             }
         }
@@ -209,6 +222,11 @@ impl Handler<AgentExited> for Supervisor {
                 AfterStop::Restart => {
                     tracing::info!(agent = %name, "agent restarts with its new declaration");
                     slot.start_over();
+                }
+                AfterStop::Yield => {
+                    tracing::info!(agent = %name, "agent gave its slot up; it waits for one again");
+                    slot.state = SlotState::Waiting;
+                    slot.yielded = true;
                 }
             }
         } else if shutting_down || !msg.exit.is_failure() {

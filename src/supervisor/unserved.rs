@@ -1,6 +1,8 @@
 //! READY tasks no live agent can take: logged when that changes (such a goal
 //! never ends on its own), and, when the plan marked a task soft
 //! (`"assignment": "soft"`), handed to a live builder of the goal instead.
+//! When every slot of the spawn limit is taken and an agent of this process
+//! that could take them waits for one, an idle agent gives it its slot.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,7 +10,10 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::Supervisor;
-use crate::domain::{AgentKind, TaskStatus};
+use super::slots::{AfterStop, SlotState};
+use crate::agent::StopAgent;
+use crate::domain::{AgentKind, TaskStatus, takes};
+use crate::project::AgentConfig;
 use crate::report::AgentReport;
 use crate::store::Store;
 
@@ -17,6 +22,9 @@ pub(super) const UNSERVED_CHECK: Duration = Duration::from_secs(10);
 
 /// A soft task handed to another builder: (goal, task, its planned role, the new one).
 type Reassigned = (String, String, String, Option<String>);
+
+/// Per goal: READY tasks by role (`""`: no role).
+type ReadyByRole = BTreeMap<String, BTreeMap<String, u64>>;
 
 impl Supervisor {
     /// Hands soft tasks whose role has no live agent to a live builder, then logs,
@@ -40,6 +48,7 @@ impl Supervisor {
                     });
                 }
                 let mut found = BTreeMap::new();
+                let mut ready = ReadyByRole::new();
                 let mut reassigned = Vec::new();
                 for goal in project.goals() {
                     let Some(status) = store.goal_status(&goal).await.ok()? else {
@@ -58,13 +67,15 @@ impl Supervisor {
                         }
                         reassigned.extend(moved);
                     }
-                    found.insert(goal, unserved);
+                    found.insert(goal.clone(), unserved);
+                    ready.insert(goal, status.ready_by_role);
                 }
-                Some((found, reassigned))
+                Some((found, reassigned, ready))
             }
             .into_actor(self)
             .map(|found, supervisor, _| {
-                let (found, reassigned) = found.unwrap_or_default();
+                let (found, reassigned, ready) = found.unwrap_or_default();
+                supervisor.make_room(&found, &ready);
                 for (goal, task, from, to) in reassigned {
                     tracing::warn!(
                         goal = %goal,
@@ -92,6 +103,71 @@ impl Supervisor {
             }),
         );
     }
+}
+
+impl Supervisor {
+    /// With every slot taken, stops an idle agent (no task held, nothing READY
+    /// it takes) for each waiting agent that takes READY tasks no live agent
+    /// takes; the waiting one starts in the freed slot, the idle one waits for
+    /// a slot behind it. Without this, idle agents keep the slots forever.
+    fn make_room(&mut self, unserved: &BTreeMap<String, Vec<(String, u64)>>, ready: &ReadyByRole) {
+        let limit = self.config.settings.spawn_limit.max(1);
+        let stopping = self
+            .agents
+            .values()
+            .filter(|slot| slot.after_stop == Some(AfterStop::Yield))
+            .count();
+        if self.shutting_down || self.running() < limit {
+            return;
+        }
+        let wanted = self
+            .agents
+            .values()
+            .filter(|slot| matches!(slot.state, SlotState::Waiting))
+            .filter(|slot| {
+                let unserved = unserved.get(&slot.config.goal).into_iter().flatten();
+                takes_any(&slot.config, unserved.map(|(role, n)| (role, n)))
+            })
+            .count()
+            .saturating_sub(stopping);
+        let idle: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(name, slot)| {
+                matches!(slot.state, SlotState::Running(_))
+                    && slot.after_stop.is_none()
+                    && !self.held.holds(name)
+                    && !takes_any(
+                        &slot.config,
+                        ready.get(&slot.config.goal).into_iter().flatten(),
+                    )
+            })
+            .map(|(name, _)| name.clone())
+            .take(wanted)
+            .collect();
+        for name in idle {
+            let Some(slot) = self.agents.get_mut(&name) else {
+                continue;
+            };
+            if let SlotState::Running(agent) = &slot.state {
+                tracing::info!(agent = %name, limit, "agent is idle and gives its slot to a waiting agent with READY tasks no live agent takes");
+                agent.do_send(StopAgent {
+                    grace: Duration::ZERO,
+                });
+                slot.after_stop = Some(AfterStop::Yield);
+            }
+        }
+    }
+}
+
+/// Whether `agent` takes READY tasks of any of `roles` (role, READY count).
+fn takes_any<'a>(
+    agent: &AgentConfig,
+    roles: impl IntoIterator<Item = (&'a String, &'a u64)>,
+) -> bool {
+    roles
+        .into_iter()
+        .any(|(role, n)| *n > 0 && takes(agent.kind, agent.role.as_deref(), role))
 }
 
 /// The claim roles of the goal's declared builders that are alive now (`None`:

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use porki::domain::{Node, TaskKind, TaskStatus};
@@ -320,4 +321,42 @@ fn a_soft_task_whose_role_has_no_live_agent_goes_to_a_builder() {
     assert_eq!(sketch.role.as_deref(), Some("dev"));
     assert_eq!(sketch.planned_role.as_deref(), Some("design"));
     assert_eq!(count(&record, "sketch"), 1);
+}
+
+#[test]
+fn an_idle_agent_gives_its_slot_to_a_waiting_one_whose_role_has_ready_tasks() {
+    let dir = temp_dir("yield");
+    std::fs::write(
+        dir.join("INSTRUCTIONS.md"),
+        "## Agents\n### dev\n- Goal: g\n- Role: dev\n### sketcher\n- Goal: g\n- Role: design\n",
+    )
+    .unwrap();
+    let project = Project::load(&dir.join("INSTRUCTIONS.md")).unwrap();
+    let of_role = |id: &str, role: &str| Node {
+        role: Some(role.into()),
+        ..Node::new(id, id)
+    };
+    // dev → sketch → deploy: the slot has to change hands twice.
+    let dag = plan(
+        "g",
+        vec![
+            of_role("build", "dev"),
+            of_role("sketch", "design"),
+            of_role("deploy", "dev"),
+        ],
+        &[("build", "sketch"), ("sketch", "deploy")],
+    );
+    let provider = ScriptedProvider::new(dag, "p", Arc::default());
+    // One slot, filled in name order: dev first, and idle once build is done.
+    let (record, memory, run) = start_on_memory(Clock::Paused, provider, project, |config| {
+        config.settings.spawn_limit = 1
+    });
+    assert_eq!(join_within(run, LIMIT), 0, "the goal must end");
+    for (task, owner) in [("build", "dev"), ("sketch", "sketcher"), ("deploy", "dev")] {
+        let state = block_on(memory.task("g", task)).unwrap().unwrap();
+        assert_eq!(state.status, TaskStatus::Done, "{task}");
+        assert_eq!(state.owner.as_deref(), Some(owner), "{task}");
+        assert_eq!(count(&record, task), 1, "{task}");
+    }
+    assert_eq!(record.max_in_flight.load(Ordering::SeqCst), 1);
 }
