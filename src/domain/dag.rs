@@ -153,6 +153,20 @@ pub enum DagError {
         /// The end that is not a node.
         missing: String,
     },
+    /// A review, fix, recovery or escalation that does not name a task of the
+    /// plan it is about.
+    #[error(
+        "task {id:?} is a {kind} task but {}: give it an `of` naming another task of the plan, or drop its `kind`",
+        match .of { Some(of) => format!("its `of` names {of:?}, which is not another task of the plan"), None => "has no `of` saying which task it is about".to_string() }
+    )]
+    NoSubject {
+        /// The task.
+        id: String,
+        /// Its kind's name.
+        kind: &'static str,
+        /// What it names, if anything.
+        of: Option<String>,
+    },
     /// An edge from a task to itself.
     #[error("task {id:?} depends on itself: remove the edge {id} -> {id}")]
     SelfLoop {
@@ -229,6 +243,16 @@ impl Dag {
             if index.insert(node.id.as_str(), i).is_some() {
                 return Err(DagError::DuplicateId {
                     id: node.id.clone(),
+                });
+            }
+        }
+        for node in self.nodes.iter().filter(|n| !n.kind.is_work()) {
+            let about = node.of.as_deref();
+            if !about.is_some_and(|of| of != node.id && index.contains_key(of)) {
+                return Err(DagError::NoSubject {
+                    id: node.id.clone(),
+                    kind: node.kind.as_str(),
+                    of: node.of.clone(),
                 });
             }
         }
@@ -409,6 +433,43 @@ mod tests {
         }
         let err = dag(&["a", "b"], &[]).validate_with_cap(1).unwrap_err();
         assert_eq!(err, DagError::TooManyNodes { count: 2, cap: 1 });
+    }
+
+    #[test]
+    fn a_review_fix_recovery_or_escalation_must_name_another_task_of_the_plan() {
+        let with = |kind: TaskKind, of: Option<&str>| {
+            let mut d = dag(&["a", "r"], &[]);
+            d.nodes[1].kind = kind;
+            d.nodes[1].of = of.map(str::to_string);
+            d.validate()
+        };
+        for kind in [
+            TaskKind::Review,
+            TaskKind::Fix,
+            TaskKind::Recover,
+            TaskKind::Escalate,
+        ] {
+            assert!(with(kind, Some("a")).is_ok(), "{kind:?} of a");
+            let missing = with(kind, None).unwrap_err().to_string();
+            assert!(
+                missing.contains(&format!(
+                    "task \"r\" is a {} task but has no `of`",
+                    kind.as_str()
+                )),
+                "{missing}"
+            );
+            for bad in ["zz", "r"] {
+                let err = with(kind, Some(bad)).unwrap_err().to_string();
+                assert!(
+                    err.contains(&format!(
+                        "its `of` names {bad:?}, which is not another task"
+                    )),
+                    "{err}"
+                );
+            }
+        }
+        // Planned work may say what it is about; nothing checks it.
+        assert!(with(TaskKind::Work, Some("zz")).is_ok());
     }
 
     #[test]
