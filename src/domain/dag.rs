@@ -433,7 +433,10 @@ mod tests {
         }
         let err = dag(&["a", "b"], &[]).validate_with_cap(1).unwrap_err();
         assert_eq!(err, DagError::TooManyNodes { count: 2, cap: 1 });
-        assert!(dag(&["a", "b"], &[]).validate_with_cap(2).is_ok(), "the cap itself is allowed");
+        assert!(
+            dag(&["a", "b"], &[]).validate_with_cap(2).is_ok(),
+            "the cap itself is allowed"
+        );
     }
 
     #[test]

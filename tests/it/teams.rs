@@ -297,15 +297,20 @@ fn an_approval_that_never_comes_waits_visibly_and_spends_nothing() {
     assert!(started.elapsed() >= Duration::from_secs(3));
 }
 
-#[test]
-fn a_soft_task_whose_role_has_no_live_agent_goes_to_a_builder() {
-    let dir = temp_dir("soft");
+/// Two builders of goal `g`: `dev` (role dev) and `sketcher` (role design).
+fn dev_and_sketcher(name: &str) -> Project {
+    let dir = temp_dir(name);
     std::fs::write(
         dir.join("INSTRUCTIONS.md"),
         "## Agents\n### dev\n- Goal: g\n- Role: dev\n### sketcher\n- Goal: g\n- Role: design\n",
     )
     .unwrap();
-    let project = Project::load(&dir.join("INSTRUCTIONS.md")).unwrap();
+    Project::load(&dir.join("INSTRUCTIONS.md")).unwrap()
+}
+
+#[test]
+fn a_soft_task_whose_role_has_no_live_agent_goes_to_a_builder() {
+    let project = dev_and_sketcher("soft");
     let mut sketch = Node::new("sketch", "Sketch the page");
     sketch.role = Some("design".into());
     sketch.assignment = porki::domain::Assignment::Soft;
@@ -325,13 +330,7 @@ fn a_soft_task_whose_role_has_no_live_agent_goes_to_a_builder() {
 
 #[test]
 fn an_idle_agent_gives_its_slot_to_a_waiting_one_whose_role_has_ready_tasks() {
-    let dir = temp_dir("yield");
-    std::fs::write(
-        dir.join("INSTRUCTIONS.md"),
-        "## Agents\n### dev\n- Goal: g\n- Role: dev\n### sketcher\n- Goal: g\n- Role: design\n",
-    )
-    .unwrap();
-    let project = Project::load(&dir.join("INSTRUCTIONS.md")).unwrap();
+    let project = dev_and_sketcher("yield");
     let of_role = |id: &str, role: &str| Node {
         role: Some(role.into()),
         ..Node::new(id, id)
