@@ -36,9 +36,7 @@ pub fn run(command: InstructionsCommand) -> anyhow::Result<ExitCode> {
     match command {
         InstructionsCommand::Validate { path } => {
             let project = Project::load(&path).map_err(|e| UsageError(e.to_string()))?;
-            for warning in &project.instructions.warnings {
-                eprintln!("warning: {warning}");
-            }
+            // The summary lists the warnings.
             print!("{}", porki::instructions::summary(&project.instructions));
             Ok(ExitCode::SUCCESS)
         }

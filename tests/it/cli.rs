@@ -44,7 +44,7 @@ fn instructions_validate_summarises_a_good_file_and_names_errors_in_a_bad_one() 
     let good = dir.join("good.md");
     std::fs::write(
         &good,
-        "## Agents\n### research\n- Goal: goal-001\n- Role: research\n",
+        "## Agents\n### research\n- Goal: goal-001\n- Role: research\n- Colour: blue\n",
     )
     .unwrap();
     let output = porki()
@@ -53,7 +53,17 @@ fn instructions_validate_summarises_a_good_file_and_names_errors_in_a_bad_one() 
         .output()
         .unwrap();
     assert!(output.status.success());
-    assert!(String::from_utf8_lossy(&output.stdout).contains("research"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(said.contains("research"), "{said}");
+    assert_eq!(
+        said.matches("Colour: unknown key, ignored").count(),
+        1,
+        "the warning, once: {said}"
+    );
 
     let bad = dir.join("bad.md");
     std::fs::write(&bad, "## Agents\n### research\n- Role: research\n").unwrap();
