@@ -19,8 +19,11 @@ local function add_task(id, t, now)
   redis.call('HSET', key, 'status', status, 'title', t.title, 'priority', t.priority,
     'attempt', 0, 'fence', 0, 'pending', #waits, 'created_at', now, 'updated_at', now,
     'kind', t.kind, 'of', t.of, 'cycle', t.cycle or 0, 'notes', t.notes or '')
-  if t.approval then redis.call('HSET', key, 'approval', '1') end
   local node = {id = id, title = t.title, priority = tonumber(t.priority) or 0, kind = t.kind, of = t.of}
+  if t.approval then
+    redis.call('HSET', key, 'approval', '1')
+    node.approval = true
+  end
   if t.role ~= '' then
     redis.call('HSET', key, 'role', t.role)
     redis.call('SADD', ROLES, t.role)

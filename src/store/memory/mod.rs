@@ -245,6 +245,7 @@ impl GoalData {
         node.role = spec.role.clone();
         node.kind = spec.kind;
         node.of = Some(spec.of.clone());
+        node.approval = spec.approval;
         self.dag.nodes.push(node);
         self.dag.nodes.sort_by(|a, b| a.id.cmp(&b.id));
         let state = TaskState {

@@ -41,6 +41,7 @@ conformance!(
         a_manager_rejecting_an_escalation_fails_the_review_and_the_goal,
         a_review_of_any_id_gets_fixes_of_the_task_it_reviews,
         work_failing_for_good_is_recovered_and_its_dependents_wait_for_the_recovery,
+        a_recovery_of_work_that_needs_approval_needs_it_too,
         a_recovery_for_a_managers_role_is_never_recovered_itself,
         only_planned_work_is_recovered,
         reviewers_and_managers_claim_only_their_roles_tasks,

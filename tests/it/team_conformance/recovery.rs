@@ -92,6 +92,33 @@ pub async fn work_failing_for_good_is_recovered_and_its_dependents_wait_for_the_
     assert_eq!(counts(store).await, [0, 0, 0, 0, 3, 1]);
 }
 
+pub async fn a_recovery_of_work_that_needs_approval_needs_it_too(store: Arc<dyn Store>) {
+    let store = &*store;
+    write(store, plan("g", vec![approval(work("x", Some("w")))], &[])).await;
+    let x = take_task(store, ClaimScope::only("w"), "x").await;
+    let failed = store
+        .fail(&x, "broke", false, SHORT, Recovery::SameRole)
+        .await;
+    assert!(matches!(failed.unwrap(), FailOutcome::Recovering { .. }));
+    assert!(task(store, "x.recover").await.needs_approval);
+    let (nodes, _) = stored_plan(store).await;
+    let node = added(
+        "x.recover",
+        "Recover: Task x",
+        TaskKind::Recover,
+        "x",
+        Some("w"),
+    );
+    assert_eq!(nodes, [approval(work("x", Some("w"))), approval(node)]);
+    let rec = take_task(store, ClaimScope::only("w"), "x.recover").await;
+    let done = store.complete(&rec, &result("rec")).await.unwrap();
+    assert!(done.awaiting_approval && !done.goal_complete);
+    assert_eq!(
+        task(store, "x.recover").await.status,
+        TaskStatus::AwaitingApproval
+    );
+}
+
 pub async fn a_recovery_for_a_managers_role_is_never_recovered_itself(store: Arc<dyn Store>) {
     let store = &*store;
     let tasks = vec![work("x", Some("w")), work("d", None)];
