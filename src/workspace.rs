@@ -5,8 +5,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
-/// The placeholder a workspace template replaces with the goal id.
-pub const GOAL_PLACEHOLDER: &str = "{goal}";
+/// The variable a workspace template replaces with the goal id.
+pub const GOAL_VARIABLE: &str = "{goal}";
 
 /// The default workspace template: one folder per goal below `./workspace`.
 pub const DEFAULT_WORKSPACE: &str = "workspace/{goal}";
@@ -44,8 +44,8 @@ impl Workspaces {
     /// The workspace of one goal (its id is key-safe, so it is one path step).
     pub fn for_goal(&self, goal: &str) -> GoalWorkspace {
         let template = self.template.to_string_lossy();
-        let dir = if template.contains(GOAL_PLACEHOLDER) {
-            PathBuf::from(template.replace(GOAL_PLACEHOLDER, goal))
+        let dir = if template.contains(GOAL_VARIABLE) {
+            PathBuf::from(template.replace(GOAL_VARIABLE, goal))
         } else {
             self.template.clone()
         };
@@ -143,7 +143,7 @@ mod tests {
     }
 
     #[test]
-    fn a_workspace_without_the_placeholder_is_shared_by_every_goal() {
+    fn a_workspace_without_the_goal_variable_is_shared_by_every_goal() {
         let spaces = Workspaces::new(Path::new("/repo"), None, Path::new("/elsewhere"));
         assert_eq!(spaces.for_goal("a").dir, spaces.for_goal("b").dir);
         assert_eq!(spaces.for_goal("a").dir, Path::new("/repo"));

@@ -114,7 +114,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             lease_ttl: Duration::from_secs(10),
             workspace: dir
                 .join("workspace")
-                .join(porki::workspace::GOAL_PLACEHOLDER),
+                .join(porki::workspace::GOAL_VARIABLE),
             artifacts_dir: Some(artifacts.clone()),
             llm_max_concurrency: 4,
             llm_wait: Duration::from_secs(60),
