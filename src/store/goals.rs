@@ -179,8 +179,11 @@ pub trait GoalStore: Send + Sync + 'static {
         options: &WriteDagOptions,
     ) -> Result<WriteDagOutcome, StoreError>;
 
-    /// Adds an LLM call's tokens and cost to the goal's totals; returns the new token total.
-    async fn add_usage(&self, goal: &str, tokens: u64, cost_usd: f64) -> Result<u64, StoreError>;
+    /// Adds an LLM call's tokens and cost to the goal's totals; returns the new
+    /// token total (a settlement without a reservation).
+    async fn add_usage(&self, goal: &str, tokens: u64, cost_usd: f64) -> Result<u64, StoreError> {
+        self.settle_tokens(goal, "", tokens, cost_usd).await
+    }
 
     /// Reserves `estimate` tokens of the goal's `budget` for a call about to be
     /// made, under the id `reservation`, unless the tokens spent and reserved by

@@ -171,17 +171,6 @@ impl GoalStore for MemoryStore {
         Ok(outcome)
     }
 
-    async fn add_usage(&self, goal: &str, tokens: u64, cost_usd: f64) -> Result<u64, StoreError> {
-        let mut state = self.lock();
-        let status = match state.goals.get_mut(goal) {
-            Some(data) => &mut data.status,
-            None => state.unplanned_mut(goal),
-        };
-        status.tokens += tokens;
-        status.cost_usd += cost_usd;
-        Ok(status.tokens)
-    }
-
     async fn reserve_tokens(
         &self,
         goal: &str,
@@ -210,19 +199,23 @@ impl GoalStore for MemoryStore {
         tokens: u64,
         cost_usd: f64,
     ) -> Result<u64, StoreError> {
-        {
-            let mut state = self.lock();
-            if let Some(held) = state.reservations.get_mut(goal) {
-                held.remove(reservation);
-                if held.is_empty() {
-                    state.reservations.remove(goal);
-                }
+        let mut state = self.lock();
+        if let Some(held) = state.reservations.get_mut(goal) {
+            held.remove(reservation);
+            if held.is_empty() {
+                state.reservations.remove(goal);
             }
         }
         if tokens == 0 && cost_usd <= 0.0 {
-            return Ok(self.lock().spending(goal).map_or(0, |s| s.tokens));
+            return Ok(state.spending(goal).map_or(0, |s| s.tokens));
         }
-        self.add_usage(goal, tokens, cost_usd.max(0.0)).await
+        let status = match state.goals.get_mut(goal) {
+            Some(data) => &mut data.status,
+            None => state.unplanned_mut(goal),
+        };
+        status.tokens += tokens;
+        status.cost_usd += cost_usd.max(0.0);
+        Ok(status.tokens)
     }
 
     async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError> {

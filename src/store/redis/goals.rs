@@ -180,21 +180,6 @@ impl GoalStore for RedisStore {
         Ok(outcome)
     }
 
-    async fn add_usage(&self, goal: &str, tokens: u64, cost_usd: f64) -> Result<u64, StoreError> {
-        let key = keys::goal(goal);
-        let mut pipe = redis::pipe();
-        pipe.atomic().hincr(&key, "tokens", tokens);
-        if cost_usd > 0.0 {
-            pipe.cmd("HINCRBYFLOAT")
-                .arg(&key)
-                .arg("cost_usd")
-                .arg(cost_usd)
-                .ignore();
-        }
-        let (total,): (u64,) = pipe.query_async(&mut self.conn.clone()).await?;
-        Ok(total)
-    }
-
     async fn reserve_tokens(
         &self,
         goal: &str,

@@ -359,13 +359,6 @@ impl GoalStore for Prefixed {
             .map_err(|e| self.err(e))
     }
 
-    async fn add_usage(&self, goal: &str, tokens: u64, cost_usd: f64) -> Result<u64, StoreError> {
-        self.inner
-            .add_usage(&self.real(goal), tokens, cost_usd)
-            .await
-            .map_err(|e| self.err(e))
-    }
-
     async fn reserve_tokens(
         &self,
         goal: &str,
