@@ -16,5 +16,4 @@ if wanted > current then
 else
   wanted = current
 end
-redis.call(PUBLISH, EVENTS, 'backoff ' .. id)
 return {'ok', tostring(wanted)}

@@ -38,7 +38,6 @@ local function finish_done(dependents, now)
       redis.call('HSET', task_key(d), 'pending', 0, 'status', 'AWAITING_APPROVAL', 'updated_at', now)
       redis.call('HDEL', task_key(d), 'return_to')
       redis.call('HINCRBY', GOAL, 'awaiting', 1)
-      redis.call(PUBLISH, EVENTS, 'awaiting ' .. d)
     else
       redis.call('HSET', task_key(d), 'pending', 0, 'status', 'READY', 'updated_at', now)
       ready.add(d, f[3], f[4])
@@ -94,7 +93,6 @@ local function complete_held(id, token, fence, progress, artifacts, call, hold)
     redis.call('HSET', task_key(id), 'status', 'AWAITING_APPROVAL', 'progress', progress,
       'artifacts', artifacts, 'lease_expires', 0, 'updated_at', now, 'done_call', call)
     redis.call('HINCRBY', GOAL, 'awaiting', 1)
-    redis.call(PUBLISH, EVENTS, 'awaiting ' .. id)
     return {'ok', 'awaiting'}, now
   end
   redis.call('HSET', task_key(id), 'status', 'DONE', 'progress', progress,

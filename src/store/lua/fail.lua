@@ -66,5 +66,4 @@ if listed then
     redis.call('HSET', DEPS, d, cjson.encode(deps))
   end
 end
-redis.call(PUBLISH, EVENTS, 'recover ' .. id)
 return {'recovering', rid}

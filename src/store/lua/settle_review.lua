@@ -35,7 +35,6 @@ if kind == 'escalate' then
   if r[1] == '1' then
     redis.call('HSET', task_key(review), 'status', 'AWAITING_APPROVAL')
     redis.call('HINCRBY', GOAL, 'awaiting', 1)
-    redis.call(PUBLISH, EVENTS, 'awaiting ' .. review)
     return {'ok', 'awaiting'}
   end
   redis.call('HSET', task_key(review), 'status', 'DONE', 'finished_at', now)
