@@ -112,9 +112,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         let settings = RunSettings {
             lease_ttl: Duration::from_secs(10),
-            workspace: dir
-                .join("workspace")
-                .join(porki::workspace::GOAL_VARIABLE),
+            workspace: dir.join("workspace").join(porki::workspace::GOAL_VARIABLE),
             artifacts_dir: Some(artifacts.clone()),
             llm_max_concurrency: 4,
             llm_wait: Duration::from_secs(60),
@@ -205,7 +203,7 @@ async fn print_summary(store: &dyn Store, goal: &str) -> anyhow::Result<()> {
     println!(
         "goal {goal}: {}",
         status
-            .map(|s| format!("{:?}", s.state).to_lowercase())
+            .map(|s| s.state.as_str().to_string())
             .unwrap_or_else(|| "not planned".into())
     );
     println!(

@@ -57,7 +57,8 @@ impl TaskStatus {
 
 impl fmt::Display for TaskStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, so a table's `{:<8}` lines columns up.
+        f.pad(self.as_str())
     }
 }
 
@@ -165,6 +166,19 @@ impl TaskState {
             soft: false,
             planned_role: None,
             recovered_by: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_fills_a_table_column_and_reads_back() {
+        assert_eq!(format!("{:<8}|", TaskStatus::Done), "DONE    |");
+        for state in TaskStatus::ALL {
+            assert_eq!(state.to_string().parse::<TaskStatus>(), Ok(state));
         }
     }
 }

@@ -48,15 +48,10 @@ impl StoreSnapshot {
                 };
                 tasks.get_or_create(&labels).set(status.count(state) as i64);
             }
-            for state in [
-                GoalState::Draft,
-                GoalState::Active,
-                GoalState::Complete,
-                GoalState::Failed,
-            ] {
+            for state in GoalState::ALL {
                 let labels = StateLabels {
                     goal: status.goal.clone(),
-                    state: goal_state_name(state).to_string(),
+                    state: state.as_str().to_string(),
                 };
                 states
                     .get_or_create(&labels)
@@ -110,14 +105,5 @@ impl StoreSnapshot {
                 gauge,
             );
         }
-    }
-}
-
-fn goal_state_name(state: GoalState) -> &'static str {
-    match state {
-        GoalState::Draft => "draft",
-        GoalState::Active => "active",
-        GoalState::Complete => "complete",
-        GoalState::Failed => "failed",
     }
 }

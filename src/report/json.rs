@@ -3,9 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{
-    AgentReport, GoalReport, goal_state_name, node_kind, nodes_with_tasks, percent, sorted_edges,
-};
+use super::{AgentReport, GoalReport, node_kind, nodes_with_tasks, percent, sorted_edges};
 use crate::domain::{Dag, TaskState, TaskStatus};
 
 /// Version of the `porki status --json` and `porki graph --format json` shapes.
@@ -153,7 +151,7 @@ fn goal_json(goal: &GoalReport, agents: &[AgentReport], now_ms: u64) -> Value {
     json!({
         "goal": status.goal,
         "title": status.title,
-        "state": goal_state_name(status),
+        "state": status.state.as_str(),
         "total": status.total,
         "done": done,
         "percent_done": percent(done, status.total),

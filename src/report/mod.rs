@@ -27,7 +27,7 @@ mod text;
 use std::collections::{HashMap, HashSet};
 
 use crate::domain::{Dag, Edge, Node, TaskKind, TaskState, TaskStatus, takes};
-use crate::store::{AgentRecord, GoalState, GoalStatus};
+use crate::store::{AgentRecord, GoalStatus};
 
 pub use dot::graph_dot;
 pub use json::{JSON_VERSION, graph_json, status_json};
@@ -110,15 +110,6 @@ fn percent(done: u64, total: u64) -> u64 {
         0
     } else {
         (done.min(total) as u128 * 100 / total as u128) as u64
-    }
-}
-
-fn goal_state_name(status: &GoalStatus) -> &'static str {
-    match status.state {
-        GoalState::Draft => "draft",
-        GoalState::Active => "active",
-        GoalState::Complete => "complete",
-        GoalState::Failed => "failed",
     }
 }
 

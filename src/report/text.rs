@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::table::{INDENT, fit, natural_widths, or_dash, share, table, table_width, wrap};
-use super::{AgentReport, GoalReport, clean, goal_state_name, percent};
+use super::{AgentReport, GoalReport, clean, percent};
 use crate::domain::{TaskState, TaskStatus};
 
 /// Narrowest layout the text renderer packs columns into.
@@ -51,7 +51,7 @@ fn goal_text(
     width: usize,
 ) {
     let status = &goal.status;
-    let mut header = format!("goal {}  {}", status.goal, goal_state_name(status));
+    let mut header = format!("goal {}  {}", status.goal, status.state.as_str());
     if !status.title.is_empty() && status.title != status.goal {
         header.push_str("  ");
         header.push_str(&clean(&status.title));

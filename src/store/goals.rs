@@ -75,6 +75,24 @@ pub enum GoalState {
 }
 
 impl GoalState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [GoalState; 4] = [
+        GoalState::Draft,
+        GoalState::Active,
+        GoalState::Complete,
+        GoalState::Failed,
+    ];
+
+    /// The name in the store (`goal:{G}`'s `status`), in reports and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GoalState::Draft => "draft",
+            GoalState::Active => "active",
+            GoalState::Complete => "complete",
+            GoalState::Failed => "failed",
+        }
+    }
+
     /// Complete or failed.
     pub fn is_terminal(self) -> bool {
         matches!(self, GoalState::Complete | GoalState::Failed)
@@ -82,13 +100,7 @@ impl GoalState {
 
     /// Reads the `status` field of `goal:{G}`.
     pub(super) fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "draft" => GoalState::Draft,
-            "active" => GoalState::Active,
-            "complete" => GoalState::Complete,
-            "failed" => GoalState::Failed,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
     }
 }
 

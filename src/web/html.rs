@@ -101,19 +101,9 @@ pub(super) fn state_badge(status: TaskStatus) -> String {
     )
 }
 
-/// The lowercase name of a goal state.
-pub(super) fn goal_state_name(state: GoalState) -> &'static str {
-    match state {
-        GoalState::Draft => "draft",
-        GoalState::Active => "active",
-        GoalState::Complete => "complete",
-        GoalState::Failed => "failed",
-    }
-}
-
 /// A goal state as a badge.
 pub(super) fn goal_badge(state: GoalState) -> String {
-    let name = goal_state_name(state);
+    let name = state.as_str();
     format!("<span class=\"goal-state g-{name}\">{name}</span>")
 }
 

@@ -56,7 +56,7 @@ impl GcStore for MemoryStore {
             return Ok(Sweep::Kept);
         };
         let removed = Sweep::Removed {
-            state: format!("{:?}", status.state).to_lowercase(),
+            state: status.state.as_str().to_string(),
             age,
             tasks,
         };
