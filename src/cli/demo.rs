@@ -1,5 +1,6 @@
 //! `porki demo`: the bundled example, run to the end offline.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,6 +13,8 @@ use clap::Args;
 use porki::domain::{TaskKind, TaskStatus};
 use porki::llm::OfflineProvider;
 use porki::project::Project;
+use porki::report;
+use porki::store::GoalStatus;
 use porki::store::prelude::*;
 use porki::supervisor::{RunSettings, SpawnMode, Supervisor, SupervisorConfig};
 
@@ -104,6 +107,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let metrics = Arc::new(porki::metrics::Metrics::new());
     let web = args.http.bind(metrics.clone())?;
     let serving = web.is_some();
+    let printed = Printed::default();
     let system = System::new();
     let store: Arc<dyn Store> = system.block_on(async {
         let store = open_store(&args.redis_url).await?;
@@ -124,7 +128,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let provider = Arc::new(OfflineProvider::with_delay(args.delay));
         let config = SupervisorConfig::new(project, store.clone(), provider, settings);
         shut_down_on_signal(Supervisor::new(config).start());
-        actix::spawn(show_progress(store.clone(), goals.clone()));
+        actix::spawn(show_progress(store.clone(), goals.clone(), printed.clone()));
         anyhow::Ok(store)
     })?;
     let code = system.run_with_code().context("the actor system failed")?;
@@ -136,6 +140,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         } else {
             open_store(&args.redis_url).await?
         };
+        for goal in &goals {
+            if let Some(status) = store.goal_status(goal).await? {
+                print_progress(goal, &status, &printed, true);
+            }
+        }
         for goal in &goals {
             print_summary(&*store, goal).await?;
         }
@@ -149,49 +158,46 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
-/// Prints a progress line (redrawn in place on a terminal) until the goals end.
-async fn show_progress(store: Arc<dyn Store>, goals: Vec<String>) {
-    let tty = std::io::stdout().is_terminal();
-    let mut last = String::new();
+/// The progress line of each goal last printed, so the last one can be brought
+/// up to date once the run ends.
+type Printed = Arc<std::sync::Mutex<BTreeMap<String, String>>>;
+
+/// Prints a progress line per goal (redrawn in place on a terminal) while the
+/// goals run.
+async fn show_progress(store: Arc<dyn Store>, goals: Vec<String>, printed: Printed) {
     loop {
         for goal in &goals {
-            let Ok(Some(status)) = store.goal_status(goal).await else {
-                continue;
-            };
-            let done = status.count(TaskStatus::Done);
-            let width = 30usize;
-            let filled = if status.total == 0 {
-                0
-            } else {
-                (done as usize * width) / status.total as usize
-            };
-            let line = format!(
-                "{goal} [{}{}] {done}/{} done, {} running, {} ready, {} blocked, {} awaiting approval, {} failed",
-                "#".repeat(filled),
-                "-".repeat(width - filled),
-                status.total,
-                status.count(TaskStatus::Running),
-                status.count(TaskStatus::Ready),
-                status.count(TaskStatus::Blocked),
-                status.count(TaskStatus::AwaitingApproval),
-                status.count(TaskStatus::Failed),
-            );
-            if line != last {
-                if tty {
-                    print!("\r{line}\x1b[K");
-                    let _ = std::io::stdout().flush();
-                } else {
-                    println!("{line}");
-                }
-                last = line;
-            }
-            if status.state.is_terminal() && tty {
-                println!();
-                return;
+            if let Ok(Some(status)) = store.goal_status(goal).await {
+                print_progress(goal, &status, &printed, false);
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Prints `goal`'s progress line if it changed; `last` ends it (on a terminal,
+/// the line drawn in place gets its newline).
+fn print_progress(goal: &str, status: &GoalStatus, printed: &Printed, last: bool) {
+    let (done, total) = report::progress(status);
+    let line = format!(
+        "{goal} {} {done}/{total} done, {} running, {} ready, {} blocked, {} awaiting approval, {} failed",
+        report::progress_bar(done, total, 30),
+        status.count(TaskStatus::Running),
+        status.count(TaskStatus::Ready),
+        status.count(TaskStatus::Blocked),
+        status.count(TaskStatus::AwaitingApproval),
+        status.count(TaskStatus::Failed),
+    );
+    let tty = std::io::stdout().is_terminal();
+    let mut printed = printed.lock().unwrap_or_else(|e| e.into_inner());
+    let changed = printed.get(goal) != Some(&line);
+    if tty && (changed || last) {
+        print!("\r{line}\x1b[K{}", if last { "\n" } else { "" });
+        let _ = std::io::stdout().flush();
+    } else if changed {
+        println!("{line}");
+    }
+    printed.insert(goal.to_string(), line);
 }
 
 async fn print_summary(store: &dyn Store, goal: &str) -> anyhow::Result<()> {

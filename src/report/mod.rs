@@ -33,7 +33,7 @@ pub use dot::graph_dot;
 pub use json::{JSON_VERSION, graph_json, status_json};
 pub use mermaid::graph_mermaid;
 pub use team::{Waits, approval_hint, kind_line, progress, task_note, task_subject};
-pub use text::status_text;
+pub use text::{progress_bar, status_text};
 
 /// One goal as `porki status` shows it: its summary and its tasks.
 #[derive(Debug, Clone, PartialEq)]

@@ -221,7 +221,7 @@ fn agents_text(out: &mut String, agents: &[AgentReport], width: usize) {
 }
 
 /// `[######----]`: DONE out of total, `width` cells.
-fn progress_bar(done: u64, total: u64, width: usize) -> String {
+pub fn progress_bar(done: u64, total: u64, width: usize) -> String {
     let filled = if total == 0 {
         0
     } else {

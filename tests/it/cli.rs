@@ -22,6 +22,19 @@ fn demo_runs_the_bundled_example_to_the_end() {
         .unwrap();
     let stdout = success_stdout(&output);
     assert!(stdout.contains("goal demo-001: complete"), "{stdout}");
+    // The last progress line is the goal's end, its table's columns line up.
+    let last_progress = stdout
+        .lines()
+        .rfind(|l| l.starts_with("demo-001 ["))
+        .unwrap();
+    assert!(
+        last_progress.contains("[##############################] 14/14 done"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nscope              research     DONE       "),
+        "{stdout}"
+    );
     // The marked draft is reviewed: changes asked once, a fix by the writer, then approved.
     assert!(
         stdout.contains(
