@@ -257,6 +257,7 @@ fn moving_a_live_goals_slot_to_another_primary_loses_nothing() {
         moved += keys.len();
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(moved > 0, "the goal's keys were in the slot when it moved");
     for port in cluster.ports() {
         let _ = cluster.cli(port, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
     }

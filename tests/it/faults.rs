@@ -209,7 +209,10 @@ fn a_soak_run_finishes_with_flat_memory() {
     let started = Instant::now();
     // Chaos: agents panic mid-task now and then, and once in a while the whole
     // process stalls past the lease TTL with a finished result in hand.
-    let failpoints = "agent-execute=0.5%panic(chaos);agent-before-complete=0.03%sleep(2500)";
+    // The first completion always stalls past the TTL (so a stale result is
+    // always rejected), later ones rarely.
+    let failpoints =
+        "agent-execute=0.5%panic(chaos);agent-before-complete=1*sleep(2500)->0.03%sleep(2500)";
     let mut child = porki()
         .env("FAILPOINTS", failpoints)
         // With backtraces on, the first panic loads the debug binary's symbols
@@ -285,6 +288,7 @@ fn a_soak_run_finishes_with_flat_memory() {
     } = Faults::in_log(&log);
     println!("soak: {panics} agent panics, {lost} lost leases, {rejected} stale results rejected");
     assert!(panics > 0, "the soak had agent panics");
+    assert!(lost >= 1, "the soak lost a lease to a stall");
     assert_eq!(
         rejected, lost,
         "every lost lease's late result was rejected, and only those"

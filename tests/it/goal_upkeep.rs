@@ -258,6 +258,11 @@ async fn concurrent_calls_spend_at_most_the_budget_and_one_estimate(store: Arc<d
         "admitted while spent + reserved < budget: 0, 100, 200"
     );
     assert_eq!(spent, 300);
+    assert_eq!(
+        results.iter().filter(|r| r.is_err()).count(),
+        5,
+        "the other five refused"
+    );
     for refused in results.iter().filter_map(|r| r.as_ref().err()) {
         // Refused while calls in flight held the rest: the goal waits, it does not fail.
         assert!(

@@ -354,6 +354,25 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The systemg version `.ci/run` installs.
+const SYSTEMG_VERSION: &str = "0.69.2";
+
+/// `sysg`: on PATH, or where `.ci/run` installs it (`target/sysg/bin`, not
+/// globally). Missing, the test fails saying how to install it.
+fn sysg() -> PathBuf {
+    let local = repo().join("target/sysg/bin/sysg");
+    on_path("sysg")
+        .or_else(|| local.is_file().then_some(local))
+        .unwrap_or_else(|| {
+            panic!(
+                "`sysg` (systemg) is needed to start the repository's manifest for real and is \
+                 neither on PATH nor in target/sysg/bin: install it with `cargo install systemg \
+                 --version {SYSTEMG_VERSION} --locked --ignore-rust-version --root target/sysg` \
+                 (`.ci/run` does this)"
+            )
+        })
+}
+
 /// Runs `child` to completion, killing it after `limit`.
 fn wait_output(mut child: Child, limit: Duration) -> Output {
     let finished = wait_child(&mut child, limit).is_some();
@@ -478,14 +497,7 @@ fn rewrite_manifest(text: &str, port: u16) -> String {
 
 #[test]
 fn the_repository_manifest_runs_under_sysg() {
-    let Some(program) = on_path("sysg") else {
-        eprintln!(
-            "skipped: `sysg` (systemg, https://github.com/ra0x3/systemg) is not on PATH, so \
-             the manifest is not started for real; the other tests in tests/it/manifests.rs still \
-             check its keys. Install systemg to run this one."
-        );
-        return;
-    };
+    let program = sysg();
     assert!(
         on_path("redis-server").is_some(),
         "the manifest starts redis-server, which is not on PATH: apt-get install -y redis-server"

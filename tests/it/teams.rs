@@ -91,7 +91,7 @@ fn a_team_reviews_fixes_escalates_recovers_and_waits_for_an_approval_across_a_re
     let (run, supervisor) =
         spawn_stoppable_runtime(store.clone(), Arc::new(provider), team(&dir, true));
     wait_until(LIMIT, "everything but the approval is done", || {
-        let tasks = final_tasks(&store, "g");
+        let tasks = tasks_now(&store, "g");
         tasks.get("approved").map(|t| t.0) == Some(TaskStatus::AwaitingApproval)
             && tasks
                 .iter()
@@ -182,11 +182,13 @@ fn a_team_reviews_fixes_escalates_recovers_and_waits_for_an_approval_across_a_re
     );
     assert!(second.executions().is_empty(), "nothing ran again");
     let tasks = final_tasks(&store, "g");
+    assert_eq!(tasks["approved"].0, TaskStatus::Done);
     assert!(
         tasks
             .values()
             .filter(|t| t.0 != TaskStatus::Failed)
-            .all(|t| t.0 == TaskStatus::Done)
+            .all(|t| t.0 == TaskStatus::Done),
+        "{tasks:?}"
     );
 }
 
@@ -282,8 +284,9 @@ fn an_approval_that_never_comes_waits_visibly_and_spends_nothing() {
     );
     let provider = ScriptedProvider::new(dag, "p", Arc::default());
     let record = provider.record.clone();
+    let memory = Arc::new(porki::store::MemoryStore::new());
     let (run, supervisor) = spawn_stoppable_runtime(
-        StoreKind::Memory(Arc::default()),
+        StoreKind::Memory(memory.clone()),
         Arc::new(provider),
         team(&dir, false),
     );
@@ -292,6 +295,9 @@ fn an_approval_that_never_comes_waits_visibly_and_spends_nothing() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(!run.is_finished(), "--until-done keeps waiting");
     assert_eq!(record.executions().len(), 1, "no call while it waits");
+    let state = |id| block_on(memory.task("g", id)).unwrap().unwrap().status;
+    assert_eq!(state("a"), TaskStatus::AwaitingApproval, "visibly");
+    assert_eq!(state("b"), TaskStatus::Blocked);
     supervisor.do_send(Shutdown);
     join_within(run, LIMIT);
     assert!(started.elapsed() >= Duration::from_secs(3));

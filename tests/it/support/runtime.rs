@@ -403,8 +403,8 @@ pub fn join_within(handle: JoinHandle<i32>, limit: Duration) -> i32 {
     handle.join().expect("the runtime thread panicked")
 }
 
-/// Task id → (status, progress) read from a store after a run.
-pub fn final_tasks(store: &StoreKind, goal: &str) -> HashMap<String, (TaskStatus, String, u32)> {
+/// Task id → (status, progress, attempt) in a store now (none before the plan).
+pub fn tasks_now(store: &StoreKind, goal: &str) -> HashMap<String, (TaskStatus, String, u32)> {
     block_on(async {
         store
             .open()
@@ -416,4 +416,12 @@ pub fn final_tasks(store: &StoreKind, goal: &str) -> HashMap<String, (TaskStatus
             .map(|t| (t.id.clone(), (t.status, t.progress, t.attempt)))
             .collect()
     })
+}
+
+/// [`tasks_now`] after a run; a goal without tasks fails the test (checks over
+/// its tasks would check nothing).
+pub fn final_tasks(store: &StoreKind, goal: &str) -> HashMap<String, (TaskStatus, String, u32)> {
+    let tasks = tasks_now(store, goal);
+    assert!(!tasks.is_empty(), "goal {goal} has no tasks in the store");
+    tasks
 }
