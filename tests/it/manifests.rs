@@ -4,8 +4,9 @@
 //! The manifests are read with the keys current systemg accepts (manifest
 //! `version: "2"`; every service key is refused by systemg when unknown, so
 //! these structs refuse unknown keys too): a misspelled key such as the seed's
-//! `spawn.limit` fails here instead of at `sysg start`. When `sysg` is on PATH,
-//! one more test starts the repository's manifest under it for real.
+//! `spawn.limit` fails here instead of at `sysg start`. One more test starts the
+//! repository's manifest under the real `sysg` (on PATH, or in `target/sysg`
+//! where `.ci/run` installs it), and fails without it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
