@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::{TaskKind, TaskStatus};
+use crate::domain::{TaskKind, TaskStatus, takes};
 use crate::llm::answer::{SelectAnswer, TaskAnswer, parse_answer};
 use crate::llm::prompt::{
     SelectContext, Subject, TaskContext, TeamContext, select_prompt, summarize_prompt,
@@ -148,15 +148,14 @@ impl Worker {
         }
         let store = self.deps.store.clone();
         let goal = self.config.goal.clone();
-        let role = self.config.claim_role();
-        let roleless = self.config.takes_roleless();
+        let (kind, role) = (self.config.kind, self.config.role.as_deref());
         let mut ready: Vec<_> = store
             .tasks(&goal)
             .await
             .ok()?
             .into_iter()
             .filter(|t| t.status == TaskStatus::Ready && t.retry_at_ms.is_none())
-            .filter(|t| (t.role.is_none() && roleless) || (t.role.is_some() && t.role == role))
+            .filter(|t| takes(kind, role, t.role.as_deref().unwrap_or("")))
             .collect();
         if ready.len() < 2 {
             return None;

@@ -162,14 +162,6 @@ pub enum LlmError {
 }
 
 impl LlmError {
-    /// Whether trying the same call again later may succeed (timeouts, network, 429/5xx).
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self.kind(),
-            FailureKind::Transient | FailureKind::RateLimited { .. }
-        )
-    }
-
     /// What the error means for the task and its goal.
     pub fn kind(&self) -> FailureKind {
         match self {

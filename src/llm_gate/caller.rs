@@ -67,11 +67,6 @@ impl CallError {
             CallError::Gate(_) | CallError::Store(_) => FailureKind::Transient,
         }
     }
-
-    /// Whether trying the same call later may succeed.
-    pub fn is_retryable(&self) -> bool {
-        self.kind() != FailureKind::Fatal
-    }
 }
 
 /// Makes LLM calls for one process: through the gate, within the goal's token
@@ -141,21 +136,17 @@ impl LlmCaller {
         // failed call used nothing porki can count). Without a budget, usage is
         // written in batches.
         let usage = result.as_ref().map(|r| r.usage).unwrap_or_default();
-        let id = reserved.as_mut().map_or(String::new(), Reserved::settle);
-        if id.is_empty() {
-            let tokens = usage.input_tokens + usage.output_tokens;
-            self.usage.add(goal, tokens, usage.cost_usd.unwrap_or(0.0));
-        } else if let Err(e) = self
-            .store
-            .settle_tokens(
-                goal,
-                &id,
-                usage.input_tokens + usage.output_tokens,
-                usage.cost_usd.unwrap_or(0.0),
-            )
-            .await
-        {
-            tracing::warn!(error = %e, "cannot add the call's tokens to the goal's totals");
+        let (tokens, cost) = (
+            usage.input_tokens + usage.output_tokens,
+            usage.cost_usd.unwrap_or(0.0),
+        );
+        match reserved.as_mut().and_then(|r| r.id.take()) {
+            None => self.usage.add(goal, tokens, cost),
+            Some(id) => {
+                if let Err(e) = self.store.settle_tokens(goal, &id, tokens, cost).await {
+                    tracing::warn!(error = %e, "cannot add the call's tokens to the goal's totals");
+                }
+            }
         }
         Ok(result?)
     }
@@ -208,13 +199,6 @@ struct Reserved {
     store: Arc<dyn Store>,
     goal: String,
     id: Option<String>,
-}
-
-impl Reserved {
-    /// Takes the reservation's id for the settling step.
-    fn settle(&mut self) -> String {
-        self.id.take().unwrap_or_default()
-    }
 }
 
 impl Drop for Reserved {

@@ -38,8 +38,13 @@ impl Supervisor {
         let project = self.config.project.clone();
         ctx.spawn(
             async move {
+                let goals = project.goals();
                 let mut agents = Vec::new();
+                // Agents of other goals (other projects on the store) change nothing here.
                 for record in store.agents().await.ok()? {
+                    if !goals.contains(&record.goal) {
+                        continue;
+                    }
                     let alive = store.agent_alive(&record.name).await.ok()?;
                     agents.push(AgentReport {
                         record,
@@ -50,7 +55,7 @@ impl Supervisor {
                 let mut found = BTreeMap::new();
                 let mut ready = ReadyByRole::new();
                 let mut reassigned = Vec::new();
-                for goal in project.goals() {
+                for goal in goals {
                     let Some(status) = store.goal_status(&goal).await.ok()? else {
                         continue;
                     };

@@ -1,5 +1,5 @@
 use super::*;
-use crate::llm::{LlmProvider, Phase};
+use crate::llm::{FailureKind, LlmProvider, Phase};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -210,7 +210,7 @@ async fn retries_stop_after_the_last_attempt() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("overloaded"), "{err}");
-    assert!(err.is_transient());
+    assert_eq!(err.kind(), FailureKind::Transient);
     assert_eq!(seen.lock().unwrap().len(), MAX_ATTEMPTS as usize);
 }
 
