@@ -8,11 +8,12 @@ local running = redis.call('SMEMBERS', RUNNING)
 for _, id in ipairs(running) do want(id) end
 if wanting() then return need(running) end
 for _, id in ipairs(running) do
-  if redis.call('HGET', task_key(id), 'owner') == agent then
+  local t = redis.call('HMGET', task_key(id), 'owner', 'attempt')
+  if t[1] == agent then
     local lock = redis.call('GET', lock_key(id))
     if lock then
       local token, fence = string.match(lock, '^(%S+) (%d+)$')
-      return {id, token, fence, redis.call('HGET', task_key(id), 'attempt')}
+      return {id, token, fence, t[2]}
     end
   end
 end

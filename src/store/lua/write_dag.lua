@@ -14,10 +14,12 @@ local existing = redis.call('HGET', GOAL, 'fingerprint')
 local outcome = 'created'
 local plan = cjson.decode(ARG[5])
 for _, n in ipairs(plan) do want(n.id) end
+local old = {}
 if existing then
   if existing == fingerprint then return {'unchanged'} end
   if expected == '' or existing ~= expected then return {'conflict', existing} end
-  for _, id in ipairs(redis.call('HKEYS', NODES)) do want(id) end
+  old = redis.call('HKEYS', NODES)
+  for _, id in ipairs(old) do want(id) end
   want_roles()
 end
 if wanting() then return need() end
@@ -34,7 +36,7 @@ if existing then
       kept[#kept + 1] = fields[i + 1]
     end
   end
-  for _, id in ipairs(redis.call('HKEYS', NODES)) do
+  for _, id in ipairs(old) do
     redis.call('DEL', task_key(id), lock_key(id))
   end
   for _, role in ipairs(redis.call('SMEMBERS', ROLES)) do

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 
 use super::declare::GoalCall;
-use super::{RedisStore, unexpected};
+use super::{RedisStore, flag, unexpected};
 use crate::store::{GcStore, StoreError, Sweep, keys};
 
 /// Reads a gc script's answer: `{'gone'}`, `{'kept', why}`, or
@@ -57,7 +57,7 @@ impl GcStore for RedisStore {
         dry_run: bool,
     ) -> Result<Sweep, StoreError> {
         let retain = retain.as_millis().to_string();
-        let dry = if dry_run { "1" } else { "0" };
+        let dry = flag(dry_run);
         let call = GoalCall::new(goal, &[], &[&retain, dry]);
         let reply: Vec<String> = self.run_goal_unwatched(&self.scripts.gc_goal, call).await?;
         let sweep = sweep_of("gc_goal", &reply)?;
@@ -80,7 +80,7 @@ impl GcStore for RedisStore {
         }
         invocation
             .arg(retain.as_millis().to_string())
-            .arg(if dry_run { "1" } else { "0" });
+            .arg(flag(dry_run));
         let reply: Vec<String> = invocation.invoke_async(&mut self.conn.clone()).await?;
         let sweep = sweep_of("gc_agent", &reply)?;
         if !dry_run && matches!(sweep, Sweep::Removed { .. } | Sweep::Gone) {

@@ -168,6 +168,16 @@ fn parse_status(s: &str) -> Result<TaskStatus, StoreError> {
     })
 }
 
+/// A flag argument of a script.
+fn flag(on: bool) -> &'static str {
+    if on { "1" } else { "0" }
+}
+
+/// A result's artifacts as the JSON list the scripts store.
+fn artifacts_json(result: &crate::store::TaskResult) -> String {
+    serde_json::to_string(&result.artifacts).expect("strings serialize")
+}
+
 /// A duration as a script argument in ms, at least 1 (`PX 0` is an error).
 fn millis(d: Duration) -> String {
     d.as_millis().max(1).to_string()

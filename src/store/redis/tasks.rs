@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 
 use super::declare::{GoalCall, Learn};
-use super::{RedisStore, is_lost, millis, parse_status, unexpected};
+use super::{RedisStore, artifacts_json, flag, is_lost, millis, parse_status, unexpected};
 use crate::domain::{TaskKind, TaskState, recovery_id};
 use crate::store::{
     ClaimOutcome, ClaimScope, CompleteOutcome, FailOutcome, GoalState, Lease, ReapOutcome,
@@ -82,16 +82,6 @@ pub(super) fn complete_reply(mut reply: Vec<String>) -> Result<CompleteOutcome, 
         goal_complete,
         awaiting_approval,
     })
-}
-
-/// A flag argument of a script.
-fn flag(on: bool) -> &'static str {
-    if on { "1" } else { "0" }
-}
-
-/// A result's artifacts as the JSON list the scripts store.
-fn artifacts_json(result: &TaskResult) -> String {
-    serde_json::to_string(&result.artifacts).expect("strings serialize")
 }
 
 /// Reads a task hash (`HGETALL task:{G}:T`) into a [`TaskState`].

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::control::control_reply;
 use super::declare::GoalCall;
 use super::tasks::complete_reply;
-use super::{RedisStore, unexpected};
+use super::{RedisStore, artifacts_json, unexpected};
 use crate::domain::{TeamLimits, escalation_id, fix_id, review_id};
 use crate::store::team::{APPROVING, REASSIGNING};
 use crate::store::{
@@ -17,9 +17,8 @@ use crate::store::{
 
 /// The work task a review, escalation or fix id is about, by its suffix.
 fn base_of(task: &str) -> &str {
-    task.rsplit_once('.')
-        .filter(|(_, suffix)| crate::domain::reserved_suffix(&format!(".{suffix}")).is_some())
-        .map_or(task, |(base, _)| base)
+    crate::domain::reserved_suffix(task)
+        .map_or(task, |suffix| &task[..task.len() - suffix.len() - 1])
 }
 
 /// The ids worth declaring for a team change on `task`: its work task, that
@@ -50,7 +49,7 @@ impl TeamStore for RedisStore {
             ReviewVerdict::ChangesRequested { notes } => ("changes", notes.as_str()),
         };
         let fence = lease.fence.to_string();
-        let artifacts = serde_json::to_string(&result.artifacts).expect("strings serialize");
+        let artifacts = artifacts_json(result);
         let request = new_token();
         let cycles = limits.max_review_cycles.to_string();
         let manager = limits.manager_role.as_deref().unwrap_or("");
