@@ -19,7 +19,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use porki::domain::check_id;
 use porki::llm::{self, LlmProvider, Permissions, ProviderConfig, ProviderKind};
-use porki::store::{self, Store, StoreError};
+use porki::store::{self, Store};
 use porki::supervisor::{RestartPolicy, RunSettings, SpawnMode};
 
 /// porki runs a team of LLM agents against goals, coordinated through Redis.
@@ -247,15 +247,6 @@ fn provider(args: &LlmArgs) -> anyhow::Result<Arc<dyn LlmProvider>> {
     }
 }
 
-/// Whether a store error is the URL's fault (malformed, or naming a cluster node
-/// as one Redis or one Redis as a cluster): retrying cannot help.
-fn wrong_url(e: &StoreError) -> bool {
-    matches!(
-        e,
-        StoreError::BadUrl { .. } | StoreError::NotACluster { .. } | StoreError::IsACluster { .. }
-    )
-}
-
 /// Opens the store to run on, retrying an unreachable Redis with backoff (a
 /// wrong URL fails at once).
 async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
@@ -264,7 +255,7 @@ async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     loop {
         match store::open(url).await {
             Ok(store) => return Ok(store),
-            Err(e) if wrong_url(&e) => return Err(usage(e)),
+            Err(e) if e.is_wrong_url() => return Err(usage(e)),
             Err(e) => {
                 tracing::warn!(url = %shown, error = %e, retry_in = ?backoff, "cannot reach the store; retrying");
                 tokio::time::sleep(backoff).await;
@@ -283,7 +274,7 @@ async fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     }
     match store::open(url).await {
         Ok(store) => Ok(store),
-        Err(e) if wrong_url(&e) => Err(usage(e)),
+        Err(e) if e.is_wrong_url() => Err(usage(e)),
         // The error's text already carries its cause; keep the message one line.
         Err(e) => Err(anyhow::anyhow!(
             "cannot read the store at {}: {e}",

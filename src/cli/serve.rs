@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use porki::metrics::Metrics;
-use porki::store::Store;
+use porki::store::{self, Store};
 use porki::web::{StoreSource, WebError, WebOptions, WebServer};
 
 use super::usage;
@@ -90,6 +90,8 @@ pub fn start(server: WebServer, url: &str, store: &Arc<dyn Store>) -> anyhow::Re
 /// Runs `porki serve` until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let url = args.store.redis_url;
+    // A URL that can never work is refused now, not retried behind the pages.
+    store::check_url(&url).map_err(usage)?;
     if url.starts_with("memory:") {
         return Err(usage(format!(
             "{url} is the store of one process and holds nothing here: point --redis-url (or PORKI_REDIS_URL) at the orchestrator's Redis, or run `porki run --http ADDR` / `porki demo --http ADDR` to serve the embedded store"

@@ -134,6 +134,17 @@ pub enum StoreError {
 
 /// Constructors the backends share, so both word an error the same way.
 impl StoreError {
+    /// Whether the URL is at fault (malformed, or naming a cluster node as one
+    /// Redis or one Redis as a cluster): retrying cannot help.
+    pub fn is_wrong_url(&self) -> bool {
+        matches!(
+            self,
+            StoreError::BadUrl { .. }
+                | StoreError::NotACluster { .. }
+                | StoreError::IsACluster { .. }
+        )
+    }
+
     /// `LeaseLost` for a stale `lease`.
     pub(super) fn lease_lost(lease: &Lease) -> Self {
         StoreError::LeaseLost {

@@ -92,6 +92,11 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     })
 }
 
+/// Checks that `url` names a store [`open`] can open, without connecting.
+pub fn check_url(url: &str) -> Result<(), StoreError> {
+    url::StoreUrl::parse(url).map(|_| ())
+}
+
 /// A fresh random lease or guard token.
 pub fn new_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use super::auth::{TokenError, check_token, guard};
 use super::feed::Feed;
 use crate::metrics::Metrics;
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, Store};
 
 /// How the dashboard is served.
 #[derive(Clone)]
@@ -130,7 +130,7 @@ impl StoreSlot {
         loop {
             match store::open(&url).await {
                 Ok(store) => return self.set(store),
-                Err(e @ StoreError::BadUrl { .. }) => {
+                Err(e) if e.is_wrong_url() => {
                     tracing::error!(error = %e, "the dashboard cannot open its store; fix --redis-url");
                     return;
                 }

@@ -795,6 +795,19 @@ fn porki_serve_refuses_a_public_address_without_a_token_and_the_embedded_store()
         .unwrap();
     let stderr = exit_stderr(&output, 2, "serve memory://");
     assert!(stderr.contains("--http"), "{stderr}");
+    // A URL that can never work is refused at once, not retried behind the pages.
+    let output = porki()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url",
+            "redis+cluster://",
+        ])
+        .output()
+        .unwrap();
+    let stderr = exit_stderr(&output, 2, "serve with a malformed URL");
+    assert!(stderr.contains("redis+cluster://"), "{stderr}");
     let output = porki()
         .env("PORKI_HTTP_TOKEN", "not a token")
         .args(["serve", "--listen", "0.0.0.0:0"])
