@@ -84,8 +84,14 @@ impl Worker {
             .as_ref()
             .is_some_and(|p| p.nodes.iter().any(|n| n.id == lease.task));
         if !known {
-            self.plan = store.dag(&lease.goal).await?;
-            self.done_outputs.clear();
+            self.reload_plan(&lease.goal).await?;
+        }
+        let (mut dependency_outputs, all_done) = self.dependency_outputs(lease).await?;
+        if !all_done && known {
+            // A dependency of a claimed task that is not DONE: the plan changed
+            // since it was read (a recovery took a failed task's place).
+            self.reload_plan(&lease.goal).await?;
+            dependency_outputs = self.dependency_outputs(lease).await?.0;
         }
         let plan = self.plan.as_ref().ok_or_else(|| StoreError::UnknownGoal {
             goal: lease.goal.clone(),
@@ -99,31 +105,6 @@ impl Worker {
                 goal: lease.goal.clone(),
                 task: lease.task.clone(),
             })?;
-        let mut dependency_outputs = BTreeMap::new();
-        let deps: Vec<String> = plan
-            .edges
-            .iter()
-            .filter(|e| e.target == lease.task)
-            .map(|e| e.source.clone())
-            .collect();
-        for dep in deps {
-            // A DONE task's result does not change: read once, kept (a fan-in
-            // or fan-out plan reads the same dependencies again and again).
-            if let Some(output) = self.done_outputs.get(&dep) {
-                dependency_outputs.insert(dep, output.clone());
-                continue;
-            }
-            if let Some(task) = store.task(&lease.goal, &dep).await? {
-                let output = capped(&task.progress, DEPENDENCY_CAP);
-                if task.status == TaskStatus::Done {
-                    if self.done_outputs.len() >= DONE_OUTPUTS_KEPT {
-                        self.done_outputs.clear();
-                    }
-                    self.done_outputs.insert(dep.clone(), output.clone());
-                }
-                dependency_outputs.insert(dep, output);
-            }
-        }
         let team = match task.kind {
             TaskKind::Work => None,
             _ => Some(team_context(&*store, lease).await?),
@@ -137,6 +118,61 @@ impl Worker {
             artifact_dir: self.workspace(&lease.goal).artifacts_in_prompt(),
             team,
         })
+    }
+
+    /// Reads the goal's plan again; the results kept stay if every node kept
+    /// its content (the plan only grew), else they go (it was replaced).
+    async fn reload_plan(&mut self, goal: &str) -> Result<(), StoreError> {
+        let plan = self.deps.store.dag(goal).await?;
+        let grew = match (&self.plan, &plan) {
+            (Some(old), Some(new)) => old.nodes.iter().all(|n| new.nodes.contains(n)),
+            _ => false,
+        };
+        if !grew {
+            self.done_outputs.clear();
+        }
+        self.plan = plan;
+        Ok(())
+    }
+
+    /// The results (capped) of the claimed task's dependencies in the plan as
+    /// read, and whether they are all DONE (if not, that plan is out of date).
+    async fn dependency_outputs(
+        &mut self,
+        lease: &Lease,
+    ) -> Result<(BTreeMap<String, String>, bool), StoreError> {
+        let deps: Vec<String> = self
+            .plan
+            .iter()
+            .flat_map(|plan| &plan.edges)
+            .filter(|e| e.target == lease.task)
+            .map(|e| e.source.clone())
+            .collect();
+        let mut outputs = BTreeMap::new();
+        let mut all_done = true;
+        for dep in deps {
+            // A DONE task's result does not change: read once, kept (a fan-in
+            // or fan-out plan reads the same dependencies again and again).
+            if let Some(output) = self.done_outputs.get(&dep) {
+                outputs.insert(dep, output.clone());
+                continue;
+            }
+            let Some(task) = self.deps.store.task(&lease.goal, &dep).await? else {
+                all_done = false;
+                continue;
+            };
+            let output = capped(&task.progress, DEPENDENCY_CAP);
+            if task.status == TaskStatus::Done {
+                if self.done_outputs.len() >= DONE_OUTPUTS_KEPT {
+                    self.done_outputs.clear();
+                }
+                self.done_outputs.insert(dep.clone(), output.clone());
+            } else {
+                all_done = false;
+            }
+            outputs.insert(dep, output);
+        }
+        Ok((outputs, all_done))
     }
 
     /// With `--llm-select`, asks the LLM which of the READY tasks to take; `None`

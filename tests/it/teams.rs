@@ -275,6 +275,53 @@ fn a_task_that_always_fails_is_recovered_once_then_fails_with_both_errors() {
 }
 
 #[test]
+fn a_dependent_of_recovered_work_is_given_the_recoverys_result() {
+    // `first` (role y) reads the plan before `a` (role x) fails and `a.recover`
+    // takes its place; `b` (role y) then needs the recovery's result, not the
+    // failed task's.
+    let dir = temp_dir("recovered-input");
+    std::fs::write(
+        dir.join("INSTRUCTIONS.md"),
+        "## Agents\n### ex\n- Goal: g\n- Role: x\n### why\n- Goal: g\n- Role: y\n",
+    )
+    .unwrap();
+    let project = Project::load(&dir.join("INSTRUCTIONS.md")).unwrap();
+    let of_role = |id: &str, role: &str, priority| Node {
+        role: Some(role.into()),
+        priority,
+        ..Node::new(id, id)
+    };
+    let dag = plan(
+        "g",
+        vec![
+            of_role("first", "y", 9),
+            of_role("a", "x", 0),
+            of_role("b", "y", 0),
+        ],
+        &[("a", "b")],
+    );
+    let mut provider = ScriptedProvider::new(dag, "p", Arc::default());
+    provider.behaviour = Box::new(|task, _| match task {
+        "a" => failure("a broke"),
+        _ => Behaviour::Succeed,
+    });
+    let (record, _, run) = start_on_memory(Clock::Paused, provider, project, |_| {});
+    assert_eq!(join_within(run, LIMIT), 0);
+    let prompt = |task: &str| {
+        let executions = record.executions();
+        executions
+            .iter()
+            .find(|e| e.task == task)
+            .unwrap()
+            .prompt
+            .clone()
+    };
+    let b = prompt("b");
+    assert!(b.contains("a.recover by p"), "{b}");
+    assert!(!b.contains("a broke"), "{b}");
+}
+
+#[test]
 fn an_approval_that_never_comes_waits_visibly_and_spends_nothing() {
     let dir = temp_dir("never-approved");
     let dag = plan(

@@ -51,6 +51,8 @@ pub struct Execution {
     pub ended: Option<Instant>,
     /// Dependencies that were not DONE in the store when it started.
     pub unfinished_deps: Vec<String>,
+    /// The execute prompt it was given.
+    pub prompt: String,
 }
 
 /// Shared record of what every provider (of every process in the test) did.
@@ -161,6 +163,7 @@ impl LlmProvider for ScriptedProvider {
                 finished: None,
                 ended: None,
                 unfinished_deps,
+                prompt: request.prompt.clone(),
             });
             (executions.len() - 1, before)
         };
