@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 use super::classify::{classify, trimmed};
-use super::envelope::{envelope_answer, find_envelope};
+use super::envelope::{envelope_answer, envelope_response, error_message, find_envelope, is_error};
 use super::{CliFlavor, Permissions};
 use crate::llm::{LlmError, LlmResponse};
 use crate::workspace::GoalWorkspace;
@@ -29,21 +29,16 @@ pub(super) fn claude_answer(
         }
         return Err(classify(CliFlavor::Claude, None, stdout));
     };
-    if envelope.get("is_error").and_then(Value::as_bool) == Some(true) || !exited_ok {
+    if is_error(&envelope) || !exited_ok {
         let status = envelope
             .get("api_error_status")
             .and_then(Value::as_u64)
             .and_then(|s| u16::try_from(s).ok());
-        let result = envelope.get("result").and_then(Value::as_str).unwrap_or("");
-        let message = if result.is_empty() {
-            envelope
-                .get("subtype")
-                .and_then(Value::as_str)
-                .unwrap_or("no message")
-        } else {
-            result
-        };
-        return Err(classify(CliFlavor::Claude, status, message));
+        return Err(classify(
+            CliFlavor::Claude,
+            status,
+            error_message(&envelope),
+        ));
     }
     let denials = denials(&envelope, permissions, workspace);
     if !denials.is_empty() {
@@ -52,7 +47,7 @@ pub(super) fn claude_answer(
             denied: denials.join("; "),
         });
     }
-    envelope_answer(CliFlavor::Claude.name(), prompt, stdout)
+    envelope_response(CliFlavor::Claude.name(), prompt, &envelope)
 }
 
 /// Each entry of `permission_denials`, said as the tool, its target and the policy

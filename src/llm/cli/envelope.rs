@@ -32,22 +32,42 @@ pub(super) fn envelope_answer(
             usage: Usage::estimate(prompt, trimmed),
         });
     };
+    envelope_response(provider, prompt, &envelope)
+}
+
+/// Whether a result envelope says the run failed.
+pub(super) fn is_error(envelope: &Value) -> bool {
+    envelope.get("is_error").and_then(Value::as_bool) == Some(true)
+}
+
+/// What a failed run's envelope says: its result text, else its subtype.
+pub(super) fn error_message(envelope: &Value) -> &str {
+    match envelope.get("result").and_then(Value::as_str) {
+        Some(result) if !result.is_empty() => result,
+        _ => envelope
+            .get("subtype")
+            .and_then(Value::as_str)
+            .unwrap_or("no message"),
+    }
+}
+
+/// The answer a result envelope carries, with its token use and cost.
+pub(super) fn envelope_response(
+    provider: &str,
+    prompt: &str,
+    envelope: &Value,
+) -> Result<LlmResponse, LlmError> {
+    if is_error(envelope) {
+        return Err(LlmError::Failed {
+            provider: provider.to_string(),
+            message: error_message(envelope).to_string(),
+        });
+    }
     let text = envelope
         .get("result")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    if envelope.get("is_error").and_then(Value::as_bool) == Some(true) {
-        let subtype = envelope.get("subtype").and_then(Value::as_str);
-        return Err(LlmError::Failed {
-            provider: provider.to_string(),
-            message: if text.is_empty() {
-                subtype.unwrap_or("no message").to_string()
-            } else {
-                text
-            },
-        });
-    }
     let mut usage = Usage::estimate(prompt, &text);
     if let Some(u) = envelope.get("usage") {
         let count = |key: &str| u.get(key).and_then(Value::as_u64).unwrap_or(0);
