@@ -11,7 +11,7 @@ use thiserror::Error;
 use crate::domain::dag::DEFAULT_NODE_CAP;
 use crate::domain::{AgentKind, claim_role, shape_plan};
 use crate::llm::answer::{PlanAnswer, parse_answer};
-use crate::llm::limits::DEFAULT_LIMIT_BACKOFF;
+use crate::llm::limits::limit_wait;
 use crate::llm::prompt::{PlanContext, plan_prompt};
 use crate::llm::{FailureKind, LlmRequest, Phase};
 use crate::llm_gate::LlmCaller;
@@ -21,11 +21,6 @@ use crate::workspace::Workspaces;
 
 /// How many unusable plans are accepted before the goal fails (the first ask and two re-asks).
 pub const PLAN_ATTEMPTS: usize = 3;
-
-/// First wait after a failed plan call; it doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// Longest wait between failed plan calls.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Settings of the planner.
 #[derive(Debug, Clone)]
@@ -225,7 +220,8 @@ async fn plan_goal(
     let reviewer = reviewer_role(&context.agents);
     let mut problem = String::new();
     let mut attempt = 0;
-    let mut backoff = FIRST_BACKOFF;
+    // Passing failures in a row: the wait after each doubles, as a task's retry does.
+    let mut passing = 0;
     while attempt < PLAN_ATTEMPTS {
         let request = LlmRequest::new(Phase::Plan, plan_prompt(&context), settings.llm_timeout)
             .in_workspace(settings.workspaces.for_goal(&goal));
@@ -239,17 +235,16 @@ async fn plan_goal(
                 // Passing faults and limits do not make the plan worse: wait and ask
                 // again without spending one of the goal's plan attempts.
                 FailureKind::RateLimited { reset } => {
-                    let wait = reset
-                        .and_then(|at| at.duration_since(SystemTime::now()).ok())
-                        .unwrap_or(DEFAULT_LIMIT_BACKOFF);
+                    let wait = limit_wait(reset, SystemTime::now());
                     tracing::warn!(error = %e, ?wait, "plan call hit a rate or usage limit; waiting");
                     tokio::time::sleep(wait).await;
                     continue;
                 }
                 FailureKind::Transient => {
+                    passing += 1;
+                    let backoff = crate::store::retry_backoff(passing);
                     tracing::warn!(error = %e, retry_in = ?backoff, "plan call failed; asking again");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
                 // The call itself failed (an error answer, a denied tool): that

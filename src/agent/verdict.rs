@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::llm::answer::{TaskAnswer, TaskAnswerStatus, parse_answer};
-use crate::llm::limits::DEFAULT_LIMIT_BACKOFF;
+use crate::llm::limits::limit_wait;
 use crate::llm::{FailureKind, LlmResponse};
 use crate::llm_gate::CallError;
 use crate::workspace::GoalWorkspace;
@@ -42,9 +42,7 @@ pub(super) fn judge(answer: Result<LlmResponse, CallError>, now: SystemTime) -> 
         Err(e) => {
             return match e.kind() {
                 FailureKind::RateLimited { reset } => Verdict::BackOff {
-                    wait: reset
-                        .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO))
-                        .unwrap_or(DEFAULT_LIMIT_BACKOFF),
+                    wait: limit_wait(reset, now),
                     reason: e.to_string(),
                 },
                 kind => Verdict::Failed {
@@ -121,6 +119,7 @@ fn looks_like_a_path(output: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::limits::DEFAULT_LIMIT_BACKOFF;
     use crate::llm::{LlmError, Usage};
 
     fn answered(text: &str) -> Result<LlmResponse, CallError> {

@@ -18,6 +18,14 @@ use regex::Regex;
 /// How long a goal waits when a limit was hit and nothing says when it resets.
 pub const DEFAULT_LIMIT_BACKOFF: Duration = Duration::from_secs(60);
 
+/// How long to wait for a limit that resets at `reset` (nothing, if that has
+/// passed; [`DEFAULT_LIMIT_BACKOFF`] when nothing says).
+pub fn limit_wait(reset: Option<std::time::SystemTime>, now: std::time::SystemTime) -> Duration {
+    reset.map_or(DEFAULT_LIMIT_BACKOFF, |at| {
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    })
+}
+
 /// A stated reset further out than this is not believed (a parse gone wrong).
 const LONGEST_RESET: Duration = Duration::from_secs(8 * 24 * 3600);
 
@@ -135,6 +143,18 @@ pub fn utc_text(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_limit_is_waited_out_until_it_resets_or_a_minute_when_nothing_says() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000);
+        let later = now + Duration::from_secs(30);
+        assert_eq!(limit_wait(Some(later), now), Duration::from_secs(30));
+        assert_eq!(
+            limit_wait(Some(now - Duration::from_secs(5)), now),
+            Duration::ZERO
+        );
+        assert_eq!(limit_wait(None, now), DEFAULT_LIMIT_BACKOFF);
+    }
 
     /// 2026-12-01 14:50:00 UTC.
     fn now() -> SystemTime {
