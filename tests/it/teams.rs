@@ -279,13 +279,7 @@ fn a_dependent_of_recovered_work_is_given_the_recoverys_result() {
     // `first` (role y) reads the plan before `a` (role x) fails and `a.recover`
     // takes its place; `b` (role y) then needs the recovery's result, not the
     // failed task's.
-    let dir = temp_dir("recovered-input");
-    std::fs::write(
-        dir.join("INSTRUCTIONS.md"),
-        "## Agents\n### ex\n- Goal: g\n- Role: x\n### why\n- Goal: g\n- Role: y\n",
-    )
-    .unwrap();
-    let project = Project::load(&dir.join("INSTRUCTIONS.md")).unwrap();
+    let project = two_builders("recovered-input", [("ex", "x"), ("why", "y")]);
     let of_role = |id: &str, role: &str, priority| Node {
         role: Some(role.into()),
         priority,
@@ -350,15 +344,20 @@ fn an_approval_that_never_comes_waits_visibly_and_spends_nothing() {
     assert!(started.elapsed() >= Duration::from_secs(3));
 }
 
-/// Two builders of goal `g`: `dev` (role dev) and `sketcher` (role design).
-fn dev_and_sketcher(name: &str) -> Project {
-    let dir = temp_dir(name);
-    std::fs::write(
-        dir.join("INSTRUCTIONS.md"),
-        "## Agents\n### dev\n- Goal: g\n- Role: dev\n### sketcher\n- Goal: g\n- Role: design\n",
-    )
-    .unwrap();
+/// Two builders of goal `g`, each `(name, role)`.
+fn two_builders(dir: &str, agents: [(&str, &str); 2]) -> Project {
+    let dir = temp_dir(dir);
+    let text: String = agents
+        .iter()
+        .map(|(name, role)| format!("### {name}\n- Goal: g\n- Role: {role}\n"))
+        .collect();
+    std::fs::write(dir.join("INSTRUCTIONS.md"), format!("## Agents\n{text}")).unwrap();
     Project::load(&dir.join("INSTRUCTIONS.md")).unwrap()
+}
+
+/// `dev` (role dev) and `sketcher` (role design).
+fn dev_and_sketcher(dir: &str) -> Project {
+    two_builders(dir, [("dev", "dev"), ("sketcher", "design")])
 }
 
 #[test]
