@@ -6,6 +6,12 @@
 //! misses), debounces bursts of events, and re-checks every file's size and
 //! modification time each second as a fallback for file systems where `notify`
 //! sees nothing (network mounts, some containers).
+//!
+//! Only a real change wakes anyone: a create, a remove, a rename, or a new size
+//! or modification time. Reading a file makes the kernel report it opened,
+//! read and closed; were those forwarded, an agent reading its heartbeat file
+//! would wake itself to read it again, forever (issue 19: 128 Redis commands
+//! per idle agent per second).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -45,10 +51,35 @@ pub struct WatchHeartbeats {
     pub files: BTreeMap<String, PathBuf>,
 }
 
-/// Events from the `notify` thread.
+/// Events from the `notify` thread, without the ones that only report access.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct PathsTouched(Vec<PathBuf>);
+struct PathsTouched {
+    paths: Vec<PathBuf>,
+    /// A create, remove or rename: the file may be another one now, whatever
+    /// its size and modification time say.
+    moved: bool,
+}
+
+impl PathsTouched {
+    /// What `event` says about files, or `None` when it only reports access
+    /// (open, read, close), which changes nothing.
+    fn from_event(event: notify::Event) -> Option<Self> {
+        use notify::EventKind;
+        use notify::event::ModifyKind;
+        let moved = match event.kind {
+            EventKind::Access(_) => return None,
+            EventKind::Create(_)
+            | EventKind::Remove(_)
+            | EventKind::Modify(ModifyKind::Name(_)) => true,
+            EventKind::Modify(_) | EventKind::Any | EventKind::Other => false,
+        };
+        Some(Self {
+            paths: event.paths,
+            moved,
+        })
+    }
+}
 
 /// Size and modification time, to notice changes without events.
 type Stamp = Option<(u64, SystemTime)>;
@@ -62,7 +93,8 @@ pub struct HeartbeatWatcher {
     watcher: Option<notify::RecommendedWatcher>,
     watched_dirs: BTreeSet<PathBuf>,
     stamps: HashMap<PathBuf, Stamp>,
-    dirty: BTreeSet<PathBuf>,
+    /// Files with events since the last flush: whether one was a create, remove or rename.
+    dirty: BTreeMap<PathBuf, bool>,
     flush_scheduled: bool,
 }
 
@@ -82,7 +114,7 @@ impl HeartbeatWatcher {
             watcher: None,
             watched_dirs: BTreeSet::new(),
             stamps: HashMap::new(),
-            dirty: BTreeSet::new(),
+            dirty: BTreeMap::new(),
             flush_scheduled: false,
         }
     }
@@ -137,11 +169,16 @@ impl HeartbeatWatcher {
         }
     }
 
-    fn mark(&mut self, ctx: &mut Context<Self>, paths: impl IntoIterator<Item = PathBuf>) {
+    fn mark(
+        &mut self,
+        ctx: &mut Context<Self>,
+        paths: impl IntoIterator<Item = PathBuf>,
+        moved: bool,
+    ) {
         let files = self.files();
         for path in paths {
             if let Some(file) = files.iter().find(|f| same_file(f, &path)) {
-                self.dirty.insert(file.clone());
+                *self.dirty.entry(file.clone()).or_default() |= moved;
             }
         }
         if !self.dirty.is_empty() && !self.flush_scheduled {
@@ -152,8 +189,12 @@ impl HeartbeatWatcher {
 
     fn flush(&mut self) {
         self.flush_scheduled = false;
-        for file in std::mem::take(&mut self.dirty) {
-            self.stamps.insert(file.clone(), stamp(&file));
+        for (file, moved) in std::mem::take(&mut self.dirty) {
+            let now = stamp(&file);
+            let before = self.stamps.insert(file.clone(), now);
+            if !moved && before == Some(now) {
+                continue;
+            }
             if file == self.instructions {
                 tracing::info!(path = %file.display(), "instructions changed; reading them again");
                 let project = Project::load(&file);
@@ -204,8 +245,8 @@ impl Actor for HeartbeatWatcher {
     fn started(&mut self, ctx: &mut Self::Context) {
         let me = ctx.address();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
-                me.do_send(PathsTouched(event.paths));
+            if let Some(touched) = event.ok().and_then(PathsTouched::from_event) {
+                me.do_send(touched);
             }
         });
         match watcher {
@@ -221,7 +262,7 @@ impl Actor for HeartbeatWatcher {
                 .into_iter()
                 .filter(|f| watcher.stamps.get(f).copied().flatten() != stamp(f))
                 .collect();
-            watcher.mark(ctx, changed);
+            watcher.mark(ctx, changed, false);
         });
     }
 }
@@ -230,7 +271,7 @@ impl Handler<PathsTouched> for HeartbeatWatcher {
     type Result = ();
 
     fn handle(&mut self, msg: PathsTouched, ctx: &mut Self::Context) {
-        self.mark(ctx, msg.0);
+        self.mark(ctx, msg.paths, msg.moved);
     }
 }
 
@@ -240,5 +281,98 @@ impl Handler<WatchHeartbeats> for HeartbeatWatcher {
     fn handle(&mut self, msg: WatchHeartbeats, _: &mut Self::Context) {
         self.heartbeats = msg.files;
         self.watch_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Records which agents' heartbeats were reported changed.
+    struct Listener(Arc<Mutex<Vec<String>>>);
+
+    impl Actor for Listener {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<HeartbeatChanged> for Listener {
+        type Result = ();
+
+        fn handle(&mut self, msg: HeartbeatChanged, _: &mut Self::Context) {
+            self.0.lock().unwrap().push(msg.agent);
+        }
+    }
+
+    impl Handler<InstructionsChanged> for Listener {
+        type Result = ();
+
+        fn handle(&mut self, _: InstructionsChanged, _: &mut Self::Context) {}
+    }
+
+    fn temp_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("porki-watcher-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Waits past the debounce and a polling round.
+    async fn settle() {
+        tokio::time::sleep(POLL + DEBOUNCE * 4).await;
+    }
+
+    #[actix_rt::test]
+    async fn reading_a_heartbeat_file_wakes_nobody_and_appending_to_it_does() {
+        let dir = temp_dir();
+        let heartbeat = dir.join("heartbeat").join("builder.md");
+        std::fs::create_dir_all(heartbeat.parent().unwrap()).unwrap();
+        std::fs::write(&heartbeat, "# control\n").unwrap();
+        std::fs::write(dir.join("INSTRUCTIONS.md"), "# project\n").unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let listener = Listener(seen.clone()).start();
+        let _watcher = HeartbeatWatcher::new(
+            dir.join("INSTRUCTIONS.md"),
+            BTreeMap::from([("builder".to_string(), heartbeat.clone())]),
+            listener.clone().recipient(),
+            listener.recipient(),
+        )
+        .start();
+        settle().await;
+        // What an agent does when woken: open, read, close. Many times over.
+        for _ in 0..20 {
+            std::fs::read_to_string(&heartbeat).unwrap();
+            tokio::time::sleep(DEBOUNCE / 2).await;
+        }
+        settle().await;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            Vec::<String>::new(),
+            "reads woke the agent"
+        );
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&heartbeat)
+            .unwrap()
+            .write_all(b"PAUSE\n")
+            .unwrap();
+        settle().await;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["builder"],
+            "an append must wake the agent once"
+        );
+        // An editor's save: a new file renamed over the old one, same size.
+        let saved = dir.join("heartbeat").join(".builder.md.swp");
+        std::fs::write(&saved, "# control\nRESUME\n").unwrap();
+        std::fs::rename(&saved, &heartbeat).unwrap();
+        settle().await;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["builder", "builder"],
+            "a rename over the file must wake the agent"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

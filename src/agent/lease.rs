@@ -215,7 +215,7 @@ impl AgentGuard {
         }
     }
 
-    /// Renews the guard and the heartbeat key every third of the TTL; returns if
+    /// Renews the guard (and with it the heartbeat key) every third of the TTL; returns if
     /// the guard is lost to another process.
     pub(super) async fn keep(&self) -> AgentError {
         let (store, name, token, ttl) = (&self.store, &self.name, &self.token, self.ttl);
@@ -236,9 +236,6 @@ impl AgentGuard {
                 Err(e) => {
                     tracing::warn!(agent = %name, error = %e, "cannot renew the agent's guard")
                 }
-            }
-            if let Err(e) = store.agent_heartbeat(name, ttl).await {
-                tracing::debug!(agent = %name, error = %e, "cannot refresh the heartbeat key");
             }
             tokio::time::sleep(ttl / 3).await;
         }

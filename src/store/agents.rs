@@ -162,13 +162,12 @@ pub trait AgentStore: Send + Sync + 'static {
     /// The agent's recorded problems, newest first.
     async fn agent_errors(&self, name: &str) -> Result<Vec<String>, StoreError>;
 
-    /// Refreshes `agent:NAME:heartbeat`, which expires after `ttl` without refresh.
-    async fn agent_heartbeat(&self, name: &str, ttl: Duration) -> Result<(), StoreError>;
-
-    /// Whether `agent:NAME:heartbeat` is live.
+    /// Whether `agent:NAME:heartbeat` is live: the agent's guard was taken or
+    /// renewed within its TTL.
     async fn agent_alive(&self, name: &str) -> Result<bool, StoreError>;
 
-    /// Takes `agent:NAME:active` for `token` if nobody holds it (or `token` already does).
+    /// Takes `agent:NAME:active` for `token` if nobody holds it (or `token` already
+    /// does), refreshing `agent:NAME:heartbeat` (live for `ttl`) with it.
     async fn acquire_agent_guard(
         &self,
         name: &str,
@@ -176,7 +175,8 @@ pub trait AgentStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<bool, StoreError>;
 
-    /// Extends the guard if `token` holds it; false if it was lost.
+    /// Extends the guard and refreshes the heartbeat key if `token` holds it;
+    /// false if it was lost.
     async fn renew_agent_guard(
         &self,
         name: &str,

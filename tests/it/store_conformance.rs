@@ -1010,10 +1010,36 @@ mod behaviour {
             Err(StoreError::InvalidId(_))
         ));
 
+        // Alive while its guard is taken and renewed; a renewal by someone else
+        // keeps nothing alive.
         assert!(!store.agent_alive("research").await.unwrap());
-        store.agent_heartbeat("research", SHORT).await.unwrap();
+        assert!(
+            store
+                .acquire_agent_guard("research", "p1", SHORT)
+                .await
+                .unwrap()
+        );
         assert!(store.agent_alive("research").await.unwrap());
+        tokio::time::sleep(SHORT * 2 / 3).await;
+        assert!(
+            store
+                .renew_agent_guard("research", "p1", SHORT)
+                .await
+                .unwrap()
+        );
+        tokio::time::sleep(SHORT * 2 / 3).await;
+        assert!(
+            store.agent_alive("research").await.unwrap(),
+            "the renewal kept it alive"
+        );
         tokio::time::sleep(SHORT * 2).await;
+        assert!(!store.agent_alive("research").await.unwrap());
+        assert!(
+            !store
+                .renew_agent_guard("research", "p1", SHORT)
+                .await
+                .unwrap()
+        );
         assert!(!store.agent_alive("research").await.unwrap());
     }
 

@@ -88,13 +88,6 @@ impl AgentStore for MemoryStore {
             .unwrap_or_default())
     }
 
-    async fn agent_heartbeat(&self, name: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.lock()
-            .heartbeats
-            .insert(name.to_string(), Instant::now() + ttl);
-        Ok(())
-    }
-
     async fn agent_alive(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self
             .lock()
@@ -119,6 +112,7 @@ impl AgentStore for MemoryStore {
             state
                 .guards
                 .insert(name.to_string(), (token.to_string(), now + ttl));
+            state.heartbeats.insert(name.to_string(), now + ttl);
         }
         Ok(free)
     }
@@ -134,6 +128,7 @@ impl AgentStore for MemoryStore {
         match state.guards.get_mut(name) {
             Some((holder, expiry)) if holder == token && *expiry > now => {
                 *expiry = now + ttl;
+                state.heartbeats.insert(name.to_string(), now + ttl);
                 Ok(true)
             }
             _ => Ok(false),

@@ -136,15 +136,6 @@ impl AgentStore for RedisStore {
             .await?)
     }
 
-    async fn agent_heartbeat(&self, name: &str, ttl: Duration) -> Result<(), StoreError> {
-        let _: () = self
-            .conn
-            .clone()
-            .pset_ex(keys::agent_heartbeat(name), "alive", ttl.as_millis() as u64)
-            .await?;
-        Ok(())
-    }
-
     async fn agent_alive(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self
             .conn
@@ -159,18 +150,8 @@ impl AgentStore for RedisStore {
         token: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let options = redis::SetOptions::default()
-            .conditional_set(redis::ExistenceCheck::NX)
-            .with_expiration(redis::SetExpiry::PX(ttl.as_millis() as u64));
-        let set: Option<String> = self
-            .conn
-            .clone()
-            .set_options(keys::agent_active(name), token, options)
-            .await?;
-        if set.is_some() {
-            return Ok(true);
-        }
-        self.renew_agent_guard(name, token, ttl).await
+        self.guard_script(&self.scripts.guard_take, name, token, ttl)
+            .await
     }
 
     async fn renew_agent_guard(
@@ -179,14 +160,8 @@ impl AgentStore for RedisStore {
         token: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        self.run_flag_script(
-            self.scripts
-                .guard_renew
-                .key(keys::agent_active(name))
-                .arg(token)
-                .arg(ttl.as_millis() as u64),
-        )
-        .await
+        self.guard_script(&self.scripts.guard_renew, name, token, ttl)
+            .await
     }
 
     async fn release_agent_guard(&self, name: &str, token: &str) -> Result<(), StoreError> {
@@ -198,5 +173,25 @@ impl AgentStore for RedisStore {
         )
         .await
         .map(drop)
+    }
+}
+
+impl RedisStore {
+    /// Runs a guard script (take or renew) on the agent's guard and heartbeat keys.
+    async fn guard_script(
+        &self,
+        script: &redis::Script,
+        name: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.run_flag_script(
+            script
+                .key(keys::agent_active(name))
+                .key(keys::agent_heartbeat(name))
+                .arg(token)
+                .arg(ttl.as_millis() as u64),
+        )
+        .await
     }
 }

@@ -354,7 +354,12 @@ mod behaviour {
             .register_agent(&agent("alive", AgentState::Running))
             .await
             .unwrap();
-        store.agent_heartbeat("alive", LONG).await.unwrap();
+        assert!(
+            store
+                .acquire_agent_guard("alive", "its-token", LONG)
+                .await
+                .unwrap()
+        );
         // Stopped, but its guard is held: a process is running it.
         store
             .register_agent(&agent("guarded", AgentState::Stopped))

@@ -541,10 +541,6 @@ impl AgentStore for Prefixed {
         self.inner.agent_errors(&self.real(name)).await
     }
 
-    async fn agent_heartbeat(&self, name: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.inner.agent_heartbeat(&self.real(name), ttl).await
-    }
-
     async fn agent_alive(&self, name: &str) -> Result<bool, StoreError> {
         self.inner.agent_alive(&self.real(name)).await
     }
