@@ -17,7 +17,8 @@
 //! second, 2 % of a core and 150 MB.
 //!
 //! Run: `cargo bench --bench idle` (needs `redis-server` on PATH);
-//! `PORKI_IDLE_AGENTS=2,200` chooses the agent counts.
+//! `PORKI_IDLE_AGENTS=2,200` chooses the agent counts, and `PORKI_BIN` another
+//! porki binary to measure (an older build, say).
 
 #[allow(dead_code, unused_imports)]
 #[path = "../tests/it/support/mod.rs"]
@@ -63,8 +64,12 @@ fn measure(agents: usize, window: Duration) {
     let proxy = CountingProxy::start(server.port());
     let dir = support::temp_dir("idle-bench");
     write_project(&dir, agents);
-    let mut porki = Command::new(env!("CARGO_BIN_EXE_porki"))
+    let binary = std::env::var("PORKI_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_porki").into());
+    let mut porki = Command::new(binary)
         .args(["run", "--llm-provider", "offline", "--log-level", "warn"])
+        // Every agent runs at once (the default limit is 10).
+        .arg("--spawn-limit")
+        .arg(agents.to_string())
         .arg("--instructions")
         .arg(dir.join("INSTRUCTIONS.md"))
         .arg("--redis-url")

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::heartbeat::{Cursor, Directive, LineKind, NewLines, new_lines, parse_line};
+use crate::heartbeat::{
+    Cursor, Directive, LineKind, NewLines, StoredCursor, new_lines, parse_line,
+};
 use crate::store::{AgentField, Lease, StoreError};
 
 use super::worker::Worker;
@@ -82,19 +84,6 @@ async fn read_bounded(path: &Path) -> std::io::Result<Option<String>> {
     }
 }
 
-/// `lines:hash`, as stored in `agent:NAME:heartbeat_cursor`.
-fn format_cursor(cursor: &Cursor) -> String {
-    format!("{}:{}", cursor.lines, cursor.hash)
-}
-
-fn parse_cursor(text: &str) -> Option<Cursor> {
-    let (lines, hash) = text.split_once(':')?;
-    Some(Cursor {
-        lines: lines.parse().ok()?,
-        hash: hash.to_string(),
-    })
-}
-
 impl Worker {
     /// Reads the heartbeat file and applies its new lines once each; returns
     /// whether `held` (the task being executed) was dropped.
@@ -106,7 +95,11 @@ impl Worker {
         let name = self.config.name.clone();
         let text = match read_bounded(&path).await {
             Ok(Some(text)) => text,
-            Ok(None) => return false,
+            Ok(None) => {
+                // Not there yet: whatever is written into it later is new.
+                self.heartbeat_cursor.get_or_insert_with(Cursor::default);
+                return false;
+            }
             Err(e) => {
                 self.report(&format!(
                     "cannot read heartbeat file {}: {e}",
@@ -124,9 +117,32 @@ impl Worker {
                 return false;
             }
         };
-        let cursor = stored.as_deref().and_then(parse_cursor).unwrap_or_default();
+        // The file as the cursor records it: absolute, so that `porki gc`, run
+        // from anywhere, can tell whether it still exists.
+        let file = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+        let stored_cursor = stored
+            .as_deref()
+            .and_then(StoredCursor::parse)
+            // A position in another file (the agent's heartbeat file was changed)
+            // says nothing about this one.
+            .filter(|c| c.is_in(&file))
+            .map(|c| c.cursor);
+        let has_stored = stored_cursor.is_some();
+        let (cursor, history) = match stored_cursor.or_else(|| self.heartbeat_cursor.clone()) {
+            Some(cursor) => (cursor, None),
+            // Nothing stored (a first start, a new Redis, `memory://`): the lines
+            // already in the file were written for earlier runs, so reading starts
+            // at its end. (A file created after the first read starts at its top:
+            // the cursor kept in memory says so.)
+            None => {
+                let end = new_lines(&text, &Cursor::default()).next().clone();
+                let skipped = end.lines;
+                (end, Some(skipped))
+            }
+        };
         let new = new_lines(&text, &cursor);
-        if new.next() == &cursor {
+        if new.next() == &cursor && has_stored {
+            self.heartbeat_cursor = Some(cursor);
             return false;
         }
         if matches!(new, NewLines::Replaced { .. }) {
@@ -134,12 +150,17 @@ impl Worker {
         }
         // The cursor moves before the directives apply: a crash in between loses
         // a directive (append it again) rather than replaying a DROP-TASK.
-        let next = format_cursor(new.next());
+        let next = StoredCursor::new(new.next().clone(), &file).to_string();
         match store
             .swap_agent_value(&name, AgentField::HeartbeatCursor, stored.as_deref(), &next)
             .await
         {
-            Ok(true) => {}
+            Ok(true) => {
+                self.heartbeat_cursor = Some(new.next().clone());
+                if let Some(skipped) = history.filter(|n| *n > 0) {
+                    tracing::info!(agent = %name, path = %path.display(), lines = skipped, "heartbeat file has lines from before this agent first started; they are history and are not applied (append new directives below them)");
+                }
+            }
             Ok(false) => {
                 // Someone else moved the cursor (an earlier run of this agent): read again.
                 self.heartbeat.notify_one();
@@ -266,17 +287,6 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_cursor_reads_back_what_was_stored() {
-        let cursor = Cursor {
-            lines: 12,
-            hash: "ab:cd".into(),
-        };
-        assert_eq!(parse_cursor(&format_cursor(&cursor)), Some(cursor));
-        assert_eq!(parse_cursor("twelve:ab"), None);
-        assert_eq!(parse_cursor("12"), None);
-    }
 
     #[test]
     fn a_stored_pause_mode_reads_back() {

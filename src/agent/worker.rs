@@ -10,6 +10,7 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio::time::Instant;
 
 use crate::domain::Dag;
+use crate::heartbeat::Cursor;
 use crate::project::AgentConfig;
 use crate::store::{
     AgentField, AgentRecord, AgentState, ClaimOutcome, ClaimScope, GoalState, StoreError,
@@ -58,6 +59,9 @@ pub(super) struct Worker {
     pub(super) paused: Option<PauseMode>,
     /// A STOP directive was read.
     pub(super) stop_directive: bool,
+    /// How much of the heartbeat file this run has applied or skipped, for when
+    /// the store loses its copy (a new Redis): reading then goes on from here.
+    pub(super) heartbeat_cursor: Option<Cursor>,
 }
 
 impl Worker {
@@ -84,6 +88,7 @@ impl Worker {
             done_outputs: HashMap::new(),
             paused: None,
             stop_directive: false,
+            heartbeat_cursor: None,
         }
     }
 

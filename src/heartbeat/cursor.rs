@@ -4,6 +4,8 @@
 //! bytes; it is kept in the store, so a restart does not replay a line and a
 //! truncated or replaced file is detected.
 
+use std::path::{Path, PathBuf};
+
 use sha2::{Digest, Sha256};
 
 /// How much of a heartbeat file has been applied: the number of complete lines
@@ -22,6 +24,54 @@ impl Default for Cursor {
         Self {
             lines: 0,
             hash: hex::encode(Sha256::digest(b"")),
+        }
+    }
+}
+
+/// A cursor as the store keeps it (`agent:NAME:heartbeat_cursor`):
+/// `LINES:HASH:FILE`, the file being the heartbeat file it is a position in.
+/// Cursors stored before the file was recorded read back without one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCursor {
+    /// The position.
+    pub cursor: Cursor,
+    /// The heartbeat file (absolute), if recorded.
+    pub file: Option<PathBuf>,
+}
+
+impl StoredCursor {
+    /// `cursor` in `file`.
+    pub fn new(cursor: Cursor, file: &Path) -> Self {
+        Self {
+            cursor,
+            file: Some(file.to_path_buf()),
+        }
+    }
+
+    /// Reads the stored text; `None` if it is not a cursor.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(3, ':');
+        let lines = parts.next()?.parse().ok()?;
+        let hash = parts.next()?.to_string();
+        let file = parts.next().map(PathBuf::from);
+        Some(Self {
+            cursor: Cursor { lines, hash },
+            file,
+        })
+    }
+
+    /// Whether this is a position in `file` (a cursor without a file is taken to be).
+    pub fn is_in(&self, file: &Path) -> bool {
+        self.file.as_deref().is_none_or(|f| f == file)
+    }
+}
+
+impl std::fmt::Display for StoredCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.cursor.lines, self.cursor.hash)?;
+        match &self.file {
+            Some(file) => write!(f, ":{}", file.display()),
+            None => Ok(()),
         }
     }
 }
@@ -149,6 +199,34 @@ mod tests {
 
     fn replaced<'a>(r: NewLines<'a>) -> (u64, Vec<&'a str>, Cursor) {
         parts(r, false)
+    }
+
+    #[test]
+    fn a_stored_cursor_reads_back_with_its_file() {
+        let stored = StoredCursor::new(
+            Cursor {
+                lines: 12,
+                hash: "abcd".into(),
+            },
+            Path::new("/srv/hb: odd/agent.md"),
+        );
+        assert_eq!(stored.to_string(), "12:abcd:/srv/hb: odd/agent.md");
+        assert_eq!(
+            StoredCursor::parse(&stored.to_string()),
+            Some(stored.clone())
+        );
+        assert!(stored.is_in(Path::new("/srv/hb: odd/agent.md")));
+        assert!(!stored.is_in(Path::new("/srv/other.md")));
+        // Written before the file was recorded: a position in whatever file.
+        let old = StoredCursor::parse("3:ef").unwrap();
+        assert_eq!((old.cursor.lines, old.file), (3, None));
+        assert!(
+            StoredCursor::parse("3:ef")
+                .unwrap()
+                .is_in(Path::new("/any.md"))
+        );
+        assert_eq!(StoredCursor::parse("twelve:ab"), None);
+        assert_eq!(StoredCursor::parse("12"), None);
     }
 
     #[test]

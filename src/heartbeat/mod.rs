@@ -6,5 +6,5 @@
 pub mod cursor;
 pub mod directive;
 
-pub use cursor::{Cursor, NewLines, new_lines};
+pub use cursor::{Cursor, NewLines, StoredCursor, new_lines};
 pub use directive::{Directive, LineKind, MAX_LINE_LEN, parse_line, parse_text};

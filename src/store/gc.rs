@@ -8,14 +8,19 @@
 //! key it has: `goal:{G}`, `goal:{G}:*`, `dag:{G}:*` and `task:{G}:*` (its task
 //! ids from `dag:{G}:nodes`, so no scan across slots is needed). An agent is
 //! removed once it has been dead (its guard gone, and its registration not
-//! `running` or its heartbeat gone) at least the retention: `agent:{NAME}:*`.
+//! `running` or its heartbeat gone) at least the retention: `agent:{NAME}:*`,
+//! but for its heartbeat cursor while the heartbeat file the cursor names still
+//! exists (a later agent of that name then neither replays old lines nor misses
+//! new ones); the cursor goes with the file.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Store, StoreError};
+use super::{AgentField, Store, StoreError};
+use crate::heartbeat::StoredCursor;
 
 /// Default retention of finished goals and dead agents (`--retain-finished`).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -55,17 +60,26 @@ pub trait GcStore: Send + Sync + 'static {
         dry_run: bool,
     ) -> Result<Sweep, StoreError>;
 
+    /// Every agent name listed: registered, or left listed without a
+    /// registration (a crash between a removal and its unlisting, or a
+    /// heartbeat cursor kept).
+    async fn agent_names(&self) -> Result<Vec<String>, StoreError>;
+
     /// Removes every key of agent `name` if nobody holds its guard, its
     /// registration is not `running` (or its heartbeat is gone), and that has been
     /// so for at least `retain`: since the registration was written, for one that
     /// is not `running`; since a sweep first found its heartbeat gone, for one that
     /// is (a sweep that finds a dead agent without that time records it, unless
-    /// `dry_run`). Takes it off `agents`. With `dry_run`, removes nothing.
+    /// `dry_run`). Takes it off `agents`. With `keep_cursor`, its heartbeat
+    /// cursor stays, and the name stays listed while the cursor does. A name
+    /// without a registration is [`Sweep::Gone`] (what was left of it removed),
+    /// or kept for its cursor. With `dry_run`, removes nothing.
     async fn sweep_agent(
         &self,
         name: &str,
         retain: Duration,
         dry_run: bool,
+        keep_cursor: bool,
     ) -> Result<Sweep, StoreError>;
 }
 
@@ -105,6 +119,8 @@ pub struct Removed {
     pub age: Duration,
     /// Tasks of a goal (0 for an agent).
     pub tasks: u64,
+    /// The heartbeat file whose cursor was kept (an agent's, while it exists).
+    pub cursor_kept: Option<PathBuf>,
 }
 
 /// What a cleanup did.
@@ -141,8 +157,14 @@ impl GcReport {
             )
         });
         let agents = self.agents.iter().map(|a| {
+            let cursor = a.cursor_kept.as_ref().map_or(String::new(), |file| {
+                format!(
+                    "; its heartbeat cursor stays while {} exists",
+                    file.display()
+                )
+            });
             format!(
-                "{verb} agent {} ({}, dead for {})",
+                "{verb} agent {} ({}, dead for {}){cursor}",
                 a.name,
                 a.state,
                 age_text(a.age)
@@ -200,31 +222,49 @@ pub async fn collect(store: &dyn Store, options: &GcOptions) -> Result<GcReport,
                 state,
                 age,
                 tasks,
+                cursor_kept: None,
             }),
             Sweep::Kept => report.kept_goals += 1,
             Sweep::Gone => {}
         }
     }
-    for agent in store.agents().await? {
-        if options.keep_agents.contains(&agent.name) {
+    for name in store.agent_names().await? {
+        if options.keep_agents.contains(&name) {
             report.kept_agents += 1;
             continue;
         }
+        let cursor_file = heartbeat_file(store, &name).await?;
         match store
-            .sweep_agent(&agent.name, options.retain, options.dry_run)
+            .sweep_agent(
+                &name,
+                options.retain,
+                options.dry_run,
+                cursor_file.is_some(),
+            )
             .await?
         {
             Sweep::Removed { state, age, .. } => report.agents.push(Removed {
-                name: agent.name,
+                name,
                 state,
                 age,
                 tasks: 0,
+                cursor_kept: cursor_file,
             }),
             Sweep::Kept => report.kept_agents += 1,
             Sweep::Gone => {}
         }
     }
     Ok(report)
+}
+
+/// The heartbeat file of agent `name`'s stored cursor, if it still exists here.
+async fn heartbeat_file(store: &dyn Store, name: &str) -> Result<Option<PathBuf>, StoreError> {
+    let stored = store.agent_value(name, AgentField::HeartbeatCursor).await?;
+    Ok(stored
+        .as_deref()
+        .and_then(StoredCursor::parse)
+        .and_then(|c| c.file)
+        .filter(|file| file.exists()))
 }
 
 /// Cleans up and logs what was removed (the orchestrator's hourly cleanup); a

@@ -134,7 +134,7 @@ pub fn agent_errors(name: &str) -> String {
 }
 
 /// Every key of an agent, as `lua/gc_agent.lua` takes them: registration,
-/// heartbeat and guard first, then its values and errors.
+/// heartbeat, guard, errors and heartbeat cursor first, then its other values.
 pub fn agent_keys(name: &str) -> [String; 7] {
     [
         agent_registered(name),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use porki::domain::TaskStatus;
 use porki::project::Project;
 use porki::store::prelude::*;
-use porki::store::{MemoryStore, RedisStore};
+use porki::store::{AgentField, MemoryStore, RedisStore};
 
 use crate::support::runtime::*;
 use crate::support::{RedisServer, append_line, block_on, ids, nodes, plan, temp_dir, wait_until};
@@ -103,7 +103,21 @@ fn elevate_changes_which_task_is_claimed_next() {
     let (dir, heartbeat) = worker_project("elevate");
     std::fs::create_dir_all(dir.join("heartbeat")).unwrap();
     std::fs::write(&heartbeat, "# control file\nPAUSE\n").unwrap();
-    let (record, memory, run) = start(&dir, &ids("t", 5), Duration::from_millis(5));
+    // A cursor stored at the file's top: its lines are not history, so the agent
+    // starts paused.
+    let memory = Arc::new(MemoryStore::new());
+    block_on(memory.set_agent_value("worker", AgentField::HeartbeatCursor, Some(TOP))).unwrap();
+    let mut provider =
+        ScriptedProvider::new(plan("g", nodes(&ids("t", 5)), &[]), "p", Arc::default());
+    provider.delay = Duration::from_millis(5);
+    let record = provider.record.clone();
+    let project = Project::load(&dir.join("INSTRUCTIONS.md")).unwrap();
+    let run = spawn_runtime(
+        StoreKind::Memory(memory.clone()),
+        Arc::new(provider),
+        project,
+        |_| {},
+    );
     wait_until(Duration::from_secs(10), "the plan is written", || {
         block_on(memory.goal_status("g")).unwrap().is_some()
     });
@@ -116,6 +130,69 @@ fn elevate_changes_which_task_is_claimed_next() {
         record.executions()[0].task,
         "t03",
         "the elevated task ran first"
+    );
+}
+
+/// A stored heartbeat cursor at the top of any file (no lines applied).
+const TOP: &str = "0:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// What an earlier run left in the heartbeat file: each line would stop, fail
+/// or freeze this run if it were applied again.
+const OLD_LINES: &str = "STOP\nDROP-TASK t00\nPAUSE\nREJECT-TASK t01 redo it\n";
+
+#[test]
+fn lines_in_a_heartbeat_file_before_the_first_start_are_history() {
+    let (dir, heartbeat) = worker_project("history");
+    std::fs::create_dir_all(dir.join("heartbeat")).unwrap();
+    std::fs::write(&heartbeat, OLD_LINES).unwrap();
+    let (record, memory, run) = start(&dir, &ids("t", 3), Duration::from_millis(5));
+    assert_eq!(
+        join_within(run, LIMIT),
+        0,
+        "the old lines were applied again"
+    );
+    assert_eq!(record.executions().len(), 3);
+    for task in ids("t", 3) {
+        assert_eq!(task_state(&memory, "g", &task).status, TaskStatus::Done);
+    }
+    assert!(block_on(memory.agent_errors("worker")).unwrap().is_empty());
+}
+
+#[test]
+fn lines_in_a_heartbeat_file_before_the_first_start_are_history_on_redis() {
+    let server = RedisServer::start();
+    let (dir, heartbeat) = worker_project("history-redis");
+    std::fs::create_dir_all(dir.join("heartbeat")).unwrap();
+    std::fs::write(&heartbeat, OLD_LINES).unwrap();
+    let store = StoreKind::Redis(server.url());
+    let start = || {
+        let record = Arc::new(Record::default());
+        let provider =
+            ScriptedProvider::new(plan("g", nodes(&ids("t", 3)), &[]), "p", record.clone());
+        let project = Project::load(&dir.join("INSTRUCTIONS.md")).unwrap();
+        (
+            spawn_runtime(store.clone(), Arc::new(provider), project, |_| {}),
+            record,
+        )
+    };
+    let (run, record) = start();
+    assert_eq!(
+        join_within(run, LIMIT),
+        0,
+        "the old lines were applied again"
+    );
+    assert_eq!(record.executions().len(), 3);
+    let tasks = final_tasks(&store, "g");
+    assert!(tasks.values().all(|t| t.0 == TaskStatus::Done), "{tasks:?}");
+    // The cursor now stands at the file's end, in that file.
+    let cursor: String = redis::cmd("GET")
+        .arg("agent:{worker}:heartbeat_cursor")
+        .query(&mut server.conn())
+        .unwrap();
+    let file = std::path::absolute(&heartbeat).unwrap();
+    assert!(
+        cursor.starts_with("4:") && cursor.ends_with(&*file.to_string_lossy()),
+        "{cursor}"
     );
 }
 

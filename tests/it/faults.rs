@@ -684,6 +684,13 @@ fn bad_heartbeat_lines_are_reported_once_and_change_nothing() {
     heartbeat.push('\n');
     heartbeat.push_str("\u{1}\u{2}garbage\u{7f}\nDROP-TASK nosuch\nELEVATE one lots\n");
     std::fs::write(dir.join("hb.md"), heartbeat).unwrap();
+    // A cursor stored at the top of the file: its lines are for this run, not
+    // history, so the agent reads them all.
+    let _: () = redis::cmd("SET")
+        .arg("agent:{a}:heartbeat_cursor")
+        .arg("0:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        .query(&mut server.conn())
+        .unwrap();
     let output = porki()
         .args([
             "run",

@@ -540,6 +540,32 @@ fn porki_gc_prints_what_it_removes_and_a_dry_run_removes_nothing() {
 }
 
 #[test]
+fn porki_gc_takes_off_a_listed_agent_whose_registration_is_gone() {
+    // What a crash between a removal and its unlisting leaves: the name in the
+    // `agents` set, a key or two, no registration. Before, gc never saw it.
+    let server = RedisServer::start();
+    let mut conn = server.conn();
+    let _: () = redis::cmd("SADD")
+        .arg("agents")
+        .arg("halfgone")
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("LPUSH")
+        .arg("agent:{halfgone}:errors")
+        .arg("old problem")
+        .query(&mut conn)
+        .unwrap();
+    let output = porki()
+        .args(["gc", "--redis-url", &server.url()])
+        .output()
+        .unwrap();
+    let stdout = success_stdout(&output);
+    assert!(stdout.contains("removed 0 goals and 0 agents"), "{stdout}");
+    assert!(!is_member(&mut conn, "agents", "halfgone"));
+    assert!(keys_matching(&mut conn, "agent:{halfgone}*").is_empty());
+}
+
+#[test]
 fn the_orchestrator_cleans_up_what_others_left_but_keeps_its_own() {
     let server = RedisServer::start();
     let project = project(&temp_dir("cleanup"), &[("solo", "g")]);

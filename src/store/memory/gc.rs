@@ -1,13 +1,14 @@
 //! [`GcStore`] in memory: the same rules as `gc_goal.lua` and `gc_agent.lua`,
 //! under the one lock, on the wall clock the scripts' `TIME` stands for.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{MemoryStore, State, now_ms};
-use crate::store::{AgentState, GcStore, GoalStatus, StoreError, Sweep};
+use crate::store::{AgentField, AgentState, GcStore, GoalStatus, StoreError, Sweep};
 
 /// How a finished goal's summary stands against the retention: `None` to keep it.
 fn expired(status: &GoalStatus, retain: Duration, now: u64) -> Option<Duration> {
@@ -19,12 +20,15 @@ fn expired(status: &GoalStatus, retain: Duration, now: u64) -> Option<Duration> 
 }
 
 impl State {
-    /// Removes everything kept about agent `name`.
-    fn forget_agent(&mut self, name: &str) {
+    /// Removes everything kept about agent `name` (but its heartbeat cursor, if
+    /// `keep_cursor`).
+    fn forget_agent(&mut self, name: &str, keep_cursor: bool) {
         self.agents.remove(name);
         self.heartbeats.remove(name);
         self.guards.remove(name);
-        self.agent_values.retain(|(agent, _), _| agent != name);
+        self.agent_values.retain(|(agent, field), _| {
+            agent != name || (keep_cursor && *field == AgentField::HeartbeatCursor)
+        });
         self.agent_errors.remove(name);
         self.agent_changed.remove(name);
         self.agent_dead_since.remove(name);
@@ -68,14 +72,34 @@ impl GcStore for MemoryStore {
         Ok(removed)
     }
 
+    async fn agent_names(&self) -> Result<Vec<String>, StoreError> {
+        // As the `agents` set on Redis: registered, or kept for a heartbeat cursor.
+        let state = self.lock();
+        let cursors = state
+            .agent_values
+            .keys()
+            .filter(|(_, field)| *field == AgentField::HeartbeatCursor)
+            .map(|(name, _)| name);
+        let names: BTreeSet<&String> = state.agents.keys().chain(cursors).collect();
+        Ok(names.into_iter().cloned().collect())
+    }
+
     async fn sweep_agent(
         &self,
         name: &str,
         retain: Duration,
         dry_run: bool,
+        keep_cursor: bool,
     ) -> Result<Sweep, StoreError> {
         let mut state = self.lock();
         let Some(record) = state.agents.get(name) else {
+            let cursor = (name.to_string(), AgentField::HeartbeatCursor);
+            if keep_cursor && state.agent_values.contains_key(&cursor) {
+                return Ok(Sweep::Kept);
+            }
+            if !dry_run {
+                state.forget_agent(name, false);
+            }
             return Ok(Sweep::Gone);
         };
         let instant = Instant::now();
@@ -103,7 +127,7 @@ impl GcStore for MemoryStore {
             return Ok(Sweep::Kept);
         }
         if !dry_run {
-            state.forget_agent(name);
+            state.forget_agent(name, keep_cursor);
         }
         Ok(Sweep::Removed {
             state: agent_state,

@@ -68,11 +68,16 @@ impl GcStore for RedisStore {
         Ok(sweep)
     }
 
+    async fn agent_names(&self) -> Result<Vec<String>, StoreError> {
+        self.sorted_members(keys::AGENTS).await
+    }
+
     async fn sweep_agent(
         &self,
         name: &str,
         retain: Duration,
         dry_run: bool,
+        keep_cursor: bool,
     ) -> Result<Sweep, StoreError> {
         let mut invocation = self.scripts.gc_agent.prepare_invoke();
         for key in keys::agent_keys(name) {
@@ -80,10 +85,17 @@ impl GcStore for RedisStore {
         }
         invocation
             .arg(retain.as_millis().to_string())
-            .arg(flag(dry_run));
+            .arg(flag(dry_run))
+            .arg(flag(keep_cursor));
         let reply: Vec<String> = invocation.invoke_async(&mut self.conn.clone()).await?;
         let sweep = sweep_of("gc_agent", &reply)?;
-        if !dry_run && matches!(sweep, Sweep::Removed { .. } | Sweep::Gone) {
+        // A kept cursor keeps the name listed, so a later sweep finds it again.
+        let unlisted = match sweep {
+            Sweep::Removed { .. } => !keep_cursor,
+            Sweep::Gone => true,
+            Sweep::Kept => false,
+        };
+        if !dry_run && unlisted {
             self.unlist(keys::AGENTS, name, keys::agent_registered(name), "state")
                 .await?;
         }

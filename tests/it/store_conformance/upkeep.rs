@@ -23,6 +23,7 @@ conformance!(
         replacing_a_plan_keeps_what_the_goal_spent,
         the_cleanup_removes_goals_finished_past_the_retention_and_nothing_else,
         the_cleanup_removes_agents_dead_past_the_retention,
+        the_cleanup_keeps_a_dead_agents_heartbeat_cursor_while_its_file_exists,
     ],
     timed: [
         token_reservations_admit_calls_while_the_budget_lasts_and_expire,
@@ -418,5 +419,73 @@ mod behaviour {
             .map(|a| a.name)
             .collect();
         assert_eq!(listed, ["alive", "guarded"], "live agents are kept");
+    }
+
+    pub async fn the_cleanup_keeps_a_dead_agents_heartbeat_cursor_while_its_file_exists(
+        store: Arc<dyn Store>,
+    ) {
+        let dir = crate::support::temp_dir("gc-cursor");
+        let heartbeat = dir.join("kept.md");
+        std::fs::write(&heartbeat, "PAUSE\n").unwrap();
+        let cursor = |file: &std::path::Path| {
+            porki::heartbeat::StoredCursor::new(
+                porki::heartbeat::new_lines("PAUSE\n", &Default::default())
+                    .next()
+                    .clone(),
+                file,
+            )
+            .to_string()
+        };
+        for (name, file) in [("kept", heartbeat.clone()), ("lost", dir.join("gone.md"))] {
+            store
+                .register_agent(&agent(name, AgentState::Stopped))
+                .await
+                .unwrap();
+            let value = cursor(&file);
+            store
+                .set_agent_value(name, AgentField::HeartbeatCursor, Some(&value))
+                .await
+                .unwrap();
+            store
+                .set_agent_value(name, AgentField::Memory, Some("[]"))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(PAST_RETAIN).await;
+        let report = collect(&*store, false).await;
+        assert_eq!(names(&report.agents), ["kept", "lost"]);
+        assert_eq!(report.agents[0].cursor_kept.as_deref(), Some(&*heartbeat));
+        assert_eq!(report.agents[1].cursor_kept, None);
+        assert!(
+            report.lines()[0].contains("its heartbeat cursor stays while"),
+            "{:?}",
+            report.lines()
+        );
+        assert!(
+            store.agents().await.unwrap().is_empty(),
+            "both registrations went"
+        );
+        let value = |name: &'static str, field| {
+            let store = store.clone();
+            async move { store.agent_value(name, field).await.unwrap() }
+        };
+        assert_eq!(
+            value("kept", AgentField::HeartbeatCursor).await,
+            Some(cursor(&heartbeat))
+        );
+        assert_eq!(value("kept", AgentField::Memory).await, None);
+        assert_eq!(value("lost", AgentField::HeartbeatCursor).await, None);
+
+        // Found again by the next sweep, and kept while the file is there.
+        let report = collect(&*store, false).await;
+        assert!(report.agents.is_empty());
+        assert_eq!(report.kept_agents, 1);
+        assert!(value("kept", AgentField::HeartbeatCursor).await.is_some());
+        // The file goes: so does the cursor, and the name.
+        std::fs::remove_file(&heartbeat).unwrap();
+        let report = collect(&*store, false).await;
+        assert_eq!((report.agents.len(), report.kept_agents), (0, 0));
+        assert_eq!(value("kept", AgentField::HeartbeatCursor).await, None);
+        assert!(store.agent_names().await.unwrap().is_empty());
     }
 }

@@ -447,14 +447,24 @@ impl GcStore for Prefixed {
             .map_err(|e| self.err(e))
     }
 
+    async fn agent_names(&self) -> Result<Vec<String>, StoreError> {
+        let names = self.inner.agent_names().await?;
+        Ok(names
+            .into_iter()
+            .filter(|name| name.starts_with(&self.prefix))
+            .map(|name| self.strip(&name))
+            .collect())
+    }
+
     async fn sweep_agent(
         &self,
         name: &str,
         retain: Duration,
         dry_run: bool,
+        keep_cursor: bool,
     ) -> Result<Sweep, StoreError> {
         self.inner
-            .sweep_agent(&self.real(name), retain, dry_run)
+            .sweep_agent(&self.real(name), retain, dry_run, keep_cursor)
             .await
     }
 }
