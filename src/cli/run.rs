@@ -19,7 +19,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             args.role
         )));
     }
-    let provider = provider(&args.llm)?;
+    let secrets = porki::llm::Secrets::new(&args.store.redis_url, args.http.token());
+    let provider = provider(&args.llm, secrets)?;
     if let Some(prompt) = &args.prompt {
         return one_shot(&*provider, prompt, args.llm.llm_timeout);
     }
