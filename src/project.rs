@@ -153,6 +153,22 @@ impl Project {
         Ok(())
     }
 
+    /// The files porki reads to steer the run (the instructions, the agents'
+    /// files, their heartbeats), which no agent may be able to write.
+    pub fn control_files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.path.clone()];
+        for agent in &self.agents {
+            files.extend(
+                agent
+                    .heartbeat
+                    .iter()
+                    .chain(&agent.instructions_path)
+                    .cloned(),
+            );
+        }
+        files
+    }
+
     /// The goal ids, in first-declared order, without repeats.
     pub fn goals(&self) -> Vec<String> {
         let mut goals: Vec<String> = Vec::new();

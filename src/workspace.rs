@@ -1,7 +1,8 @@
 //! Where a goal's work happens: its workspace (the working directory of every CLI
 //! call for the goal, shared by the goal's agents so later tasks see earlier
 //! tasks' files) and its artifacts folder (inside the workspace unless
-//! `--artifacts-dir` puts it elsewhere).
+//! `--artifacts-dir` puts it elsewhere). Neither may hold a file porki reads to
+//! steer the run ([`Workspaces::keep_out_of_reach`]).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -55,6 +56,65 @@ impl Workspaces {
         };
         GoalWorkspace { dir, artifacts }
     }
+
+    /// Refuses a goal's workspace or artifacts folder that holds one of `files`
+    /// (symlinks followed): a CLI agent may write anywhere in them.
+    pub fn keep_out_of_reach(
+        &self,
+        goals: &[String],
+        files: &[PathBuf],
+    ) -> Result<(), InReachError> {
+        let files: Vec<(PathBuf, &PathBuf)> = files.iter().map(|f| (real(f), f)).collect();
+        for goal in goals {
+            let ws = self.for_goal(goal);
+            for folder in [&ws.dir, &ws.artifacts] {
+                let inside = real(folder);
+                if let Some((_, file)) = files.iter().find(|(real, _)| real.starts_with(&inside)) {
+                    return Err(InReachError {
+                        goal: goal.clone(),
+                        folder: folder.clone(),
+                        file: (*file).clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A goal's folder that holds a file porki reads to steer the run.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the workspace or artifacts folder of goal {goal} ({folder}) holds {file}, which porki reads to steer the run: an agent allowed to edit there could rewrite it (and approve or drop its own work); give --workspace (and --artifacts-dir) a folder that holds neither the instructions nor the agents' and heartbeat files, e.g. the default workspace/{{goal}} next to the instructions"
+)]
+pub struct InReachError {
+    /// The goal.
+    pub goal: String,
+    /// Its workspace or artifacts folder.
+    pub folder: PathBuf,
+    /// The file inside it.
+    pub file: PathBuf,
+}
+
+/// `path` as the kernel would resolve it, symlinks included, for a path that may
+/// not exist yet: its deepest existing ancestor resolved, the rest appended.
+fn real(path: &Path) -> PathBuf {
+    let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let path = absolute(path, &base);
+    let mut rest = Vec::new();
+    let mut existing = path.as_path();
+    loop {
+        if let Ok(resolved) = existing.canonicalize() {
+            return rest.iter().rev().fold(resolved, |p, part| p.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return path.clone(),
+        }
+    }
 }
 
 impl Default for Workspaces {
@@ -102,6 +162,23 @@ impl GoalWorkspace {
     /// workspace.
     pub fn resolve(&self, path: &str) -> PathBuf {
         absolute(Path::new(path), &self.dir)
+    }
+
+    /// Whether a path an answer names (relative ones from the workspace) is an
+    /// existing file or folder inside the workspace or the artifacts folder, as
+    /// the kernel resolves it (`..` and symlinks followed).
+    pub async fn holds(&self, path: &str) -> bool {
+        let Ok(target) = tokio::fs::canonicalize(self.dir.join(path)).await else {
+            return false;
+        };
+        for root in [&self.dir, &self.artifacts] {
+            if let Ok(root) = tokio::fs::canonicalize(root).await
+                && target.starts_with(&root)
+            {
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -172,6 +249,67 @@ mod tests {
         );
         assert_eq!(ws.resolve("./b.md"), Path::new("/w/g/b.md"));
         assert_eq!(ws.resolve("/abs/c.md"), Path::new("/abs/c.md"));
+    }
+
+    #[test]
+    fn a_workspace_holding_a_control_file_is_refused() {
+        let root = std::env::temp_dir().join(format!("porki-ws-reach-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("project/heartbeat")).unwrap();
+        std::os::unix::fs::symlink(root.join("project"), root.join("link")).unwrap();
+        let instructions = root.join("project/INSTRUCTIONS.md");
+        std::fs::write(&instructions, "x").unwrap();
+        // Not created yet: heartbeat files may appear later.
+        let heartbeat = root.join("project/heartbeat/a.md");
+        let files = [instructions.clone(), heartbeat.clone()];
+        let goals = ["g".to_string()];
+        let check = |workspace: &str, artifacts: Option<&str>| {
+            Workspaces::new(Path::new(workspace), artifacts.map(Path::new), &root)
+                .keep_out_of_reach(&goals, &files)
+        };
+        // Beside the instructions, with artifacts inside: fine.
+        check("project/workspace/{goal}", None).unwrap();
+        let err = check("project", None).unwrap_err();
+        assert_eq!(
+            (&err.file, &err.folder),
+            (&instructions, &root.join("project"))
+        );
+        assert!(err.to_string().contains("--workspace"), "{err}");
+        // Through a symlink, and through an artifacts folder elsewhere.
+        assert_eq!(check("link/heartbeat", None).unwrap_err().file, heartbeat);
+        let goals = ["project".to_string()];
+        let err = Workspaces::new(Path::new("ws/{goal}"), Some(Path::new(".")), &root)
+            .keep_out_of_reach(&goals, &files)
+            .unwrap_err();
+        assert_eq!(err.folder, root.join("project"));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[tokio::test]
+    async fn only_paths_that_resolve_inside_hold() {
+        let root = std::env::temp_dir().join(format!("porki-ws-holds-{}", std::process::id()));
+        let ws =
+            Workspaces::new(Path::new("w/{goal}"), Some(Path::new("out")), &root).for_goal("g");
+        ws.create().await.unwrap();
+        std::fs::write(ws.dir.join("a.md"), "a").unwrap();
+        std::fs::write(ws.artifacts.join("b.md"), "b").unwrap();
+        std::fs::write(root.join("secret.txt"), "s").unwrap();
+        std::os::unix::fs::symlink(root.join("secret.txt"), ws.dir.join("link.txt")).unwrap();
+        std::os::unix::fs::symlink(ws.dir.join("a.md"), ws.dir.join("inner.md")).unwrap();
+        let outside = root.join("secret.txt").display().to_string();
+        let artifact = ws.artifacts.join("b.md").display().to_string();
+        for (path, holds) in [
+            ("a.md", true),
+            ("./a.md", true),
+            ("inner.md", true),
+            (artifact.as_str(), true),
+            ("missing.md", false),
+            ("../../secret.txt", false),
+            (outside.as_str(), false),
+            ("link.txt", false),
+        ] {
+            assert_eq!(ws.holds(path).await, holds, "{path}");
+        }
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[tokio::test]

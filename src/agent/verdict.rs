@@ -66,29 +66,28 @@ pub(super) fn judge(answer: Result<LlmResponse, CallError>, now: SystemTime) -> 
 }
 
 /// A DONE verdict stands only if every file the answer lists is in the workspace
-/// (for providers that write files themselves).
+/// or its artifacts folder (for providers that write files themselves). A listed
+/// path outside them fails the same way as a missing one, so the message tells
+/// the model nothing about files outside.
 pub(super) async fn check_outputs(verdict: Verdict, workspace: &GoalWorkspace) -> Verdict {
     let Verdict::Done(answer) = verdict else {
         return verdict;
     };
-    let mut missing = Vec::new();
+    let mut refused = Vec::new();
     for output in answer.outputs.iter().filter(|o| looks_like_a_path(o)) {
-        if !tokio::fs::try_exists(workspace.resolve(output))
-            .await
-            .unwrap_or(false)
-        {
-            missing.push(output.as_str());
+        if !workspace.holds(output.trim()).await {
+            refused.push(output.as_str());
         }
     }
-    if missing.is_empty() {
+    if refused.is_empty() {
         return Verdict::Done(answer);
     }
     Verdict::Failed {
         retryable: true,
         error: format!(
-            "the answer lists files that are not in the workspace {}: {}",
+            "the answer lists outputs that are not files inside the workspace {}: {}",
             workspace.dir.display(),
-            missing.join(", ")
+            refused.join(", ")
         ),
     }
 }
@@ -121,6 +120,7 @@ mod tests {
     use super::*;
     use crate::llm::limits::DEFAULT_LIMIT_BACKOFF;
     use crate::llm::{LlmError, Usage};
+    use std::path::Path;
 
     fn answered(text: &str) -> Result<LlmResponse, CallError> {
         Ok(LlmResponse {
@@ -224,6 +224,40 @@ mod tests {
             judge(limited(Some(now - Duration::from_secs(5))), now),
             Verdict::BackOff { wait, .. } if wait.is_zero()
         ));
+    }
+
+    #[tokio::test]
+    async fn outputs_outside_the_workspace_fail_like_missing_ones() {
+        let root = std::env::temp_dir().join(format!("porki-verdict-{}", std::process::id()));
+        let ws =
+            crate::workspace::Workspaces::new(Path::new("w/{goal}"), None, &root).for_goal("g");
+        ws.create().await.unwrap();
+        std::fs::write(ws.artifacts.join("t1.md"), "t1").unwrap();
+        std::fs::write(root.join("outside.md"), "o").unwrap();
+        let outside = root.join("outside.md").display().to_string();
+        let done = |outputs: &[&str]| {
+            let outputs = serde_json::to_string(outputs).unwrap();
+            judge_now(answered(&format!(
+                r#"{{"status":"done","outputs":{outputs}}}"#
+            )))
+        };
+        assert!(matches!(
+            check_outputs(done(&["artifacts/t1.md", "found 3 things"]), &ws).await,
+            Verdict::Done(_)
+        ));
+        let mut errors = Vec::new();
+        for output in [outside.as_str(), "../../outside.md", "../../missing.md"] {
+            let (retryable, error) = failed(check_outputs(done(&[output]), &ws).await);
+            assert!(retryable);
+            errors.push(error.replace(output, "PATH"));
+        }
+        // An existing file outside reads exactly like a missing one.
+        assert!(errors.iter().all(|e| *e == errors[0]), "{errors:?}");
+        assert!(
+            errors[0].contains("not files inside the workspace"),
+            "{errors:?}"
+        );
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

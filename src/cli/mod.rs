@@ -228,8 +228,8 @@ impl RunArgs {
     }
 }
 
-/// Builds the provider the flags name.
-fn provider(args: &LlmArgs) -> anyhow::Result<Arc<dyn LlmProvider>> {
+/// Builds the provider the flags name; `secrets` are kept from its children.
+fn provider(args: &LlmArgs, secrets: llm::Secrets) -> anyhow::Result<Arc<dyn LlmProvider>> {
     let config = ProviderConfig {
         kind: args.llm_provider,
         cli: args.llm_cli.clone(),
@@ -239,6 +239,7 @@ fn provider(args: &LlmArgs) -> anyhow::Result<Arc<dyn LlmProvider>> {
         api_key_env: args.llm_api_key_env.clone(),
         timeout: args.llm_timeout,
         permissions: args.llm_permissions,
+        secrets,
     };
     let provider = llm::provider_from_config(&config).map_err(usage)?;
     match provider.preflight() {

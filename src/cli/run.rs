@@ -19,7 +19,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             args.role
         )));
     }
-    let provider = provider(&args.llm)?;
+    let secrets = porki::llm::Secrets::new(&args.store.redis_url, args.http.token());
+    let provider = provider(&args.llm, secrets)?;
     if let Some(prompt) = &args.prompt {
         return one_shot(&*provider, prompt, args.llm.llm_timeout);
     }
@@ -29,6 +30,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| usage("--instructions PATH is required (or --prompt for one prompt)"))?;
     let project = Project::load(&path).map_err(usage)?;
     let settings = args.settings();
+    if provider.writes_files() {
+        settings
+            .workspaces()
+            .keep_out_of_reach(&project.goals(), &project.control_files())
+            .map_err(usage)?;
+    }
     let web = args.http.bind(settings.metrics.clone())?;
     let system = System::new();
     let started: anyhow::Result<()> = system.block_on(async {

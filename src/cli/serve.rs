@@ -48,6 +48,11 @@ pub struct HttpArgs {
 }
 
 impl HttpArgs {
+    /// The dashboard token, if one is set (a secret CLI children must not see).
+    pub fn token(&self) -> Option<&str> {
+        self.http_token.as_deref()
+    }
+
     /// Binds the dashboard's address when `--http` is given (so a taken port or a
     /// missing token fails before anything starts).
     pub fn bind(&self, metrics: Arc<Metrics>) -> anyhow::Result<Option<WebServer>> {

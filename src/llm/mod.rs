@@ -31,7 +31,7 @@ use async_trait::async_trait;
 
 use crate::workspace::GoalWorkspace;
 
-pub use self::cli::{CliFlavor, CliProvider, Permissions};
+pub use self::cli::{CliFlavor, CliProvider, Permissions, Secrets};
 pub use self::error::{FailureKind, LlmError};
 pub use self::http::{AnthropicProvider, HttpSettings, OpenAiProvider};
 pub use self::offline::OfflineProvider;
@@ -240,6 +240,8 @@ pub struct ProviderConfig {
     pub timeout: Duration,
     /// What CLI agents may do in the workspace.
     pub permissions: Permissions,
+    /// porki's secrets, kept out of CLI children's environment.
+    pub secrets: Secrets,
 }
 
 impl ProviderConfig {
@@ -254,6 +256,7 @@ impl ProviderConfig {
             api_key_env: None,
             timeout: DEFAULT_TIMEOUT,
             permissions: Permissions::default(),
+            secrets: Secrets::default(),
         }
     }
 }
@@ -296,7 +299,8 @@ pub fn provider_from_config(config: &ProviderConfig) -> Result<Arc<dyn LlmProvid
             };
             Arc::new(
                 CliProvider::new(flavor, config.cli.clone(), config.extra_args.clone())?
-                    .with_permissions(config.permissions),
+                    .with_permissions(config.permissions)
+                    .with_secrets(config.secrets.clone()),
             )
         }
         ProviderKind::Openai => Arc::new(OpenAiProvider::new(http())?),

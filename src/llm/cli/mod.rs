@@ -15,7 +15,8 @@
 //! [`ARGV_PROMPT_LIMIT`] bytes (Linux refuses single arguments over 128 KiB) or
 //! starting with `-` goes on stdin instead (`claude -p …`, `codex exec … -`).
 //! `command` always gets the prompt on stdin, and the policy and workspace as
-//! `PORKI_LLM_PERMISSIONS` and `PORKI_WORKSPACE`.
+//! `PORKI_LLM_PERMISSIONS` and `PORKI_WORKSPACE`. Every child gets porki's
+//! environment minus porki's own settings and secrets (`env.rs`).
 //!
 //! A run is judged from what it printed, never from its exit code alone:
 //! `claude.rs` reads claude's JSON result (denied tools fail the attempt),
@@ -28,6 +29,7 @@ mod child;
 mod classify;
 mod claude;
 mod codex;
+mod env;
 mod envelope;
 mod policy;
 
@@ -40,6 +42,7 @@ use async_trait::async_trait;
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+pub use self::env::Secrets;
 pub use self::policy::Permissions;
 
 use self::child::{GroupGuard, ReadError, Stderr, feed, read_capped, read_stderr, stop_group};
@@ -92,6 +95,7 @@ pub struct CliProvider {
     extra_args: Vec<String>,
     permissions: Permissions,
     output_limit: usize,
+    secrets: Secrets,
 }
 
 impl CliProvider {
@@ -117,12 +121,19 @@ impl CliProvider {
             extra_args,
             permissions: Permissions::default(),
             output_limit: DEFAULT_OUTPUT_LIMIT,
+            secrets: Secrets::default(),
         })
     }
 
     /// What the CLI agent may do in the workspace (default: edit).
     pub fn with_permissions(mut self, permissions: Permissions) -> Self {
         self.permissions = permissions;
+        self
+    }
+
+    /// Keeps `secrets` out of the children's environment (`PORKI_*` variables are always kept out).
+    pub fn with_secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = secrets;
         self
     }
 
@@ -180,7 +191,11 @@ impl CliProvider {
         with_stdin: bool,
         workspace: Option<&GoalWorkspace>,
     ) -> Result<Child, LlmError> {
+        env::hide_own_process();
         let mut command = Command::new(&self.program);
+        command
+            .env_clear()
+            .envs(env::child_env(std::env::vars_os(), &self.secrets));
         if let Some(ws) = workspace {
             command.current_dir(&ws.dir).env("PORKI_WORKSPACE", &ws.dir);
         }

@@ -122,3 +122,101 @@ pub fn target_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// An ordinary (non-root) user to run porki and a CLI as.
+#[derive(Debug, Clone, Copy)]
+pub struct User {
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary group.
+    pub gid: u32,
+}
+
+/// The user that runs `porki` as a non-root user: as root, `porki-test`
+/// (created with `useradd` if missing); otherwise the current user.
+pub fn ordinary_user() -> User {
+    const NAME: &str = "porki-test";
+    if !nix::unistd::geteuid().is_root() {
+        return User {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+        };
+    }
+    static CREATE: Mutex<()> = Mutex::new(());
+    let _once = CREATE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(user) = lookup(NAME) {
+        return user;
+    }
+    let added = Command::new("useradd")
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            NAME,
+        ])
+        .output();
+    // Another test process may have added it meanwhile: look again either way.
+    lookup(NAME).unwrap_or_else(|| {
+        panic!(
+            "this test runs porki as an ordinary user (claude refuses full permissions as root) \
+             and could not create the user {NAME} with useradd ({added:?}): install useradd \
+             (Debian: apt-get install -y passwd) or create the user yourself"
+        )
+    })
+}
+
+/// `name`'s uid and gid, from `getent passwd`.
+fn lookup(name: &str) -> Option<User> {
+    let out = Command::new("getent")
+        .args(["passwd", name])
+        .output()
+        .ok()?;
+    let line = String::from_utf8(out.stdout).ok()?;
+    let mut fields = line.trim().split(':').skip(2);
+    Some(User {
+        uid: fields.next()?.parse().ok()?,
+        gid: fields.next()?.parse().ok()?,
+    })
+}
+
+impl User {
+    /// Makes `dir` and everything in it this user's (the run's workspace and the CLI's home).
+    pub fn own(&self, dir: &Path) {
+        std::os::unix::fs::chown(dir, Some(self.uid), Some(self.gid)).unwrap();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() && !path.is_symlink() {
+                self.own(&path);
+            } else {
+                std::os::unix::fs::lchown(&path, Some(self.uid), Some(self.gid)).unwrap();
+            }
+        }
+    }
+
+    /// Fails the test, saying what to do, unless this user can run each of `programs`
+    /// (every folder above them searchable, the files readable and executable).
+    pub fn assert_can_run(&self, programs: &[PathBuf]) {
+        use std::os::unix::process::CommandExt;
+        for program in programs {
+            let program = program.canonicalize().unwrap_or_else(|_| program.clone());
+            let ok = Command::new("test")
+                .arg("-r")
+                .arg(&program)
+                .arg("-a")
+                .arg("-x")
+                .arg(&program)
+                .uid(self.uid)
+                .gid(self.gid)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "uid {} cannot run {}: make every folder above it searchable by others \
+                 (chmod o+x) or check out the repository where other users can reach it",
+                self.uid,
+                program.display()
+            );
+        }
+    }
+}

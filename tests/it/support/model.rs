@@ -8,7 +8,9 @@
 //! execute, writes `artifacts/<task>.md` with the CLI's own file tool (claude's
 //! `Write`, codex's `apply_patch` through its `exec` tool), then answers with
 //! the task's JSON once the CLI returns the tool's result. Faults (an HTTP
-//! status for every call, or for execute calls until a time) are switchable.
+//! status for every call, or for execute calls until a time) are switchable,
+//! and so is a probe: a shell command the model has the CLI run before the write
+//! (claude's `Bash`, codex's `exec_command`), as a prompt-injected model would.
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -28,6 +30,8 @@ pub struct ModelCall {
     pub task: Option<String>,
     /// The text of the tool result the CLI sent back, if this call carried one.
     pub tool_result: Option<String>,
+    /// Every text of the request (system prompt, messages, tool results), joined.
+    pub text: String,
     /// The HTTP status answered.
     pub status: u16,
 }
@@ -43,6 +47,8 @@ pub struct Fault {
     pub execute_only: bool,
     /// How long it lasts from the first call it answers; `None`: for good.
     pub lasting: Option<Duration>,
+    /// A `retry-after` header (seconds) on the answer, if any.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Default)]
@@ -50,6 +56,8 @@ struct State {
     tasks: Vec<String>,
     calls: Vec<ModelCall>,
     fault: Option<Fault>,
+    /// A shell command to run before each execute call's write.
+    probe: Option<String>,
     /// When the fault first answered a call.
     fault_started: Option<Instant>,
 }
@@ -107,6 +115,11 @@ impl ModelServer {
         let mut state = self.state.lock().unwrap();
         state.fault = Some(fault);
         state.fault_started = None;
+    }
+
+    /// Has the CLI run `command` in its shell before each task's write.
+    pub fn set_probe(&self, command: &str) {
+        self.state.lock().unwrap().probe = Some(command.to_string());
     }
 
     /// Every call answered so far.
@@ -183,8 +196,10 @@ fn read_prompt(texts: &[String]) -> Prompt {
     }
 }
 
-/// What the model says: a tool call that writes a file, or a final text.
+/// What the model says: a tool call that runs a command or writes a file, or
+/// a final text.
 enum Turn {
+    Shell(String),
     Write { path: String, content: String },
     Text(String),
 }
@@ -215,6 +230,7 @@ async fn answer(
     strings(&body, &mut texts);
     let prompt = read_prompt(&texts);
     let tool_result = tool_result(api, &body);
+    let tools_used = tool_results(api, &body).len();
     let mut state = state.lock().unwrap();
     let applies = |f: &Fault| !f.execute_only || prompt.phase.as_deref() == Some("execute");
     if state.fault.as_ref().is_some_and(applies) && state.fault_started.is_none() {
@@ -236,18 +252,23 @@ async fn answer(
             .as_ref()
             .map(|t| format!("{}/{t}", prompt.goal.clone().unwrap_or_default())),
         tool_result: tool_result.clone(),
+        text: texts.join("\n"),
         status,
     });
     if let Some(fault) = fault {
-        return HttpResponse::build(actix_web::http::StatusCode::from_u16(fault.status).unwrap())
-            .insert_header(("content-type", "application/json"))
-            .body(fault.body.to_string());
+        let mut answer =
+            HttpResponse::build(actix_web::http::StatusCode::from_u16(fault.status).unwrap());
+        answer.insert_header(("content-type", "application/json"));
+        if let Some(seconds) = fault.retry_after {
+            answer.insert_header(("retry-after", seconds.to_string()));
+        }
+        return answer.body(fault.body.to_string());
     }
-    let turn = model_turn(&state.tasks, &prompt, tool_result.is_some());
+    let turn = model_turn(&state.tasks, &prompt, state.probe.as_deref(), tools_used);
     drop(state);
     let events = match api {
-        "anthropic" => anthropic_events(&turn),
-        _ => openai_events(&turn),
+        "anthropic" => anthropic_events(&turn, tools_used),
+        _ => openai_events(&turn, tools_used),
     };
     HttpResponse::Ok()
         .insert_header(("content-type", "text/event-stream"))
@@ -285,7 +306,35 @@ fn tool_result(api: &str, body: &Value) -> Option<String> {
     Some(texts.join("\n"))
 }
 
-fn model_turn(tasks: &[String], prompt: &Prompt, after_tool: bool) -> Turn {
+/// Every tool result of the conversation so far.
+fn tool_results<'b>(api: &str, body: &'b Value) -> Vec<&'b Value> {
+    match api {
+        "anthropic" => body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["content"].as_array())
+            .flatten()
+            .filter(|c| c["type"] == "tool_result")
+            .collect(),
+        _ => body["input"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| {
+                matches!(
+                    i["type"].as_str(),
+                    Some("function_call_output" | "custom_tool_call_output")
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The model's next turn; `tools_used`: tool results so far in this call's conversation.
+fn model_turn(tasks: &[String], prompt: &Prompt, probe: Option<&str>, tools_used: usize) -> Turn {
+    // On execute: the probe (if any), then the write, then the answer.
+    let write_turn = usize::from(probe.is_some());
     let goal = prompt.goal.clone().unwrap_or_default();
     match prompt.phase.as_deref() {
         Some("plan") => {
@@ -300,7 +349,10 @@ fn model_turn(tasks: &[String], prompt: &Prompt, after_tool: bool) -> Turn {
                 .collect();
             Turn::Text(json!({"goal_id": goal, "nodes": nodes, "edges": edges}).to_string())
         }
-        Some("execute") if !after_tool => {
+        Some("execute") if tools_used < write_turn => {
+            Turn::Shell(probe.unwrap_or_default().to_string())
+        }
+        Some("execute") if tools_used == write_turn => {
             let task = prompt.task.clone().unwrap_or_default();
             let relative = format!("artifacts/{task}.md");
             let path = match &prompt.cwd {
@@ -334,10 +386,17 @@ fn sse(events: &[(&str, Value)]) -> String {
 }
 
 /// Anthropic Messages streaming events for one assistant turn.
-fn anthropic_events(turn: &Turn) -> String {
+/// `n` numbers the tool call within the conversation (ids must differ).
+fn anthropic_events(turn: &Turn, n: usize) -> String {
+    let id = format!("toolu_{n:02}");
     let (block, delta, stop) = match turn {
+        Turn::Shell(command) => (
+            json!({"type": "tool_use", "id": id, "name": "Bash", "input": {}}),
+            json!({"type": "input_json_delta", "partial_json": json!({"command": command, "description": "look around"}).to_string()}),
+            "tool_use",
+        ),
         Turn::Write { path, content } => (
-            json!({"type": "tool_use", "id": "toolu_01", "name": "Write", "input": {}}),
+            json!({"type": "tool_use", "id": id, "name": "Write", "input": {}}),
             json!({"type": "input_json_delta", "partial_json": json!({"file_path": path, "content": content}).to_string()}),
             "tool_use",
         ),
@@ -373,8 +432,17 @@ fn anthropic_events(turn: &Turn) -> String {
 }
 
 /// OpenAI Responses streaming events for one assistant turn.
-fn openai_events(turn: &Turn) -> String {
+/// `n` numbers the tool call within the conversation (ids must differ).
+fn openai_events(turn: &Turn, n: usize) -> String {
+    let (id, call_id) = (format!("ctc_{n}"), format!("call_{n}"));
     let item = match turn {
+        Turn::Shell(command) => {
+            let js = format!(
+                "const r = await tools.exec_command({{cmd: {}}});\ntext(JSON.stringify(r));",
+                serde_json::to_string(command).unwrap()
+            );
+            json!({"id": id, "type": "custom_tool_call", "status": "completed", "call_id": call_id, "name": "exec", "input": js})
+        }
         Turn::Write { path, content } => {
             // codex's default model works in "code mode": one custom `exec` tool
             // whose input is JavaScript calling the nested tools.
@@ -387,7 +455,7 @@ fn openai_events(turn: &Turn) -> String {
                 "const r = await tools.apply_patch({});\ntext(JSON.stringify(r));",
                 serde_json::to_string(&patch).unwrap()
             );
-            json!({"id": "ctc_1", "type": "custom_tool_call", "status": "completed", "call_id": "call_1", "name": "exec", "input": js})
+            json!({"id": id, "type": "custom_tool_call", "status": "completed", "call_id": call_id, "name": "exec", "input": js})
         }
         Turn::Text(text) => {
             json!({"id": "msg_1", "type": "message", "status": "completed", "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": []}]})

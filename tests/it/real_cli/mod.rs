@@ -6,16 +6,25 @@
 //! is what the CLIs do to that write: under the default policy it lands in the
 //! goal's workspace; under read-only the CLI refuses it while exiting 0, and
 //! porki must not call the task done.
+//!
+//! - `limits`: rate limits (429) from each CLI make the whole goal wait, then finish.
+//! - `prompts`: a prompt over 100 KiB and one starting with `-` reach the model whole.
+//! - `secrets`: under `--llm-permissions full`, as an ordinary user, the agent
+//!   finds none of porki's secrets; a workspace holding the instructions is refused.
+
+mod limits;
+mod prompts;
+mod secrets;
 
 use std::path::PathBuf;
-use std::process::Output;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::support::clis::{self, target_dir};
 use crate::support::model::{Fault, ModelServer};
-use crate::support::{RedisServer, porki, wait_for};
+use crate::support::{RedisServer, porki};
 
 const GOAL: &str = "cli-goal";
 const TASKS: [&str; 3] = ["t1", "t2", "t3"];
@@ -65,30 +74,45 @@ impl Setup {
 
     /// `porki run … --until-done` with `extra` flags; its output once it exits.
     fn run(&self, redis_url: &str, extra: &[&str]) -> Output {
+        let mut command = self.command(extra);
+        command.args(["--redis-url", redis_url]);
+        finish(command)
+    }
+
+    /// `porki run … --until-done` with `extra` flags (the workspace below the
+    /// test's folder unless they name one), not started, with no store URL.
+    fn command(&self, extra: &[&str]) -> Command {
         let mut command = porki();
         command
             .args(["run", "--until-done", "--log-style", "concise"])
             .arg("--instructions")
             .arg(self.dir.join("INSTRUCTIONS.md"))
-            .args(["--redis-url", redis_url])
             .args(["--llm-provider", self.provider])
             .arg("--llm-cli")
             .arg(&self.cli)
-            .arg("--workspace")
-            .arg(self.dir.join("workspace/{goal}"))
             .args(["--lease-ttl", "120s", "--llm-timeout", "90s"])
             .args(extra)
             .current_dir(&self.dir)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let started = Instant::now();
-        let output = command.output().expect("run porki");
-        assert!(
-            started.elapsed() < LIMIT,
-            "the run took {:?}",
-            started.elapsed()
-        );
-        output
+        if !extra.contains(&"--workspace") {
+            command
+                .arg("--workspace")
+                .arg(self.dir.join("workspace/{goal}"));
+        }
+        command
     }
+}
+
+/// Runs `command` to its end, within [`LIMIT`].
+fn finish(mut command: Command) -> Output {
+    let started = Instant::now();
+    let output = command.output().expect("run porki");
+    assert!(
+        started.elapsed() < LIMIT,
+        "the run took {:?}",
+        started.elapsed()
+    );
+    output
 }
 
 fn text(output: &Output) -> String {
@@ -207,6 +231,7 @@ fn claude_with_a_refused_key_fails_the_goal_at_once() {
         body: json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}),
         execute_only: false,
         lasting: None,
+        retry_after: None,
     });
     let started = Instant::now();
     let output = setup.run("memory://", &[]);
@@ -225,46 +250,6 @@ fn claude_with_a_refused_key_fails_the_goal_at_once() {
         "{:?}",
         started.elapsed()
     );
-}
-
-#[test]
-fn claude_rate_limited_makes_the_goal_wait_then_finish() {
-    let redis = RedisServer::start();
-    let setup = Setup::new("claude", "429");
-    setup.model.set_fault(Fault {
-        status: 429,
-        body: json!({"type": "error", "error": {"type": "rate_limit_error", "message": "Rate limit reached for the stand-in; try again in 6s."}}),
-        execute_only: true,
-        lasting: Some(Duration::from_secs(6)),
-    });
-    let url = redis.url();
-    let waited = std::thread::scope(|scope| {
-        let run = scope.spawn(|| setup.run(&url, &[]));
-        // While the limit holds, `porki status` shows the goal waiting and why.
-        let backoff = wait_for(Duration::from_secs(60), "the goal backs off", || {
-            let goal = try_status(&url)?;
-            (!goal["backoff"].is_null()).then(|| goal["backoff"].clone())
-        });
-        (run.join().unwrap(), backoff)
-    });
-    let (output, backoff) = waited;
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    assert!(
-        backoff["reason"].as_str().unwrap().contains("rate"),
-        "{backoff}"
-    );
-    assert!(backoff["left_ms"].as_u64().unwrap() > 0, "{backoff}");
-    let goal = status(&redis.url());
-    assert_every_file_written(&setup, &goal);
-    // The limited calls did not cost attempts, and the goal stopped asking
-    // while it waited: few 429s in all.
-    let limited = setup
-        .model
-        .calls()
-        .iter()
-        .filter(|c| c.status == 429)
-        .count();
-    assert!((1..=6).contains(&limited), "{limited} rate-limited calls");
 }
 
 #[test]
@@ -306,6 +291,7 @@ fn codex_with_a_refused_key_fails_the_goal_at_once() {
         body: json!({"error": {"type": "invalid_request_error", "message": "Incorrect API key provided", "code": "invalid_api_key"}}),
         execute_only: false,
         lasting: None,
+        retry_after: None,
     });
     let started = Instant::now();
     let output = setup.run("memory://", &[]);
