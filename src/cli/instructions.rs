@@ -19,7 +19,7 @@ pub enum InstructionsCommand {
     },
     /// Write a template instruction file for an agent.
     Create {
-        /// Agent name (becomes `<name>.md`).
+        /// Agent name; the file is its words upper-cased and joined by `_` (`Core infra dev` → `CORE_INFRA_DEV.md`).
         #[arg(long)]
         name: String,
         /// Folder to write it in.
@@ -41,8 +41,8 @@ pub fn run(command: InstructionsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         InstructionsCommand::Create { name, path, force } => {
-            porki::domain::check_id("agent name", &name).map_err(|e| UsageError(e.to_string()))?;
-            let file = path.join(format!("{name}.md"));
+            let names = porki::instructions::AgentFileName::new(&name).map_err(UsageError)?;
+            let file = path.join(&names.file);
             if file.exists() && !force {
                 return Err(UsageError(format!(
                     "{} already exists: pass --force to overwrite it",
@@ -52,7 +52,8 @@ pub fn run(command: InstructionsCommand) -> anyhow::Result<ExitCode> {
             }
             std::fs::create_dir_all(&path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
-            std::fs::write(&file, porki::instructions::agent_template(&name))
+            let text = porki::instructions::agent_template(name.trim(), &names.agent, &names.file);
+            std::fs::write(&file, text)
                 .with_context(|| format!("cannot write {}", file.display()))?;
             println!("wrote {}", file.display());
             Ok(ExitCode::SUCCESS)

@@ -27,6 +27,7 @@ pub mod goals;
 pub mod markdown;
 pub mod plan;
 pub mod tasks;
+pub mod template;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,7 @@ use self::fields::Acc;
 use crate::domain::{AgentKind, GoalPolicy};
 pub use plan::{AgentBrief, task_list_plan};
 pub use tasks::{TaskItem, task_list};
+pub use template::{AgentFileName, agent_template};
 
 /// The declarations read from an instructions file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,95 +321,6 @@ pub fn parse_cadence(value: &str) -> Result<Duration, String> {
         ));
     }
     Ok(d)
-}
-
-/// The markdown text of a per-agent instruction file, for `porki instructions create`.
-///
-/// It has a `## Tasks` list in the form [`task_list`] reads (used by the
-/// offline planner) and the JSON answer shapes an LLM-backed agent must give.
-pub fn agent_template(name: &str) -> String {
-    format!(
-        r#"# {name}
-
-Instructions for the agent `{name}`. The planner reads this file when it turns
-the agent's goal into tasks; edit it, then append `REPARSE` to the agent's
-heartbeat file to reload it.
-
-## Role
-
-Describe what this agent does, what it must not do, and where it writes.
-
-## Declaring this agent
-
-In `INSTRUCTIONS.md`, next to the other agents. `Kind` is `builder` (does the
-work), `reviewer` (reviews builders' work) or `manager` (settles what reviews
-cannot); without it the role decides (qa, review, test: reviewer; lead,
-manager, owner: manager; anything else: builder). Under `## Goals`, `Review`
-says which tasks get a review (`all`, `none`, or `marked`: only tasks marked
-`(review)`) and `Approve` which wait for a person's `APPROVE-TASK` (`marked`,
-`all` or `none`).
-
-```markdown
-## Agents
-### {name}
-- Goal: goal-001
-- Role: research
-- Kind: builder
-- Instructions: {name}.md
-- Heartbeat: heartbeat/{name}.md
-
-## Goals
-### goal-001
-- Review: marked
-- Approve: none
-```
-
-## Tasks
-
-One list item per task. `[id]` names the task (else an id is made from the
-title). An item without `after:` runs after the item above it; `after: none`
-means it can start at once. `priority:` (higher runs sooner) and `artifacts:`
-are optional. Markers in parentheses: `(review)` asks for a review when the
-goal says `Review: marked`, `(approval)` makes the task wait for a person's
-`APPROVE-TASK`, `(soft)` lets another builder take it when no agent of its role
-is running.
-
-- [scope] Define the scope and the questions to answer priority: 10
-- [collect-sources] Collect sources on each question artifacts: sources.md
-- [summarize] Summarize the findings after: collect-sources artifacts: report.md (review)
-- [check] Check the report against the scope after: scope, summarize
-
-## Answer formats
-
-Answer with JSON only (a ```json fence is accepted). The first line of every
-prompt is `porki-phase: <plan|select|execute|summarize>`.
-
-Plan (`porki-phase: plan`):
-
-```json
-{{"goal_id": "goal-001",
- "nodes": [{{"id": "task-001", "title": "Research", "priority": 10,
-            "expected_artifacts": ["notes.md"], "metadata": {{}}}}],
- "edges": [{{"source": "task-001", "target": "task-002"}}]}}
-```
-
-Select (`porki-phase: select`, optional):
-
-```json
-{{"selected_task_id": "task-001", "justification": "highest priority ready task",
- "confidence": 0.8}}
-```
-
-Execute or summarize (`porki-phase: execute` / `porki-phase: summarize`):
-
-```json
-{{"status": "done", "outputs": ["report.md"], "notes": "what was done",
- "follow_ups": []}}
-```
-
-`status` is `done` or `failed`.
-"#
-    )
 }
 
 #[cfg(test)]

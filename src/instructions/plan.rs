@@ -247,7 +247,13 @@ mod tests {
 
     #[test]
     fn two_agents_made_from_the_template_plan_two_chains() {
-        let template = |name| brief(name, None, &super::super::agent_template(name));
+        let template = |name| {
+            brief(
+                name,
+                None,
+                &super::super::agent_template(name, name, "RESEARCH.md"),
+            )
+        };
         let dag = plan(vec![template("a"), template("b")]);
         assert_eq!(
             ids(dag.dag())[4..],

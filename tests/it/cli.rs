@@ -103,7 +103,7 @@ fn instructions_create_writes_a_template_and_refuses_to_overwrite() {
             .unwrap()
     };
     assert!(run().status.success());
-    let text = std::fs::read_to_string(dir.join("research.md")).unwrap();
+    let text = std::fs::read_to_string(dir.join("RESEARCH.md")).unwrap();
     assert!(
         text.contains("selected_task_id") && text.contains("\"status\""),
         "{text}"
@@ -111,6 +111,47 @@ fn instructions_create_writes_a_template_and_refuses_to_overwrite() {
     let again = run();
     let stderr = exit_stderr(&again, 2, "create over an existing file");
     assert!(stderr.contains("--force"), "{stderr}");
+}
+
+#[test]
+fn instructions_create_names_the_file_as_the_python_porki_did() {
+    let dir = temp_dir("create-words");
+    let output = porki()
+        .args([
+            "instructions",
+            "create",
+            "--name",
+            "Core infra dev",
+            "--path",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = success_stdout(&output);
+    assert!(stdout.contains("CORE_INFRA_DEV.md"), "{stdout}");
+    let text = std::fs::read_to_string(dir.join("CORE_INFRA_DEV.md")).unwrap();
+    assert!(text.starts_with("# Core infra dev\n"), "{text}");
+    // The declaration it suggests is valid as it stands.
+    let instructions = text
+        .split("```markdown\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    std::fs::write(dir.join("INSTRUCTIONS.md"), instructions).unwrap();
+    let validate = porki()
+        .args(["instructions", "validate"])
+        .arg(dir.join("INSTRUCTIONS.md"))
+        .output()
+        .unwrap();
+    let summary = success_stdout(&validate);
+    assert!(summary.contains("core_infra_dev"), "{summary}");
+    let none = porki()
+        .args(["instructions", "create", "--name=--", "--path"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = exit_stderr(&none, 2, "a name without letters");
+    assert!(stderr.contains("no letter or digit"), "{stderr}");
 }
 
 #[test]

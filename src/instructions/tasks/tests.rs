@@ -130,7 +130,11 @@ fn no_tasks_section_gives_nothing() {
 
 #[test]
 fn the_agent_template_has_a_readable_task_list() {
-    let t = task_list(&super::super::agent_template("research_agent"));
+    let t = task_list(&super::super::agent_template(
+        "research_agent",
+        "research_agent",
+        "RESEARCH_AGENT.md",
+    ));
     assert_eq!(ids(&t), ["scope", "collect-sources", "summarize", "check"]);
     assert_eq!(t[0].priority, Some(10));
     assert_eq!(t[1].after, ["scope"]);

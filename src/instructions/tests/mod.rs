@@ -415,7 +415,7 @@ fn resolve_joins_onto_the_instructions_folder() {
 
 #[test]
 fn the_agent_template_names_every_answer_shape() {
-    let t = agent_template("research_agent");
+    let t = agent_template("research_agent", "research_agent", "RESEARCH_AGENT.md");
     assert!(t.starts_with("# research_agent\n"));
     for needle in [
         "## Tasks",

@@ -291,7 +291,7 @@ fn summary_shows_kinds_and_goal_policies() {
 
 #[test]
 fn the_agent_templates_declaration_example_parses_as_it_says() {
-    let t = agent_template("research_agent");
+    let t = agent_template("research_agent", "research_agent", "RESEARCH_AGENT.md");
     let start = t.find("```markdown\n").expect("a markdown example") + "```markdown\n".len();
     let example = &t[start..start + t[start..].find("```").unwrap()];
     let i = ok(example);
