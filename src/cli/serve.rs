@@ -102,6 +102,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "{url} is the store of one process and holds nothing here: point --redis-url (or PORKI_REDIS_URL) at the orchestrator's Redis, or run `porki run --http ADDR` / `porki demo --http ADDR` to serve the embedded store"
         )));
     }
+    // Credentials or a TLS set-up that cannot work are refused now too; a
+    // Redis that is not up yet is waited for behind the pages.
+    let opened = super::block_on(async { Ok(store::open(&url).await.map(drop)) })?;
+    if let Err(e) = opened
+        && e.is_wrong_url()
+    {
+        return Err(usage(e));
+    }
     let server = bind(WebOptions {
         token: args.http_token,
         workers: 2,

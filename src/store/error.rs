@@ -43,9 +43,28 @@ pub enum StoreError {
         /// How many times the script was called.
         rounds: usize,
     },
-    /// Redis could not be reached or answered with an error.
-    #[error("Redis error: {0} (check that redis-server is running and --redis-url points at it)")]
-    Redis(#[from] ::redis::RedisError),
+    /// Redis refused porki's credentials: a wrong password or user, or none
+    /// given to a Redis that asks for one.
+    #[error("Redis at {url} refused porki's credentials ({detail}): {hint}", hint = AUTH_HINT)]
+    Refused {
+        /// The URL given, its password hidden.
+        url: String,
+        /// What Redis said.
+        detail: String,
+    },
+    /// A TLS connection cannot be made as set up: the CA file is unreadable, or
+    /// the server's certificate is not one porki trusts.
+    #[error("TLS to {url} cannot work: {reason}")]
+    Tls {
+        /// The URL given, its password hidden.
+        url: String,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
+    /// Redis could not be reached or answered with an error. (No error source:
+    /// the message already carries the cause, which `{:#}` would print again.)
+    #[error("Redis error: {0} ({hint})", hint = redis_hint(.0))]
+    Redis(::redis::RedisError),
     /// The goal has no plan in the store.
     #[error("goal {goal:?} has no plan in the store: start the orchestrator so it plans the goal")]
     UnknownGoal {
@@ -132,16 +151,45 @@ pub enum StoreError {
     },
 }
 
+impl From<::redis::RedisError> for StoreError {
+    fn from(e: ::redis::RedisError) -> Self {
+        StoreError::Redis(e)
+    }
+}
+
+/// What to do about a Redis credential error.
+const AUTH_HINT: &str = "put the right user and password in --redis-url or PORKI_REDIS_URL (redis://USER:PASSWORD@HOST:PORT; redis://:PASSWORD@HOST:PORT for requirepass; redis+unix:///PATH?user=USER&pass=PASSWORD)";
+
+/// Whether Redis refused porki's credentials (`WRONGPASS`, `NOAUTH`).
+pub(crate) fn is_auth_error(e: &::redis::RedisError) -> bool {
+    e.kind() == ::redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+}
+
+/// What to do about a Redis error, by its kind.
+fn redis_hint(e: &::redis::RedisError) -> &'static str {
+    if is_auth_error(e) {
+        AUTH_HINT
+    } else if e.code() == Some("NOPERM") {
+        "the Redis user lacks a right porki needs: grant it the ACL rules README.md gives under \"A secured Redis\""
+    } else {
+        "check that redis-server is running and --redis-url points at it"
+    }
+}
+
 /// Constructors the backends share, so both word an error the same way.
 impl StoreError {
-    /// Whether the URL is at fault (malformed, or naming a cluster node as one
-    /// Redis or one Redis as a cluster): retrying cannot help.
+    /// Whether the URL or what goes with it is at fault (malformed, naming a
+    /// cluster node as one Redis or one Redis as a cluster, credentials Redis
+    /// refuses, a TLS set-up that cannot work): retrying cannot help.
     pub fn is_wrong_url(&self) -> bool {
         matches!(
             self,
             StoreError::BadUrl { .. }
                 | StoreError::NotACluster { .. }
                 | StoreError::IsACluster { .. }
+                | StoreError::Refused { .. }
+                | StoreError::Tls { .. }
         )
     }
 

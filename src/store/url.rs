@@ -15,8 +15,7 @@ pub(crate) enum StoreUrl {
 }
 
 /// The forms a store URL may take, for error messages.
-pub(crate) const URL_FORMS: &str =
-    "use redis://HOST:PORT[/DB], redis+cluster://HOST:PORT[,HOST:PORT…] or memory://";
+pub(crate) const URL_FORMS: &str = "use redis://[USER:PASSWORD@]HOST:PORT[/DB] (rediss:// for TLS), redis+unix:///PATH[?pass=PASSWORD], redis+cluster://HOST:PORT[,HOST:PORT…] or memory://";
 
 impl StoreUrl {
     /// Reads a store URL. Errors name the URL with any password hidden.
@@ -26,12 +25,39 @@ impl StoreUrl {
         };
         match scheme {
             "memory" => Ok(StoreUrl::Memory),
-            "redis" | "rediss" | "redis+unix" | "unix" => Ok(StoreUrl::Redis(url.to_string())),
+            "redis" => Ok(StoreUrl::Redis(url.to_string())),
+            "rediss" => tls_url(url, rest).map(StoreUrl::Redis),
+            "redis+unix" | "unix" => socket_url(url, rest).map(StoreUrl::Redis),
             "redis+cluster" => cluster_nodes(url, "redis", rest).map(StoreUrl::Cluster),
             "rediss+cluster" => cluster_nodes(url, "rediss", rest).map(StoreUrl::Cluster),
             other => Err(bad(url, &format!("unknown scheme {other:?}"))),
         }
     }
+}
+
+/// A `rediss://` URL, unless it asks to skip checking the server's certificate
+/// (`#insecure`, which this build of redis-rs refuses at every connection).
+fn tls_url(url: &str, rest: &str) -> Result<String, StoreError> {
+    if rest.contains('#') {
+        return Err(bad(
+            url,
+            "porki always checks the server's certificate, so a TLS URL takes no #insecure (or other fragment): set PORKI_REDIS_CA to the PEM file of the CA that signed it",
+        ));
+    }
+    Ok(url.to_string())
+}
+
+/// A socket URL (`redis+unix:///PATH?user=USER&pass=PASSWORD&db=N`): redis-rs
+/// reads credentials from its query only, and would drop a user info unread.
+fn socket_url(url: &str, rest: &str) -> Result<String, StoreError> {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err(bad(
+            url,
+            "a socket URL names no host and takes its credentials in the query: redis+unix:///PATH?user=USER&pass=PASSWORD",
+        ));
+    }
+    Ok(url.to_string())
 }
 
 /// The seed nodes of `SCHEME+cluster://[USER[:PASS]@]HOST[:PORT][,HOST[:PORT]…][/]`,
@@ -86,14 +112,16 @@ pub(crate) fn bad(url: &str, reason: &str) -> StoreError {
     }
 }
 
-/// `url` with the password of its user info replaced by `***`, for logs and errors:
-/// `redis://:secret@host:6379` → `redis://:***@host:6379`.
+/// `url` with its password replaced by `***`, for logs and errors: the one of
+/// its user info (`redis://:secret@host:6379` → `redis://:***@host:6379`) and a
+/// socket URL's `pass=` (`redis+unix:///run/redis.sock?pass=***`).
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
+    let tail = redact_query(tail);
     match authority.rsplit_once('@') {
         Some((userinfo, hosts)) => {
             let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
@@ -105,8 +133,28 @@ pub fn redact(url: &str) -> String {
             };
             format!("{scheme}://{hidden}@{hosts}{tail}")
         }
-        None => url.to_string(),
+        None => format!("{scheme}://{authority}{tail}"),
     }
+}
+
+/// `PATH?QUERY#FRAGMENT` with the values of `pass` and `password` in the query
+/// replaced by `***`.
+fn redact_query(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_string();
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((query, fragment)) => (query, format!("#{fragment}")),
+        None => (query, String::new()),
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if matches!(name, "pass" | "password") => format!("{name}=***"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{path}?{}{fragment}", pairs.join("&"))
 }
 
 #[cfg(test)]
@@ -160,5 +208,40 @@ mod tests {
         );
         assert_eq!(redact("redis://hunter2@h"), "redis://***@h");
         assert_eq!(redact("redis://h:6379"), "redis://h:6379");
+    }
+
+    #[test]
+    fn a_socket_urls_password_is_hidden() {
+        assert_eq!(
+            redact("redis+unix:///run/r.sock?user=porki&pass=hunter2&db=1"),
+            "redis+unix:///run/r.sock?user=porki&pass=***&db=1"
+        );
+        assert_eq!(
+            redact("unix:///run/r.sock?password=hunter2#x"),
+            "unix:///run/r.sock?password=***#x"
+        );
+        assert_eq!(redact("unix:///run/r.sock?db=2"), "unix:///run/r.sock?db=2");
+        let message = StoreUrl::parse("redis+unix://:hunter2@/run/r.sock")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("?user=USER&pass=PASSWORD"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        assert_eq!(
+            StoreUrl::parse("redis+unix:///run/r.sock?pass=x").unwrap(),
+            StoreUrl::Redis("redis+unix:///run/r.sock?pass=x".into())
+        );
+    }
+
+    #[test]
+    fn a_tls_url_cannot_turn_off_the_certificate_check() {
+        let message = StoreUrl::parse("rediss://:hunter2@h:6380/#insecure")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("PORKI_REDIS_CA"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        assert_eq!(
+            StoreUrl::parse("rediss://u:p@h:6380/0").unwrap(),
+            StoreUrl::Redis("rediss://u:p@h:6380/0".into())
+        );
     }
 }

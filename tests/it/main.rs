@@ -22,6 +22,8 @@
 //! - `goal_upkeep`: goals across processes and over time: two `--replan`s at
 //!   once, the token budget under concurrent calls, `porki gc` and the
 //!   orchestrator's cleanup, the event feed's first resync.
+//! - `redis_access`: the real binary on a secured Redis (a password, an ACL
+//!   user, TLS with a private CA, a unix socket), the password shown nowhere.
 //! - `redis_keys`: the key layout as other programs see it (hash tags, the move
 //!   of old agent keys) and a script's answer to a request sent twice.
 //! - `manifests`: the systemg manifests and the instructions files they run.
@@ -51,6 +53,7 @@ mod goal_upkeep;
 mod manifests;
 mod network;
 mod real_cli;
+mod redis_access;
 mod redis_keys;
 mod runtime;
 mod status_graph;

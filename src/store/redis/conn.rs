@@ -6,10 +6,15 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, TlsCertificates, Value};
 
 use crate::store::StoreError;
+use crate::store::error::is_auth_error;
 use crate::store::url::{bad, redact};
+
+/// The environment variable naming the CA file (PEM) that porki trusts for
+/// `rediss://` instead of the system's CAs.
+pub(crate) const REDIS_CA_ENV: &str = "PORKI_REDIS_CA";
 
 /// Connection timeout of every node.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -39,7 +44,15 @@ pub(super) enum Conn {
 impl Conn {
     /// Connects to one Redis at `url`; refuses a node of a cluster.
     pub(super) async fn single(url: &str) -> Result<(Self, redis::Client), StoreError> {
-        let client = redis::Client::open(url).map_err(|e| bad(url, &e.to_string()))?;
+        let mut client = redis::Client::open(url).map_err(|e| bad(url, &e.to_string()))?;
+        if let Some(certs) = tls_certificates(url)? {
+            client = redis::Client::build_with_tls(url, certs).map_err(|e| StoreError::Tls {
+                url: redact(url),
+                reason: format!(
+                    "the CA file {REDIS_CA_ENV} names cannot be used ({e}): point it at the PEM file of the CA that signed the server's certificate"
+                ),
+            })?;
+        }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -47,13 +60,20 @@ impl Conn {
             // to log, and a dropped connection is re-dialled on the next command.
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
-        let mut conn = ConnectionManager::new_with_config(client.clone(), config).await?;
-        // A server that refuses INFO (renamed, or denied by an ACL) is taken at its word.
-        let info: Option<String> = redis::cmd("INFO")
+        let mut conn = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(|e| connect_error(url, e))?;
+        // A server that refuses INFO (renamed, or denied by an ACL) is taken at
+        // its word; one that wants a password porki was not given is not.
+        let info: Option<String> = match redis::cmd("INFO")
             .arg("cluster")
             .query_async(&mut conn)
             .await
-            .ok();
+        {
+            Ok(info) => Some(info),
+            Err(e) if is_auth_error(&e) => return Err(connect_error(url, e)),
+            Err(_) => None,
+        };
         if info.is_some_and(|info| info.lines().any(|line| line.trim() == "cluster_enabled:1")) {
             return Err(StoreError::IsACluster { url: redact(url) });
         }
@@ -68,7 +88,7 @@ impl Conn {
             Err(e) if e.to_string().contains("cluster support disabled") => {
                 Err(StoreError::NotACluster { url: redact(url) })
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(connect_error(url, e)),
         }
     }
 
@@ -91,12 +111,93 @@ pub(super) fn cluster_client(
         .retries(CLUSTER_RETRIES)
         .min_retry_wait(CLUSTER_MIN_RETRY_WAIT_MS)
         .max_retry_wait(CLUSTER_MAX_RETRY_WAIT_MS);
+    if let Some(certs) = tls_certificates(url)? {
+        builder = builder.certs(certs);
+    }
     if let Some(push) = push {
         builder = builder
             .use_protocol(redis::ProtocolVersion::RESP3)
             .push_sender(push);
     }
     builder.build().map_err(|e| bad(url, &e.to_string()))
+}
+
+/// The CA [`REDIS_CA_ENV`] names, for a TLS `url`; `None` when it is unset
+/// (the system's CAs are trusted). Set with a URL without TLS, it is refused:
+/// whoever set it meant the connection to be encrypted.
+fn tls_certificates(url: &str) -> Result<Option<TlsCertificates>, StoreError> {
+    let Some(path) = std::env::var_os(REDIS_CA_ENV).filter(|path| !path.is_empty()) else {
+        return Ok(None);
+    };
+    let tls_error = |reason: String| StoreError::Tls {
+        url: redact(url),
+        reason,
+    };
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    if !matches!(scheme, "rediss" | "rediss+cluster") {
+        return Err(tls_error(format!(
+            "{REDIS_CA_ENV} is set, but the URL does not use TLS: use rediss://… (rediss+cluster://… for a cluster), or unset {REDIS_CA_ENV}"
+        )));
+    }
+    let path = std::path::PathBuf::from(path);
+    let pem = std::fs::read(&path).map_err(|e| {
+        tls_error(format!(
+            "{REDIS_CA_ENV}={} cannot be read ({e}): point it at the PEM file of the CA that signed the server's certificate",
+            path.display()
+        ))
+    })?;
+    if !pem
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(tls_error(format!(
+            "{REDIS_CA_ENV}={} holds no PEM certificate: point it at the PEM file of the CA that signed the server's certificate",
+            path.display()
+        )));
+    }
+    Ok(Some(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    }))
+}
+
+/// A failed connection to `url` as the error that says what to do: refused
+/// credentials and untrusted certificates apart from outages.
+fn connect_error(url: &str, e: RedisError) -> StoreError {
+    // The cluster client gives what each node said as text only.
+    let text = e.to_string();
+    if is_auth_error(&e)
+        || ["AuthenticationFailed", "NOAUTH", "WRONGPASS"]
+            .iter()
+            .any(|said| text.contains(said))
+    {
+        return StoreError::Refused {
+            url: redact(url),
+            detail: text,
+        };
+    }
+    if is_certificate_error(&e) {
+        return StoreError::Tls {
+            url: redact(url),
+            reason: format!(
+                "porki does not trust the server's certificate ({e}): set {REDIS_CA_ENV} to the PEM file of the CA that signed it (without it, the system's CAs are trusted)"
+            ),
+        };
+    }
+    e.into()
+}
+
+/// Whether `e` is a TLS certificate the client refused (rustls says
+/// `invalid peer certificate: …`, somewhere in the chain of causes).
+fn is_certificate_error(e: &RedisError) -> bool {
+    let mut cause: Option<&dyn std::error::Error> = Some(e);
+    while let Some(error) = cause {
+        if error.to_string().contains("invalid peer certificate") {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 impl ConnectionLike for Conn {

@@ -45,7 +45,9 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to one Redis at `url` (`redis://host:port[/db]`, `rediss://…`).
+    /// Connects to one Redis at `url` (`redis://host:port[/db]`, `rediss://…`,
+    /// `redis+unix:///path`). Over TLS it trusts the CA file `PORKI_REDIS_CA`
+    /// names when it is set, else the system's CAs.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let (conn, client) = Conn::single(url).await?;
         Ok(Self::new(conn, EventFeed::single(client)))

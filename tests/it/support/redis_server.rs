@@ -1,5 +1,8 @@
-//! A private `redis-server` on a free loopback port, stopped when dropped.
+//! A private `redis-server` on a free loopback port, stopped when dropped;
+//! optionally asking for a password, and also listening with TLS (certificates
+//! made with `openssl` for the test) or on a unix socket.
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,13 +12,31 @@ use super::{free_port, temp_dir};
 pub struct RedisServer {
     child: Child,
     port: u16,
-    dir: std::path::PathBuf,
+    dir: PathBuf,
     extra: Vec<String>,
+    access: Access,
+    tls_port: Option<u16>,
+}
+
+/// What a test's server asks of its clients beyond its plain loopback port,
+/// which it always has (for the test's own commands).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// `requirepass`: the password of the default user.
+    pub password: Option<String>,
+    /// Also listen with TLS, on a port of its own (see [`RedisServer::tls_port`]).
+    pub tls: bool,
+    /// Also listen on a unix socket (see [`RedisServer::socket_path`]).
+    pub unix_socket: bool,
 }
 
 const INSTALL_HINT: &str = "redis-server is required by this test and was not found on PATH: \
 install it (Debian/Ubuntu: `apt-get install -y redis-server`; macOS: `brew install redis`) \
 or run `.ci/run`, which installs it";
+
+const OPENSSL_HINT: &str = "openssl is required by this test (it makes the TLS certificates) \
+and was not found on PATH: install it (Debian/Ubuntu: `apt-get install -y openssl`; \
+macOS: `brew install openssl`)";
 
 impl RedisServer {
     /// Starts a server with no persistence.
@@ -25,19 +46,59 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments, in its own temp dir.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_secured(extra, Access::default())
+    }
+
+    /// Starts a server with no persistence that asks for `access`.
+    pub fn start_with_access(access: Access) -> Self {
+        Self::start_secured(&["--save", "", "--appendonly", "no"], access)
+    }
+
+    fn start_secured(extra: &[&str], access: Access) -> Self {
         let dir = temp_dir("redis");
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         // A port picked free can be taken before redis binds it; try a few.
         for _ in 0..5 {
             // A failed try's drop removed the folder.
             std::fs::create_dir_all(&dir).expect("create the redis folder");
             let port = free_port();
+            let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+            if let Some(password) = &access.password {
+                extra.extend(["--requirepass".into(), password.clone()]);
+            }
+            let tls_port = access.tls.then(free_port);
+            if let Some(tls_port) = tls_port {
+                make_certificates(&dir);
+                let file = |name: &str| dir.join(name).display().to_string();
+                extra.extend([
+                    "--tls-port".into(),
+                    tls_port.to_string(),
+                    "--tls-cert-file".into(),
+                    file("server.crt"),
+                    "--tls-key-file".into(),
+                    file("server.key"),
+                    "--tls-ca-cert-file".into(),
+                    file("ca.crt"),
+                    // Clients show no certificate: porki checks the server's only.
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ]);
+            }
+            if access.unix_socket {
+                extra.extend([
+                    "--unixsocket".into(),
+                    dir.join("redis.sock").display().to_string(),
+                    "--unixsocketperm".into(),
+                    "700".into(),
+                ]);
+            }
             let child = spawn(port, &dir, &extra);
             let mut server = RedisServer {
                 child,
                 port,
                 dir: dir.clone(),
-                extra: extra.clone(),
+                extra,
+                access: access.clone(),
+                tls_port,
             };
             if server.wait_ready(Duration::from_secs(10)) {
                 return server;
@@ -51,9 +112,51 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, with the default user's password if it has one.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.access.password {
+            Some(password) => format!("redis://:{}@127.0.0.1:{}", url_encode(password), self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The TLS port (a server started with [`Access::tls`]).
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port.expect("the server was started without TLS")
+    }
+
+    /// The PEM file of the CA that signed the server's certificate (for
+    /// `127.0.0.1` and `localhost`), with TLS.
+    pub fn ca_file(&self) -> PathBuf {
+        assert!(
+            self.tls_port.is_some(),
+            "the server was started without TLS"
+        );
+        self.dir.join("ca.crt")
+    }
+
+    /// The unix socket (a server started with [`Access::unix_socket`]).
+    pub fn socket_path(&self) -> PathBuf {
+        assert!(
+            self.access.unix_socket,
+            "the server was started without a unix socket"
+        );
+        self.dir.join("redis.sock")
+    }
+
+    /// Creates ACL user `name` with `password` and the ACL `rules` (as `ACL
+    /// SETUSER` takes them, separated by spaces).
+    pub fn add_user(&self, name: &str, password: &str, rules: &str) {
+        let mut conn = self.conn();
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(name)
+            .arg("reset")
+            .arg("on")
+            .arg(format!(">{password}"))
+            .arg(rules.split_whitespace().collect::<Vec<_>>())
+            .query::<()>(&mut conn)
+            .unwrap_or_else(|e| panic!("ACL SETUSER {name} {rules}: {e}"));
     }
 
     /// A new synchronous connection to the server.
@@ -110,8 +213,86 @@ impl Drop for RedisServer {
     }
 }
 
+/// `text` percent-encoded for a URL's user info or query: all but letters,
+/// digits and `-._~`.
+pub fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Makes in `dir` a CA (`ca.crt`) and a server certificate it signed
+/// (`server.crt`, `server.key`) for `127.0.0.1` and `localhost`, with openssl.
+fn make_certificates(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write the certificate's extensions");
+    let steps: [&[&str]; 3] = [
+        &[
+            &["req", "-x509", "-days", "2", "-subj", "/CN=porki test CA"],
+            &ec[..],
+            &["-keyout", "ca.key", "-out", "ca.crt"],
+        ]
+        .concat(),
+        &[
+            &["req", "-new", "-subj", "/CN=localhost"],
+            &ec[..],
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    ];
+    for args in steps {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    panic!("{OPENSSL_HINT}");
+                }
+                panic!("could not run openssl: {e}");
+            });
+        assert!(
+            output.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
 /// Starts `redis-server` on loopback `port` in `dir`, with `extra` arguments.
-pub(super) fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> Child {
+pub(super) fn spawn(port: u16, dir: &Path, extra: &[String]) -> Child {
     Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .arg("--dir")
@@ -128,7 +309,7 @@ pub(super) fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> Child
         })
 }
 
-/// Whether a Redis on loopback `port` answers PING.
+/// Whether a Redis on loopback `port` answers PING (or asks for a password).
 pub(super) fn ping(port: u16) -> bool {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
@@ -139,7 +320,7 @@ pub(super) fn ping(port: u16) -> bool {
         return false;
     }
     let mut buf = [0u8; 16];
-    matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
 }
 
 /// One field of a Redis hash, e.g. `hget(&mut conn, "task:{g}:a", "status")`.
