@@ -9,15 +9,18 @@ use nix::sys::signal::Signal;
 pub const PORKI: &str = env!("CARGO_BIN_EXE_porki");
 
 /// A `porki` command that does not depend on the caller's shell: no
-/// `PORKI_LLM_PROVIDER` or `PORKI_REDIS_URL` taken from it, no `COLUMNS`,
+/// `PORKI_*` setting taken from it, no `COLUMNS`,
 /// no colours.
 pub fn porki() -> Command {
     let mut command = Command::new(PORKI);
-    command
-        .env_remove("PORKI_LLM_PROVIDER")
-        .env_remove("PORKI_REDIS_URL")
-        .env_remove("COLUMNS")
-        .env("NO_COLOR", "1");
+    // A developer's own settings (PORKI_REDIS_URL, PORKI_REDIS_CA, …) must not
+    // change what a test runs.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PORKI_") {
+            command.env_remove(name);
+        }
+    }
+    command.env_remove("COLUMNS").env("NO_COLOR", "1");
     command
 }
 
