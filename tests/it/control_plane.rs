@@ -306,13 +306,24 @@ fn editing_the_instructions_adds_and_removes_agents_and_a_bad_edit_changes_nothi
 
     // Replace `first` by `second`.
     write_instructions(&dir, &[("second", "g")], false);
+    let state_of = |name: &str| {
+        block_on(memory.agents())
+            .unwrap()
+            .into_iter()
+            .find(|a| a.name == name)
+            .map(|a| a.state)
+    };
+    wait_until(Duration::from_secs(5), "first is stopped", || {
+        state_of("first") == Some(porki::store::AgentState::Stopped)
+    });
+    // From here on, `first` must claim nothing.
+    let removed_at = now_ms();
     wait_until(Duration::from_secs(5), "second runs tasks", || {
         block_on(memory.tasks("g"))
             .unwrap()
             .iter()
             .any(|t| t.owner.as_deref() == Some("second"))
     });
-    let removed_at = now_ms();
     assert_eq!(join_within(run, LIMIT), 0);
     let tasks = block_on(memory.tasks("g")).unwrap();
     assert!(tasks.iter().all(|t| t.status == TaskStatus::Done));
@@ -323,9 +334,7 @@ fn editing_the_instructions_adds_and_removes_agents_and_a_bad_edit_changes_nothi
             .all(|t| t.started_ms.unwrap() < removed_at),
         "the removed agent claimed nothing after its removal"
     );
-    let agents = block_on(memory.agents()).unwrap();
-    let first = agents.iter().find(|a| a.name == "first").unwrap();
-    assert_eq!(first.state, porki::store::AgentState::Stopped);
+    assert_eq!(state_of("first"), Some(porki::store::AgentState::Stopped));
 }
 
 /// Writes `worker` with a cadence of `cadence` into the instructions of `dir`.

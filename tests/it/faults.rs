@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 use crate::support::fixture::{Fixture, ids_in, statuses};
 use crate::support::{
     RedisServer, exit_stderr, free_port, hget, porki, signal, temp_dir, tokio_runtime, wait_exit,
-    wait_for, write_script,
+    wait_for, wait_until, write_script,
 };
 
 fn long() -> bool {
@@ -59,7 +59,14 @@ fn kill_9_mid_run_and_restart_completes_without_rerunning_done_tasks() {
     );
     for round in 0..kills {
         let mut child = fixture.start(&server.url(), &format!("run-{round}.log"));
-        std::thread::sleep(Duration::from_millis(300 + rng.next(2200)));
+        // Each kill lands mid-run: once this process has started executing a
+        // task (a RUNNING task may be the last one's, its lease not yet expired),
+        // a little later.
+        let started = fixture.starts().len();
+        wait_until(Duration::from_secs(30), "this run executes a task", || {
+            fixture.starts().len() > started
+        });
+        std::thread::sleep(Duration::from_millis(rng.next(900)));
         signal(&child, Signal::SIGKILL);
         let _ = child.wait();
         let states = statuses(&mut conn, tasks);
@@ -83,6 +90,16 @@ fn kill_9_mid_run_and_restart_completes_without_rerunning_done_tasks() {
     let states = statuses(&mut conn, tasks);
     assert_eq!(states.len(), tasks);
     assert!(states.values().all(|s| s == "DONE"), "{states:?}");
+    // Else the checks below check nothing: a kill landed with tasks in flight
+    // and some work already DONE, before the goal was complete.
+    assert!(
+        snapshots
+            .iter()
+            .any(|(_, done, running)| !running.is_empty()
+                && !done.is_empty()
+                && done.len() < tasks),
+        "no kill landed mid-run: {snapshots:?}"
+    );
     let starts = fixture.starts();
     for (i, (at, done, running)) in snapshots.iter().enumerate() {
         let until = snapshots.get(i + 1).map_or(starts.len(), |s| s.0);

@@ -131,6 +131,38 @@ fn status_shows_counts_and_the_task_table_newest_first() {
 #[test]
 fn status_json_has_the_documented_fields() {
     let server = seeded_server();
+    // Two agents of the goal: one live (its guard held) with a recorded
+    // problem, one stopped.
+    block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        for (name, state) in [
+            ("w2", porki::store::AgentState::Running),
+            ("w1", porki::store::AgentState::Stopped),
+        ] {
+            store
+                .register_agent(&porki::store::AgentRecord {
+                    name: name.into(),
+                    goal: GOAL.into(),
+                    role: (name == "w2").then(|| "photo".into()),
+                    kind: porki::domain::AgentKind::Builder,
+                    process: "host-a:42".into(),
+                    state,
+                })
+                .await
+                .unwrap();
+        }
+        assert!(
+            store
+                .acquire_agent_guard("w2", "token", Duration::from_secs(600))
+                .await
+                .unwrap()
+        );
+        store.push_agent_error("w2", "older problem").await.unwrap();
+        store
+            .push_agent_error("w2", "hb.md:3: ELEVATE x high: not a number")
+            .await
+            .unwrap();
+    });
     let text = porki_stdout(&[
         "status",
         "--redis-url",
@@ -223,7 +255,16 @@ fn status_json_has_the_documented_fields() {
     let e = tasks.iter().find(|t| t["id"] == "e").unwrap();
     assert_eq!(e["title"], HOSTILE);
     assert_eq!(e["lease_left_ms"], Value::Null);
-    assert!(value["agents"].as_array().is_some());
+    assert_eq!(
+        value["agents"],
+        json!([
+            {"name": "w1", "goal": GOAL, "role": null, "kind": "builder", "process": "host-a:42",
+             "state": "stopped", "alive": false, "last_error": null},
+            {"name": "w2", "goal": GOAL, "role": "photo", "kind": "builder", "process": "host-a:42",
+             "state": "running", "alive": true,
+             "last_error": "hb.md:3: ELEVATE x high: not a number"},
+        ])
+    );
 }
 
 #[test]
