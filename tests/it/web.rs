@@ -21,8 +21,8 @@ use porki::web::StoreSource;
 use crate::support::prometheus;
 use crate::support::web::{Dashboard, get};
 use crate::support::{
-    RedisServer, block_on, claim, exit_stderr, free_port, plan, porki, seed_team, signal, temp_dir,
-    tokio_runtime, wait_exit, wait_for, wait_until,
+    Prefixed, RedisCluster, RedisServer, block_on, claim, exit_stderr, free_port, plan, porki,
+    seed_team, signal, temp_dir, tokio_runtime, wait_exit, wait_for, wait_until,
 };
 
 const GOAL: &str = "shop";
@@ -893,4 +893,297 @@ fn run_http_serves_the_orchestrator_and_counts_its_agents_work() {
     assert!(metrics.contains_key("porki_llm_gate_wait_seconds"));
     signal(&child, Signal::SIGTERM);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
+}
+
+// Per-goal state: what a store keeps in the process about the goals it works on
+// (claim hints; on a cluster, a subscription to each goal's events) goes when
+// the goal finishes or is collected, and reading goals (pages) adds none.
+
+/// A runtime whose workers keep a `RedisStore`'s connections served while a
+/// dashboard on another thread uses it.
+fn store_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The shard channels of goals named `prefix…` that any primary of the shared
+/// cluster has subscribers for (`PUBSUB SHARDCHANNELS`).
+fn shard_channels(cluster: &RedisCluster, prefix: &str) -> Vec<String> {
+    let pattern = format!("events:{{{prefix}*");
+    let mut channels: Vec<String> = cluster
+        .topology()
+        .iter()
+        .filter(|n| n.primary && !n.failed)
+        .flat_map(|n| {
+            cluster
+                .cli(n.port, &["PUBSUB", "SHARDCHANNELS", &pattern])
+                .lines()
+                .map(str::to_string)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    channels.sort();
+    channels
+}
+
+/// Every URL about goal `goal` (and its task `a`).
+fn goal_urls(goal: &str) -> Vec<String> {
+    vec![
+        format!("/goals/{goal}"),
+        format!("/goals/{goal}?fragment=1"),
+        format!("/goals/{goal}/graph.svg"),
+        format!("/goals/{goal}/tasks/a"),
+        format!("/goals/{goal}/tasks/a?fragment=1"),
+        format!("/api/goals/{goal}/graph"),
+    ]
+}
+
+/// Asks `store`'s dashboard about goals it does not have: each answer is a 404
+/// that names the goal and says what to do, and the store keeps nothing.
+fn unknown_goals_are_404_and_leave_nothing(
+    store: Arc<RedisStore>,
+    known: &str,
+    unknown: &[String],
+) {
+    let web = Dashboard::start_with(StoreSource::Open(store.clone()), None, None);
+    assert_eq!(web.get(&format!("/goals/{known}")).status, 200);
+    for goal in unknown {
+        for url in goal_urls(goal) {
+            let reply = web.get(&url);
+            assert_eq!(reply.status, 404, "{url}: {}", reply.body);
+            assert!(
+                reply
+                    .body
+                    .contains(&format!("{goal}&quot; is not in the store"))
+                    || reply
+                        .body
+                        .contains(&format!("{goal}\" is not in the store")),
+                "{url}: {}",
+                reply.body
+            );
+            assert!(reply.body.contains("front page"), "{url}: {}", reply.body);
+        }
+    }
+    assert_eq!(
+        store.goals_kept(),
+        0,
+        "reading goals keeps no per-goal state in the dashboard's store"
+    );
+}
+
+#[test]
+fn unknown_goals_are_404_and_leave_no_state_on_one_redis() {
+    let server = RedisServer::start();
+    seed_redis(&server.url());
+    let runtime = store_runtime();
+    let store = Arc::new(
+        runtime
+            .block_on(RedisStore::connect(&server.url()))
+            .unwrap(),
+    );
+    let unknown: Vec<String> = (0..20).map(|n| format!("nope-{n}")).collect();
+    unknown_goals_are_404_and_leave_nothing(store, GOAL, &unknown);
+}
+
+#[test]
+fn unknown_goals_are_404_and_leave_no_state_on_a_cluster() {
+    let cluster = RedisCluster::shared();
+    let prefix = Prefixed::fresh_prefix() + "web-unknown-";
+    let known = format!("{prefix}shop");
+    let runtime = store_runtime();
+    let store = Arc::new(
+        runtime
+            .block_on(RedisStore::connect_cluster(&cluster.url()))
+            .unwrap(),
+    );
+    runtime.block_on(async {
+        let dag = plan(&known, vec![Node::new("a", "Pick products")], &[]);
+        write_plan(&*store, dag, &WriteDagOptions::default(), 100)
+            .await
+            .unwrap();
+    });
+    // The dashboard's own store: the one above wrote the plan (it works on it).
+    let reader = Arc::new(
+        runtime
+            .block_on(RedisStore::connect_cluster(&cluster.url()))
+            .unwrap(),
+    );
+    let unknown: Vec<String> = (0..20).map(|n| format!("{prefix}nope-{n}")).collect();
+    unknown_goals_are_404_and_leave_nothing(reader, &known, &unknown);
+    // No node was asked to send this process any of those goals' events.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        shard_channels(cluster, &format!("{prefix}nope")),
+        Vec::<String>::new()
+    );
+}
+
+/// Works goals through `store` as agents do (listening to events) and checks
+/// that what it keeps per goal goes when each finishes or is collected;
+/// `channels` lists the goals' subscribed channels (empty on one Redis).
+async fn per_goal_state_goes_with_the_goal(
+    store: &RedisStore,
+    prefix: &str,
+    channels: &dyn Fn() -> Vec<String>,
+) {
+    let wait_kept = |n: usize, what: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while store.goals_kept() != n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: the store keeps {} goals, not {n}",
+                store.goals_kept()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let _events = store.events();
+    // A goal that completes.
+    let done = format!("{prefix}done");
+    let mut nodes = vec![Node::new("a", "First"), Node::new("b", "Second")];
+    nodes[1].role = Some("writer".into());
+    let dag = plan(&done, nodes, &[("a", "b")]);
+    write_plan(store, dag, &WriteDagOptions::default(), 100)
+        .await
+        .unwrap();
+    let a = claim(store, &done, "w1", LEASE).await.unwrap();
+    store.complete(&a, &TaskResult::default()).await.unwrap();
+    let b = match store
+        .claim(&done, "w2", Some("writer"), LEASE)
+        .await
+        .unwrap()
+    {
+        porki::store::ClaimOutcome::Claimed(lease) => lease,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(store.goals_kept(), 1, "a goal worked on is kept");
+    store.complete(&b, &TaskResult::default()).await.unwrap();
+    wait_kept(0, "the goal completed").await;
+    // An idle agent that woke on the goal's end claims once more, and retires.
+    assert!(claim(store, &done, "w1", LEASE).await.is_none());
+    assert_eq!(
+        store.goals_kept(),
+        0,
+        "a claim that finds the goal complete"
+    );
+    // A goal that fails: kept while agents wait on it for a retry, gone once collected.
+    let failed = format!("{prefix}failed");
+    let dag = plan(&failed, vec![Node::new("a", "Only")], &[]);
+    write_plan(store, dag, &WriteDagOptions::default(), 100)
+        .await
+        .unwrap();
+    let a = claim(store, &failed, "w1", LEASE).await.unwrap();
+    store
+        .fail(
+            &a,
+            "broken",
+            false,
+            Duration::ZERO,
+            porki::store::Recovery::Never,
+        )
+        .await
+        .unwrap();
+    wait_kept(0, "the goal failed").await;
+    assert!(claim(store, &failed, "w1", LEASE).await.is_none());
+    // On a cluster it listens to the goal's channel (one Redis sends every goal's).
+    assert_eq!(
+        store.goals_kept(),
+        usize::from(store.is_cluster()),
+        "an agent waits on the failed goal"
+    );
+    let sweep = store
+        .sweep_goal(&failed, Duration::ZERO, false)
+        .await
+        .unwrap();
+    assert!(
+        matches!(sweep, porki::store::Sweep::Removed { .. }),
+        "{sweep:?}"
+    );
+    assert_eq!(store.goals_kept(), 0, "the goal was collected");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !channels().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still subscribed to {:?}",
+            channels()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn per_goal_state_goes_when_goals_finish_or_are_collected_on_one_redis() {
+    let server = RedisServer::start();
+    let runtime = store_runtime();
+    runtime.block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        per_goal_state_goes_with_the_goal(&store, "", &Vec::new).await;
+    });
+}
+
+#[test]
+fn per_goal_state_goes_when_goals_finish_or_are_collected_on_a_cluster() {
+    let cluster = RedisCluster::shared();
+    let prefix = Prefixed::fresh_prefix() + "web-state-";
+    let runtime = store_runtime();
+    runtime.block_on(async {
+        let store = RedisStore::connect_cluster(&cluster.url()).await.unwrap();
+        let channels = || shard_channels(cluster, &prefix);
+        per_goal_state_goes_with_the_goal(&store, &prefix, &channels).await;
+    });
+}
+
+#[test]
+fn a_dashboard_drops_what_it_learned_of_a_goal_collected_elsewhere() {
+    // On a cluster the dashboard hears no goal's events: the goals list tells it.
+    let cluster = RedisCluster::shared();
+    let goal = Prefixed::fresh_prefix() + "web-collected";
+    let runtime = store_runtime();
+    let connect = || {
+        Arc::new(
+            runtime
+                .block_on(RedisStore::connect_cluster(&cluster.url()))
+                .unwrap(),
+        )
+    };
+    let (worker, reader) = (connect(), connect());
+    let a = runtime.block_on(async {
+        let mut nodes = vec![Node::new("a", "First"), Node::new("b", "Second")];
+        nodes[1].role = Some("writer".into());
+        let dag = plan(&goal, nodes, &[("a", "b")]);
+        write_plan(&*worker, dag, &WriteDagOptions::default(), 100)
+            .await
+            .unwrap();
+        claim(&*worker, &goal, "w1", LEASE).await.unwrap()
+    });
+    let web = Dashboard::start_with(StoreSource::Open(reader.clone()), None, None);
+    assert_eq!(web.get(&format!("/goals/{goal}")).status, 200);
+    // It read the goal's roles to count its READY tasks, and keeps them while it runs.
+    assert_eq!(reader.goals_kept(), 1);
+    runtime.block_on(async {
+        worker
+            .fail(
+                &a,
+                "broken",
+                false,
+                Duration::ZERO,
+                porki::store::Recovery::Never,
+            )
+            .await
+            .unwrap();
+        let sweep = worker
+            .sweep_goal(&goal, Duration::ZERO, false)
+            .await
+            .unwrap();
+        assert!(
+            matches!(sweep, porki::store::Sweep::Removed { .. }),
+            "{sweep:?}"
+        );
+    });
+    assert_eq!(web.get("/").status, 200);
+    assert_eq!(reader.goals_kept(), 0);
 }
