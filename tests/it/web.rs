@@ -895,6 +895,118 @@ fn run_http_serves_the_orchestrator_and_counts_its_agents_work() {
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
 }
 
+/// Read events a Redis processed so far (`total_reads_processed`): one per
+/// round trip of a client (a pipeline arrives in one).
+fn reads_processed(conn: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("stats").query(conn).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_reads_processed:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO stats has total_reads_processed (Redis 6 or later)")
+}
+
+/// Registers agents `w0..w{n}` of goal `g`, each paused, with problems, every
+/// other one alive.
+async fn seed_agents(store: &dyn Store, n: usize) {
+    for i in 0..n {
+        let name = format!("w{i}");
+        store
+            .register_agent(&AgentRecord {
+                name: name.clone(),
+                goal: "g".into(),
+                role: (i % 2 == 0).then(|| "writer".to_string()),
+                kind: AgentKind::Builder,
+                process: "host:1".into(),
+                state: AgentState::Running,
+            })
+            .await
+            .unwrap();
+        for problem in ["old", "older news", "newest"] {
+            store
+                .push_agent_error(&name, &format!("{problem} of {name}"))
+                .await
+                .unwrap();
+        }
+        store
+            .set_agent_value(&name, AgentField::Paused, Some("drain"))
+            .await
+            .unwrap();
+        if i % 2 == 0 {
+            store.agent_heartbeat(&name, LEASE).await.unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_dashboard_reads_every_agent_in_one_round_trip() {
+    let server = RedisServer::start();
+    let agents = 12;
+    block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        seed_agents(&store, agents).await;
+    });
+    let web = Dashboard::start_with(StoreSource::Url(server.url()), None, None);
+    assert_eq!(web.get("/readyz").status, 200);
+    let mut conn = server.conn();
+    let before = reads_processed(&mut conn);
+    let status = web.get("/api/status");
+    let reads = reads_processed(&mut conn) - before;
+    assert_eq!(status.status, 200);
+    let status: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(status["agents"].as_array().unwrap().len(), agents);
+    assert_eq!(status["agents"][0]["last_error"], "newest of w0");
+    assert_eq!(status["agents"][0]["alive"], true);
+    assert_eq!(status["agents"][1]["alive"], false);
+    // The goals list, the agents list, one pipeline for all agents, and this INFO.
+    assert!(
+        reads <= 4,
+        "{reads} round trips for /api/status of {agents} agents"
+    );
+}
+
+/// `agent_details` says what the one-at-a-time reads say, for every agent.
+async fn agent_details_match_the_single_reads(store: &dyn Store) {
+    seed_agents(store, 5).await;
+    let details = store.agent_details(2).await.unwrap();
+    let names: Vec<&str> = details.iter().map(|a| a.record.name.as_str()).collect();
+    assert_eq!(names, ["w0", "w1", "w2", "w3", "w4"]);
+    for agent in &details {
+        let name = &agent.record.name;
+        let errors = store.agent_errors(name).await.unwrap();
+        assert_eq!(agent.errors, errors[..2], "{name}");
+        assert_eq!(agent.errors[0], format!("newest of {name}"));
+        assert_eq!(
+            agent.paused,
+            store.agent_value(name, AgentField::Paused).await.unwrap()
+        );
+        assert_eq!(
+            agent.alive,
+            store.agent_alive(name).await.unwrap(),
+            "{name}"
+        );
+        let records = store.agents().await.unwrap();
+        assert!(records.contains(&agent.record), "{name}");
+    }
+    assert_eq!(details.iter().filter(|a| a.alive).count(), 3);
+    assert!(store.agent_details(0).await.unwrap()[0].errors.is_empty());
+}
+
+#[test]
+fn agent_details_match_the_single_reads_on_every_store() {
+    block_on(agent_details_match_the_single_reads(&MemoryStore::new()));
+    let server = RedisServer::start();
+    block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        agent_details_match_the_single_reads(&store).await;
+    });
+    let cluster = RedisCluster::shared();
+    block_on(async {
+        let store = RedisStore::connect_cluster(&cluster.url()).await.unwrap();
+        let store = Prefixed::new(Arc::new(store));
+        agent_details_match_the_single_reads(&*store).await;
+    });
+}
+
 // Per-goal state: what a store keeps in the process about the goals it works on
 // (claim hints; on a cluster, a subscription to each goal's events) goes when
 // the goal finishes or is collected, and reading goals (pages) adds none.
