@@ -895,6 +895,131 @@ fn run_http_serves_the_orchestrator_and_counts_its_agents_work() {
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
 }
 
+/// Seeds `finished` complete goals of three tasks (`done-N`, two of them with a
+/// role), the live goal `live` with a task RUNNING, and agents `w0..` with a
+/// pause and a problem each, on the Redis at `url`.
+fn seed_idle(url: &str, finished: usize, agents: usize) {
+    block_on(async {
+        let store = RedisStore::connect(url).await.unwrap();
+        let tasks = |goal: &str| {
+            let mut nodes = vec![
+                Node::new("a", "First"),
+                Node::new("b", "Second"),
+                Node::new("c", "Third"),
+            ];
+            nodes[1].role = Some("writer".into());
+            nodes[2].role = Some("editor".into());
+            plan(goal, nodes, &[("a", "b"), ("b", "c")])
+        };
+        for n in 0..finished {
+            let goal = format!("done-{n}");
+            write_plan(&store, tasks(&goal), &WriteDagOptions::default(), 100)
+                .await
+                .unwrap();
+            for role in [None, Some("writer"), Some("editor")] {
+                let lease = match store.claim(&goal, "w0", role, LEASE).await.unwrap() {
+                    porki::store::ClaimOutcome::Claimed(lease) => lease,
+                    other => panic!("{goal}: {other:?}"),
+                };
+                store
+                    .complete(&lease, &TaskResult::default())
+                    .await
+                    .unwrap();
+            }
+        }
+        write_plan(&store, tasks("live"), &WriteDagOptions::default(), 100)
+            .await
+            .unwrap();
+        claim(&store, "live", "w0", LEASE).await.unwrap();
+        for n in 0..agents {
+            let name = format!("w{n}");
+            store
+                .register_agent(&AgentRecord {
+                    name: name.clone(),
+                    goal: "live".into(),
+                    role: None,
+                    kind: AgentKind::Builder,
+                    process: "host:1".into(),
+                    state: AgentState::Running,
+                })
+                .await
+                .unwrap();
+            store.push_agent_error(&name, "a problem").await.unwrap();
+            store
+                .set_agent_value(&name, AgentField::Paused, Some("drain"))
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// The commands the Redis at `server` ran per second (those of its scripts
+/// included, by name) while a dashboard on it had one page open and nothing
+/// changed.
+fn idle_commands(server: &RedisServer) -> (f64, std::collections::BTreeMap<String, u64>) {
+    let web = Dashboard::start_with(StoreSource::Url(server.url()), None, None);
+    // A page listening: its stream is read on a thread of its own until the end.
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let base = web.base.clone();
+    let page = std::thread::spawn(move || {
+        tokio_runtime().block_on(async move {
+            let client = reqwest::Client::builder().no_proxy().build().unwrap();
+            let mut response = client.get(format!("{base}/events")).send().await.unwrap();
+            while stopped.try_recv().is_err() {
+                let _ = tokio::time::timeout(Duration::from_millis(100), response.chunk()).await;
+            }
+        })
+    });
+    // The first look reads everything; what follows is the idle cost.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut conn = server.conn();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut conn)
+        .unwrap();
+    let window = Duration::from_secs(5);
+    std::thread::sleep(window);
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .unwrap();
+    let _ = stop.send(());
+    page.join().unwrap();
+    drop(web);
+    let mut calls = std::collections::BTreeMap::new();
+    for line in info.lines() {
+        let Some((name, rest)) = line
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
+        else {
+            continue;
+        };
+        if name.starts_with("config") {
+            continue;
+        }
+        let n: u64 = rest
+            .split(',')
+            .find_map(|f| f.strip_prefix("calls="))
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        calls.insert(name.to_string(), n);
+    }
+    let total: u64 = calls.values().sum();
+    (total as f64 / window.as_secs_f64(), calls)
+}
+
+#[test]
+fn an_idle_dashboard_reads_little_whatever_the_number_of_finished_goals() {
+    let server = RedisServer::start();
+    seed_idle(&server.url(), 20, 4);
+    let (rate, calls) = idle_commands(&server);
+    eprintln!("an idle dashboard: {rate:.1} commands/s: {calls:?}");
+    // Each second the live goal's summary; the 20 finished goals once in 15 s.
+    let summaries = calls.get("evalsha").copied().unwrap_or(0) as f64 / 5.0;
+    assert!(summaries < 4.0, "{summaries} goal summaries/s: {calls:?}");
+    assert!(rate < 60.0, "{rate} commands/s: {calls:?}");
+}
+
 /// Read events a Redis processed so far (`total_reads_processed`): one per
 /// round trip of a client (a pipeline arrives in one).
 fn reads_processed(conn: &mut redis::Connection) -> u64 {
