@@ -263,10 +263,87 @@ fn a_script_in_task_text_is_shown_as_text_in_html_and_svg() {
             .contains("&lt;img src=x onerror=alert(2)&gt;")
     );
     let svg = web.get("/goals/shop/graph.svg").body;
+    roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
     assert!(
         svg.contains(&format!("<title>b: {escaped} (RUNNING · w1)</title>")),
         "{svg}"
     );
+}
+
+/// Characters XML forbids (U+FFFE, U+FFFF, C0 controls) or that HTML calls
+/// errors (other noncharacters, C1 controls), in a title an LLM wrote.
+const NONCHARACTERS: &str =
+    "a\u{FFFE}b\u{FFFF}c\u{FDD0}d\u{1FFFE}e\u{10FFFF}f\u{0}g\u{1b}h\u{7f}i\u{85}j\r";
+
+#[test]
+fn noncharacters_in_titles_leave_the_svg_well_formed_xml_and_the_pages_clean() {
+    let store = Arc::new(MemoryStore::new());
+    block_on(async {
+        let dag = plan(
+            "odd",
+            vec![
+                Node::new("a", &format!("Title {NONCHARACTERS}")),
+                Node::new("b", "Plain"),
+            ],
+            &[("a", "b")],
+        );
+        let options = WriteDagOptions {
+            title: format!("Goal {NONCHARACTERS}"),
+            ..WriteDagOptions::default()
+        };
+        write_plan(&*store, dag, &options, 100).await.unwrap();
+        let a = claim(&*store, "odd", "w1", LEASE).await.unwrap();
+        let result = TaskResult {
+            progress: format!("Notes {NONCHARACTERS}"),
+            artifacts: vec![format!("out/{NONCHARACTERS}")],
+        };
+        store.complete(&a, &result).await.unwrap();
+        store
+            .register_agent(&AgentRecord {
+                name: "w1".into(),
+                goal: "odd".into(),
+                role: None,
+                kind: AgentKind::Builder,
+                process: "host:1".into(),
+                state: AgentState::Running,
+            })
+            .await
+            .unwrap();
+        store
+            .push_agent_error("w1", &format!("Error {NONCHARACTERS}"))
+            .await
+            .unwrap();
+    });
+    let web = Dashboard::start(store);
+    let forbidden = |c: char| {
+        let n = c as u32;
+        (c.is_control() && c != '\n' && c != '\t')
+            || (0xFDD0..=0xFDEF).contains(&n)
+            || n & 0xFFFE == 0xFFFE
+    };
+    let svg = web.get("/goals/odd/graph.svg");
+    assert_eq!(svg.status, 200);
+    if let Err(e) = roxmltree::Document::parse(&svg.body) {
+        panic!("the SVG is not well-formed XML: {e}\n{}", svg.body);
+    }
+    for path in [
+        "/",
+        "/goals/odd",
+        "/goals/odd?fragment=1",
+        "/goals/odd/tasks/a",
+        "/goals/odd/graph.svg",
+    ] {
+        let page = web.get(path);
+        assert_eq!(page.status, 200, "{path}");
+        let bad: Vec<String> = page
+            .body
+            .chars()
+            .filter(|&c| forbidden(c))
+            .map(|c| format!("U+{:04X}", c as u32))
+            .collect();
+        assert!(bad.is_empty(), "{path} carries {bad:?}");
+        assert!(page.body.contains("a\u{FFFD}b"), "{path}: {}", page.body);
+    }
 }
 
 #[test]
