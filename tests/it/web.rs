@@ -19,7 +19,7 @@ use porki::store::{
 use porki::web::StoreSource;
 
 use crate::support::prometheus;
-use crate::support::web::{Dashboard, get};
+use crate::support::web::{Dashboard, get, raw};
 use crate::support::{
     Prefixed, RedisCluster, RedisServer, block_on, claim, exit_stderr, free_port, plan, porki,
     seed_team, signal, temp_dir, tokio_runtime, wait_exit, wait_for, wait_until,
@@ -741,6 +741,66 @@ fn without_a_token_only_loopback_names_are_served() {
     assert_eq!(rebound.status, 403);
     assert!(rebound.body.contains("--http-token"), "{}", rebound.body);
     assert_eq!(web.get_with("/", &[("host", "localhost:7878")]).status, 200);
+}
+
+/// What a reverse proxy on this machine sends the dashboard at `base` for a
+/// browser's `GET /`, with `extra` header lines.
+fn proxied(base: &str, extra: &[&str]) -> Vec<(&'static str, String)> {
+    let upstream = base.trim_start_matches("http://");
+    let extra: String = extra.iter().map(|h| format!("\n{h}")).collect();
+    vec![
+        // nginx's defaults: `proxy_pass http://127.0.0.1:PORT;` sends HTTP/1.0,
+        // Host set to the upstream, and no forwarding header.
+        ("nginx", format!("GET / HTTP/1.0\nHost: {upstream}{extra}")),
+        // What Caddy, Traefik and Apache send (nginx too, as usually set up),
+        // with Host set to the upstream.
+        (
+            "x-forwarded-for",
+            format!(
+                "GET / HTTP/1.1\nHost: {upstream}\nX-Forwarded-For: 203.0.113.9\n\
+                 X-Forwarded-Proto: https\nX-Forwarded-Host: porki.example.com{extra}"
+            ),
+        ),
+        (
+            "forwarded",
+            format!(
+                "GET / HTTP/1.1\nHost: {upstream}\nForwarded: for=203.0.113.9;proto=https{extra}"
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn without_a_token_a_local_proxy_is_refused_even_with_a_loopback_host() {
+    let web = Dashboard::start(seeded());
+    let upstream = web.base.trim_start_matches("http://").to_string();
+    // Straight from this machine: served.
+    let (status, body) = raw(&web.base, &format!("GET / HTTP/1.1\nHost: {upstream}"));
+    assert_eq!(status, 200, "{body}");
+    for (proxy, request) in proxied(&web.base, &[]) {
+        let (status, body) = raw(&web.base, &request);
+        assert_eq!(status, 403, "{proxy}: {body}");
+        assert!(
+            body.contains("came through a proxy") && body.contains("--http-token"),
+            "{proxy}: {body}"
+        );
+    }
+}
+
+#[test]
+fn behind_a_proxy_the_token_is_what_lets_requests_in() {
+    let token = "0123456789abcdef";
+    let web = Dashboard::start_with(StoreSource::Open(seeded()), Some(token), None);
+    let bearer = format!("Authorization: Bearer {token}");
+    for (proxy, request) in proxied(&web.base, &[&bearer]) {
+        let (status, body) = raw(&web.base, &request);
+        assert_eq!(status, 200, "{proxy}: {body}");
+        assert!(body.contains("Open the shop"), "{proxy}: {body}");
+    }
+    for (proxy, request) in proxied(&web.base, &[]) {
+        let (status, body) = raw(&web.base, &request);
+        assert_eq!(status, 401, "{proxy}: {body}");
+    }
 }
 
 #[test]
