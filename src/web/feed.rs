@@ -213,7 +213,8 @@ impl Fingerprints {
 
     /// Reads the store; returns what changed since the last call.
     async fn update(&mut self, store: &dyn Store) -> Result<Vec<Option<String>>, StoreError> {
-        let everything = std::mem::take(&mut self.everything) || self.looks % SETTLED_EVERY == 0;
+        let everything =
+            std::mem::take(&mut self.everything) || self.looks.is_multiple_of(SETTLED_EVERY);
         self.looks += 1;
         let heard = std::mem::take(&mut self.heard);
         let mut changed = Vec::new();

@@ -282,7 +282,7 @@ fn noncharacters_in_titles_leave_the_svg_well_formed_xml_and_the_pages_clean() {
         let dag = plan(
             "odd",
             vec![
-                Node::new("a", &format!("Title {NONCHARACTERS}")),
+                Node::new("a", format!("Title {NONCHARACTERS}")),
                 Node::new("b", "Plain"),
             ],
             &[("a", "b")],
