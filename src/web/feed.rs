@@ -252,6 +252,55 @@ impl Fingerprints {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Dag, Node};
+    use crate::store::{ClaimOutcome, MemoryStore, Recovery, WriteDagOptions, write_plan};
+
+    #[tokio::test]
+    async fn a_settled_goal_is_read_again_when_named_or_now_and_then() {
+        let store = MemoryStore::new();
+        let dag = Dag::new("g", vec![Node::new("a", "Only")], &[]);
+        write_plan(&store, dag, &WriteDagOptions::default(), 100)
+            .await
+            .unwrap();
+        let ClaimOutcome::Claimed(a) = store
+            .claim("g", "w1", None, Duration::from_secs(60))
+            .await
+            .unwrap()
+        else {
+            panic!("nothing to claim")
+        };
+        store
+            .fail(&a, "broken", false, Duration::ZERO, Recovery::Never)
+            .await
+            .unwrap();
+        let mut seen = Fingerprints::default();
+        let g = Some("g".to_string());
+        assert!(seen.update(&store).await.unwrap().contains(&g));
+        assert!(seen.goals["g"].settled);
+        // A retry, which the feed did not hear of: seen at the next full look.
+        store.retry_task("g", "a").await.unwrap();
+        for _ in 1..SETTLED_EVERY {
+            assert_eq!(seen.update(&store).await.unwrap(), Vec::new());
+        }
+        assert_eq!(seen.update(&store).await.unwrap(), vec![g.clone()]);
+        assert!(!seen.goals["g"].settled);
+        // An event names it: read at the next look.
+        let b = store
+            .claim("g", "w1", None, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let ClaimOutcome::Claimed(b) = b else {
+            panic!("{b:?}")
+        };
+        store
+            .fail(&b, "broken", false, Duration::ZERO, Recovery::Never)
+            .await
+            .unwrap();
+        assert_eq!(seen.update(&store).await.unwrap(), vec![g.clone()]);
+        store.retry_task("g", "a").await.unwrap();
+        seen.heard(Some("g"));
+        assert_eq!(seen.update(&store).await.unwrap(), vec![g]);
+    }
 
     #[test]
     fn pages_hear_about_their_goal_and_about_everything() {
