@@ -118,6 +118,19 @@ impl AgentField {
     }
 }
 
+/// An agent as `porki status` and the dashboard show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentDetails {
+    /// The registration record.
+    pub record: AgentRecord,
+    /// `drain` or `release` while a PAUSE is in effect ([`AgentField::Paused`]).
+    pub paused: Option<String>,
+    /// Its newest problems, newest first (as many as were asked for).
+    pub errors: Vec<String>,
+    /// Whether its heartbeat is live (it runs in some process now).
+    pub alive: bool,
+}
+
 /// Most recent entries kept in `agent:NAME:errors`.
 pub const AGENT_ERRORS_KEPT: usize = 100;
 
@@ -130,6 +143,12 @@ pub trait AgentStore: Send + Sync + 'static {
 
     /// Registered agents, sorted by name.
     async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
+
+    /// Every registered agent (sorted by name) with its pause, its `errors`
+    /// newest problems and whether it is alive, read together: on one Redis in
+    /// one round trip after the list, on a cluster one per agent (its keys share
+    /// a slot), all at once.
+    async fn agent_details(&self, errors: usize) -> Result<Vec<AgentDetails>, StoreError>;
 
     /// Reads `agent:NAME:FIELD`.
     async fn agent_value(

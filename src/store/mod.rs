@@ -41,7 +41,9 @@ mod url;
 
 use std::sync::Arc;
 
-pub use self::agents::{AGENT_ERRORS_KEPT, AgentField, AgentRecord, AgentState, AgentStore};
+pub use self::agents::{
+    AGENT_ERRORS_KEPT, AgentDetails, AgentField, AgentRecord, AgentState, AgentStore,
+};
 pub use self::control::ControlStore;
 pub use self::error::StoreError;
 pub use self::events::{EVENT_CHANNEL_CAPACITY, EventKind, StoreEvent};

@@ -3,8 +3,14 @@
 //! - With a token (`--http-token`, required off loopback), a request must carry
 //!   it: `Authorization: Bearer TOKEN`, the `porki_token` cookie, or
 //!   `?token=TOKEN` (which sets the cookie, so a browser needs it once).
-//! - Without one (loopback only), the `Host` header must be a loopback name, so
-//!   a web page elsewhere cannot read the dashboard through DNS rebinding.
+//! - Without one (loopback only), a request is served only if it comes straight
+//!   from this machine: from a loopback address, addressed to a loopback name
+//!   (so a web page elsewhere cannot read the dashboard through DNS rebinding),
+//!   and with no sign of a proxy in between (a forwarding header, or HTTP/1.0,
+//!   which nginx's `proxy_pass` sends by default with `Host` set to the
+//!   upstream's loopback address). A proxy on this machine connects from
+//!   loopback, so without those signs porki could not tell its requests from a
+//!   local browser's: a dashboard behind a proxy needs a token (README).
 //!
 //! The decisions are pure functions; [`guard`] applies them to requests.
 
@@ -112,6 +118,82 @@ pub(super) fn loopback_host(host: Option<&str>) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Headers a proxy adds to say whom it forwards for.
+const FORWARDING: [&str; 6] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "via",
+];
+
+/// What a request without a token shows of where it comes from.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Origin<'a> {
+    /// The connection's peer address (`None`: unknown).
+    pub peer: Option<std::net::IpAddr>,
+    /// The `Host` header.
+    pub host: Option<&'a str>,
+    /// The first forwarding header it carries, if any.
+    pub forwarded: Option<&'static str>,
+    /// Whether it is HTTP/1.0 (browsers send 1.1 or later).
+    pub http10: bool,
+}
+
+/// Why a request without a token is refused: it may not come straight from this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum NotLocal {
+    /// From another machine (or an address porki could not learn).
+    Peer(String),
+    /// Addressed to a name that is not loopback.
+    Host,
+    /// Through a proxy, which shows by this.
+    Proxied(String),
+}
+
+impl NotLocal {
+    /// The 403 answer's text: why, and what to do.
+    fn message(&self) -> String {
+        match self {
+            NotLocal::Peer(peer) => format!(
+                "porki serves requests without a token only from this machine, and this one came from {peer}: start it with --http-token to serve others\n"
+            ),
+            NotLocal::Host => "porki serves loopback names only without a token: open it as http://127.0.0.1:PORT/ \
+or http://localhost:PORT/, or start it with --http-token to serve other names\n"
+                .to_string(),
+            NotLocal::Proxied(sign) => format!(
+                "this request came through a proxy ({sign}), and porki serves requests without a token only \
+straight from this machine: start it with --http-token, and have the proxy send Authorization: Bearer TOKEN \
+or open the dashboard once with ?token=TOKEN (README: the dashboard behind a proxy)\n"
+            ),
+        }
+    }
+}
+
+/// Whether a request may be served without a token: it comes straight from
+/// this machine (loopback peer, loopback name, no proxy sign).
+pub(super) fn local(origin: Origin<'_>) -> Result<(), NotLocal> {
+    // An IPv4 peer of a dual-stack socket shows as ::ffff:127.0.0.1.
+    match origin.peer.map(|ip| ip.to_canonical()) {
+        Some(ip) if ip.is_loopback() => {}
+        Some(ip) => return Err(NotLocal::Peer(ip.to_string())),
+        None => return Err(NotLocal::Peer("an unknown address".into())),
+    }
+    if !loopback_host(origin.host) {
+        return Err(NotLocal::Host);
+    }
+    if let Some(header) = origin.forwarded {
+        return Err(NotLocal::Proxied(format!("it carries {header}")));
+    }
+    if origin.http10 {
+        return Err(NotLocal::Proxied(
+            "it is HTTP/1.0, what nginx's proxy_pass sends by default".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The value of `name` in a `Cookie` header.
 fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header.split(';').find_map(|pair| {
@@ -140,13 +222,22 @@ pub(super) async fn guard(
     let headers = request.headers();
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let decision = match &state.token {
-        None if loopback_host(text(header::HOST)) => Decision::Allow,
         None => {
-            let response = HttpResponse::Forbidden().content_type("text/plain; charset=utf-8").body(
-                "porki serves loopback names only without a token: open it as http://127.0.0.1:PORT/ \
-or http://localhost:PORT/, or start it with --http-token to serve other names\n",
-            );
-            return Ok(request.into_response(response).map_into_right_body());
+            let origin = Origin {
+                peer: request.peer_addr().map(|a| a.ip()),
+                host: text(header::HOST),
+                forwarded: FORWARDING.into_iter().find(|h| headers.contains_key(*h)),
+                http10: request.version() <= actix_web::http::Version::HTTP_10,
+            };
+            match local(origin) {
+                Ok(()) => Decision::Allow,
+                Err(why) => {
+                    let response = HttpResponse::Forbidden()
+                        .content_type("text/plain; charset=utf-8")
+                        .body(why.message());
+                    return Ok(request.into_response(response).map_into_right_body());
+                }
+            }
         }
         Some(expected) => decide(
             expected,
@@ -231,6 +322,61 @@ mod tests {
             assert!(!loopback_host(Some(host)), "{host}");
         }
         assert!(loopback_host(None));
+    }
+
+    #[test]
+    fn without_a_token_only_requests_straight_from_this_machine_pass() {
+        let loopback = Origin {
+            peer: Some("127.0.0.1".parse().unwrap()),
+            host: Some("127.0.0.1:7878"),
+            forwarded: None,
+            http10: false,
+        };
+        assert_eq!(local(loopback), Ok(()));
+        let mapped = Origin {
+            peer: Some("::ffff:127.0.0.1".parse().unwrap()),
+            ..loopback
+        };
+        assert_eq!(local(mapped), Ok(()));
+        let ipv6 = Origin {
+            peer: Some("::1".parse().unwrap()),
+            host: Some("[::1]:7878"),
+            ..loopback
+        };
+        assert_eq!(local(ipv6), Ok(()));
+        // Another machine, even one that names this one's loopback.
+        for peer in ["10.0.0.7", "::ffff:10.0.0.7", "fe80::1"] {
+            let remote = Origin {
+                peer: Some(peer.parse().unwrap()),
+                ..loopback
+            };
+            assert!(matches!(local(remote), Err(NotLocal::Peer(_))), "{peer}");
+        }
+        assert!(matches!(
+            local(Origin {
+                peer: None,
+                ..loopback
+            }),
+            Err(NotLocal::Peer(_))
+        ));
+        // A loopback peer asking for another name (DNS rebinding, a proxy keeping Host).
+        let rebound = Origin {
+            host: Some("porki.example.com"),
+            ..loopback
+        };
+        assert_eq!(local(rebound), Err(NotLocal::Host));
+        // A proxy on this machine that sets Host to its upstream.
+        let forwarded = Origin {
+            forwarded: Some("x-forwarded-for"),
+            ..loopback
+        };
+        assert!(matches!(local(forwarded), Err(NotLocal::Proxied(_))));
+        let nginx = Origin {
+            http10: true,
+            ..loopback
+        };
+        let refused = local(nginx).unwrap_err();
+        assert!(refused.message().contains("--http-token"), "{refused:?}");
     }
 
     #[test]

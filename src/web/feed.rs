@@ -5,9 +5,13 @@
 //! The store announces promotions, retries, failures and goal ends
 //! ([`crate::store::GoalStore::events`]) but not claims, completions that
 //! unblock nothing, or an agent's pause: so while a page listens, the feed also
-//! compares each goal's summary and the agents' records once a second and
-//! reports what changed. Changes are coalesced for [`THROTTLE`] so a burst of
-//! events makes one refresh.
+//! looks once a second and reports what changed. A look costs little: the goal
+//! list, the summary (counts, no tasks) of each goal still moving, and the
+//! agents in one read. A settled goal (finished, nothing running or awaiting
+//! approval) is read again only when an event names it, or every
+//! [`SETTLED_EVERY`] looks (on a cluster this process hears no goal's events,
+//! and a retry can wake a failed goal). Changes are coalesced for [`THROTTLE`]
+//! so a burst of events makes one refresh.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -19,13 +23,16 @@ use tokio::sync::broadcast;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::server::StoreSlot;
+use crate::domain::TaskStatus;
 use crate::store::prelude::*;
-use crate::store::{AgentField, EventKind, StoreError};
+use crate::store::{EventKind, GoalStatus, StoreError};
 
 /// How long changes are gathered before pages are told.
 pub(super) const THROTTLE: Duration = Duration::from_millis(150);
 /// How often unannounced changes are looked for while a page listens.
 const POLL: Duration = Duration::from_secs(1);
+/// Every how many looks settled goals are read again though no event named them.
+const SETTLED_EVERY: u64 = 15;
 /// A comment sent this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -78,9 +85,18 @@ impl Feed {
             };
             tokio::select! {
                 event = events.recv() => match event {
-                    Ok(event) if event.kind == EventKind::Resync => { pending.insert(None); }
-                    Ok(event) => { pending.insert(Some(event.goal)); }
-                    Err(broadcast::error::RecvError::Lagged(_)) => { pending.insert(None); }
+                    Ok(event) if event.kind == EventKind::Resync => {
+                        seen.heard(None);
+                        pending.insert(None);
+                    }
+                    Ok(event) => {
+                        seen.heard(Some(&event.goal));
+                        pending.insert(Some(event.goal));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        seen.heard(None);
+                        pending.insert(None);
+                    }
                     Err(broadcast::error::RecvError::Closed) => {
                         tokio::time::sleep(POLL).await;
                         events = store.events();
@@ -147,12 +163,25 @@ fn sse_change(change: &Change) -> Bytes {
     Bytes::from(format!("event: change\ndata: {data}\n\n"))
 }
 
-/// A hash of each goal's summary and of the agents' records and pauses, to
-/// notice changes the store does not announce.
+/// A hash of each goal's summary and of the agents (records, pauses, newest
+/// problem, liveness), to notice changes the store does not announce.
 #[derive(Default)]
 struct Fingerprints {
-    goals: BTreeMap<String, u64>,
+    goals: BTreeMap<String, Seen>,
     agents: u64,
+    /// Goals an event named since the last look; `everything` after a resync.
+    heard: BTreeSet<String>,
+    everything: bool,
+    looks: u64,
+}
+
+/// What the last look saw of a goal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    hash: u64,
+    /// Finished with nothing running or awaiting approval: nothing changes it
+    /// but a person (a retry, a new plan) or the cleanup.
+    settled: bool,
 }
 
 fn hash_of(value: &impl std::fmt::Debug) -> u64 {
@@ -161,30 +190,57 @@ fn hash_of(value: &impl std::fmt::Debug) -> u64 {
     hasher.finish()
 }
 
+/// Whether nothing but a person or the cleanup changes the goal any more.
+fn settled(status: &Option<GoalStatus>) -> bool {
+    status.as_ref().is_none_or(|s| {
+        let count = |state| s.counts.get(&state).copied().unwrap_or(0);
+        s.state.is_terminal()
+            && count(TaskStatus::Running) == 0
+            && count(TaskStatus::AwaitingApproval) == 0
+    })
+}
+
 impl Fingerprints {
+    /// An event named `goal` (`None`: maybe every goal): read it at the next look.
+    fn heard(&mut self, goal: Option<&str>) {
+        match goal {
+            Some(goal) => {
+                self.heard.insert(goal.to_string());
+            }
+            None => self.everything = true,
+        }
+    }
+
     /// Reads the store; returns what changed since the last call.
     async fn update(&mut self, store: &dyn Store) -> Result<Vec<Option<String>>, StoreError> {
+        let everything =
+            std::mem::take(&mut self.everything) || self.looks.is_multiple_of(SETTLED_EVERY);
+        self.looks += 1;
+        let heard = std::mem::take(&mut self.heard);
         let mut changed = Vec::new();
         let mut goals = BTreeMap::new();
         for goal in store.goals().await? {
-            let status = store.goal_status(&goal).await?;
-            let hash = hash_of(&status);
-            if self.goals.get(&goal) != Some(&hash) {
-                changed.push(Some(goal.clone()));
-            }
-            goals.insert(goal, hash);
+            let seen = match self.goals.get(&goal) {
+                Some(seen) if seen.settled && !everything && !heard.contains(&goal) => *seen,
+                before => {
+                    let status = store.goal_status(&goal).await?;
+                    let seen = Seen {
+                        hash: hash_of(&status),
+                        settled: settled(&status),
+                    };
+                    if before.map(|b| b.hash) != Some(seen.hash) {
+                        changed.push(Some(goal.clone()));
+                    }
+                    seen
+                }
+            };
+            goals.insert(goal, seen);
         }
-        if goals.len() != self.goals.len() {
+        if !goals.keys().eq(self.goals.keys()) {
             changed.push(None);
         }
         self.goals = goals;
-        let mut agents = Vec::new();
-        for record in store.agents().await? {
-            let paused = store.agent_value(&record.name, AgentField::Paused).await?;
-            let errors = store.agent_errors(&record.name).await?.into_iter().next();
-            agents.push((record, paused, errors));
-        }
-        let hash = hash_of(&agents);
+        let hash = hash_of(&store.agent_details(1).await?);
         if hash != self.agents {
             self.agents = hash;
             changed.push(None);
@@ -196,6 +252,55 @@ impl Fingerprints {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Dag, Node};
+    use crate::store::{ClaimOutcome, MemoryStore, Recovery, WriteDagOptions, write_plan};
+
+    #[tokio::test]
+    async fn a_settled_goal_is_read_again_when_named_or_now_and_then() {
+        let store = MemoryStore::new();
+        let dag = Dag::new("g", vec![Node::new("a", "Only")], &[]);
+        write_plan(&store, dag, &WriteDagOptions::default(), 100)
+            .await
+            .unwrap();
+        let ClaimOutcome::Claimed(a) = store
+            .claim("g", "w1", None, Duration::from_secs(60))
+            .await
+            .unwrap()
+        else {
+            panic!("nothing to claim")
+        };
+        store
+            .fail(&a, "broken", false, Duration::ZERO, Recovery::Never)
+            .await
+            .unwrap();
+        let mut seen = Fingerprints::default();
+        let g = Some("g".to_string());
+        assert!(seen.update(&store).await.unwrap().contains(&g));
+        assert!(seen.goals["g"].settled);
+        // A retry, which the feed did not hear of: seen at the next full look.
+        store.retry_task("g", "a").await.unwrap();
+        for _ in 1..SETTLED_EVERY {
+            assert_eq!(seen.update(&store).await.unwrap(), Vec::new());
+        }
+        assert_eq!(seen.update(&store).await.unwrap(), vec![g.clone()]);
+        assert!(!seen.goals["g"].settled);
+        // An event names it: read at the next look.
+        let b = store
+            .claim("g", "w1", None, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let ClaimOutcome::Claimed(b) = b else {
+            panic!("{b:?}")
+        };
+        store
+            .fail(&b, "broken", false, Duration::ZERO, Recovery::Never)
+            .await
+            .unwrap();
+        assert_eq!(seen.update(&store).await.unwrap(), vec![g.clone()]);
+        store.retry_task("g", "a").await.unwrap();
+        seen.heard(Some("g"));
+        assert_eq!(seen.update(&store).await.unwrap(), vec![g]);
+    }
 
     #[test]
     fn pages_hear_about_their_goal_and_about_everything() {

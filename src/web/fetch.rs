@@ -5,7 +5,7 @@ use crate::domain::{Dag, Node, TaskState, TaskStatus};
 use crate::metrics::{Metrics, StoreSnapshot};
 use crate::report::GoalReport;
 use crate::store::prelude::*;
-use crate::store::{AgentField, AgentRecord, StoreError};
+use crate::store::{AgentRecord, StoreError};
 
 /// Most recent problems shown per agent.
 const ERRORS_SHOWN: usize = 3;
@@ -181,13 +181,11 @@ async fn agents(
     metrics: Option<&Metrics>,
 ) -> Result<Vec<AgentView>, FetchError> {
     let mut views = Vec::new();
-    for record in store.agents().await? {
+    for agent in store.agent_details(ERRORS_SHOWN).await? {
+        let record = agent.record;
         if goal.is_some_and(|g| g != record.goal) {
             continue;
         }
-        let paused = store.agent_value(&record.name, AgentField::Paused).await?;
-        let mut errors = store.agent_errors(&record.name).await?;
-        errors.truncate(ERRORS_SHOWN);
         let holding = goals
             .iter()
             .filter(|g| g.status.goal == record.goal)
@@ -196,14 +194,13 @@ async fn agents(
             .map(|t| t.id.clone())
             .collect();
         let restarts = metrics.map(|m| m.agent_restarts(&record.name));
-        let alive = store.agent_alive(&record.name).await?;
         views.push(AgentView {
             record,
-            paused,
-            errors,
+            paused: agent.paused,
+            errors: agent.errors,
             holding,
             restarts,
-            alive,
+            alive: agent.alive,
         });
     }
     Ok(views)

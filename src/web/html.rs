@@ -11,8 +11,9 @@ use crate::domain::{TaskKind, TaskState, TaskStatus};
 use crate::store::{GoalState, GoalStatus};
 
 /// `text` safe in HTML and SVG text and in quoted attributes: `& < > " '` become
-/// entities; control characters other than tab and newline (invalid in XML)
-/// become U+FFFD.
+/// entities; control characters other than tab and newline and the Unicode
+/// noncharacters (U+FFFE and U+FFFF are invalid in XML, and HTML calls them
+/// all errors) become U+FFFD.
 pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
@@ -23,11 +24,17 @@ pub(super) fn escape(text: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
             '\t' | '\n' => out.push(c),
-            c if c.is_control() => out.push('\u{FFFD}'),
+            c if c.is_control() || noncharacter(c) => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
     out
+}
+
+/// U+FDD0..U+FDEF, and the last two code points of every plane (U+FFFE, U+1FFFF…).
+fn noncharacter(c: char) -> bool {
+    let n = u32::from(c);
+    (0xFDD0..=0xFDEF).contains(&n) || n & 0xFFFE == 0xFFFE
 }
 
 /// `text` cut to `max` characters (an ellipsis marks a cut), on one line.
@@ -262,6 +269,15 @@ mod tests {
         assert_eq!(
             escape("<script>alert('x\"y')</script>&\u{1b}\n"),
             "&lt;script&gt;alert(&#39;x&quot;y&#39;)&lt;/script&gt;&amp;\u{FFFD}\n"
+        );
+        assert_eq!(
+            escape("a\u{FFFE}\u{FFFF}\u{FDD0}\u{FDEF}\u{1FFFE}\u{10FFFF}\u{85}\r"),
+            format!("a{}", "\u{FFFD}".repeat(8))
+        );
+        // Neighbours of the noncharacters are text.
+        assert_eq!(
+            escape("\u{FDCF}\u{FDF0}\u{FFFD}\u{1FFFD}"),
+            "\u{FDCF}\u{FDF0}\u{FFFD}\u{1FFFD}"
         );
     }
 

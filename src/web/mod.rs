@@ -11,7 +11,8 @@
 //!
 //! - `server.rs`: [`WebServer`]: the safety rule (non-loopback only with a token),
 //!   binding, the store (opened on the server's own runtime, retried), actix-web.
-//! - `auth.rs`: the token (header, cookie or `?token=`) and the loopback `Host` check.
+//! - `auth.rs`: the token (header, cookie or `?token=`), and without one the
+//!   check that a request comes straight from this machine (peer, `Host`, no proxy).
 //! - `routes.rs`: the URLs, one thin handler each (its module doc lists them).
 //! - `fetch.rs`: reading a page's data from the store (the only I/O of the pages).
 //! - `pages/`: the front page, a goal, a task, rendered from fetched data.

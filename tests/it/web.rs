@@ -19,10 +19,10 @@ use porki::store::{
 use porki::web::StoreSource;
 
 use crate::support::prometheus;
-use crate::support::web::{Dashboard, get};
+use crate::support::web::{Dashboard, get, raw};
 use crate::support::{
-    RedisServer, block_on, claim, exit_stderr, free_port, plan, porki, seed_team, signal, temp_dir,
-    tokio_runtime, wait_exit, wait_for, wait_until,
+    Prefixed, RedisCluster, RedisServer, block_on, claim, exit_stderr, free_port, plan, porki,
+    seed_team, signal, temp_dir, tokio_runtime, wait_exit, wait_for, wait_until,
 };
 
 const GOAL: &str = "shop";
@@ -263,10 +263,87 @@ fn a_script_in_task_text_is_shown_as_text_in_html_and_svg() {
             .contains("&lt;img src=x onerror=alert(2)&gt;")
     );
     let svg = web.get("/goals/shop/graph.svg").body;
+    roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
     assert!(
         svg.contains(&format!("<title>b: {escaped} (RUNNING · w1)</title>")),
         "{svg}"
     );
+}
+
+/// Characters XML forbids (U+FFFE, U+FFFF, C0 controls) or that HTML calls
+/// errors (other noncharacters, C1 controls), in a title an LLM wrote.
+const NONCHARACTERS: &str =
+    "a\u{FFFE}b\u{FFFF}c\u{FDD0}d\u{1FFFE}e\u{10FFFF}f\u{0}g\u{1b}h\u{7f}i\u{85}j\r";
+
+#[test]
+fn noncharacters_in_titles_leave_the_svg_well_formed_xml_and_the_pages_clean() {
+    let store = Arc::new(MemoryStore::new());
+    block_on(async {
+        let dag = plan(
+            "odd",
+            vec![
+                Node::new("a", format!("Title {NONCHARACTERS}")),
+                Node::new("b", "Plain"),
+            ],
+            &[("a", "b")],
+        );
+        let options = WriteDagOptions {
+            title: format!("Goal {NONCHARACTERS}"),
+            ..WriteDagOptions::default()
+        };
+        write_plan(&*store, dag, &options, 100).await.unwrap();
+        let a = claim(&*store, "odd", "w1", LEASE).await.unwrap();
+        let result = TaskResult {
+            progress: format!("Notes {NONCHARACTERS}"),
+            artifacts: vec![format!("out/{NONCHARACTERS}")],
+        };
+        store.complete(&a, &result).await.unwrap();
+        store
+            .register_agent(&AgentRecord {
+                name: "w1".into(),
+                goal: "odd".into(),
+                role: None,
+                kind: AgentKind::Builder,
+                process: "host:1".into(),
+                state: AgentState::Running,
+            })
+            .await
+            .unwrap();
+        store
+            .push_agent_error("w1", &format!("Error {NONCHARACTERS}"))
+            .await
+            .unwrap();
+    });
+    let web = Dashboard::start(store);
+    let forbidden = |c: char| {
+        let n = c as u32;
+        (c.is_control() && c != '\n' && c != '\t')
+            || (0xFDD0..=0xFDEF).contains(&n)
+            || n & 0xFFFE == 0xFFFE
+    };
+    let svg = web.get("/goals/odd/graph.svg");
+    assert_eq!(svg.status, 200);
+    if let Err(e) = roxmltree::Document::parse(&svg.body) {
+        panic!("the SVG is not well-formed XML: {e}\n{}", svg.body);
+    }
+    for path in [
+        "/",
+        "/goals/odd",
+        "/goals/odd?fragment=1",
+        "/goals/odd/tasks/a",
+        "/goals/odd/graph.svg",
+    ] {
+        let page = web.get(path);
+        assert_eq!(page.status, 200, "{path}");
+        let bad: Vec<String> = page
+            .body
+            .chars()
+            .filter(|&c| forbidden(c))
+            .map(|c| format!("U+{:04X}", c as u32))
+            .collect();
+        assert!(bad.is_empty(), "{path} carries {bad:?}");
+        assert!(page.body.contains("a\u{FFFD}b"), "{path}: {}", page.body);
+    }
 }
 
 #[test]
@@ -666,6 +743,66 @@ fn without_a_token_only_loopback_names_are_served() {
     assert_eq!(web.get_with("/", &[("host", "localhost:7878")]).status, 200);
 }
 
+/// What a reverse proxy on this machine sends the dashboard at `base` for a
+/// browser's `GET /`, with `extra` header lines.
+fn proxied(base: &str, extra: &[&str]) -> Vec<(&'static str, String)> {
+    let upstream = base.trim_start_matches("http://");
+    let extra: String = extra.iter().map(|h| format!("\n{h}")).collect();
+    vec![
+        // nginx's defaults: `proxy_pass http://127.0.0.1:PORT;` sends HTTP/1.0,
+        // Host set to the upstream, and no forwarding header.
+        ("nginx", format!("GET / HTTP/1.0\nHost: {upstream}{extra}")),
+        // What Caddy, Traefik and Apache send (nginx too, as usually set up),
+        // with Host set to the upstream.
+        (
+            "x-forwarded-for",
+            format!(
+                "GET / HTTP/1.1\nHost: {upstream}\nX-Forwarded-For: 203.0.113.9\n\
+                 X-Forwarded-Proto: https\nX-Forwarded-Host: porki.example.com{extra}"
+            ),
+        ),
+        (
+            "forwarded",
+            format!(
+                "GET / HTTP/1.1\nHost: {upstream}\nForwarded: for=203.0.113.9;proto=https{extra}"
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn without_a_token_a_local_proxy_is_refused_even_with_a_loopback_host() {
+    let web = Dashboard::start(seeded());
+    let upstream = web.base.trim_start_matches("http://").to_string();
+    // Straight from this machine: served.
+    let (status, body) = raw(&web.base, &format!("GET / HTTP/1.1\nHost: {upstream}"));
+    assert_eq!(status, 200, "{body}");
+    for (proxy, request) in proxied(&web.base, &[]) {
+        let (status, body) = raw(&web.base, &request);
+        assert_eq!(status, 403, "{proxy}: {body}");
+        assert!(
+            body.contains("came through a proxy") && body.contains("--http-token"),
+            "{proxy}: {body}"
+        );
+    }
+}
+
+#[test]
+fn behind_a_proxy_the_token_is_what_lets_requests_in() {
+    let token = "0123456789abcdef";
+    let web = Dashboard::start_with(StoreSource::Open(seeded()), Some(token), None);
+    let bearer = format!("Authorization: Bearer {token}");
+    for (proxy, request) in proxied(&web.base, &[&bearer]) {
+        let (status, body) = raw(&web.base, &request);
+        assert_eq!(status, 200, "{proxy}: {body}");
+        assert!(body.contains("Open the shop"), "{proxy}: {body}");
+    }
+    for (proxy, request) in proxied(&web.base, &[]) {
+        let (status, body) = raw(&web.base, &request);
+        assert_eq!(status, 401, "{proxy}: {body}");
+    }
+}
+
 #[test]
 fn the_json_api_is_porki_status_and_porki_graph() {
     let web = Dashboard::start(seeded());
@@ -893,4 +1030,534 @@ fn run_http_serves_the_orchestrator_and_counts_its_agents_work() {
     assert!(metrics.contains_key("porki_llm_gate_wait_seconds"));
     signal(&child, Signal::SIGTERM);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
+}
+
+/// Seeds `finished` complete goals of three tasks (`done-N`, two of them with a
+/// role), the live goal `live` with a task RUNNING, and agents `w0..` with a
+/// pause and a problem each, on the Redis at `url`.
+fn seed_idle(url: &str, finished: usize, agents: usize) {
+    block_on(async {
+        let store = RedisStore::connect(url).await.unwrap();
+        let tasks = |goal: &str| {
+            let mut nodes = vec![
+                Node::new("a", "First"),
+                Node::new("b", "Second"),
+                Node::new("c", "Third"),
+            ];
+            nodes[1].role = Some("writer".into());
+            nodes[2].role = Some("editor".into());
+            plan(goal, nodes, &[("a", "b"), ("b", "c")])
+        };
+        for n in 0..finished {
+            let goal = format!("done-{n}");
+            write_plan(&store, tasks(&goal), &WriteDagOptions::default(), 100)
+                .await
+                .unwrap();
+            for role in [None, Some("writer"), Some("editor")] {
+                let lease = match store.claim(&goal, "w0", role, LEASE).await.unwrap() {
+                    porki::store::ClaimOutcome::Claimed(lease) => lease,
+                    other => panic!("{goal}: {other:?}"),
+                };
+                store
+                    .complete(&lease, &TaskResult::default())
+                    .await
+                    .unwrap();
+            }
+        }
+        write_plan(&store, tasks("live"), &WriteDagOptions::default(), 100)
+            .await
+            .unwrap();
+        claim(&store, "live", "w0", LEASE).await.unwrap();
+        for n in 0..agents {
+            let name = format!("w{n}");
+            store
+                .register_agent(&AgentRecord {
+                    name: name.clone(),
+                    goal: "live".into(),
+                    role: None,
+                    kind: AgentKind::Builder,
+                    process: "host:1".into(),
+                    state: AgentState::Running,
+                })
+                .await
+                .unwrap();
+            store.push_agent_error(&name, "a problem").await.unwrap();
+            store
+                .set_agent_value(&name, AgentField::Paused, Some("drain"))
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// The commands the Redis at `server` ran per second (those of its scripts
+/// included, by name) while a dashboard on it had one page open and nothing
+/// changed.
+fn idle_commands(server: &RedisServer) -> (f64, std::collections::BTreeMap<String, u64>) {
+    let web = Dashboard::start_with(StoreSource::Url(server.url()), None, None);
+    // A page listening: its stream is read on a thread of its own until the end.
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let base = web.base.clone();
+    let page = std::thread::spawn(move || {
+        tokio_runtime().block_on(async move {
+            let client = reqwest::Client::builder().no_proxy().build().unwrap();
+            let mut response = client.get(format!("{base}/events")).send().await.unwrap();
+            while stopped.try_recv().is_err() {
+                let _ = tokio::time::timeout(Duration::from_millis(100), response.chunk()).await;
+            }
+        })
+    });
+    // The first look reads everything; what follows is the idle cost.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut conn = server.conn();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut conn)
+        .unwrap();
+    let window = Duration::from_secs(5);
+    std::thread::sleep(window);
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .unwrap();
+    let _ = stop.send(());
+    page.join().unwrap();
+    drop(web);
+    let mut calls = std::collections::BTreeMap::new();
+    for line in info.lines() {
+        let Some((name, rest)) = line
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
+        else {
+            continue;
+        };
+        if name.starts_with("config") {
+            continue;
+        }
+        let n: u64 = rest
+            .split(',')
+            .find_map(|f| f.strip_prefix("calls="))
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        calls.insert(name.to_string(), n);
+    }
+    let total: u64 = calls.values().sum();
+    (total as f64 / window.as_secs_f64(), calls)
+}
+
+#[test]
+fn an_idle_dashboard_reads_little_whatever_the_number_of_finished_goals() {
+    let server = RedisServer::start();
+    seed_idle(&server.url(), 20, 4);
+    let (rate, calls) = idle_commands(&server);
+    eprintln!("an idle dashboard: {rate:.1} commands/s: {calls:?}");
+    // Each second the live goal's summary; the 20 finished goals once in 15 s.
+    let summaries = calls.get("evalsha").copied().unwrap_or(0) as f64 / 5.0;
+    assert!(summaries < 4.0, "{summaries} goal summaries/s: {calls:?}");
+    assert!(rate < 60.0, "{rate} commands/s: {calls:?}");
+}
+
+/// Read events a Redis processed so far (`total_reads_processed`): one per
+/// round trip of a client (a pipeline arrives in one).
+fn reads_processed(conn: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("stats").query(conn).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_reads_processed:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO stats has total_reads_processed (Redis 6 or later)")
+}
+
+/// Registers agents `w0..w{n}` of goal `g`, each paused, with problems, every
+/// other one alive.
+async fn seed_agents(store: &dyn Store, n: usize) {
+    for i in 0..n {
+        let name = format!("w{i}");
+        store
+            .register_agent(&AgentRecord {
+                name: name.clone(),
+                goal: "g".into(),
+                role: (i % 2 == 0).then(|| "writer".to_string()),
+                kind: AgentKind::Builder,
+                process: "host:1".into(),
+                state: AgentState::Running,
+            })
+            .await
+            .unwrap();
+        for problem in ["old", "older news", "newest"] {
+            store
+                .push_agent_error(&name, &format!("{problem} of {name}"))
+                .await
+                .unwrap();
+        }
+        store
+            .set_agent_value(&name, AgentField::Paused, Some("drain"))
+            .await
+            .unwrap();
+        if i % 2 == 0 {
+            store.agent_heartbeat(&name, LEASE).await.unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_dashboard_reads_every_agent_in_one_round_trip() {
+    let server = RedisServer::start();
+    let agents = 12;
+    block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        seed_agents(&store, agents).await;
+    });
+    let web = Dashboard::start_with(StoreSource::Url(server.url()), None, None);
+    assert_eq!(web.get("/readyz").status, 200);
+    let mut conn = server.conn();
+    let before = reads_processed(&mut conn);
+    let status = web.get("/api/status");
+    let reads = reads_processed(&mut conn) - before;
+    assert_eq!(status.status, 200);
+    let status: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(status["agents"].as_array().unwrap().len(), agents);
+    assert_eq!(status["agents"][0]["last_error"], "newest of w0");
+    assert_eq!(status["agents"][0]["alive"], true);
+    assert_eq!(status["agents"][1]["alive"], false);
+    // The goals list, the agents list, one pipeline for all agents, and this INFO.
+    assert!(
+        reads <= 4,
+        "{reads} round trips for /api/status of {agents} agents"
+    );
+}
+
+/// `agent_details` says what the one-at-a-time reads say, for every agent.
+async fn agent_details_match_the_single_reads(store: &dyn Store) {
+    seed_agents(store, 5).await;
+    let details = store.agent_details(2).await.unwrap();
+    let names: Vec<&str> = details.iter().map(|a| a.record.name.as_str()).collect();
+    assert_eq!(names, ["w0", "w1", "w2", "w3", "w4"]);
+    for agent in &details {
+        let name = &agent.record.name;
+        let errors = store.agent_errors(name).await.unwrap();
+        assert_eq!(agent.errors, errors[..2], "{name}");
+        assert_eq!(agent.errors[0], format!("newest of {name}"));
+        assert_eq!(
+            agent.paused,
+            store.agent_value(name, AgentField::Paused).await.unwrap()
+        );
+        assert_eq!(
+            agent.alive,
+            store.agent_alive(name).await.unwrap(),
+            "{name}"
+        );
+        let records = store.agents().await.unwrap();
+        assert!(records.contains(&agent.record), "{name}");
+    }
+    assert_eq!(details.iter().filter(|a| a.alive).count(), 3);
+    assert!(store.agent_details(0).await.unwrap()[0].errors.is_empty());
+}
+
+#[test]
+fn agent_details_match_the_single_reads_on_every_store() {
+    block_on(agent_details_match_the_single_reads(&MemoryStore::new()));
+    let server = RedisServer::start();
+    block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        agent_details_match_the_single_reads(&store).await;
+    });
+    let cluster = RedisCluster::shared();
+    block_on(async {
+        let store = RedisStore::connect_cluster(&cluster.url()).await.unwrap();
+        let store = Prefixed::new(Arc::new(store));
+        agent_details_match_the_single_reads(&*store).await;
+    });
+}
+
+// Per-goal state: what a store keeps in the process about the goals it works on
+// (claim hints; on a cluster, a subscription to each goal's events) goes when
+// the goal finishes or is collected, and reading goals (pages) adds none.
+
+/// A runtime whose workers keep a `RedisStore`'s connections served while a
+/// dashboard on another thread uses it.
+fn store_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The shard channels of goals named `prefix…` that any primary of the shared
+/// cluster has subscribers for (`PUBSUB SHARDCHANNELS`).
+fn shard_channels(cluster: &RedisCluster, prefix: &str) -> Vec<String> {
+    let pattern = format!("events:{{{prefix}*");
+    let mut channels: Vec<String> = cluster
+        .topology()
+        .iter()
+        .filter(|n| n.primary && !n.failed)
+        .flat_map(|n| {
+            cluster
+                .cli(n.port, &["PUBSUB", "SHARDCHANNELS", &pattern])
+                .lines()
+                .map(str::to_string)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    channels.sort();
+    channels
+}
+
+/// Every URL about goal `goal` (and its task `a`).
+fn goal_urls(goal: &str) -> Vec<String> {
+    vec![
+        format!("/goals/{goal}"),
+        format!("/goals/{goal}?fragment=1"),
+        format!("/goals/{goal}/graph.svg"),
+        format!("/goals/{goal}/tasks/a"),
+        format!("/goals/{goal}/tasks/a?fragment=1"),
+        format!("/api/goals/{goal}/graph"),
+    ]
+}
+
+/// Asks `store`'s dashboard about goals it does not have: each answer is a 404
+/// that names the goal and says what to do, and the store keeps nothing.
+fn unknown_goals_are_404_and_leave_nothing(
+    store: Arc<RedisStore>,
+    known: &str,
+    unknown: &[String],
+) {
+    let web = Dashboard::start_with(StoreSource::Open(store.clone()), None, None);
+    assert_eq!(web.get(&format!("/goals/{known}")).status, 200);
+    for goal in unknown {
+        for url in goal_urls(goal) {
+            let reply = web.get(&url);
+            assert_eq!(reply.status, 404, "{url}: {}", reply.body);
+            assert!(
+                reply
+                    .body
+                    .contains(&format!("{goal}&quot; is not in the store"))
+                    || reply
+                        .body
+                        .contains(&format!("{goal}\" is not in the store")),
+                "{url}: {}",
+                reply.body
+            );
+            assert!(reply.body.contains("front page"), "{url}: {}", reply.body);
+        }
+    }
+    assert_eq!(
+        store.goals_kept(),
+        0,
+        "reading goals keeps no per-goal state in the dashboard's store"
+    );
+}
+
+#[test]
+fn unknown_goals_are_404_and_leave_no_state_on_one_redis() {
+    let server = RedisServer::start();
+    seed_redis(&server.url());
+    let runtime = store_runtime();
+    let store = Arc::new(
+        runtime
+            .block_on(RedisStore::connect(&server.url()))
+            .unwrap(),
+    );
+    let unknown: Vec<String> = (0..20).map(|n| format!("nope-{n}")).collect();
+    unknown_goals_are_404_and_leave_nothing(store, GOAL, &unknown);
+}
+
+#[test]
+fn unknown_goals_are_404_and_leave_no_state_on_a_cluster() {
+    let cluster = RedisCluster::shared();
+    let prefix = Prefixed::fresh_prefix() + "web-unknown-";
+    let known = format!("{prefix}shop");
+    let runtime = store_runtime();
+    let store = Arc::new(
+        runtime
+            .block_on(RedisStore::connect_cluster(&cluster.url()))
+            .unwrap(),
+    );
+    runtime.block_on(async {
+        let dag = plan(&known, vec![Node::new("a", "Pick products")], &[]);
+        write_plan(&*store, dag, &WriteDagOptions::default(), 100)
+            .await
+            .unwrap();
+    });
+    // The dashboard's own store: the one above wrote the plan (it works on it).
+    let reader = Arc::new(
+        runtime
+            .block_on(RedisStore::connect_cluster(&cluster.url()))
+            .unwrap(),
+    );
+    let unknown: Vec<String> = (0..20).map(|n| format!("{prefix}nope-{n}")).collect();
+    unknown_goals_are_404_and_leave_nothing(reader, &known, &unknown);
+    // No node was asked to send this process any of those goals' events.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        shard_channels(cluster, &format!("{prefix}nope")),
+        Vec::<String>::new()
+    );
+}
+
+/// Works goals through `store` as agents do (listening to events) and checks
+/// that what it keeps per goal goes when each finishes or is collected;
+/// `channels` lists the goals' subscribed channels (empty on one Redis).
+async fn per_goal_state_goes_with_the_goal(
+    store: &RedisStore,
+    prefix: &str,
+    channels: &dyn Fn() -> Vec<String>,
+) {
+    let wait_kept = |n: usize, what: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while store.goals_kept() != n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: the store keeps {} goals, not {n}",
+                store.goals_kept()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let _events = store.events();
+    // A goal that completes.
+    let done = format!("{prefix}done");
+    let mut nodes = vec![Node::new("a", "First"), Node::new("b", "Second")];
+    nodes[1].role = Some("writer".into());
+    let dag = plan(&done, nodes, &[("a", "b")]);
+    write_plan(store, dag, &WriteDagOptions::default(), 100)
+        .await
+        .unwrap();
+    let a = claim(store, &done, "w1", LEASE).await.unwrap();
+    store.complete(&a, &TaskResult::default()).await.unwrap();
+    let b = match store
+        .claim(&done, "w2", Some("writer"), LEASE)
+        .await
+        .unwrap()
+    {
+        porki::store::ClaimOutcome::Claimed(lease) => lease,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(store.goals_kept(), 1, "a goal worked on is kept");
+    store.complete(&b, &TaskResult::default()).await.unwrap();
+    wait_kept(0, "the goal completed").await;
+    // An idle agent that woke on the goal's end claims once more, and retires.
+    assert!(claim(store, &done, "w1", LEASE).await.is_none());
+    assert_eq!(
+        store.goals_kept(),
+        0,
+        "a claim that finds the goal complete"
+    );
+    // A goal that fails: kept while agents wait on it for a retry, gone once collected.
+    let failed = format!("{prefix}failed");
+    let dag = plan(&failed, vec![Node::new("a", "Only")], &[]);
+    write_plan(store, dag, &WriteDagOptions::default(), 100)
+        .await
+        .unwrap();
+    let a = claim(store, &failed, "w1", LEASE).await.unwrap();
+    store
+        .fail(
+            &a,
+            "broken",
+            false,
+            Duration::ZERO,
+            porki::store::Recovery::Never,
+        )
+        .await
+        .unwrap();
+    wait_kept(0, "the goal failed").await;
+    assert!(claim(store, &failed, "w1", LEASE).await.is_none());
+    // On a cluster it listens to the goal's channel (one Redis sends every goal's).
+    assert_eq!(
+        store.goals_kept(),
+        usize::from(store.is_cluster()),
+        "an agent waits on the failed goal"
+    );
+    let sweep = store
+        .sweep_goal(&failed, Duration::ZERO, false)
+        .await
+        .unwrap();
+    assert!(
+        matches!(sweep, porki::store::Sweep::Removed { .. }),
+        "{sweep:?}"
+    );
+    assert_eq!(store.goals_kept(), 0, "the goal was collected");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !channels().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still subscribed to {:?}",
+            channels()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn per_goal_state_goes_when_goals_finish_or_are_collected_on_one_redis() {
+    let server = RedisServer::start();
+    let runtime = store_runtime();
+    runtime.block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        per_goal_state_goes_with_the_goal(&store, "", &Vec::new).await;
+    });
+}
+
+#[test]
+fn per_goal_state_goes_when_goals_finish_or_are_collected_on_a_cluster() {
+    let cluster = RedisCluster::shared();
+    let prefix = Prefixed::fresh_prefix() + "web-state-";
+    let runtime = store_runtime();
+    runtime.block_on(async {
+        let store = RedisStore::connect_cluster(&cluster.url()).await.unwrap();
+        let channels = || shard_channels(cluster, &prefix);
+        per_goal_state_goes_with_the_goal(&store, &prefix, &channels).await;
+    });
+}
+
+#[test]
+fn a_dashboard_drops_what_it_learned_of_a_goal_collected_elsewhere() {
+    // On a cluster the dashboard hears no goal's events: the goals list tells it.
+    let cluster = RedisCluster::shared();
+    let goal = Prefixed::fresh_prefix() + "web-collected";
+    let runtime = store_runtime();
+    let connect = || {
+        Arc::new(
+            runtime
+                .block_on(RedisStore::connect_cluster(&cluster.url()))
+                .unwrap(),
+        )
+    };
+    let (worker, reader) = (connect(), connect());
+    let a = runtime.block_on(async {
+        let mut nodes = vec![Node::new("a", "First"), Node::new("b", "Second")];
+        nodes[1].role = Some("writer".into());
+        let dag = plan(&goal, nodes, &[("a", "b")]);
+        write_plan(&*worker, dag, &WriteDagOptions::default(), 100)
+            .await
+            .unwrap();
+        claim(&*worker, &goal, "w1", LEASE).await.unwrap()
+    });
+    let web = Dashboard::start_with(StoreSource::Open(reader.clone()), None, None);
+    assert_eq!(web.get(&format!("/goals/{goal}")).status, 200);
+    // It read the goal's roles to count its READY tasks, and keeps them while it runs.
+    assert_eq!(reader.goals_kept(), 1);
+    runtime.block_on(async {
+        worker
+            .fail(
+                &a,
+                "broken",
+                false,
+                Duration::ZERO,
+                porki::store::Recovery::Never,
+            )
+            .await
+            .unwrap();
+        let sweep = worker
+            .sweep_goal(&goal, Duration::ZERO, false)
+            .await
+            .unwrap();
+        assert!(
+            matches!(sweep, porki::store::Sweep::Removed { .. }),
+            "{sweep:?}"
+        );
+    });
+    assert_eq!(web.get("/").status, 200);
+    assert_eq!(reader.goals_kept(), 0);
 }

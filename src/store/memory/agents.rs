@@ -7,7 +7,9 @@ use tokio::time::Instant;
 
 use super::MemoryStore;
 use crate::domain::check_id;
-use crate::store::{AGENT_ERRORS_KEPT, AgentField, AgentRecord, AgentStore, StoreError};
+use crate::store::{
+    AGENT_ERRORS_KEPT, AgentDetails, AgentField, AgentRecord, AgentStore, StoreError,
+};
 
 #[async_trait]
 impl AgentStore for MemoryStore {
@@ -26,6 +28,31 @@ impl AgentStore for MemoryStore {
 
     async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
         Ok(self.lock().agents.values().cloned().collect())
+    }
+
+    async fn agent_details(&self, errors: usize) -> Result<Vec<AgentDetails>, StoreError> {
+        let state = self.lock();
+        let now = Instant::now();
+        Ok(state
+            .agents
+            .values()
+            .map(|record| AgentDetails {
+                paused: state
+                    .agent_values
+                    .get(&(record.name.clone(), AgentField::Paused))
+                    .cloned(),
+                errors: state
+                    .agent_errors
+                    .get(&record.name)
+                    .map(|e| e.iter().take(errors).cloned().collect())
+                    .unwrap_or_default(),
+                alive: state
+                    .heartbeats
+                    .get(&record.name)
+                    .is_some_and(|expiry| *expiry > now),
+                record: record.clone(),
+            })
+            .collect())
     }
 
     async fn agent_value(

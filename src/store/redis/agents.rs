@@ -2,6 +2,7 @@
 //! script here touches one agent's keys (one slot, the name's hash tag); the
 //! process-wide `agents` set only ever gets single-key commands.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,7 +10,40 @@ use redis::AsyncCommands;
 
 use super::RedisStore;
 use crate::domain::{AgentKind, check_id};
-use crate::store::{AGENT_ERRORS_KEPT, AgentField, AgentRecord, AgentStore, StoreError, keys};
+use crate::store::{
+    AGENT_ERRORS_KEPT, AgentDetails, AgentField, AgentRecord, AgentStore, StoreError, keys,
+};
+
+/// What [`AgentStore::agent_details`] reads of one agent: registration, pause,
+/// newest problems, heartbeat.
+type Parts = (HashMap<String, String>, Option<String>, Vec<String>, bool);
+
+/// Adds the reads of [`Parts`] for `name` to `pipe`.
+fn read_parts(pipe: &mut redis::Pipeline, name: &str, errors: usize) {
+    pipe.hgetall(keys::agent_registered(name))
+        .get(keys::agent_field(name, AgentField::Paused))
+        .lrange(keys::agent_errors(name), 0, errors.max(1) as isize - 1)
+        .exists(keys::agent_heartbeat(name));
+}
+
+/// An agent's record from its registration hash; `None` if it has none.
+fn record_of(name: String, mut fields: HashMap<String, String>) -> Option<AgentRecord> {
+    if fields.is_empty() {
+        return None;
+    }
+    Some(AgentRecord {
+        name,
+        goal: fields.remove("goal").unwrap_or_default(),
+        role: fields.remove("role").filter(|r| !r.is_empty()),
+        // Absent in records from before agents had kinds: builders then.
+        kind: fields
+            .remove("kind")
+            .and_then(|k| AgentKind::parse(&k))
+            .unwrap_or_default(),
+        process: fields.remove("process").unwrap_or_default(),
+        state: fields.remove("state").unwrap_or_default().into(),
+    })
+}
 
 #[async_trait]
 impl AgentStore for RedisStore {
@@ -55,18 +89,45 @@ impl AgentStore for RedisStore {
         Ok(names
             .into_iter()
             .zip(all)
-            .filter(|(_, fields)| !fields.is_empty())
-            .map(|(name, mut fields)| AgentRecord {
-                name,
-                goal: fields.remove("goal").unwrap_or_default(),
-                role: fields.remove("role").filter(|r| !r.is_empty()),
-                // Absent in records from before agents had kinds: builders then.
-                kind: fields
-                    .remove("kind")
-                    .and_then(|k| AgentKind::parse(&k))
-                    .unwrap_or_default(),
-                process: fields.remove("process").unwrap_or_default(),
-                state: fields.remove("state").unwrap_or_default().into(),
+            .filter_map(|(name, fields)| record_of(name, fields))
+            .collect())
+    }
+
+    async fn agent_details(&self, errors: usize) -> Result<Vec<AgentDetails>, StoreError> {
+        let names = self.sorted_members(keys::AGENTS).await?;
+        let parts: Vec<Parts> = if self.is_cluster() {
+            // One agent's keys share a slot (its name is their hash tag).
+            let reads = names.iter().map(|name| {
+                let mut conn = self.conn.clone();
+                let mut pipe = redis::pipe();
+                read_parts(&mut pipe, name, errors);
+                async move { pipe.query_async::<Parts>(&mut conn).await }
+            });
+            futures::future::try_join_all(reads).await?
+        } else if names.is_empty() {
+            Vec::new()
+        } else {
+            let mut pipe = redis::pipe();
+            for name in &names {
+                read_parts(&mut pipe, name, errors);
+            }
+            let flat: Vec<redis::Value> = pipe.query_async(&mut self.conn.clone()).await?;
+            flat.chunks(4)
+                .map(|four| redis::from_redis_value(redis::Value::Array(four.to_vec())))
+                .collect::<Result<_, _>>()
+                .map_err(|e| StoreError::Redis(e.into()))?
+        };
+        Ok(names
+            .into_iter()
+            .zip(parts)
+            .filter_map(|(name, (fields, paused, mut problems, alive))| {
+                problems.truncate(errors);
+                Some(AgentDetails {
+                    record: record_of(name, fields)?,
+                    paused,
+                    errors: problems,
+                    alive,
+                })
             })
             .collect())
     }

@@ -102,14 +102,46 @@ struct GoalHints {
 }
 
 impl Hints {
+    /// Changes `goal`'s hints, which are made if it has none.
     fn with<T>(&self, goal: &str, f: impl FnOnce(&mut GoalHints) -> T) -> T {
         let mut goals = self.goals.lock().expect("hints lock");
         f(goals.entry(goal.to_string()).or_default())
     }
 
+    /// Reads (or changes) `goal`'s hints if it has some; a goal this process
+    /// never learned anything about gets no entry (a page asking about any name
+    /// must not grow the map).
+    fn peek<T: Default>(&self, goal: &str, f: impl FnOnce(&mut GoalHints) -> T) -> T {
+        let mut goals = self.goals.lock().expect("hints lock");
+        goals.get_mut(goal).map(f).unwrap_or_default()
+    }
+
+    /// Drops everything learned about `goal` (it finished or is gone).
+    pub(super) fn forget(&self, goal: &str) {
+        self.goals.lock().expect("hints lock").remove(goal);
+    }
+
+    /// Drops the hints of every goal not in `goals` (the store's list: the
+    /// others were collected, or never planned).
+    pub(super) fn keep_only(&self, goals: &[String]) {
+        let listed: std::collections::HashSet<&str> = goals.iter().map(String::as_str).collect();
+        let mut hinted = self.goals.lock().expect("hints lock");
+        hinted.retain(|goal, _| listed.contains(goal.as_str()));
+    }
+
+    /// The goals with hints.
+    fn goals(&self) -> Vec<String> {
+        self.goals
+            .lock()
+            .expect("hints lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Ids a claim of `role` should declare: what the last claim of it sent back.
     pub(super) fn claim(&self, goal: &str, role: Option<&str>) -> Vec<String> {
-        self.with(goal, |h| {
+        self.peek(goal, |h| {
             h.claim.get(role.unwrap_or("")).cloned().unwrap_or_default()
         })
     }
@@ -129,7 +161,7 @@ impl Hints {
 
     /// The goal's RUNNING tasks as last seen.
     pub(super) fn running(&self, goal: &str) -> Vec<String> {
-        self.with(goal, |h| h.running.clone())
+        self.peek(goal, |h| h.running.clone())
     }
 
     /// A claim took `task`, whose dependents are `dependents`, and which needs a
@@ -150,7 +182,7 @@ impl Hints {
     /// Whether a held task needs approval, as its claim said: `"1"`/`"0"`, or
     /// `""` when this process did not claim it (the script reads the task).
     pub(super) fn approval(&self, goal: &str, task: &str) -> &'static str {
-        self.with(goal, |h| match h.dependents.get(task) {
+        self.peek(goal, |h| match h.dependents.get(task) {
             Some((_, true)) => "1",
             Some((_, false)) => "0",
             None => "",
@@ -159,7 +191,7 @@ impl Hints {
 
     /// The dependents of a held task, if its claim said (kept for a retried call).
     pub(super) fn dependents(&self, goal: &str, task: &str) -> Vec<String> {
-        self.with(goal, |h| {
+        self.peek(goal, |h| {
             h.dependents
                 .get(task)
                 .map(|(dependents, _)| dependents.clone())
@@ -170,7 +202,9 @@ impl Hints {
     /// A held task is finished here: its dependents are no longer needed, and the
     /// tasks it `promoted` are READY, so the next claims may take them.
     pub(super) fn finished(&self, goal: &str, task: &str, promoted: &[String]) {
-        self.with(goal, |h| {
+        // Only what is kept is updated: the goal may have just been forgotten
+        // (its last completion completed it).
+        self.peek(goal, |h| {
             h.dependents.remove(task);
             for ids in h.claim.values_mut() {
                 for id in promoted {
@@ -197,9 +231,10 @@ impl Hints {
 
     /// Whether a completion of `goal` should wait for a replica.
     fn replica_expected(&self, goal: &str) -> bool {
-        self.with(goal, |h| {
-            h.no_replica_until.is_none_or(|t| t <= Instant::now())
-        })
+        let goals = self.goals.lock().expect("hints lock");
+        goals
+            .get(goal)
+            .is_none_or(|h| h.no_replica_until.is_none_or(|t| t <= Instant::now()))
     }
 
     /// No replica had the last completion of `goal` within the wait.
@@ -210,7 +245,7 @@ impl Hints {
     }
 
     fn roles(&self, goal: &str) -> Vec<String> {
-        self.with(goal, |h| h.roles.clone())
+        self.peek(goal, |h| h.roles.clone())
     }
 
     fn learn(&self, call: &GoalCall<'_>, roles: Vec<String>, ids: &[String]) {
@@ -228,6 +263,33 @@ impl Hints {
                 Learn::Running => h.running = ids,
             }
         })
+    }
+}
+
+/// Whether a script's answer says its goal is complete: a claim's
+/// `{'inactive', 'complete'}`, at the top or inside (complete_and_claim answers
+/// `{completion, claim}`). Agents that woke on the goal's end claim once more
+/// and retire: their claim must not leave the goal watched.
+fn says_complete(value: &Value) -> bool {
+    let Value::Array(items) = value else {
+        return false;
+    };
+    fn text(v: &Value) -> Option<&[u8]> {
+        match v {
+            Value::BulkString(bytes) => Some(bytes.as_slice()),
+            Value::SimpleString(s) => Some(s.as_bytes()),
+            _ => None,
+        }
+    }
+    match items.as_slice() {
+        [first, second, ..]
+            if text(first) == Some(b"inactive") && text(second) == Some(b"complete") =>
+        {
+            true
+        }
+        _ => items
+            .iter()
+            .any(|item| matches!(item, Value::Array(_)) && says_complete(item)),
     }
 }
 
@@ -263,6 +325,23 @@ fn need_parts(text: &[String]) -> Option<(Vec<String>, Vec<String>)> {
 }
 
 impl RedisStore {
+    /// Drops what this process keeps about `goal` (hints; on a cluster, its
+    /// channel's subscription): it finished or is gone. A later script on the
+    /// goal takes it up again.
+    pub(super) fn forget_goal(&self, goal: &str) {
+        self.events.forget(goal);
+    }
+
+    /// How many goals this process keeps state for (claim hints; on a cluster,
+    /// a subscription to their events): the goals it works on. For tests and
+    /// diagnostics: it shrinks as goals finish or are collected, and reading a
+    /// goal (its status, a dashboard page) adds none.
+    pub fn goals_kept(&self) -> usize {
+        let mut goals: std::collections::HashSet<String> = self.hints.goals().into_iter().collect();
+        goals.extend(self.events.watched());
+        goals.len()
+    }
+
     /// Runs a goal script with its keys declared (see the module doc), calling it
     /// again while it answers `need`.
     pub(super) async fn run_goal<T: FromRedisValue>(
@@ -322,6 +401,9 @@ impl RedisStore {
                     dedup(&mut call.tasks);
                 }
                 None => {
+                    if says_complete(&value) {
+                        self.forget_goal(call.goal);
+                    }
                     return T::from_redis_value(value).map_err(|e| StoreError::Redis(e.into()));
                 }
             }
@@ -402,5 +484,22 @@ mod tests {
         assert_eq!(need_of(&Value::Array(vec![bulk(&["ok", "0"]), need])), None);
         assert_eq!(need_of(&bulk(&["ok"])), None);
         assert_eq!(need_of(&bulk(&["need", "3", "r1"])), None);
+    }
+
+    #[test]
+    fn a_claim_that_finds_its_goal_complete_is_recognised_where_it_stands() {
+        let complete = bulk(&["inactive", "complete"]);
+        assert!(says_complete(&complete));
+        // complete_and_claim: the completion, then the claim.
+        assert!(says_complete(&Value::Array(vec![
+            bulk(&["ok", "1"]),
+            complete.clone()
+        ])));
+        assert!(!says_complete(&bulk(&["inactive", "failed"])));
+        assert!(!says_complete(&bulk(&["claimed", "inactive", "complete"])));
+        assert!(!says_complete(&Value::Array(vec![
+            bulk(&["ok", "0"]),
+            bulk(&["empty", ""])
+        ])));
     }
 }

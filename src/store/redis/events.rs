@@ -1,7 +1,12 @@
 //! `events:{G}` fanned out to in-process subscribers. On one Redis, one pub/sub
 //! connection takes every goal's channel (`PSUBSCRIBE events:*`); on a cluster,
 //! each goal's channel is a shard channel in the goal's slot, subscribed to once
-//! this process touches the goal (`shard_events.rs`).
+//! this process works on the goal (runs a script that changes it), and left
+//! once the goal finishes or is collected (`shard_events.rs`).
+//!
+//! A goal's end (`goal complete`, `goal failed`) also drops what the process
+//! learned about it ([`Hints`]): per-goal state lives only while a goal is
+//! worked on, and a later script on the goal (a retry) takes it up again.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -10,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::RedisStore;
+use super::declare::Hints;
 use crate::store::{EVENT_CHANNEL_CAPACITY, EventKind, StoreEvent, keys};
 
 /// The in-process fan-out of the goals' events, fed by a subscriber connection
@@ -18,6 +24,8 @@ pub(super) struct EventFeed {
     pub(super) sender: broadcast::Sender<StoreEvent>,
     started: OnceLock<()>,
     source: Source,
+    /// The store's hints, dropped for a goal that ends.
+    hints: Arc<Hints>,
 }
 
 /// Where the events come from.
@@ -33,37 +41,46 @@ enum Source {
 }
 
 /// The goals whose shard channels the cluster feed subscribes to, and the feed's
-/// inbox for goals added after it started (with whom to tell once subscribed).
+/// inbox for the changes made after it started.
 #[derive(Default)]
 pub(super) struct Watched {
     pub(super) goals: HashSet<String>,
-    pub(super) inbox: Option<mpsc::UnboundedSender<NewGoal>>,
+    pub(super) inbox: Option<mpsc::UnboundedSender<Subscription>>,
 }
 
-/// A goal to subscribe to, and a caller waiting until it is.
-pub(super) type NewGoal = (String, oneshot::Sender<()>);
+/// A change the cluster feed makes to its subscriptions.
+pub(super) enum Subscription {
+    /// Subscribe to the goal's channel, and tell the caller waiting once it is.
+    Add(String, oneshot::Sender<()>),
+    /// Leave the goal's channel: the goal finished or is gone.
+    Drop(String),
+}
 
 impl EventFeed {
-    fn new(source: Source) -> Self {
+    fn new(source: Source, hints: Arc<Hints>) -> Self {
         Self {
             sender: broadcast::channel(EVENT_CHANNEL_CAPACITY).0,
             started: OnceLock::new(),
             source,
+            hints,
         }
     }
 
     /// A feed of one Redis; nobody listens yet.
-    pub(super) fn single(client: redis::Client) -> Self {
-        Self::new(Source::Single(client))
+    pub(super) fn single(client: redis::Client, hints: Arc<Hints>) -> Self {
+        Self::new(Source::Single(client), hints)
     }
 
     /// A feed of the cluster behind `nodes`; nobody listens yet.
-    pub(super) fn cluster(url: &str, nodes: Vec<String>) -> Self {
-        Self::new(Source::Cluster {
-            url: url.to_string(),
-            nodes,
-            watched: Mutex::default(),
-        })
+    pub(super) fn cluster(url: &str, nodes: Vec<String>, hints: Arc<Hints>) -> Self {
+        Self::new(
+            Source::Cluster {
+                url: url.to_string(),
+                nodes,
+                watched: Mutex::default(),
+            },
+            hints,
+        )
     }
 
     /// Notes that this process works on `goal`. On a cluster its channel is
@@ -79,12 +96,51 @@ impl EventFeed {
         }
         let inbox = watched.inbox.as_ref()?;
         let (subscribed, wait) = oneshot::channel();
-        inbox.send((goal.to_string(), subscribed)).ok()?;
+        inbox
+            .send(Subscription::Add(goal.to_string(), subscribed))
+            .ok()?;
         Some(wait)
     }
 
-    /// The cluster feed's goals so far, its inbox set for the ones to come.
-    pub(super) fn take_watched(&self, inbox: mpsc::UnboundedSender<NewGoal>) -> Vec<String> {
+    /// Drops what this process keeps about `goal`, which finished or is gone:
+    /// its hints, and on a cluster its channel's subscription.
+    pub(super) fn forget(&self, goal: &str) {
+        self.hints.forget(goal);
+        let Source::Cluster { watched, .. } = &self.source else {
+            return;
+        };
+        let mut watched = watched.lock().expect("watched goals lock");
+        if watched.goals.remove(goal)
+            && let Some(inbox) = &watched.inbox
+        {
+            let _ = inbox.send(Subscription::Drop(goal.to_string()));
+        }
+    }
+
+    /// Whether the cluster feed subscribes to `goal` (a slot that moved away
+    /// unsubscribed it, or this process left it).
+    pub(super) fn is_watched(&self, goal: &str) -> bool {
+        match &self.source {
+            Source::Cluster { watched, .. } => watched
+                .lock()
+                .expect("watched goals lock")
+                .goals
+                .contains(goal),
+            Source::Single(_) => false,
+        }
+    }
+
+    /// Forwards `event` to the in-process subscribers; a goal's end first
+    /// drops what this process keeps about the goal.
+    pub(super) fn announce(&self, event: StoreEvent) {
+        if matches!(event.kind, EventKind::GoalComplete | EventKind::GoalFailed) {
+            self.forget(&event.goal);
+        }
+        let _ = self.sender.send(event);
+    }
+
+    /// The cluster feed's goals so far, its inbox set for the changes to come.
+    pub(super) fn take_watched(&self, inbox: mpsc::UnboundedSender<Subscription>) -> Vec<String> {
         match &self.source {
             Source::Cluster { watched, .. } => {
                 let mut watched = watched.lock().expect("watched goals lock");
@@ -172,8 +228,9 @@ async fn feed_events(client: redis::Client, feed: Weak<EventFeed>) {
                             let payload: String = message.get_payload().unwrap_or_default();
                             if let Some(event) = keys::goal_of_events_channel(&channel)
                                 .and_then(|goal| StoreEvent::parse(goal, &payload))
+                                && let Some(feed) = feed.upgrade()
                             {
-                                let _ = sender.send(event);
+                                feed.announce(event);
                             }
                         }
                         Ok(None) => break,

@@ -62,6 +62,7 @@ impl GcStore for RedisStore {
         let reply: Vec<String> = self.run_goal_unwatched(&self.scripts.gc_goal, call).await?;
         let sweep = sweep_of("gc_goal", &reply)?;
         if !dry_run && matches!(sweep, Sweep::Removed { .. } | Sweep::Gone) {
+            self.forget_goal(goal);
             self.unlist(keys::GOALS, goal, keys::goal(goal), "status")
                 .await?;
         }

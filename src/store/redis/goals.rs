@@ -232,10 +232,14 @@ impl GoalStore for RedisStore {
     }
 
     async fn goal_status(&self, goal: &str) -> Result<Option<GoalStatus>, StoreError> {
+        // A read: it subscribes to nothing, and keeps the roles it learned only
+        // while the goal is open (a dashboard reads every goal, and any name).
+        let call = GoalCall::new(goal, &[], &[]);
         let (fields, counts, by_role): (HashMap<String, String>, Vec<i64>, Vec<String>) = self
-            .run_task_script(&self.scripts.goal_status, goal, &[], &[])
+            .run_goal_unwatched(&self.scripts.goal_status, call)
             .await?;
         if fields.is_empty() {
+            self.hints.forget(goal);
             return Ok(None);
         }
         let mut status = goal_from_fields(goal, &fields, &counts)?;
@@ -247,11 +251,17 @@ impl GoalStore for RedisStore {
             })
             .filter(|(_, n)| *n > 0)
             .collect();
+        if status.state.is_terminal() {
+            self.hints.forget(goal);
+        }
         Ok(Some(status))
     }
 
     async fn goals(&self) -> Result<Vec<String>, StoreError> {
-        self.sorted_members(keys::GOALS).await
+        let goals = self.sorted_members(keys::GOALS).await?;
+        // Hints of a goal no longer listed are of one collected meanwhile.
+        self.hints.keep_only(&goals);
+        Ok(goals)
     }
 
     async fn dag(&self, goal: &str) -> Result<Option<Dag>, StoreError> {

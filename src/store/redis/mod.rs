@@ -50,7 +50,12 @@ impl RedisStore {
     /// names when it is set, else the system's CAs.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let (conn, client) = Conn::single(url).await?;
-        Ok(Self::new(conn, EventFeed::single(client)))
+        let hints = Arc::default();
+        Ok(Self::new(
+            conn,
+            EventFeed::single(client, Arc::clone(&hints)),
+            hints,
+        ))
     }
 
     /// Connects to a Redis Cluster through its seed nodes, named by `url`
@@ -66,15 +71,20 @@ impl RedisStore {
             }
         };
         let conn = Conn::cluster(url, &nodes).await?;
-        Ok(Self::new(conn, EventFeed::cluster(url, nodes)))
+        let hints = Arc::default();
+        Ok(Self::new(
+            conn,
+            EventFeed::cluster(url, nodes, Arc::clone(&hints)),
+            hints,
+        ))
     }
 
-    fn new(conn: Conn, events: EventFeed) -> Self {
+    fn new(conn: Conn, events: EventFeed, hints: Arc<Hints>) -> Self {
         Self {
             conn,
             scripts: Arc::new(Scripts::new()),
             events: Arc::new(events),
-            hints: Arc::default(),
+            hints,
         }
     }
 

@@ -2,8 +2,9 @@
 //! (`SSUBSCRIBE`, published with `SPUBLISH` by the scripts), which lives on the
 //! node owning the goal's slot, so a goal's events travel with its keys.
 //!
-//! The feed subscribes to the channel of every goal this process touches, over
-//! one cluster connection on RESP3 whose pushes come here. Subscriptions follow
+//! The feed subscribes to the channel of every goal this process works on, over
+//! one cluster connection on RESP3 whose pushes come here, and leaves it when
+//! the goal finishes or is gone (`events.rs`). Subscriptions follow
 //! the slots: a node that gives a slot away unsubscribes its channels
 //! (`sunsubscribe`), which this feed subscribes to again at once (the client
 //! follows `MOVED` to the new owner); the client itself re-subscribes after a
@@ -27,7 +28,7 @@ use redis::{FromRedisValue, PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 
 use super::conn::cluster_client;
-use super::events::EventFeed;
+use super::events::{EventFeed, Subscription};
 use crate::store::{EventKind, StoreEvent, keys};
 
 /// How often the feed checks its subscriptions.
@@ -36,7 +37,7 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Forwards the shard channels of the watched goals to the in-process channel
 /// until the store is dropped.
 pub(super) async fn feed_shard_events(url: String, nodes: Vec<String>, feed: Weak<EventFeed>) {
-    let (inbox, mut new_goals) = mpsc::unbounded_channel();
+    let (inbox, mut changes) = mpsc::unbounded_channel();
     let Some(mut goals) = feed.upgrade().map(|f| f.take_watched(inbox)) else {
         return;
     };
@@ -71,11 +72,19 @@ pub(super) async fn feed_shard_events(url: String, nodes: Vec<String>, feed: Wea
                 let Some(feed) = feed.upgrade() else { return };
                 on_push(&mut conn, &feed, &mut subscribed, push).await;
             }
-            goal = new_goals.recv() => {
-                let Some((goal, subscribed)) = goal else { return };
-                subscribe(&mut conn, &goal).await;
-                let _ = subscribed.send(());
-            }
+            change = changes.recv() => match change {
+                None => return,
+                Some(Subscription::Add(goal, done)) => {
+                    subscribe(&mut conn, &goal).await;
+                    let _ = done.send(());
+                }
+                Some(Subscription::Drop(goal)) => {
+                    subscribed.remove(&goal);
+                    if let Err(e) = conn.sunsubscribe(keys::events(&goal)).await {
+                        tracing::debug!(goal = %goal, error = %e, "event feed could not leave the goal's events");
+                    }
+                }
+            },
             _ = check.tick() => {
                 let Some(watched) = feed.upgrade().map(|f| f.watched()) else { return };
                 for goal in unsubscribed(&conn, &watched).await {
@@ -111,10 +120,11 @@ async fn on_push(
         PushKind::SMessage => {
             let payload = data.next().flatten().unwrap_or_default();
             if let Some(event) = StoreEvent::parse(&goal, &payload) {
-                let _ = feed.sender.send(event);
+                feed.announce(event);
             }
         }
-        PushKind::SSubscribe => {
+        // (The confirmation of a goal left meanwhile is no news.)
+        PushKind::SSubscribe if feed.is_watched(&goal) => {
             if !subscribed.insert(goal.clone()) {
                 tracing::info!(goal = %goal, "event feed subscribed again to the goal's events (its slot moved or its node failed over)");
             }
@@ -123,8 +133,8 @@ async fn on_push(
                 kind: EventKind::Resync,
             });
         }
-        PushKind::SUnsubscribe => {
-            // porki never unsubscribes: the node gave the goal's slot away.
+        // Either this process left the goal, or the node gave the goal's slot away.
+        PushKind::SUnsubscribe if feed.is_watched(&goal) => {
             tracing::info!(goal = %goal, "the goal's slot left its node; subscribing on the new owner");
             subscribe(conn, &goal).await;
         }

@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use porki::domain::{Dag, TaskState, TaskStatus, TeamLimits, ValidatedDag};
 use porki::store::prelude::*;
 use porki::store::{
-    AgentField, AgentRecord, ClaimOutcome, ClaimScope, CompleteOutcome, FailOutcome, GoalStatus,
-    Lease, ReapOutcome, Recovery, Rejected, Reservation, ReviewOutcome, ReviewVerdict, StoreError,
-    StoreEvent, Sweep, TaskResult, WriteDagOptions, WriteDagOutcome,
+    AgentDetails, AgentField, AgentRecord, ClaimOutcome, ClaimScope, CompleteOutcome, FailOutcome,
+    GoalStatus, Lease, ReapOutcome, Recovery, Rejected, Reservation, ReviewOutcome, ReviewVerdict,
+    StoreError, StoreEvent, Sweep, TaskResult, WriteDagOptions, WriteDagOutcome,
 };
 use tokio::sync::broadcast;
 
@@ -507,6 +507,22 @@ impl AgentStore for Prefixed {
             .map(|a| AgentRecord {
                 name: self.strip(&a.name),
                 goal: self.strip(&a.goal),
+                ..a
+            })
+            .collect())
+    }
+
+    async fn agent_details(&self, errors: usize) -> Result<Vec<AgentDetails>, StoreError> {
+        let agents = self.inner.agent_details(errors).await?;
+        Ok(agents
+            .into_iter()
+            .filter(|a| a.record.name.starts_with(&self.prefix))
+            .map(|a| AgentDetails {
+                record: AgentRecord {
+                    name: self.strip(&a.record.name),
+                    goal: self.strip(&a.record.goal),
+                    ..a.record
+                },
                 ..a
             })
             .collect())

@@ -63,6 +63,37 @@ impl Drop for Dashboard {
     }
 }
 
+/// Sends `head` (a request's lines, without the blank line that ends it) to
+/// `base` as it is, over a connection of its own, and returns the status and
+/// body: for requests a client library would not send as given (HTTP/1.0, a
+/// proxy's headers).
+pub fn raw(base: &str, head: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let address = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the dashboard");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let request = format!(
+        "{}\r\nConnection: close\r\n\r\n",
+        head.replace('\n', "\r\n")
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read the answer");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_string();
+    (status, body)
+}
+
 /// An HTTP answer.
 #[derive(Debug)]
 pub struct Reply {
