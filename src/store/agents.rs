@@ -127,7 +127,7 @@ pub struct AgentDetails {
     pub paused: Option<String>,
     /// Its newest problems, newest first (as many as were asked for).
     pub errors: Vec<String>,
-    /// Whether its heartbeat is live (it runs in some process now).
+    /// Whether its guard is held (it runs in some process now).
     pub alive: bool,
 }
 
@@ -181,12 +181,12 @@ pub trait AgentStore: Send + Sync + 'static {
     /// The agent's recorded problems, newest first.
     async fn agent_errors(&self, name: &str) -> Result<Vec<String>, StoreError>;
 
-    /// Whether `agent:NAME:heartbeat` is live: the agent's guard was taken or
-    /// renewed within its TTL.
+    /// Whether the agent runs in some process now: its guard
+    /// (`agent:NAME:active`) is held.
     async fn agent_alive(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Takes `agent:NAME:active` for `token` if nobody holds it (or `token` already
-    /// does), refreshing `agent:NAME:heartbeat` (live for `ttl`) with it.
+    /// does), for `ttl`.
     async fn acquire_agent_guard(
         &self,
         name: &str,
@@ -194,8 +194,7 @@ pub trait AgentStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<bool, StoreError>;
 
-    /// Extends the guard and refreshes the heartbeat key if `token` holds it;
-    /// false if it was lost.
+    /// Extends the guard if `token` holds it; false if it was lost.
     async fn renew_agent_guard(
         &self,
         name: &str,

@@ -7,8 +7,7 @@
 //! failed and finished (`finished_at`) at least the retention ago, with every
 //! key it has: `goal:{G}`, `goal:{G}:*`, `dag:{G}:*` and `task:{G}:*` (its task
 //! ids from `dag:{G}:nodes`, so no scan across slots is needed). An agent is
-//! removed once it has been dead (its guard gone, and its registration not
-//! `running` or its heartbeat gone) at least the retention: `agent:{NAME}:*`,
+//! removed once it has been dead (its guard gone) at least the retention: `agent:{NAME}:*`,
 //! but for its heartbeat cursor while the heartbeat file the cursor names still
 //! exists (a later agent of that name then neither replays old lines nor misses
 //! new ones); the cursor goes with the file.

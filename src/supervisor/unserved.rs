@@ -13,7 +13,7 @@ use super::Supervisor;
 use super::slots::{AfterStop, SlotState};
 use crate::agent::StopAgent;
 use crate::domain::{AgentKind, TaskStatus, takes};
-use crate::project::AgentConfig;
+use crate::project::{AgentConfig, Project};
 use crate::report::AgentReport;
 use crate::store::Store;
 
@@ -38,30 +38,23 @@ impl Supervisor {
         let project = self.config.project.clone();
         ctx.spawn(
             async move {
-                let goals = project.goals();
-                let mut agents = Vec::new();
-                // Agents of other goals (other projects on the store) change nothing here.
-                for record in store.agents().await.ok()? {
-                    if !goals.contains(&record.goal) {
-                        continue;
+                let mut open = Vec::new();
+                for goal in project.goals() {
+                    match store.goal_status(&goal).await.ok()? {
+                        Some(status) if !status.state.is_terminal() => open.push((goal, status)),
+                        _ => {}
                     }
-                    let alive = store.agent_alive(&record.name).await.ok()?;
-                    agents.push(AgentReport {
-                        record,
-                        last_error: None,
-                        alive,
-                    });
                 }
+                // Nothing READY anywhere (the usual idle case): no agent to look at.
+                let agents = if open.iter().any(|(_, s)| !s.ready_by_role.is_empty()) {
+                    goal_agents(&*store, &project).await?
+                } else {
+                    Vec::new()
+                };
                 let mut found = BTreeMap::new();
                 let mut ready = ReadyByRole::new();
                 let mut reassigned = Vec::new();
-                for goal in goals {
-                    let Some(status) = store.goal_status(&goal).await.ok()? else {
-                        continue;
-                    };
-                    if status.state.is_terminal() {
-                        continue;
-                    }
+                for (goal, status) in open {
                     let mut unserved = crate::report::unserved(&status, &agents);
                     if unserved.iter().any(|(role, _)| !role.is_empty()) {
                         let builders = live_builders(&project, &goal, &agents);
@@ -222,4 +215,22 @@ async fn reassign_soft(
         }
     }
     reassigned
+}
+
+/// The registered agents of this project's goals (agents of other projects on
+/// the store change nothing here), in one read.
+async fn goal_agents(store: &dyn Store, project: &Project) -> Option<Vec<AgentReport>> {
+    let goals = project.goals();
+    let agents = store.agent_details(0).await.ok()?;
+    Some(
+        agents
+            .into_iter()
+            .filter(|a| goals.contains(&a.record.goal))
+            .map(|a| AgentReport {
+                record: a.record,
+                last_error: None,
+                alive: a.alive,
+            })
+            .collect(),
+    )
 }

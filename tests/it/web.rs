@@ -1194,7 +1194,12 @@ async fn seed_agents(store: &dyn Store, n: usize) {
             .await
             .unwrap();
         if i % 2 == 0 {
-            store.agent_heartbeat(&name, LEASE).await.unwrap();
+            assert!(
+                store
+                    .acquire_agent_guard(&name, "its-process", LEASE)
+                    .await
+                    .unwrap()
+            );
         }
     }
 }

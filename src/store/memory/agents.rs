@@ -1,4 +1,4 @@
-//! [`AgentStore`] in memory: registrations, heartbeats, guards, values and errors.
+//! [`AgentStore`] in memory: registrations, guards, values and errors.
 
 use std::time::Duration;
 
@@ -47,9 +47,9 @@ impl AgentStore for MemoryStore {
                     .map(|e| e.iter().take(errors).cloned().collect())
                     .unwrap_or_default(),
                 alive: state
-                    .heartbeats
+                    .guards
                     .get(&record.name)
-                    .is_some_and(|expiry| *expiry > now),
+                    .is_some_and(|(_, expiry)| *expiry > now),
                 record: record.clone(),
             })
             .collect())
@@ -118,9 +118,9 @@ impl AgentStore for MemoryStore {
     async fn agent_alive(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self
             .lock()
-            .heartbeats
+            .guards
             .get(name)
-            .is_some_and(|expiry| *expiry > Instant::now()))
+            .is_some_and(|(_, expiry)| *expiry > Instant::now()))
     }
 
     async fn acquire_agent_guard(
@@ -139,7 +139,6 @@ impl AgentStore for MemoryStore {
             state
                 .guards
                 .insert(name.to_string(), (token.to_string(), now + ttl));
-            state.heartbeats.insert(name.to_string(), now + ttl);
         }
         Ok(free)
     }
@@ -155,7 +154,6 @@ impl AgentStore for MemoryStore {
         match state.guards.get_mut(name) {
             Some((holder, expiry)) if holder == token && *expiry > now => {
                 *expiry = now + ttl;
-                state.heartbeats.insert(name.to_string(), now + ttl);
                 Ok(true)
             }
             _ => Ok(false),

@@ -24,7 +24,6 @@ impl State {
     /// `keep_cursor`).
     fn forget_agent(&mut self, name: &str, keep_cursor: bool) {
         self.agents.remove(name);
-        self.heartbeats.remove(name);
         self.guards.remove(name);
         self.agent_values.retain(|(agent, field), _| {
             agent != name || (keep_cursor && *field == AgentField::HeartbeatCursor)
@@ -104,9 +103,7 @@ impl GcStore for MemoryStore {
         };
         let instant = Instant::now();
         let running = record.state == AgentState::Running;
-        let guarded = state.guards.get(name).is_some_and(|(_, e)| *e > instant);
-        let beating = state.heartbeats.get(name).is_some_and(|e| *e > instant);
-        if guarded || (running && beating) {
+        if state.guards.get(name).is_some_and(|(_, e)| *e > instant) {
             state.agent_dead_since.remove(name);
             return Ok(Sweep::Kept);
         }

@@ -44,7 +44,6 @@ impl Default for MemoryStore {
 struct State {
     goals: BTreeMap<String, GoalData>,
     agents: BTreeMap<String, AgentRecord>,
-    heartbeats: HashMap<String, Instant>,
     guards: HashMap<String, (String, Instant)>,
     /// Goals without a plan yet: spending tokens on planning (draft), or failed to plan.
     unplanned: BTreeMap<String, GoalStatus>,

@@ -15,7 +15,7 @@ use crate::store::{
 };
 
 /// What [`AgentStore::agent_details`] reads of one agent: registration, pause,
-/// newest problems, heartbeat.
+/// newest problems, whether its guard is held.
 type Parts = (HashMap<String, String>, Option<String>, Vec<String>, bool);
 
 /// Adds the reads of [`Parts`] for `name` to `pipe`.
@@ -23,7 +23,7 @@ fn read_parts(pipe: &mut redis::Pipeline, name: &str, errors: usize) {
     pipe.hgetall(keys::agent_registered(name))
         .get(keys::agent_field(name, AgentField::Paused))
         .lrange(keys::agent_errors(name), 0, errors.max(1) as isize - 1)
-        .exists(keys::agent_heartbeat(name));
+        .exists(keys::agent_active(name));
 }
 
 /// An agent's record from its registration hash; `None` if it has none.
@@ -198,11 +198,7 @@ impl AgentStore for RedisStore {
     }
 
     async fn agent_alive(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .clone()
-            .exists(keys::agent_heartbeat(name))
-            .await?)
+        Ok(self.conn.clone().exists(keys::agent_active(name)).await?)
     }
 
     async fn acquire_agent_guard(
@@ -211,8 +207,19 @@ impl AgentStore for RedisStore {
         token: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        self.guard_script(&self.scripts.guard_take, name, token, ttl)
-            .await
+        let options = redis::SetOptions::default()
+            .conditional_set(redis::ExistenceCheck::NX)
+            .with_expiration(redis::SetExpiry::PX(ttl.as_millis() as u64));
+        let set: Option<String> = self
+            .conn
+            .clone()
+            .set_options(keys::agent_active(name), token, options)
+            .await?;
+        if set.is_some() {
+            return Ok(true);
+        }
+        // Held already: by this token, it is renewed (re-entrant).
+        self.renew_agent_guard(name, token, ttl).await
     }
 
     async fn renew_agent_guard(
@@ -221,8 +228,16 @@ impl AgentStore for RedisStore {
         token: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        self.guard_script(&self.scripts.guard_renew, name, token, ttl)
-            .await
+        // One command, no script: an idle agent's upkeep is this every third
+        // of the TTL. Extending a guard another process took (ours was lost)
+        // only delays a takeover from that process, should it die at once.
+        let holder: Option<String> = redis::cmd("GETEX")
+            .arg(keys::agent_active(name))
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(holder.as_deref() == Some(token))
     }
 
     async fn release_agent_guard(&self, name: &str, token: &str) -> Result<(), StoreError> {
@@ -234,25 +249,5 @@ impl AgentStore for RedisStore {
         )
         .await
         .map(drop)
-    }
-}
-
-impl RedisStore {
-    /// Runs a guard script (take or renew) on the agent's guard and heartbeat keys.
-    async fn guard_script(
-        &self,
-        script: &redis::Script,
-        name: &str,
-        token: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.run_flag_script(
-            script
-                .key(keys::agent_active(name))
-                .key(keys::agent_heartbeat(name))
-                .arg(token)
-                .arg(ttl.as_millis() as u64),
-        )
-        .await
     }
 }

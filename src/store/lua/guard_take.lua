@@ -1,8 +1,0 @@
--- Takes agent:{NAME}:active for TOKEN if nobody holds it (or TOKEN already
--- does), and refreshes the agent's heartbeat key with it.
--- KEYS: guard, heartbeat. ARGV: token, ttl ms. Returns 1 | 0.
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SET', KEYS[2], 'alive', 'PX', ARGV[2])
-return 1
