@@ -60,7 +60,7 @@ pub use self::tasks::{
     TaskResult, TaskStore, retry_backoff,
 };
 pub use self::team::{Rejected, ReviewOutcome, ReviewVerdict, TeamStore};
-pub use self::url::redact;
+pub use self::url::{password, redact};
 
 /// Shared state of porki: every concern's trait at once. Every method is atomic
 /// with respect to every other caller. Implemented for every type that implements

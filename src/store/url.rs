@@ -112,18 +112,78 @@ pub(crate) fn bad(url: &str, reason: &str) -> StoreError {
     }
 }
 
+/// A URL cut around its user info: scheme, user info (before the authority's
+/// last `@`), hosts, then the path, query and fragment.
+struct Parts<'a> {
+    scheme: &'a str,
+    userinfo: Option<&'a str>,
+    hosts: &'a str,
+    tail: &'a str,
+}
+
+fn parts(url: &str) -> Option<Parts<'_>> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    Some(Parts {
+        scheme,
+        userinfo,
+        hosts,
+        tail,
+    })
+}
+
+/// The query of a URL tail (`PATH?QUERY#FRAGMENT`), and its fragment with its `#`.
+fn query_of(tail: &str) -> Option<(&str, &str)> {
+    let (_, query) = tail.split_once('?')?;
+    Some(match query.find('#') {
+        Some(at) => query.split_at(at),
+        None => (query, ""),
+    })
+}
+
+/// Whether a query parameter holds a password (a socket URL's `pass=`).
+fn is_password_parameter(name: &str) -> bool {
+    matches!(name, "pass" | "password")
+}
+
+/// The password a store URL carries, as written: its user info's
+/// (`redis://[USER]:PASS@…`, or a lone `redis://PASS@…`, which redis-rs takes
+/// as the password), or a socket URL's `pass=`.
+pub fn password(url: &str) -> Option<&str> {
+    let parts = parts(url)?;
+    let from_userinfo = parts
+        .userinfo
+        .map(|info| info.split_once(':').map_or(info, |(_, p)| p));
+    let from_query = || {
+        let (query, _) = query_of(parts.tail)?;
+        query.split('&').find_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            is_password_parameter(name).then_some(value)
+        })
+    };
+    from_userinfo.or_else(from_query).filter(|p| !p.is_empty())
+}
+
 /// `url` with its password replaced by `***`, for logs and errors: the one of
 /// its user info (`redis://:secret@host:6379` → `redis://:***@host:6379`) and a
 /// socket URL's `pass=` (`redis+unix:///run/redis.sock?pass=***`).
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some(Parts {
+        scheme,
+        userinfo,
+        hosts,
+        tail,
+    }) = parts(url)
+    else {
         return url.to_string();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
     let tail = redact_query(tail);
-    match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => {
+    match userinfo {
+        Some(userinfo) => {
             let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
             let hidden = if userinfo.contains(':') {
                 format!("{user}:***")
@@ -133,24 +193,21 @@ pub fn redact(url: &str) -> String {
             };
             format!("{scheme}://{hidden}@{hosts}{tail}")
         }
-        None => format!("{scheme}://{authority}{tail}"),
+        None => format!("{scheme}://{hosts}{tail}"),
     }
 }
 
 /// `PATH?QUERY#FRAGMENT` with the values of `pass` and `password` in the query
 /// replaced by `***`.
 fn redact_query(tail: &str) -> String {
-    let Some((path, query)) = tail.split_once('?') else {
+    let Some((query, fragment)) = query_of(tail) else {
         return tail.to_string();
     };
-    let (query, fragment) = match query.split_once('#') {
-        Some((query, fragment)) => (query, format!("#{fragment}")),
-        None => (query, String::new()),
-    };
+    let path = &tail[..tail.find('?').unwrap_or(tail.len())];
     let pairs: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if matches!(name, "pass" | "password") => format!("{name}=***"),
+            Some((name, _)) if is_password_parameter(name) => format!("{name}=***"),
             _ => pair.to_string(),
         })
         .collect();
@@ -208,6 +265,21 @@ mod tests {
         );
         assert_eq!(redact("redis://hunter2@h"), "redis://***@h");
         assert_eq!(redact("redis://h:6379"), "redis://h:6379");
+    }
+
+    #[test]
+    fn the_password_is_found_wherever_the_url_carries_it() {
+        assert_eq!(password("redis://:s3cret@h:6379/0"), Some("s3cret"));
+        assert_eq!(password("rediss://user:p%40ss@h:6380"), Some("p%40ss"));
+        assert_eq!(password("redis://lone@h"), Some("lone"));
+        assert_eq!(
+            password("redis+unix:///run/r.sock?db=1&pass=sock#x"),
+            Some("sock")
+        );
+        assert_eq!(password("redis+cluster://:pw@a:1,b:2"), Some("pw"));
+        assert_eq!(password("redis://h:6379"), None);
+        assert_eq!(password("redis://user:@h"), None);
+        assert_eq!(password("memory://"), None);
     }
 
     #[test]

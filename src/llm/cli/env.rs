@@ -36,7 +36,7 @@ impl Secrets {
     /// its password as written and percent-decoded), and the dashboard token.
     pub fn new(store_url: &str, http_token: Option<&str>) -> Self {
         let mut secrets = Vec::new();
-        if let Some(password) = password(store_url) {
+        if let Some(password) = crate::store::password(store_url) {
             secrets.push(store_url.to_string());
             secrets.push(percent_decoded(password));
             secrets.push(password.to_string());
@@ -59,16 +59,6 @@ impl Secrets {
             }
         })
     }
-}
-
-/// The password of a store URL's user info (`redis://[USER]:PASS@…`, or a lone
-/// `redis://PASS@…`, which redis-rs takes as the password), as written.
-fn password(url: &str) -> Option<&str> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
-    (!password.is_empty()).then_some(password)
 }
 
 /// `text` with its `%XX` escapes decoded (invalid ones kept as written).
