@@ -52,9 +52,10 @@
 //! - [`domain`]: plans ([`domain::Dag`]) and their validation, task states, teams
 //!   (agent and task kinds, policies, [`domain::shape_plan`]), key-safe names.
 //! - [`instructions`]: the instructions file (agents, goals, planner context) in
-//!   its markdown and YAML forms, agents' task lists and the plan they make.
+//!   its markdown and YAML forms, agents' task lists and the plan they make, and
+//!   the template `porki instructions create` writes (`template`).
 //! - [`heartbeat`]: heartbeat directives (`PAUSE`, `DROP-TASK`…) and the cursor
-//!   that applies each line once.
+//!   that applies each line once (and its stored form, naming its file).
 //! - [`report`]: what `porki status` and `porki graph` print (text table, status
 //!   JSON, Mermaid, DOT, graph JSON), one renderer per file.
 //!
@@ -69,9 +70,13 @@
 //!
 //! Around them:
 //! - [`project`]: loading an instructions file and the agent files it names.
+//! - [`workspace`]: each goal's workspace and artifacts folder, where an
+//!   answer's outputs must lie, and the check that no workspace holds the files
+//!   that steer porki.
 //! - [`llm`]: the [`llm::LlmProvider`] trait and its providers (`llm/cli/`: CLIs in
-//!   their own process group; `llm/http/`: OpenAI-compatible and Anthropic over one
-//!   client; `offline`), the prompts of each phase and the parsing of answers.
+//!   their own process group, with an environment stripped of porki's secrets
+//!   (`env`); `llm/http/`: OpenAI-compatible and Anthropic over one client;
+//!   `offline`), the prompts of each phase and the parsing of answers.
 //!
 //! Data flows one way: a validated plan is written to the store; agents claim,
 //! renew, complete or fail tasks through it; completion promotes dependents in
