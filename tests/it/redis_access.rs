@@ -26,7 +26,7 @@ const SECRET: &str = "hunter2";
 
 /// The ACL rules porki needs on one Redis, as README.md gives them: its keys,
 /// its event channels, and the commands it sends or its scripts call.
-const PORKI_ACL: &str = "resetkeys ~goal:* ~dag:* ~task:* ~agent:* ~llm:* ~events:* ~goals ~agents resetchannels &events:* -@all +evalsha +script|load +get +set +psetex +del +exists +pexpire +renamenx +hget +hgetall +hmget +hset +hdel +hexists +hincrby +hincrbyfloat +hkeys +sadd +srem +scard +smembers +zadd +zrem +zcard +zcount +zrange +zrangebyscore +zremrangebyscore +zscore +zpopmin +lpush +ltrim +lrange +time +publish +psubscribe";
+const PORKI_ACL: &str = "resetkeys ~goal:* ~dag:* ~task:* ~agent:* ~llm:* ~events:* ~goals ~agents resetchannels &events:* -@all +evalsha +script|load +get +set +getex +del +exists +pexpire +renamenx +hget +hgetall +hmget +hset +hdel +hexists +hincrby +hincrbyfloat +hkeys +sadd +srem +scard +smembers +zadd +zrem +zcard +zcount +zrange +zrangebyscore +zremrangebyscore +zscore +zpopmin +lpush +ltrim +lrange +time +publish +psubscribe";
 
 /// What porki needs more on a Redis Cluster: the client checks its links
 /// (`PING`) and reads the cluster's layout; sharded

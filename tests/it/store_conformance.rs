@@ -974,6 +974,17 @@ mod behaviour {
         tokio::time::sleep(SHORT * 2).await;
         assert!(!renew("p2").await.unwrap());
         assert!(acquire("p3").await.unwrap());
+        // p3 dies; p4 waits for the name, trying every third of the TTL. Its
+        // tries must not keep p3's guard alive (a restarted process then never
+        // got its agents back).
+        let waiting = tokio::time::Instant::now();
+        while !acquire("p4").await.unwrap() {
+            assert!(
+                waiting.elapsed() < SHORT * 3,
+                "a waiter's tries kept the dead holder's guard alive"
+            );
+            tokio::time::sleep(SHORT / 3).await;
+        }
     }
 
     pub async fn agent_registration_and_heartbeat_ttl(store: Arc<dyn Store>) {

@@ -207,19 +207,14 @@ impl AgentStore for RedisStore {
         token: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let options = redis::SetOptions::default()
-            .conditional_set(redis::ExistenceCheck::NX)
-            .with_expiration(redis::SetExpiry::PX(ttl.as_millis() as u64));
-        let set: Option<String> = self
-            .conn
-            .clone()
-            .set_options(keys::agent_active(name), token, options)
-            .await?;
-        if set.is_some() {
-            return Ok(true);
-        }
-        // Held already: by this token, it is renewed (re-entrant).
-        self.renew_agent_guard(name, token, ttl).await
+        self.run_flag_script(
+            self.scripts
+                .guard_take
+                .key(keys::agent_active(name))
+                .arg(token)
+                .arg(ttl.as_millis() as u64),
+        )
+        .await
     }
 
     async fn renew_agent_guard(
@@ -229,8 +224,10 @@ impl AgentStore for RedisStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         // One command, no script: an idle agent's upkeep is this every third
-        // of the TTL. Extending a guard another process took (ours was lost)
-        // only delays a takeover from that process, should it die at once.
+        // of the TTL. Only the holder renews; should another process have
+        // taken the guard meanwhile (ours was lost), extending its guard once
+        // only delays a takeover from it, should it die at once. (Taking a
+        // guard never extends another holder's: guard_take.lua.)
         let holder: Option<String> = redis::cmd("GETEX")
             .arg(keys::agent_active(name))
             .arg("PX")

@@ -332,14 +332,15 @@ impl RedisStore {
         self.events.forget(goal);
     }
 
-    /// How many goals this process keeps state for (claim hints; on a cluster,
-    /// a subscription to their events): the goals it works on. For tests and
+    /// The goals this process keeps state for (claim hints; on a cluster, a
+    /// subscription to their events): the goals it works on. For tests and
     /// diagnostics: it shrinks as goals finish or are collected, and reading a
-    /// goal (its status, a dashboard page) adds none.
-    pub fn goals_kept(&self) -> usize {
-        let mut goals: std::collections::HashSet<String> = self.hints.goals().into_iter().collect();
+    /// goal's status adds none.
+    pub fn goals_kept(&self) -> std::collections::BTreeSet<String> {
+        let mut goals: std::collections::BTreeSet<String> =
+            self.hints.goals().into_iter().collect();
         goals.extend(self.events.watched());
-        goals.len()
+        goals
     }
 
     /// Runs a goal script with its keys declared (see the module doc), calling it
