@@ -29,8 +29,23 @@ impl GoalData {
         };
         match (kind, notes) {
             (TaskKind::Escalate, notes) => {
-                self.complete(lease, result);
                 let review = of;
+                let (listed, waiting) = match self.tasks.get(&review) {
+                    Some(r) if r.state.kind == TaskKind::Review && self.waits_on(&review, id) => {
+                        (true, r.state.status == TaskStatus::Blocked)
+                    }
+                    _ => (false, false),
+                };
+                self.complete(lease, result);
+                if !waiting {
+                    // Nothing to settle: the review stays as it is, waiting for
+                    // the escalation no more (retried, it runs again).
+                    if listed {
+                        let pending = &mut self.task_mut(&review).state.pending_deps;
+                        *pending = pending.saturating_sub(1);
+                    }
+                    return Ok(ReviewOutcome::Moot { review });
+                }
                 let Some(notes) = notes else {
                     let progress = format!(
                         "approved by the manager on escalation {id}: {}",
@@ -60,7 +75,7 @@ impl GoalData {
             (_, None) => Ok(ReviewOutcome::Approved(self.complete(lease, result))),
             (TaskKind::Review, Some(notes)) => {
                 let base = of;
-                let escalation = escalation_id(&base);
+                let escalation = escalation_id(&self.planned_of(&base));
                 let manager = limits.manager_role.as_deref();
                 let escalate = manager.filter(|_| !self.tasks.contains_key(&escalation));
                 if cycle >= limits.max_review_cycles && escalate.is_none() {
@@ -112,6 +127,14 @@ impl GoalData {
         }
     }
 
+    /// Whether task `id` lists `on` among its dependencies.
+    fn waits_on(&self, id: &str, on: &str) -> bool {
+        self.dag
+            .edges
+            .iter()
+            .any(|e| e.source == on && e.target == id)
+    }
+
     /// The state of a task an approval or rejection applies to, checked.
     fn awaiting(&self, goal: &str, task: &str) -> Result<(), StoreError> {
         match self.tasks[task].state.status {
@@ -139,6 +162,7 @@ impl TeamStore for MemoryStore {
             ReviewOutcome::FixRequested { .. } | ReviewOutcome::Escalated { .. } => {
                 self.emit(&lease.goal, EventKind::Ready)
             }
+            ReviewOutcome::Moot { .. } => {}
         }
         Ok(outcome)
     }
