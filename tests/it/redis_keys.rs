@@ -174,6 +174,68 @@ fn send_goal_script<T: redis::FromRedisValue>(
     invocation.invoke(&mut server.conn()).unwrap()
 }
 
+/// The complete-and-claim script as the Redis backend builds it.
+const COMPLETE_AND_CLAIM_LUA: &str = concat!(
+    include_str!("../../src/store/lua/lib.lua"),
+    include_str!("../../src/store/lua/claim_lib.lua"),
+    include_str!("../../src/store/lua/complete_lib.lua"),
+    include_str!("../../src/store/lua/complete_and_claim.lua"),
+);
+
+#[test]
+fn a_complete_and_claim_sent_twice_claims_one_task_and_answers_it_twice() {
+    // Regression: the resend was answered ok for the completion, then claimed
+    // another task for the agent, which never heard of the first one.
+    let server = RedisServer::start();
+    let (token, fence) = block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        porki::store::write_plan(
+            &store,
+            plan("g", nodes(&["a", "b", "c"]), &[]),
+            &Default::default(),
+            100,
+        )
+        .await
+        .unwrap();
+        let lease = claim(&store, "g", "x", std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(lease.task, "a");
+        (lease.token, lease.fence.to_string())
+    });
+    let script = redis::Script::new(COMPLETE_AND_CLAIM_LUA);
+    let send = |request: &str| -> Vec<Vec<String>> {
+        let args = [
+            "a", &token, &fence, "done", "[]", "x", "", "60000", request, "1", "",
+        ];
+        send_goal_script(&server, &script, &["a", "b", "c"], &args)
+    };
+    let first = send("request-1");
+    let claimed = ["claimed", "b", "1", "1", "", "0"];
+    assert_eq!(first[0], ["ok", "0"]);
+    assert_eq!(first[1][..6], claimed, "{first:?}");
+    let again = send("request-1");
+    assert_eq!(again[0], ["ok", "0"]);
+    assert_eq!(again[1], claimed, "the resend answers the same claim");
+    assert_eq!(send("request-2"), [["lost"]]);
+    let mut conn = server.conn();
+    let c: String = hget(&mut conn, "task:{g}:c", "status");
+    assert_eq!(c, "READY", "no second task was claimed");
+    let attempt: i64 = hget(&mut conn, "task:{g}:b", "attempt");
+    assert_eq!(attempt, 1);
+    let lock: String = redis::cmd("GET")
+        .arg(keys::task_lock("g", "b"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(lock, "request-1 1");
+    // Once the claim no longer holds the task, a resend claims nothing.
+    let _: () = redis::cmd("DEL")
+        .arg(keys::task_lock("g", "b"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(send("request-1")[1], ["empty", ""]);
+}
+
 /// The review-settling script as the Redis backend builds it.
 const SETTLE_REVIEW_LUA: &str = concat!(
     include_str!("../../src/store/lua/lib.lua"),
