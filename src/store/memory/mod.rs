@@ -48,6 +48,9 @@ struct State {
     guards: HashMap<String, (String, Instant)>,
     /// Goals without a plan yet: spending tokens on planning (draft), or failed to plan.
     unplanned: BTreeMap<String, GoalStatus>,
+    /// When an LLM call of a draft last reserved or settled tokens (ms since the
+    /// epoch): what gc ages a draft by.
+    draft_used: HashMap<String, u64>,
     /// Per-agent values.
     agent_values: HashMap<(String, AgentField), String>,
     /// Per-agent problems, newest first.
