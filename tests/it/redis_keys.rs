@@ -300,3 +300,65 @@ fn a_review_asking_for_changes_sent_twice_adds_one_fix_and_answers_it_twice() {
     let total: i64 = hget(&mut conn, "goal:{g}", "total");
     assert_eq!(total, 3, "one fix was added");
 }
+
+#[test]
+fn an_escalation_a_plan_stored_before_plans_were_refused_them_settles_only_itself() {
+    // Regression: approving a planned escalation marked the task it named DONE,
+    // whatever that task was doing.
+    let server = RedisServer::start();
+    block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        let review = porki::domain::Node {
+            kind: porki::domain::TaskKind::Review,
+            of: Some("a".into()),
+            ..porki::domain::Node::new("r", "Review a")
+        };
+        let mut tasks = nodes(&["a", "b", "e1", "e2"]);
+        tasks.push(review);
+        let dag = plan("g", tasks, &[("a", "b"), ("a", "r")]);
+        porki::store::write_plan(&store, dag, &Default::default(), 100)
+            .await
+            .unwrap();
+    });
+    // As such a plan stored them: e1 escalates work b, e2 the review r; neither
+    // waits for it.
+    redis::pipe()
+        .hset_multiple(keys::task("g", "e1"), &[("kind", "escalate"), ("of", "b")])
+        .hset_multiple(keys::task("g", "e2"), &[("kind", "escalate"), ("of", "r")])
+        .exec(&mut server.conn())
+        .unwrap();
+    block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        for (id, about) in [("e1", "b"), ("e2", "r")] {
+            let scope = porki::store::ClaimScope::builder(None);
+            let ttl = std::time::Duration::from_secs(60);
+            let claimed = store
+                .claim_preferred("g", "lead", scope, ttl, Some(id))
+                .await
+                .unwrap();
+            let porki::store::ClaimOutcome::Claimed(lease) = claimed else {
+                panic!("{id} is claimed: {claimed:?}")
+            };
+            assert_eq!(lease.task, id);
+            let outcome = store
+                .settle_review(
+                    &lease,
+                    &porki::store::TaskResult::default(),
+                    &porki::store::ReviewVerdict::Approved,
+                    &Default::default(),
+                )
+                .await
+                .unwrap();
+            let moot = porki::store::ReviewOutcome::Moot {
+                review: about.into(),
+            };
+            assert_eq!(outcome, moot);
+            let task = store.task("g", about).await.unwrap().unwrap();
+            assert_eq!(
+                (task.status, task.pending_deps),
+                (porki::domain::TaskStatus::Blocked, 1),
+                "{about} is left as it is"
+            );
+        }
+    });
+}

@@ -32,7 +32,8 @@ local kind, of, cycle = t[1], t[2], tonumber(t[3]) or 0
 
 if kind == 'escalate' then
   -- `of` is the review, BLOCKED on this escalation; the manager settles it,
-  -- unless it no longer waits for it (a person dropped it meanwhile).
+  -- unless it no longer waits for it (a person dropped it meanwhile). What an
+  -- escalation a plan stored before plans were refused them names is left alone.
   local review = of
   want(review)
   if wanting() then return need() end

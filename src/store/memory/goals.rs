@@ -94,7 +94,9 @@ impl GoalData {
                 priority: node.priority,
                 pending_deps: pending,
                 kind: node.kind,
-                of: node.of.clone(),
+                // What planned work says it is about is kept in the plan only,
+                // as write_dag.lua does.
+                of: node.of.clone().filter(|_| !node.kind.is_work()),
                 needs_approval: node.approval,
                 soft: node.assignment == Assignment::Soft,
                 ..TaskState::new(goal, &node.id, &node.title, status, now)

@@ -30,20 +30,16 @@ impl GoalData {
         match (kind, notes) {
             (TaskKind::Escalate, notes) => {
                 let review = of;
-                let (listed, waiting) = match self.tasks.get(&review) {
-                    Some(r) if r.state.kind == TaskKind::Review && self.waits_on(&review, id) => {
-                        (true, r.state.status == TaskStatus::Blocked)
-                    }
-                    _ => (false, false),
-                };
+                // Only porki adds escalations (a plan may not), always of a
+                // review that then waits for them: BLOCKED, unless a person
+                // dropped it meanwhile.
+                let waiting = self.tasks[&review].state.status == TaskStatus::Blocked;
                 self.complete(lease, result);
                 if !waiting {
                     // Nothing to settle: the review stays as it is, waiting for
                     // the escalation no more (retried, it runs again).
-                    if listed {
-                        let pending = &mut self.task_mut(&review).state.pending_deps;
-                        *pending = pending.saturating_sub(1);
-                    }
+                    let pending = &mut self.task_mut(&review).state.pending_deps;
+                    *pending = pending.saturating_sub(1);
                     return Ok(ReviewOutcome::Moot { review });
                 }
                 let Some(notes) = notes else {
@@ -125,14 +121,6 @@ impl GoalData {
                 kind: kind.to_string(),
             }),
         }
-    }
-
-    /// Whether task `id` lists `on` among its dependencies.
-    fn waits_on(&self, id: &str, on: &str) -> bool {
-        self.dag
-            .edges
-            .iter()
-            .any(|e| e.source == on && e.target == id)
     }
 
     /// The state of a task an approval or rejection applies to, checked.

@@ -317,16 +317,26 @@ pub async fn a_review_of_recovered_work_reviews_the_recovery(store: Arc<dyn Stor
     let store = &*store;
     let qa = ClaimScope::only("qa");
     let lead = ClaimScope::only("lead");
+    // y's review waits for x too: it still reviews y. c says it is about x:
+    // planned work's `of` is kept in the plan only.
+    let about_x = porki::domain::Node {
+        of: Some("x".into()),
+        ..work("c", None)
+    };
     let tasks = vec![
         work("x", Some("w")),
         review("x.review", "x"),
-        work("c", None),
+        about_x,
+        work("y", Some("w")),
+        review("y.review", "y"),
     ];
-    write(
-        store,
-        plan("g", tasks, &[("x", "x.review"), ("x.review", "c")]),
-    )
-    .await;
+    let after = [
+        ("x", "x.review"),
+        ("x.review", "c"),
+        ("y", "y.review"),
+        ("x", "y.review"),
+    ];
+    write(store, plan("g", tasks, &after)).await;
     let x = take_task(store, ClaimScope::only("w"), "x").await;
     let failed = store
         .fail(&x, "broke", false, SHORT, Recovery::Role("lead"))
@@ -343,6 +353,8 @@ pub async fn a_review_of_recovered_work_reviews_the_recovery(store: Arc<dyn Stor
         (r.status, r.of.as_deref()),
         (TaskStatus::Blocked, Some("x.recover"))
     );
+    assert_eq!(task(store, "y.review").await.of.as_deref(), Some("y"));
+    assert_eq!(task(store, "c").await.of, None);
     let (nodes, plan_edges) = stored_plan(store).await;
     assert!(
         nodes.contains(&review("x.review", "x.recover")),
@@ -393,7 +405,7 @@ pub async fn a_review_of_recovered_work_reviews_the_recovery(store: Arc<dyn Stor
         (e.of.as_deref(), e.title.as_str()),
         (Some("x.review"), "Settle the review of: Recover: Task x")
     );
-    assert_eq!(counts(store).await, [2, 1, 0, 0, 2, 1]);
+    assert_eq!(counts(store).await, [3, 2, 0, 0, 2, 1]);
 }
 
 pub async fn rejecting_a_recovery_adds_a_fix_named_after_the_planned_task(store: Arc<dyn Store>) {
