@@ -351,6 +351,14 @@ mod tests {
     async fn plan_with(
         answers: Vec<Result<String, LlmError>>,
     ) -> (Result<PlanOutcome, PlannerError>, Arc<MemoryStore>, usize) {
+        plan_in(context(), answers).await
+    }
+
+    /// As [`plan_with`], from `context`.
+    async fn plan_in(
+        context: PlanContext,
+        answers: Vec<Result<String, LlmError>>,
+    ) -> (Result<PlanOutcome, PlannerError>, Arc<MemoryStore>, usize) {
         let store = Arc::new(MemoryStore::new());
         let provider = Arc::new(Queue(Mutex::new(answers.into())));
         let caller = LlmCaller {
@@ -369,7 +377,7 @@ mod tests {
             ),
             ..PlannerSettings::default()
         };
-        let outcome = plan_goal(&*store, &caller, &settings, context()).await;
+        let outcome = plan_goal(&*store, &caller, &settings, context).await;
         let left = provider.0.lock().unwrap().len();
         (outcome, store, left)
     }
@@ -431,6 +439,29 @@ mod tests {
             error.contains("t1 (role qa)") && error.contains("no role"),
             "{error}"
         );
+    }
+
+    #[actix_rt::test]
+    async fn a_planned_id_too_long_for_its_review_is_refused_by_the_id_the_llm_wrote() {
+        // Regression: a 64-character id got a 71-character review, and the plan
+        // was refused for an id the LLM never wrote.
+        let long = "t".repeat(64);
+        let answer = format!(r#"{{"goal_id":"g","nodes":[{{"id":"{long}","title":"one"}}]}}"#);
+        let mut context = context();
+        context.agents = vec![crate::llm::prompt::AgentBrief {
+            name: "checker".into(),
+            role: Some("qa".into()),
+            kind: AgentKind::Reviewer,
+            instructions: String::new(),
+        }];
+        let answers = (0..PLAN_ATTEMPTS).map(|_| Ok(answer.clone())).collect();
+        let (outcome, store, _) = plan_in(context, answers).await;
+        assert!(matches!(outcome, Err(PlannerError::GaveUp { .. })));
+        let error = store.goal_status("g").await.unwrap().unwrap().last_error;
+        let error = error.unwrap();
+        assert!(error.contains(&format!("task id {long:?}")), "{error}");
+        assert!(error.contains("use 1 to 49 characters"), "{error}");
+        assert!(!error.contains(&format!("{long}.review")), "{error}");
     }
 
     #[test]

@@ -62,6 +62,11 @@ impl Worker {
                 tracing::warn!(escalation = %task, "review asked for changes once more than its cycles allow; escalated to a manager");
                 "escalated"
             }
+            Written::Done(ReviewOutcome::Moot { review }) => {
+                tracing::warn!(%review, "the review no longer waited for this escalation (dropped meanwhile); the escalation is done and the review left as it is");
+                self.deps.settings.metrics.task_completed(&lease.goal);
+                "nothing left to settle"
+            }
             Written::Done(ReviewOutcome::Failed { review }) => {
                 tracing::error!(%review, "review FAILED: the work was not accepted");
                 self.deps.settings.metrics.task_failed(&lease.goal, false);

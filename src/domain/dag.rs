@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::TaskKind;
-use super::ids::{InvalidId, check_id};
+use super::ids::{InvalidId, check_id, check_planned_id};
 
 /// Default largest number of nodes a plan may have.
 pub const DEFAULT_NODE_CAP: usize = 10_000;
@@ -153,11 +153,10 @@ pub enum DagError {
         /// The end that is not a node.
         missing: String,
     },
-    /// A review, fix, recovery or escalation that does not name a task of the
-    /// plan it is about.
+    /// A review that does not name the planned work of the plan it reviews.
     #[error(
-        "task {id:?} is a {kind} task but {}: give it an `of` naming another task of the plan, or drop its `kind`",
-        match .of { Some(of) => format!("its `of` names {of:?}, which is not another task of the plan"), None => "has no `of` saying which task it is about".to_string() }
+        "task {id:?} is a {kind} task but {}: give it an `of` naming another work task of the plan, or drop its `kind`",
+        match .of { Some(of) => format!("its `of` names {of:?}, which is not another work task of the plan"), None => "has no `of` saying which task it is about".to_string() }
     )]
     NoSubject {
         /// The task.
@@ -166,6 +165,26 @@ pub enum DagError {
         kind: &'static str,
         /// What it names, if anything.
         of: Option<String>,
+    },
+    /// A review that may run before the work it reviews.
+    #[error("task {id:?} reviews {of:?} but does not depend on it: add the edge {of} -> {id}")]
+    ReviewFirst {
+        /// The review.
+        id: String,
+        /// The work it reviews.
+        of: String,
+    },
+    /// A task of a kind only porki adds: a fix, recovery or escalation in any
+    /// plan (settling them changes the tasks they are about), or a review in a
+    /// plan from the LLM.
+    #[error(
+        "task {id:?} is of kind {kind}, which only porki adds: plan work only (leave `kind` out; mark a task to review with \"review\": true)"
+    )]
+    AddedKind {
+        /// The task.
+        id: String,
+        /// Its kind's name.
+        kind: &'static str,
     },
     /// An edge from a task to itself.
     #[error("task {id:?} depends on itself: remove the edge {id} -> {id}")]
@@ -236,7 +255,12 @@ impl Dag {
         }
         let mut index: HashMap<&str, usize> = HashMap::with_capacity(self.nodes.len());
         for (i, node) in self.nodes.iter().enumerate() {
-            check_id("task id", &node.id)?;
+            // Planned work leaves room for the suffixes of the tasks porki adds.
+            if node.kind.is_work() {
+                check_planned_id(&node.id)?;
+            } else {
+                check_id("task id", &node.id)?;
+            }
             if let Some(role) = node.effective_role() {
                 check_id("role", role)?;
             }
@@ -247,12 +271,29 @@ impl Dag {
             }
         }
         for node in self.nodes.iter().filter(|n| !n.kind.is_work()) {
+            if node.kind != TaskKind::Review {
+                return Err(DagError::AddedKind {
+                    id: node.id.clone(),
+                    kind: node.kind.as_str(),
+                });
+            }
             let about = node.of.as_deref();
-            if !about.is_some_and(|of| of != node.id && index.contains_key(of)) {
+            let work = |of: &str| index.get(of).is_some_and(|&i| self.nodes[i].kind.is_work());
+            let Some(of) = about.filter(|&of| of != node.id && work(of)) else {
                 return Err(DagError::NoSubject {
                     id: node.id.clone(),
                     kind: node.kind.as_str(),
                     of: node.of.clone(),
+                });
+            };
+            if !self
+                .edges
+                .iter()
+                .any(|e| e.source == of && e.target == node.id)
+            {
+                return Err(DagError::ReviewFirst {
+                    id: node.id.clone(),
+                    of: of.to_string(),
                 });
             }
         }
@@ -440,40 +481,87 @@ mod tests {
     }
 
     #[test]
-    fn a_review_fix_recovery_or_escalation_must_name_another_task_of_the_plan() {
-        let with = |kind: TaskKind, of: Option<&str>| {
-            let mut d = dag(&["a", "r"], &[]);
-            d.nodes[1].kind = kind;
-            d.nodes[1].of = of.map(str::to_string);
+    fn a_review_must_name_planned_work_it_depends_on() {
+        let with = |of: Option<&str>, edges: &[(&str, &str)]| {
+            let mut d = dag(&["a", "b", "r"], edges);
+            d.nodes[1].kind = TaskKind::Review;
+            d.nodes[1].of = Some("a".into());
+            d.nodes[2].kind = TaskKind::Review;
+            d.nodes[2].of = of.map(str::to_string);
             d.validate()
         };
-        for kind in [
-            TaskKind::Review,
-            TaskKind::Fix,
-            TaskKind::Recover,
-            TaskKind::Escalate,
-        ] {
-            assert!(with(kind, Some("a")).is_ok(), "{kind:?} of a");
-            let missing = with(kind, None).unwrap_err().to_string();
+        assert!(with(Some("a"), &[("a", "b"), ("a", "r")]).is_ok());
+        let missing = with(None, &[("a", "b")]).unwrap_err().to_string();
+        assert!(
+            missing.contains("task \"r\" is a review task but has no `of`"),
+            "{missing}"
+        );
+        // Not a task, itself, or not work (a review of a review).
+        for bad in ["zz", "r", "b"] {
+            let err = with(Some(bad), &[("a", "b"), (bad, "r")])
+                .unwrap_err()
+                .to_string();
             assert!(
-                missing.contains(&format!(
-                    "task \"r\" is a {} task but has no `of`",
-                    kind.as_str()
+                err.contains(&format!(
+                    "its `of` names {bad:?}, which is not another work task"
                 )),
-                "{missing}"
+                "{err}"
             );
-            for bad in ["zz", "r"] {
-                let err = with(kind, Some(bad)).unwrap_err().to_string();
-                assert!(
-                    err.contains(&format!(
-                        "its `of` names {bad:?}, which is not another task"
-                    )),
-                    "{err}"
-                );
-            }
         }
+        let err = with(Some("a"), &[("a", "b")]).unwrap_err();
+        assert_eq!(
+            err,
+            DagError::ReviewFirst {
+                id: "r".into(),
+                of: "a".into()
+            }
+        );
+        assert!(err.to_string().contains("add the edge a -> r"), "{err}");
         // Planned work may say what it is about; nothing checks it.
-        assert!(with(TaskKind::Work, Some("zz")).is_ok());
+        let mut d = dag(&["a"], &[]);
+        d.nodes[0].of = Some("zz".into());
+        assert!(d.validate().is_ok());
+    }
+
+    #[test]
+    fn the_kinds_porki_adds_while_a_goal_runs_are_refused_in_a_plan() {
+        for kind in [TaskKind::Fix, TaskKind::Recover, TaskKind::Escalate] {
+            let mut d = dag(&["a", "x"], &[("a", "x")]);
+            d.nodes[1].kind = kind;
+            d.nodes[1].of = Some("a".into());
+            let err = d.validate().unwrap_err();
+            assert_eq!(
+                err,
+                DagError::AddedKind {
+                    id: "x".into(),
+                    kind: kind.as_str()
+                }
+            );
+            assert!(
+                err.to_string().contains(&format!(
+                    "task \"x\" is of kind {kind}, which only porki adds"
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_planned_id_too_long_for_the_ids_porki_adds_is_refused_by_its_own_name() {
+        let long = "a".repeat(64);
+        let err = dag(&[&long], &[]).validate().unwrap_err().to_string();
+        assert!(err.contains(&format!("task id {long:?}")), "{err}");
+        assert!(err.contains("use 1 to 49 characters"), "{err}");
+        assert!(dag(&[&"a".repeat(49)], &[]).validate().is_ok());
+        // An added task's id may use the whole length.
+        let mut d = dag(&[&"a".repeat(49), &"r".repeat(64)], &[]);
+        d.edges.push(Edge {
+            source: d.nodes[0].id.clone(),
+            target: d.nodes[1].id.clone(),
+        });
+        d.nodes[1].kind = TaskKind::Review;
+        d.nodes[1].of = Some(d.nodes[0].id.clone());
+        assert!(d.validate().is_ok());
     }
 
     #[test]

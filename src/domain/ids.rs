@@ -5,10 +5,19 @@ use thiserror::Error;
 /// Longest id, name, goal id or role accepted.
 pub const MAX_ID_LEN: usize = 64;
 
+/// Longest suffix porki appends to a planned task's id for a task it adds:
+/// `.fix-` and the largest fix number (`.review`, `.recover` and `.escalate`
+/// are shorter).
+pub const LONGEST_ADDED_SUFFIX: usize = ".fix-4294967295".len();
+
+/// Longest id of a planned task: the ids porki adds (`<id>.review`,
+/// `<id>.fix-<n>`…) then stay within [`MAX_ID_LEN`], so every command accepts them.
+pub const MAX_PLANNED_ID_LEN: usize = MAX_ID_LEN - LONGEST_ADDED_SUFFIX;
+
 /// A name that cannot be used as a part of a Redis key.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error(
-    "{kind} {value:?} is not allowed: use 1 to {MAX_ID_LEN} characters from A-Z a-z 0-9 . _ - ({reason})"
+    "{kind} {value:?} is not allowed: use 1 to {max} characters from A-Z a-z 0-9 . _ - ({reason})"
 )]
 pub struct InvalidId {
     /// What the name names ("task id", "goal id", "agent name", "role").
@@ -17,20 +26,43 @@ pub struct InvalidId {
     pub value: String,
     /// Why it was rejected.
     pub reason: &'static str,
+    /// The longest length allowed.
+    pub max: usize,
 }
 
 /// Checks that `value` matches `[A-Za-z0-9._-]{1,64}`; `kind` names it in the error.
 pub fn check_id(kind: &'static str, value: &str) -> Result<(), InvalidId> {
+    check_within(kind, value, MAX_ID_LEN, "it is too long")
+}
+
+/// Checks the id of a planned task: as [`check_id`], and at most
+/// [`MAX_PLANNED_ID_LEN`] characters.
+pub fn check_planned_id(value: &str) -> Result<(), InvalidId> {
+    check_within(
+        "task id",
+        value,
+        MAX_PLANNED_ID_LEN,
+        "it is too long for a planned task: porki appends up to 15 characters (.fix-N, .review, .recover, .escalate) to it for the tasks it adds",
+    )
+}
+
+fn check_within(
+    kind: &'static str,
+    value: &str,
+    max: usize,
+    too_long: &'static str,
+) -> Result<(), InvalidId> {
     let reject = |reason| InvalidId {
         kind,
         value: value.chars().take(80).collect(),
         reason,
+        max,
     };
     if value.is_empty() {
         return Err(reject("it is empty"));
     }
-    if value.len() > MAX_ID_LEN {
-        return Err(reject("it is too long"));
+    if value.len() > max {
+        return Err(reject(too_long));
     }
     if !value
         .bytes()
@@ -53,6 +85,20 @@ mod tests {
     fn accepts_the_allowed_alphabet() {
         assert!(check_id("task id", "task-001_a.b").is_ok());
         assert!(check_id("task id", &"a".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn a_planned_id_leaves_room_for_the_longest_suffix_porki_adds() {
+        assert_eq!(MAX_PLANNED_ID_LEN, 49);
+        assert!(check_planned_id(&"a".repeat(49)).is_ok());
+        let err = check_planned_id(&"a".repeat(50)).unwrap_err().to_string();
+        assert!(err.contains("use 1 to 49 characters"), "{err}");
+        assert!(err.contains("porki appends"), "{err}");
+        assert!(check_planned_id("a b").is_err());
+        let err = check_id("task id", &"a".repeat(65))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("use 1 to 64 characters"), "{err}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod task;
 pub mod team;
 
 pub use dag::{Assignment, Dag, DagError, Edge, Node, ValidatedDag};
-pub use ids::{InvalidId, check_id};
+pub use ids::{InvalidId, MAX_PLANNED_ID_LEN, check_id, check_planned_id};
 pub use shaping::shape_plan;
 pub use task::{TaskState, TaskStatus};
 pub use team::{

@@ -3,19 +3,27 @@
 //! depended on the task rewired to depend on its review, and the approval marks
 //! the goal's approval policy asks for. Pure: the planner calls it on every plan.
 
-use super::dag::{Dag, Edge, Node};
+use super::dag::{Dag, DagError, Edge, Node};
 use super::team::{ApprovalPolicy, GoalPolicy, ReviewPolicy, TaskKind, reserved_suffix, review_id};
 
 /// Shapes `dag` for a goal with `policy` whose reviewers claim `reviewer_role`
 /// (`None`: the goal has no reviewer, so nothing is reviewed). A task that needs
 /// approval and is reviewed gets the approval on its review: a person approves
 /// work that passed review. Fails, naming the task, when a planned id ends in a
-/// suffix porki keeps for the tasks it adds.
+/// suffix porki keeps for the tasks it adds, or a planned task has a kind other
+/// than work (porki adds reviews, fixes, recoveries and escalations itself).
 pub fn shape_plan(
     mut dag: Dag,
     policy: GoalPolicy,
     reviewer_role: Option<&str>,
 ) -> Result<Dag, String> {
+    if let Some(node) = dag.nodes.iter().find(|n| !n.kind.is_work()) {
+        return Err(DagError::AddedKind {
+            id: node.id.clone(),
+            kind: node.kind.as_str(),
+        }
+        .to_string());
+    }
     if let Some(node) = dag.nodes.iter().find(|n| reserved_suffix(&n.id).is_some()) {
         return Err(format!(
             "task id {:?} ends in .{}, which porki keeps for the review, fix, recovery and escalation tasks it adds: rename the task",
@@ -185,6 +193,26 @@ mod tests {
         };
         let dag = shape_plan(marked, none, Some("qa")).unwrap();
         assert!(dag.nodes.iter().all(|n| !n.approval));
+    }
+
+    #[test]
+    fn a_planned_task_of_a_kind_porki_adds_is_refused_with_the_validators_message() {
+        for kind in [
+            TaskKind::Review,
+            TaskKind::Fix,
+            TaskKind::Recover,
+            TaskKind::Escalate,
+        ] {
+            let mut dag = plan(&[]);
+            dag.nodes[2].kind = kind;
+            dag.nodes[2].of = Some("a".into());
+            let error = shape_plan(dag, GoalPolicy::default(), Some("qa")).unwrap_err();
+            let expected = DagError::AddedKind {
+                id: "c".into(),
+                kind: kind.as_str(),
+            };
+            assert_eq!(error, expected.to_string());
+        }
     }
 
     #[test]

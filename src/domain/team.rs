@@ -341,6 +341,21 @@ mod tests {
     }
 
     #[test]
+    fn every_id_porki_adds_to_the_longest_planned_id_is_a_valid_id() {
+        let base = "a".repeat(crate::domain::MAX_PLANNED_ID_LEN);
+        let added = [
+            review_id(&base),
+            escalation_id(&base),
+            recovery_id(&base),
+            fix_id(&base, u32::MAX),
+        ];
+        for id in &added {
+            assert!(crate::domain::check_id("task id", id).is_ok(), "{id}");
+        }
+        assert_eq!(added[3].len(), crate::domain::ids::MAX_ID_LEN);
+    }
+
+    #[test]
     fn reviewers_and_managers_without_a_role_claim_their_kind() {
         assert_eq!(claim_role(AgentKind::Builder, None), None);
         assert_eq!(

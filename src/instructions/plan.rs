@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::task_list;
 use super::tasks::unique_id;
-use crate::domain::ids::MAX_ID_LEN;
+use crate::domain::ids::MAX_PLANNED_ID_LEN;
 use crate::domain::{AgentKind, Dag, Edge, Node};
 
 /// One agent as a planner sees it: its name, role, kind and instruction text.
@@ -113,7 +113,7 @@ fn default_plan(agents: &[AgentBrief]) -> (Vec<Node>, Vec<Edge>) {
     let mut edges = Vec::new();
     for agent in agents {
         // Leave room for "-research" within the id length limit.
-        let stem: String = agent.name.chars().take(MAX_ID_LEN - 9).collect();
+        let stem: String = agent.name.chars().take(MAX_PLANNED_ID_LEN - 9).collect();
         let id = |suffix: &str| {
             if stem.is_empty() {
                 suffix.to_string()

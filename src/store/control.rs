@@ -20,7 +20,8 @@ pub trait ControlStore: Send + Sync + 'static {
     /// Cancels a task that is not DONE: FAILED with `reason`, any lease revoked.
     async fn drop_task(&self, goal: &str, task: &str, reason: &str) -> Result<(), StoreError>;
 
-    /// Puts a FAILED task back (READY, or BLOCKED if a dependency is unfinished), attempts reset.
+    /// Puts a FAILED task back (READY, or BLOCKED if a dependency is unfinished),
+    /// attempts reset (and a review's cycles: it may ask for changes again).
     async fn retry_task(&self, goal: &str, task: &str) -> Result<TaskStatus, StoreError>;
 
     /// Changes a task's priority (and its place in the READY index).

@@ -6,11 +6,13 @@
 //! lists and reports what it removed. A goal is removed once it is complete or
 //! failed and finished (`finished_at`) at least the retention ago, with every
 //! key it has: `goal:{G}`, `goal:{G}:*`, `dag:{G}:*` and `task:{G}:*` (its task
-//! ids from `dag:{G}:nodes`, so no scan across slots is needed). An agent is
-//! removed once it has been dead (its guard gone) at least the retention: `agent:{NAME}:*`,
-//! but for its heartbeat cursor while the heartbeat file the cursor names still
-//! exists (a later agent of that name then neither replays old lines nor misses
-//! new ones); the cursor goes with the file.
+//! ids from `dag:{G}:nodes`, so no scan across slots is needed). A draft (a goal
+//! hash holding only what LLM calls spent, without a plan) is removed once no
+//! call of it is in flight and none used tokens for the retention. An agent is
+//! removed once it has been dead (its guard gone) at least the retention:
+//! `agent:{NAME}:*`, but for its heartbeat cursor while the heartbeat file the
+//! cursor names still exists (a later agent of that name then neither replays
+//! old lines nor misses new ones); the cursor goes with the file.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -50,8 +52,10 @@ pub enum Sweep {
 #[async_trait]
 pub trait GcStore: Send + Sync + 'static {
     /// Removes every key of `goal` if it is complete or failed, finished at least
-    /// `retain` ago and no task of it is still leased; takes it off `goals`. With
-    /// `dry_run`, changes nothing and answers what it would do.
+    /// `retain` ago and no task of it is still leased, or if it is a draft no LLM
+    /// call reserved or settled tokens of for `retain` and none is in flight;
+    /// takes it off `goals`. With `dry_run`, changes nothing and answers what it
+    /// would do.
     async fn sweep_goal(
         &self,
         goal: &str,

@@ -226,10 +226,13 @@ pub trait GoalStore: Send + Sync + 'static {
     /// Marks a goal that could not be planned as failed with `reason` (no-op if it has a plan).
     async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError>;
 
-    /// The goal's summary, `None` if it has no plan.
+    /// The goal's summary, `None` if the store keeps nothing of it (a goal that
+    /// only spent tokens, with no plan, is a draft).
     async fn goal_status(&self, goal: &str) -> Result<Option<GoalStatus>, StoreError>;
 
-    /// Goals with a plan in the store, sorted.
+    /// Every goal the store keeps something of, sorted: planned, failed to plan,
+    /// or a draft (LLM calls spent tokens on it, and it has no plan: not yet, or
+    /// no more after gc removed it), so that gc finds each.
     async fn goals(&self) -> Result<Vec<String>, StoreError>;
 
     /// The stored plan of a goal (nodes sorted by id), `None` if it has none.

@@ -47,6 +47,13 @@ pub enum ReviewOutcome {
         /// The failed review's id.
         review: String,
     },
+    /// An escalation whose review no longer waited for it (a person dropped the
+    /// review meanwhile): the escalation is DONE, and the review is left as it is
+    /// (retried, it runs again).
+    Moot {
+        /// The review the escalation was about.
+        review: String,
+    },
 }
 
 /// What a person's rejection did.
@@ -64,8 +71,11 @@ pub trait TeamStore: Send + Sync + 'static {
     /// `changes_requested` adds `<id>.fix-<n>` (and the review waits for it)
     /// while the review has asked for changes fewer than
     /// `limits.max_review_cycles` times; then it escalates to `limits.manager_role`
-    /// (`<id>.escalate`, once), else fails. On an escalation, approval completes
-    /// the review, and rejection fails it. `LeaseLost` if the lease is stale.
+    /// (`<id>.escalate`, once), else fails. Added ids are named after the planned
+    /// task (a review of `x.recover` asks for `x.fix-<n>`). On an escalation,
+    /// approval completes the review, and rejection fails it, while the review
+    /// waits for the escalation (else [`ReviewOutcome::Moot`]). `LeaseLost` if the
+    /// lease is stale; the same request sent again gets the answer it had.
     async fn settle_review(
         &self,
         lease: &Lease,
@@ -79,8 +89,9 @@ pub trait TeamStore: Send + Sync + 'static {
     async fn approve(&self, goal: &str, task: &str) -> Result<CompleteOutcome, StoreError>;
 
     /// A person rejects a task AWAITING_APPROVAL with `reason`: as a review asking
-    /// for changes, a fix task carries the reason; then the task awaits approval
-    /// again (a review task runs again first).
+    /// for changes, a fix task (`x.fix-<n>`, named after the planned task `x`)
+    /// carries the reason; then the task awaits approval again (a review task runs
+    /// again first).
     async fn reject(&self, goal: &str, task: &str, reason: &str) -> Result<Rejected, StoreError>;
 
     /// Hands a READY task to agents of `role` (`None`: any builder), keeping the

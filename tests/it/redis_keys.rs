@@ -121,24 +121,11 @@ fn a_completion_sent_twice_is_answered_ok_twice_and_applied_once() {
         (lease.token, lease.fence.to_string())
     });
     // What the client sends, twice when a failover cut the connection before the
-    // answer came back: the goal's keys, roles (none), tasks a and b with their
-    // locks; then G, the publish command, the counts, the ids and the arguments.
+    // answer came back.
     let script = redis::Script::new(COMPLETE_LUA);
     let send = |request: &str, progress: &str| -> Vec<String> {
-        let mut invocation = script.prepare_invoke();
-        for key in keys::goal_keys("g") {
-            invocation.key(key);
-        }
-        for task in ["a", "b"] {
-            invocation
-                .key(keys::task("g", task))
-                .key(keys::task_lock("g", task));
-        }
-        for arg in ["g", "PUBLISH", "0", "2", "a", "b", "a", &token, &fence] {
-            invocation.arg(arg);
-        }
-        invocation.arg(progress).arg("[]").arg(request);
-        invocation.invoke(&mut server.conn()).unwrap()
+        let args = ["a", &token, &fence, progress, "[]", request];
+        send_goal_script(&server, &script, &["a", "b"], &args)
     };
     assert_eq!(send("request-1", "first"), ["ok", "0", "b"]);
     assert_eq!(
@@ -156,4 +143,222 @@ fn a_completion_sent_twice_is_answered_ok_twice_and_applied_once() {
     assert_eq!(progress, "first");
     let remaining: i64 = hget(&mut conn, "goal:{g}", "remaining");
     assert_eq!(remaining, 1, "a was counted DONE once");
+}
+
+/// Runs `script` on goal `g` as the Redis backend calls it: the goal's keys, no
+/// roles, `tasks` with their locks; then G, the publish command, the counts, the
+/// ids and `args`.
+fn send_goal_script<T: redis::FromRedisValue>(
+    server: &RedisServer,
+    script: &redis::Script,
+    tasks: &[&str],
+    args: &[&str],
+) -> T {
+    let mut invocation = script.prepare_invoke();
+    for key in keys::goal_keys("g") {
+        invocation.key(key);
+    }
+    for task in tasks {
+        invocation
+            .key(keys::task("g", task))
+            .key(keys::task_lock("g", task));
+    }
+    let count = tasks.len().to_string();
+    for arg in ["g", "PUBLISH", "0", &count]
+        .iter()
+        .chain(tasks)
+        .chain(args)
+    {
+        invocation.arg(*arg);
+    }
+    invocation.invoke(&mut server.conn()).unwrap()
+}
+
+/// The complete-and-claim script as the Redis backend builds it.
+const COMPLETE_AND_CLAIM_LUA: &str = concat!(
+    include_str!("../../src/store/lua/lib.lua"),
+    include_str!("../../src/store/lua/claim_lib.lua"),
+    include_str!("../../src/store/lua/complete_lib.lua"),
+    include_str!("../../src/store/lua/complete_and_claim.lua"),
+);
+
+#[test]
+fn a_complete_and_claim_sent_twice_claims_one_task_and_answers_it_twice() {
+    // Regression: the resend was answered ok for the completion, then claimed
+    // another task for the agent, which never heard of the first one.
+    let server = RedisServer::start();
+    let (token, fence) = block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        porki::store::write_plan(
+            &store,
+            plan("g", nodes(&["a", "b", "c"]), &[]),
+            &Default::default(),
+            100,
+        )
+        .await
+        .unwrap();
+        let lease = claim(&store, "g", "x", std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(lease.task, "a");
+        (lease.token, lease.fence.to_string())
+    });
+    let script = redis::Script::new(COMPLETE_AND_CLAIM_LUA);
+    let send = |request: &str| -> Vec<Vec<String>> {
+        let args = [
+            "a", &token, &fence, "done", "[]", "x", "", "60000", request, "1", "",
+        ];
+        send_goal_script(&server, &script, &["a", "b", "c"], &args)
+    };
+    let first = send("request-1");
+    let claimed = ["claimed", "b", "1", "1", "", "0"];
+    assert_eq!(first[0], ["ok", "0"]);
+    assert_eq!(first[1][..6], claimed, "{first:?}");
+    let again = send("request-1");
+    assert_eq!(again[0], ["ok", "0"]);
+    assert_eq!(again[1], claimed, "the resend answers the same claim");
+    assert_eq!(send("request-2"), [["lost"]]);
+    let mut conn = server.conn();
+    let c: String = hget(&mut conn, "task:{g}:c", "status");
+    assert_eq!(c, "READY", "no second task was claimed");
+    let attempt: i64 = hget(&mut conn, "task:{g}:b", "attempt");
+    assert_eq!(attempt, 1);
+    let lock: String = redis::cmd("GET")
+        .arg(keys::task_lock("g", "b"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(lock, "request-1 1");
+    // Once the claim no longer holds the task, a resend claims nothing.
+    let _: () = redis::cmd("DEL")
+        .arg(keys::task_lock("g", "b"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(send("request-1")[1], ["empty", ""]);
+}
+
+/// The review-settling script as the Redis backend builds it.
+const SETTLE_REVIEW_LUA: &str = concat!(
+    include_str!("../../src/store/lua/lib.lua"),
+    include_str!("../../src/store/lua/fail_lib.lua"),
+    include_str!("../../src/store/lua/complete_lib.lua"),
+    include_str!("../../src/store/lua/team_lib.lua"),
+    include_str!("../../src/store/lua/settle_review.lua"),
+);
+
+#[test]
+fn a_review_asking_for_changes_sent_twice_adds_one_fix_and_answers_it_twice() {
+    // Regression: the resend of a verdict asking for changes answered `lost`.
+    let server = RedisServer::start();
+    let (token, fence) = block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        let review = porki::domain::Node {
+            kind: porki::domain::TaskKind::Review,
+            of: Some("a".into()),
+            ..porki::domain::Node::new("a.review", "Review a")
+        };
+        let tasks = vec![porki::domain::Node::new("a", "A"), review];
+        porki::store::write_plan(
+            &store,
+            plan("g", tasks, &[("a", "a.review")]),
+            &Default::default(),
+            100,
+        )
+        .await
+        .unwrap();
+        let ttl = std::time::Duration::from_secs(60);
+        let a = claim(&store, "g", "x", ttl).await.unwrap();
+        store
+            .complete(&a, &porki::store::TaskResult::default())
+            .await
+            .unwrap();
+        let r = claim(&store, "g", "x", ttl).await.unwrap();
+        assert_eq!(r.task, "a.review");
+        (r.token, r.fence.to_string())
+    });
+    let script = redis::Script::new(SETTLE_REVIEW_LUA);
+    let send = |request: &str| -> Vec<String> {
+        let args = [
+            "a.review",
+            &token,
+            &fence,
+            "notes",
+            "[]",
+            request,
+            "changes",
+            "add tests",
+            "2",
+            "",
+        ];
+        send_goal_script(&server, &script, &["a.review", "a", "a.fix-1"], &args)
+    };
+    assert_eq!(send("request-1"), ["fix", "a.fix-1"]);
+    assert_eq!(send("request-1"), ["fix", "a.fix-1"], "the resend's answer");
+    assert_eq!(send("request-2"), ["lost"]);
+    let mut conn = server.conn();
+    let cycle: i64 = hget(&mut conn, "task:{g}:a.review", "cycle");
+    assert_eq!(cycle, 1, "changes were asked once");
+    let total: i64 = hget(&mut conn, "goal:{g}", "total");
+    assert_eq!(total, 3, "one fix was added");
+}
+
+#[test]
+fn an_escalation_a_plan_stored_before_plans_were_refused_them_settles_only_itself() {
+    // Regression: approving a planned escalation marked the task it named DONE,
+    // whatever that task was doing.
+    let server = RedisServer::start();
+    block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        let review = porki::domain::Node {
+            kind: porki::domain::TaskKind::Review,
+            of: Some("a".into()),
+            ..porki::domain::Node::new("r", "Review a")
+        };
+        let mut tasks = nodes(&["a", "b", "e1", "e2"]);
+        tasks.push(review);
+        let dag = plan("g", tasks, &[("a", "b"), ("a", "r")]);
+        porki::store::write_plan(&store, dag, &Default::default(), 100)
+            .await
+            .unwrap();
+    });
+    // As such a plan stored them: e1 escalates work b, e2 the review r; neither
+    // waits for it.
+    redis::pipe()
+        .hset_multiple(keys::task("g", "e1"), &[("kind", "escalate"), ("of", "b")])
+        .hset_multiple(keys::task("g", "e2"), &[("kind", "escalate"), ("of", "r")])
+        .exec(&mut server.conn())
+        .unwrap();
+    block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        for (id, about) in [("e1", "b"), ("e2", "r")] {
+            let scope = porki::store::ClaimScope::builder(None);
+            let ttl = std::time::Duration::from_secs(60);
+            let claimed = store
+                .claim_preferred("g", "lead", scope, ttl, Some(id))
+                .await
+                .unwrap();
+            let porki::store::ClaimOutcome::Claimed(lease) = claimed else {
+                panic!("{id} is claimed: {claimed:?}")
+            };
+            assert_eq!(lease.task, id);
+            let outcome = store
+                .settle_review(
+                    &lease,
+                    &porki::store::TaskResult::default(),
+                    &porki::store::ReviewVerdict::Approved,
+                    &Default::default(),
+                )
+                .await
+                .unwrap();
+            let moot = porki::store::ReviewOutcome::Moot {
+                review: about.into(),
+            };
+            assert_eq!(outcome, moot);
+            let task = store.task("g", about).await.unwrap().unwrap();
+            assert_eq!(
+                (task.status, task.pending_deps),
+                (porki::domain::TaskStatus::Blocked, 1),
+                "{about} is left as it is"
+            );
+        }
+    });
 }

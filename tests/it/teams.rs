@@ -411,3 +411,45 @@ fn an_idle_agent_gives_its_slot_to_a_waiting_one_whose_role_has_ready_tasks() {
     }
     assert_eq!(record.max_in_flight.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn the_ids_porki_adds_to_the_longest_planned_id_are_accepted_by_a_heartbeat_file() {
+    // Regression: slugs and planned ids took all 64 characters, so `.review` or
+    // `.fix-1` made ids that plan validation or APPROVE-TASK refused.
+    let dir = temp_dir("longest-id");
+    // The id a task list gives a long title.
+    let long = porki::instructions::tasks::slug(&"x".repeat(100));
+    assert_eq!(long.len(), porki::domain::MAX_PLANNED_ID_LEN);
+    let review = format!("{long}.review");
+    let dag = plan("g", vec![work(&long, true, true)], &[]);
+    let mut provider = ScriptedProvider::new(dag, "p", Arc::default());
+    let asked = review.clone();
+    provider.behaviour = Box::new(move |task, before| match before {
+        0 if task == asked => verdict("changes_requested", "once more"),
+        _ if task == asked => verdict("approved", "fine"),
+        _ => Behaviour::Succeed,
+    });
+    let record = provider.record.clone();
+    let memory = Arc::new(porki::store::MemoryStore::new());
+    let run = spawn_runtime(
+        StoreKind::Memory(memory.clone()),
+        Arc::new(provider),
+        team(&dir, false),
+        |_| {},
+    );
+    let state = |id: &str| block_on(memory.task("g", id)).unwrap().map(|t| t.status);
+    wait_until(LIMIT, "the review awaits approval", || {
+        state(&review) == Some(TaskStatus::AwaitingApproval)
+    });
+    assert_eq!(count(&record, &format!("{long}.fix-1")), 1);
+    append_line(
+        &dir.join("heartbeat/dev.md"),
+        &format!("APPROVE-TASK {review}"),
+    );
+    assert_eq!(
+        join_within(run, LIMIT),
+        0,
+        "the goal completes once approved"
+    );
+    assert_eq!(state(&review), Some(TaskStatus::Done));
+}

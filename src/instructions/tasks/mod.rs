@@ -19,9 +19,10 @@
 //! - A leading checkbox, `[ ]`, `[x]` or `[X]`, is dropped (it is never an id).
 //! - The id is an explicit prefix, `[id] Title` or `id: Title` (a lowercase
 //!   id, so a title like `Note: …` stays a title), where `id` is a valid task id
-//!   (1 to 64 characters from `A-Z a-z 0-9 . _ -`); anything else in brackets
-//!   stays in the title. Without one, the id is a slug of the title: lowercase,
-//!   runs of other characters as `-`, at most 64 characters, made unique with
+//!   (1 to 64 characters from `A-Z a-z 0-9 . _ -`; a plan takes at most 49,
+//!   leaving room for the suffixes of the tasks porki adds); anything else in
+//!   brackets stays in the title. Without one, the id is a slug of the title:
+//!   lowercase, runs of other characters as `-`, at most 49 characters, made unique with
 //!   `-2`, `-3`… (explicit ids are reserved first, so a slug never takes one).
 //! - Trailing fields, in any order and any case, each starting a word: `after:
 //!   a, b` (dependencies, by id, or by a title whose slug is an id), `priority:
@@ -57,7 +58,7 @@ use pulldown_cmark::{Event, HeadingLevel, OffsetIter, Parser, Tag, TagEnd};
 
 use super::markdown::{inline_text, options, skip_to_end};
 use crate::domain::Assignment;
-use crate::domain::ids::{MAX_ID_LEN, check_id};
+use crate::domain::ids::{MAX_PLANNED_ID_LEN, check_id};
 
 /// One task read from a `## Tasks` list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,13 +411,13 @@ fn assign_ids(raws: &[Raw]) -> Vec<String> {
 }
 
 /// `base`, or else the first of `base-2`, `base-3`… (the stem cut to keep it
-/// within [`MAX_ID_LEN`]) that is not in `taken`.
+/// within [`MAX_PLANNED_ID_LEN`]) that is not in `taken`.
 pub fn unique_id(base: &str, taken: &HashSet<String>) -> String {
     let mut id = base.to_owned();
     let mut n = 2u32;
     while taken.contains(&id) {
         let suffix = format!("-{n}");
-        let keep = MAX_ID_LEN.saturating_sub(suffix.len());
+        let keep = MAX_PLANNED_ID_LEN.saturating_sub(suffix.len());
         let stem = base.get(..base.len().min(keep)).unwrap_or(base);
         id = format!("{}{suffix}", stem.trim_end_matches('-'));
         n += 1;
@@ -424,8 +425,8 @@ pub fn unique_id(base: &str, taken: &HashSet<String>) -> String {
     id
 }
 
-/// Lowercase ASCII letters and digits, every other run as one `-`, at most 64
-/// characters; `task` when nothing is left.
+/// Lowercase ASCII letters and digits, every other run as one `-`, at most
+/// [`MAX_PLANNED_ID_LEN`] characters; `task` when nothing is left.
 pub fn slug(title: &str) -> String {
     let mut out = String::new();
     for c in title.chars() {
@@ -435,7 +436,7 @@ pub fn slug(title: &str) -> String {
             out.push('-');
         }
     }
-    out.truncate(MAX_ID_LEN);
+    out.truncate(MAX_PLANNED_ID_LEN);
     let out = out.trim_end_matches('-');
     if out.is_empty() {
         "task".to_owned()

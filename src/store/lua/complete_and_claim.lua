@@ -7,6 +7,26 @@
 -- Returns {{'lost'}} | {{'need', ...}} (nothing written) | {complete reply, claim
 -- reply} (see complete_lib.lua, claim_lib.lua); a claim reply of {'need', ...}
 -- means the task was completed and nothing claimed.
-local done, now = complete_held(ARG[1], ARG[2], ARG[3], ARG[4], ARG[5], ARG[9], ARG[11])
+-- The same request sent again (a failover lost its answer and the client resent
+-- it) claims nothing more: it is answered the task the first one claimed
+-- (`next_claim` on the completed task) while that claim still holds it, else empty.
+local id, token = ARG[1], ARG[9]
+local done, now, again = complete_held(id, ARG[2], ARG[3], ARG[4], ARG[5], token, ARG[11])
 if done[1] ~= 'ok' then return {done} end
-return {done, claim_next(ARG[6], ARG[7], tonumber(ARG[8]), ARG[9], now, nil, ARG[10] == '1')}
+if not again then
+  local claim = claim_next(ARG[6], ARG[7], tonumber(ARG[8]), token, now, nil, ARG[10] == '1')
+  if claim[1] == 'claimed' then redis.call('HSET', task_key(id), 'next_claim', claim[2]) end
+  return {done, claim}
+end
+local next_id = redis.call('HGET', task_key(id), 'next_claim')
+if not next_id then return {done, {'empty', ''}} end
+-- Declared by the first send (it claimed it); `need` in case it was not.
+want(next_id)
+if wanting() then return {need()} end
+local f = redis.call('HMGET', task_key(next_id), 'fence', 'attempt', 'approval')
+if redis.call('GET', lock_key(next_id)) ~= lock_value(token, f[1]) then
+  return {done, {'empty', ''}}
+end
+local approval = '0'
+if f[3] == '1' then approval = '1' end
+return {done, {'claimed', next_id, f[1], f[2], redis.call('HGET', DEPENDENTS, next_id) or '', approval}}

@@ -64,17 +64,17 @@ end
 -- completion of a task that is no longer held is refused. `hold` is whether the
 -- task needs approval as its claim said ('1'/'0'; '' when the caller does not
 -- know, and the task hash is read).
--- Returns {'ok', goal complete 0/1 or 'awaiting', promoted ids...}, now | {'lost'} |
--- {'need', ...}.
+-- Returns {'ok', goal complete 0/1 or 'awaiting', promoted ids...}, now, whether
+-- this answers a resend | {'lost'} | {'need', ...}.
 local function complete_held(id, token, fence, progress, artifacts, call, hold)
   if not holds(id, token, fence) then
     local f = redis.call('HMGET', task_key(id), 'status', 'done_call')
     if f[2] ~= call then return {'lost'} end
-    if f[1] == 'AWAITING_APPROVAL' then return {'ok', 'awaiting'}, now_ms() end
+    if f[1] == 'AWAITING_APPROVAL' then return {'ok', 'awaiting'}, now_ms(), true end
     if f[1] ~= 'DONE' then return {'lost'} end
     local done = '0'
     if redis.call('HGET', GOAL, 'status') == 'complete' then done = '1' end
-    return {'ok', done}, now_ms()
+    return {'ok', done}, now_ms(), true
   end
   if hold == nil or hold == '' then
     hold = redis.call('HGET', task_key(id), 'approval') == '1'

@@ -11,9 +11,15 @@ local retry = retryable == '1' and tonumber(t[1]) < max_attempts()
 -- Only planned work is recovered, and only once (the recovery is never recovered).
 local rid = id .. '.recover'
 local recover = not retry and recovery ~= '0' and (t[2] == false or t[2] == 'work')
+-- What waited for the task waits for its recovery; a review of it reviews the
+-- recovery, so every dependent is read.
+local dependents = {}
 if recover then
   want(rid)
   want_roles()
+  local listed = redis.call('HGET', DEPENDENTS, id)
+  if listed then dependents = cjson.decode(listed) end
+  for _, d in ipairs(dependents) do want(d) end
   if wanting() then return need() end
   recover = not exists(rid)
 end
@@ -54,16 +60,33 @@ local role = t[4] or ''
 if recovery == '2' then role = recovery_role end
 add_task(rid, {title = 'Recover: ' .. (t[3] or id), kind = 'recover', of = id, notes = err,
   role = role, priority = t[5] or 0, approval = t[6] == '1'}, now)
-local listed = redis.call('HGET', DEPENDENTS, id)
-if listed then
-  redis.call('HSET', DEPENDENTS, rid, listed)
+if #dependents > 0 then
+  redis.call('HSET', DEPENDENTS, rid, cjson.encode(dependents))
   redis.call('HDEL', DEPENDENTS, id)
-  for _, d in ipairs(cjson.decode(listed)) do
+  for _, d in ipairs(dependents) do
     local deps = cjson.decode(redis.call('HGET', DEPS, d))
     for i, dep in ipairs(deps) do
       if dep == id then deps[i] = rid end
     end
     redis.call('HSET', DEPS, d, cjson.encode(deps))
+    local f = redis.call('HMGET', task_key(d), 'kind', 'of')
+    if f[1] == 'review' and f[2] == id then
+      redis.call('HSET', task_key(d), 'of', rid)
+      -- The plan's node too, edited as text: decoding and encoding it with cjson
+      -- would turn its empty lists into objects. `of` is the node's last field
+      -- (metadata before it may hold anything), so its last match is the field.
+      local node = redis.call('HGET', NODES, d) or ''
+      local from = '"of":"' .. id .. '"'
+      local at, next_at = nil, string.find(node, from, 1, true)
+      while next_at do
+        at = next_at
+        next_at = string.find(node, from, at + 1, true)
+      end
+      if at then
+        redis.call('HSET', NODES, d,
+          string.sub(node, 1, at - 1) .. '"of":"' .. rid .. '"' .. string.sub(node, at + #from))
+      end
+    end
   end
 end
 return {'recovering', rid}

@@ -52,19 +52,40 @@ local function wait_for(id, on, promote)
   if promote then redis.call('HSET', DEPENDENTS, on, cjson.encode({id})) end
 end
 
--- The next fix of `base`: its id and number (`base.fix-<n>`, never reused).
--- Reads base's hash: base must be declared (`want` it and answer `need` first).
-local function next_fix(base)
-  local n = (tonumber(redis.call('HGET', task_key(base), 'fixes')) or 0) + 1
-  return base .. '.fix-' .. n, n
+-- The planned task whose id names the tasks added about task `id` (declared):
+-- the task itself, or for a recovery the task it recovers, so that no added id
+-- nests suffixes (`x.fix-1` may fix `x.recover`, `x.escalate` settle its review).
+local function planned_of(id)
+  local f = redis.call('HMGET', task_key(id), 'kind', 'of')
+  if f[1] == 'recover' and f[2] then return f[2] end
+  return id
 end
 
--- Adds fix `fix` (number n) of `base` for base's role, carrying `notes`; `waiter`
--- (the review, or the rejected task) waits for it. base and waiter are declared.
-local function add_fix(base, fix, n, notes, waiter, now)
-  local b = redis.call('HMGET', task_key(base), 'title', 'role', 'priority')
-  redis.call('HSET', task_key(base), 'fixes', n)
-  add_task(fix, {title = 'Fix ' .. n .. ' of: ' .. (b[1] or base), kind = 'fix', of = base,
+-- The next fix named after planned task `planned`: its id and number
+-- (`planned.fix-<n>`, never reused). Reads planned's hash: it must be declared
+-- (`want` it and answer `need` first).
+local function next_fix(planned)
+  local n = (tonumber(redis.call('HGET', task_key(planned), 'fixes')) or 0) + 1
+  return planned .. '.fix-' .. n, n
+end
+
+-- Adds fix `fix` (number n, counted on `planned`) of task `subject`, for
+-- subject's role, carrying `notes`; `waiter` (the review, or the rejected task)
+-- waits for it. subject, planned and waiter are declared.
+local function add_fix(subject, planned, fix, n, notes, waiter, now)
+  local b = redis.call('HMGET', task_key(subject), 'title', 'role', 'priority')
+  redis.call('HSET', task_key(planned), 'fixes', n)
+  add_task(fix, {title = 'Fix ' .. n .. ' of: ' .. (b[1] or subject), kind = 'fix', of = subject,
     notes = notes, role = b[2] or '', priority = b[3] or 0, cycle = n}, now)
   wait_for(waiter, fix, true)
+end
+
+-- Whether task `id` lists `on` among its dependencies.
+local function waits_on(id, on)
+  local listed = redis.call('HGET', DEPS, id)
+  if not listed then return false end
+  for _, dep in ipairs(cjson.decode(listed)) do
+    if dep == on then return true end
+  end
+  return false
 end

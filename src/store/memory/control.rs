@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::{MemoryStore, now_ms};
-use crate::domain::TaskStatus;
+use crate::domain::{TaskKind, TaskStatus};
 use crate::store::control::{DROPPING, RETRYING};
 use crate::store::{ControlStore, EventKind, GoalState, StoreError};
 
@@ -56,6 +56,10 @@ impl ControlStore for MemoryStore {
         entry.state.finished_ms = None;
         entry.state.retry_at_ms = None;
         entry.state.owner = None;
+        if entry.state.kind == TaskKind::Review {
+            // A person's retry grants the review its cycles again.
+            entry.state.cycle = 0;
+        }
         if to == TaskStatus::Ready {
             data.index_ready(task);
         }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{MemoryStore, State, now_ms};
-use crate::store::{AgentField, AgentState, GcStore, GoalStatus, StoreError, Sweep};
+use crate::store::{AgentField, AgentState, GcStore, GoalState, GoalStatus, StoreError, Sweep};
 
 /// How a finished goal's summary stands against the retention: `None` to keep it.
 fn expired(status: &GoalStatus, retain: Duration, now: u64) -> Option<Duration> {
@@ -17,6 +17,19 @@ fn expired(status: &GoalStatus, retain: Duration, now: u64) -> Option<Duration> 
     }
     let age = now.checked_sub(status.finished_ms?)?;
     (age >= retain.as_millis() as u64).then(|| Duration::from_millis(age))
+}
+
+/// How a draft (a goal without a plan that LLM calls spent on) stands against the
+/// retention, as gc_goal.lua: `None` to keep it (a call of it is in flight, or
+/// one used tokens within the retention).
+fn draft_age(state: &State, goal: &str, retain: Duration, now: u64) -> Option<Duration> {
+    let instant = Instant::now();
+    let in_flight = state
+        .reservations
+        .get(goal)
+        .is_some_and(|held| held.values().any(|(_, expires)| *expires > instant));
+    let age = now.checked_sub(*state.draft_used.get(goal)?)?;
+    (!in_flight && age >= retain.as_millis() as u64).then(|| Duration::from_millis(age))
 }
 
 impl State {
@@ -55,7 +68,11 @@ impl GcStore for MemoryStore {
             (None, Some(status)) => (status, 0, false),
             (None, None) => return Ok(Sweep::Gone),
         };
-        let Some(age) = expired(status, retain, now).filter(|_| !leased) else {
+        let age = match status.state {
+            GoalState::Draft => draft_age(&state, goal, retain, now),
+            _ => expired(status, retain, now).filter(|_| !leased),
+        };
+        let Some(age) = age else {
             return Ok(Sweep::Kept);
         };
         let removed = Sweep::Removed {
@@ -67,6 +84,7 @@ impl GcStore for MemoryStore {
             state.goals.remove(goal);
             state.unplanned.remove(goal);
             state.reservations.remove(goal);
+            state.draft_used.remove(goal);
         }
         Ok(removed)
     }

@@ -94,7 +94,9 @@ impl GoalData {
                 priority: node.priority,
                 pending_deps: pending,
                 kind: node.kind,
-                of: node.of.clone(),
+                // What planned work says it is about is kept in the plan only,
+                // as write_dag.lua does.
+                of: node.of.clone().filter(|_| !node.kind.is_work()),
                 needs_approval: node.approval,
                 soft: node.assignment == Assignment::Soft,
                 ..TaskState::new(goal, &node.id, &node.title, status, now)
@@ -125,6 +127,15 @@ impl State {
             .entry(goal.to_string())
             .or_insert_with(|| unplanned_status(goal))
     }
+
+    /// An LLM call of `goal` reserved or settled tokens: a goal without a plan
+    /// is a draft, listed, aged from now (as budget_reserve.lua's `used_at`).
+    fn used(&mut self, goal: &str) {
+        if !self.goals.contains_key(goal) {
+            self.unplanned_mut(goal);
+            self.draft_used.insert(goal.to_string(), now_ms());
+        }
+    }
 }
 
 #[async_trait]
@@ -154,6 +165,7 @@ impl GoalStore for MemoryStore {
         };
         let mut data = GoalData::new(dag, options);
         // Tokens spent planning a goal before it had a plan stay on the goal.
+        state.draft_used.remove(&goal);
         if let Some(prior) = state.unplanned.remove(&goal) {
             data.status.tokens = prior.tokens;
             data.status.cost_usd = prior.cost_usd;
@@ -189,6 +201,7 @@ impl GoalStore for MemoryStore {
             return Ok(Reservation::Spent { spent, reserved });
         }
         held.insert(reservation.to_string(), (estimate, now + ttl));
+        state.used(goal);
         Ok(Reservation::Reserved)
     }
 
@@ -209,6 +222,7 @@ impl GoalStore for MemoryStore {
         if tokens == 0 && cost_usd <= 0.0 {
             return Ok(state.spending(goal).map_or(0, |s| s.tokens));
         }
+        state.used(goal);
         let status = match state.goals.get_mut(goal) {
             Some(data) => &mut data.status,
             None => state.unplanned_mut(goal),
@@ -252,17 +266,7 @@ impl GoalStore for MemoryStore {
 
     async fn goals(&self) -> Result<Vec<String>, StoreError> {
         let state = self.lock();
-        let goals: BTreeSet<&String> = state
-            .goals
-            .keys()
-            .chain(
-                state
-                    .unplanned
-                    .iter()
-                    .filter(|(_, s)| s.state == GoalState::Failed)
-                    .map(|(g, _)| g),
-            )
-            .collect();
+        let goals: BTreeSet<&String> = state.goals.keys().chain(state.unplanned.keys()).collect();
         Ok(goals.into_iter().cloned().collect())
     }
 

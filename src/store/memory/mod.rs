@@ -47,6 +47,9 @@ struct State {
     guards: HashMap<String, (String, Instant)>,
     /// Goals without a plan yet: spending tokens on planning (draft), or failed to plan.
     unplanned: BTreeMap<String, GoalStatus>,
+    /// When an LLM call of a draft last reserved or settled tokens (ms since the
+    /// epoch): what gc ages a draft by.
+    draft_used: HashMap<String, u64>,
     /// Per-agent values.
     agent_values: HashMap<(String, AgentField), String>,
     /// Per-agent problems, newest first.
@@ -288,24 +291,36 @@ impl GoalData {
         }
     }
 
-    /// Adds the next fix of `base` for base's role, carrying `notes`; `waiter`
-    /// waits for it. Returns the fix's id.
-    fn add_fix(&mut self, base: &str, notes: &str, waiter: &str) -> String {
-        let entry = self.task_mut(base);
+    /// The planned task whose id names the tasks added about task `id`: the
+    /// task itself, or for a recovery the task it recovers (as team_lib.lua's
+    /// planned_of), so that no added id nests suffixes.
+    fn planned_of(&self, id: &str) -> String {
+        let task = &self.tasks[id].state;
+        match (&task.kind, &task.of) {
+            (TaskKind::Recover, Some(of)) => of.clone(),
+            _ => id.to_string(),
+        }
+    }
+
+    /// Adds the next fix of `subject` for its role, carrying `notes`, named and
+    /// numbered after its planned task; `waiter` waits for it. Returns the fix's id.
+    fn add_fix(&mut self, subject: &str, notes: &str, waiter: &str) -> String {
+        let planned = self.planned_of(subject);
+        let entry = self.task_mut(&planned);
         entry.fixes += 1;
         let n = entry.fixes;
-        let base_state = &self.tasks[base].state;
+        let subject_state = &self.tasks[subject].state;
         let spec = NewTask {
-            title: format!("Fix {n} of: {}", base_state.title),
+            title: format!("Fix {n} of: {}", subject_state.title),
             kind: TaskKind::Fix,
-            of: base.to_string(),
+            of: subject.to_string(),
             notes: notes.to_string(),
-            role: base_state.role.clone(),
-            priority: base_state.priority,
+            role: subject_state.role.clone(),
+            priority: subject_state.priority,
             cycle: n,
             approval: false,
         };
-        let fix = fix_id(base, n);
+        let fix = fix_id(&planned, n);
         self.add_task(&fix, spec, &[]);
         self.wait_for(waiter, &fix, true);
         fix

@@ -220,6 +220,16 @@ impl GoalData {
             edge.source = recovery_id.clone();
         }
         self.dag.edges.sort();
+        // A review of the failed task reviews its recovery.
+        for dependent in &dependents {
+            let task = &mut self.task_mut(dependent).state;
+            if task.kind == TaskKind::Review && task.of.as_deref() == Some(id) {
+                task.of = Some(recovery_id.clone());
+                if let Some(node) = self.dag.nodes.iter_mut().find(|n| n.id == *dependent) {
+                    node.of = Some(recovery_id.clone());
+                }
+            }
+        }
         self.dependents.insert(recovery_id.clone(), dependents);
         Some(recovery_id)
     }

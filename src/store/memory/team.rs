@@ -29,8 +29,19 @@ impl GoalData {
         };
         match (kind, notes) {
             (TaskKind::Escalate, notes) => {
-                self.complete(lease, result);
                 let review = of;
+                // Only porki adds escalations (a plan may not), always of a
+                // review that then waits for them: BLOCKED, unless a person
+                // dropped it meanwhile.
+                let waiting = self.tasks[&review].state.status == TaskStatus::Blocked;
+                self.complete(lease, result);
+                if !waiting {
+                    // Nothing to settle: the review stays as it is, waiting for
+                    // the escalation no more (retried, it runs again).
+                    let pending = &mut self.task_mut(&review).state.pending_deps;
+                    *pending = pending.saturating_sub(1);
+                    return Ok(ReviewOutcome::Moot { review });
+                }
                 let Some(notes) = notes else {
                     let progress = format!(
                         "approved by the manager on escalation {id}: {}",
@@ -60,7 +71,7 @@ impl GoalData {
             (_, None) => Ok(ReviewOutcome::Approved(self.complete(lease, result))),
             (TaskKind::Review, Some(notes)) => {
                 let base = of;
-                let escalation = escalation_id(&base);
+                let escalation = escalation_id(&self.planned_of(&base));
                 let manager = limits.manager_role.as_deref();
                 let escalate = manager.filter(|_| !self.tasks.contains_key(&escalation));
                 if cycle >= limits.max_review_cycles && escalate.is_none() {
@@ -139,6 +150,7 @@ impl TeamStore for MemoryStore {
             ReviewOutcome::FixRequested { .. } | ReviewOutcome::Escalated { .. } => {
                 self.emit(&lease.goal, EventKind::Ready)
             }
+            ReviewOutcome::Moot { .. } => {}
         }
         Ok(outcome)
     }

@@ -30,18 +30,13 @@ fn sweep_of(what: &str, reply: &[String]) -> Result<Sweep, StoreError> {
 
 impl RedisStore {
     /// Takes `name` off the list `set` after its keys were removed. A name whose
-    /// data came back meanwhile (`field` of `key`: planned or registered again)
-    /// is put back, as the SREM may have come after the new data's SADD.
-    async fn unlist(
-        &self,
-        set: &str,
-        name: &str,
-        key: String,
-        field: &str,
-    ) -> Result<(), StoreError> {
+    /// data came back meanwhile (`key` exists again: a goal planned or spent on,
+    /// an agent registered) is put back, as the SREM may have come after the new
+    /// data's SADD.
+    async fn unlist(&self, set: &str, name: &str, key: String) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: () = conn.srem(set, name).await?;
-        if conn.hexists::<_, _, bool>(key, field).await? {
+        if conn.exists::<_, bool>(key).await? {
             let _: () = conn.sadd(set, name).await?;
         }
         Ok(())
@@ -63,8 +58,7 @@ impl GcStore for RedisStore {
         let sweep = sweep_of("gc_goal", &reply)?;
         if !dry_run && matches!(sweep, Sweep::Removed { .. } | Sweep::Gone) {
             self.forget_goal(goal);
-            self.unlist(keys::GOALS, goal, keys::goal(goal), "status")
-                .await?;
+            self.unlist(keys::GOALS, goal, keys::goal(goal)).await?;
         }
         Ok(sweep)
     }
@@ -97,7 +91,7 @@ impl GcStore for RedisStore {
             Sweep::Kept => false,
         };
         if !dry_run && unlisted {
-            self.unlist(keys::AGENTS, name, keys::agent_registered(name), "state")
+            self.unlist(keys::AGENTS, name, keys::agent_registered(name))
                 .await?;
         }
         Ok(sweep)

@@ -1,7 +1,8 @@
 //! [`GoalStore`] on Redis: `write_dag.lua`, `plan_failed.lua` and the read-only
 //! `goal_status.lua`; the token budget's `budget_reserve.lua` and
 //! `budget_settle.lua` (one key each, `goal:{G}`); the goal list is the `goals`
-//! set, the plan `dag:{G}:*`.
+//! set (planned goals, goals that failed to plan, and drafts: goals that only
+//! spent tokens), the plan `dag:{G}:*`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -132,6 +133,19 @@ fn dag_from_fields(
     })
 }
 
+impl RedisStore {
+    /// Lists a goal whose hash holds only spending (`draft` is 1: a goal not
+    /// planned yet, or spent on after gc removed it), so that gc finds it.
+    /// Single-key and idempotent, so outside the budget scripts (`goals` is
+    /// another slot).
+    async fn list_draft(&self, goal: &str, draft: i64) -> Result<(), StoreError> {
+        if draft == 1 {
+            let _: () = self.conn.clone().sadd(keys::GOALS, goal).await?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl GoalStore for RedisStore {
     async fn write_dag(
@@ -188,7 +202,7 @@ impl GoalStore for RedisStore {
         budget: u64,
         ttl: Duration,
     ) -> Result<Reservation, StoreError> {
-        let (admitted, spent, reserved): (i64, u64, u64) = self
+        let (admitted, spent, reserved, draft): (i64, u64, u64, i64) = self
             .scripts
             .budget_reserve
             .key(keys::goal(goal))
@@ -198,6 +212,7 @@ impl GoalStore for RedisStore {
             .arg(super::millis(ttl))
             .invoke_async(&mut self.conn.clone())
             .await?;
+        self.list_draft(goal, draft).await?;
         Ok(if admitted == 1 {
             Reservation::Reserved
         } else {
@@ -212,7 +227,7 @@ impl GoalStore for RedisStore {
         tokens: u64,
         cost_usd: f64,
     ) -> Result<u64, StoreError> {
-        Ok(self
+        let (total, draft): (u64, i64) = self
             .scripts
             .budget_settle
             .key(keys::goal(goal))
@@ -220,7 +235,9 @@ impl GoalStore for RedisStore {
             .arg(tokens)
             .arg(cost_usd.max(0.0).to_string())
             .invoke_async(&mut self.conn.clone())
-            .await?)
+            .await?;
+        self.list_draft(goal, draft).await?;
+        Ok(total)
     }
 
     async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError> {

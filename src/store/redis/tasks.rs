@@ -364,6 +364,10 @@ impl TaskStore for RedisStore {
         if !role.is_empty() {
             call.roles.push(role.to_string());
         }
+        // A recovery's script reads the dependents (a review of the task reviews
+        // the recovery); `need` covers a hint that is missing.
+        call.tasks
+            .extend(self.hints.dependents(&lease.goal, &lease.task));
         let reply: Result<Vec<String>, StoreError> = self.run_goal(&self.scripts.fail, call).await;
         let reply = self.finished(lease, reply)?;
         match reply.first().map(String::as_str) {

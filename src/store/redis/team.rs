@@ -8,7 +8,7 @@ use super::control::control_reply;
 use super::declare::GoalCall;
 use super::tasks::complete_reply;
 use super::{RedisStore, artifacts_json, unexpected};
-use crate::domain::{TeamLimits, escalation_id, fix_id, review_id};
+use crate::domain::{TeamLimits, escalation_id, fix_id, recovery_id, review_id};
 use crate::store::team::{APPROVING, REASSIGNING};
 use crate::store::{
     CompleteOutcome, Lease, Rejected, ReviewOutcome, ReviewVerdict, StoreError, TaskResult,
@@ -21,13 +21,14 @@ fn base_of(task: &str) -> &str {
         .map_or(task, |suffix| &task[..task.len() - suffix.len() - 1])
 }
 
-/// The ids worth declaring for a team change on `task`: its work task, that
-/// task's review and escalation, and its first fixes.
+/// The ids worth declaring for a team change on `task`: its planned task, that
+/// task's recovery, review and escalation, and its first fixes.
 fn likely_ids(task: &str, fixes: u32) -> Vec<String> {
     let base = base_of(task);
     let mut ids = vec![
         task.to_string(),
         base.to_string(),
+        recovery_id(base),
         review_id(base),
         escalation_id(base),
     ];
@@ -91,6 +92,7 @@ impl TeamStore for RedisStore {
             Some("fix") => Ok(ReviewOutcome::FixRequested { fix: id()? }),
             Some("escalated") => Ok(ReviewOutcome::Escalated { task: id()? }),
             Some("failed") => Ok(ReviewOutcome::Failed { review: id()? }),
+            Some("moot") => Ok(ReviewOutcome::Moot { review: id()? }),
             Some("not_review") => Err(StoreError::NotAReview {
                 goal: lease.goal.clone(),
                 task: lease.task.clone(),

@@ -22,6 +22,7 @@ conformance!(
         a_replan_replaces_only_the_plan_it_read,
         replacing_a_plan_keeps_what_the_goal_spent,
         the_cleanup_removes_goals_finished_past_the_retention_and_nothing_else,
+        a_goal_that_only_spent_tokens_is_listed_and_removed_once_unused_past_the_retention,
         the_cleanup_removes_agents_dead_past_the_retention,
         the_cleanup_keeps_a_dead_agents_heartbeat_cursor_while_its_file_exists,
     ],
@@ -331,6 +332,63 @@ mod behaviour {
         let report = gc::collect(&*store, &options).await.unwrap();
         assert!(report.is_empty(), "{report:?}");
         assert_eq!(store.goals().await.unwrap(), ["active", "busy", "new"]);
+    }
+
+    pub async fn a_goal_that_only_spent_tokens_is_listed_and_removed_once_unused_past_the_retention(
+        store: Arc<dyn Store>,
+    ) {
+        // Regression: planning calls (or a late usage batch after gc removed the
+        // goal) left a goal hash holding only tokens that `goals` did not list,
+        // so gc never found it.
+        store.add_usage("draft", 40, 0.5).await.unwrap();
+        assert!(
+            matches!(
+                store
+                    .reserve_tokens("flight", "call", 5, 1_000, LONG)
+                    .await
+                    .unwrap(),
+                Reservation::Reserved
+            ),
+            "a call of a goal planning right now"
+        );
+        assert_eq!(store.goals().await.unwrap(), ["draft", "flight"]);
+        let draft = store.goal_status("draft").await.unwrap().unwrap();
+        assert_eq!((draft.state, draft.tokens), (GoalState::Draft, 40));
+        assert_eq!(
+            store.goal_status("flight").await.unwrap().unwrap().state,
+            GoalState::Draft
+        );
+        assert!(
+            collect(&*store, false).await.goals.is_empty(),
+            "used just now"
+        );
+
+        tokio::time::sleep(PAST_RETAIN).await;
+        let dry = collect(&*store, true).await;
+        assert_eq!(names(&dry.goals), ["draft"]);
+        let report = collect(&*store, false).await;
+        assert_eq!(
+            names(&report.goals),
+            ["draft"],
+            "flight has a call in flight"
+        );
+        let removed = &report.goals[0];
+        assert_eq!((removed.state.as_str(), removed.tasks), ("draft", 0));
+        assert!(removed.age >= PAST_RETAIN - Duration::from_millis(100));
+        assert_eq!(store.goals().await.unwrap(), ["flight"]);
+        assert!(store.goal_status("draft").await.unwrap().is_none());
+
+        // Spent on after gc removed it: listed again.
+        store.add_usage("draft", 1, 0.0).await.unwrap();
+        assert_eq!(store.goals().await.unwrap(), ["draft", "flight"]);
+        // Planned, it is no draft: its spending is the goal's.
+        write(&*store, plan("flight", nodes(&["a"]), &[])).await;
+        store.settle_tokens("flight", "call", 7, 0.0).await.unwrap();
+        tokio::time::sleep(PAST_RETAIN).await;
+        let report = collect(&*store, false).await;
+        assert_eq!(names(&report.goals), ["draft"]);
+        let flight = store.goal_status("flight").await.unwrap().unwrap();
+        assert_eq!((flight.state, flight.tokens), (GoalState::Active, 7));
     }
 
     pub async fn the_cleanup_removes_agents_dead_past_the_retention(store: Arc<dyn Store>) {

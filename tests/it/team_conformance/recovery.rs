@@ -312,3 +312,137 @@ pub async fn reassigning_a_task_backing_off_moves_it_when_the_backoff_ends(store
     assert_eq!(x.attempt, 2);
     assert_eq!(counts(store).await, [0, 0, 1, 0, 0, 0]);
 }
+
+pub async fn a_review_of_recovered_work_reviews_the_recovery(store: Arc<dyn Store>) {
+    let store = &*store;
+    let qa = ClaimScope::only("qa");
+    let lead = ClaimScope::only("lead");
+    // y's review waits for x too: it still reviews y. c says it is about x:
+    // planned work's `of` is kept in the plan only.
+    let about_x = porki::domain::Node {
+        of: Some("x".into()),
+        ..work("c", None)
+    };
+    let tasks = vec![
+        work("x", Some("w")),
+        review("x.review", "x"),
+        about_x,
+        work("y", Some("w")),
+        review("y.review", "y"),
+    ];
+    let after = [
+        ("x", "x.review"),
+        ("x.review", "c"),
+        ("y", "y.review"),
+        ("x", "y.review"),
+    ];
+    write(store, plan("g", tasks, &after)).await;
+    let x = take_task(store, ClaimScope::only("w"), "x").await;
+    let failed = store
+        .fail(&x, "broke", false, SHORT, Recovery::Role("lead"))
+        .await
+        .unwrap();
+    assert_eq!(
+        failed,
+        FailOutcome::Recovering {
+            task: "x.recover".into()
+        }
+    );
+    let r = task(store, "x.review").await;
+    assert_eq!(
+        (r.status, r.of.as_deref()),
+        (TaskStatus::Blocked, Some("x.recover"))
+    );
+    assert_eq!(task(store, "y.review").await.of.as_deref(), Some("y"));
+    assert_eq!(task(store, "c").await.of, None);
+    let (nodes, plan_edges) = stored_plan(store).await;
+    assert!(
+        nodes.contains(&review("x.review", "x.recover")),
+        "the plan shows what the review reviews: {nodes:?}"
+    );
+    assert!(plan_edges.contains(&("x.recover".into(), "x.review".into())));
+
+    let rec = take_task(store, lead, "x.recover").await;
+    let done = store.complete(&rec, &result("rec")).await.unwrap();
+    assert_eq!(done.promoted, ["x.review"]);
+    // Changes asked of the recovery: a fix named after the planned task, for
+    // the recovery's role, about the recovery.
+    let one_cycle = TeamLimits {
+        max_review_cycles: 1,
+        manager_role: Some("lead".into()),
+    };
+    let r = take_task(store, qa, "x.review").await;
+    let asked = store
+        .settle_review(&r, &result("r"), &super::changes("redo"), &one_cycle)
+        .await
+        .unwrap();
+    assert_eq!(
+        asked,
+        porki::store::ReviewOutcome::FixRequested {
+            fix: "x.fix-1".into()
+        }
+    );
+    let fix = task(store, "x.fix-1").await;
+    assert_eq!(
+        (fix.of.as_deref(), fix.role.as_deref(), fix.title.as_str()),
+        (Some("x.recover"), Some("lead"), "Fix 1 of: Recover: Task x")
+    );
+    let fix = take_task(store, lead, "x.fix-1").await;
+    store.complete(&fix, &result("fix")).await.unwrap();
+    let r = take_task(store, qa, "x.review").await;
+    let asked = store
+        .settle_review(&r, &result("r"), &super::changes("still"), &one_cycle)
+        .await
+        .unwrap();
+    assert_eq!(
+        asked,
+        porki::store::ReviewOutcome::Escalated {
+            task: "x.escalate".into()
+        }
+    );
+    let e = task(store, "x.escalate").await;
+    assert_eq!(
+        (e.of.as_deref(), e.title.as_str()),
+        (Some("x.review"), "Settle the review of: Recover: Task x")
+    );
+    assert_eq!(counts(store).await, [3, 2, 0, 0, 2, 1]);
+}
+
+pub async fn rejecting_a_recovery_adds_a_fix_named_after_the_planned_task(store: Arc<dyn Store>) {
+    let store = &*store;
+    let w = ClaimScope::only("w");
+    write(store, plan("g", vec![approval(work("x", Some("w")))], &[])).await;
+    let x = take_task(store, w, "x").await;
+    store
+        .fail(&x, "broke", false, SHORT, Recovery::SameRole)
+        .await
+        .unwrap();
+    let rec = take_task(store, w, "x.recover").await;
+    assert!(
+        store
+            .complete(&rec, &result("rec"))
+            .await
+            .unwrap()
+            .awaiting_approval
+    );
+    let rejected = store.reject("g", "x.recover", "wrong").await.unwrap();
+    assert_eq!(rejected.fix, "x.fix-1");
+    let fix = task(store, "x.fix-1").await;
+    assert_eq!(
+        (fix.kind, fix.of.as_deref(), fix.role.as_deref()),
+        (TaskKind::Fix, Some("x.recover"), Some("w"))
+    );
+    let fix = take_task(store, w, "x.fix-1").await;
+    store.complete(&fix, &result("fix")).await.unwrap();
+    assert_eq!(
+        task(store, "x.recover").await.status,
+        TaskStatus::AwaitingApproval
+    );
+    assert_eq!(
+        store.reject("g", "x.recover", "again").await.unwrap().fix,
+        "x.fix-2"
+    );
+    let fix = take_task(store, w, "x.fix-2").await;
+    store.complete(&fix, &result("fix")).await.unwrap();
+    assert!(store.approve("g", "x.recover").await.unwrap().goal_complete);
+}

@@ -362,3 +362,78 @@ pub async fn a_review_of_any_id_gets_fixes_of_the_task_it_reviews(store: Arc<dyn
     );
     assert_eq!(counts(store).await, [1, 1, 0, 0, 2, 0]);
 }
+
+/// Escalates the review of `a`, then a person drops the review before the
+/// manager answers; the manager's answer is `verdict`.
+async fn settle_dropped(store: &dyn Store, verdict: ReviewVerdict) {
+    let e = escalate(store).await;
+    store
+        .drop_task("g", "a.review", "not needed")
+        .await
+        .unwrap();
+    assert_eq!(goal_state(store).await, GoalState::Failed);
+    let outcome = store
+        .settle_review(&e, &result("manager"), &verdict, &limits(2, Some("lead")))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        ReviewOutcome::Moot {
+            review: "a.review".into()
+        }
+    );
+    let r = task(store, "a.review").await;
+    assert_eq!(
+        (r.status, r.pending_deps, r.last_error.as_deref()),
+        (TaskStatus::Failed, 0, Some("not needed")),
+        "the dropped review is left as it is, waiting for nothing"
+    );
+    assert_eq!(task(store, "a.escalate").await.status, TaskStatus::Done);
+    assert_eq!(task(store, "c").await.status, TaskStatus::Blocked);
+    assert_eq!(counts(store).await, [1, 0, 0, 0, 4, 1]);
+    // Retried, the review runs again, with its cycles back.
+    assert_eq!(
+        store.retry_task("g", "a.review").await.unwrap(),
+        TaskStatus::Ready
+    );
+    assert_eq!(goal_state(store).await, GoalState::Active);
+    let r = task(store, "a.review").await;
+    assert_eq!((r.status, r.cycle), (TaskStatus::Ready, 0));
+}
+
+pub async fn a_manager_approving_an_escalation_of_a_dropped_review_settles_nothing(
+    store: Arc<dyn Store>,
+) {
+    settle_dropped(&*store, ReviewVerdict::Approved).await;
+}
+
+pub async fn a_manager_rejecting_an_escalation_of_a_dropped_review_fails_nothing_more(
+    store: Arc<dyn Store>,
+) {
+    settle_dropped(&*store, changes("not shippable")).await;
+}
+
+pub async fn a_retried_review_that_failed_its_cycles_may_ask_for_changes_again(
+    store: Arc<dyn Store>,
+) {
+    let store = &*store;
+    let no_manager = limits(2, None);
+    let outcome = third_request(store, &no_manager).await;
+    assert!(
+        matches!(outcome, ReviewOutcome::Failed { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        store.retry_task("g", "a.review").await.unwrap(),
+        TaskStatus::Ready
+    );
+    assert_eq!(task(store, "a.review").await.cycle, 0);
+    let r = take_task(store, QA, "a.review").await;
+    assert_eq!(
+        ask(store, &r, "one more thing", &no_manager).await,
+        ReviewOutcome::FixRequested {
+            fix: "a.fix-3".into()
+        }
+    );
+    assert_eq!(goal_state(store).await, GoalState::Active);
+}
