@@ -16,10 +16,11 @@
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
+#[path = "common/project.rs"]
+mod project;
 #[path = "common/redis_counts.rs"]
 mod redis_counts;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -32,7 +33,14 @@ fn main() {
     let server = support::RedisServer::start();
     let proxy = CountingProxy::start(server.port());
     let dir = support::temp_dir("fanout-bench");
-    write_project(&dir);
+    // One agent holds the task list (a root, then every other task after it);
+    // the other agents help. No roles: any agent takes any task.
+    let tasks: String = std::iter::once("- [root] The root\n".to_string())
+        .chain((1..TASKS).map(|i| format!("- [t{i:04}] Task {i} after: root\n")))
+        .collect();
+    project::write_project(&dir, "fanout", AGENTS, &tasks, |_| {
+        "- Cadence: 30s\n".into()
+    });
     let before = command_stats(server.port());
     let started = Instant::now();
     let status = Command::new(env!("CARGO_BIN_EXE_porki"))
@@ -84,24 +92,4 @@ fn main() {
         .map(|(name, n)| format!("{name} {:.2}", *n as f64 / tasks))
         .collect();
     println!("round trips per task, by command: {}", sent.join(", "));
-}
-
-/// One agent holds the task list (a root, then every other task after it); the
-/// other agents help. No roles: any agent takes any task.
-fn write_project(dir: &Path) {
-    let mut tasks = String::from("# Fan-out\n\n## Tasks\n- [root] The root\n");
-    for i in 1..TASKS {
-        tasks.push_str(&format!("- [t{i:04}] Task {i} after: root\n"));
-    }
-    std::fs::write(dir.join("tasks.md"), tasks).unwrap();
-    let mut text = String::from("# Fan-out benchmark\n\n## Agents\n");
-    for a in 0..AGENTS {
-        text.push_str(&format!(
-            "\n### agent{a:02}\n- Goal: fanout\n- Cadence: 30s\n"
-        ));
-        if a == 0 {
-            text.push_str("- Instructions: tasks.md\n");
-        }
-    }
-    std::fs::write(dir.join("INSTRUCTIONS.md"), text).unwrap();
 }

@@ -24,10 +24,11 @@
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
+#[path = "common/project.rs"]
+mod project;
 #[path = "common/redis_counts.rs"]
 mod redis_counts;
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -63,7 +64,15 @@ fn measure(agents: usize, window: Duration) {
     let server = support::RedisServer::start();
     let proxy = CountingProxy::start(server.port());
     let dir = support::temp_dir("idle-bench");
-    write_project(&dir, agents);
+    // One agent holds the task list: a single task that waits for approval
+    // after it runs. Every agent has its own heartbeat file.
+    project::write_project(
+        &dir,
+        "idle",
+        agents,
+        "- [only] The one task (approval)\n",
+        |a| format!("- Heartbeat: heartbeat/agent{a:03}.md\n"),
+    );
     let binary = std::env::var("PORKI_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_porki").into());
     let mut porki = Command::new(binary)
         .args(["run", "--llm-provider", "offline", "--log-level", "warn"])
@@ -121,26 +130,6 @@ fn measure(agents: usize, window: Duration) {
         "        requests sent over the whole run, by command: {}",
         sent.join(", ")
     );
-}
-
-/// One agent holds the task list: a single task that waits for approval after it
-/// runs. The others have nothing to do. Every agent has its own heartbeat file.
-fn write_project(dir: &Path, agents: usize) {
-    std::fs::write(
-        dir.join("tasks.md"),
-        "# Idle\n\n## Tasks\n- [only] The one task (approval)\n",
-    )
-    .unwrap();
-    let mut text = String::from("# Idle benchmark\n\n## Agents\n");
-    for a in 0..agents {
-        text.push_str(&format!(
-            "\n### agent{a:03}\n- Goal: idle\n- Heartbeat: heartbeat/agent{a:03}.md\n"
-        ));
-        if a == 0 {
-            text.push_str("- Instructions: tasks.md\n");
-        }
-    }
-    std::fs::write(dir.join("INSTRUCTIONS.md"), text).unwrap();
 }
 
 /// Polls the task's status in Redis until it waits for approval.

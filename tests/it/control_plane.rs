@@ -46,6 +46,15 @@ fn assert_no_new_claims(record: &Record, watch: Duration, when: &str) {
     assert_eq!(record.executions().len(), paused_at, "no new claim {when}");
 }
 
+/// Agent `name`'s registered state, if it registered.
+fn agent_state(store: &MemoryStore, name: &str) -> Option<porki::store::AgentState> {
+    block_on(store.agents())
+        .unwrap()
+        .into_iter()
+        .find(|a| a.name == name)
+        .map(|a| a.state)
+}
+
 fn task_state(store: &Arc<MemoryStore>, goal: &str, task: &str) -> porki::domain::TaskState {
     block_on(store.task(goal, task)).unwrap().unwrap()
 }
@@ -306,13 +315,7 @@ fn editing_the_instructions_adds_and_removes_agents_and_a_bad_edit_changes_nothi
 
     // Replace `first` by `second`.
     write_instructions(&dir, &[("second", "g")], false);
-    let state_of = |name: &str| {
-        block_on(memory.agents())
-            .unwrap()
-            .into_iter()
-            .find(|a| a.name == name)
-            .map(|a| a.state)
-    };
+    let state_of = |name: &str| agent_state(&memory, name);
     wait_until(Duration::from_secs(5), "first is stopped", || {
         state_of("first") == Some(porki::store::AgentState::Stopped)
     });
@@ -368,13 +371,7 @@ fn an_agent_removed_and_declared_again_runs_again() {
     let dir = temp_dir("readded");
     write_instructions(&dir, &[("worker", "g"), ("helper", "g")], false);
     let (record, memory, run) = start(&dir, &ids("t", 60), Duration::from_millis(100));
-    let state_of = |name: &str| {
-        block_on(memory.agents())
-            .unwrap()
-            .into_iter()
-            .find(|a| a.name == name)
-            .map(|a| a.state)
-    };
+    let state_of = |name: &str| agent_state(&memory, name);
     wait_until(Duration::from_secs(10), "both agents work", || {
         record.executions().len() >= 2
     });
