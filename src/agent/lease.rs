@@ -215,7 +215,7 @@ impl AgentGuard {
         }
     }
 
-    /// Renews the guard (and with it the heartbeat key) every third of the TTL; returns if
+    /// Renews the guard every third of the TTL; returns if
     /// the guard is lost to another process.
     pub(super) async fn keep(&self) -> AgentError {
         let (store, name, token, ttl) = (&self.store, &self.name, &self.token, self.ttl);

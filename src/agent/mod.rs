@@ -54,7 +54,7 @@ pub struct AgentSettings {
     pub llm_timeout: Duration,
     /// Each goal's workspace and artifacts folder.
     pub workspaces: Workspaces,
-    /// TTL of the single-active guard and the heartbeat key.
+    /// TTL of the single-active guard (which also says the agent is alive).
     pub guard_ttl: Duration,
     /// `host:pid` of this process, recorded in the registration.
     pub process: String,

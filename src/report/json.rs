@@ -74,7 +74,7 @@ pub const JSON_VERSION: u64 = 1;
 ///     "kind": "builder",           // builder | reviewer | manager
 ///     "process": "host:1234",      // host and process running it
 ///     "state": "running",          // as the agent recorded it: running, retired, stopped, failed: reason…
-///     "alive": true,               // its heartbeat key is live (it runs in some process now)
+///     "alive": true,               // its single-active guard is held (it runs in some process now)
 ///     "last_error": null           // newest recorded problem, or null
 ///   }]
 /// }

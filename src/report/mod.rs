@@ -68,7 +68,7 @@ pub struct AgentReport {
     pub record: AgentRecord,
     /// The newest problem the agent recorded, if any.
     pub last_error: Option<String>,
-    /// Whether its heartbeat key is live (it runs in some process now).
+    /// Whether its single-active guard is held (it runs in some process now).
     pub alive: bool,
 }
 

@@ -23,7 +23,7 @@ pub(super) struct AgentView {
     pub holding: Vec<String>,
     /// Restarts in this process, when this process runs agents.
     pub restarts: Option<u64>,
-    /// Whether its heartbeat key is live (it runs in some process now).
+    /// Whether its single-active guard is held (it runs in some process now).
     pub alive: bool,
 }
 

@@ -4,8 +4,8 @@
 -- change nothing), keep cursor ('1': its heartbeat file still exists, so the
 -- cursor stays, and with it where the agent was in that file).
 -- Alive: someone holds its guard (:active), or it is registered `running` with a
--- live heartbeat key (which only earlier versions wrote). Otherwise it is dead, since `changed_at` (written with every
--- registration) when the registration is not `running`, or since `dead_since`
+-- live heartbeat key (which only earlier versions wrote). Otherwise it is dead,
+-- since `changed_at` (written with every registration) when the registration is not `running`, or since `dead_since`
 -- when it is (its process died without saying so): the first sweep to find it
 -- dead without that time records it (now), and a sweep that finds it alive
 -- drops `dead_since`. `agents` is another slot: the caller takes the name off it
