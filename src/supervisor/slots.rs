@@ -14,6 +14,7 @@ use crate::project::{AgentConfig, Project};
 use crate::reaper::GoalAdded;
 use crate::store::{AgentRecord, AgentState};
 use crate::watcher::WatchHeartbeats;
+use crate::workspace::InReachError;
 
 /// Where one agent is in its life.
 #[derive(Debug)]
@@ -131,7 +132,15 @@ impl Supervisor {
 
     /// Applies a changed instructions file: starts added agents, stops removed
     /// ones (their tasks given back) and restarts changed ones once stopped.
+    /// An edit that puts a file porki reads to steer the run within an agent's
+    /// reach is refused, as `porki run` refuses it at start.
     pub(super) fn reload(&mut self, project: Project, ctx: &mut Context<Self>) {
+        if let Err(e) = self.keep_out_of_reach(&project) {
+            tracing::error!(
+                "the instructions edit is refused, the running agents are left as they were: {e}; or edit the instructions so that no goal's workspace holds such a file"
+            );
+            return;
+        }
         let old_goals = self.config.project.goals();
         let new: BTreeMap<String, AgentConfig> = project
             .agents
@@ -193,6 +202,18 @@ impl Supervisor {
             });
         }
         self.fill_slots(ctx);
+    }
+
+    /// `project`'s control files out of its goals' folders, for a provider that
+    /// writes files (a CLI agent may write anywhere in them).
+    fn keep_out_of_reach(&self, project: &Project) -> Result<(), InReachError> {
+        if !self.config.provider.writes_files() {
+            return Ok(());
+        }
+        self.config
+            .settings
+            .workspaces()
+            .keep_out_of_reach(&project.goals(), &project.control_files())
     }
 }
 

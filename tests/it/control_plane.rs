@@ -12,7 +12,11 @@ use porki::store::prelude::*;
 use porki::store::{AgentField, MemoryStore, RedisStore};
 
 use crate::support::runtime::*;
-use crate::support::{RedisServer, append_line, block_on, ids, nodes, plan, temp_dir, wait_until};
+use crate::support::{
+    RedisServer, append_line, block_on, ids, nodes, plan, porki, signal, temp_dir, wait_exit,
+    wait_until,
+};
+use nix::sys::signal::Signal;
 
 /// A temp project whose one agent, `worker`, works goal `g` and reads its
 /// heartbeat file: (the project folder, the heartbeat file).
@@ -338,6 +342,89 @@ fn editing_the_instructions_adds_and_removes_agents_and_a_bad_edit_changes_nothi
         "the removed agent claimed nothing after its removal"
     );
     assert_eq!(state_of("first"), Some(porki::store::AgentState::Stopped));
+}
+
+/// An edit that adds a goal and an agent whose heartbeat file lies in that goal's
+/// workspace, where a CLI agent could rewrite it, is refused like any bad edit
+/// (as `porki run` refuses it at start), naming the folder and the file; the
+/// same edit with the heartbeat elsewhere applies.
+#[test]
+fn an_edit_putting_a_heartbeat_in_a_goals_workspace_is_refused_and_changes_nothing() {
+    let dir = temp_dir("reload-reach");
+    let instructions = dir.join("INSTRUCTIONS.md");
+    let declare = |more: &str| {
+        std::fs::write(
+            &instructions,
+            format!("# Test\n\n## Agents\n\n### first\n- Goal: g\n- Cadence: 1s\n{more}"),
+        )
+        .unwrap()
+    };
+    declare("");
+    let log = dir.join("stderr.log");
+    // The offline provider writes files, as a CLI agent does.
+    let mut child = KillOnDrop(
+        porki()
+            .args(["run", "--llm-provider", "offline", "--log-style", "concise"])
+            .args(["--redis-url", "memory://", "--instructions"])
+            .arg(&instructions)
+            .arg("--workspace")
+            .arg(dir.join("work/{goal}"))
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let started = |agent: &str| {
+        read()
+            .lines()
+            .any(|l| l.contains("agent started") && l.contains(&format!("agent={agent} ")))
+    };
+    wait_until(Duration::from_secs(10), "first starts", || started("first"));
+
+    declare("\n### spy\n- Goal: g2\n- Heartbeat: work/g2/spy.md\n");
+    wait_until(Duration::from_secs(10), "the edit is refused", || {
+        read().contains("the instructions edit is refused")
+    });
+    let refusal = read()
+        .lines()
+        .find(|l| l.contains("the instructions edit is refused"))
+        .unwrap()
+        .to_string();
+    let (folder, file) = (dir.join("work/g2"), dir.join("work/g2/spy.md"));
+    assert!(
+        refusal.contains(&format!("({}) holds {}", folder.display(), file.display())),
+        "the folder and the file are named: {refusal}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let text = read();
+    assert!(!started("spy"), "the refused agent started: {text}");
+    assert!(
+        !text.contains("goal=g2"),
+        "the refused goal was taken up: {text}"
+    );
+    assert!(
+        !text.contains("instructions changed for this agent"),
+        "the running agent was left as it was: {text}"
+    );
+
+    declare("\n### spy\n- Goal: g2\n- Heartbeat: heartbeat/spy.md\n");
+    wait_until(Duration::from_secs(10), "the fixed edit applies", || {
+        started("spy")
+    });
+    signal(&child.0, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut child.0, LIMIT), 0, "{}", read());
+}
+
+/// A child process killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Writes `worker` with a cadence of `cadence` into the instructions of `dir`.

@@ -49,6 +49,16 @@ impl Permissions {
     }
 }
 
+/// codex settings (`-c`) that take `/tmp` and `$TMPDIR` out of its
+/// `workspace-write` sandbox's writable folders (the workspace stays writable
+/// wherever it is). A user's later `-c` of the same key wins.
+const CODEX_TMP_SHUT: [&str; 4] = [
+    "-c",
+    "sandbox_workspace_write.exclude_slash_tmp=true",
+    "-c",
+    "sandbox_workspace_write.exclude_tmpdir_env_var=true",
+];
+
 /// One of porki's options and the names by which a user's extra argument overrides it.
 struct OwnOption {
     names: &'static [&'static str],
@@ -125,6 +135,14 @@ pub(super) fn own_options(
                     }
                 },
             });
+            if permissions == Permissions::Edit {
+                // workspace-write also opens /tmp and $TMPDIR, where the instructions or
+                // heartbeat files may live: edit means the workspace only.
+                options.push(OwnOption {
+                    names: &[],
+                    args: CODEX_TMP_SHUT.iter().map(Into::into).collect(),
+                });
+            }
             for dir in outside {
                 options.push(OwnOption {
                     names: &[],
@@ -228,6 +246,10 @@ mod tests {
                 "--json",
                 "--sandbox",
                 "workspace-write",
+                "-c",
+                "sandbox_workspace_write.exclude_slash_tmp=true",
+                "-c",
+                "sandbox_workspace_write.exclude_tmpdir_env_var=true",
                 "--add-dir",
                 "/out/g"
             ]
@@ -270,7 +292,14 @@ mod tests {
                 Some(&workspace(None)),
                 &extra
             )),
-            ["--skip-git-repo-check", "--json"]
+            [
+                "--skip-git-repo-check",
+                "--json",
+                "-c",
+                "sandbox_workspace_write.exclude_slash_tmp=true",
+                "-c",
+                "sandbox_workspace_write.exclude_tmpdir_env_var=true"
+            ]
         );
     }
 

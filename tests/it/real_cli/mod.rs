@@ -8,10 +8,13 @@
 //! porki must not call the task done.
 //!
 //! - `limits`: rate limits (429) from each CLI make the whole goal wait, then finish.
+//! - `edit`: under the default policy codex writes in the workspace (even one
+//!   under `/tmp`) and nowhere else, not `/tmp` nor `$TMPDIR`.
 //! - `prompts`: a prompt over 100 KiB and one starting with `-` reach the model whole.
 //! - `secrets`: under `--llm-permissions full`, as an ordinary user, the agent
 //!   finds none of porki's secrets; a workspace holding the instructions is refused.
 
+mod edit;
 mod limits;
 mod prompts;
 mod secrets;
@@ -38,6 +41,8 @@ struct Setup {
     env: Vec<(String, String)>,
     cli: PathBuf,
     provider: &'static str,
+    /// Where the goals' workspaces go (`<root>/<goal>`).
+    workspace_root: PathBuf,
 }
 
 impl Setup {
@@ -58,18 +63,27 @@ impl Setup {
             _ => clis::codex_env(&home, &model.url()),
         };
         let cli = clis::bin_dir().join(provider);
+        let workspace_root = dir.join("workspace");
         Self {
             dir,
             model,
             env,
             cli,
             provider,
+            workspace_root,
         }
     }
 
-    /// The goal's workspace (not a git repository: the test folder is under target/).
+    /// The goal's workspace (not a git repository: the test folder is under target/,
+    /// unless [`Setup::workspaces_under`] moved it).
     fn workspace(&self) -> PathBuf {
-        self.dir.join("workspace").join(GOAL)
+        self.workspace_root.join(GOAL)
+    }
+
+    /// Puts the goals' workspaces under `root`.
+    fn workspaces_under(mut self, root: PathBuf) -> Self {
+        self.workspace_root = root;
+        self
     }
 
     /// `porki run … --until-done` with `extra` flags; its output once it exits.
@@ -97,7 +111,7 @@ impl Setup {
         if !extra.contains(&"--workspace") {
             command
                 .arg("--workspace")
-                .arg(self.dir.join("workspace/{goal}"));
+                .arg(self.workspace_root.join("{goal}"));
         }
         command
     }

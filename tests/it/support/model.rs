@@ -9,8 +9,10 @@
 //! `Write`, codex's `apply_patch` through its `exec` tool), then answers with
 //! the task's JSON once the CLI returns the tool's result. Faults (an HTTP
 //! status for every call, or for execute calls until a time) are switchable,
-//! and so is a probe: a shell command the model has the CLI run before the write
-//! (claude's `Bash`, codex's `exec_command`), as a prompt-injected model would.
+//! and so are a probe, a shell command the model has the CLI run before the write
+//! (claude's `Bash`, codex's `exec_command`), and a stray write, a file outside
+//! the workspace it writes and lists among the task's outputs, as a
+//! prompt-injected model would.
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -58,6 +60,8 @@ struct State {
     fault: Option<Fault>,
     /// A shell command to run before each execute call's write.
     probe: Option<String>,
+    /// A file (absolute path) to write, and list, before each execute call's own write.
+    stray: Option<String>,
     /// When the fault first answered a call.
     fault_started: Option<Instant>,
 }
@@ -120,6 +124,12 @@ impl ModelServer {
     /// Has the CLI run `command` in its shell before each task's write.
     pub fn set_probe(&self, command: &str) {
         self.state.lock().unwrap().probe = Some(command.to_string());
+    }
+
+    /// Has the CLI write `path` (absolute) with its file tool before each task's
+    /// own file, and lists it among the task's outputs.
+    pub fn set_stray_write(&self, path: &str) {
+        self.state.lock().unwrap().stray = Some(path.to_string());
     }
 
     /// Every call answered so far.
@@ -264,7 +274,7 @@ async fn answer(
         }
         return answer.body(fault.body.to_string());
     }
-    let turn = model_turn(&state.tasks, &prompt, state.probe.as_deref(), tools_used);
+    let turn = model_turn(&state, &prompt, tools_used);
     drop(state);
     let events = match api {
         "anthropic" => anthropic_events(&turn, tools_used),
@@ -332,10 +342,14 @@ fn tool_results<'b>(api: &str, body: &'b Value) -> Vec<&'b Value> {
 }
 
 /// The model's next turn; `tools_used`: tool results so far in this call's conversation.
-fn model_turn(tasks: &[String], prompt: &Prompt, probe: Option<&str>, tools_used: usize) -> Turn {
-    // On execute: the probe (if any), then the write, then the answer.
-    let write_turn = usize::from(probe.is_some());
+fn model_turn(state: &State, prompt: &Prompt, tools_used: usize) -> Turn {
+    let tasks = &state.tasks;
+    // On execute: the probe and the stray write (if any), then the write, then the answer.
+    let probe_turns = usize::from(state.probe.is_some());
+    let write_turn = probe_turns + usize::from(state.stray.is_some());
     let goal = prompt.goal.clone().unwrap_or_default();
+    let task = prompt.task.clone().unwrap_or_default();
+    let content = format!("# {task}\n\nWritten by the stand-in model for goal {goal}.\n");
     match prompt.phase.as_deref() {
         Some("plan") => {
             let nodes: Vec<Value> = tasks
@@ -349,25 +363,26 @@ fn model_turn(tasks: &[String], prompt: &Prompt, probe: Option<&str>, tools_used
                 .collect();
             Turn::Text(json!({"goal_id": goal, "nodes": nodes, "edges": edges}).to_string())
         }
-        Some("execute") if tools_used < write_turn => {
-            Turn::Shell(probe.unwrap_or_default().to_string())
+        Some("execute") if tools_used < probe_turns => {
+            Turn::Shell(state.probe.clone().unwrap_or_default())
         }
+        Some("execute") if tools_used < write_turn => Turn::Write {
+            path: state.stray.clone().unwrap_or_default(),
+            content,
+        },
         Some("execute") if tools_used == write_turn => {
-            let task = prompt.task.clone().unwrap_or_default();
             let relative = format!("artifacts/{task}.md");
             let path = match &prompt.cwd {
                 Some(cwd) => format!("{cwd}/{relative}"),
                 None => relative,
             };
-            Turn::Write {
-                path,
-                content: format!("# {task}\n\nWritten by the stand-in model for goal {goal}.\n"),
-            }
+            Turn::Write { path, content }
         }
         Some("execute") => {
-            let task = prompt.task.clone().unwrap_or_default();
+            let mut outputs = vec![format!("artifacts/{task}.md")];
+            outputs.extend(state.stray.clone());
             Turn::Text(
-                json!({"status": "done", "outputs": [format!("artifacts/{task}.md")], "notes": format!("wrote {task}.md")})
+                json!({"status": "done", "outputs": outputs, "notes": format!("wrote {task}.md")})
                     .to_string(),
             )
         }
