@@ -12,6 +12,8 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin};
 
+use super::temp::PrivateTemp;
+
 /// Time between SIGTERM and SIGKILL.
 pub(super) const KILL_GRACE: Duration = Duration::from_secs(2);
 
@@ -135,22 +137,29 @@ pub(super) async fn stop_group(pgid: Pid, child: &mut Child) {
     let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
 }
 
-/// Kills the process group when the call's future is dropped before it finished.
+/// Kills the process group when the call's future is dropped before it finished,
+/// and removes the call's private temp folder once the group is gone.
 ///
 /// Drop cannot await, so SIGTERM is sent at once and a short-lived thread sends
 /// SIGKILL if the group outlives the grace (a thread, not a task: the runtime may
-/// be shutting down when the drop happens).
+/// be shutting down when the drop happens). The folder waits for the group: a
+/// process still running could make it again.
 pub(super) struct GroupGuard {
     pgid: Option<Pid>,
+    temp: Option<PrivateTemp>,
 }
 
 impl GroupGuard {
-    /// A guard for the group led by `pgid`.
-    pub(super) fn new(pgid: Pid) -> Self {
-        Self { pgid: Some(pgid) }
+    /// A guard for the group led by `pgid`, owning the call's temp folder, if any.
+    pub(super) fn new(pgid: Pid, temp: Option<PrivateTemp>) -> Self {
+        Self {
+            pgid: Some(pgid),
+            temp,
+        }
     }
 
-    /// The call finished: dropping the guard no longer signals the group.
+    /// The call finished and its group was stopped: dropping the guard no longer
+    /// signals the group, and removes the temp folder at once.
     pub(super) fn disarm(&mut self) {
         self.pgid = None;
     }
@@ -158,6 +167,7 @@ impl GroupGuard {
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
+        let temp = self.temp.take();
         let Some(pgid) = self.pgid.take() else {
             return;
         };
@@ -165,14 +175,21 @@ impl Drop for GroupGuard {
             return;
         }
         std::thread::spawn(move || {
-            let deadline = Instant::now() + KILL_GRACE;
-            while Instant::now() < deadline {
-                if !signal_group(pgid, None) {
-                    return;
+            let gone = |limit: Duration| {
+                let deadline = Instant::now() + limit;
+                while Instant::now() < deadline {
+                    if !signal_group(pgid, None) {
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_millis(25));
                 }
-                std::thread::sleep(Duration::from_millis(25));
+                false
+            };
+            if !gone(KILL_GRACE) {
+                signal_group(pgid, Some(Signal::SIGKILL));
+                gone(KILL_GRACE);
             }
-            signal_group(pgid, Some(Signal::SIGKILL));
+            drop(temp);
         });
     }
 }

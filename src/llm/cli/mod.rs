@@ -16,7 +16,9 @@
 //! starting with `-` goes on stdin instead (`claude -p …`, `codex exec … -`).
 //! `command` always gets the prompt on stdin, and the policy and workspace as
 //! `PORKI_LLM_PERMISSIONS` and `PORKI_WORKSPACE`. Every child gets porki's
-//! environment minus porki's own settings and secrets (`env.rs`).
+//! environment minus porki's own settings and secrets (`env.rs`); codex under
+//! edit also gets a private temp folder as `TMPDIR`, removed when the call ends
+//! (`temp.rs`).
 //!
 //! A run is judged from what it printed, never from its exit code alone:
 //! `claude.rs` reads claude's JSON result (denied tools fail the attempt),
@@ -32,6 +34,7 @@ mod codex;
 mod env;
 mod envelope;
 mod policy;
+mod temp;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -49,6 +52,7 @@ use self::child::{GroupGuard, ReadError, Stderr, feed, read_capped, read_stderr,
 use self::claude::claude_answer;
 use self::codex::codex_answer;
 use self::envelope::envelope_answer;
+use self::temp::PrivateTemp;
 use super::{LlmError, LlmProvider, LlmRequest, LlmResponse};
 use crate::workspace::GoalWorkspace;
 
@@ -148,14 +152,22 @@ impl CliProvider {
         &self.program
     }
 
-    /// The arguments for `prompt` in `workspace`, and the text to write on stdin, if any.
+    /// The arguments for `prompt` in `workspace` with the private temp folder
+    /// `temp`, and the text to write on stdin, if any.
     fn invocation<'p>(
         &self,
         prompt: &'p str,
         workspace: Option<&GoalWorkspace>,
+        temp: Option<&Path>,
     ) -> (Vec<OsString>, Option<&'p str>) {
         let on_stdin = prompt.len() > ARGV_PROMPT_LIMIT || prompt.starts_with('-');
-        let own = policy::own_options(self.flavor, self.permissions, workspace, &self.extra_args);
+        let own = policy::own_options(
+            self.flavor,
+            self.permissions,
+            workspace,
+            temp,
+            &self.extra_args,
+        );
         let extra = self.extra_args.iter().map(OsString::from);
         let mut args: Vec<OsString> = Vec::new();
         match self.flavor {
@@ -190,6 +202,7 @@ impl CliProvider {
         args: &[OsString],
         with_stdin: bool,
         workspace: Option<&GoalWorkspace>,
+        temp: Option<&Path>,
     ) -> Result<Child, LlmError> {
         env::hide_own_process();
         let mut command = Command::new(&self.program);
@@ -200,6 +213,12 @@ impl CliProvider {
             command.current_dir(&ws.dir).env("PORKI_WORKSPACE", &ws.dir);
         }
         command.env("PORKI_LLM_PERMISSIONS", self.permissions.as_str());
+        if let Some(temp) = temp {
+            command
+                .env("TMPDIR", temp)
+                .env("TMP", temp)
+                .env("TEMP", temp);
+        }
         if self.flavor == CliFlavor::Claude && std::env::var_os("CLAUDE_CODE_MAX_RETRIES").is_none()
         {
             command.env("CLAUDE_CODE_MAX_RETRIES", CLAUDE_MAX_RETRIES);
@@ -251,15 +270,26 @@ impl CliProvider {
                 )),
             })?;
         }
-        let (args, input) = self.invocation(&request.prompt, workspace);
-        let mut child = self.spawn(&args, input.is_some(), workspace)?;
+        let temp = policy::private_temp(self.flavor, self.permissions)
+            .then(PrivateTemp::create)
+            .transpose()
+            .map_err(|source| LlmError::Spawn {
+                program: self.program_text(),
+                source: std::io::Error::other(format!(
+                    "cannot create a private temp folder in {}: {source}; set TMPDIR to a folder porki may write",
+                    std::env::temp_dir().display()
+                )),
+            })?;
+        let temp_path = temp.as_ref().map(PrivateTemp::path);
+        let (args, input) = self.invocation(&request.prompt, workspace, temp_path);
+        let mut child = self.spawn(&args, input.is_some(), workspace, temp_path)?;
         let Some(pgid) = child.id().map(|id| Pid::from_raw(id as i32)) else {
             return Err(LlmError::Spawn {
                 program: self.program_text(),
                 source: std::io::Error::other("the child exited before porki saw its pid"),
             });
         };
-        let mut guard = GroupGuard::new(pgid);
+        let mut guard = GroupGuard::new(pgid, temp);
         let collected =
             tokio::time::timeout(request.timeout, self.collect(&mut child, pgid, input)).await;
         let (status, stdout, stderr) = match collected {

@@ -6,6 +6,7 @@
 //! replaces porki's, so every choice here can be overridden.
 
 use std::ffi::OsString;
+use std::path::Path;
 
 use super::CliFlavor;
 use crate::workspace::GoalWorkspace;
@@ -49,15 +50,19 @@ impl Permissions {
     }
 }
 
-/// codex settings (`-c`) that take `/tmp` and `$TMPDIR` out of its
-/// `workspace-write` sandbox's writable folders (the workspace stays writable
-/// wherever it is). A user's later `-c` of the same key wins.
-const CODEX_TMP_SHUT: [&str; 4] = [
-    "-c",
-    "sandbox_workspace_write.exclude_slash_tmp=true",
-    "-c",
-    "sandbox_workspace_write.exclude_tmpdir_env_var=true",
-];
+/// codex setting (`-c`) that takes `/tmp` out of its `workspace-write` sandbox's
+/// writable folders (the workspace stays writable wherever it is). A user's
+/// later `-c` of the same key wins.
+const CODEX_SLASH_TMP_SHUT: [&str; 2] = ["-c", "sandbox_workspace_write.exclude_slash_tmp=true"];
+
+/// Whether a call of `flavor` under `permissions` gets a private temp folder
+/// (`temp.rs`): codex under edit, whose sandbox shuts every other temp folder.
+/// claude under edit runs no command that would use one (acceptEdits asks
+/// approval for `mktemp` or a compiler, which `-p` refuses), and under full
+/// both may use the system's.
+pub(super) fn private_temp(flavor: CliFlavor, permissions: Permissions) -> bool {
+    flavor == CliFlavor::Codex && permissions == Permissions::Edit
+}
 
 /// One of porki's options and the names by which a user's extra argument overrides it.
 struct OwnOption {
@@ -65,12 +70,14 @@ struct OwnOption {
     args: Vec<OsString>,
 }
 
-/// porki's options for a call of `flavor` under `permissions` in `workspace`, minus
-/// those the user's `extra` arguments give themselves.
+/// porki's options for a call of `flavor` under `permissions` in `workspace` with
+/// the private temp folder `temp`, minus those the user's `extra` arguments give
+/// themselves.
 pub(super) fn own_options(
     flavor: CliFlavor,
     permissions: Permissions,
     workspace: Option<&GoalWorkspace>,
+    temp: Option<&Path>,
     extra: &[String],
 ) -> Vec<OsString> {
     let outside: Vec<OsString> = match (permissions, workspace) {
@@ -136,14 +143,15 @@ pub(super) fn own_options(
                 },
             });
             if permissions == Permissions::Edit {
-                // workspace-write also opens /tmp and $TMPDIR, where the instructions or
-                // heartbeat files may live: edit means the workspace only.
+                // workspace-write also opens /tmp, where the instructions or heartbeat
+                // files may live: edit means the workspace only. It opens $TMPDIR too,
+                // which is the call's private temp folder (given explicitly below).
                 options.push(OwnOption {
                     names: &[],
-                    args: CODEX_TMP_SHUT.iter().map(Into::into).collect(),
+                    args: CODEX_SLASH_TMP_SHUT.iter().map(Into::into).collect(),
                 });
             }
-            for dir in outside {
+            for dir in outside.into_iter().chain(temp.map(Into::into)) {
                 options.push(OwnOption {
                     names: &[],
                     args: vec!["--add-dir".into(), dir],
@@ -173,7 +181,6 @@ fn given(name: &str, extra: &[String]) -> bool {
 mod tests {
     use super::*;
     use crate::workspace::Workspaces;
-    use std::path::Path;
 
     fn text(args: Vec<OsString>) -> Vec<String> {
         args.into_iter()
@@ -202,7 +209,7 @@ mod tests {
             let mut want = vec!["--output-format", "json"];
             want.extend(flags);
             assert_eq!(
-                text(own_options(CliFlavor::Claude, policy, Some(&ws), &[])),
+                text(own_options(CliFlavor::Claude, policy, Some(&ws), None, &[])),
                 want
             );
         }
@@ -216,6 +223,7 @@ mod tests {
                 CliFlavor::Claude,
                 Permissions::Edit,
                 Some(&ws),
+                None,
                 &[]
             )),
             [
@@ -237,6 +245,7 @@ mod tests {
                 CliFlavor::Codex,
                 Permissions::Edit,
                 Some(&ws),
+                Some(Path::new("/tmp/porki-tmp-1")),
                 &[]
             )),
             [
@@ -248,20 +257,27 @@ mod tests {
                 "workspace-write",
                 "-c",
                 "sandbox_workspace_write.exclude_slash_tmp=true",
-                "-c",
-                "sandbox_workspace_write.exclude_tmpdir_env_var=true",
                 "--add-dir",
-                "/out/g"
+                "/out/g",
+                "--add-dir",
+                "/tmp/porki-tmp-1"
             ]
         );
         let read_only = text(own_options(
             CliFlavor::Codex,
             Permissions::ReadOnly,
             Some(&ws),
+            None,
             &[],
         ));
         assert!(read_only.ends_with(&["--sandbox".into(), "read-only".into()]));
-        let full = text(own_options(CliFlavor::Codex, Permissions::Full, None, &[]));
+        let full = text(own_options(
+            CliFlavor::Codex,
+            Permissions::Full,
+            None,
+            None,
+            &[],
+        ));
         assert_eq!(
             full,
             [
@@ -279,7 +295,7 @@ mod tests {
             "--output-format".into(),
             "text".into(),
         ];
-        assert!(own_options(CliFlavor::Claude, Permissions::Edit, None, &extra).is_empty());
+        assert!(own_options(CliFlavor::Claude, Permissions::Edit, None, None, &extra).is_empty());
         let extra = vec![
             "-sdanger-full-access".to_string(),
             "--cd".into(),
@@ -290,6 +306,7 @@ mod tests {
                 CliFlavor::Codex,
                 Permissions::Edit,
                 Some(&workspace(None)),
+                Some(Path::new("/t")),
                 &extra
             )),
             [
@@ -297,8 +314,8 @@ mod tests {
                 "--json",
                 "-c",
                 "sandbox_workspace_write.exclude_slash_tmp=true",
-                "-c",
-                "sandbox_workspace_write.exclude_tmpdir_env_var=true"
+                "--add-dir",
+                "/t"
             ]
         );
     }
@@ -310,6 +327,7 @@ mod tests {
                 CliFlavor::Command,
                 Permissions::Full,
                 Some(&workspace(None)),
+                None,
                 &[]
             )
             .is_empty()

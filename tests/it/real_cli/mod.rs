@@ -9,7 +9,7 @@
 //!
 //! - `limits`: rate limits (429) from each CLI make the whole goal wait, then finish.
 //! - `edit`: under the default policy codex writes in the workspace (even one
-//!   under `/tmp`) and nowhere else, not `/tmp` nor `$TMPDIR`.
+//!   under `/tmp`) and its call's private `$TMPDIR`, and nowhere else, not `/tmp`.
 //! - `prompts`: a prompt over 100 KiB and one starting with `-` reach the model whole.
 //! - `secrets`: under `--llm-permissions full`, as an ordinary user, the agent
 //!   finds none of porki's secrets; a workspace holding the instructions is refused.

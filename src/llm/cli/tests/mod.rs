@@ -335,3 +335,5 @@ async fn dropping_the_call_kills_the_whole_process_group() {
         "grandchild {pid} survived"
     );
 }
+
+mod temp;
