@@ -96,6 +96,12 @@ pub struct HeartbeatWatcher {
     /// Files with events since the last flush: whether one was a create, remove or rename.
     dirty: BTreeMap<PathBuf, bool>,
     flush_scheduled: bool,
+    /// Interval of the polling fallback ([`POLL`]; tests turn it off to see
+    /// what the events alone do).
+    poll: Duration,
+    /// Whether to ask for file events (tests turn them off to see what polling
+    /// alone does).
+    events: bool,
 }
 
 impl HeartbeatWatcher {
@@ -116,6 +122,8 @@ impl HeartbeatWatcher {
             stamps: HashMap::new(),
             dirty: BTreeMap::new(),
             flush_scheduled: false,
+            poll: POLL,
+            events: true,
         }
     }
 
@@ -250,13 +258,14 @@ impl Actor for HeartbeatWatcher {
             }
         });
         match watcher {
-            Ok(w) => self.watcher = Some(w),
+            Ok(w) if self.events => self.watcher = Some(w),
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "file events unavailable; polling heartbeat files every second")
             }
         }
         self.watch_all();
-        ctx.run_interval(POLL, |watcher, ctx| {
+        ctx.run_interval(self.poll, |watcher, ctx| {
             let changed: Vec<PathBuf> = watcher
                 .files()
                 .into_iter()
@@ -324,33 +333,40 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn reading_a_heartbeat_file_wakes_nobody_and_appending_to_it_does() {
+    async fn reading_a_heartbeat_file_wakes_nobody_and_changing_it_does() {
         let dir = temp_dir();
         let heartbeat = dir.join("heartbeat").join("builder.md");
         std::fs::create_dir_all(heartbeat.parent().unwrap()).unwrap();
         std::fs::write(&heartbeat, "# control\n").unwrap();
         std::fs::write(dir.join("INSTRUCTIONS.md"), "# project\n").unwrap();
+        let missing = dir.join("heartbeat").join("new.md");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let listener = Listener(seen.clone()).start();
-        let _watcher = HeartbeatWatcher::new(
+        let mut watcher = HeartbeatWatcher::new(
             dir.join("INSTRUCTIONS.md"),
-            BTreeMap::from([("builder".to_string(), heartbeat.clone())]),
+            BTreeMap::from([
+                ("builder".to_string(), heartbeat.clone()),
+                ("newcomer".to_string(), missing.clone()),
+            ]),
             listener.clone().recipient(),
             listener.recipient(),
-        )
-        .start();
+        );
+        // Only the file events: what wakes an agent must not depend on polling.
+        watcher.poll = Duration::from_secs(3600);
+        let _watcher = watcher.start();
         settle().await;
+        assert!(missing.exists(), "a missing heartbeat file is created");
+        let woken = || seen.lock().unwrap().clone();
         // What an agent does when woken: open, read, close. Many times over.
         for _ in 0..20 {
             std::fs::read_to_string(&heartbeat).unwrap();
             tokio::time::sleep(DEBOUNCE / 2).await;
         }
+        // A change of its metadata alone (mode) changes no line either.
+        let mode = std::fs::metadata(&heartbeat).unwrap().permissions();
+        std::fs::set_permissions(&heartbeat, mode).unwrap();
         settle().await;
-        assert_eq!(
-            *seen.lock().unwrap(),
-            Vec::<String>::new(),
-            "reads woke the agent"
-        );
+        assert_eq!(woken(), Vec::<String>::new(), "reads woke the agent");
         std::fs::OpenOptions::new()
             .append(true)
             .open(&heartbeat)
@@ -358,21 +374,52 @@ mod tests {
             .write_all(b"PAUSE\n")
             .unwrap();
         settle().await;
-        assert_eq!(
-            *seen.lock().unwrap(),
-            ["builder"],
-            "an append must wake the agent once"
-        );
-        // An editor's save: a new file renamed over the old one, same size.
+        assert_eq!(woken(), ["builder"], "an append must wake the agent once");
+        // An editor's save: a new file renamed over the old one, here of the same
+        // size and modification time (as `cp -p` or rsync leave it).
         let saved = dir.join("heartbeat").join(".builder.md.swp");
-        std::fs::write(&saved, "# control\nRESUME\n").unwrap();
+        std::fs::write(&saved, "# control\nSTOP!\n").unwrap();
+        let modified = std::fs::metadata(&heartbeat).unwrap().modified().unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&saved)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
         std::fs::rename(&saved, &heartbeat).unwrap();
         settle().await;
         assert_eq!(
-            *seen.lock().unwrap(),
+            woken(),
             ["builder", "builder"],
             "a rename over the file must wake the agent"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[actix_rt::test]
+    async fn without_file_events_polling_sees_a_change_and_nothing_else() {
+        let dir = temp_dir();
+        let heartbeat = dir.join("builder.md");
+        std::fs::write(&heartbeat, "").unwrap();
+        std::fs::write(dir.join("INSTRUCTIONS.md"), "# project\n").unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let listener = Listener(seen.clone()).start();
+        let mut watcher = HeartbeatWatcher::new(
+            dir.join("INSTRUCTIONS.md"),
+            BTreeMap::from([("builder".to_string(), heartbeat.clone())]),
+            listener.clone().recipient(),
+            listener.recipient(),
+        );
+        watcher.events = false;
+        watcher.poll = DEBOUNCE * 2;
+        let _watcher = watcher.start();
+        tokio::time::sleep(DEBOUNCE * 6).await;
+        std::fs::read_to_string(&heartbeat).unwrap();
+        tokio::time::sleep(DEBOUNCE * 6).await;
+        assert!(seen.lock().unwrap().is_empty(), "nothing changed");
+        std::fs::write(&heartbeat, "PAUSE\n").unwrap();
+        tokio::time::sleep(DEBOUNCE * 8).await;
+        assert_eq!(*seen.lock().unwrap(), ["builder"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
