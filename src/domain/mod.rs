@@ -3,12 +3,14 @@
 
 pub mod dag;
 pub mod ids;
+pub mod isolation;
 pub mod shaping;
 pub mod task;
 pub mod team;
 
 pub use dag::{Assignment, Dag, DagError, Edge, Node, ValidatedDag};
 pub use ids::{InvalidId, MAX_PLANNED_ID_LEN, check_id, check_planned_id};
+pub use isolation::Isolation;
 pub use shaping::shape_plan;
 pub use task::{TaskState, TaskStatus};
 pub use team::{

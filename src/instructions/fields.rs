@@ -277,7 +277,7 @@ impl<'a> Acc<'a> {
             };
             self.error(line, None, format!("{what}: {HOW_TO_DECLARE}"));
         }
-        let goals = self.goal_policies();
+        let (goals, isolation) = self.goal_policies();
         if !self.errors.is_empty() {
             // Stable: problems on one line keep the order they were found in.
             self.errors.sort_by_key(|d| d.line);
@@ -289,6 +289,7 @@ impl<'a> Acc<'a> {
         Ok(Instructions {
             agents: self.agents,
             goals,
+            isolation,
             context,
             warnings: self.warnings,
         })

@@ -21,6 +21,9 @@
 //!   `"review": true` in a plan).
 //! - `Approve`: `marked` (only tasks marked `(approval)`, the default), `all`,
 //!   or `none` (whatever the marks say).
+//! - `Isolation`: `worktree` (each attempt in its own git worktree, merged into
+//!   the goal branch) or `shared` (one folder); without it, `--isolation`
+//!   decides.
 //!
 //! Values are read in any case. A goal not listed gets [`GoalPolicy::default`].
 //! A listed goal that no agent works on is a warning, not an error: it may be a
@@ -36,7 +39,7 @@
 use std::collections::BTreeMap;
 
 use super::fields::{Acc, normalize_key};
-use crate::domain::{ApprovalPolicy, GoalPolicy, ReviewPolicy, check_id};
+use crate::domain::{ApprovalPolicy, GoalPolicy, Isolation, ReviewPolicy, check_id};
 
 /// A field of a goal's policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +48,7 @@ pub(super) enum GoalField {
     Id,
     Review,
     Approve,
+    Isolation,
 }
 
 impl GoalField {
@@ -53,6 +57,7 @@ impl GoalField {
             "id" => GoalField::Id,
             "review" => GoalField::Review,
             "approve" => GoalField::Approve,
+            "isolation" => GoalField::Isolation,
             _ => return None,
         })
     }
@@ -62,18 +67,20 @@ impl GoalField {
             GoalField::Id => "id",
             GoalField::Review => "review",
             GoalField::Approve => "approve",
+            GoalField::Isolation => "isolation",
         }
     }
 }
 
 /// The policy keys, for messages.
-pub(super) const GOAL_KEYS: &str = "review, approve";
+pub(super) const GOAL_KEYS: &str = "review, approve, isolation";
 
 /// A goal's policy being assembled from fields.
 #[derive(Debug, Default)]
 pub(super) struct GoalDraft {
     id: Option<String>,
     policy: GoalPolicy,
+    isolation: Option<Isolation>,
     line: usize,
     /// Fields already given, to report repeats.
     pub(super) seen: Vec<GoalField>,
@@ -94,6 +101,7 @@ impl GoalDraft {
 pub(super) struct DeclaredGoal {
     id: String,
     policy: GoalPolicy,
+    isolation: Option<Isolation>,
     line: usize,
 }
 
@@ -136,6 +144,17 @@ impl Acc<'_> {
                     format!(
                         "{shown:?} is not an approval policy: write marked (only tasks marked \
                          `(approval)` wait for a person), all, or none"
+                    ),
+                ),
+            },
+            GoalField::Isolation => match Isolation::parse(value) {
+                Some(i) => draft.isolation = Some(i),
+                None => self.error(
+                    line,
+                    Some(fname),
+                    format!(
+                        "{shown:?} is not an isolation: write worktree (each attempt in its own \
+                         git worktree) or shared (one folder for the goal)"
                     ),
                 ),
             },
@@ -196,12 +215,16 @@ impl Acc<'_> {
         self.goals.push(DeclaredGoal {
             id,
             policy: draft.policy,
+            isolation: draft.isolation,
             line: draft.line,
         });
     }
 
-    /// The declared policies by goal id; warns about each goal no agent works on.
-    pub(super) fn goal_policies(&mut self) -> BTreeMap<String, GoalPolicy> {
+    /// The declared policies and isolations by goal id; warns about each goal no
+    /// agent works on.
+    pub(super) fn goal_policies(
+        &mut self,
+    ) -> (BTreeMap<String, GoalPolicy>, BTreeMap<String, Isolation>) {
         let goals = std::mem::take(&mut self.goals);
         for g in &goals {
             if !self.agents.iter().any(|a| a.goal == g.id) {
@@ -216,6 +239,11 @@ impl Acc<'_> {
                 );
             }
         }
-        goals.into_iter().map(|g| (g.id, g.policy)).collect()
+        let isolation = goals
+            .iter()
+            .filter_map(|g| Some((g.id.clone(), g.isolation?)))
+            .collect();
+        let policies = goals.into_iter().map(|g| (g.id, g.policy)).collect();
+        (policies, isolation)
     }
 }

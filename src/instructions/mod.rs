@@ -38,7 +38,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use self::fields::Acc;
-use crate::domain::{AgentKind, GoalPolicy};
+use crate::domain::{AgentKind, GoalPolicy, Isolation};
 pub use plan::{AgentBrief, task_list_plan};
 pub use tasks::{TaskItem, task_list};
 pub use template::{AgentFileName, agent_template};
@@ -51,6 +51,8 @@ pub struct Instructions {
     /// The team policies of the goals listed (`## Goals` / `goals:`); see
     /// [`Instructions::policy`] for any goal.
     pub goals: BTreeMap<String, GoalPolicy>,
+    /// The goals whose `Isolation` is given; the others follow `--isolation`.
+    pub isolation: BTreeMap<String, Isolation>,
     /// Text outside the agent list (goals, policies, docs references), for the
     /// planner prompt. The `## Goals` section stays in it: the planner sees the policies.
     pub context: String,

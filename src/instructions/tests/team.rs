@@ -346,3 +346,30 @@ fn the_demo_reviews_only_the_marked_draft() {
     assert!(dag.dag().nodes.iter().all(|n| !n.approval));
     assert_eq!(dag.dag().nodes.len(), 12);
 }
+
+#[test]
+fn a_goals_isolation_reads_the_same_in_both_forms_and_a_bad_one_is_named() {
+    use crate::domain::Isolation;
+    let md = ok(
+        "## Agents\n### a\n- Goal: g1\n### b\n- Goal: g2\n\n## Goals\n### g1\n- Isolation: Worktree\n### g2\n- Review: none\n",
+    );
+    let yaml = ok(
+        "```yaml\nagents:\n  - name: a\n    goal: g1\n  - name: b\n    goal: g2\ngoals:\n  - id: g1\n    isolation: worktree\n  - id: g2\n    review: none\n```\n",
+    );
+    for i in [&md, &yaml] {
+        assert!(i.warnings.is_empty(), "{:?}", i.warnings);
+        assert_eq!(
+            i.isolation,
+            BTreeMap::from([("g1".to_string(), Isolation::Worktree)])
+        );
+    }
+    let e = err("## Agents\n### a\n- Goal: g\n\n## Goals\n### g\n- Isolation: separate\n");
+    assert_eq!(places(&e), [(7, Some("isolation"))]);
+    let shown = e.to_string();
+    assert!(
+        shown.contains("\"separate\" is not an isolation")
+            && shown.contains("worktree")
+            && shown.contains("shared"),
+        "{shown}"
+    );
+}
