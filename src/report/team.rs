@@ -152,6 +152,9 @@ pub fn task_note(task: &TaskState, waits: &[&str]) -> String {
     if let Some(role) = &task.planned_role {
         parts.push(format!("planned for role {role}"));
     }
+    if let Some(commit) = &task.commit {
+        parts.push(format!("commit {}", crate::domain::merge::short(commit)));
+    }
     parts.join("; ")
 }
 
