@@ -13,8 +13,8 @@ use porki::store::{
     StoreEvent, TaskResult,
 };
 
-use super::{added, edges, goal_state, stored_plan, take_task, task, work};
-use crate::store_conformance::{SHORT, counts, result, write};
+use super::{added, approval, edges, goal_state, stored_plan, take_task, task, work};
+use crate::store_conformance::{SHORT, counts, result, write, write_with_attempts};
 use crate::support::plan;
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -351,5 +351,63 @@ pub async fn merge_tasks_of_added_work_are_named_after_the_planned_task(store: A
     {
         Err(StoreError::LeaseLost { .. }) => {}
         other => panic!("a stale holder adds nothing, got {other:?}"),
+    }
+}
+
+pub async fn a_task_needing_approval_awaits_it_once_its_merge_task_is_done(store: Arc<dyn Store>) {
+    let store = &*store;
+    let tasks = vec![approval(work("x", None)), work("d", None)];
+    write(store, plan("g", tasks, &[("x", "d")])).await;
+    let x = take_task(store, ClaimScope::builder(None), "x").await;
+    let outcome = store
+        .merge_conflict(&x, &result("x"), &conflict("x", &["f.txt"]))
+        .await;
+    assert_eq!(outcome.unwrap(), merging("x.merge", "x"));
+    assert!(!task(store, "x.merge").await.needs_approval);
+    let m = take_task(store, ClaimScope::builder(None), "x.merge").await;
+    let done = store.complete(&m, &merged("m")).await.unwrap();
+    assert!(done.promoted.is_empty(), "d waits for the approval");
+    let x = task(store, "x").await;
+    assert_eq!(
+        (x.status, x.commit.as_deref()),
+        (TaskStatus::AwaitingApproval, Some(COMMIT))
+    );
+    assert_eq!(store.approve("g", "x").await.unwrap().promoted, ["d"]);
+}
+
+pub async fn a_merge_task_whose_lease_expires_at_max_attempts_fails_the_task_it_merges(
+    store: Arc<dyn Store>,
+) {
+    let store = &*store;
+    let tasks = vec![work("x", None), work("d", None)];
+    write_with_attempts(store, plan("g", tasks, &[("x", "d")]), 1).await;
+    let x = take_task(store, ClaimScope::builder(None), "x").await;
+    let outcome = store
+        .merge_conflict(&x, &result("x"), &conflict("x", &["f.txt"]))
+        .await;
+    assert_eq!(outcome.unwrap(), merging("x.merge", "x"));
+    let m = take_in_for(store, "x.merge", SHORT).await;
+    tokio::time::sleep(SHORT * 2).await;
+    let reaped = store.reap("g").await.unwrap();
+    assert_eq!(reaped.failed, [m.task.as_str()]);
+    let x = task(store, "x").await;
+    assert_eq!(x.status, TaskStatus::Failed);
+    let error = x.last_error.unwrap();
+    assert!(
+        error.starts_with("its merge task x.merge failed: lease expired"),
+        "{error}"
+    );
+    assert_eq!(goal_state(store).await, GoalState::Failed);
+}
+
+/// Claims `id` of goal `g` for any builder under a `ttl` lease.
+async fn take_in_for(store: &dyn Store, id: &str, ttl: Duration) -> porki::store::Lease {
+    let claimed = store
+        .claim_preferred("g", "x", ClaimScope::builder(None), ttl, Some(id))
+        .await
+        .unwrap();
+    match claimed {
+        porki::store::ClaimOutcome::Claimed(lease) if lease.task == id => lease,
+        other => panic!("{id} is claimed, got {other:?}"),
     }
 }

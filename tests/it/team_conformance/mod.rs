@@ -59,8 +59,12 @@ conformance!(
         a_merge_task_failing_for_good_fails_the_task_it_merges,
         dropping_a_merge_task_fails_the_task_it_merges,
         merge_tasks_of_added_work_are_named_after_the_planned_task,
+        a_task_needing_approval_awaits_it_once_its_merge_task_is_done,
     ],
-    timed: [reassigning_a_task_backing_off_moves_it_when_the_backoff_ends],
+    timed: [
+        reassigning_a_task_backing_off_moves_it_when_the_backoff_ends,
+        a_merge_task_whose_lease_expires_at_max_attempts_fails_the_task_it_merges,
+    ],
 );
 
 /// A planned task of `role` (`None`: any builder), priority 0.
