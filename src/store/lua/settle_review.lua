@@ -14,6 +14,11 @@ local id, token, fence, progress, artifacts, call = ARG[1], ARG[2], ARG[3], ARG[
 local approved, notes, max_cycles, manager = ARG[7] == 'approved', ARG[8], tonumber(ARG[9]), ARG[10]
 local commit, diffstat = ARG[11], ARG[12]
 
+-- Completes the held task as a completion would (complete_lib.lua).
+local function complete()
+  return complete_held(id, token, fence, progress, artifacts, call, nil, commit, diffstat)
+end
+
 -- Answers `reply` ({what, task id}), kept on `task` for a resend of this request.
 local function settled(task, reply)
   redis.call('HSET', task_key(task), 'settled', call .. ' ' .. reply[1] .. ' ' .. reply[2])
@@ -26,7 +31,7 @@ if not holds(id, token, fence) then
     local was, what, about = string.match(kept, '^(%S+) (%S+) (%S+)$')
     if was == call then return {what, about} end
   end
-  if approved then return (complete_held(id, token, fence, progress, artifacts, call, nil, commit, diffstat)) end
+  if approved then return (complete()) end
   return {'lost'}
 end
 local t = redis.call('HMGET', task_key(id), 'kind', 'of', 'cycle')
@@ -45,7 +50,7 @@ if kind == 'escalate' then
   local dependents = {}
   if approved and waiting then dependents = want_dependents(review) end
   if wanting() then return need() end
-  local done, now = complete_held(id, token, fence, progress, artifacts, call, nil, commit, diffstat)
+  local done, now = complete()
   if done[1] ~= 'ok' then return done end
   if not waiting then
     -- Nothing to settle: the escalation is DONE and the review stays as it is,
@@ -72,7 +77,7 @@ if kind == 'escalate' then
   return finish_done(dependents, now)
 end
 
-if approved then return (complete_held(id, token, fence, progress, artifacts, call, nil, commit, diffstat)) end
+if approved then return (complete()) end
 if kind ~= 'review' then return {'not_review', kind or 'work'} end
 
 -- Changes requested. `of` is the reviewed work (a planned task or its
