@@ -256,7 +256,7 @@ async fn cycle_rate(stores: &[Arc<dyn Store>], goals: &[Vec<String>], loop_kind:
     let total = per_goal * distinct.len();
     let result = TaskResult {
         progress: "ok".into(),
-        artifacts: Vec::new(),
+        ..TaskResult::default()
     };
     let started = Instant::now();
     let workers: Vec<_> = stores

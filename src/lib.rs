@@ -41,7 +41,7 @@
 //! Shared state:
 //! - [`store`]: the [`store::Store`] trait, grouped by concern ([`store::TaskStore`],
 //!   [`store::ControlStore`], [`store::TeamStore`], [`store::GoalStore`], [`store::GateStore`],
-//!   [`store::AgentStore`], [`store::GcStore`]; `use porki::store::prelude::*`
+//!   [`store::AgentStore`], [`store::GcStore`], [`store::MergeStore`]; `use porki::store::prelude::*`
 //!   brings them all).
 //!   [`store::RedisStore`] (`store/redis/`), on one Redis or a Redis Cluster, runs
 //!   each multi-key change as one Lua script (`store/lua/`) that names every key

@@ -99,6 +99,7 @@ impl Worker {
                 let result = TaskResult {
                     progress: capped(&progress, PROGRESS_CAP),
                     artifacts: answer.outputs,
+                    ..TaskResult::default()
                 };
                 self.complete(lease, keeper, &result).await
             }

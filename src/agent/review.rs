@@ -38,6 +38,7 @@ impl Worker {
         let result = TaskResult {
             progress: notes,
             artifacts: answer.outputs,
+            ..TaskResult::default()
         };
         let limits = TeamLimits {
             max_review_cycles: self.deps.settings.max_review_cycles,

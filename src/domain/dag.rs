@@ -174,9 +174,9 @@ pub enum DagError {
         /// The work it reviews.
         of: String,
     },
-    /// A task of a kind only porki adds: a fix, recovery or escalation in any
-    /// plan (settling them changes the tasks they are about), or a review in a
-    /// plan from the LLM.
+    /// A task of a kind only porki adds: a fix, recovery, escalation or merge
+    /// in any plan (settling them changes the tasks they are about), or a
+    /// review in a plan from the LLM.
     #[error(
         "task {id:?} is of kind {kind}, which only porki adds: plan work only (leave `kind` out; mark a task to review with \"review\": true)"
     )]
@@ -525,7 +525,12 @@ mod tests {
 
     #[test]
     fn the_kinds_porki_adds_while_a_goal_runs_are_refused_in_a_plan() {
-        for kind in [TaskKind::Fix, TaskKind::Recover, TaskKind::Escalate] {
+        for kind in [
+            TaskKind::Fix,
+            TaskKind::Recover,
+            TaskKind::Escalate,
+            TaskKind::Merge,
+        ] {
             let mut d = dag(&["a", "x"], &[("a", "x")]);
             d.nodes[1].kind = kind;
             d.nodes[1].of = Some("a".into());

@@ -6,8 +6,8 @@ use thiserror::Error;
 pub const MAX_ID_LEN: usize = 64;
 
 /// Longest suffix porki appends to a planned task's id for a task it adds:
-/// `.fix-` and the largest fix number (`.review`, `.recover` and `.escalate`
-/// are shorter).
+/// `.fix-` and the largest fix number, or `.merge-` and the largest merge
+/// number (`.review`, `.recover`, `.escalate` and `.merge` are shorter).
 pub const LONGEST_ADDED_SUFFIX: usize = ".fix-4294967295".len();
 
 /// Longest id of a planned task: the ids porki adds (`<id>.review`,
@@ -42,7 +42,7 @@ pub fn check_planned_id(value: &str) -> Result<(), InvalidId> {
         "task id",
         value,
         MAX_PLANNED_ID_LEN,
-        "it is too long for a planned task: porki appends up to 15 characters (.fix-N, .review, .recover, .escalate) to it for the tasks it adds",
+        "it is too long for a planned task: porki appends up to 15 characters (.fix-N, .review, .recover, .escalate, .merge-N) to it for the tasks it adds",
     )
 }
 

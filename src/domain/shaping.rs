@@ -11,7 +11,7 @@ use super::team::{ApprovalPolicy, GoalPolicy, ReviewPolicy, TaskKind, reserved_s
 /// approval and is reviewed gets the approval on its review: a person approves
 /// work that passed review. Fails, naming the task, when a planned id ends in a
 /// suffix porki keeps for the tasks it adds, or a planned task has a kind other
-/// than work (porki adds reviews, fixes, recoveries and escalations itself).
+/// than work (porki adds reviews, fixes, recoveries, escalations and merges itself).
 pub fn shape_plan(
     mut dag: Dag,
     policy: GoalPolicy,
@@ -26,7 +26,7 @@ pub fn shape_plan(
     }
     if let Some(node) = dag.nodes.iter().find(|n| reserved_suffix(&n.id).is_some()) {
         return Err(format!(
-            "task id {:?} ends in .{}, which porki keeps for the review, fix, recovery and escalation tasks it adds: rename the task",
+            "task id {:?} ends in .{}, which porki keeps for the review, fix, recovery, escalation and merge tasks it adds: rename the task",
             node.id,
             reserved_suffix(&node.id).unwrap_or_default()
         ));
@@ -202,6 +202,7 @@ mod tests {
             TaskKind::Fix,
             TaskKind::Recover,
             TaskKind::Escalate,
+            TaskKind::Merge,
         ] {
             let mut dag = plan(&[]);
             dag.nodes[2].kind = kind;
@@ -217,9 +218,11 @@ mod tests {
 
     #[test]
     fn a_planned_id_with_a_reserved_suffix_is_refused_by_name() {
-        let dag = Dag::new("g", vec![Node::new("draft.review", "x")], &[]);
-        let error = shape_plan(dag, GoalPolicy::default(), Some("qa")).unwrap_err();
-        assert!(error.contains("\"draft.review\""), "{error}");
-        assert!(error.contains("rename"), "{error}");
+        for id in ["draft.review", "draft.merge", "draft.merge-2"] {
+            let dag = Dag::new("g", vec![Node::new(id, "x")], &[]);
+            let error = shape_plan(dag, GoalPolicy::default(), Some("qa")).unwrap_err();
+            assert!(error.contains(&format!("{id:?}")), "{error}");
+            assert!(error.contains("rename"), "{error}");
+        }
     }
 }

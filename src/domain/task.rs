@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::TaskKind;
+use super::{MergeConflict, TaskKind};
 
 /// Where a task is in `BLOCKED → READY → RUNNING → [AWAITING_APPROVAL →] DONE | FAILED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -130,8 +130,16 @@ pub struct TaskState {
     pub soft: bool,
     /// The role the plan gave it, when it was handed to another builder.
     pub planned_role: Option<String>,
-    /// A FAILED task whose work a recovery task took over.
+    /// A FAILED task whose work a recovery task took over (or a merge task
+    /// whose conflicting merge the next merge task took over).
     pub recovered_by: Option<String>,
+    /// The goal branch's commit that holds the task's work, once it is DONE
+    /// under worktree isolation (docs/isolation.md).
+    pub commit: Option<String>,
+    /// What that commit changed (`git diff --stat`, capped).
+    pub diffstat: Option<String>,
+    /// A merge task: the conflict it resolves.
+    pub conflict: Option<MergeConflict>,
 }
 
 impl TaskState {
@@ -166,6 +174,9 @@ impl TaskState {
             soft: false,
             planned_role: None,
             recovered_by: None,
+            commit: None,
+            diffstat: None,
+            conflict: None,
         }
     }
 }

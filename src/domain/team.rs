@@ -90,7 +90,8 @@ impl std::fmt::Display for AgentKind {
 
 /// What a task is for: planned work, or one of the tasks porki adds to a running
 /// plan (a review after a task, a fix a review asked for, a recovery of a failed
-/// task, an escalation of a review that could not settle).
+/// task, an escalation of a review that could not settle, a merge of work whose
+/// merge into the goal branch conflicted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskKind {
@@ -105,16 +106,20 @@ pub enum TaskKind {
     Recover,
     /// A manager settles a review that did not pass within its cycles.
     Escalate,
+    /// Resolves the conflicts of merging the work of the task it is `of` into
+    /// the goal branch; when it is DONE, so is that task.
+    Merge,
 }
 
 impl TaskKind {
     /// Every kind.
-    pub const ALL: [TaskKind; 5] = [
+    pub const ALL: [TaskKind; 6] = [
         TaskKind::Work,
         TaskKind::Review,
         TaskKind::Fix,
         TaskKind::Recover,
         TaskKind::Escalate,
+        TaskKind::Merge,
     ];
 
     /// The name in the store and in plans.
@@ -125,6 +130,7 @@ impl TaskKind {
             TaskKind::Fix => "fix",
             TaskKind::Recover => "recover",
             TaskKind::Escalate => "escalate",
+            TaskKind::Merge => "merge",
         }
     }
 
@@ -170,14 +176,28 @@ pub fn recovery_id(task: &str) -> String {
     format!("{task}.recover")
 }
 
+/// The id of the `n`th merge task named after planned task `task`: `<task>.merge`,
+/// then `<task>.merge-2`, `<task>.merge-3`…
+pub fn merge_id(task: &str, n: u32) -> String {
+    if n <= 1 {
+        format!("{task}.merge")
+    } else {
+        format!("{task}.merge-{n}")
+    }
+}
+
 /// The suffix of `id` that porki keeps for the tasks it adds, if it has one:
 /// a plan may not use such ids, so that no added id ever nests suffixes.
 pub fn reserved_suffix(id: &str) -> Option<&str> {
     let (_, last) = id.rsplit_once('.')?;
-    let fix = last
-        .strip_prefix("fix-")
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    (matches!(last, "review" | "escalate" | "recover") || fix).then_some(last)
+    let numbered = |prefix: &str| {
+        last.strip_prefix(prefix)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    (matches!(last, "review" | "escalate" | "recover" | "merge")
+        || numbered("fix-")
+        || numbered("merge-"))
+    .then_some(last)
 }
 
 /// The bounds of a goal's review loops and who takes escalations, as agents
@@ -328,6 +348,8 @@ mod tests {
         assert_eq!(reserved_suffix(&fix_id("a", 12)), Some("fix-12"));
         assert_eq!(reserved_suffix(&escalation_id("a.b")), Some("escalate"));
         assert_eq!(reserved_suffix(&recovery_id("a")), Some("recover"));
+        assert_eq!(reserved_suffix(&merge_id("a", 1)), Some("merge"));
+        assert_eq!(reserved_suffix(&merge_id("a.b", 2)), Some("merge-2"));
         for planned in [
             "review",
             "a.fix-",
@@ -335,6 +357,10 @@ mod tests {
             "a.reviewed",
             "a_review",
             "fix-1",
+            "merge",
+            "a.merge-",
+            "a.merged",
+            "a.merge-two",
         ] {
             assert_eq!(reserved_suffix(planned), None, "{planned}");
         }
@@ -348,6 +374,8 @@ mod tests {
             escalation_id(&base),
             recovery_id(&base),
             fix_id(&base, u32::MAX),
+            merge_id(&base, 1),
+            merge_id(&base, crate::domain::merge::MAX_MERGE_NUMBER),
         ];
         for id in &added {
             assert!(crate::domain::check_id("task id", id).is_ok(), "{id}");

@@ -166,6 +166,12 @@ impl TeamContext {
                  what went wrong. Write every file you produce into the artifacts directory and \
                  list their paths in `outputs`."
             ),
+            TaskKind::Merge => format!(
+                "The work of {subject} did not merge into the goal branch: the conflict is below, \
+                 and the files it names hold conflict markers in the workspace. Resolve every \
+                 conflict so that the files keep what both sides meant, remove the markers, and \
+                 list the files you changed in `outputs`."
+            ),
         }
     }
 }

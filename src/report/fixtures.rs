@@ -96,6 +96,7 @@ fn report(title: &str, dag: Dag, tasks: Vec<TaskState>) -> GoalReport {
             cost_usd: 0.0,
             backoff: None,
             ready_by_role: Default::default(),
+            branch: None,
         },
         tasks,
         edges: dag.edges,

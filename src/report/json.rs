@@ -22,7 +22,7 @@ pub const JSON_VERSION: u64 = 1;
 ///     "total": 12,                 // tasks in all
 ///     "done": 6,                   // tasks DONE (same as counts.DONE)
 ///     "percent_done": 50,          // done * 100 / total, rounded down (0 when total is 0)
-///     "superseded": 0,             // FAILED tasks whose work a recovery took over (in total;
+///     "superseded": 0,             // FAILED tasks whose work another took over (in total;
 ///                                  // the goal completes without them)
 ///     "counts": {"BLOCKED": 2, "READY": 1, "RUNNING": 1, "AWAITING_APPROVAL": 0, "DONE": 6, "FAILED": 2},
 ///                                  // every state always present
@@ -37,17 +37,20 @@ pub const JSON_VERSION: u64 = 1;
 ///                                  // (role null: tasks any agent of the goal may take)
 ///     "backoff": null,             // while a rate or usage limit holds the goal:
 ///                                  // {"until_ms": …, "left_ms": …, "reason": "…"}, else null
+///     "branch": "porki/demo-001",  // worktree isolation: the goal branch, else null
+///     "repository": "/home/u/proj",// the repository holding it, as its preparer described it, else null
 ///     "tasks": [{                  // most recent activity (updated_ms) first, then by id
 ///       "id": "outline",           // task id
 ///       "title": "…",              // title from the plan
 ///       "state": "RUNNING",        // BLOCKED | READY | RUNNING | AWAITING_APPROVAL | DONE | FAILED
-///       "kind": "work",            // work | review | fix | recover | escalate (the last four porki added)
+///       "kind": "work",            // work | review | fix | recover | escalate | merge (all but work porki added)
 ///       "of": null,                // the task an added task is about (an escalation's: the review), else null
 ///       "cycle": 0,                // a review: times it asked for changes; a fix: its number; else 0
 ///       "notes": null,             // what an added task is asked to address, or null
 ///       "needs_approval": false,   // waits for a person's approval once it ran
 ///       "waits_for": [],           // its dependencies not yet DONE, sorted (what a BLOCKED task waits for)
-///       "recovered_by": null,      // a FAILED task whose work a recovery took over: the recovery's id
+///       "recovered_by": null,      // a FAILED task whose work another took over (a recovery; for a
+///                                  // merge task, the next one or the task it merges): that task's id
 ///       "planned_role": null,      // the role the plan gave a soft task handed to another agent, or null
 ///       "role": null,              // role restriction, or null
 ///       "priority": 0,             // current priority (higher runs sooner)
@@ -64,7 +67,10 @@ pub const JSON_VERSION: u64 = 1;
 ///       "created_ms": 1700000000000, // when the task was written
 ///       "updated_ms": 1700000001000, // last change
 ///       "started_ms": 1700000001000, // last claim, or null
-///       "finished_ms": null        // when it became DONE or FAILED, or null
+///       "finished_ms": null,       // when it became DONE or FAILED, or null
+///       "commit": null,            // worktree isolation: the goal branch's commit holding its work, once DONE
+///       "diffstat": null,          // what that commit changed (git diff --stat, capped), or null
+///       "conflict": null           // a merge task: {"commit", "files", "ours", "theirs"}, else null
 ///     }]
 ///   }],
 ///   "agents": [{                   // registered agents (of the goal, with --goal), by name
@@ -144,6 +150,9 @@ fn goal_json(goal: &GoalReport, agents: &[AgentReport], now_ms: u64) -> Value {
                 "updated_ms": t.updated_ms,
                 "started_ms": t.started_ms,
                 "finished_ms": t.finished_ms,
+                "commit": t.commit,
+                "diffstat": t.diffstat,
+                "conflict": t.conflict,
             })
         })
         .collect();
@@ -172,6 +181,8 @@ fn goal_json(goal: &GoalReport, agents: &[AgentReport], now_ms: u64) -> Value {
             let left = b.remaining_ms(now_ms)?;
             Some(json!({"until_ms": b.until_ms, "left_ms": left, "reason": b.reason}))
         }),
+        "branch": status.branch.as_ref().map(|b| &b.branch),
+        "repository": status.branch.as_ref().map(|b| &b.repository),
         "tasks": tasks,
     })
 }
@@ -195,7 +206,7 @@ fn lease_left_ms(task: &TaskState, now_ms: u64) -> Option<u64> {
 ///     "title": "…",              // title from the plan
 ///     "state": "RUNNING",        // BLOCKED | READY | RUNNING | AWAITING_APPROVAL | DONE | FAILED,
 ///                                // null if the task has no state
-///     "kind": "work",            // work | review | fix | recover | escalate (the last four porki added)
+///     "kind": "work",            // work | review | fix | recover | escalate | merge (all but work porki added)
 ///     "of": null,                // the task an added task is about, or null
 ///     "cycle": 0,                // a review: times it asked for changes; a fix: its number; else 0
 ///     "recovered_by": null,      // a FAILED task: the recovery that took its work over, or null
@@ -361,6 +372,57 @@ mod tests {
         assert_eq!(task("sign-off")["state"], "AWAITING_APPROVAL");
         assert_eq!(task("layout")["planned_role"], "designer");
         assert_eq!(value["agents"][0]["kind"], "reviewer");
+    }
+
+    #[test]
+    fn status_json_shows_the_goal_branch_and_each_tasks_commit_and_conflict() {
+        let plain = status_json(&[goal_report()], &[], NOW);
+        let goal = &plain["goals"][0];
+        assert_eq!(
+            (&goal["branch"], &goal["repository"]),
+            (&Value::Null, &Value::Null)
+        );
+        let task = &goal["tasks"][0];
+        assert_eq!(
+            (&task["commit"], &task["diffstat"], &task["conflict"]),
+            (&Value::Null, &Value::Null, &Value::Null)
+        );
+        let mut report = goal_report();
+        report.status.branch = Some(crate::store::GoalBranch {
+            branch: "porki/g".into(),
+            repository: "/home/u/proj".into(),
+        });
+        report.tasks[0].commit = Some("abc".into());
+        report.tasks[0].diffstat = Some(" a | 1 +".into());
+        report.tasks[1].conflict = Some(crate::domain::MergeConflict {
+            commit: "def".into(),
+            files: vec!["a".into()],
+            ours: vec!["b".into()],
+            theirs: vec!["a".into()],
+        });
+        let value = status_json(&[report], &[], NOW);
+        let goal = &value["goals"][0];
+        assert_eq!(
+            (&goal["branch"], &goal["repository"]),
+            (&json!("porki/g"), &json!("/home/u/proj"))
+        );
+        let by_id = |id: &str| {
+            goal["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["id"] == id)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            (by_id("a")["commit"].clone(), by_id("a")["diffstat"].clone()),
+            (json!("abc"), json!(" a | 1 +"))
+        );
+        assert_eq!(
+            by_id("b")["conflict"],
+            json!({"commit": "def", "files": ["a"], "ours": ["b"], "theirs": ["a"]})
+        );
     }
 
     #[test]

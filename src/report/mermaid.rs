@@ -75,6 +75,7 @@ fn kind_dashes(kind: TaskKind) -> Option<&'static str> {
         TaskKind::Fix => Some("3 3"),
         TaskKind::Recover => Some("10 3 2 3"),
         TaskKind::Escalate => Some("12 3 2 3 2 3"),
+        TaskKind::Merge => Some("2 2"),
     }
 }
 
@@ -130,6 +131,7 @@ flowchart TD
     classDef fix stroke-dasharray:3 3
     classDef recover stroke-dasharray:10 3 2 3
     classDef escalate stroke-dasharray:12 3 2 3 2 3
+    classDef merge stroke-dasharray:2 2
     t_a[\"a<br/>Start<br/>DONE\"]:::done
     t_b[\"b<br/>Left<br/>RUNNING by w1\"]:::running
     t_c[\"c<br/>Right<br/>FAILED\"]:::failed
@@ -158,7 +160,7 @@ flowchart TD
         );
         assert!(text.contains("    t_end --> t_a_2d_b_2e_c__d\n"), "{text}");
         // Every node line is one line: the title's newline did not split it.
-        assert_eq!(text.lines().count(), 1 + 6 + 4 + 2 + 1);
+        assert_eq!(text.lines().count(), 1 + 6 + 5 + 2 + 1);
         assert_ne!(mermaid_id("a_b"), mermaid_id("a-b"));
         assert_ne!(mermaid_id("a__2d_"), mermaid_id("a_-"));
     }

@@ -94,6 +94,7 @@ pub fn task_subject(task: &TaskState) -> Option<String> {
         TaskKind::Fix => format!("fix {} of {of}", task.cycle),
         TaskKind::Recover => format!("recovery of {of}"),
         TaskKind::Escalate => format!("escalation of {of}"),
+        TaskKind::Merge => format!("merge of {of}"),
     })
 }
 
@@ -107,6 +108,7 @@ pub fn kind_line(kind: TaskKind, cycle: u32) -> Option<String> {
         TaskKind::Fix => format!("fix {cycle}"),
         TaskKind::Recover => "recovery".to_string(),
         TaskKind::Escalate => "escalation".to_string(),
+        TaskKind::Merge => "merge".to_string(),
     })
 }
 
@@ -149,6 +151,9 @@ pub fn task_note(task: &TaskState, waits: &[&str]) -> String {
     }
     if let Some(role) = &task.planned_role {
         parts.push(format!("planned for role {role}"));
+    }
+    if let Some(commit) = &task.commit {
+        parts.push(format!("commit {}", crate::domain::merge::short(commit)));
     }
     parts.join("; ")
 }

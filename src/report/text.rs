@@ -81,6 +81,14 @@ fn goal_text(
         })
         .collect();
     let _ = writeln!(out, "{INDENT}{}", counts.join("  "));
+    if let Some(branch) = &status.branch {
+        let line = format!(
+            "{INDENT}branch {} in {}",
+            clean(&branch.branch),
+            clean(&branch.repository)
+        );
+        let _ = writeln!(out, "{}", fit(&line, width));
+    }
     if status.tokens > 0 || status.cost_usd > 0.0 {
         let _ = writeln!(
             out,
@@ -290,6 +298,25 @@ agents
   w1    g     research  builder  running  -
 ";
         assert_eq!(text, expected, "\n{text}");
+    }
+
+    #[test]
+    fn status_text_shows_the_goal_branch_and_each_tasks_short_commit() {
+        let mut report = goal_report();
+        report.status.branch = Some(crate::store::GoalBranch {
+            branch: "porki/g".into(),
+            repository: "/home/u/proj".into(),
+        });
+        report.tasks[0].commit = Some("0123456789abcdef0123456789abcdef01234567".into());
+        let text = status_text(&[report], &[], NOW, 100);
+        assert!(
+            text.contains("\n  branch porki/g in /home/u/proj\n"),
+            "{text}"
+        );
+        assert!(text.contains("commit 0123456"), "{text}");
+        assert!(!text.contains("0123456789"), "the short form only: {text}");
+        let plain = status_text(&[goal_report()], &[], NOW, 100);
+        assert!(!plain.contains("branch") && !plain.contains("commit"));
     }
 
     #[test]

@@ -100,16 +100,17 @@ pub enum StoreError {
         /// The stale fence.
         fence: u64,
     },
-    /// RETRY-TASK of a FAILED task whose work a recovery task took over.
+    /// RETRY-TASK of a FAILED task whose work another task took over (a
+    /// recovery; for a merge task, the next merge task or the task it merges).
     #[error(
-        "task {goal}/{task} failed and recovery task {by} took its work over: retry {by} instead (RETRY-TASK {by})"
+        "task {goal}/{task} failed and task {by} took its work over: retry {by} instead (RETRY-TASK {by})"
     )]
     Superseded {
         /// Goal id.
         goal: String,
         /// Task id.
         task: String,
-        /// The recovery task.
+        /// The task that took its work over.
         by: String,
     },
     /// A verdict for a task that is neither a review nor an escalation.

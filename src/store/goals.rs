@@ -2,8 +2,9 @@
 //! what changed in them.
 //!
 //! What is about the goal and not about its plan outlives a replaced plan: the
-//! LLM spending (`tokens`, `cost_usd`, the token reservations of calls in flight)
-//! and a rate or usage limit's wait (`backoff_until`, `backoff_reason`).
+//! LLM spending (`tokens`, `cost_usd`, the token reservations of calls in flight),
+//! a rate or usage limit's wait (`backoff_until`, `backoff_reason`) and the goal
+//! branch (`branch`, `repository`).
 //! Everything else in `goal:{G}` describes the plan (its fingerprint and source,
 //! title, attempts, counts, times, `last_error`) and is written anew with it.
 
@@ -141,6 +142,9 @@ pub struct GoalStatus {
     /// READY tasks claimable now, by the role they need (`""`: any agent of the
     /// goal); roles without one are left out.
     pub ready_by_role: BTreeMap<String, u64>,
+    /// Under worktree isolation, the goal branch and its repository
+    /// ([`super::MergeStore::set_goal_branch`]).
+    pub branch: Option<super::GoalBranch>,
 }
 
 /// A wait imposed on a whole goal by a rate or usage limit ([`crate::store::TaskStore::back_off`]).

@@ -17,6 +17,12 @@ pub fn goal(goal: &str) -> String {
     format!("goal:{{{goal}}}")
 }
 
+/// `goal:{G}:merge`: the goal's merge lock, `TOKEN TASK FENCE` with a TTL
+/// (worktree isolation: one merge into the goal branch at a time).
+pub fn merge_lock(goal: &str) -> String {
+    format!("goal:{{{goal}}}:merge")
+}
+
 /// `goal:{G}:ready` (roleless) or `goal:{G}:ready:role:R`: READY tasks by priority.
 pub fn ready(goal: &str, role: Option<&str>) -> String {
     match role {
@@ -267,6 +273,7 @@ mod tests {
             ready(GOAL, Some("reviewer")),
             task(GOAL, TASK),
             task_lock(GOAL, TASK),
+            merge_lock(GOAL),
         ]);
         for key in &goal_script {
             assert_eq!(Slot::for_key(key), slot, "{key} is in the goal's slot");

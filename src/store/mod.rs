@@ -12,6 +12,7 @@
 //! | [`GateStore`] | `gate.rs` | the LLM call slots (`llm:gate`) |
 //! | [`AgentStore`] | `agents.rs` | registration, liveness, guard, per-agent values |
 //! | [`GcStore`] | `gc.rs` | removing finished goals and dead agents past the retention |
+//! | [`MergeStore`] | `merge.rs` | worktree isolation: the goal branch, the merge lock, `.merge` tasks |
 //!
 //! [`StoreError`] (`error.rs`) is every backend's error; [`keys`] names the Redis
 //! keys Rust addresses. Callers hold an `Arc<dyn Store>` and bring the methods into
@@ -34,6 +35,7 @@ pub mod gc;
 mod goals;
 pub mod keys;
 mod memory;
+mod merge;
 mod redis;
 mod tasks;
 mod team;
@@ -54,6 +56,7 @@ pub use self::goals::{
     WriteDagOptions, WriteDagOutcome, write_plan,
 };
 pub use self::memory::MemoryStore;
+pub use self::merge::{ConflictOutcome, GoalBranch, MergeLock, MergeLockOutcome, MergeStore};
 pub use self::redis::RedisStore;
 pub use self::tasks::{
     ClaimOutcome, ClaimScope, CompleteOutcome, FailOutcome, Lease, ReapOutcome, Recovery,
@@ -66,12 +69,19 @@ pub use self::url::{password, redact};
 /// with respect to every other caller. Implemented for every type that implements
 /// all the parts.
 pub trait Store:
-    TaskStore + ControlStore + TeamStore + GoalStore + GateStore + AgentStore + GcStore
+    TaskStore + ControlStore + TeamStore + GoalStore + GateStore + AgentStore + GcStore + MergeStore
 {
 }
 
 impl<S> Store for S where
-    S: TaskStore + ControlStore + TeamStore + GoalStore + GateStore + AgentStore + GcStore
+    S: TaskStore
+        + ControlStore
+        + TeamStore
+        + GoalStore
+        + GateStore
+        + AgentStore
+        + GcStore
+        + MergeStore
 {
 }
 
@@ -79,7 +89,8 @@ impl<S> Store for S where
 /// store method into scope.
 pub mod prelude {
     pub use super::{
-        AgentStore, ControlStore, GateStore, GcStore, GoalStore, Store, TaskStore, TeamStore,
+        AgentStore, ControlStore, GateStore, GcStore, GoalStore, MergeStore, Store, TaskStore,
+        TeamStore,
     };
 }
 

@@ -84,6 +84,15 @@ pub struct TaskResult {
     pub progress: String,
     /// Artifacts produced.
     pub artifacts: Vec<String>,
+    /// Under worktree isolation, the goal branch's commit that holds the work
+    /// (its merge, or the tip when it changed nothing): kept on the task with
+    /// the completion that makes it DONE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// What that commit changed (`git diff --stat`); the store keeps at most
+    /// [`crate::domain::merge::DIFFSTAT_CAP`] bytes of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diffstat: Option<String>,
 }
 
 /// What completing a task did.
@@ -173,8 +182,11 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Extends a held lease; `LeaseLost` if it is no longer held.
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError>;
 
-    /// Marks the task DONE and promotes dependents whose deps are all DONE (or, for
-    /// a task that needs approval, AWAITING_APPROVAL); `LeaseLost` if stale.
+    /// Marks the task DONE, with the result's commit, and promotes dependents
+    /// whose deps are all DONE (or, for a task that needs approval,
+    /// AWAITING_APPROVAL); `LeaseLost` if stale. A merge task's completion
+    /// also makes the task it merges DONE with the same commit (and promotes
+    /// that task's dependents), while that task waits for it.
     async fn complete(
         &self,
         lease: &Lease,

@@ -53,6 +53,7 @@ fn dashes(kind: TaskKind) -> &'static str {
         TaskKind::Fix => " stroke-dasharray=\"3 3\"",
         TaskKind::Recover => " stroke-dasharray=\"10 3 2 3\"",
         TaskKind::Escalate => " stroke-dasharray=\"12 3 2 3 2 3\"",
+        TaskKind::Merge => " stroke-dasharray=\"2 2\"",
     }
 }
 

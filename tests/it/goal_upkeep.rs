@@ -47,7 +47,7 @@ async fn cluster_store() -> Arc<dyn Store> {
 fn done(text: &str) -> TaskResult {
     TaskResult {
         progress: text.into(),
-        artifacts: Vec::new(),
+        ..TaskResult::default()
     }
 }
 

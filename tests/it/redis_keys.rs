@@ -98,6 +98,7 @@ fn an_agent_registered_before_agents_had_kinds_reads_as_a_builder() {
 /// The completion script as the Redis backend builds it (lib.lua first).
 const COMPLETE_LUA: &str = concat!(
     include_str!("../../src/store/lua/lib.lua"),
+    include_str!("../../src/store/lua/merge_lib.lua"),
     include_str!("../../src/store/lua/complete_lib.lua"),
     include_str!("../../src/store/lua/complete.lua"),
 );
@@ -178,6 +179,7 @@ fn send_goal_script<T: redis::FromRedisValue>(
 const COMPLETE_AND_CLAIM_LUA: &str = concat!(
     include_str!("../../src/store/lua/lib.lua"),
     include_str!("../../src/store/lua/claim_lib.lua"),
+    include_str!("../../src/store/lua/merge_lib.lua"),
     include_str!("../../src/store/lua/complete_lib.lua"),
     include_str!("../../src/store/lua/complete_and_claim.lua"),
 );
@@ -239,6 +241,7 @@ fn a_complete_and_claim_sent_twice_claims_one_task_and_answers_it_twice() {
 /// The review-settling script as the Redis backend builds it.
 const SETTLE_REVIEW_LUA: &str = concat!(
     include_str!("../../src/store/lua/lib.lua"),
+    include_str!("../../src/store/lua/merge_lib.lua"),
     include_str!("../../src/store/lua/fail_lib.lua"),
     include_str!("../../src/store/lua/complete_lib.lua"),
     include_str!("../../src/store/lua/team_lib.lua"),
@@ -361,4 +364,84 @@ fn an_escalation_a_plan_stored_before_plans_were_refused_them_settles_only_itsel
             );
         }
     });
+}
+
+/// The merge-conflict script as the Redis backend builds it.
+const MERGE_CONFLICT_LUA: &str = concat!(
+    include_str!("../../src/store/lua/lib.lua"),
+    include_str!("../../src/store/lua/merge_lib.lua"),
+    include_str!("../../src/store/lua/fail_lib.lua"),
+    include_str!("../../src/store/lua/team_lib.lua"),
+    include_str!("../../src/store/lua/merge_conflict.lua"),
+);
+
+#[test]
+fn a_merge_conflict_sent_twice_adds_one_merge_task_and_answers_it_twice() {
+    let server = RedisServer::start();
+    let (token, fence) = block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        porki::store::write_plan(
+            &store,
+            plan("g", nodes(&["x"]), &[]),
+            &Default::default(),
+            100,
+        )
+        .await
+        .unwrap();
+        let lease = claim(&store, "g", "w", std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        (lease.token, lease.fence.to_string())
+    });
+    let script = redis::Script::new(MERGE_CONFLICT_LUA);
+    let send = |fence: &str| -> Vec<String> {
+        let args = [
+            "x", &token, fence, "done", "[]", "notes", "{}", "failure", "2", "64",
+        ];
+        send_goal_script(&server, &script, &["x", "x.merge"], &args)
+    };
+    assert_eq!(send(&fence), ["merging", "x.merge", "x"]);
+    assert_eq!(
+        send(&fence),
+        ["merging", "x.merge", "x"],
+        "the resend's answer"
+    );
+    assert_eq!(send("7"), ["lost"], "another lease is refused");
+    let mut conn = server.conn();
+    let total: i64 = hget(&mut conn, "goal:{g}", "total");
+    assert_eq!(total, 2, "one merge task was added");
+    let status: String = hget(&mut conn, "task:{g}:x", "status");
+    assert_eq!(status, "BLOCKED");
+}
+
+#[test]
+fn the_merge_lock_is_a_key_of_the_goal_holding_its_token_task_and_fence_with_a_ttl() {
+    let server = RedisServer::start();
+    let lock = block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        porki::store::write_plan(
+            &store,
+            plan("g", nodes(&["x"]), &[]),
+            &Default::default(),
+            100,
+        )
+        .await
+        .unwrap();
+        let lease = claim(&store, "g", "w", std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        let ttl = std::time::Duration::from_secs(30);
+        match store.acquire_merge_lock(&lease, ttl).await.unwrap() {
+            porki::store::MergeLockOutcome::Acquired(lock) => (lock, lease.fence),
+            busy => panic!("the lock is free, got {busy:?}"),
+        }
+    });
+    let (lock, fence) = lock;
+    let mut conn = server.conn();
+    let key = keys::merge_lock("g");
+    assert_eq!(key, "goal:{g}:merge");
+    let value: String = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+    assert_eq!(value, format!("{} x {fence}", lock.token));
+    let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+    assert!(ttl > 0 && ttl <= 30_000, "{ttl}");
 }

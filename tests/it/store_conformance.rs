@@ -130,6 +130,9 @@ conformance!(
 // the same backends and macro.
 mod upkeep;
 
+// Worktree isolation: the merged commit, the goal branch, the merge lock.
+mod merge;
+
 pub(crate) const LONG: Duration = Duration::from_secs(60);
 pub(crate) const SHORT: Duration = Duration::from_millis(150);
 
@@ -173,6 +176,7 @@ pub(crate) fn result(text: &str) -> TaskResult {
     TaskResult {
         progress: text.to_string(),
         artifacts: vec![format!("{text}.md")],
+        ..TaskResult::default()
     }
 }
 

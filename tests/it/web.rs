@@ -65,6 +65,7 @@ fn seed() -> (Arc<MemoryStore>, Lease) {
         let result = TaskResult {
             progress: "tea, <b>coffee</b> & cake".into(),
             artifacts: vec!["out/products.md".into()],
+            ..TaskResult::default()
         };
         store.complete(&a, &result).await.unwrap();
         let b = claim(&*store, GOAL, "w1", LEASE).await.unwrap();
@@ -296,6 +297,7 @@ fn noncharacters_in_titles_leave_the_svg_well_formed_xml_and_the_pages_clean() {
         let result = TaskResult {
             progress: format!("Notes {NONCHARACTERS}"),
             artifacts: vec![format!("out/{NONCHARACTERS}")],
+            ..TaskResult::default()
         };
         store.complete(&a, &result).await.unwrap();
         store

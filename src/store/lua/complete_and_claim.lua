@@ -3,7 +3,8 @@
 -- then claim.lua, one TIME for both; nothing is claimed if the lease is lost.
 -- KEYS, ARGV: see lib.lua. ARG: task, token, fence, progress, artifacts JSON,
 -- agent, role ('' for none), ttl ms, new token (also the completion's call id),
--- roleless tasks too (1/0), the held task needs approval ('1'/'0', '' unknown).
+-- roleless tasks too (1/0), the held task needs approval ('1'/'0', '' unknown),
+-- commit, diffstat.
 -- Returns {{'lost'}} | {{'need', ...}} (nothing written) | {complete reply, claim
 -- reply} (see complete_lib.lua, claim_lib.lua); a claim reply of {'need', ...}
 -- means the task was completed and nothing claimed.
@@ -11,7 +12,8 @@
 -- it) claims nothing more: it is answered the task the first one claimed
 -- (`next_claim` on the completed task) while that claim still holds it, else empty.
 local id, token = ARG[1], ARG[9]
-local done, now, again = complete_held(id, ARG[2], ARG[3], ARG[4], ARG[5], token, ARG[11])
+local done, now, again = complete_held(id, ARG[2], ARG[3], ARG[4], ARG[5], token, ARG[11],
+  ARG[12], ARG[13])
 if done[1] ~= 'ok' then return {done} end
 if not again then
   local claim = claim_next(ARG[6], ARG[7], tonumber(ARG[8]), token, now, nil, ARG[10] == '1')

@@ -63,10 +63,14 @@ end
 -- client resent it, is answered ok again (promoting nothing new); any other
 -- completion of a task that is no longer held is refused. `hold` is whether the
 -- task needs approval as its claim said ('1'/'0'; '' when the caller does not
--- know, and the task hash is read).
+-- know, and the task hash is read). `commit` and `diffstat` (may be nil or '')
+-- are the goal branch's commit holding the work and what it changed.
+-- A merge task's completion also settles the task whose work it merges, while
+-- that task waits for it (BLOCKED, `merging` naming it): DONE with the same
+-- commit, its dependents promoted (or AWAITING_APPROVAL if it needs approval).
 -- Returns {'ok', goal complete 0/1 or 'awaiting', promoted ids...}, now, whether
 -- this answers a resend | {'lost'} | {'need', ...}.
-local function complete_held(id, token, fence, progress, artifacts, call, hold)
+local function complete_held(id, token, fence, progress, artifacts, call, hold, commit, diffstat)
   if not holds(id, token, fence) then
     local f = redis.call('HMGET', task_key(id), 'status', 'done_call')
     if f[2] ~= call then return {'lost'} end
@@ -82,21 +86,46 @@ local function complete_held(id, token, fence, progress, artifacts, call, hold)
     hold = hold == '1'
   end
   local dependents = {}
-  if not hold then
-    dependents = want_dependents(id)
+  if not hold then dependents = want_dependents(id) end
+  -- The task a merge task settles, and that task's dependents.
+  local subject = want_merge_subject(id)
+  if wanting() then return need() end
+  local settles, subject_hold, subject_dependents = false, false, {}
+  if subject and not hold then
+    local s = redis.call('HMGET', task_key(subject), 'status', 'merging', 'approval')
+    settles = s[1] == 'BLOCKED' and s[2] == id
+    subject_hold = s[3] == '1'
+    if settles and not subject_hold then subject_dependents = want_dependents(subject) end
     if wanting() then return need() end
   end
   local now = now_ms()
   redis.call('DEL', lock_key(id))
   redis.call('SREM', RUNNING, id)
+  local fields = {'progress', progress, 'artifacts', artifacts, 'lease_expires', 0,
+    'updated_at', now, 'done_call', call}
+  if commit and commit ~= '' then
+    fields[#fields + 1] = 'commit'; fields[#fields + 1] = commit
+    fields[#fields + 1] = 'diffstat'; fields[#fields + 1] = diffstat or ''
+  end
   if hold then
-    redis.call('HSET', task_key(id), 'status', 'AWAITING_APPROVAL', 'progress', progress,
-      'artifacts', artifacts, 'lease_expires', 0, 'updated_at', now, 'done_call', call)
+    redis.call('HSET', task_key(id), 'status', 'AWAITING_APPROVAL', unpack(fields))
     redis.call('HINCRBY', GOAL, 'awaiting', 1)
     return {'ok', 'awaiting'}, now
   end
-  redis.call('HSET', task_key(id), 'status', 'DONE', 'progress', progress,
-    'artifacts', artifacts, 'lease_expires', 0, 'finished_at', now, 'updated_at', now,
-    'done_call', call)
-  return finish_done(dependents, now), now
+  redis.call('HSET', task_key(id), 'status', 'DONE', 'finished_at', now, unpack(fields))
+  local reply = finish_done(dependents, now)
+  if not settles then return reply, now end
+  redis.call('HSET', task_key(subject), 'pending', 0, 'updated_at', now)
+  if commit and commit ~= '' then
+    redis.call('HSET', task_key(subject), 'commit', commit, 'diffstat', diffstat or '')
+  end
+  if subject_hold then
+    redis.call('HSET', task_key(subject), 'status', 'AWAITING_APPROVAL')
+    redis.call('HINCRBY', GOAL, 'awaiting', 1)
+    return reply, now
+  end
+  redis.call('HSET', task_key(subject), 'status', 'DONE', 'finished_at', now)
+  local settled = finish_done(subject_dependents, now)
+  for i = 3, #reply do settled[#settled + 1] = reply[i] end
+  return settled, now
 end

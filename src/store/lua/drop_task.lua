@@ -1,4 +1,5 @@
--- Cancels a task: FAILED with a reason, lease revoked (fence bumped, lock deleted).
+-- Cancels a task: FAILED with a reason, lease revoked (fence bumped, lock deleted);
+-- a merge task fails the task waiting for it too (fail_lib.lua).
 -- KEYS, ARGV: see lib.lua; the task is declared. ARG: task, reason.
 -- Returns {'ok'} | {'no_task'} | {'state', status} | {'need', ...}.
 local id, reason = ARG[1], ARG[2]
@@ -8,6 +9,7 @@ if not status then return {'no_task'} end
 if status == 'DONE' then return {'state', status} end
 if status == 'FAILED' then return {'ok'} end
 want_roles()
+want_merge_subject(id)
 if wanting() then return need() end
 local now = now_ms()
 unindex_ready(id, f[2])

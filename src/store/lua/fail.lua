@@ -1,11 +1,15 @@
 -- Records a failed attempt. KEYS, ARGV: see lib.lua; the task is declared (and
--- its recovery task and role, when one may be added).
+-- its recovery task and role, when one may be added, or the task a merge task
+-- merges).
 -- ARG: task, token, fence, error, retryable 0/1, backoff ms, recovery ('0' none,
 -- '1' for the task's role, '2' for the role in ARG[8]), role.
 -- Returns {'retrying'} | {'failed'} | {'recovering', recovery id} | {'lost'} | {'need', ...}.
 local id, token, fence, err, retryable, backoff = ARG[1], ARG[2], ARG[3], ARG[4], ARG[5], tonumber(ARG[6])
 local recovery, recovery_role = ARG[7], ARG[8]
 if not holds(id, token, fence) then return {'lost'} end
+-- A merge task failing for good fails the task waiting for it: declared first.
+want_merge_subject(id)
+if wanting() then return need() end
 local t = redis.call('HMGET', task_key(id), 'attempt', 'kind', 'title', 'role', 'priority', 'approval', 'of')
 local retry = retryable == '1' and tonumber(t[1]) < max_attempts()
 -- Only planned work is recovered, and only once (the recovery is never recovered).
@@ -52,10 +56,7 @@ end
 -- FAILED for good, but not the goal: the recovery takes its place. The task leaves
 -- the work to finish (`superseded`), the recovery joins it, and whatever waited
 -- for the task waits for the recovery instead.
-redis.call('HSET', task_key(id), 'status', 'FAILED', 'last_error', err, 'lease_expires', 0,
-  'retry_at', 0, 'finished_at', now, 'updated_at', now, 'recovered_by', rid)
-redis.call('HINCRBY', GOAL, 'superseded', 1)
-redis.call('HINCRBY', GOAL, 'remaining', -1)
+supersede(id, rid, err, now)
 local role = t[4] or ''
 if recovery == '2' then role = recovery_role end
 add_task(rid, {title = 'Recover: ' .. (t[3] or id), kind = 'recover', of = id, notes = err,

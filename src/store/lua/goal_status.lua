@@ -2,7 +2,8 @@
 -- the indexes the task scripts keep anyway. READY = the ready indexes (roleless and
 -- one per role) plus DELAYED (READY, backing off); RUNNING = the running set;
 -- AWAITING_APPROVAL = the `awaiting` counter; DONE = total - remaining -
--- superseded (FAILED tasks a recovery took over); FAILED = count_failed +
+-- superseded (FAILED tasks whose work another took over: a recovery, the next
+-- merge task, the task a merge task merges); FAILED = count_failed +
 -- superseded; BLOCKED = the rest.
 -- KEYS, ARGV: see lib.lua; every role's index is declared.
 -- Returns {hash fields and values flat, {blocked, ready, running, awaiting, done, failed},

@@ -8,6 +8,9 @@ if #running == 0 then return {{}, {}} end
 for _, id in ipairs(running) do want(id) end
 want_roles()
 if wanting() then return need(running) end
+-- A merge task failing for good fails the task waiting for it.
+for _, id in ipairs(running) do want_merge_subject(id) end
+if wanting() then return need(running) end
 local requeued, failed = {}, {}
 local now, max = nil, nil
 for _, id in ipairs(running) do

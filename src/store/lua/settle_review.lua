@@ -2,7 +2,8 @@
 -- settle_review). KEYS, ARGV: see lib.lua; the task, the tasks it may add or
 -- finish, their dependents, and the manager's role are declared (else `need`).
 -- ARG: task, token, fence, progress, artifacts JSON, call id, verdict ('approved' |
--- 'changes'), notes, max review cycles, manager role ('' when the goal has none).
+-- 'changes'), notes, max review cycles, manager role ('' when the goal has none),
+-- commit, diffstat (as a completion's).
 -- Returns a completion's reply {'ok', ...} (see complete_lib.lua) | {'fix', id} |
 -- {'escalated', id} | {'failed', review id} | {'moot', review id} | {'lost'} |
 -- {'not_review', kind} | {'need', ...}.
@@ -11,6 +12,12 @@
 -- on the task with the request's call id (`settled`).
 local id, token, fence, progress, artifacts, call = ARG[1], ARG[2], ARG[3], ARG[4], ARG[5], ARG[6]
 local approved, notes, max_cycles, manager = ARG[7] == 'approved', ARG[8], tonumber(ARG[9]), ARG[10]
+local commit, diffstat = ARG[11], ARG[12]
+
+-- Completes the held task as a completion would (complete_lib.lua).
+local function complete()
+  return complete_held(id, token, fence, progress, artifacts, call, nil, commit, diffstat)
+end
 
 -- Answers `reply` ({what, task id}), kept on `task` for a resend of this request.
 local function settled(task, reply)
@@ -24,7 +31,7 @@ if not holds(id, token, fence) then
     local was, what, about = string.match(kept, '^(%S+) (%S+) (%S+)$')
     if was == call then return {what, about} end
   end
-  if approved then return (complete_held(id, token, fence, progress, artifacts, call)) end
+  if approved then return (complete()) end
   return {'lost'}
 end
 local t = redis.call('HMGET', task_key(id), 'kind', 'of', 'cycle')
@@ -43,7 +50,7 @@ if kind == 'escalate' then
   local dependents = {}
   if approved and waiting then dependents = want_dependents(review) end
   if wanting() then return need() end
-  local done, now = complete_held(id, token, fence, progress, artifacts, call)
+  local done, now = complete()
   if done[1] ~= 'ok' then return done end
   if not waiting then
     -- Nothing to settle: the escalation is DONE and the review stays as it is,
@@ -70,7 +77,7 @@ if kind == 'escalate' then
   return finish_done(dependents, now)
 end
 
-if approved then return (complete_held(id, token, fence, progress, artifacts, call)) end
+if approved then return (complete()) end
 if kind ~= 'review' then return {'not_review', kind or 'work'} end
 
 -- Changes requested. `of` is the reviewed work (a planned task or its

@@ -25,13 +25,15 @@ end
 if wanting() then return need() end
 if existing then
   -- What is about the goal, not the plan, outlives the plan: its LLM spending
-  -- (tokens, cost, the reservations of calls in flight) and a limit's wait.
+  -- (tokens, cost, the reservations of calls in flight), a limit's wait and
+  -- the goal branch.
   local kept = {}
   local fields = redis.call('HGETALL', GOAL)
   for i = 1, #fields, 2 do
     local name = fields[i]
     if name == 'tokens' or name == 'cost_usd' or name == 'backoff_until'
-      or name == 'backoff_reason' or string.sub(name, 1, 9) == 'reserved:' then
+      or name == 'backoff_reason' or name == 'branch' or name == 'repository'
+      or string.sub(name, 1, 9) == 'reserved:' then
       kept[#kept + 1] = name
       kept[#kept + 1] = fields[i + 1]
     end

@@ -33,6 +33,7 @@ fn unplanned_status(goal: &str) -> GoalStatus {
         cost_usd: 0.0,
         backoff: None,
         ready_by_role: BTreeMap::new(),
+        branch: None,
     }
 }
 
@@ -176,6 +177,7 @@ impl GoalStore for MemoryStore {
             data.status.tokens = old.status.tokens;
             data.status.cost_usd = old.status.cost_usd;
             data.status.backoff = old.status.backoff;
+            data.status.branch = old.status.branch;
             data.backoff_until = old.backoff_until;
         }
         state.goals.insert(goal.clone(), data);

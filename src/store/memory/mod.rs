@@ -9,6 +9,7 @@ mod control;
 mod gate;
 mod gc;
 mod goals;
+mod merge;
 mod tasks;
 mod team;
 
@@ -62,6 +63,8 @@ struct State {
     agent_changed: HashMap<String, u64>,
     /// When a sweep first found a `running` agent without a heartbeat.
     agent_dead_since: HashMap<String, u64>,
+    /// Merge locks by goal.
+    merge_locks: HashMap<String, merge::MergeLockEntry>,
 }
 
 struct GoalData {
@@ -85,6 +88,14 @@ struct TaskEntry {
     fixes: u32,
     /// A rejected task waiting for its fix: it awaits approval again after it.
     return_to_approval: bool,
+    /// Merge tasks added for this task's work so far.
+    merges: u32,
+    /// Merge tasks named after this (planned) task so far.
+    merge_names: u32,
+    /// The merge task this task waits for, while BLOCKED on one.
+    merging: Option<String>,
+    /// The lease (token, fence) whose conflict was recorded, and the answer it got.
+    conflicted: Option<(String, u64, crate::store::ConflictOutcome)>,
 }
 
 impl TaskEntry {
@@ -94,6 +105,10 @@ impl TaskEntry {
             lock: None,
             fixes: 0,
             return_to_approval: false,
+            merges: 0,
+            merge_names: 0,
+            merging: None,
+            conflicted: None,
         }
     }
 }
@@ -220,7 +235,15 @@ impl GoalData {
         self.delayed.retain(|(_, d)| d != id);
     }
 
+    /// A task that failed for good: FAILED, and the goal with it. A merge task
+    /// the task it merges waits for hands its failure to that task, which is
+    /// then what fails (as fail_lib.lua).
     fn fail_for_good(&mut self, id: &str, reason: String) {
+        if let Some(subject) = self.waiting_for_merge(id) {
+            self.supersede(id, &subject, reason.clone());
+            self.task_mut(&subject).state.pending_deps = 0;
+            return self.fail_for_good(&subject, format!("its merge task {id} failed: {reason}"));
+        }
         self.set_status(id, TaskStatus::Failed);
         let task = self.task_mut(id);
         task.lock = None;
@@ -232,6 +255,29 @@ impl GoalData {
             self.status.state = GoalState::Failed;
             self.status.finished_ms = Some(now_ms());
         }
+    }
+
+    /// A task whose work `by` takes over: FAILED, not counted against the goal
+    /// (superseded); `by` is what to retry instead.
+    fn supersede(&mut self, id: &str, by: &str, reason: String) {
+        self.set_status(id, TaskStatus::Failed);
+        self.status.superseded += 1;
+        let task = self.task_mut(id);
+        task.lock = None;
+        task.state.last_error = Some(reason);
+        task.state.finished_ms = Some(now_ms());
+        task.state.lease_expires_ms = None;
+        task.state.retry_at_ms = None;
+        task.state.recovered_by = Some(by.to_string());
+    }
+
+    /// The task that waits (BLOCKED) for merge task `id`, if `id` is one.
+    fn waiting_for_merge(&self, id: &str) -> Option<String> {
+        let task = &self.tasks[id].state;
+        let subject = task.of.as_ref().filter(|_| task.kind == TaskKind::Merge)?;
+        let entry = self.tasks.get(subject)?;
+        (entry.state.status == TaskStatus::Blocked && entry.merging.as_deref() == Some(id))
+            .then(|| subject.clone())
     }
 
     /// Adds a task to the running plan (as team_lib.lua's add_task): READY unless

@@ -6,11 +6,24 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{GoalData, MemoryStore, NewTask, now_ms, ready_slot};
+use crate::domain::merge::capped_diffstat;
 use crate::domain::{TaskKind, TaskState, TaskStatus, recovery_id};
 use crate::store::{
     ClaimOutcome, ClaimScope, CompleteOutcome, EventKind, FailOutcome, GoalBackoff, GoalState,
     Lease, ReapOutcome, Recovery, StoreError, TaskResult, TaskStore, new_token,
 };
+
+/// A result's commit and its capped diffstat, when it has a commit.
+fn merged(result: &TaskResult) -> (Option<String>, Option<String>) {
+    match result.commit.as_deref() {
+        Some(commit) if !commit.is_empty() => (
+            Some(commit.to_string()),
+            Some(capped_diffstat(result.diffstat.as_deref().unwrap_or("")))
+                .filter(|d| !d.is_empty()),
+        ),
+        _ => (None, None),
+    }
+}
 
 impl GoalData {
     /// Checks the lease is the live one: lock token unexpired and equal, fence equal, RUNNING.
@@ -113,15 +126,21 @@ impl GoalData {
     }
 
     /// Completes a task whose lease was checked (see [`TaskStore::complete`]):
-    /// DONE, or AWAITING_APPROVAL when it needs a person's approval.
+    /// DONE, or AWAITING_APPROVAL when it needs a person's approval. A merge
+    /// task settles the task waiting for it (as complete_lib.lua).
     pub(super) fn complete(&mut self, lease: &Lease, result: &TaskResult) -> CompleteOutcome {
         let id = &lease.task;
         let hold = self.tasks[id].state.needs_approval;
+        let (commit, diffstat) = merged(result);
         let task = self.task_mut(id);
         task.lock = None;
         task.state.progress = result.progress.clone();
         task.state.artifacts = result.artifacts.clone();
         task.state.lease_expires_ms = None;
+        if commit.is_some() {
+            task.state.commit = commit.clone();
+            task.state.diffstat = diffstat.clone();
+        }
         if hold {
             self.set_status(id, TaskStatus::AwaitingApproval);
             return CompleteOutcome {
@@ -129,7 +148,25 @@ impl GoalData {
                 ..CompleteOutcome::default()
             };
         }
-        self.finish_done(id)
+        let settles = self.waiting_for_merge(id);
+        let mut outcome = self.finish_done(id);
+        let Some(subject) = settles else {
+            return outcome;
+        };
+        let entry = self.task_mut(&subject);
+        entry.state.pending_deps = 0;
+        if commit.is_some() {
+            entry.state.commit = commit;
+            entry.state.diffstat = diffstat;
+        }
+        if entry.state.needs_approval {
+            self.set_status(&subject, TaskStatus::AwaitingApproval);
+            return outcome;
+        }
+        let mut settled = self.finish_done(&subject);
+        settled.promoted.append(&mut outcome.promoted);
+        settled.promoted.sort();
+        settled
     }
 
     /// Makes a task DONE and moves on its dependents whose dependencies are now
@@ -204,15 +241,7 @@ impl GoalData {
             cycle: 0,
             approval: task.needs_approval,
         };
-        self.set_status(id, TaskStatus::Failed);
-        self.status.superseded += 1;
-        let entry = self.task_mut(id);
-        entry.lock = None;
-        entry.state.last_error = Some(error.to_string());
-        entry.state.finished_ms = Some(now_ms());
-        entry.state.lease_expires_ms = None;
-        entry.state.retry_at_ms = None;
-        entry.state.recovered_by = Some(recovery_id.clone());
+        self.supersede(id, &recovery_id, error.to_string());
         self.add_task(&recovery_id, spec, &[]);
         // Whatever waited for the failed task waits for its recovery instead.
         let dependents = self.dependents.remove(id).unwrap_or_default();

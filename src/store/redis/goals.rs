@@ -15,7 +15,7 @@ use super::declare::GoalCall;
 use super::{RedisStore, unexpected};
 use crate::domain::{Assignment, Dag, Edge, Node, TaskStatus, ValidatedDag};
 use crate::store::{
-    GoalBackoff, GoalState, GoalStatus, GoalStore, Reservation, StoreError, StoreEvent,
+    GoalBackoff, GoalBranch, GoalState, GoalStatus, GoalStore, Reservation, StoreError, StoreEvent,
     WriteDagOptions, WriteDagOutcome, keys,
 };
 
@@ -94,6 +94,10 @@ fn goal_from_fields(
         backoff: fields.get("backoff_until").map(|_| GoalBackoff {
             until_ms: number("backoff_until"),
             reason: fields.get("backoff_reason").cloned().unwrap_or_default(),
+        }),
+        branch: fields.get("branch").map(|branch| GoalBranch {
+            branch: branch.clone(),
+            repository: fields.get("repository").cloned().unwrap_or_default(),
         }),
     })
 }

@@ -15,6 +15,7 @@ mod events;
 mod gate;
 mod gc;
 mod goals;
+mod merge;
 mod scripts;
 mod shard_events;
 mod tasks;

@@ -55,6 +55,11 @@ pub(super) struct Scripts {
     pub(super) budget_settle: Script,
     pub(super) gc_goal: Script,
     pub(super) gc_agent: Script,
+    pub(super) goal_branch: Script,
+    pub(super) merge_lock: Script,
+    pub(super) merge_lock_renew: Script,
+    pub(super) merge_lock_release: Script,
+    pub(super) merge_conflict: Script,
 }
 
 impl Scripts {
@@ -63,27 +68,29 @@ impl Scripts {
             write_dag: task_script!("write_dag.lua"),
             claim: task_script!("claim_lib.lua", "claim.lua"),
             renew: task_script!("renew.lua"),
-            complete: task_script!("complete_lib.lua", "complete.lua"),
+            complete: task_script!("merge_lib.lua", "complete_lib.lua", "complete.lua"),
             complete_and_claim: task_script!(
                 "claim_lib.lua",
+                "merge_lib.lua",
                 "complete_lib.lua",
                 "complete_and_claim.lua"
             ),
-            fail: task_script!("fail_lib.lua", "team_lib.lua", "fail.lua"),
+            fail: task_script!("merge_lib.lua", "fail_lib.lua", "team_lib.lua", "fail.lua"),
             release: task_script!("release_lib.lua", "release.lua"),
             back_off: task_script!("release_lib.lua", "back_off.lua"),
             held_by: task_script!("held_by.lua"),
-            reap: task_script!("fail_lib.lua", "reap.lua"),
-            drop_task: task_script!("fail_lib.lua", "drop_task.lua"),
+            reap: task_script!("merge_lib.lua", "fail_lib.lua", "reap.lua"),
+            drop_task: task_script!("merge_lib.lua", "fail_lib.lua", "drop_task.lua"),
             retry_task: task_script!("retry_task.lua"),
             elevate: task_script!("elevate.lua"),
             settle_review: task_script!(
+                "merge_lib.lua",
                 "fail_lib.lua",
                 "complete_lib.lua",
                 "team_lib.lua",
                 "settle_review.lua"
             ),
-            approve: task_script!("complete_lib.lua", "approve.lua"),
+            approve: task_script!("merge_lib.lua", "complete_lib.lua", "approve.lua"),
             reject: task_script!("team_lib.lua", "reject.lua"),
             reassign: task_script!("reassign.lua"),
             plan_failed: task_script!("plan_failed.lua"),
@@ -100,6 +107,16 @@ impl Scripts {
             budget_settle: plain_script!("budget_settle.lua"),
             gc_goal: task_script!("gc_goal.lua"),
             gc_agent: plain_script!("gc_agent.lua"),
+            goal_branch: plain_script!("goal_branch.lua"),
+            merge_lock: plain_script!("merge_lock.lua"),
+            merge_lock_renew: plain_script!("merge_lock_renew.lua"),
+            merge_lock_release: plain_script!("merge_lock_release.lua"),
+            merge_conflict: task_script!(
+                "merge_lib.lua",
+                "fail_lib.lua",
+                "team_lib.lua",
+                "merge_conflict.lua"
+            ),
         }
     }
 }

@@ -9,6 +9,7 @@ use redis::AsyncCommands;
 
 use super::declare::{GoalCall, Learn};
 use super::{RedisStore, artifacts_json, flag, is_lost, millis, parse_status, unexpected};
+use crate::domain::merge::capped_diffstat;
 use crate::domain::{TaskKind, TaskState, recovery_id};
 use crate::store::{
     ClaimOutcome, ClaimScope, CompleteOutcome, FailOutcome, GoalState, Lease, ReapOutcome,
@@ -66,6 +67,25 @@ fn claim_reply(
         }),
         _ => Err(unexpected("claim", &reply)),
     }
+}
+
+/// A result's commit and its capped diffstat, as the completion scripts take
+/// them (`""`: none).
+pub(super) fn merged(result: &TaskResult) -> (&str, String) {
+    match result.commit.as_deref() {
+        Some(commit) if !commit.is_empty() => (
+            commit,
+            capped_diffstat(result.diffstat.as_deref().unwrap_or("")),
+        ),
+        _ => ("", String::new()),
+    }
+}
+
+/// For a merge task's id (`P.merge`, `P.merge-2`…), the task it most likely
+/// merges (P), declared up front; `need` covers a wrong guess.
+pub(super) fn merge_guess(task: &str) -> Option<String> {
+    let merge = crate::domain::reserved_suffix(task)?.starts_with("merge");
+    merge.then(|| super::team::base_of(task).to_string())
 }
 
 /// Reads a completion reply (see complete_lib.lua) once the lease was found live.
@@ -154,6 +174,14 @@ fn task_from_fields(
         soft: flag("soft"),
         planned_role: text("planned_role"),
         recovered_by: text("recovered_by"),
+        commit: nonempty("commit"),
+        diffstat: nonempty("diffstat"),
+        conflict: match fields.get("conflict") {
+            Some(json) => {
+                Some(serde_json::from_str(json).map_err(|e| corrupt("conflict", e.to_string()))?)
+            }
+            None => None,
+        },
     })
 }
 
@@ -239,6 +267,7 @@ impl TaskStore for RedisStore {
         let fence = lease.fence.to_string();
         // A fresh id per request: a resend of this one is answered ok again.
         let request = new_token();
+        let (commit, diffstat) = merged(result);
         let mut call = GoalCall::new(
             &lease.goal,
             &[&lease.task],
@@ -250,10 +279,13 @@ impl TaskStore for RedisStore {
                 &artifacts_json(result),
                 &request,
                 self.hints.approval(&lease.goal, &lease.task),
+                commit,
+                &diffstat,
             ],
         );
         call.tasks
             .extend(self.hints.dependents(&lease.goal, &lease.task));
+        call.tasks.extend(merge_guess(&lease.task));
         call.durable = true;
         let reply = self.run_goal(&self.scripts.complete, call).await;
         let reply = self.finished(lease, reply)?;
@@ -273,6 +305,7 @@ impl TaskStore for RedisStore {
         let token = new_token();
         let role = scope.role;
         let fence = lease.fence.to_string();
+        let (commit, diffstat) = merged(result);
         let args = [
             &lease.task,
             &lease.token,
@@ -285,9 +318,12 @@ impl TaskStore for RedisStore {
             &token,
             flag(scope.roleless),
             self.hints.approval(&lease.goal, &lease.task),
+            commit,
+            &diffstat,
         ];
         let mut held = vec![lease.task.clone()];
         held.extend(self.hints.dependents(&lease.goal, &lease.task));
+        held.extend(merge_guess(&lease.task));
         let held: Vec<&str> = held.iter().map(String::as_str).collect();
         let mut call = self.claim_call(
             &lease.goal,
@@ -361,6 +397,7 @@ impl TaskStore for RedisStore {
             (_, None) => tasks.push(&recover),
         }
         let mut call = GoalCall::new(&lease.goal, &tasks, &args);
+        call.tasks.extend(merge_guess(&lease.task));
         if !role.is_empty() {
             call.roles.push(role.to_string());
         }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::control::control_reply;
 use super::declare::GoalCall;
-use super::tasks::complete_reply;
+use super::tasks::{complete_reply, merged};
 use super::{RedisStore, artifacts_json, unexpected};
 use crate::domain::{TeamLimits, escalation_id, fix_id, recovery_id, review_id};
 use crate::store::team::{APPROVING, REASSIGNING};
@@ -16,7 +16,7 @@ use crate::store::{
 };
 
 /// The work task a review, escalation or fix id is about, by its suffix.
-fn base_of(task: &str) -> &str {
+pub(super) fn base_of(task: &str) -> &str {
     crate::domain::reserved_suffix(task)
         .map_or(task, |suffix| &task[..task.len() - suffix.len() - 1])
 }
@@ -54,6 +54,7 @@ impl TeamStore for RedisStore {
         let request = new_token();
         let cycles = limits.max_review_cycles.to_string();
         let manager = limits.manager_role.as_deref().unwrap_or("");
+        let (commit, diffstat) = merged(result);
         let args = [
             lease.task.as_str(),
             &lease.token,
@@ -65,6 +66,8 @@ impl TeamStore for RedisStore {
             notes,
             &cycles,
             manager,
+            commit,
+            &diffstat,
         ];
         let mut call = GoalCall::new(&lease.goal, &[], &args);
         call.tasks = likely_ids(&lease.task, limits.max_review_cycles + 1);

@@ -308,6 +308,7 @@ mod tests {
                     cost_usd: 0.0,
                     backoff: None,
                     ready_by_role: BTreeMap::new(),
+                    branch: None,
                 },
                 tasks,
                 edges: Vec::new(),

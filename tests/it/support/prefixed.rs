@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use porki::domain::{Dag, TaskState, TaskStatus, TeamLimits, ValidatedDag};
+use porki::domain::{Dag, MergeConflict, TaskState, TaskStatus, TeamLimits, ValidatedDag};
 use porki::store::prelude::*;
 use porki::store::{
-    AgentDetails, AgentField, AgentRecord, ClaimOutcome, ClaimScope, CompleteOutcome, FailOutcome,
-    GoalStatus, Lease, ReapOutcome, Recovery, Rejected, Reservation, ReviewOutcome, ReviewVerdict,
-    StoreError, StoreEvent, Sweep, TaskResult, WriteDagOptions, WriteDagOutcome,
+    AgentDetails, AgentField, AgentRecord, ClaimOutcome, ClaimScope, CompleteOutcome,
+    ConflictOutcome, FailOutcome, GoalBranch, GoalStatus, Lease, MergeLock, MergeLockOutcome,
+    ReapOutcome, Recovery, Rejected, Reservation, ReviewOutcome, ReviewVerdict, StoreError,
+    StoreEvent, Sweep, TaskResult, WriteDagOptions, WriteDagOutcome,
 };
 use tokio::sync::broadcast;
 
@@ -430,6 +431,70 @@ impl GoalStore for Prefixed {
 
     fn events(&self) -> broadcast::Receiver<StoreEvent> {
         self.events.subscribe()
+    }
+}
+
+#[async_trait]
+impl MergeStore for Prefixed {
+    async fn set_goal_branch(
+        &self,
+        goal: &str,
+        branch: &GoalBranch,
+    ) -> Result<GoalBranch, StoreError> {
+        self.inner
+            .set_goal_branch(&self.real(goal), branch)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn acquire_merge_lock(
+        &self,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> Result<MergeLockOutcome, StoreError> {
+        let lease = self.lease_in(lease);
+        match self.inner.acquire_merge_lock(&lease, ttl).await {
+            Ok(MergeLockOutcome::Acquired(lock)) => Ok(MergeLockOutcome::Acquired(MergeLock {
+                goal: self.strip(&lock.goal),
+                ..lock
+            })),
+            other => other.map_err(|e| self.err(e)),
+        }
+    }
+
+    async fn renew_merge_lock(&self, lock: &MergeLock, ttl: Duration) -> Result<bool, StoreError> {
+        let lock = MergeLock {
+            goal: self.real(&lock.goal),
+            ..lock.clone()
+        };
+        self.inner
+            .renew_merge_lock(&lock, ttl)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn release_merge_lock(&self, lock: &MergeLock) -> Result<bool, StoreError> {
+        let lock = MergeLock {
+            goal: self.real(&lock.goal),
+            ..lock.clone()
+        };
+        self.inner
+            .release_merge_lock(&lock)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn merge_conflict(
+        &self,
+        lease: &Lease,
+        result: &TaskResult,
+        conflict: &MergeConflict,
+    ) -> Result<ConflictOutcome, StoreError> {
+        let lease = self.lease_in(lease);
+        self.inner
+            .merge_conflict(&lease, result, conflict)
+            .await
+            .map_err(|e| self.err(e))
     }
 }
 

@@ -7,8 +7,10 @@
 //! - `approval`: AWAITING_APPROVAL, approve, reject, drop.
 //! - `review`: review verdicts, fixes, escalations.
 //! - `recovery`: recovery of work that failed for good, claim scopes, reassignment.
+//! - `merge`: merges that conflicted, as `.merge` tasks (worktree isolation).
 
 mod approval;
+mod merge;
 mod recovery;
 mod review;
 
@@ -24,6 +26,7 @@ use crate::support::node;
 /// Every behaviour, from the three files.
 mod behaviour {
     pub use super::approval::*;
+    pub use super::merge::*;
     pub use super::recovery::*;
     pub use super::review::*;
 }
@@ -51,8 +54,17 @@ conformance!(
         only_planned_work_is_recovered,
         reviewers_and_managers_claim_only_their_roles_tasks,
         reassign_hands_a_ready_task_to_another_role,
+        a_conflict_blocks_the_task_on_a_merge_task_whose_completion_completes_it,
+        a_conflicting_merge_task_is_taken_over_and_a_third_conflict_fails_the_task,
+        a_merge_task_failing_for_good_fails_the_task_it_merges,
+        dropping_a_merge_task_fails_the_task_it_merges,
+        merge_tasks_of_added_work_are_named_after_the_planned_task,
+        a_task_needing_approval_awaits_it_once_its_merge_task_is_done,
     ],
-    timed: [reassigning_a_task_backing_off_moves_it_when_the_backoff_ends],
+    timed: [
+        reassigning_a_task_backing_off_moves_it_when_the_backoff_ends,
+        a_merge_task_whose_lease_expires_at_max_attempts_fails_the_task_it_merges,
+    ],
 );
 
 /// A planned task of `role` (`None`: any builder), priority 0.
