@@ -26,12 +26,20 @@
 //! following its branch), `conflict`, `scan` (merged tasks from trailers),
 //! `diff`, `gc`.
 
+mod checkout;
 mod error;
 mod refs;
+mod remote;
+mod repo;
 mod runner;
+mod scan;
+mod state;
 mod trailers;
 
+pub use self::checkout::Checkout;
 pub use self::error::{GitError, MIN_GIT};
 pub use self::refs::{Branch, CommitId, ref_component};
+pub use self::repo::{DEFAULT_SETUP_TIMEOUT, GoalRepo, RepoKind};
 pub use self::runner::{DEFAULT_TIMEOUT, Git, GitVersion, parse_version};
+pub use self::scan::{Merged, TaskCommit};
 pub use self::trailers::{Identity, Trailers, message_with_trailers};
