@@ -27,14 +27,17 @@
 //! `diff`, `gc`.
 
 mod checkout;
+mod commit;
 mod error;
 mod refs;
 mod remote;
 mod repo;
 mod runner;
 mod scan;
+mod setup;
 mod state;
 mod trailers;
+mod worktree;
 
 pub use self::checkout::Checkout;
 pub use self::error::{GitError, MIN_GIT};
@@ -42,4 +45,6 @@ pub use self::refs::{Branch, CommitId, ref_component};
 pub use self::repo::{DEFAULT_SETUP_TIMEOUT, GoalRepo, RepoKind};
 pub use self::runner::{DEFAULT_TIMEOUT, Git, GitVersion, parse_version};
 pub use self::scan::{Merged, TaskCommit};
+pub use self::setup::INCLUDE_FILE;
 pub use self::trailers::{Identity, Trailers, message_with_trailers};
+pub use self::worktree::Worktree;
