@@ -28,7 +28,11 @@
 
 mod checkout;
 mod commit;
+mod conflict;
+mod diff;
 mod error;
+mod gc;
+mod merge;
 mod refs;
 mod remote;
 mod repo;
@@ -40,7 +44,11 @@ mod trailers;
 mod worktree;
 
 pub use self::checkout::Checkout;
+pub use self::conflict::Conflicted;
+pub use self::diff::CommitDiff;
 pub use self::error::{GitError, MIN_GIT};
+pub use self::gc::GcReport;
+pub use self::merge::MergeOutcome;
 pub use self::refs::{Branch, CommitId, ref_component};
 pub use self::repo::{DEFAULT_SETUP_TIMEOUT, GoalRepo, RepoKind};
 pub use self::runner::{DEFAULT_TIMEOUT, Git, GitVersion, parse_version};
