@@ -43,6 +43,9 @@ mod state;
 mod trailers;
 mod worktree;
 
+#[cfg(test)]
+mod tests;
+
 pub use self::checkout::Checkout;
 pub use self::conflict::Conflicted;
 pub use self::diff::CommitDiff;
