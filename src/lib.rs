@@ -70,6 +70,10 @@
 //!
 //! Around them:
 //! - [`project`]: loading an instructions file and the agent files it names.
+//! - [`git`]: the real `git` for `--isolation worktree` (docs/isolation.md): a
+//!   goal's repository (adopted or owned) and branch, a worktree per attempt,
+//!   commits with porki's trailers, merges without a checkout (compare-and-set,
+//!   or a leased push to `--git-remote`), merged tasks read from trailers, gc.
 //! - [`workspace`]: each goal's workspace and artifacts folder, where an
 //!   answer's outputs must lie, and the check that no workspace holds the files
 //!   that steer porki.
@@ -87,6 +91,7 @@
 
 pub mod agent;
 pub mod domain;
+pub mod git;
 pub mod heartbeat;
 pub mod instructions;
 pub mod llm;

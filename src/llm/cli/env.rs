@@ -86,7 +86,7 @@ fn percent_decoded(text: &str) -> String {
 }
 
 /// The variables of `vars` a child may see.
-pub(super) fn child_env(
+pub(crate) fn child_env(
     vars: impl IntoIterator<Item = (OsString, OsString)>,
     secrets: &Secrets,
 ) -> Vec<(OsString, OsString)> {

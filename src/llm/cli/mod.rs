@@ -46,6 +46,7 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 pub use self::env::Secrets;
+pub(crate) use self::env::child_env;
 pub use self::policy::Permissions;
 
 use self::child::{GroupGuard, ReadError, Stderr, feed, read_capped, read_stderr, stop_group};
