@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::domain::{AgentKind, GoalPolicy, claim_role};
+use crate::domain::{AgentKind, GoalPolicy, Isolation, claim_role};
 use crate::instructions::{self, AgentBrief, AgentSpec, Instructions, InstructionsError};
 
 /// Largest instructions or agent instruction file read.
@@ -80,6 +80,8 @@ pub struct AgentConfig {
     /// The role a manager of the agent's goal claims, when the goal has one:
     /// where escalations (and recoveries) go.
     pub manager_role: Option<String>,
+    /// The isolation its goal's `Isolation:` asks for; `None`: `--isolation` decides.
+    pub isolation: Option<Isolation>,
 }
 
 impl AgentConfig {
@@ -127,7 +129,10 @@ impl Project {
             .iter()
             .map(|spec| agent_config(spec, base))
             .collect::<Result<Vec<_>, _>>()?;
-        let agents = with_managers(agents);
+        let mut agents = with_managers(agents);
+        for agent in &mut agents {
+            agent.isolation = instructions.isolation.get(&agent.goal).copied();
+        }
         let project = Self {
             path: path.to_path_buf(),
             instructions,
@@ -224,6 +229,7 @@ fn agent_config(spec: &AgentSpec, base: &Path) -> Result<AgentConfig, ProjectErr
         instructions,
         cadence: spec.cadence.unwrap_or(DEFAULT_CADENCE),
         manager_role: None,
+        isolation: None,
     })
 }
 

@@ -11,15 +11,18 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use crate::domain::TaskKind;
+use std::sync::Arc;
+
+use crate::domain::{Isolation, TaskKind};
 use crate::llm::prompt::{TaskContext, execute_prompt};
 use crate::llm::{LlmRequest, Phase};
 use crate::llm_gate::LlmCaller;
-use crate::store::{EventKind, Lease, StoreError, StoreEvent};
+use crate::store::{EventKind, Lease, Store, StoreError, StoreEvent};
 use crate::workspace::GoalWorkspace;
 
 use super::AgentSettings;
 use super::control::PauseMode;
+use super::isolate::{self, AttemptPlace, Place, Prepared};
 use super::lease::{LeaseEnd, LeaseKeeper};
 use super::prompts::summarize;
 use super::verdict::{Verdict, check_outputs, judge};
@@ -53,6 +56,8 @@ pub(super) struct Attempt {
     pub(super) summary: Option<String>,
     /// The task's kind: a review's or an escalation's answer carries a verdict.
     pub(super) kind: TaskKind,
+    /// Where the work is, under worktree isolation: to commit and merge.
+    pub(super) place: Place,
 }
 
 /// How the race around an attempt ended.
@@ -92,14 +97,23 @@ impl Worker {
                 return wait.map_or(Executed::Finished, Executed::Wait);
             }
         };
+        let isolation = self
+            .config
+            .isolation
+            .unwrap_or(self.deps.settings.isolation);
         let work = attempt(
             self.deps.caller.clone(),
             self.workspace(&lease.goal),
             self.deps.settings.clone(),
             context,
+            (isolation == Isolation::Worktree).then(|| (self.deps.store.clone(), lease.clone())),
         );
+        let mut place = Place::Shared;
         let next = match self.guarded(&lease, &keeper, work, events).await {
-            Guarded::Finished(attempt) => self.record(&lease, &keeper, attempt).await,
+            Guarded::Finished(mut attempt) => {
+                place = attempt.place.take();
+                self.record(&lease, &keeper, attempt, &place).await
+            }
             Guarded::Ended(LeaseEnd::Lost) => {
                 tracing::warn!(
                     "lease lost while the task ran; its LLM call was stopped and its result will not be used"
@@ -121,6 +135,7 @@ impl Worker {
                 None
             }
         };
+        place.clean_up(&lease.task).await;
         self.deps
             .settings
             .metrics
@@ -207,15 +222,67 @@ impl Worker {
 /// How long an agent waits after the store failed to give a task's context.
 const CONTEXT_OUTAGE_WAIT: Duration = Duration::from_secs(1);
 
-/// The attempt: the execute call in the goal's workspace, the verdict on its
-/// answer, the files it lists checked on disk, and the optional summary. Owns
-/// what it needs, so it can race the lease while the worker applies directives.
+/// The attempt: under worktree isolation its place first (an earlier
+/// attempt's work already merged or committed, or a fresh worktree), then the
+/// execute call in its workspace, the verdict on its answer, the files it lists
+/// checked on disk, and the optional summary. Owns what it needs, so it can race
+/// the lease while the worker applies directives.
 async fn attempt(
     caller: LlmCaller,
-    workspace: GoalWorkspace,
+    goal_workspace: GoalWorkspace,
     settings: AgentSettings,
-    context: TaskContext,
+    mut context: TaskContext,
+    isolate: Option<(Arc<dyn Store>, Lease)>,
 ) -> Attempt {
+    let kind = context.team.as_ref().map_or(TaskKind::Work, |t| t.kind);
+    let mut workspace = goal_workspace.clone();
+    let mut place = Place::Shared;
+    if let Some((store, lease)) = &isolate {
+        let of = context
+            .team
+            .as_ref()
+            .and_then(|t| t.subject.as_ref())
+            .map(|s| s.id.clone());
+        let prepared = isolate::prepare(AttemptPlace {
+            git: settings.git.as_deref(),
+            store: &**store,
+            lease,
+            kind,
+            of: of.as_deref(),
+            workspace: &goal_workspace,
+        })
+        .await;
+        match prepared {
+            Ok(Prepared::Run(isolated)) => {
+                workspace = isolated.workspace(&goal_workspace);
+                context.artifact_dir = workspace.artifacts_in_prompt();
+                if let Some(team) = context.team.as_mut() {
+                    team.diff = isolated.diff.clone();
+                }
+                place = Place::Worktree(isolated);
+            }
+            Ok(Prepared::Earlier { repo, work }) => {
+                tracing::info!(work = ?work, "an earlier attempt of this task finished its work; not running it again");
+                return Attempt {
+                    verdict: Verdict::Done(work.answer()),
+                    summary: None,
+                    kind,
+                    place: Place::Earlier { repo, work },
+                };
+            }
+            Err(e) => {
+                return Attempt {
+                    verdict: Verdict::Failed {
+                        retryable: true,
+                        error: format!("could not prepare the task's git worktree: {e}"),
+                    },
+                    summary: None,
+                    kind,
+                    place,
+                };
+            }
+        }
+    }
     let request = LlmRequest::new(
         Phase::Execute,
         execute_prompt(&context),
@@ -227,7 +294,6 @@ async fn attempt(
     if caller.provider.writes_files() {
         verdict = check_outputs(verdict, &workspace).await;
     }
-    let kind = context.team.as_ref().map_or(TaskKind::Work, |t| t.kind);
     // A verdict's notes are what a fix is asked to do: they are kept as written.
     let summary = match &verdict {
         Verdict::Done(answer) if settings.llm_summarize && !kind.decides() => {
@@ -239,5 +305,6 @@ async fn attempt(
         verdict,
         summary,
         kind,
+        place,
     }
 }

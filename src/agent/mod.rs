@@ -14,11 +14,15 @@
 //!   `review` for the verdicts of reviews and escalations);
 //! - `verdict`: what an answer means (done, failed, a goal-wide backoff);
 //! - `control`: heartbeat directives;
-//! - `lease`: the held lease and its renewal, the single-active guard, outage backoff.
+//! - `lease`: the held lease and its renewal, the single-active guard, outage backoff;
+//! - `isolate`: with `--isolation worktree`, the attempt's worktree, and its
+//!   commit merged through the goal's merge queue.
 
 mod control;
 mod execute;
+mod isolate;
 mod lease;
+mod merge;
 mod prompts;
 mod record;
 mod review;
@@ -35,11 +39,13 @@ use futures::FutureExt;
 use thiserror::Error;
 use tokio::sync::{Notify, watch};
 
+use crate::domain::Isolation;
 use crate::llm_gate::LlmCaller;
 use crate::project::AgentConfig;
 use crate::store::{Recovery, Store, retry_backoff};
 use crate::workspace::Workspaces;
 
+pub use self::isolate::GitContext;
 pub use self::lease::HeldLeases;
 
 use self::lease::{AgentGuard, HeldLease};
@@ -67,6 +73,10 @@ pub struct AgentSettings {
     /// Reviews that may ask for changes before a further rejection escalates
     /// (`--max-review-cycles`).
     pub max_review_cycles: u32,
+    /// The isolation of goals whose instructions give none (`--isolation`).
+    pub isolation: Isolation,
+    /// git, for the goals isolated in worktrees (found at start when any is).
+    pub git: Option<Arc<GitContext>>,
 }
 
 impl Default for AgentSettings {
@@ -81,6 +91,8 @@ impl Default for AgentSettings {
             llm_summarize: false,
             metrics: Arc::default(),
             max_review_cycles: crate::domain::DEFAULT_MAX_REVIEW_CYCLES,
+            isolation: Isolation::Shared,
+            git: None,
         }
     }
 }

@@ -71,6 +71,7 @@ async fn team_context(store: &dyn Store, lease: &Lease) -> Result<TeamContext, S
         cycle: task.cycle,
         notes: task.notes.map(|n| capped(&n, DEPENDENCY_CAP)),
         subject,
+        diff: None,
     })
 }
 

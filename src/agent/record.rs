@@ -18,6 +18,7 @@ use crate::store::{
 };
 
 use super::execute::{Attempt, Claimed};
+use super::isolate::Place;
 use super::lease::LeaseKeeper;
 use super::prompts::capped;
 use super::verdict::Verdict;
@@ -81,6 +82,7 @@ impl Worker {
         lease: &Lease,
         keeper: &LeaseKeeper,
         attempt: Attempt,
+        place: &Place,
     ) -> Option<Claimed> {
         match attempt.verdict {
             Verdict::Done(answer) if attempt.kind.decides() => {
@@ -101,7 +103,7 @@ impl Worker {
                     artifacts: answer.outputs,
                     ..TaskResult::default()
                 };
-                self.complete(lease, keeper, &result).await
+                self.record_isolated(lease, keeper, result, place).await
             }
             Verdict::Failed { retryable, error } => {
                 let recoverable = retryable;
@@ -132,7 +134,7 @@ impl Worker {
     }
 
     /// Marks the task DONE (with the next claim while the agent keeps working).
-    async fn complete(
+    pub(super) async fn complete(
         &mut self,
         lease: &Lease,
         keeper: &LeaseKeeper,

@@ -96,7 +96,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     write_example(&dir)?;
     let project = Project::load(&dir.join("instructions/INSTRUCTIONS.md"))?;
     let goals = project.goals();
-    let artifacts = dir.join("artifacts");
+    let workspace = dir.join("workspace").join(porki::workspace::GOAL_VARIABLE);
     println!(
         "porki demo: {} agents, goal {}, store {}, example in {}",
         project.agents.len(),
@@ -104,6 +104,32 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         porki::store::redact(&args.redis_url),
         dir.display()
     );
+    let runtime = tokio::runtime::Runtime::new()?;
+    let secrets = porki::llm::Secrets::new(&args.redis_url, args.http.token());
+    // With git, each task works in its own worktree and the goal's folder is a
+    // repository whose branch holds the merged work; without it, one folder.
+    let git = match runtime.block_on(porki::git::Git::detect(None, &secrets)) {
+        Ok(git) => {
+            println!(
+                "isolation: worktree (git {}.{}): each task in its own git worktree, merged into branch porki/<goal> in the order of the plan",
+                git.version().0,
+                git.version().1
+            );
+            Some(Arc::new(porki::agent::GitContext::new(
+                git, None, None, None,
+            )))
+        }
+        Err(e) => {
+            println!("isolation: shared (every task in one folder): {e}");
+            None
+        }
+    };
+    // Under worktrees the reports are part of the work (committed, merged); in
+    // one shared folder they go to an artifacts folder of their own.
+    let artifacts = match git {
+        Some(_) => None,
+        None => Some(dir.join("artifacts")),
+    };
     let metrics = Arc::new(porki::metrics::Metrics::new());
     let web = args.http.bind(metrics.clone())?;
     let serving = web.is_some();
@@ -116,8 +142,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         let settings = RunSettings {
             lease_ttl: Duration::from_secs(10),
-            workspace: dir.join("workspace").join(porki::workspace::GOAL_VARIABLE),
-            artifacts_dir: Some(artifacts.clone()),
+            workspace: workspace.clone(),
+            artifacts_dir: artifacts.clone(),
+            isolation: if git.is_some() {
+                porki::domain::Isolation::Worktree
+            } else {
+                porki::domain::Isolation::Shared
+            },
+            git: git.clone(),
             llm_max_concurrency: 4,
             llm_wait: Duration::from_secs(60),
             spawn_mode: SpawnMode::Static,
@@ -132,7 +164,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(store)
     })?;
     let code = system.run_with_code().context("the actor system failed")?;
-    let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         // A Redis store's connection lived on the stopped system; open a new one.
         let store = if args.redis_url.starts_with("memory:") {
@@ -147,10 +178,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         for goal in &goals {
             print_summary(&*store, goal).await?;
+            if let Some(git) = &git {
+                let folder = PathBuf::from(
+                    workspace
+                        .to_string_lossy()
+                        .replace(porki::workspace::GOAL_VARIABLE, goal),
+                );
+                print_goal_branch(git, &folder, goal).await;
+            }
         }
         anyhow::Ok(())
     })?;
-    println!("artifacts: {}", artifacts.display());
+    if let Some(artifacts) = &artifacts {
+        println!("artifacts: {}", artifacts.display());
+    }
     if serving {
         println!("the dashboard stays up until Ctrl-C");
         runtime.block_on(super::shutdown_signal());
@@ -234,6 +275,25 @@ async fn print_summary(store: &dyn Store, goal: &str) -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// The goal branch's history, as `git log --oneline` prints it: one commit per
+/// task (a merge commit where two tasks' work met), and where its files are.
+async fn print_goal_branch(git: &porki::agent::GitContext, folder: &Path, goal: &str) {
+    let branch = porki::git::Branch::goal(goal);
+    match git.log_oneline(folder, &branch).await {
+        Ok(log) => {
+            println!();
+            println!(
+                "git log --oneline {} (in {})",
+                branch.name(),
+                folder.display()
+            );
+            print!("{log}");
+            println!("the goal's files: {}", folder.display());
+        }
+        Err(e) => println!("cannot show branch {}: {e}", branch.name()),
+    }
 }
 
 /// One line per review: how often it asked for changes, the fixes it got, and

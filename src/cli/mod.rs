@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use porki::domain::check_id;
+use porki::domain::{Isolation, check_id};
 use porki::llm::{self, LlmProvider, Permissions, ProviderConfig, ProviderKind};
 use porki::store::{self, Store};
 use porki::supervisor::{RestartPolicy, RunSettings, SpawnMode};
@@ -102,6 +102,8 @@ pub struct RunArgs {
     /// Where task artifacts are written, one folder per goal (default: `artifacts/` in each workspace).
     #[arg(long, value_name = "DIR")]
     artifacts_dir: Option<PathBuf>,
+    #[command(flatten)]
+    isolation: IsolationArgs,
     /// Plan a goal again when its instructions changed since its plan was stored.
     #[arg(long)]
     replan: bool,
@@ -120,6 +122,54 @@ pub struct RunArgs {
     retain: gc::RetainArgs,
     #[command(flatten)]
     http: serve::HttpArgs,
+}
+
+/// How a goal's attempts are kept apart (docs/isolation.md).
+#[derive(Debug, Clone, Args)]
+pub struct IsolationArgs {
+    /// `worktree`: each attempt in its own git worktree, DONE once merged into the goal branch `porki/<goal>`; `shared`: every task in the goal's workspace. Default: worktree for claude, codex and command, shared otherwise; a goal's `Isolation:` in the instructions wins.
+    #[arg(long, env = "PORKI_ISOLATION", value_enum, ignore_case = true)]
+    isolation: Option<Isolation>,
+    /// Where a new goal branch starts when the workspace is inside a git repository (default: its HEAD).
+    #[arg(long, value_name = "REF")]
+    base_ref: Option<String>,
+    /// A git remote (any git URL) the goal branches are shared through, for processes on several machines.
+    #[arg(long, value_name = "URL")]
+    git_remote: Option<String>,
+    /// A command run (`sh -c`) in each new worktree before the CLI, e.g. `npm ci`; its failure fails the attempt with its output.
+    #[arg(long, value_name = "CMD")]
+    worktree_setup: Option<String>,
+}
+
+impl IsolationArgs {
+    /// The isolation of goals that ask for none, under `provider`.
+    fn default_isolation(&self, provider: ProviderKind) -> Isolation {
+        self.isolation
+            .unwrap_or_else(|| provider.default_isolation())
+    }
+
+    /// git for the goals of `project` isolated in worktrees under `settings`
+    /// (none: `None`); a usage error when git is missing or too old.
+    pub(crate) async fn git(
+        &self,
+        settings: &RunSettings,
+        project: &porki::project::Project,
+        secrets: &porki::llm::Secrets,
+    ) -> anyhow::Result<Option<Arc<porki::agent::GitContext>>> {
+        let goals = settings.worktree_goals(project);
+        if goals.is_empty() {
+            return Ok(None);
+        }
+        let git = porki::git::Git::detect(None, secrets)
+            .await
+            .map_err(|e| usage(format!("goal {} uses worktrees: {e}", goals.join(", "))))?;
+        Ok(Some(Arc::new(porki::agent::GitContext::new(
+            git,
+            self.base_ref.clone(),
+            self.git_remote.clone(),
+            self.worktree_setup.clone(),
+        ))))
+    }
 }
 
 /// Where the store is; shared by the commands that read or run it.
@@ -224,6 +274,8 @@ impl RunArgs {
             metrics: Default::default(),
             retain_finished: self.retain.retain_finished,
             cleanup_every: porki::store::gc::DEFAULT_CLEANUP_EVERY,
+            isolation: self.isolation.default_isolation(self.llm.llm_provider),
+            git: None,
         }
     }
 }

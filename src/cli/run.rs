@@ -20,7 +20,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         )));
     }
     let secrets = porki::llm::Secrets::new(&args.store.redis_url, args.http.token());
-    let provider = provider(&args.llm, secrets)?;
+    let provider = provider(&args.llm, secrets.clone())?;
     if let Some(prompt) = &args.prompt {
         return one_shot(&*provider, prompt, args.llm.llm_timeout);
     }
@@ -29,7 +29,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .ok_or_else(|| usage("--instructions PATH is required (or --prompt for one prompt)"))?;
     let project = Project::load(&path).map_err(usage)?;
-    let settings = args.settings();
+    let mut settings = args.settings();
     if provider.writes_files() {
         settings
             .workspaces()
@@ -39,6 +39,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let web = args.http.bind(settings.metrics.clone())?;
     let system = System::new();
     let started: anyhow::Result<()> = system.block_on(async {
+        settings.git = args.isolation.git(&settings, &project, &secrets).await?;
         let store = open_store(&args.store.redis_url).await?;
         if let Some(web) = web {
             super::serve::start(web, &args.store.redis_url, &store)?;

@@ -32,29 +32,54 @@ impl GoalRepo {
         commit: &CommitId,
         max_bytes: usize,
     ) -> Result<CommitDiff, GitError> {
-        let show = |what: &'static str| {
-            self.git
-                .cmd(&self.top)
-                .args([
-                    "show",
-                    "--format=",
-                    "--diff-merges=first-parent",
-                    "--no-ext-diff",
-                    "--no-textconv",
-                    what,
-                    commit.as_str(),
-                    "--",
-                ])
-                .capped(max_bytes)
-                .run()
-        };
-        let stat = show("--stat=120").await?;
-        let patch = show("--patch").await?;
+        let (stat, stat_cut) = self.show(commit, "--stat=120", max_bytes).await?;
+        let (patch, patch_cut) = self.show(commit, "--patch", max_bytes).await?;
         Ok(CommitDiff {
-            stat: cut(&stat.stdout).trim_end().to_string(),
-            patch: cut(&patch.stdout),
-            truncated: stat.truncated || patch.truncated,
+            stat: stat.trim_end().to_string(),
+            patch,
+            truncated: stat_cut || patch_cut,
         })
+    }
+
+    /// `commit`'s `git diff --stat` against its first parent, at most
+    /// `max_bytes` long (what a DONE task keeps).
+    pub async fn commit_stat(
+        &self,
+        commit: &CommitId,
+        max_bytes: usize,
+    ) -> Result<String, GitError> {
+        Ok(self
+            .show(commit, "--stat=120", max_bytes)
+            .await?
+            .0
+            .trim_end()
+            .to_string())
+    }
+
+    /// `git show` of `commit`'s diff in one form, capped; whether it was cut.
+    async fn show(
+        &self,
+        commit: &CommitId,
+        what: &str,
+        max_bytes: usize,
+    ) -> Result<(String, bool), GitError> {
+        let out = self
+            .git
+            .cmd(&self.top)
+            .args([
+                "show",
+                "--format=",
+                "--diff-merges=first-parent",
+                "--no-ext-diff",
+                "--no-textconv",
+                what,
+                commit.as_str(),
+                "--",
+            ])
+            .capped(max_bytes)
+            .run()
+            .await?;
+        Ok((cut(&out.stdout), out.truncated))
     }
 }
 

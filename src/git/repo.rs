@@ -97,6 +97,7 @@ impl GoalRepo {
         };
         let mut repo = Self::from_found(git, found, goal, remote).await?;
         probe_writable(&repo.common_dir)?;
+        repo.exclude_worktrees()?;
         let remote_tip = repo.fetch_remote().await?;
         let exists = remote_tip.is_some() || repo.local_tip().await?.is_some();
         check_operations(
@@ -412,6 +413,15 @@ async fn discover(git: &Git, dir: &Path) -> Result<Option<WorkTree>, GitError> {
         if inside.stderr.contains("not a git repository") {
             return Ok(None);
         }
+        // git will not work in a repository another user owns: it is not one
+        // porki can adopt, so the workspace gets a repository of its own.
+        if inside.stderr.contains("dubious ownership") {
+            tracing::warn!(
+                workspace = %dir.display(),
+                "the workspace is inside a git repository another user owns, which git refuses to use; porki keeps a repository of its own in the workspace"
+            );
+            return Ok(None);
+        }
         return Err(super::runner::failed(
             "rev-parse --is-inside-work-tree".into(),
             dir.to_path_buf(),
@@ -445,10 +455,53 @@ async fn discover(git: &Git, dir: &Path) -> Result<Option<WorkTree>, GitError> {
             output: text.clone(),
         });
     };
+    let prefix = rest.first().copied().unwrap_or("").trim_end_matches('/');
+    // A folder the enclosing repository ignores (a build or scratch folder) is
+    // not its work: porki keeps a repository of its own there instead.
+    if !prefix.is_empty() {
+        let ignored = git
+            .cmd(Path::new(top))
+            .args(["check-ignore", "--quiet", "--"])
+            .arg(format!("{prefix}/porki-probe"))
+            .output()
+            .await?;
+        if ignored.success() {
+            return Ok(None);
+        }
+    }
     Ok(Some(WorkTree {
         top: PathBuf::from(top),
         common_dir: PathBuf::from(common),
         git_dir: PathBuf::from(git_dir),
-        prefix: PathBuf::from(rest.first().copied().unwrap_or("").trim_end_matches('/')),
+        prefix: PathBuf::from(prefix),
     }))
+}
+
+impl GoalRepo {
+    /// Hides porki's worktree folder from `git status` through the
+    /// repository's local exclude file (never the user's `.gitignore`).
+    fn exclude_worktrees(&self) -> Result<(), GitError> {
+        let pattern = format!("/{}/", super::worktree::WORKTREES_DIR);
+        let file = self.common_dir.join("info").join("exclude");
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if text.lines().any(|l| l.trim() == pattern) {
+            return Ok(());
+        }
+        let io = |source| GitError::Io {
+            action: "add porki's worktree folder to",
+            path: file.clone(),
+            source,
+        };
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let mut new = text;
+        if !new.is_empty() && !new.ends_with('\n') {
+            new.push('\n');
+        }
+        new.push_str(&format!(
+            "# porki's attempt worktrees (docs/isolation.md)\n{pattern}\n"
+        ));
+        std::fs::write(&file, new).map_err(io)
+    }
 }

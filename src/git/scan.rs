@@ -149,4 +149,36 @@ impl GoalRepo {
             .filter(|t| t.goal == self.goal && t.task == task)
             .map(|trailers| TaskCommit { commit, trailers }))
     }
+
+    /// The tasks merged into the goal branch after `since` up to `tip` whose
+    /// work changed one of `files`: the other side of a conflict.
+    pub async fn tasks_changing(
+        &self,
+        since: &CommitId,
+        tip: &CommitId,
+        files: &[String],
+    ) -> Result<Vec<String>, GitError> {
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .git
+            .cmd(&self.top)
+            .args(["log", "-z", "--format=%B", "--end-of-options"])
+            .arg(format!("{since}..{tip}"))
+            .arg("--")
+            .args(files)
+            .run()
+            .await?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut tasks: Vec<String> = text
+            .split('\0')
+            .filter_map(Trailers::parse)
+            .filter(|t| t.goal == self.goal)
+            .map(|t| t.task)
+            .collect();
+        tasks.sort();
+        tasks.dedup();
+        Ok(tasks)
+    }
 }

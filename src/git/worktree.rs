@@ -27,11 +27,19 @@ pub struct Worktree {
     pub merging: Option<CommitId>,
 }
 
+/// The folder of the work tree porki keeps its worktrees in.
+pub(crate) const WORKTREES_DIR: &str = ".porki";
+
 impl GoalRepo {
-    /// The folder holding every worktree of this goal.
+    /// The folder holding every worktree of this goal: `.porki/worktrees/<goal>`
+    /// in the work tree (the way Claude Code keeps `.claude/worktrees`), which
+    /// the repository's local `info/exclude` hides from `git status`. Not inside
+    /// `.git`: claude refuses to write anywhere under a `.git` folder, even in
+    /// its own working directory.
     pub(crate) fn goal_dir(&self) -> PathBuf {
-        self.common_dir
-            .join("porki")
+        self.top
+            .join(WORKTREES_DIR)
+            .join("worktrees")
             .join(ref_component(&self.goal))
     }
 

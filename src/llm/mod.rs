@@ -202,6 +202,19 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// The isolation of a goal that asks for none under this provider: the
+    /// CLIs, which write files, each in a worktree; the others in one folder.
+    pub fn default_isolation(self) -> crate::domain::Isolation {
+        match self {
+            ProviderKind::Claude | ProviderKind::Codex | ProviderKind::Command => {
+                crate::domain::Isolation::Worktree
+            }
+            ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Offline => {
+                crate::domain::Isolation::Shared
+            }
+        }
+    }
+
     /// The name used on the command line.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -424,6 +424,7 @@ mod tests {
                 result: "wrote draft.md".into(),
                 files: vec!["draft.md".into()],
             }),
+            diff: None,
         };
         let answer = async |kind, cycle| -> TaskAnswer {
             let ctx = TaskContext {

@@ -62,6 +62,8 @@ pub const MEMORY_BLOCK: &str = "memory";
 pub const PREVIOUS_ERROR_BLOCK: &str = "previous-error";
 /// Label of the block holding a [`TeamContext`] as JSON (tasks porki added).
 pub const TEAM_BLOCK: &str = "team";
+/// Label of the block holding a reviewed commit's diff (worktree isolation).
+pub const DIFF_BLOCK: &str = "diff";
 
 const BLOCK_OPEN: &str = "----- begin ";
 const BLOCK_CLOSE: &str = "----- end ";
@@ -114,6 +116,10 @@ pub struct TeamContext {
     pub notes: Option<String>,
     /// The task this one is about.
     pub subject: Option<Subject>,
+    /// A review under worktree isolation: the reviewed work's diff (its stat,
+    /// then the patch, capped), shown in a block of its own.
+    #[serde(skip)]
+    pub diff: Option<String>,
 }
 
 /// The task an added task is about, as its prompt shows it.
@@ -283,6 +289,12 @@ fn task_prompt(ctx: &TaskContext, phase: Phase, what: &str) -> String {
     if let Some(team) = &ctx.team {
         p.push_str("\n## What this task is about\n");
         block(&mut p, TEAM_BLOCK, &json_text(team));
+        if let Some(diff) = &team.diff {
+            p.push_str(
+                "\n## The reviewed work's changes (git diff against the goal branch before it)\n",
+            );
+            block(&mut p, DIFF_BLOCK, diff);
+        }
     }
     p.push_str("\n## Dependency outputs\n");
     if ctx.dependency_outputs.is_empty() {

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::agent::AgentSettings;
+use crate::agent::{AgentSettings, GitContext};
+use crate::domain::Isolation;
 use crate::llm::LlmProvider;
 use crate::metrics::Metrics;
 use crate::planner::PlannerSettings;
@@ -76,6 +77,10 @@ pub struct RunSettings {
     /// How often the orchestrator runs that cleanup (this process's own goals
     /// and agents are never removed by it).
     pub cleanup_every: Duration,
+    /// The isolation of goals whose instructions give none (`--isolation`).
+    pub isolation: Isolation,
+    /// git and its settings, when some goal is isolated in worktrees.
+    pub git: Option<Arc<GitContext>>,
 }
 
 impl Default for RunSettings {
@@ -102,6 +107,8 @@ impl Default for RunSettings {
             metrics: Arc::default(),
             retain_finished: crate::store::gc::DEFAULT_RETENTION,
             cleanup_every: crate::store::gc::DEFAULT_CLEANUP_EVERY,
+            isolation: Isolation::Shared,
+            git: None,
         }
     }
 }
@@ -133,8 +140,23 @@ impl RunSettings {
             llm_summarize: self.llm_summarize,
             metrics: self.metrics.clone(),
             max_review_cycles: self.max_review_cycles,
+            isolation: self.isolation,
+            git: self.git.clone(),
             ..AgentSettings::default()
         }
+    }
+
+    /// The goals of `project` whose attempts run in worktrees.
+    pub fn worktree_goals(&self, project: &Project) -> Vec<String> {
+        let mut goals: Vec<String> = project
+            .agents
+            .iter()
+            .filter(|a| a.isolation.unwrap_or(self.isolation) == Isolation::Worktree)
+            .map(|a| a.goal.clone())
+            .collect();
+        goals.sort();
+        goals.dedup();
+        goals
     }
 
     /// What the planner is given.

@@ -44,8 +44,72 @@ fn demo_runs_the_bundled_example_to_the_end() {
         ),
         "{stdout}"
     );
+    // With git: each task in its own worktree, merged into porki/demo-001; the
+    // goal's folder is that branch's checkout.
+    assert!(stdout.contains("isolation: worktree (git "), "{stdout}");
+    let work = dir.join("workspace/demo-001");
     for task in ["scope", "outline", "publish", "draft.fix-1"] {
         assert!(stdout.contains(task), "summary lists {task}: {stdout}");
+        assert!(
+            work.join(format!("artifacts/{task}.md")).is_file(),
+            "{task} report merged into the goal's folder"
+        );
+    }
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .current_dir(&work)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        stdout.contains("git log --oneline porki/demo-001"),
+        "{stdout}"
+    );
+    assert_eq!(
+        git(&["rev-parse", "--abbrev-ref", "HEAD"]).trim(),
+        "porki/demo-001"
+    );
+    assert_eq!(
+        git(&["status", "--porcelain"]),
+        "",
+        "the checkout is the branch"
+    );
+    // Every task that writes a report is on the branch exactly once (the
+    // review writes none); the worktrees are gone and the repository is sound.
+    // (A merge commit names the task it merged in the same trailers.)
+    for commits in ["--no-merges", "--merges"] {
+        let format = "--format=%(trailers:key=Porki-Task,valueonly)";
+        let tasks = git(&["log", commits, format, "porki/demo-001"]);
+        let mut tasks: Vec<&str> = tasks.lines().filter(|l| !l.is_empty()).collect();
+        tasks.sort();
+        let mut once = tasks.clone();
+        once.dedup();
+        assert_eq!(tasks, once, "a task on the branch twice ({commits})");
+        if commits == "--no-merges" {
+            assert_eq!(tasks.len(), 13, "{tasks:?}");
+        }
+    }
+    assert_eq!(git(&["worktree", "list"]).lines().count(), 1);
+    git(&["fsck", "--strict"]);
+}
+
+#[test]
+fn demo_without_git_runs_every_task_in_one_folder() {
+    let dir = temp_dir("demo-shared");
+    let output = porki()
+        .args(["demo", "--delay", "10ms", "--dir"])
+        .arg(&dir)
+        .env("PATH", dir.join("no-git-here"))
+        .output()
+        .unwrap();
+    let stdout = success_stdout(&output);
+    assert!(stdout.contains("isolation: shared"), "{stdout}");
+    assert!(stdout.contains("git was not found"), "{stdout}");
+    assert!(stdout.contains("goal demo-001: complete"), "{stdout}");
+    for task in ["scope", "outline", "publish", "draft.fix-1"] {
         assert!(
             dir.join(format!("artifacts/demo-001/{task}.md")).is_file(),
             "{task} report written"

@@ -92,6 +92,28 @@ async fn a_workspace_subfolder_runs_the_cli_in_the_matching_folder_of_the_worktr
 }
 
 #[tokio::test]
+async fn a_workspace_the_enclosing_repository_ignores_gets_a_repository_of_its_own() {
+    // A build or scratch folder (`target/`, say) is not the enclosing project's
+    // work: porki must not check that project out into worktrees for it.
+    let dir = user_repo();
+    write(&dir, ".gitignore", "scratch/\n");
+    let before = user_state(&dir);
+    let branches = sh(&dir, &["branch", "--list"]);
+    let workspace = dir.join("scratch/ws");
+    let repo = GoalRepo::open_or_init(&git().await, &workspace, "g", None, None)
+        .await
+        .unwrap();
+    assert_eq!(repo.kind(), RepoKind::Owned);
+    assert_eq!(repo.work_tree(), workspace.as_path());
+    assert_eq!(user_state(&dir), before);
+    assert_eq!(
+        sh(&dir, &["branch", "--list"]),
+        branches,
+        "no branch made in the enclosing repository"
+    );
+}
+
+#[tokio::test]
 async fn a_folder_in_no_repository_becomes_one_whose_checkout_is_the_goal_branch() {
     let dir = temp("owned").join("ws");
     std::fs::create_dir_all(&dir).unwrap();

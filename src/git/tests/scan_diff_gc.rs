@@ -158,7 +158,7 @@ async fn gc_removes_the_goals_worktrees_and_task_branches_and_keeps_the_goal_bra
     );
     let list = sh(&dir, &["worktree", "list"]);
     assert!(
-        !list.contains("/porki/g/") && list.contains("/porki/g2/"),
+        !list.contains("/worktrees/g/") && list.contains("/worktrees/g2/"),
         "{list}"
     );
     assert_sound(&dir);

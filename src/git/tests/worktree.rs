@@ -12,12 +12,12 @@ async fn adopted(dir: &Path) -> GoalRepo {
 }
 
 #[tokio::test]
-async fn a_worktree_is_made_at_the_commit_on_the_task_branch_inside_the_git_folder() {
+async fn a_worktree_is_made_at_the_commit_on_the_task_branch_in_porkis_hidden_folder() {
     let dir = user_repo();
     let repo = adopted(&dir).await;
     let tip = repo.tip().await.unwrap();
     let wt = repo.create_worktree("t", &tip).await.unwrap();
-    assert_eq!(wt.path, repo.common_dir().join("porki/g/tasks/t"));
+    assert_eq!(wt.path, dir.join(".porki/worktrees/g/tasks/t"));
     assert_eq!(wt.branch.name(), "porki-task/g/t");
     assert_eq!(sh(&wt.path, &["rev-parse", "HEAD"]), tip.as_str());
     assert_eq!(
@@ -26,7 +26,7 @@ async fn a_worktree_is_made_at_the_commit_on_the_task_branch_inside_the_git_fold
     );
     assert_eq!(read(&wt.path, "README"), "hello\n");
     assert_eq!(sh(&wt.path, &["status", "--porcelain"]), "");
-    assert!(sh(&dir, &["worktree", "list"]).contains("porki/g/tasks/t"));
+    assert!(sh(&dir, &["worktree", "list"]).contains(".porki/worktrees/g/tasks/t"));
     // The user's work tree does not see it as untracked files.
     assert_eq!(
         sh(&dir, &["status", "--porcelain", "--untracked-files=all"]),

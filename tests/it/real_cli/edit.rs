@@ -93,7 +93,12 @@ fn codex_under_edit_cannot_patch_a_file_under_tmp_and_the_task_listing_it_is_not
     let setup =
         Setup::new("codex", "edit-stray").workspaces_under(temp_dir("codex-edit-workspaces"));
     setup.model.set_stray_write(&stray.display().to_string());
-    let output = setup.run("memory://", &["--max-attempts", "1"]);
+    // One shared folder: the failed attempt's own file stays there to be seen
+    // (in a worktree it would go with the worktree, never merged).
+    let output = setup.run(
+        "memory://",
+        &["--max-attempts", "1", "--isolation", "shared"],
+    );
     let log = text(&output);
     assert_eq!(output.status.code(), Some(1), "the goal fails: {log}");
     assert!(
