@@ -432,6 +432,7 @@ mod tests {
             "PORKI_LLM_MAX_CONCURRENCY",
             "PORKI_LLM_CONCURRENCY_WAIT_SECONDS",
             "PORKI_RETAIN_FINISHED",
+            "PORKI_ISOLATION",
         ] {
             assert!(
                 std::env::var_os(var).is_none(),
@@ -443,7 +444,12 @@ mod tests {
             panic!("not a run command");
         };
         let parsed = args.settings();
-        let default = RunSettings::default();
+        // The isolation default follows the provider (claude: worktrees); the
+        // library's follows what its tests' providers need (one folder).
+        let default = RunSettings {
+            isolation: ProviderKind::Claude.default_isolation(),
+            ..RunSettings::default()
+        };
         assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
     }
 
