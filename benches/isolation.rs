@@ -82,9 +82,9 @@ fn main() {
     );
 }
 
-/// Runs the fan-out with `--isolation isolation` on a fresh redis-server and
-/// workspace; under worktree isolation, checks that the goal branch holds
-/// every task's commit exactly once.
+/// Runs the fan-out with `--isolation <isolation>` on a fresh redis-server
+/// and workspace; under worktree isolation, checks that the goal branch holds
+/// every task's commit once.
 fn run(isolation: &str) -> Run {
     let server = support::RedisServer::start();
     let dir = support::temp_dir(&format!("isolation-bench-{isolation}"));
