@@ -397,6 +397,7 @@ pub(super) async fn merge(
     commit: &CommitId,
     start: Option<&CommitId>,
 ) -> Result<Merge, IsolationError> {
+    let asked = std::time::Instant::now();
     let lock = loop {
         if keeper.remaining().is_zero() {
             return Ok(Merge::LeaseLost);
@@ -411,10 +412,18 @@ pub(super) async fn merge(
             Err(e) => return Err(e.into()),
         }
     };
+    let taken = std::time::Instant::now();
     let merged = merge_locked(repo, lease, keeper, commit, start).await;
     if let Err(e) = store.release_merge_lock(&lock).await {
         tracing::debug!(error = %e, "could not release the merge lock; it expires on its own");
     }
+    // How long the queue made this merge wait, and how long it held the
+    // queue: what `cargo bench --bench isolation` reads.
+    tracing::debug!(
+        waited_us = taken.duration_since(asked).as_micros() as u64,
+        held_us = taken.elapsed().as_micros() as u64,
+        "merge lock released"
+    );
     merged
 }
 

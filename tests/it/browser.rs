@@ -1,6 +1,7 @@
 //! The dashboard in a real browser: headless Chromium watches `porki demo
 //! --http` (a slow offline provider) and sees the DAG and the task table change
-//! as tasks finish, without a reload, then saves a screenshot.
+//! as tasks finish, without a reload, then saves a screenshot; at the end, the
+//! goal branch and a task's merged commit and diffstat.
 //!
 //! Needs Chromium from Debian's packages (`.ci/run` installs it); fails, saying
 //! how to install it, when it is missing.
@@ -118,6 +119,7 @@ fn the_dashboard_shows_a_running_goal_live_in_a_browser() {
     );
     let text = browser.eval("return document.querySelector('h1').textContent;");
     assert!(text.as_str().unwrap_or("").contains("complete"), "{text}");
+    merged_work_is_shown(&browser, &base);
 
     // The demo keeps serving its finished goal, with its agents' counters.
     let metrics = prometheus::parse(&get(&format!("{base}/metrics"), &[]).body).unwrap();
@@ -129,6 +131,55 @@ fn the_dashboard_shows_a_running_goal_live_in_a_browser() {
     drop(browser);
     signal(&demo, Signal::SIGTERM);
     assert_eq!(wait_exit(&mut demo, Duration::from_secs(10)), 0);
+}
+
+/// The demo isolates tasks in worktrees (git is on PATH): the goal page names
+/// the goal branch, and a task's page shows the commit that merged its work
+/// (one the branch holds) and its diffstat, as `/api/status` has them.
+fn merged_work_is_shown(browser: &Browser, base: &str) {
+    let branch =
+        browser.eval("const p = document.querySelector('p.branch'); return p && p.textContent;");
+    assert!(
+        branch
+            .as_str()
+            .unwrap_or("")
+            .contains("branch porki/demo-001 in "),
+        "the goal page names the goal branch: {branch}"
+    );
+    let status: Value =
+        serde_json::from_str(&get(&format!("{base}/api/status"), &[]).body).unwrap();
+    let goal = &status["goals"][0];
+    let task = goal["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            t["diffstat"]
+                .as_str()
+                .is_some_and(|d| d.contains("changed"))
+        })
+        .unwrap_or_else(|| panic!("a task merged with a diffstat: {goal}"));
+    let commit = task["commit"].as_str().unwrap();
+    let repository = goal["repository"].as_str().unwrap();
+    let on_branch = std::process::Command::new("git")
+        .args(["merge-base", "--is-ancestor", commit, "porki/demo-001"])
+        .current_dir(repository)
+        .status()
+        .unwrap();
+    assert!(
+        on_branch.success(),
+        "{commit} is on the goal branch in {repository}"
+    );
+    browser.open(&format!(
+        "{base}/goals/demo-001/tasks/{}",
+        task["id"].as_str().unwrap()
+    ));
+    let shown = browser.eval(
+        "const text = (selector) => { const e = document.querySelector(selector); return e && e.textContent; };\n\
+return { commit: text('code.commit'), diffstat: text('pre.diffstat') };",
+    );
+    assert_eq!(shown["commit"], commit, "{shown}");
+    assert_eq!(shown["diffstat"], task["diffstat"], "{shown}");
 }
 
 /// Keeps the screenshot in the target folder, and as `docs/dashboard.png` (the

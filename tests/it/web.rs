@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use porki::domain::{AgentKind, Node, TaskKind};
+use porki::domain::{AgentKind, MergeConflict, Node, TaskKind};
 use porki::llm::{LlmResponse, Phase, Usage};
 use porki::metrics::Metrics;
 use porki::store::prelude::*;
 use porki::store::{
-    AgentField, AgentRecord, AgentState, Lease, MemoryStore, ReapOutcome, RedisStore, TaskResult,
-    WriteDagOptions, write_plan,
+    AgentField, AgentRecord, AgentState, GoalBranch, Lease, MemoryStore, ReapOutcome, RedisStore,
+    TaskResult, WriteDagOptions, write_plan,
 };
 use porki::web::StoreSource;
 
@@ -803,6 +803,113 @@ fn behind_a_proxy_the_token_is_what_lets_requests_in() {
         let (status, body) = raw(&web.base, &request);
         assert_eq!(status, 401, "{proxy}: {body}");
     }
+}
+
+/// Goal `iso` under worktree isolation: `a` DONE and merged as [`MERGED`]
+/// (a hostile diffstat), `b` conflicted on files touched by `a`, so
+/// `b.merge` is READY to resolve it.
+fn seed_merged() -> Arc<MemoryStore> {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new());
+        let dag = plan("iso", vec![Node::new("a", "A"), Node::new("b", "B")], &[]);
+        write_plan(&*store, dag, &WriteDagOptions::default(), 100)
+            .await
+            .unwrap();
+        let branch = GoalBranch {
+            branch: "porki/iso".into(),
+            repository: "/home/u/<proj>".into(),
+        };
+        store.set_goal_branch("iso", &branch).await.unwrap();
+        let a = claim(&*store, "iso", "w1", LEASE).await.unwrap();
+        let result = TaskResult {
+            commit: Some(MERGED.into()),
+            diffstat: Some(format!(
+                " {EVIL}.md | 2 ++\n 1 file changed, 2 insertions(+)"
+            )),
+            ..TaskResult::default()
+        };
+        store.complete(&a, &result).await.unwrap();
+        let b = claim(&*store, "iso", "w1", LEASE).await.unwrap();
+        let conflict = MergeConflict {
+            commit: "feedfacefeedfacefeedfacefeedfacefeedface".into(),
+            files: vec!["shared.txt".into(), format!("{EVIL}.md")],
+            ours: vec!["b".into()],
+            theirs: vec!["a".into()],
+        };
+        store
+            .merge_conflict(&b, &TaskResult::default(), &conflict)
+            .await
+            .unwrap();
+        store
+    })
+}
+
+const MERGED: &str = "0123456789abcdef0123456789abcdef01234567";
+
+#[test]
+fn worktree_isolation_shows_the_goal_branch_each_commit_its_diffstat_and_conflicts() {
+    let web = Dashboard::start(seed_merged());
+    let goal = web.get("/goals/iso");
+    assert_eq!(goal.status, 200, "{}", goal.body);
+    assert_contains_all(
+        &goal.body,
+        &[
+            "branch <code>porki/iso</code> in <code>/home/u/&lt;proj&gt;</code>",
+            "<code>git log --graph porki/iso</code>",
+            // The task table names each task's commit.
+            "<td class=\"note\">commit 0123456</td>",
+        ],
+    );
+    let a = web.get("/goals/iso/tasks/a");
+    assert_contains_all(
+        &a.body,
+        &[
+            "<h2>Commit</h2><p><code class=\"commit\">0123456789abcdef0123456789abcdef01234567</code>",
+            "<pre class=\"text diffstat\"> &lt;script&gt;alert(1)&lt;/script&gt;.md | 2 ++\n 1 file changed",
+        ],
+    );
+    assert!(!a.body.contains("Merge conflict"), "{}", a.body);
+    let merge = web.get("/goals/iso/tasks/b.merge");
+    assert_eq!(merge.status, 200, "{}", merge.body);
+    assert_contains_all(
+        &merge.body,
+        &[
+            "<h2>Merge conflict</h2><p>Commit <code>feedfacefeedfacefeedfacefeedfacefeedface</code> \
+(the work of <a href=\"/goals/iso/tasks/b\">b</a>) did not merge into the goal branch, where \
+<a href=\"/goals/iso/tasks/a\">a</a> changed the same files:",
+            "<li><code>shared.txt</code></li><li><code>&lt;script&gt;alert(1)&lt;/script&gt;.md</code></li>",
+        ],
+    );
+    assert!(!merge.body.contains("<h2>Commit</h2>"), "{}", merge.body);
+    // The JSON API carries the same.
+    let status: serde_json::Value = serde_json::from_str(&web.get("/api/status").body).unwrap();
+    let goal = &status["goals"][0];
+    assert_eq!(
+        (&goal["branch"], &goal["repository"]),
+        (&"porki/iso".into(), &"/home/u/<proj>".into())
+    );
+    let task = |id: &str| {
+        goal["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap_or_else(|| panic!("no task {id} in {goal}"))
+            .clone()
+    };
+    assert_eq!(task("a")["commit"], MERGED);
+    assert!(
+        task("a")["diffstat"]
+            .as_str()
+            .unwrap()
+            .contains("1 file changed"),
+        "{goal}"
+    );
+    assert_eq!(task("b.merge")["conflict"]["files"][0], "shared.txt");
+    assert_eq!(
+        task("b.merge")["conflict"]["theirs"],
+        serde_json::json!(["a"])
+    );
 }
 
 #[test]

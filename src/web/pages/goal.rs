@@ -1,5 +1,6 @@
-//! A goal's page: its summary and waits (approvals, recoveries included), the
-//! DAG drawn, the task table (what each task is and waits for) and its agents.
+//! A goal's page: its summary (with its branch under worktree isolation) and
+//! waits (approvals, recoveries included), the DAG drawn, the task table (what
+//! each task is, waits for and merged as) and its agents.
 
 use std::fmt::Write as _;
 
@@ -51,6 +52,16 @@ pub(in crate::web) fn goal(view: &GoalView, now_ms: u64) -> String {
             .map(|f| format!(" · finished {}", time(f)))
             .unwrap_or_default(),
     );
+    if let Some(branch) = &status.branch {
+        // Worktree isolation: where the DONE tasks' work is, and how to see it.
+        let _ = write!(
+            out,
+            "<p class=\"branch\">branch <code>{name}</code> in <code>{repository}</code>: \
+every DONE task's work, merged (<code>git log --graph {name}</code>)</p>",
+            name = escape(&branch.branch),
+            repository = escape(&branch.repository),
+        );
+    }
     out.push_str(&waits(&view.report, view, now_ms));
     out.push_str("<h2>Plan</h2>");
     match dag_svg(&view.dag, &view.report.tasks) {

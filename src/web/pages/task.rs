@@ -1,6 +1,7 @@
 //! A task's page: what its prompt shows (title, plan node, dependencies'
 //! results), its state, what it is and waits for (a review of which task, in
-//! which cycle; a person's approval), notes, outputs and last error.
+//! which cycle; a person's approval), its commit and diffstat, or the merge
+//! conflict it resolves, notes, outputs and last error.
 
 use std::fmt::Write as _;
 
@@ -63,6 +64,7 @@ or <code>REJECT-TASK {id} reason</code> into a heartbeat file of the goal.",
         let _ = write!(out, "<tr><th>{name}</th><td>{value}</td></tr>");
     }
     out.push_str("</tbody></table>");
+    out.push_str(&merged(view));
     if let Some(error) = &t.last_error {
         let _ = write!(
             out,
@@ -133,6 +135,56 @@ or <code>REJECT-TASK {id} reason</code> into a heartbeat file of the goal.",
             let _ = write!(out, "<pre class=\"text\">{}</pre>", escape(&json));
         }
         None => out.push_str("<p class=\"muted\">The plan has no node for this task.</p>"),
+    }
+    out
+}
+
+/// Worktree isolation's part: for a merge task, the conflict it resolves; once
+/// DONE, the goal branch's commit holding the task's work and what it changed.
+fn merged(view: &TaskView) -> String {
+    let t = &view.task;
+    let links = |ids: &[String], none: &str| {
+        if ids.is_empty() {
+            return none.to_string();
+        }
+        ids.iter()
+            .map(|id| link(&task_href(&view.goal, id), id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = String::new();
+    if let Some(conflict) = &t.conflict {
+        let files: Vec<String> = conflict
+            .files
+            .iter()
+            .map(|f| format!("<li><code>{}</code></li>", escape(f)))
+            .collect();
+        let _ = write!(
+            out,
+            "<h2>Merge conflict</h2><p>Commit <code>{commit}</code> (the work of {ours}) did not merge \
+into the goal branch, where {theirs} changed the same files:</p><ul class=\"conflict\">{files}</ul>",
+            commit = escape(&conflict.commit),
+            ours = links(&conflict.ours, "this task"),
+            theirs = links(&conflict.theirs, "work merged before it"),
+            files = files.concat(),
+        );
+    }
+    if let Some(commit) = &t.commit {
+        let _ = write!(
+            out,
+            "<h2>Commit</h2><p><code class=\"commit\">{}</code> on the goal branch holds this task's work.</p>",
+            escape(commit)
+        );
+        match t.diffstat.as_deref().filter(|d| !d.trim().is_empty()) {
+            Some(diffstat) => {
+                let _ = write!(
+                    out,
+                    "<pre class=\"text diffstat\">{}</pre>",
+                    escape(diffstat)
+                );
+            }
+            None => out.push_str("<p class=\"muted\">It changed no file.</p>"),
+        }
     }
     out
 }
@@ -267,5 +319,28 @@ mod tests {
             "{recovery}"
         );
         assert_eq!(view("scan.recover").task.kind, TaskKind::Recover);
+    }
+
+    #[test]
+    fn a_merge_without_named_tasks_or_changes_says_so() {
+        let mut resolving = view("draft");
+        resolving.task.conflict = Some(crate::domain::MergeConflict {
+            commit: "abc".into(),
+            files: vec!["f".into()],
+            ..Default::default()
+        });
+        let page = task(&resolving, NOW);
+        assert!(
+            page.contains("(the work of this task) did not merge into the goal branch, where work merged before it changed the same files:"),
+            "{page}"
+        );
+        let mut empty = view("draft");
+        empty.task.commit = Some("abc".into());
+        empty.task.diffstat = Some(String::new());
+        let page = task(&empty, NOW);
+        assert!(
+            page.contains("<code class=\"commit\">abc</code> on the goal branch holds this task's work.</p><p class=\"muted\">It changed no file.</p>"),
+            "{page}"
+        );
     }
 }
