@@ -385,6 +385,11 @@ pub(super) enum Merge {
     LeaseLost,
 }
 
+/// Wakes this process's merges waiting for a goal's merge lock when one is
+/// released, so a merge never idles behind a free lock; merges of other
+/// processes find it free at their next poll.
+static MERGE_LOCK_RELEASED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// Merges `commit` (this attempt's, or an earlier attempt's of this task)
 /// through the goal's merge queue: the lock, taken only while the lease
 /// holds; the lease renewed right before the branch moves; the merge itself a
@@ -402,11 +407,15 @@ pub(super) async fn merge(
         if keeper.remaining().is_zero() {
             return Ok(Merge::LeaseLost);
         }
+        // Registered before trying, so a release in between is not missed.
+        let released = MERGE_LOCK_RELEASED.notified();
+        tokio::pin!(released);
+        released.as_mut().enable();
         match store.acquire_merge_lock(lease, MERGE_LOCK_TTL).await {
             Ok(MergeLockOutcome::Acquired(lock)) => break lock,
             Ok(MergeLockOutcome::Busy { expires_in, .. }) => {
                 let wait = MERGE_LOCK_POLL.min(expires_in).min(keeper.remaining());
-                tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+                let _ = tokio::time::timeout(wait.max(Duration::from_millis(1)), released).await;
             }
             Err(StoreError::LeaseLost { .. }) => return Ok(Merge::LeaseLost),
             Err(e) => return Err(e.into()),
@@ -417,6 +426,7 @@ pub(super) async fn merge(
     if let Err(e) = store.release_merge_lock(&lock).await {
         tracing::debug!(error = %e, "could not release the merge lock; it expires on its own");
     }
+    MERGE_LOCK_RELEASED.notify_waiters();
     // How long the queue made this merge wait, and how long it held the
     // queue: what `cargo bench --bench isolation` reads.
     tracing::debug!(
@@ -424,21 +434,28 @@ pub(super) async fn merge(
         held_us = taken.elapsed().as_micros() as u64,
         "merge lock released"
     );
-    merged
+    // What the merge changed is read after the lock is released: the queue
+    // waits for nothing but the merge.
+    match merged? {
+        Ok(commit) => merged_with_stat(repo, commit).await,
+        Err(outcome) => Ok(outcome),
+    }
 }
 
+/// The merge under the lock: the goal branch's commit holding the work, or
+/// how it ended otherwise.
 async fn merge_locked(
     repo: &GoalRepo,
     lease: &Lease,
     keeper: &LeaseKeeper,
     commit: &CommitId,
     start: Option<&CommitId>,
-) -> Result<Merge, IsolationError> {
+) -> Result<Result<CommitId, Merge>, IsolationError> {
     for _ in 0..MERGE_TRIES {
         // The check inside the critical section: a holder whose lease was lost
         // does not move the branch.
         if keeper.renew_now().await.is_some() {
-            return Ok(Merge::LeaseLost);
+            return Ok(Err(Merge::LeaseLost));
         }
         match repo.merge(commit, &lease.task, lease.attempt).await? {
             MergeOutcome::Merged {
@@ -447,20 +464,20 @@ async fn merge_locked(
                 if let crate::git::Checkout::Behind { message } = &checkout {
                     tracing::warn!(%message, "the workspace folder's checkout did not follow the goal branch");
                 }
-                return merged(repo, commit).await;
+                return Ok(Ok(commit));
             }
-            MergeOutcome::AlreadyMerged { commit } => return merged(repo, commit).await,
+            MergeOutcome::AlreadyMerged { commit } => return Ok(Ok(commit)),
             MergeOutcome::Conflict { files, tip } => {
                 let theirs = match start {
                     Some(start) => repo.tasks_changing(start, &tip, &files).await?,
                     None => Vec::new(),
                 };
-                return Ok(Merge::Conflict(MergeConflict {
+                return Ok(Err(Merge::Conflict(MergeConflict {
                     commit: commit.as_str().to_string(),
                     files,
                     ours: vec![lease.task.clone()],
                     theirs,
-                }));
+                })));
             }
             MergeOutcome::TipMoved { expected } => {
                 tracing::info!(%expected, "the goal branch moved while merging; merging again");
@@ -475,7 +492,10 @@ async fn merge_locked(
 }
 
 /// The goal branch's `commit` holding a task's work, with what it changed.
-pub(super) async fn merged(repo: &GoalRepo, commit: CommitId) -> Result<Merge, IsolationError> {
+pub(super) async fn merged_with_stat(
+    repo: &GoalRepo,
+    commit: CommitId,
+) -> Result<Merge, IsolationError> {
     let diffstat = repo
         .commit_stat(&commit, crate::domain::merge::DIFFSTAT_CAP)
         .await?;

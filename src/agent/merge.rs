@@ -61,7 +61,7 @@ impl Worker {
             Place::Earlier {
                 repo,
                 work: Earlier::Merged(commit),
-            } => match isolate::merged(repo, commit.clone()).await {
+            } => match isolate::merged_with_stat(repo, commit.clone()).await {
                 Ok(merged) => self.complete_merged(lease, keeper, result, merged).await,
                 Err(e) => {
                     let why = format!("could not read the merged work: {e}");
