@@ -397,19 +397,30 @@ pub(super) async fn merge(
     commit: &CommitId,
     start: Option<&CommitId>,
 ) -> Result<Merge, IsolationError> {
-    let lock = loop {
-        if keeper.remaining().is_zero() {
-            return Ok(Merge::LeaseLost);
-        }
-        match store.acquire_merge_lock(lease, MERGE_LOCK_TTL).await {
-            Ok(MergeLockOutcome::Acquired(lock)) => break lock,
-            Ok(MergeLockOutcome::Busy { expires_in, .. }) => {
-                let wait = MERGE_LOCK_POLL.min(expires_in).min(keeper.remaining());
-                tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+    let acquire = async {
+        loop {
+            if keeper.remaining().is_zero() {
+                return Ok(None);
             }
-            Err(StoreError::LeaseLost { .. }) => return Ok(Merge::LeaseLost),
-            Err(e) => return Err(e.into()),
+            match store.acquire_merge_lock(lease, MERGE_LOCK_TTL).await {
+                Ok(MergeLockOutcome::Acquired(lock)) => return Ok(Some(lock)),
+                Ok(MergeLockOutcome::Busy { expires_in, .. }) => {
+                    let wait = MERGE_LOCK_POLL.min(expires_in).min(keeper.remaining());
+                    tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+                }
+                Err(StoreError::LeaseLost { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
         }
+    };
+    // Waiting behind other merges (or a dead holder's lock until it expires)
+    // can outlast a lease: it is renewed meanwhile.
+    let lock = tokio::select! {
+        lock = acquire => match lock? {
+            Some(lock) => lock,
+            None => return Ok(Merge::LeaseLost),
+        },
+        _ = keeper.keep() => return Ok(Merge::LeaseLost),
     };
     let merged = merge_locked(repo, lease, keeper, commit, start).await;
     if let Err(e) = store.release_merge_lock(&lock).await {
