@@ -14,6 +14,7 @@
 
 mod conflicts;
 mod crash;
+mod user_repo;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
