@@ -62,6 +62,43 @@ impl GitContext {
         Ok(format!("{log}\n"))
     }
 
+    /// The repository of `goal` in `workspace` if it exists on this machine:
+    /// the one opened already, else opened without making anything.
+    async fn existing(
+        &self,
+        goal: &str,
+        workspace: &Path,
+    ) -> Result<Option<Arc<GoalRepo>>, GitError> {
+        if let Some(repo) = self.repos.lock().await.get(goal) {
+            return Ok(Some(repo.clone()));
+        }
+        let repo = GoalRepo::open(&self.git, workspace, goal, self.remote.as_deref()).await?;
+        Ok(repo.map(Arc::new))
+    }
+
+    /// Removes the worktree of `goal`'s `task` if this machine has it (the
+    /// reaper, for a task whose last attempt died).
+    pub async fn remove_worktree(
+        &self,
+        goal: &str,
+        workspace: &Path,
+        task: &str,
+    ) -> Result<(), GitError> {
+        match self.existing(goal, workspace).await? {
+            Some(repo) => repo.remove_worktree(task).await,
+            None => Ok(()),
+        }
+    }
+
+    /// `git worktree prune` in the repository of `goal`, if there is one (the
+    /// cleanup: forgets worktrees whose folders are gone).
+    pub async fn prune_worktrees(&self, goal: &str, workspace: &Path) -> Result<(), GitError> {
+        match self.existing(goal, workspace).await? {
+            Some(repo) => repo.prune_worktrees().await,
+            None => Ok(()),
+        }
+    }
+
     /// The repository of `goal` in `workspace`, opened (or made) once; its
     /// branch is recorded with the goal.
     async fn repo(
