@@ -12,6 +12,7 @@
 //! - `cleanup`: the reaper, `git worktree prune` at the cleanup, `porki gc`
 //!   (`--keep-branches`).
 
+mod cleanup;
 mod conflicts;
 mod crash;
 mod user_repo;
