@@ -112,7 +112,7 @@ impl Worker {
         let next = match self.guarded(&lease, &keeper, work, events).await {
             Guarded::Finished(mut attempt) => {
                 place = attempt.place.take();
-                self.record(&lease, &keeper, attempt, &place).await
+                self.record(&lease, &keeper, attempt, &mut place).await
             }
             Guarded::Ended(LeaseEnd::Lost) => {
                 tracing::warn!(

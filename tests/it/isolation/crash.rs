@@ -267,3 +267,47 @@ fn a_holder_stopped_after_its_cli_run_past_its_lease_never_merges_nor_disturbs_t
     );
     assert_eq!(project.runs_of("t1"), 2, "{:?}", project.runs());
 }
+
+#[test]
+fn a_holder_stalled_past_its_lease_after_its_cli_neither_commits_nor_removes_the_next_holders_worktree()
+ {
+    // a stalls (the whole process, as under SIGSTOP) between its CLI's end and
+    // its commit, for longer than its lease; b redoes t1 in the same worktree
+    // and is still writing when a wakes up.
+    let (redis, project, holder) =
+        holder_and_reclaimer("iso-stall-commit", "agent-before-complete=1*sleep(6000)");
+    project.behave(
+        "t1",
+        "if ! marked first; then\n  mark first; echo 'work of a' > t1.txt\nelse\n  echo half > t1.txt\n  \
+         woke() { [ $(($(date +%s) - $(stat -c %Y \"$dir/marks/first\"))) -ge 8 ]; }\n  \
+         until_ok woke; echo 'work of b' > t1.txt\nfi\n",
+    );
+    wait_until(Duration::from_secs(30), "a's CLI run ends", || {
+        project.dir.join("marks/first").exists()
+    });
+    let mut holder = holder;
+    let b = project.instructions("b.md", &[("b", None)]);
+    let mut reclaimer = project.command(&redis.url(), &b, "b.log").spawn().unwrap();
+    assert_eq!(
+        wait_exit(&mut reclaimer, LIMIT),
+        0,
+        "{}",
+        project.log("b.log")
+    );
+    assert_eq!(wait_exit(&mut holder, LIMIT), 0, "{}", project.log("a.log"));
+    assert_eq!(project.git(&["show", "porki/g:t1.txt"]), "work of b\n");
+    assert_eq!(project.runs_of("t1"), 2, "{:?}", project.runs());
+    assert_eq!(project.task_commits(), counts(&[("t1", 1), ("t2", 1)]));
+    let attempts = project.git(&["log", "--format=%B", "porki-task/g/t1", "--"]);
+    assert!(
+        !attempts.contains("Porki-Attempt: 1"),
+        "the stalled holder committed nothing: {attempts}"
+    );
+    let log = project.log("a.log");
+    assert!(
+        log.contains("its worktree is left to the task's next holder"),
+        "{log}"
+    );
+    assert_eq!(project.worktrees(), Vec::<String>::new());
+    project.git(&["fsck", "--no-progress"]);
+}
