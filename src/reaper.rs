@@ -1,12 +1,18 @@
 //! The LeaseReaper: returns tasks whose lease was lost (the lock key expired) to
-//! READY, or FAILED at max attempts, for the goals this process runs.
+//! READY, or FAILED at max attempts, for the goals this process runs. Under
+//! worktree isolation it removes the worktree of a task it FAILED, if this
+//! machine has it: nobody runs that task again. A task back to READY keeps its
+//! worktree until its next attempt replaces it, because another process may
+//! claim it at once and make its own there.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::agent::GitContext;
 use crate::store::prelude::*;
+use crate::workspace::Workspaces;
 
 /// The reaper actor.
 pub struct LeaseReaper {
@@ -14,6 +20,7 @@ pub struct LeaseReaper {
     goals: Vec<String>,
     interval: Duration,
     metrics: Arc<crate::metrics::Metrics>,
+    git: Option<(Arc<GitContext>, Workspaces)>,
 }
 
 impl LeaseReaper {
@@ -25,6 +32,16 @@ impl LeaseReaper {
             goals,
             interval: (lease_ttl / 4).max(Duration::from_millis(100)),
             metrics: Arc::default(),
+            git: None,
+        }
+    }
+
+    /// The same reaper, removing the worktrees of the tasks it fails from the
+    /// goals' repositories in `workspaces`.
+    pub fn with_git(self, git: Option<Arc<GitContext>>, workspaces: Workspaces) -> Self {
+        Self {
+            git: git.map(|git| (git, workspaces)),
+            ..self
         }
     }
 
@@ -42,6 +59,7 @@ impl Actor for LeaseReaper {
             let store = reaper.store.clone();
             let goals = reaper.goals.clone();
             let metrics = reaper.metrics.clone();
+            let git = reaper.git.clone();
             // Wait for one pass to end before the next starts.
             ctx.wait(
                 async move {
@@ -54,6 +72,12 @@ impl Actor for LeaseReaper {
                                 }
                                 for task in &outcome.failed {
                                     tracing::warn!(goal = %goal, task = %task, "lease lost at max attempts; task FAILED");
+                                    if let Some((git, workspaces)) = &git {
+                                        let dir = workspaces.for_goal(&goal).dir;
+                                        if let Err(e) = git.remove_worktree(&goal, &dir, task).await {
+                                            tracing::warn!(goal = %goal, task = %task, error = %e, "could not remove the failed task's worktree; porki gc will");
+                                        }
+                                    }
                                 }
                             }
                             Err(e) => tracing::warn!(goal = %goal, error = %e, "reap pass failed; retrying next pass"),

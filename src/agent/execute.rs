@@ -112,7 +112,7 @@ impl Worker {
         let next = match self.guarded(&lease, &keeper, work, events).await {
             Guarded::Finished(mut attempt) => {
                 place = attempt.place.take();
-                self.record(&lease, &keeper, attempt, &place).await
+                self.record(&lease, &keeper, attempt, &mut place).await
             }
             Guarded::Ended(LeaseEnd::Lost) => {
                 tracing::warn!(
@@ -263,6 +263,10 @@ async fn attempt(
             }
             Ok(Prepared::Earlier { repo, work }) => {
                 tracing::info!(work = ?work, "an earlier attempt of this task finished its work; not running it again");
+                // That attempt died, leaving its worktree; this lease owns the path now.
+                if let Err(e) = repo.remove_worktree(&lease.task).await {
+                    tracing::warn!(error = %e, "could not remove a dead attempt's worktree; porki gc will");
+                }
                 return Attempt {
                     verdict: Verdict::Done(work.answer()),
                     summary: None,

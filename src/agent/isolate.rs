@@ -62,6 +62,43 @@ impl GitContext {
         Ok(format!("{log}\n"))
     }
 
+    /// The repository of `goal` in `workspace` if it exists on this machine:
+    /// the one opened already, else opened without making anything.
+    async fn existing(
+        &self,
+        goal: &str,
+        workspace: &Path,
+    ) -> Result<Option<Arc<GoalRepo>>, GitError> {
+        if let Some(repo) = self.repos.lock().await.get(goal) {
+            return Ok(Some(repo.clone()));
+        }
+        let repo = GoalRepo::open(&self.git, workspace, goal, self.remote.as_deref()).await?;
+        Ok(repo.map(Arc::new))
+    }
+
+    /// Removes the worktree of `goal`'s `task` if this machine has it (the
+    /// reaper, for a task whose last attempt died).
+    pub async fn remove_worktree(
+        &self,
+        goal: &str,
+        workspace: &Path,
+        task: &str,
+    ) -> Result<(), GitError> {
+        match self.existing(goal, workspace).await? {
+            Some(repo) => repo.remove_worktree(task).await,
+            None => Ok(()),
+        }
+    }
+
+    /// `git worktree prune` in the repository of `goal`, if there is one (the
+    /// cleanup: forgets worktrees whose folders are gone).
+    pub async fn prune_worktrees(&self, goal: &str, workspace: &Path) -> Result<(), GitError> {
+        match self.existing(goal, workspace).await? {
+            Some(repo) => repo.prune_worktrees().await,
+            None => Ok(()),
+        }
+    }
+
     /// The repository of `goal` in `workspace`, opened (or made) once; its
     /// branch is recorded with the goal.
     async fn repo(
@@ -403,23 +440,35 @@ pub(super) async fn merge(
     start: Option<&CommitId>,
 ) -> Result<Merge, IsolationError> {
     let asked = std::time::Instant::now();
-    let lock = loop {
-        if keeper.remaining().is_zero() {
-            return Ok(Merge::LeaseLost);
-        }
-        // Registered before trying, so a release in between is not missed.
-        let released = MERGE_LOCK_RELEASED.notified();
-        tokio::pin!(released);
-        released.as_mut().enable();
-        match store.acquire_merge_lock(lease, MERGE_LOCK_TTL).await {
-            Ok(MergeLockOutcome::Acquired(lock)) => break lock,
-            Ok(MergeLockOutcome::Busy { expires_in, .. }) => {
-                let wait = MERGE_LOCK_POLL.min(expires_in).min(keeper.remaining());
-                let _ = tokio::time::timeout(wait.max(Duration::from_millis(1)), released).await;
+    let acquire = async {
+        loop {
+            if keeper.remaining().is_zero() {
+                return Ok(None);
             }
-            Err(StoreError::LeaseLost { .. }) => return Ok(Merge::LeaseLost),
-            Err(e) => return Err(e.into()),
+            // Registered before trying, so a release in between is not missed.
+            let released = MERGE_LOCK_RELEASED.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            match store.acquire_merge_lock(lease, MERGE_LOCK_TTL).await {
+                Ok(MergeLockOutcome::Acquired(lock)) => return Ok(Some(lock)),
+                Ok(MergeLockOutcome::Busy { expires_in, .. }) => {
+                    let wait = MERGE_LOCK_POLL.min(expires_in).min(keeper.remaining());
+                    let _ =
+                        tokio::time::timeout(wait.max(Duration::from_millis(1)), released).await;
+                }
+                Err(StoreError::LeaseLost { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
         }
+    };
+    // Waiting behind other merges (or a dead holder's lock until it expires)
+    // can outlast a lease: it is renewed meanwhile.
+    let lock = tokio::select! {
+        lock = acquire => match lock? {
+            Some(lock) => lock,
+            None => return Ok(Merge::LeaseLost),
+        },
+        _ = keeper.keep() => return Ok(Merge::LeaseLost),
     };
     let taken = std::time::Instant::now();
     let merged = merge_locked(repo, lease, keeper, commit, start).await;

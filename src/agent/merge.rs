@@ -17,15 +17,27 @@ use super::worker::Worker;
 impl Worker {
     /// Records a DONE attempt whose work is in `place` (a worktree, or an
     /// earlier attempt's commit); returns the next task when the completion
-    /// claimed one.
+    /// claimed one. A worktree whose lease was lost is taken out of `place`.
     pub(super) async fn record_isolated(
         &mut self,
         lease: &Lease,
         keeper: &LeaseKeeper,
         result: TaskResult,
-        place: &Place,
+        place: &mut Place,
     ) -> Option<Claimed> {
-        match place {
+        if matches!(place, Place::Worktree(_))
+            && let Some(end) = keeper.renew_now().await
+        {
+            // Stalled past its lease, this holder may find the next one working
+            // in the task's worktree: it neither commits there nor removes it.
+            tracing::warn!(
+                ?end,
+                "the lease ran out before the task's work was committed; its worktree is left to the task's next holder"
+            );
+            place.take();
+            return None;
+        }
+        match &*place {
             Place::Shared => self.complete(lease, keeper, &result).await,
             Place::Worktree(isolated) => {
                 let title = self.task_title(&lease.task);

@@ -82,7 +82,7 @@ impl Worker {
         lease: &Lease,
         keeper: &LeaseKeeper,
         attempt: Attempt,
-        place: &Place,
+        place: &mut Place,
     ) -> Option<Claimed> {
         match attempt.verdict {
             Verdict::Done(answer) if attempt.kind.decides() => {

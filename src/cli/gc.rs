@@ -1,6 +1,11 @@
 //! `porki gc`: removes from the store the goals finished and the agents dead for
-//! longer than the retention (`porki::store::gc`), and prints what went.
+//! longer than the retention (`porki::store::gc`), and prints what went. Of a
+//! goal removed that ran in worktrees, the repository recorded with it loses
+//! the goal's worktrees and (unless `--keep-branches`) its task branches; the
+//! goal branch stays: it is the result.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -20,6 +25,9 @@ pub struct GcArgs {
     /// Print what would be removed, and remove nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Keep the task branches (`porki-task/<goal>/…`) of the goals removed; their worktrees go anyway.
+    #[arg(long)]
+    keep_branches: bool,
 }
 
 /// The retention, shared by `porki gc` and `porki run`.
@@ -55,15 +63,116 @@ pub fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
             dry_run: args.dry_run,
             ..GcOptions::new(args.retain.retain_finished)
         };
-        let report = gc::collect(&*store, &options).await.with_context(|| {
+        let context = || {
             format!(
                 "cleaning up the store at {}",
                 porki::store::redact(&args.store.redis_url)
             )
-        })?;
+        };
+        let repositories = goal_repositories(&*store).await.with_context(context)?;
+        let report = gc::collect(&*store, &options).await.with_context(context)?;
         print!("{}", summary(&report, args.retain.retain_finished));
+        let removed: Vec<(String, String)> = report
+            .goals
+            .iter()
+            .filter_map(|g| Some((g.name.clone(), repositories.get(&g.name)?.clone())))
+            .collect();
+        let secrets = porki::llm::Secrets::new(&args.store.redis_url, None);
+        let git = GitCleanup {
+            keep_branches: args.keep_branches,
+            dry_run: args.dry_run,
+        };
+        print!("{}", git.run(&removed, &secrets).await);
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The repository recorded with each goal that ran in worktrees.
+async fn goal_repositories(
+    store: &dyn porki::store::Store,
+) -> Result<BTreeMap<String, String>, porki::store::StoreError> {
+    let mut repositories = BTreeMap::new();
+    for goal in store.goals().await? {
+        if let Some(branch) = store.goal_status(&goal).await?.and_then(|s| s.branch) {
+            repositories.insert(goal, branch.repository);
+        }
+    }
+    Ok(repositories)
+}
+
+/// Removing the git leftovers of the goals gc removed.
+struct GitCleanup {
+    keep_branches: bool,
+    dry_run: bool,
+}
+
+impl GitCleanup {
+    /// Cleans the repository of each `(goal, repository)`; one line for each.
+    async fn run(&self, goals: &[(String, String)], secrets: &porki::llm::Secrets) -> String {
+        let what = if self.keep_branches {
+            "worktrees"
+        } else {
+            "worktrees and task branches"
+        };
+        let mut text = String::new();
+        if goals.is_empty() {
+            return text;
+        }
+        if self.dry_run {
+            for (goal, repository) in goals {
+                text.push_str(&format!(
+                    "would remove the {what} of goal {goal} in {repository}\n"
+                ));
+            }
+            return text;
+        }
+        let git = match porki::git::Git::detect(None, secrets).await {
+            Ok(git) => git,
+            Err(e) => {
+                for (goal, repository) in goals {
+                    text.push_str(&format!(
+                        "left the {what} of goal {goal} in {repository}: {e}\n"
+                    ));
+                }
+                return text;
+            }
+        };
+        for (goal, repository) in goals {
+            let line = match self.clean(&git, goal, repository).await {
+                Ok(Some(done)) => format!(
+                    "removed {} and {} of goal {goal} in {repository}; its branch porki/{goal} stays\n",
+                    count(done.worktrees, "worktree"),
+                    count(done.branches, "task branch"),
+                ),
+                Ok(None) => format!(
+                    "goal {goal}'s repository {repository} is not on this machine (or has no branch porki/{goal}): run porki gc where it is\n"
+                ),
+                Err(e) => format!(
+                    "could not remove the {what} of goal {goal} in {repository}: {e}; remove them with `git worktree remove` and `git branch -D`\n"
+                ),
+            };
+            text.push_str(&line);
+        }
+        text
+    }
+
+    async fn clean(
+        &self,
+        git: &porki::git::Git,
+        goal: &str,
+        repository: &str,
+    ) -> Result<Option<porki::git::GcReport>, porki::git::GitError> {
+        match porki::git::GoalRepo::open(git, Path::new(repository), goal, None).await? {
+            Some(repo) => Ok(Some(repo.gc(self.keep_branches).await?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// `n` things, `thing` in the plural unless `n` is 1.
+fn count(n: usize, thing: &str) -> String {
+    let plural = if thing.ends_with('h') { "es" } else { "s" };
+    format!("{n} {thing}{}", if n == 1 { "" } else { plural })
 }
 
 /// What `porki gc` prints: one line per goal and agent removed, then the counts.

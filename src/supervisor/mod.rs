@@ -18,7 +18,8 @@
 //! stays down. A retired (goal complete) or stopped agent frees its slot for a
 //! waiting one. Once at start and then every `cleanup_every` it removes the
 //! goals finished and agents dead past the retention, but its own
-//! (`store::gc`). Shutdown comes from outside as a [`Shutdown`] message (the CLI
+//! (`store::gc`), and runs `git worktree prune` in its worktree goals'
+//! repositories. Shutdown comes from outside as a [`Shutdown`] message (the CLI
 //! sends it on SIGTERM/SIGINT).
 //!
 //! `config.rs` holds the run's settings, `restart.rs` the restart policy,
@@ -240,9 +241,29 @@ impl Supervisor {
             keep_agents: project.agents.iter().map(|a| a.name.clone()).collect(),
             ..crate::store::gc::GcOptions::new(self.config.settings.retain_finished)
         };
+        // Under worktree isolation, git forgets worktrees whose folders are gone.
+        let prune = self.config.settings.git.clone().map(|git| {
+            let settings = &self.config.settings;
+            let workspaces = settings.workspaces();
+            let goals: Vec<_> = settings
+                .worktree_goals(project)
+                .into_iter()
+                .map(|g| (workspaces.for_goal(&g).dir, g))
+                .collect();
+            (git, goals)
+        });
         ctx.spawn(
-            async move { crate::store::gc::collect_and_log(&*store, &options).await }
-                .into_actor(self),
+            async move {
+                crate::store::gc::collect_and_log(&*store, &options).await;
+                if let Some((git, goals)) = prune {
+                    for (dir, goal) in goals {
+                        if let Err(e) = git.prune_worktrees(&goal, &dir).await {
+                            tracing::warn!(goal = %goal, error = %e, "cleanup: git worktree prune failed; trying again later");
+                        }
+                    }
+                }
+            }
+            .into_actor(self),
         );
     }
 
@@ -287,6 +308,7 @@ impl Actor for Supervisor {
                 settings.lease_ttl,
             )
             .with_metrics(settings.metrics.clone())
+            .with_git(settings.git.clone(), settings.workspaces())
             .start(),
         );
         let caller = LlmCaller {

@@ -32,6 +32,9 @@
 //!   the token) and `porki serve`, `run --http`, `demo --http` as a user runs them.
 //! - `browser`: the dashboard in headless Chromium (Debian's `chromium` and
 //!   `chromium-driver`), updating live while the demo runs.
+//! - `isolation`: worktree isolation with the real binary, git and Redis:
+//!   kill -9 around the merge, a stopped holder, conflicts and their merge
+//!   tasks, a user's uncommitted changes left alone, worktree cleanup.
 //! - `real_cli`: `porki run` driving the real `claude` and `codex` CLIs (pinned,
 //!   from npm) against a stand-in model on loopback.
 //!
@@ -50,6 +53,7 @@ mod cluster;
 mod control_plane;
 mod faults;
 mod goal_upkeep;
+mod isolation;
 mod manifests;
 mod network;
 mod real_cli;
