@@ -26,7 +26,14 @@ pub struct GitContext {
     base_ref: Option<String>,
     remote: Option<String>,
     setup: Option<String>,
-    repos: tokio::sync::Mutex<HashMap<String, Arc<GoalRepo>>>,
+    repos: tokio::sync::Mutex<HashMap<String, Opened>>,
+}
+
+/// A goal's repository as opened, and whether its branch is in the store yet.
+#[derive(Debug)]
+struct Opened {
+    repo: Arc<GoalRepo>,
+    recorded: bool,
 }
 
 impl GitContext {
@@ -69,8 +76,8 @@ impl GitContext {
         goal: &str,
         workspace: &Path,
     ) -> Result<Option<Arc<GoalRepo>>, GitError> {
-        if let Some(repo) = self.repos.lock().await.get(goal) {
-            return Ok(Some(repo.clone()));
+        if let Some(opened) = self.repos.lock().await.get(goal) {
+            return Ok(Some(opened.repo.clone()));
         }
         let repo = GoalRepo::open(&self.git, workspace, goal, self.remote.as_deref()).await?;
         Ok(repo.map(Arc::new))
@@ -99,8 +106,45 @@ impl GitContext {
         }
     }
 
+    /// Opens (or makes) the repository of `goal` in `workspace` and keeps it
+    /// for the goal's attempts: `porki run` opens every worktree goal's at
+    /// start, so bad input (a folder it cannot write, a missing `--base-ref`, a
+    /// rebase in progress, a remote that cannot be reached) stops it there.
+    pub async fn open(&self, goal: &str, workspace: &Path) -> Result<(), GitError> {
+        let mut repos = self.repos.lock().await;
+        self.open_locked(&mut repos, goal, workspace)
+            .await
+            .map(drop)
+    }
+
+    async fn open_locked<'r>(
+        &self,
+        repos: &'r mut HashMap<String, Opened>,
+        goal: &str,
+        workspace: &Path,
+    ) -> Result<&'r mut Opened, GitError> {
+        if !repos.contains_key(goal) {
+            let repo = GoalRepo::open_or_init(
+                &self.git,
+                workspace,
+                goal,
+                self.base_ref.as_deref(),
+                self.remote.as_deref(),
+            )
+            .await?
+            .with_setup(self.setup.clone(), crate::git::DEFAULT_SETUP_TIMEOUT);
+            let opened = Opened {
+                repo: Arc::new(repo),
+                recorded: false,
+            };
+            repos.insert(goal.to_string(), opened);
+        }
+        Ok(repos.get_mut(goal).expect("inserted above"))
+    }
+
     /// The repository of `goal` in `workspace`, opened (or made) once; its
-    /// branch is recorded with the goal.
+    /// branch is recorded with the goal at its first attempt (a goal has no
+    /// hash to hold it before its plan is written).
     async fn repo(
         &self,
         store: &dyn Store,
@@ -109,34 +153,20 @@ impl GitContext {
     ) -> Result<Arc<GoalRepo>, IsolationError> {
         // Held while opening: two agents of one goal must not both `git init`.
         let mut repos = self.repos.lock().await;
-        if let Some(repo) = repos.get(goal) {
-            return Ok(repo.clone());
+        let opened = self.open_locked(&mut repos, goal, workspace).await?;
+        if !opened.recorded {
+            let repository = match &self.remote {
+                Some(url) => crate::git::shown_remote(url),
+                None => opened.repo.work_tree().display().to_string(),
+            };
+            let branch = GoalBranch {
+                branch: opened.repo.branch().name().to_string(),
+                repository,
+            };
+            store.set_goal_branch(goal, &branch).await?;
+            opened.recorded = true;
         }
-        let repo = GoalRepo::open_or_init(
-            &self.git,
-            workspace,
-            goal,
-            self.base_ref.as_deref(),
-            self.remote.as_deref(),
-        )
-        .await?
-        .with_setup(self.setup.clone(), crate::git::DEFAULT_SETUP_TIMEOUT);
-        let repository = self
-            .remote
-            .clone()
-            .unwrap_or_else(|| repo.work_tree().display().to_string());
-        store
-            .set_goal_branch(
-                goal,
-                &GoalBranch {
-                    branch: repo.branch().name().to_string(),
-                    repository,
-                },
-            )
-            .await?;
-        let repo = Arc::new(repo);
-        repos.insert(goal.to_string(), repo.clone());
-        Ok(repo)
+        Ok(opened.repo.clone())
     }
 }
 

@@ -149,7 +149,10 @@ impl IsolationArgs {
     }
 
     /// git for the goals of `project` isolated in worktrees under `settings`
-    /// (none: `None`); a usage error when git is missing or too old.
+    /// (none: `None`), each goal's repository opened; a usage error when git
+    /// is missing or too old, or a repository cannot be opened (a folder this
+    /// user cannot write, a missing `--base-ref`, a rebase in progress, a
+    /// remote that does not answer or refuses the goal branch).
     pub(crate) async fn git(
         &self,
         settings: &RunSettings,
@@ -163,12 +166,21 @@ impl IsolationArgs {
         let git = porki::git::Git::detect(None, secrets)
             .await
             .map_err(|e| usage(format!("goal {} uses worktrees: {e}", goals.join(", "))))?;
-        Ok(Some(Arc::new(porki::agent::GitContext::new(
+        let context = porki::agent::GitContext::new(
             git,
             self.base_ref.clone(),
             self.git_remote.clone(),
             self.worktree_setup.clone(),
-        ))))
+        );
+        let workspaces = settings.workspaces();
+        for goal in &goals {
+            let workspace = workspaces.for_goal(goal).dir;
+            context
+                .open(goal, &workspace)
+                .await
+                .map_err(|e| usage(format!("goal {goal}: {e}")))?;
+        }
+        Ok(Some(Arc::new(context)))
     }
 }
 

@@ -53,6 +53,7 @@ pub use self::error::{GitError, MIN_GIT};
 pub use self::gc::GcReport;
 pub use self::merge::MergeOutcome;
 pub use self::refs::{Branch, CommitId, ref_component};
+pub use self::remote::shown_remote;
 pub use self::repo::{DEFAULT_SETUP_TIMEOUT, GoalRepo, RepoKind};
 pub use self::runner::{DEFAULT_TIMEOUT, Git, GitVersion, parse_version};
 pub use self::scan::{Merged, TaskCommit};

@@ -2,6 +2,11 @@
 //! goal branch is the truth, the local one follows it, and a merge lands by a
 //! push that succeeds only if the remote still has the tip the merge started
 //! from (`--force-with-lease`).
+//!
+//! The URL may carry a password or token (`https://user:TOKEN@host/…`): git
+//! gets it through its environment (`GIT_CONFIG_*`, as a remote of porki's
+//! own name), never on a command line other users can read (`ps`), and
+//! porki's messages and the store show it with the secret hidden.
 
 use std::time::Duration;
 
@@ -9,10 +14,20 @@ use super::GitError;
 use super::checkout::Checkout;
 use super::refs::CommitId;
 use super::repo::GoalRepo;
-use super::runner::failed;
+use super::runner::{Cmd, failed};
 
 /// Tries of a fetch that lost a race for its ref with another process.
 const FETCH_TRIES: u32 = 3;
+
+/// The name porki's commands give the remote (its URL set in their
+/// environment only).
+const REMOTE_NAME: &str = "porki-goal-remote";
+
+/// `url` as porki shows it (messages, the store, the dashboard): a password
+/// or token in its user info hidden.
+pub fn shown_remote(url: &str) -> String {
+    crate::store::redact(url)
+}
 
 /// What a push did.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,6 +44,15 @@ impl GoalRepo {
         format!("refs/porki-remote/{}", self.branch.name())
     }
 
+    /// A command talking to the remote at `url`, known to it as [`REMOTE_NAME`].
+    fn remote_cmd(&self, url: &str) -> Cmd<'_> {
+        self.git
+            .cmd(&self.top)
+            .env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", format!("remote.{REMOTE_NAME}.url"))
+            .env("GIT_CONFIG_VALUE_0", url)
+    }
+
     /// Fetches the remote's goal branch; `None` when the remote has none.
     pub(crate) async fn fetch_remote(&self) -> Result<Option<CommitId>, GitError> {
         let Some(url) = &self.remote else {
@@ -37,10 +61,9 @@ impl GoalRepo {
         let refspec = format!("+{}:{}", self.branch.full(), self.tracking_ref());
         for tries in 1.. {
             let out = self
-                .git
-                .cmd(&self.top)
+                .remote_cmd(url)
                 .args(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"])
-                .args(["--end-of-options", url.as_str(), refspec.as_str()])
+                .args(["--end-of-options", REMOTE_NAME, refspec.as_str()])
                 .output()
                 .await?;
             if out.success() {
@@ -60,7 +83,7 @@ impl GoalRepo {
                 continue;
             }
             return Err(GitError::RemoteUnreachable {
-                remote: url.clone(),
+                remote: shown_remote(url),
                 message: out.stderr.trim().to_string(),
             });
         }
@@ -152,10 +175,9 @@ impl GoalRepo {
         );
         let refspec = format!("{new}:{full}");
         let out = self
-            .git
-            .cmd(&self.top)
+            .remote_cmd(url)
             .args(["push", "--porcelain", "--no-verify", lease.as_str()])
-            .args(["--end-of-options", url.as_str(), refspec.as_str()])
+            .args(["--end-of-options", REMOTE_NAME, refspec.as_str()])
             .output()
             .await?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -171,14 +193,14 @@ impl GoalRepo {
                     Ok(Pushed::Moved)
                 } else {
                     Err(GitError::PushRejected {
-                        remote: url.clone(),
+                        remote: shown_remote(url),
                         branch: self.branch.to_string(),
                         message: format!("{reason}; {}", out.stderr.trim()),
                     })
                 }
             }
             _ => Err(failed(
-                format!("push {url} {refspec}"),
+                format!("push {} {refspec}", shown_remote(url)),
                 self.top.clone(),
                 &out,
                 "; check that the remote answers and accepts pushes from this machine",

@@ -97,9 +97,10 @@ impl GoalRepo {
         };
         let mut repo = Self::from_found(git, found, goal, remote).await?;
         probe_writable(&repo.common_dir)?;
-        repo.exclude_worktrees()?;
         let remote_tip = repo.fetch_remote().await?;
         let exists = remote_tip.is_some() || repo.local_tip().await?.is_some();
+        // Refused before porki writes anything in the user's repository (as
+        // is a missing `--base-ref`, by `create_branch`).
         check_operations(
             &repo.git_dir,
             &repo.top,
@@ -110,6 +111,7 @@ impl GoalRepo {
         if !exists {
             repo.create_branch(base_ref).await?;
         }
+        repo.exclude_worktrees()?;
         repo.sync_tip().await?;
         repo.start = repo.find_start().await?;
         Ok(repo)
@@ -308,13 +310,16 @@ impl GoalRepo {
     async fn create_branch(&self, base_ref: Option<&str>) -> Result<(), GitError> {
         let base = match (self.kind, base_ref) {
             (RepoKind::Owned, _) => None,
-            (RepoKind::Adopted, Some(given)) => Some(self.resolve(given).await?.ok_or_else(
-                || GitError::BaseRefMissing {
-                    base_ref: given.to_string(),
-                    repo: self.top.clone(),
-                    message: "no such commit".into(),
-                },
-            )?),
+            (RepoKind::Adopted, Some(given)) => match self.resolve(given).await? {
+                Some(commit) => Some(commit),
+                None => {
+                    return Err(GitError::BaseRefMissing {
+                        base_ref: given.to_string(),
+                        repo: self.top.clone(),
+                        message: self.why_not_a_commit(given).await?,
+                    });
+                }
+            },
             // An empty repository (no commit on HEAD yet) starts like an owned one.
             (RepoKind::Adopted, None) => self.resolve("HEAD").await?,
         };
@@ -345,6 +350,23 @@ impl GoalRepo {
             ));
         }
         Ok(())
+    }
+
+    /// git's own words for why `rev` names no commit (`rev-parse --verify`
+    /// only says it needs a single revision).
+    async fn why_not_a_commit(&self, rev: &str) -> Result<String, GitError> {
+        let out = self
+            .git
+            .cmd(&self.top)
+            .args(["log", "-1", "--format=%H", "--end-of-options", rev, "--"])
+            .output()
+            .await?;
+        let message = out.stderr.trim();
+        Ok(if out.success() || message.is_empty() {
+            "it names no commit".to_string()
+        } else {
+            message.to_string()
+        })
     }
 
     /// The empty tree's id in this repository's hash (written: `git fsck`

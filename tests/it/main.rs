@@ -22,6 +22,9 @@
 //! - `goal_upkeep`: goals across processes and over time: two `--replan`s at
 //!   once, the token budget under concurrent calls, `porki gc` and the
 //!   orchestrator's cleanup, the event feed's first resync.
+//! - `isolation_remote`: worktree isolation across processes: two `porki run`
+//!   with their own repositories sharing a bare remote and a Redis, and bad
+//!   git input refused at start (or a refused push failing the attempt).
 //! - `redis_access`: the real binary on a secured Redis (a password, an ACL
 //!   user, TLS with a private CA, a unix socket), the password shown nowhere.
 //! - `redis_keys`: the key layout as other programs see it (hash tags, the move
@@ -54,6 +57,7 @@ mod control_plane;
 mod faults;
 mod goal_upkeep;
 mod isolation;
+mod isolation_remote;
 mod manifests;
 mod network;
 mod real_cli;
