@@ -31,7 +31,9 @@
 //!   summary), `verdict` (what an answer means), `record` (writing the outcome),
 //!   `review` (a review's verdict), `control` (heartbeat directives), `lease`
 //!   (the lease keeper with its local deadline, the single-active guard, outage
-//!   backoff).
+//!   backoff); under worktree isolation `repos` (each goal's repository),
+//!   `isolate` (an attempt's worktree and commit), `queue` (the goal's merge
+//!   queue), `merge` (recording a merged or conflicting attempt).
 //! - [`planner`]: the DagPlanner. [`reaper`]: the LeaseReaper. [`llm_gate`]: the
 //!   LlmGate and [`llm_gate::LlmCaller`], the one way an actor calls the LLM;
 //!   [`usage`] adds calls' usage to the goals' totals in batches.

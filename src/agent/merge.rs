@@ -9,8 +9,9 @@ use crate::git::{CommitId, GoalRepo};
 use crate::store::{ConflictOutcome, Lease, TaskResult};
 
 use super::execute::Claimed;
-use super::isolate::{self, Earlier, Merge, Place};
+use super::isolate::{self, Earlier, Place};
 use super::lease::LeaseKeeper;
+use super::queue::{self, Merge};
 use super::record::{Written, until_deadline};
 use super::worker::Worker;
 
@@ -73,7 +74,7 @@ impl Worker {
             Place::Earlier {
                 repo,
                 work: Earlier::Merged(commit),
-            } => match isolate::merged_with_stat(repo, commit.clone()).await {
+            } => match queue::merged_with_stat(repo, commit.clone()).await {
                 Ok(merged) => self.complete_merged(lease, keeper, result, merged).await,
                 Err(e) => {
                     let why = format!("could not read the merged work: {e}");
@@ -97,7 +98,7 @@ impl Worker {
         let store = self.deps.store.clone();
         // Chaos testing: a process killed between the commit and the merge.
         fail::fail_point!("agent-before-merge", |_| None);
-        let merged = isolate::merge(repo, &*store, lease, keeper, commit, start).await;
+        let merged = queue::merge(repo, &*store, lease, keeper, commit, start).await;
         match merged {
             Ok(merged @ Merge::Merged { .. }) => {
                 // Chaos testing: killed between the merge and the store's completion.

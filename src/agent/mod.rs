@@ -24,7 +24,9 @@ mod isolate;
 mod lease;
 mod merge;
 mod prompts;
+mod queue;
 mod record;
+mod repos;
 mod review;
 mod verdict;
 mod worker;
@@ -45,8 +47,8 @@ use crate::project::AgentConfig;
 use crate::store::{Recovery, Store, retry_backoff};
 use crate::workspace::Workspaces;
 
-pub use self::isolate::GitContext;
 pub use self::lease::HeldLeases;
+pub use self::repos::GitContext;
 
 use self::lease::{AgentGuard, HeldLease};
 use self::worker::Worker;
