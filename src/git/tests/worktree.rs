@@ -84,7 +84,11 @@ async fn a_removed_worktree_keeps_its_branch_and_prune_forgets_deleted_folders()
 async fn worktreeinclude_copies_the_ignored_files_it_names_and_no_other() {
     let dir = user_repo();
     write(&dir, ".gitignore", ".env\nlocal/\nbin/\n");
-    write(&dir, ".worktreeinclude", ".env\nlocal/config.json\nbin/\nkept.txt\n");
+    write(
+        &dir,
+        ".worktreeinclude",
+        ".env\nlocal/config.json\nbin/\nkept.txt\n",
+    );
     sh(&dir, &["add", ".gitignore"]);
     sh(&dir, &["commit", "--quiet", "-m", "ignore"]);
     write(&dir, ".env", "TOKEN=1\n");
