@@ -31,13 +31,14 @@ impl GoalRepo {
         // Setup first: it needs the files whole, not with markers.
         self.prepare(&worktree).await?;
         let dir = &worktree.path;
-        let out = self
+        // git merge wants a committer even with --no-commit: porki's, so a
+        // machine with no git identity configured can start it too.
+        let merge = self
             .git
             .cmd(dir)
             .args(["merge", "--no-ff", "--no-commit", "--no-edit", "--quiet"])
-            .arg(theirs.as_str())
-            .output()
-            .await?;
+            .arg(theirs.as_str());
+        let out = self.identities(merge, &self.committer).output().await?;
         let started = self
             .git
             .cmd(dir)

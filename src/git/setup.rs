@@ -1,6 +1,7 @@
-//! Making a new worktree ready: the untracked files a task needs (`.env`,
+//! Making a new worktree ready: the ignored files a task needs (`.env`,
 //! local config) copied from the work tree by the patterns of its
-//! `.worktreeinclude` (gitignore syntax, the file Claude Code reads too), then
+//! `.worktreeinclude` (gitignore syntax, the file Claude Code reads too: like
+//! Claude Code, only files git ignores are copied), then
 //! `--worktree-setup` (e.g. `npm ci`), whose failure fails the attempt with
 //! its output.
 //!
@@ -34,7 +35,7 @@ impl GoalRepo {
         Ok(())
     }
 
-    /// Copies the untracked files of the work tree matching `.worktreeinclude`
+    /// Copies the ignored files of the work tree matching `.worktreeinclude`
     /// into `dest`; returns how many.
     pub(crate) async fn copy_included(&self, dest: &Path) -> Result<usize, GitError> {
         let patterns = self.top.join(INCLUDE_FILE);
@@ -48,8 +49,34 @@ impl GoalRepo {
             .arg(format!("--exclude-from={}", patterns.display()))
             .run()
             .await?;
+        let named: Vec<&[u8]> = out
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+            .collect();
+        if named.is_empty() {
+            return Ok(0);
+        }
+        // Only what git ignores, as Claude Code copies: an untracked file git
+        // would commit is the user's to add, and copied it would land in the
+        // attempt's commit (`git add --all`) and on the goal branch.
+        let checked = self
+            .git
+            .cmd(&self.top)
+            .args(["check-ignore", "-z", "--stdin"])
+            .stdin(named.join(&0u8))
+            .output()
+            .await?;
+        if !matches!(checked.code, Some(0 | 1)) {
+            return Err(super::runner::failed(
+                "check-ignore --stdin".into(),
+                self.top.clone(),
+                &checked,
+                "",
+            ));
+        }
         let mut copied = 0;
-        for name in out.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        for name in checked.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
             let relative = Path::new(std::ffi::OsStr::from_bytes(name));
             let (from, to) = (self.top.join(relative), dest.join(relative));
             if to.symlink_metadata().is_ok() {

@@ -231,6 +231,60 @@ async fn two_attempts_editing_the_same_line_conflict_and_the_merge_task_resolves
     assert_sound(&dir);
 }
 
+/// git with no identity configured anywhere and none guessed (a fresh machine,
+/// or a throwaway `HOME` as the CLIs are given).
+async fn git_without_identity() -> Git {
+    let dir = temp("no-identity");
+    let wrapper = dir.join("git");
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexport HOME='{home}' XDG_CONFIG_HOME='{home}' GIT_CONFIG_NOSYSTEM=1 \
+             GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=user.useConfigOnly GIT_CONFIG_VALUE_0=true\n\
+             exec git \"$@\"\n",
+            home = home.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Git::detect(Some(&wrapper), &Secrets::default())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_merge_task_starts_its_merge_where_git_has_no_identity() {
+    let dir = user_repo();
+    let git = git_without_identity().await;
+    let repo = GoalRepo::open_or_init(&git, &dir, "g", None, None)
+        .await
+        .unwrap();
+    let a = task_commit(&repo, "a", "src/lib.txt", "one\nTWO by a\nthree\n").await;
+    let b = task_commit(&repo, "b", "src/lib.txt", "one\n2 by b\nthree\n").await;
+    repo.merge(&a, "a", 1).await.unwrap();
+    let outcome = repo.merge(&b, "b", 1).await.unwrap();
+    assert!(
+        matches!(outcome, MergeOutcome::Conflict { .. }),
+        "{outcome:?}"
+    );
+    let conflicted = repo.conflict_worktree("b.merge", &b).await.unwrap();
+    assert_eq!(conflicted.files, ["src/lib.txt"]);
+    write(
+        &conflicted.worktree.path,
+        "src/lib.txt",
+        "one\nTWO by a\n2 by b\nthree\n",
+    );
+    let resolved = repo
+        .commit(&conflicted.worktree, &agent(), "Resolve b", 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(parents(&dir, &resolved), [a.to_string(), b.to_string()]);
+}
+
 #[tokio::test]
 async fn the_compare_and_set_refuses_a_merge_from_a_tip_that_moved() {
     let dir = user_repo();

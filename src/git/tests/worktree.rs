@@ -81,16 +81,22 @@ async fn a_removed_worktree_keeps_its_branch_and_prune_forgets_deleted_folders()
 }
 
 #[tokio::test]
-async fn worktreeinclude_copies_the_untracked_files_it_names() {
+async fn worktreeinclude_copies_the_ignored_files_it_names_and_no_other() {
     let dir = user_repo();
-    write(&dir, ".gitignore", ".env\nlocal/\n");
-    write(&dir, ".worktreeinclude", ".env\nlocal/config.json\nbin/\n");
+    write(&dir, ".gitignore", ".env\nlocal/\nbin/\n");
+    write(
+        &dir,
+        ".worktreeinclude",
+        ".env\nlocal/config.json\nbin/\nkept.txt\n",
+    );
     sh(&dir, &["add", ".gitignore"]);
     sh(&dir, &["commit", "--quiet", "-m", "ignore"]);
     write(&dir, ".env", "TOKEN=1\n");
     write(&dir, "local/config.json", "{}\n");
     write(&dir, "local/other.json", "no\n");
     write(&dir, "notes.txt", "not named\n");
+    // Named but not ignored: a task's commit would take it onto the goal branch.
+    write(&dir, "kept.txt", "the user's to commit\n");
     write(&dir, "bin/run", "#!/bin/sh\n");
     std::fs::set_permissions(dir.join("bin/run"), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::symlink("run", dir.join("bin/link")).unwrap();
@@ -106,6 +112,7 @@ async fn worktreeinclude_copies_the_untracked_files_it_names() {
     assert_eq!(read(&wt.path, "local/config.json"), "{}\n");
     assert!(!wt.path.join("local/other.json").exists());
     assert!(!wt.path.join("notes.txt").exists());
+    assert!(!wt.path.join("kept.txt").exists());
     let mode = std::fs::metadata(wt.path.join("bin/run"))
         .unwrap()
         .permissions()

@@ -13,11 +13,15 @@
 //! - `prompts`: a prompt over 100 KiB and one starting with `-` reach the model whole.
 //! - `secrets`: under `--llm-permissions full`, as an ordinary user, the agent
 //!   finds none of porki's secrets; a workspace holding the instructions is refused.
+//! - `worktree`: under worktree isolation, two CLIs editing one line at once both
+//!   land through a merge task; a review's prompt holds the reviewed diff;
+//!   `.worktreeinclude` and `--worktree-setup` prepare the CLI's worktree.
 
 mod edit;
 mod limits;
 mod prompts;
 mod secrets;
+mod worktree;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -13,7 +13,15 @@
 //! (claude's `Bash`, codex's `exec_command`), and a stray write, a file outside
 //! the workspace it writes and lists among the task's outputs, as a
 //! prompt-injected model would.
+//!
+//! For worktree isolation it can also plan tasks with given dependencies (or
+//! none), give a task other work ([`Work`]: edit a line of a file, copy one
+//! file into another), hold tasks' execute calls until all of them have
+//! started (so their CLIs edit at once), approve every review (`<id>.review`),
+//! and, on a merge task (`<id>.merge`), read the conflicted file its prompt
+//! names and write it back with both sides kept and the markers gone.
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,6 +40,8 @@ pub struct ModelCall {
     pub task: Option<String>,
     /// The text of the tool result the CLI sent back, if this call carried one.
     pub tool_result: Option<String>,
+    /// The working directory the CLI told the model it runs in.
+    pub cwd: Option<String>,
     /// Every text of the request (system prompt, messages, tool results), joined.
     pub text: String,
     /// The HTTP status answered.
@@ -53,9 +63,39 @@ pub struct Fault {
     pub retry_after: Option<u64>,
 }
 
+/// What the model has the CLI do on a task's execute call, in place of
+/// writing `artifacts/<task>.md`; paths are relative to the CLI's folder.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// Replace the text `old` with `new` in `path`: claude reads it (`Read`)
+    /// and edits it (`Edit`); codex patches it (`apply_patch`, `Update File`).
+    Edit {
+        /// The file.
+        path: String,
+        /// The text replaced (a whole line, for codex's patch).
+        old: String,
+        /// What replaces it.
+        new: String,
+    },
+    /// Read `from` and write its content to the new file `to`: claude with
+    /// `Read` and `Write`, codex with `cat` in its shell and `apply_patch`.
+    Copy {
+        /// The file read.
+        from: String,
+        /// The file written.
+        to: String,
+    },
+}
+
 #[derive(Default)]
 struct State {
     tasks: Vec<String>,
+    /// The plan's dependencies (`source → target`); `None`: the chain of `tasks`.
+    edges: Option<Vec<(String, String)>>,
+    /// Tasks given other work than writing their file.
+    work: HashMap<String, Work>,
+    /// Tasks whose execute calls wait until each of them has started.
+    together: Vec<String>,
     calls: Vec<ModelCall>,
     fault: Option<Fault>,
     /// A shell command to run before each execute call's write.
@@ -64,6 +104,8 @@ struct State {
     stray: Option<String>,
     /// When the fault first answered a call.
     fault_started: Option<Instant>,
+    /// The tasks of `together` whose execute calls came.
+    started: Vec<String>,
 }
 
 /// The stand-in model server; stops when dropped.
@@ -130,6 +172,33 @@ impl ModelServer {
     /// own file, and lists it among the task's outputs.
     pub fn set_stray_write(&self, path: &str) {
         self.state.lock().unwrap().stray = Some(path.to_string());
+    }
+
+    /// Plans `edges` (`source → target`) between the tasks instead of a chain
+    /// (none: every task independent).
+    pub fn set_edges(&self, edges: &[(&str, &str)]) {
+        self.state.lock().unwrap().edges = Some(
+            edges
+                .iter()
+                .map(|(s, t)| (s.to_string(), t.to_string()))
+                .collect(),
+        );
+    }
+
+    /// Gives `task` `work` to do instead of writing its file.
+    pub fn set_work(&self, task: &str, work: Work) {
+        self.state
+            .lock()
+            .unwrap()
+            .work
+            .insert(task.to_string(), work);
+    }
+
+    /// Holds the first execute call of each of `tasks` until every one of them
+    /// has made one (at most [`TOGETHER_WAIT`]), so their CLIs start from the
+    /// same goal branch and work at once.
+    pub fn set_together(&self, tasks: &[&str]) {
+        self.state.lock().unwrap().together = tasks.iter().map(|t| t.to_string()).collect();
     }
 
     /// Every call answered so far.
@@ -210,7 +279,18 @@ fn read_prompt(texts: &[String]) -> Prompt {
 /// a final text.
 enum Turn {
     Shell(String),
-    Write { path: String, content: String },
+    /// Read a file: claude's `Read`; codex's shell, `cat` between two lines.
+    Read(String),
+    Write {
+        path: String,
+        content: String,
+    },
+    /// Replace `old` with `new` in `path`: claude's `Edit`, codex's patch.
+    Edit {
+        path: String,
+        old: String,
+        new: String,
+    },
     Text(String),
 }
 
@@ -241,6 +321,9 @@ async fn answer(
     let prompt = read_prompt(&texts);
     let tool_result = tool_result(api, &body);
     let tools_used = tool_results(api, &body).len();
+    if tools_used == 0 && prompt.phase.as_deref() == Some("execute") {
+        wait_for_the_others(&state, prompt.task.as_deref().unwrap_or_default()).await;
+    }
     let mut state = state.lock().unwrap();
     let applies = |f: &Fault| !f.execute_only || prompt.phase.as_deref() == Some("execute");
     if state.fault.as_ref().is_some_and(applies) && state.fault_started.is_none() {
@@ -262,6 +345,7 @@ async fn answer(
             .as_ref()
             .map(|t| format!("{}/{t}", prompt.goal.clone().unwrap_or_default())),
         tool_result: tool_result.clone(),
+        cwd: prompt.cwd.clone(),
         text: texts.join("\n"),
         status,
     });
@@ -274,7 +358,13 @@ async fn answer(
         }
         return answer.body(fault.body.to_string());
     }
-    let turn = model_turn(&state, &prompt, tools_used);
+    let work = Worked {
+        api,
+        tools_used,
+        tool_result: tool_result.as_deref(),
+        text: &texts.join("\n"),
+    };
+    let turn = model_turn(&state, &prompt, &work);
     drop(state);
     let events = match api {
         "anthropic" => anthropic_events(&turn, tools_used),
@@ -341,15 +431,58 @@ fn tool_results<'b>(api: &str, body: &'b Value) -> Vec<&'b Value> {
     }
 }
 
-/// The model's next turn; `tools_used`: tool results so far in this call's conversation.
-fn model_turn(state: &State, prompt: &Prompt, tools_used: usize) -> Turn {
+/// Longest an execute call waits for the other tasks of [`ModelServer::set_together`].
+pub const TOGETHER_WAIT: Duration = Duration::from_secs(90);
+
+/// Marks `task` started and, if it is one of the tasks that work together,
+/// waits until all of them have started (or [`TOGETHER_WAIT`] passed).
+async fn wait_for_the_others(state: &Mutex<State>, task: &str) {
+    let started = Instant::now();
+    {
+        let mut state = state.lock().unwrap();
+        if !state.together.iter().any(|t| t == task) {
+            return;
+        }
+        if !state.started.iter().any(|t| t == task) {
+            state.started.push(task.to_string());
+        }
+    }
+    while started.elapsed() < TOGETHER_WAIT {
+        {
+            let state = state.lock().unwrap();
+            if state.together.iter().all(|t| state.started.contains(t)) {
+                return;
+            }
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What the call carries besides the prompt.
+struct Worked<'a> {
+    api: &'static str,
+    /// Tool results so far in this call's conversation.
+    tools_used: usize,
+    /// The last tool result, if the CLI is reporting one back.
+    tool_result: Option<&'a str>,
+    /// Every text of the request.
+    text: &'a str,
+}
+
+/// The model's next turn.
+fn model_turn(state: &State, prompt: &Prompt, call: &Worked) -> Turn {
     let tasks = &state.tasks;
+    let tools_used = call.tools_used;
     // On execute: the probe and the stray write (if any), then the write, then the answer.
     let probe_turns = usize::from(state.probe.is_some());
     let write_turn = probe_turns + usize::from(state.stray.is_some());
     let goal = prompt.goal.clone().unwrap_or_default();
     let task = prompt.task.clone().unwrap_or_default();
     let content = format!("# {task}\n\nWritten by the stand-in model for goal {goal}.\n");
+    let path = |relative: &str| match (&prompt.cwd, call.api) {
+        (Some(cwd), "anthropic") => format!("{cwd}/{relative}"),
+        _ => relative.to_string(),
+    };
     match prompt.phase.as_deref() {
         Some("plan") => {
             let nodes: Vec<Value> = tasks
@@ -357,11 +490,57 @@ fn model_turn(state: &State, prompt: &Prompt, tools_used: usize) -> Turn {
                 .enumerate()
                 .map(|(i, t)| json!({"id": t, "title": format!("Write {t}.md"), "priority": (tasks.len() - i) as i64, "expected_artifacts": [format!("{t}.md")]}))
                 .collect();
-            let edges: Vec<Value> = tasks
-                .windows(2)
-                .map(|w| json!({"source": w[0], "target": w[1]}))
-                .collect();
+            let edges: Vec<Value> = match &state.edges {
+                Some(edges) => edges
+                    .iter()
+                    .map(|(s, t)| json!({"source": s, "target": t}))
+                    .collect(),
+                None => tasks
+                    .windows(2)
+                    .map(|w| json!({"source": w[0], "target": w[1]}))
+                    .collect(),
+            };
             Turn::Text(json!({"goal_id": goal, "nodes": nodes, "edges": edges}).to_string())
+        }
+        Some("execute") if task.ends_with(".review") => Turn::Text(
+            json!({"status": "done", "outputs": [], "notes": "the work does what its task asks", "verdict": "approved"})
+                .to_string(),
+        ),
+        Some("execute") if is_merge(&task) => {
+            match conflicted_file(call.text) {
+                Some(file) => match tools_used {
+                    0 => Turn::Read(path(&file)),
+                    1 => {
+                        let old = file_text(call.tool_result.unwrap_or_default());
+                        let new = resolved(&old);
+                        Turn::Edit { path: path(&file), old, new }
+                    }
+                    _ => done(&[&file], &format!("resolved the conflict in {file}")),
+                },
+                None => Turn::Text(
+                    json!({"status": "failed", "outputs": [], "notes": "the prompt names no conflicted file"})
+                        .to_string(),
+                ),
+            }
+        }
+        Some("execute") if state.work.contains_key(&task) => {
+            match (&state.work[&task], call.api, tools_used) {
+                // claude's Edit needs the file read first; codex's patch does not.
+                (Work::Edit { path: file, .. }, "anthropic", 0) => Turn::Read(path(file)),
+                (Work::Edit { path: file, old, new }, "anthropic", 1)
+                | (Work::Edit { path: file, old, new }, _, 0) => Turn::Edit {
+                    path: path(file),
+                    old: old.clone(),
+                    new: new.clone(),
+                },
+                (Work::Edit { path: file, .. }, ..) => done(&[file], &format!("edited {file}")),
+                (Work::Copy { from, .. }, _, 0) => Turn::Read(path(from)),
+                (Work::Copy { to, .. }, _, 1) => Turn::Write {
+                    path: path(to),
+                    content: file_text(call.tool_result.unwrap_or_default()),
+                },
+                (Work::Copy { from, to }, ..) => done(&[to], &format!("copied {from} to {to}")),
+            }
         }
         Some("execute") if tools_used < probe_turns => {
             Turn::Shell(state.probe.clone().unwrap_or_default())
@@ -370,14 +549,10 @@ fn model_turn(state: &State, prompt: &Prompt, tools_used: usize) -> Turn {
             path: state.stray.clone().unwrap_or_default(),
             content,
         },
-        Some("execute") if tools_used == write_turn => {
-            let relative = format!("artifacts/{task}.md");
-            let path = match &prompt.cwd {
-                Some(cwd) => format!("{cwd}/{relative}"),
-                None => relative,
-            };
-            Turn::Write { path, content }
-        }
+        Some("execute") if tools_used == write_turn => Turn::Write {
+            path: path(&format!("artifacts/{task}.md")),
+            content,
+        },
         Some("execute") => {
             let mut outputs = vec![format!("artifacts/{task}.md")];
             outputs.extend(state.stray.clone());
@@ -391,6 +566,100 @@ fn model_turn(state: &State, prompt: &Prompt, tools_used: usize) -> Turn {
         }
         _ => Turn::Text(json!({"status": "done", "notes": "summary"}).to_string()),
     }
+}
+
+/// A DONE answer listing `outputs`.
+fn done(outputs: &[&str], notes: &str) -> Turn {
+    Turn::Text(json!({"status": "done", "outputs": outputs, "notes": notes}).to_string())
+}
+
+/// Whether `task` is a merge task porki added (`<id>.merge`, `<id>.merge-2`).
+fn is_merge(task: &str) -> bool {
+    task.ends_with(".merge")
+        || task
+            .rsplit_once(".merge-")
+            .is_some_and(|(_, n)| n.parse::<u32>().is_ok())
+}
+
+/// The first conflicted file a merge task's prompt names: the notes say
+/// `… conflicted with <tasks> in: <file>, <file>`.
+fn conflicted_file(prompt: &str) -> Option<String> {
+    let notes = prompt
+        .lines()
+        .find(|l| l.contains("into the goal branch conflicted with"))?;
+    let (_, files) = notes.rsplit_once(" in: ")?;
+    let file = files.split([',', '"']).next()?.trim();
+    (!file.is_empty()).then(|| file.to_string())
+}
+
+/// The lines around a file's content in the output of codex's `cat`.
+const FILE_START: &str = "=== file start ===";
+const FILE_END: &str = "=== file end ===";
+
+/// The content of the file a read tool result shows: between the two lines
+/// codex's shell prints around it (its result, whose result is JSON), or the numbered
+/// lines of claude's `Read` (`   1→text` or `   1\ttext`).
+fn file_text(result: &str) -> String {
+    if result.contains(FILE_START) {
+        let mut texts = vec![result.to_string()];
+        // The JSON document is followed by more of codex's text.
+        if let Some(at) = result.find('{')
+            && let Some(Ok(value)) = serde_json::Deserializer::from_str(&result[at..])
+                .into_iter::<Value>()
+                .next()
+        {
+            strings(&value, &mut texts);
+        }
+        let shown = texts
+            .iter()
+            .rev()
+            .find(|t| t.contains(&format!("{FILE_START}\n")))
+            .unwrap_or(&texts[0]);
+        let start = shown.find(FILE_START).unwrap() + FILE_START.len() + 1;
+        let end = shown[start..]
+            .find(FILE_END)
+            .map_or(shown.len(), |e| start + e);
+        return shown[start..end].to_string();
+    }
+    // A file ending in a newline shows an empty last line.
+    let lines: Vec<&str> = result
+        .lines()
+        .filter_map(|line| {
+            let trimmed = line.trim_start();
+            let rest = trimmed.trim_start_matches(|c: char| c.is_ascii_digit());
+            if rest.len() == trimmed.len() {
+                return None;
+            }
+            rest.strip_prefix('\t').or_else(|| rest.strip_prefix('→'))
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// `text` with its conflicts resolved by keeping both sides, ours first (a
+/// diff3 base section dropped), and no marker left.
+fn resolved(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_base = false;
+    for line in text.lines() {
+        if line.starts_with("<<<<<<<") || line.starts_with(">>>>>>>") {
+            in_base = false;
+            continue;
+        }
+        if line.starts_with("|||||||") {
+            in_base = true;
+            continue;
+        }
+        if line.starts_with("=======") {
+            in_base = false;
+            continue;
+        }
+        if !in_base {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn sse(events: &[(&str, Value)]) -> String {
@@ -410,9 +679,19 @@ fn anthropic_events(turn: &Turn, n: usize) -> String {
             json!({"type": "input_json_delta", "partial_json": json!({"command": command, "description": "look around"}).to_string()}),
             "tool_use",
         ),
+        Turn::Read(path) => (
+            json!({"type": "tool_use", "id": id, "name": "Read", "input": {}}),
+            json!({"type": "input_json_delta", "partial_json": json!({"file_path": path}).to_string()}),
+            "tool_use",
+        ),
         Turn::Write { path, content } => (
             json!({"type": "tool_use", "id": id, "name": "Write", "input": {}}),
             json!({"type": "input_json_delta", "partial_json": json!({"file_path": path, "content": content}).to_string()}),
+            "tool_use",
+        ),
+        Turn::Edit { path, old, new } => (
+            json!({"type": "tool_use", "id": id, "name": "Edit", "input": {}}),
+            json!({"type": "input_json_delta", "partial_json": json!({"file_path": path, "old_string": old, "new_string": new}).to_string()}),
             "tool_use",
         ),
         Turn::Text(text) => (
@@ -446,31 +725,52 @@ fn anthropic_events(turn: &Turn, n: usize) -> String {
     ])
 }
 
+/// codex's `apply_patch` of `hunks`: its default model works in "code mode",
+/// one custom `exec` tool whose input is JavaScript calling the nested tools.
+fn apply_patch(id: &str, call_id: &str, hunks: &str) -> Value {
+    let patch = format!("*** Begin Patch\n{hunks}*** End Patch\n");
+    let js = format!(
+        "const r = await tools.apply_patch({});\ntext(JSON.stringify(r));",
+        serde_json::to_string(&patch).unwrap()
+    );
+    json!({"id": id, "type": "custom_tool_call", "status": "completed", "call_id": call_id, "name": "exec", "input": js})
+}
+
 /// OpenAI Responses streaming events for one assistant turn.
 /// `n` numbers the tool call within the conversation (ids must differ).
 fn openai_events(turn: &Turn, n: usize) -> String {
     let (id, call_id) = (format!("ctc_{n}"), format!("call_{n}"));
     let item = match turn {
-        Turn::Shell(command) => {
+        Turn::Shell(_) | Turn::Read(_) => {
+            let command = match turn {
+                // The file between two lines, to be found in the tool's JSON result.
+                Turn::Read(path) => {
+                    format!("printf '{FILE_START}\\n'; cat -- '{path}'; printf '{FILE_END}\\n'")
+                }
+                Turn::Shell(command) => command.clone(),
+                _ => unreachable!(),
+            };
             let js = format!(
                 "const r = await tools.exec_command({{cmd: {}}});\ntext(JSON.stringify(r));",
-                serde_json::to_string(command).unwrap()
+                serde_json::to_string(&command).unwrap()
             );
             json!({"id": id, "type": "custom_tool_call", "status": "completed", "call_id": call_id, "name": "exec", "input": js})
         }
         Turn::Write { path, content } => {
-            // codex's default model works in "code mode": one custom `exec` tool
-            // whose input is JavaScript calling the nested tools.
             let relative = path
                 .rsplit_once("/artifacts/")
                 .map_or(path.clone(), |(_, f)| format!("artifacts/{f}"));
             let body: String = content.lines().map(|l| format!("+{l}\n")).collect();
-            let patch = format!("*** Begin Patch\n*** Add File: {relative}\n{body}*** End Patch\n");
-            let js = format!(
-                "const r = await tools.apply_patch({});\ntext(JSON.stringify(r));",
-                serde_json::to_string(&patch).unwrap()
-            );
-            json!({"id": id, "type": "custom_tool_call", "status": "completed", "call_id": call_id, "name": "exec", "input": js})
+            apply_patch(&id, &call_id, &format!("*** Add File: {relative}\n{body}"))
+        }
+        Turn::Edit { path, old, new } => {
+            let removed: String = old.lines().map(|l| format!("-{l}\n")).collect();
+            let added: String = new.lines().map(|l| format!("+{l}\n")).collect();
+            apply_patch(
+                &id,
+                &call_id,
+                &format!("*** Update File: {path}\n@@\n{removed}{added}"),
+            )
         }
         Turn::Text(text) => {
             json!({"id": "msg_1", "type": "message", "status": "completed", "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": []}]})
