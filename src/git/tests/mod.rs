@@ -4,7 +4,6 @@
 //! install it.
 
 mod commit_merge;
-mod cost;
 mod remote;
 mod repo;
 mod scan_diff_gc;
