@@ -33,8 +33,12 @@ impl Worker {
             // in the task's worktree: it neither commits there nor removes it.
             tracing::warn!(
                 ?end,
-                "the lease ran out before the task's work was committed; its worktree is left to the task's next holder"
+                "stale completion rejected: the lease ran out before the task's work was committed; nothing is committed and its worktree is left to the task's next holder"
             );
+            self.deps
+                .settings
+                .metrics
+                .stale_result_rejected(&lease.goal);
             place.take();
             return None;
         }
@@ -128,7 +132,7 @@ impl Worker {
             }
             Ok(Merge::LeaseLost) => {
                 tracing::warn!(
-                    "the lease was lost before the merge: nothing was merged, and the task will run again"
+                    "stale completion rejected: the lease was lost before the merge; nothing was merged, and the task will run again"
                 );
                 self.deps
                     .settings
