@@ -476,3 +476,66 @@ fn run_prompt_sends_one_prompt_and_prints_the_answer() {
         .unwrap();
     assert_eq!(success_stdout(&output).trim(), "HELLO; $(RM -RF /) `X`");
 }
+
+#[test]
+fn run_isolated_in_worktrees_without_git_stops_at_start_and_shared_runs_without_it() {
+    let dir = temp_dir("run-no-git");
+    let instructions = |more: &str| {
+        let file = dir.join(format!("INSTRUCTIONS{}.md", more.len()));
+        std::fs::write(
+            &file,
+            format!("# Test\n\n## Agents\n\n### writer\n- Goal: g\n- Cadence: 1s\n\n## Goals\n\n### g\n- Description: one task{more}\n"),
+        )
+        .unwrap();
+        file
+    };
+    // Shell builtins only: nothing on PATH, git least of all.
+    let script = dir.join("provider.sh");
+    write_script(
+        &script,
+        "#!/bin/sh\nread phase\ncase \"$phase\" in *plan*) echo '{\"goal_id\":\"g\",\"nodes\":[{\"id\":\"t1\",\"title\":\"One\"}],\"edges\":[]}'; exit 0;; esac\necho '{\"status\":\"done\",\"notes\":\"ok\"}'\n",
+    );
+    let run = |instructions: &Path, extra: &[&str], env: &[(&str, &str)]| {
+        let mut command = porki();
+        command
+            .args(["run", "--until-done", "--llm-provider", "command"])
+            .arg("--llm-cli")
+            .arg(&script)
+            .args(["--redis-url", "memory://", "--instructions"])
+            .arg(instructions)
+            .arg("--workspace")
+            .arg(dir.join("work"))
+            .args(extra)
+            .env("PATH", dir.join("no-git-here"));
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command.output().unwrap()
+    };
+    let plain = instructions("");
+
+    // The command provider writes files: worktrees by default, which need git.
+    let refused = run(&plain, &[], &[]);
+    let stderr = exit_stderr(&refused, 2, "worktree isolation without git");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("git was not found"), "{stderr}");
+    assert!(stderr.contains("install git"), "{stderr}");
+    assert!(stderr.contains("--isolation shared"), "{stderr}");
+    assert!(!dir.join("work").exists(), "nothing made: {stderr}");
+
+    // Shared isolation, from the flag, the environment or the goal, needs no git.
+    let in_goal = instructions("\n- Isolation: shared");
+    for (file, extra, env) in [
+        (&plain, &["--isolation", "shared"][..], &[][..]),
+        (&plain, &[], &[("PORKI_ISOLATION", "shared")][..]),
+        (&in_goal, &[], &[]),
+    ] {
+        let output = run(file, extra, env);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stderr.contains("goal finished goal=g state=Complete"),
+            "{extra:?} {env:?} {}: {stderr}",
+            file.display(),
+        );
+    }
+}
