@@ -83,11 +83,7 @@ impl GoalRepo {
             Some(found) => found,
             None => {
                 probe_writable(&workspace)?;
-                git.cmd(&workspace)
-                    .args(["init", "--quiet", "--initial-branch"])
-                    .arg(branch.name())
-                    .run()
-                    .await?;
+                init(git, &workspace, &branch).await?;
                 discover(git, &workspace)
                     .await?
                     .ok_or_else(|| GitError::NoWorkTree {
@@ -425,6 +421,32 @@ fn probe_writable(dir: &Path) -> Result<(), GitError> {
 }
 
 /// The work tree `dir` is in (`None`: no repository).
+/// Tries of `git init` in a folder other processes may be initialising too.
+const INIT_TRIES: u32 = 10;
+
+/// `git init` in `dir` on `branch`. Processes started together on a new
+/// workspace all find no repository and initialise the same folder: git
+/// refuses while another holds its config lock, and once that one is done a
+/// rerun succeeds and leaves its repository as it is.
+async fn init(git: &Git, dir: &Path, branch: &Branch) -> Result<(), GitError> {
+    let mut tries = 1;
+    loop {
+        let done = git
+            .cmd(dir)
+            .args(["init", "--quiet", "--initial-branch"])
+            .arg(branch.name())
+            .run()
+            .await;
+        match done {
+            Err(_) if tries < INIT_TRIES => {
+                tokio::time::sleep(Duration::from_millis(10 * u64::from(tries))).await;
+                tries += 1;
+            }
+            done => return done.map(drop),
+        }
+    }
+}
+
 async fn discover(git: &Git, dir: &Path) -> Result<Option<WorkTree>, GitError> {
     let inside = git
         .cmd(dir)

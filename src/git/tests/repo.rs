@@ -353,3 +353,26 @@ async fn a_git_command_past_its_time_limit_is_stopped_with_everything_it_started
         "the alias's shell was killed too"
     );
 }
+
+#[tokio::test]
+async fn processes_opening_one_new_workspace_at_once_share_one_repository() {
+    // Several `porki run` started together on a fresh workspace each find no
+    // repository and run `git init` in the same folder at once.
+    for round in 0..5 {
+        let dir = temp(&format!("init-race-{round}"));
+        let git = git().await;
+        let opened = futures::future::join_all(
+            (0..4).map(|_| GoalRepo::open_or_init(&git, &dir, "g", None, None)),
+        )
+        .await;
+        let mut tips = Vec::new();
+        for repo in opened {
+            let repo = repo.unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(repo.kind(), RepoKind::Owned);
+            tips.push(repo.tip().await.unwrap());
+        }
+        tips.dedup();
+        assert_eq!(tips.len(), 1, "one goal branch: {tips:?}");
+        assert_sound(&dir);
+    }
+}

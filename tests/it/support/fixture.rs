@@ -74,6 +74,10 @@ impl Fixture {
             .arg(self.dir.join("INSTRUCTIONS.md"))
             .arg("--artifacts-dir")
             .arg(self.dir.join("artifacts"))
+            // Not the default `workspace/` of the test's folder, the crate:
+            // each test's goals get repositories of their own.
+            .arg("--workspace")
+            .arg(self.dir.join("workspace/{goal}"))
             .stdout(Stdio::null())
             .stderr(log);
         command
