@@ -33,6 +33,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Stdio;
 
+use porki::domain::TaskKind;
+use porki::domain::rank::{Estimator, RankNode, rank};
 use serde_json::{Value, json};
 
 /// The schedulers compared, each a column: its name and the `porki run` flags
@@ -96,7 +98,10 @@ fn main() {
     println!(
         "makespan / lower bound, porki run --until-done --isolation shared, command provider sleeping 0.2-3 s per task (x{scale}), seed {seed}"
     );
-    let mut header = format!("{:<16} {:>6} {:>5} {:>5}", "shape", "tasks", "agents", "slots");
+    let mut header = format!(
+        "{:<16} {:>6} {:>5} {:>5}",
+        "shape", "tasks", "agents", "slots"
+    );
     for (name, _) in SCHEDULERS {
         header.push_str(&format!(
             " | {:>10} {:>8} {:>6}",
@@ -157,7 +162,13 @@ fn run(shape: &Shape, setting: Setting, flags: &[&str]) -> Measured {
     let log = dir.join("porki.log");
     let status = support::porki()
         .args(["run", "--until-done", "--isolation", "shared"])
-        .args(["--log-level", "warn", "--llm-provider", "command", "--llm-cli"])
+        .args([
+            "--log-level",
+            "warn",
+            "--llm-provider",
+            "command",
+            "--llm-cli",
+        ])
         .arg(dir.join("provider.sh"))
         .args(["--llm-max-concurrency", &setting.slots.to_string()])
         .args(["--spawn-limit", &setting.agents.to_string()])
@@ -219,8 +230,9 @@ fn write_files(dir: &Path, shape: &Shape, setting: Setting) {
         &dir.join("provider.sh"),
         PROVIDER.replace("@DIR@", &dir.display().to_string()),
     );
-    let mut text = "# Schedule bench\n\n## Goals\n### g\n- Review: none\n- Approve: none\n\n## Agents\n"
-        .to_string();
+    let mut text =
+        "# Schedule bench\n\n## Goals\n### g\n- Review: none\n- Approve: none\n\n## Agents\n"
+            .to_string();
     for a in 0..setting.agents {
         text.push_str(&format!("\n### agent{a:02}\n- Goal: g\n- Cadence: 1s\n"));
         if let Some(role) = shape.roles[a % shape.roles.len()] {
@@ -239,8 +251,15 @@ fn makespan(url: &str) -> f64 {
     let status: Value = serde_json::from_str(&support::success_stdout(&output))
         .expect("porki status --json prints JSON");
     let goal = &status["goals"][0];
-    assert_eq!(goal["state"], "complete", "the goal did not complete: {goal}");
-    let ms = |field: &str| goal[field].as_u64().unwrap_or_else(|| panic!("{field}: {goal}"));
+    assert_eq!(
+        goal["state"], "complete",
+        "the goal did not complete: {goal}"
+    );
+    let ms = |field: &str| {
+        goal[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{field}: {goal}"))
+    };
     (ms("finished_ms") - ms("created_ms")) as f64 / 1000.0
 }
 
@@ -296,19 +315,26 @@ fn lower_bound(shape: &Shape, setting: Setting, durations: &BTreeMap<String, f64
     bound
 }
 
-/// The longest path through the plan, weighted by `seconds`.
+/// The longest path through the plan, weighted by `seconds`: the largest
+/// rank `porki::domain::rank` gives when each task's plan size is its duration
+/// and nothing has finished (one unit is one second).
 fn critical_path(shape: &Shape, seconds: &dyn Fn(&str) -> f64) -> f64 {
-    // Shapes list every task after what it comes after.
-    let mut finish: BTreeMap<&str, f64> = BTreeMap::new();
-    for task in &shape.tasks {
-        let start = task
-            .after
-            .iter()
-            .map(|a| finish[a.as_str()])
-            .fold(0.0, f64::max);
-        finish.insert(&task.id, start + seconds(&task.id));
-    }
-    finish.values().copied().fold(0.0, f64::max)
+    let tasks: Vec<RankNode> = shape
+        .tasks
+        .iter()
+        .map(|t| RankNode {
+            id: t.id.clone(),
+            role: t.role.map(str::to_string),
+            kind: TaskKind::Work,
+            of: None,
+            estimate: Some(seconds(&t.id)),
+            waits_for: t.after.clone(),
+        })
+        .collect();
+    rank(&tasks, &Estimator::new(&[]))
+        .values()
+        .map(|r| r.rank)
+        .fold(0.0, f64::max)
 }
 
 fn median(sorted: &[f64]) -> f64 {
@@ -381,7 +407,13 @@ fn shapes(seed: u64, scale: f64) -> Vec<Shape> {
     // A wide fan-out, then a fan-in.
     let mut tasks = vec![task("root".into(), vec![], None, 0.2, 3.0)];
     for i in 1..=20 {
-        tasks.push(task(format!("f{i:02}"), vec!["root".into()], None, 0.2, 3.0));
+        tasks.push(task(
+            format!("f{i:02}"),
+            vec!["root".into()],
+            None,
+            0.2,
+            3.0,
+        ));
     }
     let middle: Vec<String> = (1..=20).map(|i| format!("f{i:02}")).collect();
     tasks.push(task("sink".into(), middle, None, 0.2, 3.0));
@@ -502,4 +534,3 @@ impl RandomNames {
         }
     }
 }
-
