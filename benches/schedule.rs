@@ -11,7 +11,8 @@
 //!
 //! Printed per shape and setting: the makespan (the goal's plan written to the
 //! goal complete, from `porki status --json`), the lower bound, and their
-//! ratio. The bound comes from the durations the CLI measured in the run: the
+//! ratio, and the slot time not spent in a task, per task (idle/task: what
+//! waiting for work, the order and porki's own overhead cost). The bound comes from the durations the CLI measured in the run: the
 //! largest of the critical path, the total work over the slots, and each
 //! role's work over the agents (and slots) that may take it. Targets (issue 21,
 //! with ranking): ratio at most 1.15 on every shape and 1.05 on the median,
@@ -104,10 +105,11 @@ fn main() {
     );
     for (name, _) in SCHEDULERS {
         header.push_str(&format!(
-            " | {:>10} {:>8} {:>6}",
+            " | {:>10} {:>8} {:>6} {:>9}",
             format!("{name}: span"),
             "bound",
-            "ratio"
+            "ratio",
+            "idle/task"
         ));
     }
     println!("{header}");
@@ -115,7 +117,7 @@ fn main() {
     for setting in SETTINGS {
         for shape in &shapes {
             let mut line = format!(
-                "{:<16} {:>6} {:>5} {:>5}",
+                "{:<16} {:>6} {:>6} {:>5}",
                 shape.name,
                 shape.tasks.len(),
                 setting.agents,
@@ -126,18 +128,21 @@ fn main() {
                 let ratio = run.makespan / run.bound;
                 ratios[i].push(ratio);
                 line.push_str(&format!(
-                    " | {:>9.2}s {:>7.2}s {:>6.3}",
-                    run.makespan, run.bound, ratio
+                    " | {:>9.2}s {:>7.2}s {:>6.3} {:>8.2}s",
+                    run.makespan,
+                    run.bound,
+                    ratio,
+                    (run.makespan * setting.slots as f64 - run.work) / shape.tasks.len() as f64
                 ));
             }
             println!("{line}");
         }
     }
-    let mut summary = format!("{:<35}", "ratio: worst / median");
+    let mut summary = format!("{:<36}", "ratio: worst / median");
     for ratios in &mut ratios {
         ratios.sort_by(f64::total_cmp);
         summary.push_str(&format!(
-            " | {:>27}",
+            " | {:>26}",
             format!(
                 "{:.3} / {:.3}",
                 ratios.last().copied().unwrap_or(0.0),
@@ -152,6 +157,8 @@ fn main() {
 struct Measured {
     makespan: f64,
     bound: f64,
+    /// The tasks' durations summed.
+    work: f64,
 }
 
 /// Runs `shape` to the end on a fresh redis-server and folder.
@@ -197,6 +204,7 @@ fn run(shape: &Shape, setting: Setting, flags: &[&str]) -> Measured {
     Measured {
         makespan,
         bound: lower_bound(shape, setting, &durations),
+        work: durations.values().sum(),
     }
 }
 
