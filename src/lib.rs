@@ -52,7 +52,8 @@
 //!
 //! Pure parts (no I/O):
 //! - [`domain`]: plans ([`domain::Dag`]) and their validation, task states, teams
-//!   (agent and task kinds, policies, [`domain::shape_plan`]), key-safe names.
+//!   (agent and task kinds, policies, [`domain::shape_plan`]), ranks by the
+//!   critical path ([`domain::rank`]), key-safe names.
 //! - [`instructions`]: the instructions file (agents, goals, planner context) in
 //!   its markdown and YAML forms, agents' task lists and the plan they make, and
 //!   the template `porki instructions create` writes (`template`).

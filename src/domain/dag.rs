@@ -12,6 +12,9 @@ use super::ids::{InvalidId, check_id, check_planned_id};
 /// Default largest number of nodes a plan may have.
 pub const DEFAULT_NODE_CAP: usize = 10_000;
 
+/// Largest `estimate` a plan node may give: a task a thousand times the typical one.
+pub const MAX_ESTIMATE: f64 = 1000.0;
+
 /// One task of a plan, as the planner wrote it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
@@ -47,6 +50,10 @@ pub struct Node {
     /// The task an added task is about (a review's reviewed task).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub of: Option<String>,
+    /// The planner's rough size of the task relative to a typical task of the
+    /// goal (1), for ranking (`domain::rank`); none is fine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<f64>,
 }
 
 /// Whether a task's role is a must.
@@ -82,6 +89,7 @@ impl Node {
             assignment: Assignment::Hard,
             kind: TaskKind::Work,
             of: None,
+            estimate: None,
         }
     }
 
@@ -137,6 +145,16 @@ pub enum DagError {
     /// A goal id, task id or role with characters Redis keys cannot carry.
     #[error("{0}")]
     InvalidId(#[from] InvalidId),
+    /// A node's `estimate` that is not a positive size up to [`MAX_ESTIMATE`].
+    #[error(
+        "task {id:?} has estimate {estimate}: give a positive size relative to a typical task (1), at most {MAX_ESTIMATE}, or leave it out"
+    )]
+    InvalidEstimate {
+        /// The task.
+        id: String,
+        /// What it gave, as text (a float is not `Eq`).
+        estimate: String,
+    },
     /// Two nodes share an id.
     #[error("task id {id:?} appears more than once: give every task its own id")]
     DuplicateId {
@@ -263,6 +281,14 @@ impl Dag {
             }
             if let Some(role) = node.effective_role() {
                 check_id("role", role)?;
+            }
+            if let Some(estimate) = node.estimate
+                && !(estimate > 0.0 && estimate <= MAX_ESTIMATE)
+            {
+                return Err(DagError::InvalidEstimate {
+                    id: node.id.clone(),
+                    estimate: estimate.to_string(),
+                });
             }
             if index.insert(node.id.as_str(), i).is_some() {
                 return Err(DagError::DuplicateId {
@@ -597,6 +623,46 @@ mod tests {
         let c = dag(&["a", "b"], &[]).validate().unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_ne!(a.fingerprint(), c.fingerprint());
+    }
+
+    #[test]
+    fn an_estimate_must_be_a_positive_size_up_to_the_bound() {
+        let with = |estimate: f64| {
+            let mut d = dag(&["a", "b"], &[("a", "b")]);
+            d.nodes[1].estimate = Some(estimate);
+            d.validate()
+        };
+        for bad in [0.0, -1.0, MAX_ESTIMATE * 1.001, f64::NAN, f64::INFINITY] {
+            let err = with(bad).unwrap_err();
+            assert_eq!(
+                err,
+                DagError::InvalidEstimate {
+                    id: "b".into(),
+                    estimate: bad.to_string()
+                }
+            );
+            assert!(err.to_string().contains("task \"b\" has estimate"), "{err}");
+            assert!(err.to_string().contains("or leave it out"), "{err}");
+        }
+        for good in [0.01, 1.0, MAX_ESTIMATE] {
+            assert!(with(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn an_estimate_is_read_from_a_plan_and_a_node_without_one_is_unchanged() {
+        let plan: Dag = serde_json::from_str(
+            r#"{"goal_id": "g", "nodes": [{"id": "a", "estimate": 2.5}, {"id": "b", "estimate": null}, {"id": "c"}]}"#,
+        )
+        .unwrap();
+        let estimates: Vec<Option<f64>> = plan.nodes.iter().map(|n| n.estimate).collect();
+        assert_eq!(estimates, [Some(2.5), None, None]);
+        // No `estimate` key when there is none: the fingerprints of plans
+        // written before the field stay as they were.
+        let text = serde_json::to_string(&Node::new("c", "")).unwrap();
+        assert!(!text.contains("estimate"), "{text}");
+        let words = r#"{"goal_id": "g", "nodes": [{"id": "a", "estimate": "long"}]}"#;
+        assert!(serde_json::from_str::<Dag>(words).is_err());
     }
 
     #[test]

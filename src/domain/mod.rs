@@ -1,15 +1,17 @@
 //! Domain types, free of I/O: plans (and their shaping for a team), task
-//! states, teams, merge conflicts, isolation and key-safe names.
+//! states, teams, ranking by the critical path, merge conflicts, isolation and
+//! key-safe names.
 
 pub mod dag;
 pub mod ids;
 pub mod isolation;
 pub mod merge;
+pub mod rank;
 pub mod shaping;
 pub mod task;
 pub mod team;
 
-pub use dag::{Assignment, Dag, DagError, Edge, Node, ValidatedDag};
+pub use dag::{Assignment, Dag, DagError, Edge, MAX_ESTIMATE, Node, ValidatedDag};
 pub use ids::{InvalidId, MAX_PLANNED_ID_LEN, check_id, check_planned_id};
 pub use isolation::Isolation;
 pub use merge::{MAX_MERGES_PER_TASK, MergeConflict};
