@@ -112,6 +112,10 @@ impl HeartbeatWatcher {
         listener: Recipient<HeartbeatChanged>,
         reload: Recipient<InstructionsChanged>,
     ) -> Self {
+        // The instructions are stamped now, before any agent starts, not when
+        // the actor first runs: an edit made in between would otherwise be the
+        // stamp, and never seen.
+        let stamps = HashMap::from([(instructions.clone(), stamp(&instructions))]);
         Self {
             instructions,
             heartbeats,
@@ -119,7 +123,7 @@ impl HeartbeatWatcher {
             reload,
             watcher: None,
             watched_dirs: BTreeSet::new(),
-            stamps: HashMap::new(),
+            stamps,
             dirty: BTreeMap::new(),
             flush_scheduled: false,
             poll: POLL,
@@ -318,7 +322,9 @@ mod tests {
     impl Handler<InstructionsChanged> for Listener {
         type Result = ();
 
-        fn handle(&mut self, _: InstructionsChanged, _: &mut Self::Context) {}
+        fn handle(&mut self, _: InstructionsChanged, _: &mut Self::Context) {
+            self.0.lock().unwrap().push("instructions".to_string());
+        }
     }
 
     fn temp_dir() -> PathBuf {
@@ -420,6 +426,28 @@ mod tests {
         std::fs::write(&heartbeat, "PAUSE\n").unwrap();
         tokio::time::sleep(DEBOUNCE * 8).await;
         assert_eq!(*seen.lock().unwrap(), ["builder"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[actix_rt::test]
+    async fn an_instructions_edit_before_the_watcher_first_runs_is_seen() {
+        let dir = temp_dir();
+        let instructions = dir.join("INSTRUCTIONS.md");
+        std::fs::write(&instructions, "# project\n").unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let listener = Listener(seen.clone()).start();
+        // Made when porki starts; its actor runs a moment later, after the
+        // agents started, by when an operator may have edited the file.
+        let watcher = HeartbeatWatcher::new(
+            instructions.clone(),
+            BTreeMap::new(),
+            listener.clone().recipient(),
+            listener.recipient(),
+        );
+        std::fs::write(&instructions, "# project\n\n## Agents\n").unwrap();
+        let _watcher = watcher.start();
+        settle().await;
+        assert_eq!(*seen.lock().unwrap(), ["instructions"], "the edit is read");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
