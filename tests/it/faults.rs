@@ -243,6 +243,8 @@ fn a_soak_run_finishes_with_flat_memory() {
     let failpoints =
         "agent-execute=0.5%panic(chaos);agent-before-complete=1*sleep(2500)->0.03%sleep(2500)";
     let mut child = porki()
+        // Goals' workspaces in the test's folder, not the crate's.
+        .current_dir(&dir)
         .env("FAILPOINTS", failpoints)
         // With backtraces on, the first panic loads the debug binary's symbols
         // (~160 MB, once): a jump that is not the growth this test looks for.
@@ -395,6 +397,8 @@ fn bad_instructions_get_a_clear_error_exit_2_and_store_nothing() {
             "{name}: the error is short: {stderr}"
         );
         let run = porki()
+            // Goals' workspaces in the test's folder, not the crate's.
+            .current_dir(&dir)
             .args([
                 "run",
                 "--llm-provider",
@@ -448,6 +452,8 @@ fn bad_plans_from_the_llm_fail_the_goal_with_the_reason_and_write_no_tasks() {
         )
         .unwrap();
         let output = porki()
+            // Goals' workspaces in the test's folder, not the crate's.
+            .current_dir(&dir)
             .args([
                 "run",
                 "--until-done",
@@ -483,6 +489,8 @@ fn an_unreachable_redis_is_retried_with_backoff_and_said_so() {
     let port = free_port();
     let log = dir.join("stderr.log");
     let mut child = porki()
+        // Goals' workspaces in the test's folder, not the crate's.
+        .current_dir(&dir)
         .args([
             "run",
             "--llm-provider",
@@ -531,6 +539,8 @@ fn an_api_key_never_reaches_logs_errors_or_redis() {
     let dir = temp_dir("secret");
     std::fs::write(dir.join("I.md"), "## Agents\n### a\n- Goal: g\n").unwrap();
     let output = porki()
+        // Goals' workspaces in the test's folder, not the crate's.
+        .current_dir(&dir)
         .args([
             "run",
             "--until-done",
