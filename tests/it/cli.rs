@@ -264,6 +264,8 @@ fn sigterm_gives_everything_back(
         script.replace("$DIR", &dir.display().to_string()),
     );
     let mut child = porki()
+        // Goals' workspaces in the test's folder, not the crate's.
+        .current_dir(&dir)
         .args([
             "--role",
             "orchestrator",
@@ -372,6 +374,7 @@ fn a_redis_password_never_shows_in_logs_or_errors() {
     let dir = temp_dir("password");
     std::fs::write(dir.join("I.md"), "## Agents\n### worker\n- Goal: g1\n").unwrap();
     let mut run = porki()
+        .current_dir(&dir)
         .args([
             "run",
             "--llm-provider",
