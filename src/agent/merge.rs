@@ -26,19 +26,10 @@ impl Worker {
         result: TaskResult,
         place: &mut Place,
     ) -> Option<Claimed> {
-        if matches!(place, Place::Worktree(_))
-            && let Some(end) = keeper.renew_now().await
-        {
+        if matches!(place, Place::Worktree(_)) && keeper.renew_now().await.is_some() {
             // Stalled past its lease, this holder may find the next one working
             // in the task's worktree: it neither commits there nor removes it.
-            tracing::warn!(
-                ?end,
-                "stale completion rejected: the lease ran out before the task's work was committed; nothing is committed and its worktree is left to the task's next holder"
-            );
-            self.deps
-                .settings
-                .metrics
-                .stale_result_rejected(&lease.goal);
+            self.reject_stale(lease, "stale completion rejected: the lease ran out before the task's work was committed; nothing is committed and its worktree is left to the task's next holder");
             place.take();
             return None;
         }
@@ -131,13 +122,7 @@ impl Worker {
                 None
             }
             Ok(Merge::LeaseLost) => {
-                tracing::warn!(
-                    "stale completion rejected: the lease was lost before the merge; nothing was merged, and the task will run again"
-                );
-                self.deps
-                    .settings
-                    .metrics
-                    .stale_result_rejected(&lease.goal);
+                self.reject_stale(lease, "stale completion rejected: the lease was lost before the merge; nothing was merged, and the task will run again");
                 None
             }
             Err(e) => {

@@ -75,6 +75,15 @@ pub(super) async fn until_deadline<T>(
 }
 
 impl Worker {
+    /// Drops a result its lease no longer covers: says why, and counts it.
+    pub(super) fn reject_stale(&self, lease: &Lease, why: &str) {
+        tracing::warn!("{why}");
+        self.deps
+            .settings
+            .metrics
+            .stale_result_rejected(&lease.goal);
+    }
+
     /// Records an attempt that finished while its lease held; returns the next
     /// task when the completion claimed one.
     pub(super) async fn record(
@@ -175,23 +184,11 @@ impl Worker {
                 }
             }
             Written::Lost => {
-                tracing::warn!(
-                    "stale completion rejected: the lease was lost and the task reclaimed; this result is dropped"
-                );
-                self.deps
-                    .settings
-                    .metrics
-                    .stale_result_rejected(&lease.goal);
+                self.reject_stale(lease, "stale completion rejected: the lease was lost and the task reclaimed; this result is dropped");
                 return None;
             }
             Written::Deadline => {
-                tracing::warn!(
-                    "stale completion rejected: the lease's deadline passed before the store recorded it; this result is dropped and the task will run again"
-                );
-                self.deps
-                    .settings
-                    .metrics
-                    .stale_result_rejected(&lease.goal);
+                self.reject_stale(lease, "stale completion rejected: the lease's deadline passed before the store recorded it; this result is dropped and the task will run again");
                 return None;
             }
         };
@@ -263,11 +260,7 @@ impl Worker {
                 self.deps.settings.metrics.task_failed(&lease.goal, false);
             }
             Written::Lost => {
-                tracing::warn!("stale failure rejected: the lease was already lost");
-                self.deps
-                    .settings
-                    .metrics
-                    .stale_result_rejected(&lease.goal);
+                self.reject_stale(lease, "stale failure rejected: the lease was already lost");
             }
             Written::Deadline => {
                 tracing::warn!(

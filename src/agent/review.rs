@@ -74,23 +74,11 @@ impl Worker {
                 "rejected for good"
             }
             Written::Lost => {
-                tracing::warn!(
-                    "stale verdict rejected: the lease was lost and the review reclaimed; this verdict is dropped"
-                );
-                self.deps
-                    .settings
-                    .metrics
-                    .stale_result_rejected(&lease.goal);
+                self.reject_stale(lease, "stale verdict rejected: the lease was lost and the review reclaimed; this verdict is dropped");
                 return;
             }
             Written::Deadline => {
-                tracing::warn!(
-                    "stale verdict rejected: the lease's deadline passed before the store recorded it; the review will run again"
-                );
-                self.deps
-                    .settings
-                    .metrics
-                    .stale_result_rejected(&lease.goal);
+                self.reject_stale(lease, "stale verdict rejected: the lease's deadline passed before the store recorded it; the review will run again");
                 return;
             }
         };
