@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use porki::domain::{TaskState, TaskStatus};
@@ -18,7 +18,8 @@ use porki::store::prelude::*;
 
 use crate::support::clis::{User, ordinary_user};
 use crate::support::{
-    PORKI, RedisServer, block_on, exit_stderr, porki, temp_dir, wait_exit, wait_until, write_script,
+    PORKI, RedisServer, block_on, exit_stderr, git_in, git_output, porki, temp_dir, wait_exit,
+    wait_until, write_script,
 };
 
 const GOAL: &str = "g";
@@ -27,26 +28,9 @@ const BRANCH: &str = "refs/heads/porki/g";
 const FAN_OUT: usize = 10;
 const LONG: Duration = Duration::from_secs(180);
 
-/// Runs the real git in `dir` (as a user, with an identity); its stdout, trimmed.
+/// The real git in `dir`, which must succeed; its stdout, trimmed.
 fn git(dir: &Path, args: &[&str]) -> String {
-    let out = git_output(dir, args);
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn git_output(dir: &Path, args: &[&str]) -> Output {
-    Command::new("git")
-        .args(["-c", "user.name=User", "-c", "user.email=user@example.com"])
-        .args(["-c", "init.defaultBranch=main"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("these tests need git 2.38 or newer on PATH: install it (Debian: `apt-get install git`)")
+    git_in(dir, args).trim().to_string()
 }
 
 /// A bare repository standing for the shared git server.

@@ -19,10 +19,11 @@ mod user_repo;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
+pub use crate::support::{git_in, git_output};
 use crate::support::{hget, porki, temp_dir, write_script};
 
 /// The goal every project here works on.
@@ -224,30 +225,6 @@ fn task_commits(log: &str) -> BTreeMap<String, usize> {
         }
     }
     counts
-}
-
-/// `git ARGS` in `dir`: its output, whatever it exited with.
-pub fn git_output(dir: &Path, args: &[&str]) -> Output {
-    // `-C`: a folder not made yet is git's error, not a failure to start it.
-    Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("LC_ALL", "C")
-        .output()
-        .unwrap_or_else(|e| panic!("run git (install it: apt-get install git): {e}"))
-}
-
-/// `git ARGS` in `dir`, which must succeed: its stdout.
-pub fn git_in(dir: &Path, args: &[&str]) -> String {
-    let out = git_output(dir, args);
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A task's field in the store.

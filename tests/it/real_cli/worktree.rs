@@ -12,13 +12,13 @@
 //!   setup fails the attempt with its output and runs no CLI (claude).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
 use super::{GOAL, Setup, status, task, text};
 use crate::support::RedisServer;
 use crate::support::clis::{self, target_dir};
+use crate::support::git_in as git;
 use crate::support::model::{ModelCall, ModelServer, Work};
 
 const BRANCH: &str = "porki/cli-goal";
@@ -42,27 +42,6 @@ fn setup(provider: &'static str, name: &str, instructions: &str, tasks: &[&str])
         provider,
         workspace_root,
     }
-}
-
-/// `git args…` in `dir`; its stdout, the test failing unless it succeeds.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Tester",
-            "-c",
-            "user.email=tester@example.com",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run git (install it: apt-get install -y git)");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A user's repository at `dir` holding `files`, committed on `main`.

@@ -23,6 +23,7 @@
 
 pub mod clis;
 pub mod fixture;
+pub mod git;
 pub mod model;
 pub mod prefixed;
 pub mod process;
@@ -40,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub use git::{git_in, git_output};
 pub use prefixed::Prefixed;
 pub use process::{PORKI, exit_stderr, porki, signal, success_stdout, wait_exit};
 pub use redis_cluster::RedisCluster;
