@@ -78,7 +78,8 @@ pub struct Finished {
 }
 
 /// Where an estimate came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EstimateSource {
     /// The plan node's `estimate`, times the goal's typical task.
     Plan,
@@ -86,6 +87,24 @@ pub enum EstimateSource {
     Measured,
     /// One typical task: nothing better is known.
     Default,
+}
+
+impl EstimateSource {
+    /// The name the store and reports use: `plan`, `measured`, `default`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plan => "plan",
+            Self::Measured => "measured",
+            Self::Default => "default",
+        }
+    }
+
+    /// Reads a name [`Self::as_str`] wrote.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Plan, Self::Measured, Self::Default]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
 }
 
 /// How long a task is expected to run: seconds once the goal has finished

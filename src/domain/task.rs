@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::rank::EstimateSource;
 use super::{MergeConflict, TaskKind};
 
 /// Where a task is in `BLOCKED → READY → RUNNING → [AWAITING_APPROVAL →] DONE | FAILED`.
@@ -140,6 +141,13 @@ pub struct TaskState {
     pub diffstat: Option<String>,
     /// A merge task: the conflict it resolves.
     pub conflict: Option<MergeConflict>,
+    /// How long the task is expected to run, ms (see [`super::rank`]).
+    pub estimate_ms: Option<u64>,
+    /// Where that estimate came from.
+    pub estimate_source: Option<EstimateSource>,
+    /// The longest estimated path from the task's start to the end of the plan,
+    /// ms: of READY tasks of one priority, the highest rank is claimed first.
+    pub rank_ms: Option<u64>,
 }
 
 impl TaskState {
@@ -177,6 +185,9 @@ impl TaskState {
             commit: None,
             diffstat: None,
             conflict: None,
+            estimate_ms: None,
+            estimate_source: None,
+            rank_ms: None,
         }
     }
 }

@@ -10,6 +10,7 @@ use redis::AsyncCommands;
 use super::declare::{GoalCall, Learn};
 use super::{RedisStore, artifacts_json, flag, is_lost, millis, parse_status, unexpected};
 use crate::domain::merge::capped_diffstat;
+use crate::domain::rank::EstimateSource;
 use crate::domain::{TaskKind, TaskState, recovery_id};
 use crate::store::{
     ClaimOutcome, ClaimScope, CompleteOutcome, FailOutcome, GoalState, Lease, ReapOutcome,
@@ -182,6 +183,14 @@ fn task_from_fields(
             }
             None => None,
         },
+        estimate_ms: num!("estimate"),
+        estimate_source: fields
+            .get("estimate_from")
+            .map(|v| {
+                EstimateSource::parse(v).ok_or_else(|| corrupt("estimate_from", format!("{v:?}")))
+            })
+            .transpose()?,
+        rank_ms: num!("rank"),
     })
 }
 
