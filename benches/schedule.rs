@@ -18,9 +18,10 @@
 //! with ranking): ratio at most 1.15 on every shape and 1.05 on the median,
 //! and never worse than without ranking.
 //!
-//! Each scheduler in [`SCHEDULERS`] gets its own runs and column: today's is
-//! `off` (highest priority, then smallest id); ranking by the critical path
-//! adds its own entry with the flags that switch it on.
+//! Each scheduler in [`SCHEDULERS`] gets its own runs and column: `off`
+//! (`--ranking off`: highest priority, then smallest id), `on` (ranking by the
+//! critical path, every task one typical task until some finished) and
+//! `on+est` (the same, the plan giving rough estimates).
 //!
 //! Run: `cargo bench --bench schedule` (needs `redis-server` on PATH);
 //! `PORKI_SCHEDULE_SEED` changes the durations and the random DAGs,
@@ -38,9 +39,36 @@ use porki::domain::TaskKind;
 use porki::domain::rank::{Estimator, RankNode, rank};
 use serde_json::{Value, json};
 
-/// The schedulers compared, each a column: its name and the `porki run` flags
-/// that select it.
-const SCHEDULERS: &[(&str, &[&str])] = &[("off", &[])];
+/// A scheduler compared, one column.
+struct Scheduler {
+    /// Its column's name.
+    name: &'static str,
+    /// The `porki run` flags that select it.
+    flags: &'static [&'static str],
+    /// Whether the plan gives each task a rough estimate (its true duration
+    /// off by up to half either way, seeded), as a planner asked for one would.
+    estimates: bool,
+}
+
+/// The schedulers compared: today's order without ranking, ranking by the
+/// plan's shape alone, and ranking with the planner's rough estimates.
+const SCHEDULERS: &[Scheduler] = &[
+    Scheduler {
+        name: "off",
+        flags: &["--ranking", "off"],
+        estimates: false,
+    },
+    Scheduler {
+        name: "on",
+        flags: &["--ranking", "on"],
+        estimates: false,
+    },
+    Scheduler {
+        name: "on+est",
+        flags: &["--ranking", "on"],
+        estimates: true,
+    },
+];
 
 /// Agents and LLM slots of one setting.
 #[derive(Clone, Copy)]
@@ -103,10 +131,10 @@ fn main() {
         "{:<16} {:>6} {:>5} {:>5}",
         "shape", "tasks", "agents", "slots"
     );
-    for (name, _) in SCHEDULERS {
+    for scheduler in SCHEDULERS {
         header.push_str(&format!(
             " | {:>10} {:>8} {:>6} {:>9}",
-            format!("{name}: span"),
+            format!("{}: span", scheduler.name),
             "bound",
             "ratio",
             "idle/task"
@@ -123,8 +151,8 @@ fn main() {
                 setting.agents,
                 setting.slots
             );
-            for (i, (_, flags)) in SCHEDULERS.iter().enumerate() {
-                let run = run(shape, setting, flags);
+            for (i, scheduler) in SCHEDULERS.iter().enumerate() {
+                let run = run(shape, setting, scheduler, seed);
                 let ratio = run.makespan / run.bound;
                 ratios[i].push(ratio);
                 line.push_str(&format!(
@@ -162,10 +190,16 @@ struct Measured {
 }
 
 /// Runs `shape` to the end on a fresh redis-server and folder.
-fn run(shape: &Shape, setting: Setting, flags: &[&str]) -> Measured {
+fn run(shape: &Shape, setting: Setting, scheduler: &Scheduler, seed: u64) -> Measured {
     let server = support::RedisServer::start();
     let dir = support::temp_dir(&format!("schedule-bench-{}", shape.name));
-    write_files(&dir, shape, setting);
+    let mut noise = Rng(seed ^ 0x5EED);
+    let estimate = |t: &Task| {
+        scheduler
+            .estimates
+            .then(|| t.seconds * noise.range(0.5, 1.5))
+    };
+    write_files(&dir, shape, setting, estimate);
     let log = dir.join("porki.log");
     let status = support::porki()
         .args(["run", "--until-done", "--isolation", "shared"])
@@ -179,7 +213,7 @@ fn run(shape: &Shape, setting: Setting, flags: &[&str]) -> Measured {
         .arg(dir.join("provider.sh"))
         .args(["--llm-max-concurrency", &setting.slots.to_string()])
         .args(["--spawn-limit", &setting.agents.to_string()])
-        .args(flags)
+        .args(scheduler.flags)
         .args(["--redis-url", &server.url(), "--instructions"])
         .arg(dir.join("INSTRUCTIONS.md"))
         .arg("--workspace")
@@ -208,8 +242,15 @@ fn run(shape: &Shape, setting: Setting, flags: &[&str]) -> Measured {
     }
 }
 
-/// Writes the plan, the durations, the provider and the instructions.
-fn write_files(dir: &Path, shape: &Shape, setting: Setting) {
+/// Writes the plan (each node with `estimate(task)`, seconds, if any: a
+/// relative size to porki, so the unit does not matter), the durations, the
+/// provider and the instructions.
+fn write_files(
+    dir: &Path,
+    shape: &Shape,
+    setting: Setting,
+    mut estimate: impl FnMut(&Task) -> Option<f64>,
+) {
     let nodes: Vec<Value> = shape
         .tasks
         .iter()
@@ -217,6 +258,9 @@ fn write_files(dir: &Path, shape: &Shape, setting: Setting) {
             let mut node = json!({"id": t.id, "title": format!("Task {}", t.id)});
             if let Some(role) = t.role {
                 node["role"] = json!(role);
+            }
+            if let Some(size) = estimate(t) {
+                node["estimate"] = json!(size);
             }
             node
         })

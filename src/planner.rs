@@ -33,6 +33,8 @@ pub struct PlannerSettings {
     pub node_cap: usize,
     /// Plan again (replacing the stored plan) when the instructions changed.
     pub replan: bool,
+    /// Rank the plan's tasks by the critical path ([`WriteDagOptions::ranked`]).
+    pub ranking: bool,
     /// Each goal's workspace, where plan calls run.
     pub workspaces: Workspaces,
 }
@@ -44,6 +46,7 @@ impl Default for PlannerSettings {
             max_attempts: crate::store::DEFAULT_MAX_ATTEMPTS,
             node_cap: DEFAULT_NODE_CAP,
             replan: false,
+            ranking: true,
             workspaces: Workspaces::default(),
         }
     }
@@ -216,6 +219,7 @@ async fn plan_goal(
         max_attempts: settings.max_attempts,
         expected,
         source,
+        ranked: settings.ranking,
     };
     let reviewer = reviewer_role(&context.agents);
     let mut problem = String::new();

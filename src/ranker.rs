@@ -63,7 +63,7 @@ pub async fn refresh(
     let Some(status) = store.goal_status(goal).await? else {
         return Ok(None);
     };
-    if status.state != GoalState::Active {
+    if status.state != GoalState::Active || !status.ranked {
         return Ok(None);
     }
     let from = RankedFrom {
@@ -148,5 +148,94 @@ impl Handler<GoalAdded> for Ranker {
         if !self.goals.contains(&msg.goal) {
             self.goals.push(msg.goal);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::rank::EstimateSource;
+    use crate::domain::{Dag, Node};
+    use crate::store::{ClaimOutcome, MemoryStore, TaskResult, WriteDagOptions, write_plan};
+
+    fn node(id: &str, role: &str) -> Node {
+        Node {
+            role: Some(role.into()),
+            ..Node::new(id, format!("Task {id}"))
+        }
+    }
+
+    /// Claims `task` for an agent of `role`, holds it for `ms` and completes it.
+    async fn run(store: &dyn Store, role: &str, task: &str, ms: u64) {
+        let ClaimOutcome::Claimed(lease) = store
+            .claim("g", "agent", Some(role), Duration::from_secs(60))
+            .await
+            .unwrap()
+        else {
+            panic!("nothing to claim for {role}");
+        };
+        assert_eq!(lease.task, task);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        store
+            .complete(&lease, &TaskResult::default())
+            .await
+            .unwrap();
+    }
+
+    #[actix_rt::test]
+    async fn finished_tasks_teach_each_role_its_estimate_and_an_unchanged_goal_is_left_alone() {
+        let store = MemoryStore::new();
+        let tasks = vec![
+            node("build-1", "build"),
+            node("build-2", "build"),
+            node("docs-1", "docs"),
+            node("docs-2", "docs"),
+        ];
+        let dag = Dag::new("g", tasks, &[]);
+        write_plan(&store, dag, &WriteDagOptions::default(), 100)
+            .await
+            .unwrap();
+        let first = refresh(&store, "g", None).await.unwrap();
+        let (from, typical) = first.clone().expect("a first look records the goal");
+        assert_eq!(typical, TYPICAL_TASK_MS, "nothing finished: nothing learnt");
+        run(&store, "build", "build-1", 300).await;
+        run(&store, "docs", "docs-1", 20).await;
+        // Too soon after the last refresh: nothing is done yet.
+        let recent = (from.clone(), Instant::now(), typical);
+        assert_eq!(refresh(&store, "g", Some(&recent)).await.unwrap(), None);
+        let long_ago = (from, Instant::now() - Duration::from_secs(60), typical);
+        let (from, typical) = refresh(&store, "g", Some(&long_ago))
+            .await
+            .unwrap()
+            .expect("two tasks finished since");
+        assert_eq!(from.done, 2);
+        assert!(
+            (160..1_000).contains(&typical),
+            "the mean of 300 and 20 ms: {typical}"
+        );
+        let build = store.task("g", "build-2").await.unwrap().unwrap();
+        let docs = store.task("g", "docs-2").await.unwrap().unwrap();
+        assert_eq!(build.estimate_source, Some(EstimateSource::Measured));
+        assert!(
+            build.rank_ms.unwrap() >= 300 && docs.rank_ms.unwrap() < 300,
+            "{build:?} {docs:?}"
+        );
+        // Nothing changed since: no refresh, however long ago the last one was.
+        let unchanged = (from, Instant::now() - Duration::from_secs(60), typical);
+        assert_eq!(refresh(&store, "g", Some(&unchanged)).await.unwrap(), None);
+    }
+
+    #[actix_rt::test]
+    async fn a_goal_planned_without_ranking_is_never_refreshed() {
+        let store = MemoryStore::new();
+        let options = WriteDagOptions {
+            ranked: false,
+            ..WriteDagOptions::default()
+        };
+        let dag = Dag::new("g", vec![node("build-1", "build")], &[]);
+        write_plan(&store, dag, &options, 100).await.unwrap();
+        assert_eq!(refresh(&store, "g", None).await.unwrap(), None);
     }
 }

@@ -107,6 +107,15 @@ pub struct RunArgs {
     /// Plan a goal again when its instructions changed since its plan was stored.
     #[arg(long)]
     replan: bool,
+    /// `on`: of READY tasks of one priority, claim first the one with the most estimated work behind it (its rank: the critical path); `off`: plan priority, then the smallest id. Set when a goal is planned.
+    #[arg(
+        long,
+        env = "PORKI_RANKING",
+        value_enum,
+        ignore_case = true,
+        default_value = "on"
+    )]
+    ranking: Switch,
     /// Restarts of a crashed agent allowed within --restart-window before it is marked failed.
     #[arg(long, default_value_t = 5)]
     max_restarts: usize,
@@ -122,6 +131,13 @@ pub struct RunArgs {
     retain: gc::RetainArgs,
     #[command(flatten)]
     http: serve::HttpArgs,
+}
+
+/// A feature turned on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 /// How a goal's attempts are kept apart (docs/isolation.md).
@@ -272,6 +288,7 @@ impl RunArgs {
             max_attempts: self.max_attempts,
             max_review_cycles: self.max_review_cycles,
             replan: self.replan,
+            ranking: self.ranking == Switch::On,
             llm_max_concurrency: self.llm.llm_max_concurrency,
             llm_wait: Duration::from_secs(self.llm.llm_concurrency_wait_seconds),
             goal_token_budget: self.goal_token_budget,
@@ -445,6 +462,7 @@ mod tests {
             "PORKI_LLM_CONCURRENCY_WAIT_SECONDS",
             "PORKI_RETAIN_FINISHED",
             "PORKI_ISOLATION",
+            "PORKI_RANKING",
         ] {
             assert!(
                 std::env::var_os(var).is_none(),

@@ -97,6 +97,7 @@ fn report(title: &str, dag: Dag, tasks: Vec<TaskState>) -> GoalReport {
             backoff: None,
             ready_by_role: Default::default(),
             branch: None,
+            ranked: true,
         },
         tasks,
         edges: dag.edges,

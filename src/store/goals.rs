@@ -38,6 +38,9 @@ pub struct WriteDagOptions {
     /// Fingerprint of what the plan was made from (instructions, agents), kept to
     /// notice a goal whose instructions changed since it was planned.
     pub source: String,
+    /// Whether claims order the goal's READY tasks of one priority by rank
+    /// (issue 21); if not, by id alone, and no task is ranked.
+    pub ranked: bool,
 }
 
 impl Default for WriteDagOptions {
@@ -47,6 +50,7 @@ impl Default for WriteDagOptions {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             expected: None,
             source: String::new(),
+            ranked: true,
         }
     }
 }
@@ -146,6 +150,8 @@ pub struct GoalStatus {
     /// Under worktree isolation, the goal branch and its repository
     /// ([`super::MergeStore::set_goal_branch`]).
     pub branch: Option<super::GoalBranch>,
+    /// Whether its READY tasks are claimed by rank ([`WriteDagOptions::ranked`]).
+    pub ranked: bool,
 }
 
 /// A wait imposed on a whole goal by a rate or usage limit ([`crate::store::TaskStore::back_off`]).

@@ -53,6 +53,8 @@ pub struct RunSettings {
     pub max_review_cycles: u32,
     /// Plan a goal again when its instructions changed since its plan was stored.
     pub replan: bool,
+    /// Rank goals planned by this process by the critical path (`--ranking`).
+    pub ranking: bool,
     /// LLM calls in flight across processes (0: no cap).
     pub llm_max_concurrency: u32,
     /// Longest wait for an LLM slot.
@@ -96,6 +98,7 @@ impl Default for RunSettings {
             max_attempts: crate::store::DEFAULT_MAX_ATTEMPTS,
             max_review_cycles: crate::domain::DEFAULT_MAX_REVIEW_CYCLES,
             replan: false,
+            ranking: true,
             llm_max_concurrency: crate::llm_gate::DEFAULT_MAX_CONCURRENCY,
             llm_wait: crate::llm_gate::DEFAULT_WAIT,
             goal_token_budget: None,
@@ -165,6 +168,7 @@ impl RunSettings {
             llm_timeout: self.llm_timeout,
             max_attempts: self.max_attempts,
             replan: self.replan,
+            ranking: self.ranking,
             workspaces: self.workspaces(),
             ..PlannerSettings::default()
         }

@@ -12,9 +12,12 @@ end
 -- what waits behind the waiter: its rank, less its own estimate when it does
 -- not run again (`reruns` false: a recovered task, a task settled by its merge
 -- or escalation). O(1), so a team script stays cheap; ranker.rs recomputes the
--- whole goal's ranks soon after. Returns rank, estimate (ms).
+-- whole goal's ranks soon after. Returns rank, estimate (ms), or nothing for a
+-- goal that is not ranked.
 local function rank_before(waiter, reruns)
-  local typical = tonumber(redis.call('HGET', GOAL, 'typical_ms')) or 60000
+  local g = redis.call('HMGET', GOAL, 'typical_ms', 'ranking')
+  if g[2] == 'off' then return nil, nil end
+  local typical = tonumber(g[1]) or 60000
   local w = redis.call('HMGET', task_key(waiter), 'rank', 'estimate')
   local behind = tonumber(w[1]) or 0
   if not reruns then behind = math.max(0, behind - (tonumber(w[2]) or 0)) end
@@ -31,8 +34,8 @@ local function add_task(id, t, now)
   local rank, estimate = rank_before(t.before, t.reruns)
   redis.call('HSET', key, 'status', 'READY', 'title', t.title, 'priority', t.priority,
     'attempt', 0, 'fence', 0, 'pending', 0, 'created_at', now, 'updated_at', now,
-    'kind', t.kind, 'of', t.of, 'cycle', t.cycle or 0, 'notes', t.notes or '',
-    'rank', rank, 'estimate', estimate, 'estimate_from', 'default')
+    'kind', t.kind, 'of', t.of, 'cycle', t.cycle or 0, 'notes', t.notes or '')
+  if rank then redis.call('HSET', key, 'rank', rank, 'estimate', estimate, 'estimate_from', 'default') end
   local node = {id = id, title = t.title, priority = tonumber(t.priority) or 0, kind = t.kind, of = t.of}
   if t.approval then
     redis.call('HSET', key, 'approval', '1')

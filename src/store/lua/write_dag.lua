@@ -3,8 +3,8 @@
 -- ARG: fingerprint, title, max_attempts, expected (the fingerprint of the stored
 -- plan this write may replace, '' for none), plan JSON:
 -- [{id, node, deps, dependents, priority, role, kind, of, approval, soft, rank,
--- estimate, estimate_from}, ...] (rank and estimate in ms, domain/rank),
--- source fingerprint.
+-- estimate, estimate_from}, ...] (rank and estimate in ms, domain/rank; none
+-- when the goal is not ranked), source fingerprint, 'off' when not ranked.
 -- A different stored plan is replaced only while it is still the expected one
 -- (compare-and-set): of two processes replanning at once, the second finds the
 -- first's plan and answers conflict, so the caller resumes it.
@@ -70,8 +70,12 @@ for _, n in ipairs(plan) do
   local status = 'BLOCKED'
   if #n.deps == 0 then status = 'READY' end
   local fields = {'status', status, 'title', n.title, 'priority', n.priority, 'attempt', 0,
-    'fence', 0, 'pending', #n.deps, 'created_at', now, 'updated_at', now,
-    'rank', n.rank, 'estimate', n.estimate, 'estimate_from', n.estimate_from}
+    'fence', 0, 'pending', #n.deps, 'created_at', now, 'updated_at', now}
+  if n.rank then
+    fields[#fields + 1] = 'rank'; fields[#fields + 1] = n.rank
+    fields[#fields + 1] = 'estimate'; fields[#fields + 1] = n.estimate
+    fields[#fields + 1] = 'estimate_from'; fields[#fields + 1] = n.estimate_from
+  end
   if n.kind ~= 'work' then
     fields[#fields + 1] = 'kind'; fields[#fields + 1] = n.kind
     fields[#fields + 1] = 'of'; fields[#fields + 1] = n.of
@@ -99,5 +103,6 @@ redis.call('HDEL', GOAL, 'last_error', 'finished_at')
 redis.call('HSET', GOAL, 'status', 'active', 'title', title, 'fingerprint', fingerprint,
   'max_attempts', attempts, 'created_at', now, 'total', #plan, 'source', ARG[6],
   'remaining', #plan, 'count_failed', 0)
+if ARG[7] == 'off' then redis.call('HSET', GOAL, 'ranking', 'off') end
 redis.call(PUBLISH, EVENTS, 'ready')
 return {outcome}

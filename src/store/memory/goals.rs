@@ -35,6 +35,7 @@ fn unplanned_status(goal: &str) -> GoalStatus {
         backoff: None,
         ready_by_role: BTreeMap::new(),
         branch: None,
+        ranked: true,
     }
 }
 
@@ -74,6 +75,7 @@ impl GoalData {
                 max_attempts: options.max_attempts.max(1),
                 total: dag.dag().nodes.len() as u64,
                 created_ms: now,
+                ranked: options.ranked,
                 ..unplanned_status(goal)
             },
             dag: stored_form(dag),
@@ -85,6 +87,7 @@ impl GoalData {
             typical_ms: None,
         };
         let ranks = plan_ranks(dag);
+        let rank = |id: &str| Some(ranks[id]).filter(|_| options.ranked);
         for node in &dag.dag().nodes {
             let pending = dag.deps_of(&node.id).len() as u32;
             let status = if pending == 0 {
@@ -103,9 +106,9 @@ impl GoalData {
                 of: node.of.clone().filter(|_| !node.kind.is_work()),
                 needs_approval: node.approval,
                 soft: node.assignment == Assignment::Soft,
-                rank_ms: Some(ranks[&node.id].rank_ms),
-                estimate_ms: Some(ranks[&node.id].estimate_ms),
-                estimate_source: Some(ranks[&node.id].source),
+                rank_ms: rank(&node.id).map(|r| r.rank_ms),
+                estimate_ms: rank(&node.id).map(|r| r.estimate_ms),
+                estimate_source: rank(&node.id).map(|r| r.source),
                 ..TaskState::new(goal, &node.id, &node.title, status, now)
             };
             data.tasks.insert(node.id.clone(), TaskEntry::new(state));

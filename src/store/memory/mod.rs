@@ -309,9 +309,9 @@ impl GoalData {
         let state = TaskState {
             role: spec.role,
             priority: spec.priority,
-            estimate_ms: Some(typical),
-            estimate_source: Some(EstimateSource::Default),
-            rank_ms: Some(typical + behind),
+            estimate_ms: Some(typical).filter(|_| self.status.ranked),
+            estimate_source: Some(EstimateSource::Default).filter(|_| self.status.ranked),
+            rank_ms: Some(typical + behind).filter(|_| self.status.ranked),
             kind: spec.kind,
             of: Some(spec.of),
             cycle: spec.cycle,

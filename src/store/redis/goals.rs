@@ -22,7 +22,7 @@ use crate::store::{
 
 /// The plan as `write_dag.lua` takes it: per node its JSON, the fields the task
 /// hash keeps, and its edges both ways.
-fn plan_json(dag: &ValidatedDag) -> String {
+fn plan_json(dag: &ValidatedDag, ranked: bool) -> String {
     let ranks = plan_ranks(dag);
     let plan: Vec<serde_json::Value> = dag
         .dag()
@@ -30,7 +30,7 @@ fn plan_json(dag: &ValidatedDag) -> String {
         .iter()
         .map(|node| {
             let rank = &ranks[&node.id];
-            serde_json::json!({
+            let mut json = serde_json::json!({
                 "id": node.id,
                 "node": serde_json::to_string(node).expect("a node serializes"),
                 "title": node.title,
@@ -42,10 +42,13 @@ fn plan_json(dag: &ValidatedDag) -> String {
                 "soft": node.assignment == Assignment::Soft,
                 "deps": dag.deps_of(&node.id),
                 "dependents": dag.dependents_of(&node.id),
-                "rank": rank.rank_ms,
-                "estimate": rank.estimate_ms,
-                "estimate_from": rank.source.as_str(),
-            })
+            });
+            if ranked {
+                json["rank"] = rank.rank_ms.into();
+                json["estimate"] = rank.estimate_ms.into();
+                json["estimate_from"] = rank.source.as_str().into();
+            }
+            json
         })
         .collect();
     serde_json::Value::Array(plan).to_string()
@@ -105,6 +108,7 @@ fn goal_from_fields(
             branch: branch.clone(),
             repository: fields.get("repository").cloned().unwrap_or_default(),
         }),
+        ranked: fields.get("ranking").is_none_or(|v| v != "off"),
     })
 }
 
@@ -176,8 +180,9 @@ impl GoalStore for RedisStore {
                 &options.title,
                 &attempts,
                 expected,
-                &plan_json(dag),
+                &plan_json(dag, options.ranked),
                 &options.source,
+                if options.ranked { "" } else { "off" },
             ],
         );
         call.roles = nodes

@@ -320,6 +320,7 @@ mod tests {
                     backoff: None,
                     ready_by_role: BTreeMap::new(),
                     branch: None,
+                    ranked: true,
                 },
                 tasks,
                 edges: Vec::new(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use porki::domain::rank::{EstimateSource, StoredRank, TYPICAL_TASK_MS};
 use porki::domain::{Node, TaskStatus};
 use porki::store::prelude::*;
-use porki::store::{Recovery, RedisStore};
+use porki::store::{Recovery, RedisStore, WriteDagOptions, write_plan};
 
 use super::{LONG, SHORT, cluster, memory, redis, result, write};
 use crate::support::{RedisServer, claim, node, nodes, plan};
@@ -21,6 +21,7 @@ conformance!(
         an_explicit_priority_wins_over_rank,
         a_recovery_ranks_as_high_as_what_the_failed_task_held_up,
         refreshed_ranks_reorder_ready_tasks_unless_the_goal_was_replanned,
+        a_goal_planned_without_ranking_claims_by_priority_then_id,
     ],
     timed: [promoted_and_released_tasks_keep_their_rank],
 );
@@ -172,6 +173,28 @@ mod behaviour {
             (Some(99_000), Some(EstimateSource::Measured))
         );
         assert_eq!(claim_all(&*store).await, ["b", "c", "a"]);
+    }
+
+    pub async fn a_goal_planned_without_ranking_claims_by_priority_then_id(store: Arc<dyn Store>) {
+        let options = WriteDagOptions {
+            ranked: false,
+            ..WriteDagOptions::default()
+        };
+        write_plan(&*store, chain_beside_short_tasks(), &options, 100)
+            .await
+            .unwrap();
+        assert!(!store.goal_status("g").await.unwrap().unwrap().ranked);
+        let head = store.task("g", "z1").await.unwrap().unwrap();
+        assert_eq!((head.rank_ms, head.estimate_ms), (None, None));
+        let a = claim(&*store, "g", "x", LONG).await.unwrap();
+        assert_eq!(a.task, "a");
+        // A task added at run time is not ranked either.
+        store
+            .fail(&a, "broke", false, SHORT, Recovery::SameRole)
+            .await
+            .unwrap();
+        assert_eq!(rank_of(&*store, "a.recover").await, None);
+        assert_eq!(claim_all(&*store).await, ["a.recover", "b", "c", "z1"]);
     }
 }
 
