@@ -14,7 +14,7 @@ use crate::llm::answer::{PlanAnswer, parse_answer};
 use crate::llm::limits::limit_wait;
 use crate::llm::prompt::{PlanContext, plan_prompt};
 use crate::llm::{FailureKind, LlmRequest, Phase};
-use crate::llm_gate::LlmCaller;
+use crate::llm_gate::{LlmCaller, Urgency};
 use crate::store::prelude::*;
 use crate::store::{PlanError, StoreError, WriteDagOptions, WriteDagOutcome, write_plan};
 use crate::workspace::Workspaces;
@@ -229,7 +229,7 @@ async fn plan_goal(
     while attempt < PLAN_ATTEMPTS {
         let request = LlmRequest::new(Phase::Plan, plan_prompt(&context), settings.llm_timeout)
             .in_workspace(settings.workspaces.for_goal(&goal));
-        let answer = match caller.call(&goal, &request).await {
+        let answer = match caller.call(&goal, Urgency::Plan, &request).await {
             Ok(response) => response.text,
             Err(e) => match e.kind() {
                 FailureKind::Fatal => {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::domain::{Isolation, TaskKind};
 use crate::llm::prompt::{TaskContext, execute_prompt};
 use crate::llm::{LlmRequest, Phase};
-use crate::llm_gate::LlmCaller;
+use crate::llm_gate::{LlmCaller, Urgency};
 use crate::store::{EventKind, Lease, Store, StoreError, StoreEvent};
 use crate::workspace::GoalWorkspace;
 
@@ -293,7 +293,8 @@ async fn attempt(
         settings.llm_timeout,
     )
     .in_workspace(workspace.clone());
-    let answer = caller.call(&context.goal_id, &request).await;
+    let urgency = Urgency::task(context.rank_ms);
+    let answer = caller.call(&context.goal_id, urgency, &request).await;
     let mut verdict = judge(answer, SystemTime::now());
     if caller.provider.writes_files() {
         verdict = check_outputs(verdict, &workspace).await;

@@ -5,13 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::{TaskKind, TaskStatus, takes};
+use crate::domain::{TaskKind, TaskState, TaskStatus, takes};
 use crate::llm::answer::{SelectAnswer, TaskAnswer, parse_answer};
 use crate::llm::prompt::{
     SelectContext, Subject, TaskContext, TeamContext, select_prompt, summarize_prompt,
 };
 use crate::llm::{LlmRequest, Phase};
-use crate::llm_gate::LlmCaller;
+use crate::llm_gate::{LlmCaller, Urgency};
 use crate::store::{Lease, Store, StoreError};
 use crate::workspace::GoalWorkspace;
 
@@ -45,13 +45,13 @@ pub(super) fn capped(text: &str, limit: usize) -> String {
 
 /// What a task porki added is about: its kind, cycle and notes, and the task it
 /// is about with that task's result (capped).
-async fn team_context(store: &dyn Store, lease: &Lease) -> Result<TeamContext, StoreError> {
-    let task = store
-        .task(&lease.goal, &lease.task)
-        .await?
-        .ok_or_else(|| StoreError::unknown_task(&lease.goal, &lease.task))?;
+async fn team_context(
+    store: &dyn Store,
+    goal: &str,
+    task: &TaskState,
+) -> Result<TeamContext, StoreError> {
     let subject = match &task.of {
-        Some(of) => store.task(&lease.goal, of).await?.map(|s| Subject {
+        Some(of) => store.task(goal, of).await?.map(|s| Subject {
             id: s.id,
             title: s.title,
             result: capped(
@@ -69,7 +69,7 @@ async fn team_context(store: &dyn Store, lease: &Lease) -> Result<TeamContext, S
     Ok(TeamContext {
         kind: task.kind,
         cycle: task.cycle,
-        notes: task.notes.map(|n| capped(&n, DEPENDENCY_CAP)),
+        notes: task.notes.as_deref().map(|n| capped(n, DEPENDENCY_CAP)),
         subject,
         diff: None,
     })
@@ -106,9 +106,15 @@ impl Worker {
                 goal: lease.goal.clone(),
                 task: lease.task.clone(),
             })?;
+        // Its state, for its rank (its calls' place in the LLM gate's queue) and,
+        // for a task porki added, what it is about.
+        let state = store
+            .task(&lease.goal, &lease.task)
+            .await?
+            .ok_or_else(|| StoreError::unknown_task(&lease.goal, &lease.task))?;
         let team = match task.kind {
             TaskKind::Work => None,
-            _ => Some(team_context(&*store, lease).await?),
+            _ => Some(team_context(&*store, &lease.goal, &state).await?),
         };
         Ok(TaskContext {
             goal_id: lease.goal.clone(),
@@ -118,6 +124,7 @@ impl Worker {
             dependency_outputs,
             artifact_dir: self.workspace(&lease.goal).artifacts_in_prompt(),
             team,
+            rank_ms: state.rank_ms,
         })
     }
 
@@ -214,7 +221,9 @@ impl Worker {
         });
         let request = LlmRequest::new(Phase::Select, prompt, self.deps.settings.llm_timeout)
             .in_workspace(self.workspace(&goal));
-        let answer = self.deps.caller.call(&goal, &request).await.ok()?;
+        // The pick unblocks the most urgent of the candidates at best.
+        let urgency = Urgency::task(ready.iter().filter_map(|t| t.rank_ms).max());
+        let answer = self.deps.caller.call(&goal, urgency, &request).await.ok()?;
         let pick = match parse_answer::<SelectAnswer>(&answer.text) {
             Ok(pick) => pick,
             Err(e) => {
@@ -249,7 +258,8 @@ pub(super) async fn summarize(
     );
     let request = LlmRequest::new(Phase::Summarize, summarize_prompt(&context), timeout)
         .in_workspace(workspace);
-    let answer = caller.call(&context.goal_id, &request).await;
+    let urgency = Urgency::task(context.rank_ms);
+    let answer = caller.call(&context.goal_id, urgency, &request).await;
     match answer
         .map_err(|e| e.to_string())
         .and_then(|r| parse_answer::<TaskAnswer>(&r.text).map_err(|e| e.to_string()))

@@ -388,6 +388,7 @@ mod tests {
             dependency_outputs: BTreeMap::from([("collect".into(), "found 3 sources".into())]),
             artifact_dir: dir,
             team: None,
+            rank_ms: None,
         }
     }
 

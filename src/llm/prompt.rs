@@ -101,6 +101,8 @@ pub struct TaskContext {
     pub artifact_dir: PathBuf,
     /// For a task porki added (review, fix, recovery, escalation): what it is about.
     pub team: Option<TeamContext>,
+    /// The task's rank (`TaskState::rank_ms`): its calls' place in the LLM gate's queue.
+    pub rank_ms: Option<u64>,
 }
 
 /// What a task porki added to a running plan is about.
@@ -498,6 +500,7 @@ mod tests {
             dependency_outputs: BTreeMap::from([("collect".into(), "sources.md".into())]),
             artifact_dir: PathBuf::from("/tmp/art"),
             team: None,
+            rank_ms: None,
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::time::Instant;
 
-use super::{GateError, GateHandle};
+use super::{GateError, GateHandle, Urgency};
 use crate::llm::FailureKind;
 use crate::store::prelude::*;
 use crate::store::{Reservation, StoreError, new_token};
@@ -88,11 +88,13 @@ pub struct LlmCaller {
 }
 
 impl LlmCaller {
-    /// Makes one call for `goal`, logging phase, provider, duration and tokens.
+    /// Makes one call for `goal`, waiting for a slot in `urgency`'s place in the
+    /// gate's queue, logging phase, provider, duration and tokens.
     #[tracing::instrument(name = "llm_call", skip_all, fields(goal = %goal, phase = %request.phase, provider = self.provider.name()))]
     pub async fn call(
         &self,
         goal: &str,
+        urgency: Urgency,
         request: &crate::llm::LlmRequest,
     ) -> Result<crate::llm::LlmResponse, CallError> {
         let mut reserved = match self.goal_token_budget {
@@ -104,7 +106,7 @@ impl LlmCaller {
             None
         } else {
             let waiting = Instant::now();
-            let permit = self.gate.acquire().await;
+            let permit = self.gate.acquire(urgency).await;
             self.metrics.gate_waited(waiting.elapsed());
             Some(permit?)
         };

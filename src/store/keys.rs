@@ -7,8 +7,9 @@
 //! of failing the script half-way at the first key that has already moved.
 //!
 //! Hash tags: a goal's keys carry `{G}`, an agent's keys `{NAME}`, so each script
-//! touches one slot. The process-wide keys (`goals`, `agents`, `llm:gate`) are
-//! touched only by single-key commands and single-key scripts.
+//! touches one slot. The process-wide keys (`goals`, `agents`) are touched only
+//! by single-key commands and single-key scripts; the LLM gate's keys share the
+//! slot of `llm:gate` (`{llm:gate}:…`).
 
 use super::AgentField;
 
@@ -180,6 +181,13 @@ pub fn agent_legacy_moves(name: &str) -> Vec<(String, String)> {
 /// `llm:gate`: LLM call slots by expiry (the LlmGate).
 pub const LLM_GATE: &str = "llm:gate";
 
+/// `{llm:gate}:queue`: callers waiting for an LLM call slot, by place. Its tag
+/// hashes to `llm:gate`'s slot, so one script uses both.
+pub const LLM_GATE_QUEUE: &str = "{llm:gate}:queue";
+
+/// `{llm:gate}:seen`: waiting callers by when they stop counting as alive.
+pub const LLM_GATE_SEEN: &str = "{llm:gate}:seen";
+
 /// Pattern of every goal's event channel (single Redis: `PSUBSCRIBE`).
 pub const EVENTS_PATTERN: &str = "events:*";
 
@@ -310,6 +318,13 @@ mod tests {
         }
         for (old, new) in agent_legacy_moves(name) {
             assert_eq!(old.replace(name, &format!("{{{name}}}")), new);
+        }
+        for key in [LLM_GATE_QUEUE, LLM_GATE_SEEN] {
+            assert_eq!(
+                Slot::for_key(key),
+                Slot::for_key(LLM_GATE),
+                "{key} is in llm:gate's slot"
+            );
         }
     }
 }

@@ -9,7 +9,7 @@
 //! | [`ControlStore`] | `control.rs` | operator directives on one task: drop, retry, elevate |
 //! | [`TeamStore`] | `team.rs` | review verdicts, approvals and rejections, soft reassignment |
 //! | [`GoalStore`] | `goals.rs` | write plans, goal summaries, token use, [events](StoreEvent) |
-//! | [`GateStore`] | `gate.rs` | the LLM call slots (`llm:gate`) |
+//! | [`GateStore`] | `gate.rs` | the LLM call slots (`llm:gate`) and their wait queue |
 //! | [`AgentStore`] | `agents.rs` | registration, liveness, guard, per-agent values |
 //! | [`GcStore`] | `gc.rs` | removing finished goals and dead agents past the retention |
 //! | [`MergeStore`] | `merge.rs` | worktree isolation: the goal branch, the merge lock, `.merge` tasks |
@@ -49,7 +49,7 @@ pub use self::agents::{
 pub use self::control::ControlStore;
 pub use self::error::StoreError;
 pub use self::events::{EVENT_CHANNEL_CAPACITY, EventKind, StoreEvent};
-pub use self::gate::GateStore;
+pub use self::gate::{GateStore, SlotAsk};
 pub use self::gc::{GcStore, Sweep};
 pub use self::goals::{
     DEFAULT_MAX_ATTEMPTS, GoalBackoff, GoalState, GoalStatus, GoalStore, PlanError, Reservation,

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use porki::domain::{Dag, TaskStatus};
 use porki::llm::prompt::PlanContext;
 use porki::llm::{FailureKind, LlmError, LlmProvider, LlmRequest, LlmResponse, Phase, Usage};
-use porki::llm_gate::{CallError, LlmCaller, LlmGate};
+use porki::llm_gate::{CallError, LlmCaller, LlmGate, Urgency};
 use porki::planner::{DagPlanner, PlanGoal, PlanOutcome};
 use porki::store::gc::{self, GcOptions};
 use porki::store::prelude::*;
@@ -246,7 +246,9 @@ async fn concurrent_calls_spend_at_most_the_budget_and_one_estimate(store: Arc<d
     });
     let caller = caller(&store, provider.clone(), Some(BUDGET));
     let request = LlmRequest::new(Phase::Execute, "x".repeat(400), LONG);
-    let results = futures::future::join_all((0..8).map(|_| caller.call("g", &request))).await;
+    let results =
+        futures::future::join_all((0..8).map(|_| caller.call("g", Urgency::task(None), &request)))
+            .await;
     let spent = store.goal_status("g").await.unwrap().unwrap().tokens;
     assert!(
         spent <= BUDGET + ESTIMATE,
@@ -272,7 +274,10 @@ async fn concurrent_calls_spend_at_most_the_budget_and_one_estimate(store: Arc<d
         assert!(matches!(refused.kind(), FailureKind::RateLimited { .. }));
     }
     // Settled, the budget is spent: the next call fails closed.
-    let err = caller.call("g", &request).await.unwrap_err();
+    let err = caller
+        .call("g", Urgency::task(None), &request)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, CallError::BudgetSpent { spent: 300, .. }),
         "{err}"
@@ -290,7 +295,10 @@ async fn a_dropped_call_gives_its_reservation_back(store: Arc<dyn Store>) {
     });
     let caller = caller(&store, provider.clone(), Some(ESTIMATE));
     let request = LlmRequest::new(Phase::Execute, "x".repeat(400), LONG);
-    let call = tokio::time::timeout(Duration::from_millis(200), caller.call("g", &request));
+    let call = tokio::time::timeout(
+        Duration::from_millis(200),
+        caller.call("g", Urgency::task(None), &request),
+    );
     assert!(call.await.is_err(), "the call was dropped");
     assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
     wait_for("the dropped call's reservation is given back", async || {

@@ -25,6 +25,8 @@
 //! - `isolation_remote`: worktree isolation across processes: two `porki run`
 //!   with their own repositories sharing a bare remote and a Redis, and bad
 //!   git input refused at start (or a refused push failing the attempt).
+//! - `llm_gate`: the LLM gate's queue across two real processes (this binary
+//!   run a second time) on one `redis-server`.
 //! - `redis_access`: the real binary on a secured Redis (a password, an ACL
 //!   user, TLS with a private CA, a unix socket), the password shown nowhere.
 //! - `redis_keys`: the key layout as other programs see it (hash tags, the move
@@ -58,6 +60,7 @@ mod faults;
 mod goal_upkeep;
 mod isolation;
 mod isolation_remote;
+mod llm_gate;
 mod manifests;
 mod network;
 mod real_cli;

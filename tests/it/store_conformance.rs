@@ -15,9 +15,7 @@ use porki::store::{
     Recovery, RedisStore, StoreError, TaskResult, WriteDagOptions, WriteDagOutcome, write_plan,
 };
 
-use crate::support::{
-    Prefixed, RedisCluster, RedisServer, claim, llm_gate_turn, node, nodes, plan,
-};
+use crate::support::{Prefixed, RedisCluster, RedisServer, claim, node, nodes, plan};
 
 /// The backend under test, and the Redis server behind it (kept alive with it).
 pub(crate) struct Backend {
@@ -121,7 +119,6 @@ conformance!(
         the_agent_guard_admits_one_holder_at_a_time,
         agent_registration_and_heartbeat_ttl,
         events_announce_ready_and_completion,
-        the_llm_gate_caps_slots_and_frees_a_dead_holders_slot,
         a_goal_backing_off_gives_the_task_back_and_claims_nothing_until_it_ends,
     ],
 );
@@ -135,6 +132,9 @@ mod merge;
 
 // Ranking by the critical path: which READY task a claim takes.
 mod rank;
+
+// The LLM gate: its cap and its wait queue.
+mod gate;
 
 pub(crate) const LONG: Duration = Duration::from_secs(60);
 pub(crate) const SHORT: Duration = Duration::from_millis(150);
@@ -1119,33 +1119,6 @@ mod behaviour {
                 return event;
             }
         }
-    }
-
-    pub async fn the_llm_gate_caps_slots_and_frees_a_dead_holders_slot(store: Arc<dyn Store>) {
-        let _turn = llm_gate_turn().lock().await;
-        assert!(store.gate_acquire("a", 2, LONG).await.unwrap());
-        assert!(store.gate_acquire("b", 2, SHORT).await.unwrap());
-        assert!(
-            !store.gate_acquire("c", 2, LONG).await.unwrap(),
-            "both slots taken"
-        );
-        assert!(
-            store.gate_acquire("a", 2, LONG).await.unwrap(),
-            "a holder re-acquires"
-        );
-        assert_eq!(store.gate_in_flight().await.unwrap(), 2);
-        store.gate_release("a").await.unwrap();
-        assert!(store.gate_acquire("c", 2, LONG).await.unwrap());
-        // b stops renewing (its process died): its slot frees itself.
-        tokio::time::sleep(SHORT * 2).await;
-        assert!(!store.gate_renew("b", LONG).await.unwrap());
-        assert!(store.gate_acquire("d", 2, LONG).await.unwrap());
-        assert!(store.gate_renew("d", LONG).await.unwrap());
-        assert!(!store.gate_acquire("e", 2, LONG).await.unwrap());
-        assert!(
-            store.gate_acquire("e", 0, LONG).await.unwrap(),
-            "cap 0 means no cap"
-        );
     }
 
     pub async fn claim_preferred_takes_the_pick_only_when_it_is_ready_for_the_agent(

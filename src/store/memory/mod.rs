@@ -56,8 +56,8 @@ struct State {
     agent_values: HashMap<(String, AgentField), String>,
     /// Per-agent problems, newest first.
     agent_errors: HashMap<String, VecDeque<String>>,
-    /// LLM call slots: token → expiry.
-    gate: HashMap<String, Instant>,
+    /// LLM call slots and the callers waiting for one.
+    gate: gate::Gate,
     /// Token reservations of LLM calls in flight, by goal: id → (tokens, expiry).
     reservations: HashMap<String, HashMap<String, (u64, Instant)>>,
     /// When each agent's registration was last written (ms since the epoch).

@@ -1,23 +1,28 @@
-//! [`GateStore`] on Redis: the `llm:gate` sorted set of slot holders by expiry.
+//! [`GateStore`] on Redis: the `llm:gate` sorted set of slot holders by expiry,
+//! and the waiters' queue and liveness (`{llm:gate}:queue`, `{llm:gate}:seen`),
+//! in the same slot so one script uses all three.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::AsyncCommands;
 
 use super::RedisStore;
-use crate::store::{GateStore, StoreError, keys};
+use crate::store::{GateStore, SlotAsk, StoreError, keys};
 
 #[async_trait]
 impl GateStore for RedisStore {
-    async fn gate_acquire(&self, token: &str, cap: u32, ttl: Duration) -> Result<bool, StoreError> {
+    async fn gate_acquire(&self, token: &str, ask: SlotAsk) -> Result<bool, StoreError> {
         self.run_flag_script(
             self.scripts
                 .gate_acquire
                 .key(keys::LLM_GATE)
+                .key(keys::LLM_GATE_QUEUE)
+                .key(keys::LLM_GATE_SEEN)
                 .arg(token)
-                .arg(cap)
-                .arg(ttl.as_millis() as u64),
+                .arg(ask.cap)
+                .arg(ask.ttl.as_millis() as u64)
+                .arg(ask.head_start.as_millis() as u64)
+                .arg(ask.alive_for.as_millis() as u64),
         )
         .await
     }
@@ -34,7 +39,15 @@ impl GateStore for RedisStore {
     }
 
     async fn gate_release(&self, token: &str) -> Result<(), StoreError> {
-        let _: i64 = self.conn.clone().zrem(keys::LLM_GATE, token).await?;
+        self.run_flag_script(
+            self.scripts
+                .gate_release
+                .key(keys::LLM_GATE)
+                .key(keys::LLM_GATE_QUEUE)
+                .key(keys::LLM_GATE_SEEN)
+                .arg(token),
+        )
+        .await?;
         Ok(())
     }
 

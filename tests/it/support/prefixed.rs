@@ -16,8 +16,8 @@ use porki::store::prelude::*;
 use porki::store::{
     AgentDetails, AgentField, AgentRecord, ClaimOutcome, ClaimScope, CompleteOutcome,
     ConflictOutcome, FailOutcome, GoalBranch, GoalStatus, Lease, MergeLock, MergeLockOutcome,
-    ReapOutcome, Recovery, Rejected, Reservation, ReviewOutcome, ReviewVerdict, StoreError,
-    StoreEvent, Sweep, TaskResult, WriteDagOptions, WriteDagOutcome,
+    ReapOutcome, Recovery, Rejected, Reservation, ReviewOutcome, ReviewVerdict, SlotAsk,
+    StoreError, StoreEvent, Sweep, TaskResult, WriteDagOptions, WriteDagOutcome,
 };
 use tokio::sync::broadcast;
 
@@ -549,8 +549,8 @@ impl GcStore for Prefixed {
 
 #[async_trait]
 impl GateStore for Prefixed {
-    async fn gate_acquire(&self, token: &str, cap: u32, ttl: Duration) -> Result<bool, StoreError> {
-        self.inner.gate_acquire(token, cap, ttl).await
+    async fn gate_acquire(&self, token: &str, ask: SlotAsk) -> Result<bool, StoreError> {
+        self.inner.gate_acquire(token, ask).await
     }
 
     async fn gate_renew(&self, token: &str, ttl: Duration) -> Result<bool, StoreError> {
