@@ -70,7 +70,11 @@ pub const JSON_VERSION: u64 = 1;
 ///       "finished_ms": null,       // when it became DONE or FAILED, or null
 ///       "commit": null,            // worktree isolation: the goal branch's commit holding its work, once DONE
 ///       "diffstat": null,          // what that commit changed (git diff --stat, capped), or null
-///       "conflict": null           // a merge task: {"commit", "files", "ours", "theirs"}, else null
+///       "conflict": null,          // a merge task: {"commit", "files", "ours", "theirs"}, else null
+///       "rank_ms": 250000,         // the longest estimated path from its start to the end of the plan
+///                                  // (ms; READY tasks of one priority run highest rank first), or null
+///       "estimate_ms": 50000,      // how long it is expected to run (ms), or null
+///       "estimate_source": "plan"  // where that came from: plan | measured | default, or null
 ///     }]
 ///   }],
 ///   "agents": [{                   // registered agents (of the goal, with --goal), by name
@@ -153,6 +157,9 @@ fn goal_json(goal: &GoalReport, agents: &[AgentReport], now_ms: u64) -> Value {
                 "commit": t.commit,
                 "diffstat": t.diffstat,
                 "conflict": t.conflict,
+                "rank_ms": t.rank_ms,
+                "estimate_ms": t.estimate_ms,
+                "estimate_source": t.estimate_source,
             })
         })
         .collect();
@@ -422,6 +429,27 @@ mod tests {
         assert_eq!(
             by_id("b")["conflict"],
             json!({"commit": "def", "files": ["a"], "ours": ["b"], "theirs": ["a"]})
+        );
+    }
+
+    #[test]
+    fn status_json_shows_each_tasks_rank_and_estimate_with_its_source() {
+        let mut report = goal_report();
+        let unranked = status_json(std::slice::from_ref(&report), &[], NOW);
+        let d = &unranked["goals"][0]["tasks"][3];
+        assert_eq!(
+            (&d["rank_ms"], &d["estimate_ms"], &d["estimate_source"]),
+            (&Value::Null, &Value::Null, &Value::Null)
+        );
+        report.tasks[3].rank_ms = Some(250_000);
+        report.tasks[3].estimate_ms = Some(50_000);
+        report.tasks[3].estimate_source = Some(crate::domain::rank::EstimateSource::Measured);
+        let value = status_json(&[report], &[], NOW);
+        let d = &value["goals"][0]["tasks"][3];
+        assert_eq!(d["id"], "d");
+        assert_eq!(
+            (&d["rank_ms"], &d["estimate_ms"], &d["estimate_source"]),
+            (&json!(250_000), &json!(50_000), &json!("measured"))
         );
     }
 
