@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::{AgentReport, GoalReport, node_kind, nodes_with_tasks, percent, sorted_edges};
+use super::{
+    AgentReport, CriticalPath, GoalReport, node_kind, nodes_with_tasks, percent, sorted_edges,
+};
 use crate::domain::{Dag, TaskState, TaskStatus};
 
 /// Version of the `porki status --json` and `porki graph --format json` shapes.
@@ -220,8 +222,12 @@ fn lease_left_ms(task: &TaskState, now_ms: u64) -> Option<u64> {
 ///     "owner": "writer",         // agent holding or last holding it, or null
 ///     "attempt": 1,              // claims counted so far (0 if the task has no state)
 ///     "priority": 0,             // plan priority
-///     "role": null               // role restriction, or null
+///     "role": null,              // role restriction, or null
+///     "rank_ms": 250000,         // as tasks[].rank_ms of porki status --json, or null
+///     "estimate_ms": 50000,      // as tasks[].estimate_ms, or null
+///     "estimate_source": "plan"  // as tasks[].estimate_source, or null
 ///   }],
+///   "critical_path": ["scope", "outline"], // the critical path, first to last (domain::critical)
 ///   "edges": [{"source": "scope", "target": "outline"}]  // source must be DONE before target; sorted
 ///                                // (a recovery is not an edge: see the failed node's recovered_by)
 /// }
@@ -241,6 +247,9 @@ pub fn graph_json(dag: &Dag, tasks: &[TaskState]) -> Value {
                 "attempt": task.map_or(0, |t| t.attempt),
                 "priority": node.priority,
                 "role": node.effective_role(),
+                "rank_ms": task.and_then(|t| t.rank_ms),
+                "estimate_ms": task.and_then(|t| t.estimate_ms),
+                "estimate_source": task.and_then(|t| t.estimate_source),
             })
         })
         .collect();
@@ -253,6 +262,7 @@ pub fn graph_json(dag: &Dag, tasks: &[TaskState]) -> Value {
         "goal": dag.goal_id,
         "nodes": nodes,
         "edges": edges,
+        "critical_path": CriticalPath::of(dag, tasks).ids,
     })
 }
 
@@ -260,7 +270,9 @@ pub fn graph_json(dag: &Dag, tasks: &[TaskState]) -> Value {
 mod tests {
     use super::*;
     use crate::domain::{AgentKind, Node, TaskKind};
-    use crate::report::fixtures::{HOSTILE, NOW, diamond, goal_report, hostile, team, team_report};
+    use crate::report::fixtures::{
+        HOSTILE, NOW, diamond, goal_report, hostile, ranked_diamond, team, team_report,
+    };
     use crate::store::{AgentRecord, AgentState};
 
     #[test]
@@ -483,10 +495,10 @@ mod tests {
             "version": 1,
             "goal": "g",
             "nodes": [
-                {"id": "a", "title": "Start", "state": "DONE", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": "w1", "attempt": 1, "priority": 0, "role": null},
-                {"id": "b", "title": "Left", "state": "RUNNING", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": "w1", "attempt": 1, "priority": 0, "role": null},
-                {"id": "c", "title": "Right", "state": "FAILED", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": "w2", "attempt": 3, "priority": 0, "role": null},
-                {"id": "d", "title": "Join", "state": "BLOCKED", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": null, "attempt": 0, "priority": 0, "role": null},
+                {"id": "a", "title": "Start", "state": "DONE", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": "w1", "attempt": 1, "priority": 0, "role": null, "rank_ms": null, "estimate_ms": null, "estimate_source": null},
+                {"id": "b", "title": "Left", "state": "RUNNING", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": "w1", "attempt": 1, "priority": 0, "role": null, "rank_ms": null, "estimate_ms": null, "estimate_source": null},
+                {"id": "c", "title": "Right", "state": "FAILED", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": "w2", "attempt": 3, "priority": 0, "role": null, "rank_ms": null, "estimate_ms": null, "estimate_source": null},
+                {"id": "d", "title": "Join", "state": "BLOCKED", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": null, "attempt": 0, "priority": 0, "role": null, "rank_ms": null, "estimate_ms": null, "estimate_source": null},
             ],
             "edges": [
                 {"source": "a", "target": "b"},
@@ -494,6 +506,8 @@ mod tests {
                 {"source": "b", "target": "d"},
                 {"source": "c", "target": "d"},
             ],
+            // Nothing ranked: by the plan's structure, b and c tie; b has the smaller id.
+            "critical_path": ["b", "d"],
         });
         assert_eq!(graph_json(&dag, &tasks), expected);
     }
@@ -554,5 +568,18 @@ mod tests {
         let back: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back["nodes"][0]["title"], HOSTILE);
         assert_eq!(back["goal"], "g\"x");
+    }
+
+    #[test]
+    fn graph_json_gives_each_nodes_rank_and_estimate_and_the_critical_path() {
+        let (dag, tasks) = ranked_diamond();
+        let value = graph_json(&dag, &tasks);
+        assert_eq!(value["critical_path"], json!(["c", "d"]));
+        let c = &value["nodes"][2];
+        assert_eq!(c["id"], "c");
+        assert_eq!(
+            (&c["rank_ms"], &c["estimate_ms"], &c["estimate_source"]),
+            (&json!(5_000), &json!(1_000), &json!("default"))
+        );
     }
 }
