@@ -12,6 +12,7 @@
 //! Supervisor ─┬─ DagPlanner        (planner)     instructions → LLM → validated plan → store
 //!             ├─ HeartbeatWatcher  (watcher)     heartbeat and instructions files → messages
 //!             ├─ LeaseReaper       (reaper)      expired leases → task READY again (or FAILED)
+//!             ├─ Ranker            (ranker)      tasks' ranks refreshed as they finish and the plan grows
 //!             ├─ LlmGate           (llm_gate)    cap on concurrent LLM calls, shared through the store
 //!             └─ AgentActor × N    (agent)       claim → execute (LLM) → complete, one per declared agent
 //! ```
@@ -34,7 +35,8 @@
 //!   backoff); under worktree isolation `repos` (each goal's repository),
 //!   `isolate` (an attempt's worktree and commit), `queue` (the goal's merge
 //!   queue), `merge` (recording a merged or conflicting attempt).
-//! - [`planner`]: the DagPlanner. [`reaper`]: the LeaseReaper. [`llm_gate`]: the
+//! - [`planner`]: the DagPlanner. [`reaper`]: the LeaseReaper. [`ranker`]: the
+//!   Ranker (claims take the READY task of highest priority, then rank). [`llm_gate`]: the
 //!   LlmGate and [`llm_gate::LlmCaller`], the one way an actor calls the LLM;
 //!   [`usage`] adds calls' usage to the goals' totals in batches.
 //! - [`watcher`]: the HeartbeatWatcher (`notify` on the files' folders, polling
@@ -102,6 +104,7 @@ pub mod llm_gate;
 pub mod metrics;
 pub mod planner;
 pub mod project;
+pub mod ranker;
 pub mod reaper;
 pub mod report;
 pub mod store;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::{StoreError, StoreEvent};
+use crate::domain::rank::StoredRank;
 use crate::domain::{Dag, DagError, TaskStatus, ValidatedDag};
 
 /// Default attempts before a task is FAILED.
@@ -194,6 +195,18 @@ pub trait GoalStore: Send + Sync + 'static {
         dag: &ValidatedDag,
         options: &WriteDagOptions,
     ) -> Result<WriteDagOutcome, StoreError>;
+
+    /// Stores refreshed ranks of a running goal's tasks (see [`crate::ranker`])
+    /// and its typical task, re-scoring READY tasks; nothing if the goal was
+    /// replanned since (its fingerprint is no longer `fingerprint`). Tasks that
+    /// no longer exist are skipped. Returns how many tasks were written.
+    async fn rerank(
+        &self,
+        goal: &str,
+        fingerprint: &str,
+        typical_ms: u64,
+        ranks: &BTreeMap<String, StoredRank>,
+    ) -> Result<usize, StoreError>;
 
     /// Adds an LLM call's tokens and cost to the goal's totals; returns the new
     /// token total (a settlement without a reservation).

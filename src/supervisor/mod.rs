@@ -1,11 +1,12 @@
 //! The Supervisor: the root of the actor tree. It owns the DagPlanner,
-//! HeartbeatWatcher, LeaseReaper and LlmGate, and one AgentActor per declared
+//! HeartbeatWatcher, LeaseReaper, Ranker and LlmGate, and one AgentActor per declared
 //! agent.
 //!
 //! ```text
 //! Supervisor ─┬─ DagPlanner        plans each goal once (or resumes its stored plan)   not restarted
 //!             ├─ HeartbeatWatcher  heartbeat and instructions files → messages          not restarted
 //!             ├─ LeaseReaper       lost leases → READY / FAILED                         not restarted
+//!             ├─ Ranker            refreshes tasks' ranks as they finish (issue 21)      not restarted
 //!             ├─ LlmGate           shared cap on LLM calls                              not restarted
 //!             └─ AgentActor × N    claim → execute → complete; at most `spawn_limit`    restarted on error or panic
 //! ```
@@ -45,6 +46,7 @@ use actix::prelude::*;
 use crate::agent::{AgentDeps, AgentExit, HeldLeases, StopAgent};
 use crate::llm_gate::{LlmCaller, LlmGate};
 use crate::planner::{DagPlanner, PlanGoal, plan_context};
+use crate::ranker::Ranker;
 use crate::reaper::LeaseReaper;
 use crate::store::GoalState;
 use crate::usage::UsageTally;
@@ -56,6 +58,7 @@ pub struct Supervisor {
     deps: Option<AgentDeps>,
     planner: Option<Addr<DagPlanner>>,
     reaper: Option<Addr<LeaseReaper>>,
+    ranker: Option<Addr<Ranker>>,
     watcher: Option<Addr<HeartbeatWatcher>>,
     agents: BTreeMap<String, AgentSlot>,
     shutting_down: bool,
@@ -87,6 +90,7 @@ impl Supervisor {
             deps: None,
             planner: None,
             reaper: None,
+            ranker: None,
             watcher: None,
             agents,
             shutting_down: false,
@@ -311,6 +315,7 @@ impl Actor for Supervisor {
             .with_git(settings.git.clone(), settings.workspaces())
             .start(),
         );
+        self.ranker = Some(Ranker::new(config.store.clone(), config.project.goals()).start());
         let caller = LlmCaller {
             gate,
             provider: config.provider.clone(),

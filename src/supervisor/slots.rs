@@ -190,9 +190,12 @@ impl Supervisor {
             .into_iter()
             .filter(|g| !old_goals.contains(g))
             .collect();
-        if let Some(reaper) = &self.reaper {
-            for goal in &new_goals {
+        for goal in &new_goals {
+            if let Some(reaper) = &self.reaper {
                 reaper.do_send(GoalAdded { goal: goal.clone() });
+            }
+            if let Some(ranker) = &self.ranker {
+                ranker.do_send(GoalAdded { goal: goal.clone() });
             }
         }
         self.plan_goals(new_goals, ctx);

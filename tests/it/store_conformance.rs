@@ -133,6 +133,9 @@ mod upkeep;
 // Worktree isolation: the merged commit, the goal branch, the merge lock.
 mod merge;
 
+// Ranking by the critical path: which READY task a claim takes.
+mod rank;
+
 pub(crate) const LONG: Duration = Duration::from_secs(60);
 pub(crate) const SHORT: Duration = Duration::from_millis(150);
 
@@ -941,14 +944,15 @@ mod behaviour {
         write(&*store, plan("g", tasks, &[("a", "d"), ("e", "g")])).await;
         let a = claim(&*store, "g", "x", LONG).await.unwrap();
         store.complete(&a, &result("a")).await.unwrap();
+        // e holds g up, so it outranks b and d.
+        let e = claim(&*store, "g", "x", LONG).await.unwrap();
         let b = claim(&*store, "g", "x", LONG).await.unwrap();
         let d = claim(&*store, "g", "x", LONG).await.unwrap();
         store
             .fail(&d, "flaky", true, LONG, Recovery::Never)
             .await
             .unwrap();
-        let e = claim(&*store, "g", "x", LONG).await.unwrap();
-        assert_eq!([&b.task, &d.task, &e.task], ["b", "d", "e"]);
+        assert_eq!([&e.task, &b.task, &d.task], ["e", "b", "d"]);
         store
             .fail(&e, "bad", false, SHORT, Recovery::Never)
             .await

@@ -79,10 +79,10 @@ local function claim_next(agent, role, ttl, token, now, preferred, roleless)
   if wanting() then return need(claim_hints(role, MORE_HINTS, roleless, delayed)) end
 
   for _, id in ipairs(due) do
-    local f = redis.call('HMGET', task_key(id), 'role', 'priority')
+    local f = redis.call('HMGET', task_key(id), 'role', 'priority', 'rank')
     redis.call('ZREM', DELAYED, id)
     redis.call('HSET', task_key(id), 'retry_at', 0)
-    index_ready(id, f[1], f[2])
+    index_ready(id, f[1], f[2], f[3])
   end
   if delayed and redis.call('ZCARD', DELAYED) == 0 then
     redis.call('HDEL', GOAL, 'delayed')

@@ -30,7 +30,8 @@ local function finish_done(dependents, now)
   local reply = {'ok', '0'}
   local ready = ready_batch()
   for _, d in ipairs(dependents) do
-    local f = redis.call('HMGET', task_key(d), 'pending', 'status', 'role', 'priority', 'return_to')
+    local f = redis.call('HMGET', task_key(d), 'pending', 'status', 'role', 'priority', 'return_to',
+      'rank')
     local pending = (tonumber(f[1]) or 0) - 1
     if pending ~= 0 or f[2] ~= 'BLOCKED' then
       redis.call('HSET', task_key(d), 'pending', pending)
@@ -40,7 +41,7 @@ local function finish_done(dependents, now)
       redis.call('HINCRBY', GOAL, 'awaiting', 1)
     else
       redis.call('HSET', task_key(d), 'pending', 0, 'status', 'READY', 'updated_at', now)
-      ready.add(d, f[3], f[4])
+      ready.add(d, f[3], f[4], f[6])
       reply[#reply + 1] = d
     end
   end

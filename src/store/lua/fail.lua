@@ -60,7 +60,7 @@ supersede(id, rid, err, now)
 local role = t[4] or ''
 if recovery == '2' then role = recovery_role end
 add_task(rid, {title = 'Recover: ' .. (t[3] or id), kind = 'recover', of = id, notes = err,
-  role = role, priority = t[5] or 0, approval = t[6] == '1'}, now)
+  role = role, priority = t[5] or 0, approval = t[6] == '1', before = id, reruns = false}, now)
 if #dependents > 0 then
   redis.call('HSET', DEPENDENTS, rid, cjson.encode(dependents))
   redis.call('HDEL', DEPENDENTS, id)

@@ -94,9 +94,20 @@ local function holds(id, token, fence)
   return redis.call('GET', lock_key(id)) == lock_value(token, fence)
 end
 
--- Puts a task in its READY index at its priority (lower score = claimed first).
-local function index_ready(id, role, priority)
-  redis.call('ZADD', ready_key(role), -tonumber(priority), id)
+-- A READY task's score (lower = claimed first): the explicit priority first,
+-- then the rank (ms of estimated work behind the task, see domain/rank.rs), then
+-- (Redis orders equal scores so) the smaller id. Both fit one double exactly:
+-- priority within +-2^21, rank within 2^31 ms (24 days).
+local RANK_CAP, PRIORITY_CAP = 2147483647, 2097151
+local function ready_score(priority, rank)
+  local p = math.max(-PRIORITY_CAP, math.min(PRIORITY_CAP, tonumber(priority) or 0))
+  local r = math.max(0, math.min(RANK_CAP, tonumber(rank) or 0))
+  return -(p * 2147483648 + r)
+end
+
+-- Puts a task in its READY index at its priority and rank.
+local function index_ready(id, role, priority, rank)
+  redis.call('ZADD', ready_key(role), ready_score(priority, rank), id)
 end
 
 -- Runs `command key a1 a2 ...` over a long list of arguments in as few calls as
@@ -109,15 +120,15 @@ local function batched(command, key, args)
 end
 
 -- Collects READY index entries to add in one ZADD per index: add(id, role,
--- priority), then flush().
+-- priority, rank), then flush().
 local function ready_batch()
   local by_key = {}
   local batch = {}
-  function batch.add(id, role, priority)
+  function batch.add(id, role, priority, rank)
     local key = ready_key(role)
     local list = by_key[key]
     if not list then list = {}; by_key[key] = list end
-    list[#list + 1] = -tonumber(priority)
+    list[#list + 1] = ready_score(priority, rank)
     list[#list + 1] = id
   end
   function batch.flush()

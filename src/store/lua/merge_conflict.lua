@@ -91,7 +91,8 @@ if not merge then
   return answered({'failed', id})
 end
 add_task(merge, {title = 'Merge: ' .. (s[3] or subject), kind = 'merge', of = subject,
-  notes = notes, role = s[4] or '', priority = s[5] or 0, cycle = count + 1}, now)
+  notes = notes, role = s[4] or '', priority = s[5] or 0, cycle = count + 1, before = subject,
+  reruns = false}, now)
 redis.call('HSET', task_key(merge), 'conflict', conflict)
 redis.call('HSET', task_key(planned), 'merge_names', n)
 redis.call('HSET', task_key(subject), 'merges', count + 1, 'merging', merge)

@@ -18,7 +18,7 @@ for _, id in ipairs(running) do
     now = now or now_ms()
     max = max or max_attempts()
     redis.call('SREM', RUNNING, id)
-    local f = redis.call('HMGET', task_key(id), 'attempt', 'role', 'priority')
+    local f = redis.call('HMGET', task_key(id), 'attempt', 'role', 'priority', 'rank')
     local attempt = tonumber(f[1])
     if attempt >= max then
       fail_for_good(id, 'lease expired on attempt ' .. attempt .. ' (max attempts reached)', now)
@@ -26,7 +26,7 @@ for _, id in ipairs(running) do
     else
       redis.call('HSET', task_key(id), 'status', 'READY',
         'last_error', 'lease expired on attempt ' .. attempt, 'lease_expires', 0, 'updated_at', now)
-      index_ready(id, f[2], f[3])
+      index_ready(id, f[2], f[3], f[4])
       requeued[#requeued + 1] = id
     end
   end

@@ -3,7 +3,8 @@
 -- the new role are declared. ARG: task, role.
 -- Returns {'ok'} | {'no_task'} | {'state', status} | {'need', ...}.
 local id, role = ARG[1], ARG[2]
-local t = redis.call('HMGET', task_key(id), 'status', 'role', 'priority', 'planned_role')
+local t = redis.call('HMGET', task_key(id), 'status', 'role', 'priority', 'planned_role',
+  'rank')
 if not t[1] then return {'no_task'} end
 if t[1] ~= 'READY' then return {'state', t[1]} end
 want_roles()
@@ -21,7 +22,7 @@ if not t[4] and old ~= '' then redis.call('HSET', task_key(id), 'planned_role', 
 redis.call('HSET', task_key(id), 'updated_at', now_ms())
 -- A task backing off (in DELAYED) joins its new role's index when claim promotes it.
 if indexed then
-  index_ready(id, role, t[3])
+  index_ready(id, role, t[3], t[5])
   redis.call(PUBLISH, EVENTS, 'ready')
 end
 return {'ok'}

@@ -4,8 +4,8 @@
 local function release_task(id, now)
   redis.call('DEL', lock_key(id))
   redis.call('SREM', RUNNING, id)
-  local f = redis.call('HMGET', task_key(id), 'attempt', 'role', 'priority')
+  local f = redis.call('HMGET', task_key(id), 'attempt', 'role', 'priority', 'rank')
   redis.call('HSET', task_key(id), 'status', 'READY', 'attempt', tonumber(f[1]) - 1,
     'lease_expires', 0, 'updated_at', now)
-  index_ready(id, f[2], f[3])
+  index_ready(id, f[2], f[3], f[4])
 end

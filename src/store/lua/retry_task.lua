@@ -7,7 +7,7 @@
 -- recovery id} | {'need', ...}.
 local id = ARG[1]
 local f = redis.call('HMGET', task_key(id), 'status', 'pending', 'role', 'priority', 'recovered_by',
-  'kind')
+  'kind', 'rank')
 local status = f[1]
 if not status then return {'no_task'} end
 if status ~= 'FAILED' then return {'state', status} end
@@ -21,7 +21,7 @@ redis.call('HSET', task_key(id), 'status', to, 'attempt', 0, 'updated_at', now)
 redis.call('HDEL', task_key(id), 'finished_at', 'retry_at', 'owner')
 -- A person's retry grants a review its cycles again.
 if f[6] == 'review' then redis.call('HSET', task_key(id), 'cycle', 0) end
-if to == 'READY' then index_ready(id, f[3], f[4]) end
+if to == 'READY' then index_ready(id, f[3], f[4], f[7]) end
 if redis.call('HINCRBY', GOAL, 'count_failed', -1) <= 0 then
   redis.call('HSET', GOAL, 'status', 'active')
   redis.call('HDEL', GOAL, 'finished_at')

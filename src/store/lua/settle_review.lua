@@ -121,6 +121,7 @@ if fix then
 end
 local r = redis.call('HMGET', task_key(base), 'title', 'priority')
 add_task(escalation, {title = 'Settle the review of: ' .. (r[1] or base), kind = 'escalate',
-  of = id, notes = notes, role = manager, priority = r[2] or 0, cycle = cycle + 1}, now)
+  of = id, notes = notes, role = manager, priority = r[2] or 0, cycle = cycle + 1, before = id,
+  reruns = false}, now)
 wait_for(id, escalation, false)
 return settled(id, {'escalated', escalation})

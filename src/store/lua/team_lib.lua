@@ -7,18 +7,32 @@ local function exists(id)
   return redis.call('EXISTS', task_key(id)) == 1
 end
 
+-- The rank of a task added in front of `waiter` (declared): one typical task of
+-- the goal (`typical_ms`, which ranker.rs keeps; a minute until it has) plus
+-- what waits behind the waiter: its rank, less its own estimate when it does
+-- not run again (`reruns` false: a recovered task, a task settled by its merge
+-- or escalation). O(1), so a team script stays cheap; ranker.rs recomputes the
+-- whole goal's ranks soon after. Returns rank, estimate (ms).
+local function rank_before(waiter, reruns)
+  local typical = tonumber(redis.call('HGET', GOAL, 'typical_ms')) or 60000
+  local w = redis.call('HMGET', task_key(waiter), 'rank', 'estimate')
+  local behind = tonumber(w[1]) or 0
+  if not reruns then behind = math.max(0, behind - (tonumber(w[2]) or 0)) end
+  return typical + behind, typical
+end
+
 -- Adds task `id` at `now`: t = {title, kind, of, notes, role ('' for none),
--- priority, cycle, approval (bool), waits_for (ids it depends on, or nil)}. It is
--- READY unless it waits for something. The goal counts it as one more task to
--- finish, and its node joins the plan's (dag:{G}:nodes) so reports show it.
+-- priority, cycle, approval (bool), before (the task that will wait for it),
+-- reruns (whether `before` runs again after it)}. It is READY, ranked by rank_before.
+-- The goal counts it as one more task to finish, and its node joins the plan's
+-- (dag:{G}:nodes) so reports show it.
 local function add_task(id, t, now)
   local key = task_key(id)
-  local waits = t.waits_for or {}
-  local status = 'READY'
-  if #waits > 0 then status = 'BLOCKED' end
-  redis.call('HSET', key, 'status', status, 'title', t.title, 'priority', t.priority,
-    'attempt', 0, 'fence', 0, 'pending', #waits, 'created_at', now, 'updated_at', now,
-    'kind', t.kind, 'of', t.of, 'cycle', t.cycle or 0, 'notes', t.notes or '')
+  local rank, estimate = rank_before(t.before, t.reruns)
+  redis.call('HSET', key, 'status', 'READY', 'title', t.title, 'priority', t.priority,
+    'attempt', 0, 'fence', 0, 'pending', 0, 'created_at', now, 'updated_at', now,
+    'kind', t.kind, 'of', t.of, 'cycle', t.cycle or 0, 'notes', t.notes or '',
+    'rank', rank, 'estimate', estimate, 'estimate_from', 'default')
   local node = {id = id, title = t.title, priority = tonumber(t.priority) or 0, kind = t.kind, of = t.of}
   if t.approval then
     redis.call('HSET', key, 'approval', '1')
@@ -29,14 +43,11 @@ local function add_task(id, t, now)
     redis.call('SADD', ROLES, t.role)
     node.role = t.role
   end
-  if #waits > 0 then redis.call('HSET', DEPS, id, cjson.encode(waits)) end
   redis.call('HSET', NODES, id, cjson.encode(node))
   redis.call('HINCRBY', GOAL, 'total', 1)
   redis.call('HINCRBY', GOAL, 'remaining', 1)
-  if status == 'READY' then
-    index_ready(id, t.role, t.priority)
-    redis.call(PUBLISH, EVENTS, 'ready')
-  end
+  index_ready(id, t.role, t.priority, rank)
+  redis.call(PUBLISH, EVENTS, 'ready')
 end
 
 -- Makes `id` wait for `on` as well (its dependencies list and the count of
@@ -76,7 +87,8 @@ local function add_fix(subject, planned, fix, n, notes, waiter, now)
   local b = redis.call('HMGET', task_key(subject), 'title', 'role', 'priority')
   redis.call('HSET', task_key(planned), 'fixes', n)
   add_task(fix, {title = 'Fix ' .. n .. ' of: ' .. (b[1] or subject), kind = 'fix', of = subject,
-    notes = notes, role = b[2] or '', priority = b[3] or 0, cycle = n}, now)
+    notes = notes, role = b[2] or '', priority = b[3] or 0, cycle = n, before = waiter,
+    reruns = true}, now)
   wait_for(waiter, fix, true)
 end
 

@@ -2,7 +2,8 @@
 -- declared, and when a different plan is replaced, the old plan's too.
 -- ARG: fingerprint, title, max_attempts, expected (the fingerprint of the stored
 -- plan this write may replace, '' for none), plan JSON:
--- [{id, node, deps, dependents, priority, role, kind, of, approval, soft}, ...],
+-- [{id, node, deps, dependents, priority, role, kind, of, approval, soft, rank,
+-- estimate, estimate_from}, ...] (rank and estimate in ms, domain/rank),
 -- source fingerprint.
 -- A different stored plan is replaced only while it is still the expected one
 -- (compare-and-set): of two processes replanning at once, the second finds the
@@ -69,7 +70,8 @@ for _, n in ipairs(plan) do
   local status = 'BLOCKED'
   if #n.deps == 0 then status = 'READY' end
   local fields = {'status', status, 'title', n.title, 'priority', n.priority, 'attempt', 0,
-    'fence', 0, 'pending', #n.deps, 'created_at', now, 'updated_at', now}
+    'fence', 0, 'pending', #n.deps, 'created_at', now, 'updated_at', now,
+    'rank', n.rank, 'estimate', n.estimate, 'estimate_from', n.estimate_from}
   if n.kind ~= 'work' then
     fields[#fields + 1] = 'kind'; fields[#fields + 1] = n.kind
     fields[#fields + 1] = 'of'; fields[#fields + 1] = n.of
@@ -84,7 +86,7 @@ for _, n in ipairs(plan) do
     end
   end
   redis.call('HSET', key, unpack(fields))
-  if status == 'READY' then ready.add(n.id, n.role, n.priority) end
+  if status == 'READY' then ready.add(n.id, n.role, n.priority, n.rank) end
 end
 batched('HSET', NODES, nodes)
 batched('HSET', DEPS, deps)

@@ -8,6 +8,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::{GoalData, MemoryStore, State, TaskEntry, now_ms};
+use crate::domain::rank::{StoredRank, plan_ranks};
 use crate::domain::{Assignment, Dag, Edge, TaskState, TaskStatus, ValidatedDag};
 use crate::store::{
     EventKind, GoalState, GoalStatus, GoalStore, Reservation, StoreError, StoreEvent,
@@ -81,7 +82,9 @@ impl GoalData {
             ready: HashMap::new(),
             delayed: BTreeSet::new(),
             backoff_until: None,
+            typical_ms: None,
         };
+        let ranks = plan_ranks(dag);
         for node in &dag.dag().nodes {
             let pending = dag.deps_of(&node.id).len() as u32;
             let status = if pending == 0 {
@@ -100,6 +103,9 @@ impl GoalData {
                 of: node.of.clone().filter(|_| !node.kind.is_work()),
                 needs_approval: node.approval,
                 soft: node.assignment == Assignment::Soft,
+                rank_ms: Some(ranks[&node.id].rank_ms),
+                estimate_ms: Some(ranks[&node.id].estimate_ms),
+                estimate_source: Some(ranks[&node.id].source),
                 ..TaskState::new(goal, &node.id, &node.title, status, now)
             };
             data.tasks.insert(node.id.clone(), TaskEntry::new(state));
@@ -183,6 +189,40 @@ impl GoalStore for MemoryStore {
         state.goals.insert(goal.clone(), data);
         self.emit(&goal, EventKind::Ready);
         Ok(outcome)
+    }
+
+    async fn rerank(
+        &self,
+        goal: &str,
+        fingerprint: &str,
+        typical_ms: u64,
+        ranks: &BTreeMap<String, StoredRank>,
+    ) -> Result<usize, StoreError> {
+        let mut state = self.lock();
+        let Some(data) = state
+            .goals
+            .get_mut(goal)
+            .filter(|d| d.status.fingerprint == fingerprint)
+        else {
+            return Ok(0);
+        };
+        let mut written = 0;
+        for (id, rank) in ranks {
+            if !data.tasks.contains_key(id) {
+                continue;
+            }
+            let in_index = data.remove_ready(id);
+            let task = &mut data.task_mut(id).state;
+            task.rank_ms = Some(rank.rank_ms);
+            task.estimate_ms = Some(rank.estimate_ms);
+            task.estimate_source = Some(rank.source);
+            if in_index {
+                data.index_ready(id);
+            }
+            written += 1;
+        }
+        data.typical_ms = Some(typical_ms);
+        Ok(written)
     }
 
     async fn reserve_tokens(

@@ -102,7 +102,7 @@ impl GoalData {
             cycle: count + 1,
             approval: false,
         };
-        self.add_task(&merge, spec, &[]);
+        self.add_task(&merge, spec, &subject, false);
         self.task_mut(&merge).state.conflict = Some(conflict.clone());
         self.task_mut(&base).merge_names = n;
         let about = self.task_mut(&subject);

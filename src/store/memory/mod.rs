@@ -24,6 +24,7 @@ use super::{
     AgentField, AgentRecord, CompleteOutcome, EVENT_CHANNEL_CAPACITY, EventKind, GoalState,
     GoalStatus, Lease, StoreError, StoreEvent,
 };
+use crate::domain::rank::{EstimateSource, MAX_RANK_MS, TYPICAL_TASK_MS};
 use crate::domain::{Dag, Edge, Node, TaskKind, TaskState, TaskStatus, fix_id};
 
 /// The in-process store: one mutex over all state, so every method is atomic.
@@ -72,12 +73,14 @@ struct GoalData {
     dag: Dag,
     tasks: BTreeMap<String, TaskEntry>,
     dependents: HashMap<String, Vec<String>>,
-    /// READY index per role ("" for roleless): (−priority, id), smallest first.
+    /// READY index per role ("" for roleless): (score, id), smallest first.
     ready: HashMap<String, BTreeSet<(i64, String)>>,
     /// Tasks backing off before a retry: (due, id).
     delayed: BTreeSet<(Instant, String)>,
     /// Until when the whole goal waits for a rate or usage limit.
     backoff_until: Option<Instant>,
+    /// The goal's typical task, ms, once the ranker measured it.
+    typical_ms: Option<u64>,
 }
 
 struct TaskEntry {
@@ -134,9 +137,13 @@ fn now_ms() -> u64 {
 }
 
 /// A task's place in the READY indexes: the index (its role, "" for none) and
-/// its entry there, (−priority, id).
+/// its entry there, (score, id), as lib.lua's `ready_score`: the explicit
+/// priority first, then the rank.
 fn ready_slot(task: &TaskState) -> (&str, (i64, String)) {
-    let entry = (-(task.priority as i64), task.id.clone());
+    const PRIORITY_CAP: i64 = (1 << 21) - 1;
+    let priority = i64::from(task.priority).clamp(-PRIORITY_CAP, PRIORITY_CAP);
+    let rank = task.rank_ms.unwrap_or(0).min(MAX_RANK_MS) as i64;
+    let entry = (-((priority << 31) + rank), task.id.clone());
     (task.role.as_deref().unwrap_or(""), entry)
 }
 
@@ -280,14 +287,17 @@ impl GoalData {
             .then(|| subject.clone())
     }
 
-    /// Adds a task to the running plan (as team_lib.lua's add_task): READY unless
-    /// it `waits_for` something, counted, and its node in the plan.
-    fn add_task(&mut self, id: &str, spec: NewTask, waits_for: &[&str]) {
-        let status = if waits_for.is_empty() {
-            TaskStatus::Ready
-        } else {
-            TaskStatus::Blocked
-        };
+    /// Adds a task to the running plan (as team_lib.lua's add_task): READY,
+    /// counted, its node in the plan, ranked in front of `before`, which runs
+    /// again after it or not (`reruns`).
+    fn add_task(&mut self, id: &str, spec: NewTask, before: &str, reruns: bool) {
+        let status = TaskStatus::Ready;
+        let typical = self.typical_ms.unwrap_or(TYPICAL_TASK_MS);
+        let waiter = &self.tasks[before].state;
+        let mut behind = waiter.rank_ms.unwrap_or(0);
+        if !reruns {
+            behind = behind.saturating_sub(waiter.estimate_ms.unwrap_or(0));
+        }
         let mut node = Node::new(id, spec.title.clone());
         node.priority = spec.priority;
         node.role = spec.role.clone();
@@ -299,7 +309,9 @@ impl GoalData {
         let state = TaskState {
             role: spec.role,
             priority: spec.priority,
-            pending_deps: waits_for.len() as u32,
+            estimate_ms: Some(typical),
+            estimate_source: Some(EstimateSource::Default),
+            rank_ms: Some(typical + behind),
             kind: spec.kind,
             of: Some(spec.of),
             cycle: spec.cycle,
@@ -310,16 +322,7 @@ impl GoalData {
         self.tasks.insert(id.to_string(), TaskEntry::new(state));
         self.status.total += 1;
         *self.status.counts.entry(status).or_default() += 1;
-        for on in waits_for {
-            self.dag.edges.push(Edge {
-                source: on.to_string(),
-                target: id.to_string(),
-            });
-        }
-        self.dag.edges.sort();
-        if status == TaskStatus::Ready {
-            self.index_ready(id);
-        }
+        self.index_ready(id);
     }
 
     /// Makes `id` wait for `on` as well; `promote` also lists it as a dependent
@@ -367,7 +370,7 @@ impl GoalData {
             approval: false,
         };
         let fix = fix_id(&planned, n);
-        self.add_task(&fix, spec, &[]);
+        self.add_task(&fix, spec, waiter, true);
         self.wait_for(waiter, &fix, true);
         fix
     }

@@ -242,7 +242,7 @@ impl GoalData {
             approval: task.needs_approval,
         };
         self.supersede(id, &recovery_id, error.to_string());
-        self.add_task(&recovery_id, spec, &[]);
+        self.add_task(&recovery_id, spec, id, false);
         // Whatever waited for the failed task waits for its recovery instead.
         let dependents = self.dependents.remove(id).unwrap_or_default();
         for edge in self.dag.edges.iter_mut().filter(|e| e.source == id) {

@@ -111,7 +111,7 @@ impl GoalData {
                     cycle: cycle + 1,
                     approval: false,
                 };
-                self.add_task(&escalation, spec, &[]);
+                self.add_task(&escalation, spec, id, false);
                 self.wait_for(id, &escalation, false);
                 Ok(ReviewOutcome::Escalated { task: escalation })
             }

@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 
 use super::declare::GoalCall;
 use super::{RedisStore, unexpected};
+use crate::domain::rank::{StoredRank, plan_ranks};
 use crate::domain::{Assignment, Dag, Edge, Node, TaskStatus, ValidatedDag};
 use crate::store::{
     GoalBackoff, GoalBranch, GoalState, GoalStatus, GoalStore, Reservation, StoreError, StoreEvent,
@@ -22,11 +23,13 @@ use crate::store::{
 /// The plan as `write_dag.lua` takes it: per node its JSON, the fields the task
 /// hash keeps, and its edges both ways.
 fn plan_json(dag: &ValidatedDag) -> String {
+    let ranks = plan_ranks(dag);
     let plan: Vec<serde_json::Value> = dag
         .dag()
         .nodes
         .iter()
         .map(|node| {
+            let rank = &ranks[&node.id];
             serde_json::json!({
                 "id": node.id,
                 "node": serde_json::to_string(node).expect("a node serializes"),
@@ -39,6 +42,9 @@ fn plan_json(dag: &ValidatedDag) -> String {
                 "soft": node.assignment == Assignment::Soft,
                 "deps": dag.deps_of(&node.id),
                 "dependents": dag.dependents_of(&node.id),
+                "rank": rank.rank_ms,
+                "estimate": rank.estimate_ms,
+                "estimate_from": rank.source.as_str(),
             })
         })
         .collect();
@@ -196,6 +202,29 @@ impl GoalStore for RedisStore {
         // healed by the next write, which finds the plan unchanged and adds it again.
         let _: () = self.conn.clone().sadd(keys::GOALS, goal).await?;
         Ok(outcome)
+    }
+
+    async fn rerank(
+        &self,
+        goal: &str,
+        fingerprint: &str,
+        typical_ms: u64,
+        ranks: &BTreeMap<String, StoredRank>,
+    ) -> Result<usize, StoreError> {
+        let tasks: Vec<&str> = ranks.keys().map(String::as_str).collect();
+        let list: Vec<(&str, u64, u64, &str)> = ranks
+            .iter()
+            .map(|(id, r)| (id.as_str(), r.rank_ms, r.estimate_ms, r.source.as_str()))
+            .collect();
+        let list = serde_json::to_string(&list).expect("ranks serialize");
+        let typical = typical_ms.to_string();
+        let call = GoalCall::new(goal, &tasks, &[fingerprint, &typical, &list]);
+        let reply: Vec<String> = self.run_goal(&self.scripts.rerank, call).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(reply.get(1).and_then(|n| n.parse().ok()).unwrap_or(0)),
+            Some("stale") => Ok(0),
+            _ => Err(unexpected("rerank", &reply)),
+        }
     }
 
     async fn reserve_tokens(

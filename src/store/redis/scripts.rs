@@ -60,6 +60,7 @@ pub(super) struct Scripts {
     pub(super) merge_lock_renew: Script,
     pub(super) merge_lock_release: Script,
     pub(super) merge_conflict: Script,
+    pub(super) rerank: Script,
 }
 
 impl Scripts {
@@ -117,6 +118,7 @@ impl Scripts {
                 "team_lib.lua",
                 "merge_conflict.lua"
             ),
+            rerank: task_script!("rerank.lua"),
         }
     }
 }

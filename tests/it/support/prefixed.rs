@@ -360,6 +360,19 @@ impl GoalStore for Prefixed {
             .map_err(|e| self.err(e))
     }
 
+    async fn rerank(
+        &self,
+        goal: &str,
+        fingerprint: &str,
+        typical_ms: u64,
+        ranks: &std::collections::BTreeMap<String, porki::domain::rank::StoredRank>,
+    ) -> Result<usize, StoreError> {
+        self.inner
+            .rerank(&self.real(goal), fingerprint, typical_ms, ranks)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
     async fn reserve_tokens(
         &self,
         goal: &str,

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use porki::domain::rank::TYPICAL_TASK_MS;
 use porki::domain::{TaskKind, TaskStatus, TeamLimits};
 use porki::store::prelude::*;
 use porki::store::{
@@ -70,6 +71,12 @@ async fn third_request(store: &dyn Store, limits: &TeamLimits) -> ReviewOutcome 
         ReviewOutcome::FixRequested {
             fix: "a.fix-1".into()
         }
+    );
+    // The fix ranks in front of the review that runs again after it (review,
+    // then c: two typical tasks) — issue 21.
+    assert_eq!(
+        task(store, "a.fix-1").await.rank_ms,
+        Some(3 * TYPICAL_TASK_MS)
     );
     let r = run_fix(store, "a.fix-1").await;
     assert_eq!(

@@ -24,6 +24,10 @@ use std::collections::{BTreeMap, HashMap};
 use super::TaskKind;
 use super::dag::{Node, ValidatedDag};
 
+mod stored;
+
+pub use stored::{MAX_RANK_MS, StoredRank, TYPICAL_TASK_MS, goal_ranks, plan_ranks};
+
 /// One task as ranking sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RankNode {
@@ -128,8 +132,14 @@ pub struct Estimator {
 
 impl Estimator {
     /// Learns from the goal's `finished` tasks (durations that are not finite
-    /// and positive, and sizes that are not, count as unknown).
+    /// and positive, and sizes that are not, count as unknown); while nothing
+    /// finished, a typical task lasts one unit.
     pub fn new(finished: &[Finished]) -> Self {
+        Self::with_typical(finished, 1.0)
+    }
+
+    /// The same, a typical task lasting `typical` while nothing finished.
+    pub fn with_typical(finished: &[Finished], typical: f64) -> Self {
         let valid = |x: f64| x.is_finite() && x > 0.0;
         let mut sums: HashMap<(Option<String>, TaskKind), (f64, u32)> = HashMap::new();
         let (mut seconds, mut sizes) = (0.0, 0.0);
@@ -141,12 +151,21 @@ impl Estimator {
             sizes += task.estimate.filter(|e| valid(*e)).unwrap_or(1.0);
         }
         Self {
-            unit: if sizes > 0.0 { seconds / sizes } else { 1.0 },
+            unit: if sizes > 0.0 {
+                seconds / sizes
+            } else {
+                typical
+            },
             means: sums
                 .into_iter()
                 .map(|(class, (sum, n))| (class, sum / f64::from(n)))
                 .collect(),
         }
+    }
+
+    /// How long a task of size 1 lasts.
+    pub fn typical(&self) -> f64 {
+        self.unit
     }
 
     /// The estimate of `task`.
