@@ -112,7 +112,7 @@ pub(super) fn dag_svg(dag: &Dag, tasks: &[TaskState]) -> Option<String> {
     );
     let _ = write!(
         out,
-        "<marker id=\"arrow-critical\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"6\" markerHeight=\"6\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"{CRITICAL_COLOR}\"/></marker></defs>"
+        "<marker id=\"arrow-critical\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"4\" markerHeight=\"4\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"{CRITICAL_COLOR}\"/></marker></defs>"
     );
     edges_svg(&mut out, &drawn, planned, &steps);
     for (i, node) in dag.nodes.iter().enumerate() {
