@@ -2,6 +2,7 @@
 //! states, teams, ranking by the critical path, merge conflicts, isolation and
 //! key-safe names.
 
+pub mod critical;
 pub mod dag;
 pub mod ids;
 pub mod isolation;
@@ -11,6 +12,7 @@ pub mod shaping;
 pub mod task;
 pub mod team;
 
+pub use critical::critical_path;
 pub use dag::{Assignment, Dag, DagError, Edge, MAX_ESTIMATE, Node, ValidatedDag};
 pub use ids::{InvalidId, MAX_PLANNED_ID_LEN, check_id, check_planned_id};
 pub use isolation::Isolation;

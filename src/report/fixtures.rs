@@ -64,6 +64,18 @@ pub(crate) fn diamond() -> (Dag, Vec<TaskState>) {
     (dag, vec![a, b, c, d])
 }
 
+/// The diamond ranked so that its FAILED branch c is the critical path
+/// (c → d), against the smaller id b.
+pub(crate) fn ranked_diamond() -> (Dag, Vec<TaskState>) {
+    let (dag, mut tasks) = diamond();
+    for (task, rank) in tasks.iter_mut().zip([9_000, 2_000, 5_000, 1_000]) {
+        task.rank_ms = Some(rank);
+        task.estimate_ms = Some(1_000);
+        task.estimate_source = Some(crate::domain::rank::EstimateSource::Default);
+    }
+    (dag, tasks)
+}
+
 /// The diamond as one active goal.
 pub(crate) fn goal_report() -> GoalReport {
     let (dag, tasks) = diamond();

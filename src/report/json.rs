@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::{AgentReport, GoalReport, node_kind, nodes_with_tasks, percent, sorted_edges};
+use super::{
+    AgentReport, CriticalPath, GoalReport, node_kind, nodes_with_tasks, percent, sorted_edges,
+};
 use crate::domain::{Dag, TaskState, TaskStatus};
 
 /// Version of the `porki status --json` and `porki graph --format json` shapes.
@@ -70,7 +72,11 @@ pub const JSON_VERSION: u64 = 1;
 ///       "finished_ms": null,       // when it became DONE or FAILED, or null
 ///       "commit": null,            // worktree isolation: the goal branch's commit holding its work, once DONE
 ///       "diffstat": null,          // what that commit changed (git diff --stat, capped), or null
-///       "conflict": null           // a merge task: {"commit", "files", "ours", "theirs"}, else null
+///       "conflict": null,          // a merge task: {"commit", "files", "ours", "theirs"}, else null
+///       "rank_ms": 250000,         // the longest estimated path from its start to the end of the plan
+///                                  // (ms; READY tasks of one priority run highest rank first), or null
+///       "estimate_ms": 50000,      // how long it is expected to run (ms), or null
+///       "estimate_source": "plan"  // where that came from: plan | measured | default, or null
 ///     }]
 ///   }],
 ///   "agents": [{                   // registered agents (of the goal, with --goal), by name
@@ -153,6 +159,9 @@ fn goal_json(goal: &GoalReport, agents: &[AgentReport], now_ms: u64) -> Value {
                 "commit": t.commit,
                 "diffstat": t.diffstat,
                 "conflict": t.conflict,
+                "rank_ms": t.rank_ms,
+                "estimate_ms": t.estimate_ms,
+                "estimate_source": t.estimate_source,
             })
         })
         .collect();
@@ -213,8 +222,12 @@ fn lease_left_ms(task: &TaskState, now_ms: u64) -> Option<u64> {
 ///     "owner": "writer",         // agent holding or last holding it, or null
 ///     "attempt": 1,              // claims counted so far (0 if the task has no state)
 ///     "priority": 0,             // plan priority
-///     "role": null               // role restriction, or null
+///     "role": null,              // role restriction, or null
+///     "rank_ms": 250000,         // as tasks[].rank_ms of porki status --json, or null
+///     "estimate_ms": 50000,      // as tasks[].estimate_ms, or null
+///     "estimate_source": "plan"  // as tasks[].estimate_source, or null
 ///   }],
+///   "critical_path": ["scope", "outline"], // the critical path, first to last (domain::critical)
 ///   "edges": [{"source": "scope", "target": "outline"}]  // source must be DONE before target; sorted
 ///                                // (a recovery is not an edge: see the failed node's recovered_by)
 /// }
@@ -234,6 +247,9 @@ pub fn graph_json(dag: &Dag, tasks: &[TaskState]) -> Value {
                 "attempt": task.map_or(0, |t| t.attempt),
                 "priority": node.priority,
                 "role": node.effective_role(),
+                "rank_ms": task.and_then(|t| t.rank_ms),
+                "estimate_ms": task.and_then(|t| t.estimate_ms),
+                "estimate_source": task.and_then(|t| t.estimate_source),
             })
         })
         .collect();
@@ -246,6 +262,7 @@ pub fn graph_json(dag: &Dag, tasks: &[TaskState]) -> Value {
         "goal": dag.goal_id,
         "nodes": nodes,
         "edges": edges,
+        "critical_path": CriticalPath::of(dag, tasks).ids,
     })
 }
 
@@ -253,7 +270,9 @@ pub fn graph_json(dag: &Dag, tasks: &[TaskState]) -> Value {
 mod tests {
     use super::*;
     use crate::domain::{AgentKind, Node, TaskKind};
-    use crate::report::fixtures::{HOSTILE, NOW, diamond, goal_report, hostile, team, team_report};
+    use crate::report::fixtures::{
+        HOSTILE, NOW, diamond, goal_report, hostile, ranked_diamond, team, team_report,
+    };
     use crate::store::{AgentRecord, AgentState};
 
     #[test]
@@ -426,6 +445,27 @@ mod tests {
     }
 
     #[test]
+    fn status_json_shows_each_tasks_rank_and_estimate_with_its_source() {
+        let mut report = goal_report();
+        let unranked = status_json(std::slice::from_ref(&report), &[], NOW);
+        let d = &unranked["goals"][0]["tasks"][3];
+        assert_eq!(
+            (&d["rank_ms"], &d["estimate_ms"], &d["estimate_source"]),
+            (&Value::Null, &Value::Null, &Value::Null)
+        );
+        report.tasks[3].rank_ms = Some(250_000);
+        report.tasks[3].estimate_ms = Some(50_000);
+        report.tasks[3].estimate_source = Some(crate::domain::rank::EstimateSource::Measured);
+        let value = status_json(&[report], &[], NOW);
+        let d = &value["goals"][0]["tasks"][3];
+        assert_eq!(d["id"], "d");
+        assert_eq!(
+            (&d["rank_ms"], &d["estimate_ms"], &d["estimate_source"]),
+            (&json!(250_000), &json!(50_000), &json!("measured"))
+        );
+    }
+
+    #[test]
     fn status_json_shows_spending_and_a_backoff_while_it_lasts() {
         let mut report = goal_report();
         report.status.tokens = 120;
@@ -455,10 +495,10 @@ mod tests {
             "version": 1,
             "goal": "g",
             "nodes": [
-                {"id": "a", "title": "Start", "state": "DONE", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": "w1", "attempt": 1, "priority": 0, "role": null},
-                {"id": "b", "title": "Left", "state": "RUNNING", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": "w1", "attempt": 1, "priority": 0, "role": null},
-                {"id": "c", "title": "Right", "state": "FAILED", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": "w2", "attempt": 3, "priority": 0, "role": null},
-                {"id": "d", "title": "Join", "state": "BLOCKED", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": null, "attempt": 0, "priority": 0, "role": null},
+                {"id": "a", "title": "Start", "state": "DONE", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": "w1", "attempt": 1, "priority": 0, "role": null, "rank_ms": null, "estimate_ms": null, "estimate_source": null},
+                {"id": "b", "title": "Left", "state": "RUNNING", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": "w1", "attempt": 1, "priority": 0, "role": null, "rank_ms": null, "estimate_ms": null, "estimate_source": null},
+                {"id": "c", "title": "Right", "state": "FAILED", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": "w2", "attempt": 3, "priority": 0, "role": null, "rank_ms": null, "estimate_ms": null, "estimate_source": null},
+                {"id": "d", "title": "Join", "state": "BLOCKED", "kind": "work", "of": null, "cycle": 0, "recovered_by": null, "owner": null, "attempt": 0, "priority": 0, "role": null, "rank_ms": null, "estimate_ms": null, "estimate_source": null},
             ],
             "edges": [
                 {"source": "a", "target": "b"},
@@ -466,6 +506,8 @@ mod tests {
                 {"source": "b", "target": "d"},
                 {"source": "c", "target": "d"},
             ],
+            // Nothing ranked: by the plan's structure, b and c tie; b has the smaller id.
+            "critical_path": ["b", "d"],
         });
         assert_eq!(graph_json(&dag, &tasks), expected);
     }
@@ -526,5 +568,18 @@ mod tests {
         let back: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back["nodes"][0]["title"], HOSTILE);
         assert_eq!(back["goal"], "g\"x");
+    }
+
+    #[test]
+    fn graph_json_gives_each_nodes_rank_and_estimate_and_the_critical_path() {
+        let (dag, tasks) = ranked_diamond();
+        let value = graph_json(&dag, &tasks);
+        assert_eq!(value["critical_path"], json!(["c", "d"]));
+        let c = &value["nodes"][2];
+        assert_eq!(c["id"], "c");
+        assert_eq!(
+            (&c["rank_ms"], &c["estimate_ms"], &c["estimate_source"]),
+            (&json!(5_000), &json!(1_000), &json!("default"))
+        );
     }
 }

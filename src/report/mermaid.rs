@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use super::{
-    escape, node_kind, node_label, nodes_with_tasks, recovery_links, sorted_edges, state_color,
-    state_stroke,
+    CRITICAL_COLOR, CriticalPath, escape, node_kind, node_label, nodes_with_tasks, recovery_links,
+    sorted_edges, state_color, state_stroke,
 };
 use crate::domain::{Dag, TaskKind, TaskState, TaskStatus};
 
@@ -12,8 +12,19 @@ use crate::domain::{Dag, TaskKind, TaskState, TaskStatus};
 /// and cycle (for tasks porki added) and state; a `classDef` per state and one
 /// per added kind (dashed borders); edges source → target (sorted), then a
 /// dotted link from each FAILED task to the recovery that took its work over.
+/// The critical path (see [`crate::domain::critical`]) has thick borders
+/// (`class … critical`) and bold links in [`CRITICAL_COLOR`] (`linkStyle`), a
+/// `%%` comment at the top says so.
 pub fn graph_mermaid(dag: &Dag, tasks: &[TaskState]) -> String {
+    let critical = CriticalPath::of(dag, tasks);
     let mut out = String::from("flowchart TD\n");
+    if !critical.ids.is_empty() {
+        let _ = writeln!(
+            out,
+            "    %% critical path (thick borders, bold {CRITICAL_COLOR} links): {}",
+            critical.text()
+        );
+    }
     for status in TaskStatus::ALL {
         let _ = writeln!(
             out,
@@ -28,6 +39,7 @@ pub fn graph_mermaid(dag: &Dag, tasks: &[TaskState]) -> String {
             let _ = writeln!(out, "    classDef {kind} stroke-dasharray:{dashes}");
         }
     }
+    out.push_str("    classDef critical stroke-width:4px\n");
     for (node, task) in nodes_with_tasks(dag, tasks) {
         let class = task.map_or(String::new(), |t| {
             format!(":::{}", t.status.as_str().to_lowercase())
@@ -39,7 +51,12 @@ pub fn graph_mermaid(dag: &Dag, tasks: &[TaskState]) -> String {
             node_label(node, task, mermaid_text, "<br/>")
         );
     }
-    for edge in sorted_edges(dag) {
+    // linkStyle counts links in the order they are written: the plan's come first.
+    let mut steps = Vec::new();
+    for (i, edge) in sorted_edges(dag).into_iter().enumerate() {
+        if critical.steps(&edge.source, &edge.target) {
+            steps.push(i.to_string());
+        }
         let _ = writeln!(
             out,
             "    {} --> {}",
@@ -61,6 +78,16 @@ pub fn graph_mermaid(dag: &Dag, tasks: &[TaskState]) -> String {
         if kind_dashes(kind).is_some() {
             let _ = writeln!(out, "    class {} {kind}", mermaid_id(&node.id));
         }
+    }
+    for id in &critical.ids {
+        let _ = writeln!(out, "    class {} critical", mermaid_id(id));
+    }
+    if !steps.is_empty() {
+        let _ = writeln!(
+            out,
+            "    linkStyle {} stroke:{CRITICAL_COLOR},stroke-width:3px",
+            steps.join(",")
+        );
     }
     out
 }
@@ -114,13 +141,14 @@ fn mermaid_text(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures::{diamond, hostile, team};
+    use crate::report::fixtures::{diamond, hostile, ranked_diamond, team};
 
     #[test]
     fn graph_mermaid_renders_the_diamond() {
         let (dag, tasks) = diamond();
         let expected = "\
 flowchart TD
+    %% critical path (thick borders, bold #c2255c links): b → d
     classDef blocked fill:#e9ecef,stroke:#868e96,color:#212529
     classDef ready fill:#fff3bf,stroke:#f08c00,color:#212529
     classDef running fill:#d0ebff,stroke:#1c7ed6,color:#212529
@@ -132,6 +160,7 @@ flowchart TD
     classDef recover stroke-dasharray:10 3 2 3
     classDef escalate stroke-dasharray:12 3 2 3 2 3
     classDef merge stroke-dasharray:2 2
+    classDef critical stroke-width:4px
     t_a[\"a<br/>Start<br/>DONE\"]:::done
     t_b[\"b<br/>Left<br/>RUNNING by w1\"]:::running
     t_c[\"c<br/>Right<br/>FAILED\"]:::failed
@@ -140,6 +169,9 @@ flowchart TD
     t_a --> t_c
     t_b --> t_d
     t_c --> t_d
+    class t_b critical
+    class t_d critical
+    linkStyle 2 stroke:#c2255c,stroke-width:3px
 ";
         assert_eq!(graph_mermaid(&dag, &tasks), expected);
     }
@@ -160,7 +192,8 @@ flowchart TD
         );
         assert!(text.contains("    t_end --> t_a_2d_b_2e_c__d\n"), "{text}");
         // Every node line is one line: the title's newline did not split it.
-        assert_eq!(text.lines().count(), 1 + 6 + 5 + 2 + 1);
+        // The comment and class lines of the critical path are one line each too.
+        assert_eq!(text.lines().count(), 1 + 1 + 6 + 5 + 1 + 2 + 1 + 2 + 1);
         assert_ne!(mermaid_id("a_b"), mermaid_id("a-b"));
         assert_ne!(mermaid_id("a__2d_"), mermaid_id("a_-"));
     }
@@ -176,6 +209,7 @@ flowchart TD
             .collect();
         let expected = "\
 flowchart TD
+    %% critical path (thick borders, bold #c2255c links): draft.fix-1 → draft.review → publish
     t_copy[\"copy<br/>Copy<br/>DONE\"]:::done
     t_copy_2e_escalate[\"copy.escalate<br/>Settle the review of: Copy<br/>escalation<br/>READY\"]:::ready
     t_copy_2e_review[\"copy.review<br/>Review: Copy<br/>review · cycle 2<br/>BLOCKED\"]:::blocked
@@ -201,7 +235,31 @@ flowchart TD
     class t_draft_2e_fix_2d_1 fix
     class t_draft_2e_review review
     class t_scan_2e_recover recover
+    class t_draft_2e_fix_2d_1 critical
+    class t_draft_2e_review critical
+    class t_publish critical
+    linkStyle 4,5 stroke:#c2255c,stroke-width:3px
 ";
         assert_eq!(nodes_and_links, expected, "\n{nodes_and_links}");
+    }
+
+    #[test]
+    fn graph_mermaid_draws_the_critical_path_the_ranks_make() {
+        let (dag, tasks) = ranked_diamond();
+        let text = graph_mermaid(&dag, &tasks);
+        assert!(
+            text.starts_with(
+                "flowchart TD\n    %% critical path (thick borders, bold #c2255c links): c → d\n"
+            ),
+            "{text}"
+        );
+        // c → d is the last of the sorted edges a → b, a → c, b → d, c → d.
+        assert!(
+            text.ends_with(
+                "    class t_c critical\n    class t_d critical\n    linkStyle 3 stroke:#c2255c,stroke-width:3px\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(text.matches(" critical\n").count(), 2, "{text}");
     }
 }

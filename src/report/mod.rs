@@ -221,6 +221,54 @@ fn node_label(
         .join(line_break)
 }
 
+/// Colour of the critical path's edges in every drawing (no state uses it).
+pub const CRITICAL_COLOR: &str = "#c2255c";
+
+/// A goal's critical path as the drawings mark it: its tasks and the edges
+/// between consecutive ones ([`crate::domain::critical`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CriticalPath {
+    /// The ids, first to last.
+    pub ids: Vec<String>,
+    /// Each id's place on the path.
+    place: HashMap<String, usize>,
+}
+
+impl CriticalPath {
+    /// The critical path of `dag` by the ranks in `tasks`.
+    pub fn of(dag: &Dag, tasks: &[TaskState]) -> Self {
+        let ids = crate::domain::critical_path(dag, tasks);
+        let place = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
+        Self { ids, place }
+    }
+
+    /// Whether task `id` is on the path.
+    pub fn has(&self, id: &str) -> bool {
+        self.place.contains_key(id)
+    }
+
+    /// Whether the edge `source` → `target` is a step of the path.
+    pub fn steps(&self, source: &str, target: &str) -> bool {
+        match (self.place.get(source), self.place.get(target)) {
+            (Some(s), Some(t)) => s + 1 == *t,
+            _ => false,
+        }
+    }
+
+    /// The path on one line, `a → b → c` (ids cleaned of control characters).
+    fn text(&self) -> String {
+        self.ids
+            .iter()
+            .map(|id| clean(id))
+            .collect::<Vec<_>>()
+            .join(" → ")
+    }
+}
+
 fn sorted_edges(dag: &Dag) -> Vec<&Edge> {
     let mut edges: Vec<_> = dag.edges.iter().collect();
     edges.sort();

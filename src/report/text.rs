@@ -141,11 +141,12 @@ fn goal_text(
     task_table(out, goal, now_ms, width);
 }
 
-/// The goal's tasks, most recent activity first: what each is and waits for in
-/// NOTE ([`super::task_note`]).
+/// The goal's tasks, most recent activity first: their rank and estimate (see
+/// [`crate::domain::rank`]), what each is and waits for in NOTE
+/// ([`super::task_note`]).
 fn task_table(out: &mut String, goal: &GoalReport, now_ms: u64, width: usize) {
     let waits = goal.waits();
-    let rows: Vec<[String; 8]> = goal
+    let rows: Vec<[String; 10]> = goal
         .tasks_newest_first()
         .iter()
         .map(|t| {
@@ -153,6 +154,8 @@ fn task_table(out: &mut String, goal: &GoalReport, now_ms: u64, width: usize) {
                 t.id.clone(),
                 clean(&t.title),
                 t.status.as_str().to_string(),
+                rank_cell(t),
+                estimate_cell(t),
                 or_dash(Some(&super::task_note(t, waits.of(&t.id)))),
                 or_dash(t.owner.as_deref()),
                 t.attempt.to_string(),
@@ -165,36 +168,67 @@ fn task_table(out: &mut String, goal: &GoalReport, now_ms: u64, width: usize) {
         "ID",
         "TITLE",
         "STATE",
+        "RANK",
+        "ESTIMATE",
         "NOTE",
         "OWNER",
         "ATTEMPT",
         "LEASE",
         "LAST ERROR",
     ];
-    // Fixed columns are as wide as their content (id and owner capped); title,
-    // note and last error share what is left of the width, the note twice as
-    // much as the others (it says what a task waits for). On a narrow terminal
-    // the last error's header may be cut (`LAST…`) rather than the lines wrap.
-    let natural = natural_widths(&header, &rows);
-    let mut widths = [
-        natural[0].min(32),
-        0,
-        natural[2],
-        0,
-        natural[4].min(20),
-        natural[5],
-        natural[6],
-        0,
-    ];
+    // A goal none of whose tasks is ranked (planned before porki ranked them)
+    // keeps its room for the rest.
+    if goal
+        .tasks
+        .iter()
+        .any(|t| t.rank_ms.is_some() || t.estimate_ms.is_some())
+    {
+        fitted_table(out, &header, &rows, width);
+    } else {
+        const KEPT: [usize; 8] = [0, 1, 2, 5, 6, 7, 8, 9];
+        let rows: Vec<[String; 8]> = rows
+            .into_iter()
+            .map(|row| KEPT.map(|i| row[i].clone()))
+            .collect();
+        fitted_table(out, &KEPT.map(|i| header[i]), &rows, width);
+    }
+}
+
+/// The task table fitted to `width`: fixed columns as wide as their content
+/// (ID and OWNER capped); TITLE, NOTE and LAST ERROR share what is left, the
+/// note twice as much as the others (it says what a task waits for). On a
+/// narrow terminal the last error's header may be cut (`LAST…`) rather than
+/// the lines wrap.
+fn fitted_table<const N: usize>(
+    out: &mut String,
+    header: &[&str; N],
+    rows: &[[String; N]],
+    width: usize,
+) {
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap_or(0);
+    let natural = natural_widths(header, rows);
+    let mut widths = natural;
+    widths[column("ID")] = natural[column("ID")].min(32);
+    widths[column("OWNER")] = natural[column("OWNER")].min(20);
+    let shared = ["TITLE", "NOTE", "LAST ERROR"].map(column);
+    for i in shared {
+        widths[i] = 0;
+    }
     let rest = width.saturating_sub(table_width(&widths));
-    let shared = share(
+    let fitted = share(
         rest,
-        [natural[1], natural[3], natural[7]],
-        [header[1].len(), header[3].len(), "LAST…".chars().count()],
+        shared.map(|i| natural[i]),
+        [
+            header[shared[0]].len(),
+            header[shared[1]].len(),
+            "LAST…".chars().count(),
+        ],
         [1, 2, 1],
     );
-    [widths[1], widths[3], widths[7]] = shared;
-    table(out, &header, &rows, &widths);
+    for (i, w) in shared.into_iter().zip(fitted) {
+        widths[i] = w;
+    }
+    table(out, header, rows, &widths);
 }
 
 fn agents_text(out: &mut String, agents: &[AgentReport], width: usize) {
@@ -247,17 +281,36 @@ fn lease_left(task: &TaskState, now_ms: u64) -> String {
     match task.lease_expires_ms {
         None => "-".into(),
         Some(expires) if expires <= now_ms => "expired".into(),
-        Some(expires) => {
-            // Round up: a lease with 300 ms left is not shown as gone.
-            let secs = (expires - now_ms).div_ceil(1000);
-            if secs < 60 {
-                format!("{secs}s")
-            } else if secs < 3600 {
-                format!("{}m{:02}s", secs / 60, secs % 60)
-            } else {
-                format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
-            }
-        }
+        // Round up: a lease with 300 ms left is not shown as gone.
+        Some(expires) => short_duration((expires - now_ms).div_ceil(1000) * 1000),
+    }
+}
+
+/// A duration in ms, compactly: `850ms`, `12s`, `4m10s`, `1h02m`.
+fn short_duration(ms: u64) -> String {
+    let secs = ms / 1000;
+    if secs == 0 {
+        format!("{ms}ms")
+    } else if secs < 60 {
+        format!("{secs}s")
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
+    }
+}
+
+/// A task's rank (`4m10s`), `-` while it has none.
+fn rank_cell(task: &TaskState) -> String {
+    task.rank_ms.map_or_else(|| "-".into(), short_duration)
+}
+
+/// A task's estimate and where it came from (`50s plan`), `-` while it has none.
+fn estimate_cell(task: &TaskState) -> String {
+    match (task.estimate_ms, task.estimate_source) {
+        (Some(ms), Some(source)) => format!("{} {}", short_duration(ms), source.as_str()),
+        (Some(ms), None) => short_duration(ms),
+        (None, _) => "-".into(),
     }
 }
 
@@ -333,6 +386,34 @@ agents
             !text.contains("one\nline"),
             "newlines in an error stay on one line"
         );
+    }
+
+    #[test]
+    fn status_text_shows_each_tasks_rank_and_estimate_compactly() {
+        let mut report = goal_report();
+        let source = |name| crate::domain::rank::EstimateSource::parse(name);
+        // c, b, a, d: newest first.
+        (report.tasks[3].rank_ms, report.tasks[3].estimate_ms) = (Some(250_000), Some(50_000));
+        report.tasks[3].estimate_source = source("plan");
+        (report.tasks[1].rank_ms, report.tasks[1].estimate_ms) = (Some(3_723_000), Some(850));
+        report.tasks[1].estimate_source = source("measured");
+        report.tasks[0].rank_ms = Some(61_000);
+        let text = status_text(&[report], &[], NOW, 100);
+        let table: String = text
+            .lines()
+            .skip_while(|l| !l.starts_with("  ID"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        // The first line written out: a `\` continuation would eat its indent.
+        let expected = "  ID  TITLE  STATE    RANK   ESTIMATE        NOTE            OWNER  ATTEMPT  LEASE  LAST ERROR
+  c   Right  FAILED   -      -               -               w2     3        -      boom
+  b   Left   RUNNING  1h02m  850ms measured  -               w1     1        12s    -
+  a   Start  DONE     1m01s  -               -               w1     1        -      -
+  d   Join   BLOCKED  4m10s  50s plan        waits for b, c  -      0        -      -
+";
+        assert_eq!(table, expected, "\n{text}");
+        // Without any rank or estimate the columns are left out (see the test above).
+        assert!(!status_text(&[goal_report()], &[], NOW, 100).contains("RANK"));
     }
 
     #[test]

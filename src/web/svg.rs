@@ -1,7 +1,9 @@
 //! A goal's DAG as SVG: boxes coloured by task state, the tasks porki added
 //! (reviews, fixes, recoveries, escalations) dashed and labelled with their
 //! kind and cycle, edges routed by [`super::layout`], and a dotted arrow from
-//! each FAILED task to the recovery that took its work over. Every text is escaped; the
+//! each FAILED task to the recovery that took its work over. The critical path
+//! ([`crate::domain::critical`]) has thick borders and bold arrows in
+//! [`CRITICAL_COLOR`]. Every text is escaped; the
 //! colours are attributes, so the drawing looks the same inline and standalone
 //! and needs no inline style.
 
@@ -11,7 +13,7 @@ use std::fmt::Write as _;
 use super::html::{escape, kind_class, shorten, task_href};
 use super::layout::{Layout, NODE_H, NODE_W, layout};
 use crate::domain::{Dag, TaskKind, TaskState, TaskStatus};
-use crate::report::{Waits, kind_line, task_note};
+use crate::report::{CRITICAL_COLOR, CriticalPath, Waits, kind_line, task_note};
 
 /// Plans larger than this are not drawn (the task table still lists them).
 pub(super) const MAX_DRAWN: usize = 400;
@@ -81,6 +83,12 @@ pub(super) fn dag_svg(dag: &Dag, tasks: &[TaskState]) -> Option<String> {
         })
         .collect();
     let planned = edges.len();
+    let critical = CriticalPath::of(dag, tasks);
+    // Only the plan's edges are steps: a recovery link is none.
+    let steps: Vec<bool> = edges[..planned]
+        .iter()
+        .map(|&(s, t)| critical.steps(&dag.nodes[s].id, &dag.nodes[t].id))
+        .collect();
     // Recoveries last, laid out like edges (the recovery right of what it
     // recovers) but drawn dotted: the plan's edges no longer join the two.
     edges.extend(tasks.iter().filter_map(|t| {
@@ -100,9 +108,13 @@ pub(super) fn dag_svg(dag: &Dag, tasks: &[TaskState]) -> Option<String> {
         fit = if drawn.width <= FIT_WIDTH { " fit" } else { "" },
     );
     out.push_str(
-        "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#868e96\"/></marker></defs>",
+        "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#868e96\"/></marker>",
     );
-    edges_svg(&mut out, &drawn, planned);
+    let _ = write!(
+        out,
+        "<marker id=\"arrow-critical\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"4\" markerHeight=\"4\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"{CRITICAL_COLOR}\"/></marker></defs>"
+    );
+    edges_svg(&mut out, &drawn, planned, &steps);
     for (i, node) in dag.nodes.iter().enumerate() {
         let at = drawn.nodes[i];
         let task = states.get(node.id.as_str()).copied();
@@ -122,9 +134,13 @@ pub(super) fn dag_svg(dag: &Dag, tasks: &[TaskState]) -> Option<String> {
             Some(s) => format!("node s-{}", s.as_str().to_ascii_lowercase()),
             None => "node".into(),
         };
-        let kind_class = kind_class(kind)
+        let mut kind_class = kind_class(kind)
             .map(|k| format!(" {k}"))
             .unwrap_or_default();
+        let on_path = critical.has(&node.id);
+        if on_path {
+            kind_class.push_str(" critical");
+        }
         let about = if note.is_empty() {
             state_line.clone()
         } else {
@@ -144,7 +160,9 @@ pub(super) fn dag_svg(dag: &Dag, tasks: &[TaskState]) -> Option<String> {
             y = at.y,
             fill = fill(status),
             stroke = stroke(status),
-            sw = if status == Some(TaskStatus::Running) {
+            sw = if on_path {
+                3.5
+            } else if status == Some(TaskStatus::Running) {
                 2.5
             } else {
                 1.5
@@ -181,9 +199,14 @@ pub(super) fn dag_svg(dag: &Dag, tasks: &[TaskState]) -> Option<String> {
 }
 
 /// Each edge as a path: straight inside a column (past a waypoint), a curve
-/// across a gap. Routes from `planned` on are recovery links, drawn dotted.
-fn edges_svg(out: &mut String, drawn: &Layout, planned: usize) {
-    for (n, route) in drawn.routes.iter().enumerate() {
+/// across a gap. Routes from `planned` on are recovery links, drawn dotted;
+/// the steps of the critical path (`steps`) bold, last, so that they are on top.
+fn edges_svg(out: &mut String, drawn: &Layout, planned: usize, steps: &[bool]) {
+    let step = |n: usize| steps.get(n).copied().unwrap_or(false);
+    let mut order: Vec<usize> = (0..drawn.routes.len()).collect();
+    order.sort_by_key(|&n| step(n));
+    for n in order {
+        let route = &drawn.routes[n];
         let Some(&(x0, y0)) = route.points.first() else {
             continue;
         };
@@ -197,14 +220,27 @@ fn edges_svg(out: &mut String, drawn: &Layout, planned: usize) {
                 let _ = write!(d, " L{x2:.1},{y2:.1}");
             }
         }
-        let (class, dashes) = if n < planned {
-            ("edge", "")
+        let (class, look) = if step(n) {
+            (
+                "edge critical",
+                format!(
+                    "stroke=\"{CRITICAL_COLOR}\" stroke-width=\"2.5\" marker-end=\"url(#arrow-critical)\""
+                ),
+            )
+        } else if n < planned {
+            (
+                "edge",
+                "stroke=\"#868e96\" stroke-width=\"1.3\" marker-end=\"url(#arrow)\"".to_string(),
+            )
         } else {
-            ("edge recovery", " stroke-dasharray=\"2 3\"")
+            (
+                "edge recovery",
+                "stroke=\"#868e96\" stroke-width=\"1.3\" stroke-dasharray=\"2 3\" marker-end=\"url(#arrow)\"".to_string(),
+            )
         };
         let _ = write!(
             out,
-            "<path class=\"{class}\" d=\"{d}\" fill=\"none\" stroke=\"#868e96\" stroke-width=\"1.3\"{dashes} marker-end=\"url(#arrow)\"/>"
+            "<path class=\"{class}\" d=\"{d}\" fill=\"none\" {look}/>"
         );
     }
 }
@@ -251,7 +287,10 @@ mod tests {
         // The kind is the task's, not its id's: a.fix-2 has no state, and its
         // node says it is planned work.
         assert!(!svg.contains("k-fix"), "{svg}");
-        assert!(svg.contains("class=\"node s-blocked k-review\""), "{svg}");
+        assert!(
+            svg.contains("class=\"node s-blocked k-review critical\""),
+            "{svg}"
+        );
         assert!(svg.contains(">review · cycle 2</text>"), "{svg}");
         assert!(svg.contains("class=\"node s-ready k-recover\""), "{svg}");
         assert!(
@@ -259,7 +298,9 @@ mod tests {
             "{svg}"
         );
         assert_eq!(svg.matches("class=\"edge recovery\"").count(), 1, "{svg}");
-        assert_eq!(svg.matches("class=\"edge\"").count(), 2, "{svg}");
+        // a.fix-2 → a.review is the critical path, by structure (nothing is ranked).
+        assert_eq!(svg.matches("class=\"edge\"").count(), 1, "{svg}");
+        assert_eq!(svg.matches("class=\"edge critical\"").count(), 1, "{svg}");
     }
 
     #[test]
@@ -268,5 +309,35 @@ mod tests {
             .map(|i| Node::new(format!("t{i}"), ""))
             .collect();
         assert!(dag_svg(&Dag::new("g", nodes, &[]), &[]).is_none());
+    }
+
+    #[test]
+    fn the_critical_path_is_drawn_bold_and_on_top() {
+        let (dag, tasks) = crate::report::fixtures::ranked_diamond();
+        let svg = dag_svg(&dag, &tasks).unwrap();
+        assert!(
+            svg.contains("class=\"node s-failed critical\" data-task=\"c\""),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("class=\"node s-blocked critical\" data-task=\"d\""),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("class=\"node s-running\" data-task=\"b\""),
+            "{svg}"
+        );
+        assert_eq!(svg.matches("class=\"node").count(), 4);
+        assert_eq!(svg.matches(" critical\" data-task=").count(), 2, "{svg}");
+        // c → d, after the three other edges, in the path's colour.
+        let paths: Vec<&str> = svg.split("<path class=\"").skip(1).collect();
+        assert_eq!(paths.len(), 4, "{svg}");
+        assert!(
+            paths[3].starts_with("edge critical\"")
+                && paths[3].contains("stroke=\"#c2255c\"")
+                && paths[3].contains("url(#arrow-critical)"),
+            "{svg}"
+        );
+        assert!(paths[..3].iter().all(|p| p.starts_with("edge\"")), "{svg}");
     }
 }

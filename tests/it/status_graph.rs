@@ -126,6 +126,13 @@ fn status_shows_counts_and_the_task_table_newest_first() {
             "{id} {state}: {text}"
         );
     }
+    // Ranked as the plan was written: every task one typical minute, c with
+    // d behind it.
+    assert!(
+        text.contains("  STATE    RANK   ESTIMATE       NOTE"),
+        "{text}"
+    );
+    assert_eq!(rows[0][4..7], ["2m00s", "1m00s", "default"], "{text}");
 }
 
 #[test]
@@ -232,6 +239,9 @@ fn status_json_has_the_documented_fields() {
         "waits_for",
         "recovered_by",
         "planned_role",
+        "rank_ms",
+        "estimate_ms",
+        "estimate_source",
     ] {
         assert!(
             tasks[0].get(field).is_some(),
@@ -247,6 +257,15 @@ fn status_json_has_the_documented_fields() {
     let left = running["lease_left_ms"].as_u64().unwrap();
     assert!(left > 500_000 && left <= 600_000, "{left}");
     assert_eq!(running["lease_expired"], false);
+    // c and d behind it, a typical minute each while nothing has been measured.
+    assert_eq!(
+        (
+            &running["rank_ms"],
+            &running["estimate_ms"],
+            &running["estimate_source"]
+        ),
+        (&json!(120_000), &json!(60_000), &json!("default"))
+    );
     let updated: Vec<u64> = tasks
         .iter()
         .map(|t| t["updated_ms"].as_u64().unwrap())
@@ -300,6 +319,11 @@ fn graph_prints_nodes_and_edges_with_states_in_every_format() {
             "t_a --> t_b",
             "t_c --> t_d",
             "classDef running fill:",
+            // c (RUNNING, ranked above e) and what waits for it.
+            "    %% critical path (thick borders, bold #c2255c links): c → d\n",
+            "    class t_c critical\n    class t_d critical\n",
+            // The 4th of the sorted edges a → b, a → c, b → d, c → d.
+            "    linkStyle 3 stroke:#c2255c,stroke-width:3px\n",
         ],
     );
 
@@ -312,8 +336,11 @@ fn graph_prints_nodes_and_edges_with_states_in_every_format() {
             "\"e\" [label=\"e\\nSay \\\"hi\\\" [now]\\nREADY\", fillcolor=",
             "\"a\" -> \"c\";",
             "\"b\" -> \"d\";",
+            "    // critical path (thick borders, bold #c2255c edges): c → d\n",
+            "    \"c\" -> \"d\" [color=\"#c2255c\", penwidth=2.5];\n",
         ],
     );
+    assert_eq!(dot.matches("penwidth=3").count(), 2, "{dot}");
     assert!(dot.ends_with("}\n"), "{dot}");
 
     let json: Value = serde_json::from_str(&graph("json")).unwrap();
@@ -338,6 +365,11 @@ fn graph_prints_nodes_and_edges_with_states_in_every_format() {
     assert_eq!(
         json["edges"][0],
         serde_json::json!({"source": "a", "target": "b"})
+    );
+    assert_eq!(json["critical_path"], json!(["c", "d"]));
+    assert_eq!(
+        (&json["nodes"][0]["rank_ms"], &json["nodes"][4]["rank_ms"]),
+        (&json!(180_000), &json!(60_000))
     );
 }
 

@@ -140,10 +140,17 @@ fn a_goal_page_draws_its_dag_and_lists_every_task() {
             "data-task=\"a\" data-state=\"DONE\"",
             "data-task=\"b\" data-state=\"RUNNING\"",
             "data-task=\"c\" data-state=\"BLOCKED\"",
-            // The review task is drawn as one: dashed, and labelled.
-            "class=\"node s-blocked k-review\"",
+            // The review task is drawn as one: dashed, and labelled. It is on
+            // the critical path: b runs, and b.review and c wait for it with
+            // the same rank (the smaller id wins).
+            "class=\"node s-blocked k-review critical\"",
             "<span class=\"kind k-review\">review</span>",
-            "<tr data-task=\"b\" data-state=\"RUNNING\">",
+            "<tr data-task=\"b\" data-state=\"RUNNING\" class=\"critical\">",
+            "<p class=\"critical-path\">Critical path (the chain of tasks that holds the goal up longest): \
+<a href=\"/goals/shop/tasks/b\">b</a> → <a href=\"/goals/shop/tasks/b.review\">b.review</a></p>",
+            "<tr data-task=\"c\" data-state=\"BLOCKED\"><td>",
+            // Ranked as the plan was written: a typical minute per task.
+            "<span title=\"estimate 1m 00s (default)\">2m 00s</span> <span class=\"crit\">critical</span>",
             "RUNNING · w1",
             "<code>out/products.md</code>",
             "Paused (no new claims until RESUME): w1.",
@@ -163,6 +170,7 @@ fn a_goal_page_draws_its_dag_and_lists_every_task() {
             .starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\"")
     );
     assert_eq!(svg.body.matches("<rect").count(), 4);
+    assert_eq!(svg.body.matches("class=\"edge critical\"").count(), 1);
 }
 
 #[test]
@@ -197,6 +205,8 @@ fn a_task_page_shows_what_its_prompt_sees_notes_and_outputs() {
             "Plan node",
             "&quot;id&quot;: &quot;b&quot;",
             "<th>owner</th><td>w1</td>",
+            "<tr><th>rank</th><td>2m 00s <span class=\"muted\">(the longest estimated path from its start to the end of the plan",
+            "<tr><th>estimate</th><td>1m 00s <span class=\"muted\">(default: one typical task of the goal)</span></td></tr>",
         ],
     );
     let done = web.get("/goals/shop/tasks/a");

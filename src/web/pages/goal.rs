@@ -11,8 +11,8 @@ use super::super::html::{
 };
 use super::super::svg::{MAX_DRAWN, dag_svg};
 use super::{agents_table, callout};
-use crate::domain::TaskStatus;
-use crate::report::{GoalReport, approval_hint, progress, task_note};
+use crate::domain::{TaskState, TaskStatus};
+use crate::report::{CriticalPath, GoalReport, approval_hint, progress, task_note};
 
 /// Characters of a last error shown in the table (the task page has all of it).
 const ERROR_SHOWN: usize = 120;
@@ -64,6 +64,19 @@ every DONE task's work, merged (<code>git log --graph {name}</code>)</p>",
     }
     out.push_str(&waits(&view.report, view, now_ms));
     out.push_str("<h2>Plan</h2>");
+    let critical = CriticalPath::of(&view.dag, &view.report.tasks);
+    if !critical.ids.is_empty() {
+        let steps: Vec<String> = critical
+            .ids
+            .iter()
+            .map(|id| link(&task_href(&status.goal, id), id))
+            .collect();
+        let _ = write!(
+            out,
+            "<p class=\"critical-path\">Critical path (the chain of tasks that holds the goal up longest): {}</p>",
+            steps.join(" → ")
+        );
+    }
     match dag_svg(&view.dag, &view.report.tasks) {
         Some(svg) => {
             let _ = write!(out, "<div class=\"dag-box\">{svg}</div>");
@@ -78,7 +91,7 @@ every DONE task's work, merged (<code>git log --graph {name}</code>)</p>",
         }
     }
     out.push_str("<h2>Tasks</h2>");
-    out.push_str(&task_table(&view.report, now_ms));
+    out.push_str(&task_table(&view.report, &critical, now_ms));
     out.push_str("<h2>Agents</h2>");
     out.push_str(&agents_table(&view.agents));
     out
@@ -89,7 +102,8 @@ const LEGEND: &str = "<p class=\"legend\"><span class=\"state s-blocked\">BLOCKE
 <span class=\"state s-awaiting_approval\">AWAITING_APPROVAL</span> <span class=\"state s-done\">DONE</span> <span class=\"state s-failed\">FAILED</span> · \
 dashed borders: <span class=\"kind k-review\">review</span> <span class=\"kind k-fix\">fix</span> \
 <span class=\"kind k-recover\">recover</span> <span class=\"kind k-escalate\">escalate</span> tasks porki added · \
-dotted arrows: a FAILED task to the recovery that took its work over</p>";
+dotted arrows: a FAILED task to the recovery that took its work over · \
+thick borders and bold <span class=\"crit\">pink</span> arrows: the critical path</p>";
 
 /// Call-outs for whatever holds the goal up: a goal-wide backoff, tasks waiting
 /// for a person's approval, tasks waiting for a retry, expired leases, FAILED
@@ -220,9 +234,9 @@ fn waits(report: &GoalReport, view: &GoalView, now_ms: u64) -> String {
     out
 }
 
-/// Every task: state, what it is and waits for, owner, attempt, lease left,
-/// last error, outputs.
-fn task_table(report: &GoalReport, now_ms: u64) -> String {
+/// Every task: state, rank (those on the critical path marked), what it is
+/// and waits for, owner, attempt, lease left, last error, outputs.
+fn task_table(report: &GoalReport, critical: &CriticalPath, now_ms: u64) -> String {
     let waits = report.waits();
     let mut tasks: Vec<_> = report.tasks.iter().collect();
     tasks.sort_by(|a, b| {
@@ -239,7 +253,7 @@ fn task_table(report: &GoalReport, now_ms: u64) -> String {
         );
     }
     out.push_str(
-        "<table class=\"tasks\"><thead><tr><th>task</th><th>title</th><th>state</th><th>note</th><th>owner</th>\
+        "<table class=\"tasks\"><thead><tr><th>task</th><th>title</th><th>state</th><th>rank</th><th>note</th><th>owner</th>\
 <th>attempt</th><th>lease left</th><th>time</th><th>last error</th><th>outputs</th></tr></thead><tbody>",
     );
     for t in tasks.into_iter().take(ROWS_SHOWN) {
@@ -264,11 +278,17 @@ fn task_table(report: &GoalReport, now_ms: u64) -> String {
         };
         let _ = write!(
             out,
-            "<tr data-task=\"{id}\" data-state=\"{state}\"><td>{link}{kind}</td><td>{title}</td><td>{badge}</td><td class=\"note\">{note}</td>\
+            "<tr data-task=\"{id}\" data-state=\"{state}\"{on_path}><td>{link}{kind}</td><td>{title}</td><td>{badge}</td><td class=\"num\">{rank}</td><td class=\"note\">{note}</td>\
 <td>{owner}</td><td class=\"num\">{attempt}</td><td class=\"num\">{lease}</td><td class=\"num\">{time_taken}</td>\
 <td class=\"error\">{error}</td><td>{outputs}</td></tr>",
             id = escape(&t.id),
             state = t.status.as_str(),
+            on_path = if critical.has(&t.id) {
+                " class=\"critical\""
+            } else {
+                ""
+            },
+            rank = rank_cell(t, critical.has(&t.id)),
             link = link(&task_href(&t.goal, &t.id), &t.id),
             kind = kind_badge(t.kind),
             note = escape(&task_note(t, waits.of(&t.id))),
@@ -280,6 +300,27 @@ fn task_table(report: &GoalReport, now_ms: u64) -> String {
         );
     }
     out.push_str("</tbody></table>");
+    out
+}
+
+/// A task's rank (its estimate, and where that came from, as a tooltip), and a
+/// `critical` badge when it is on the critical path.
+fn rank_cell(task: &TaskState, on_path: bool) -> String {
+    let mut out = match (task.rank_ms, task.estimate_ms) {
+        (Some(rank), Some(estimate)) => format!(
+            "<span title=\"estimate {}{}\">{}</span>",
+            duration(estimate),
+            task.estimate_source
+                .map(|s| format!(" ({})", s.as_str()))
+                .unwrap_or_default(),
+            duration(rank)
+        ),
+        (Some(rank), None) => duration(rank),
+        (None, _) => "–".to_string(),
+    };
+    if on_path {
+        out.push_str(" <span class=\"crit\">critical</span>");
+    }
     out
 }
 
@@ -352,7 +393,8 @@ or APPROVE-TASK T / REJECT-TASK T REASON in a heartbeat file of the goal.",
             // Progress leaves the superseded task out.
             "<span class=\"num\">2/11 done</span> <span class=\"muted\">(not counting 1 FAILED task(s)",
             "aria-label=\"2 of 11 tasks done\"",
-            "<tr data-task=\"draft.review\" data-state=\"BLOCKED\"><td><a href=\"/goals/g/tasks/draft.review\">draft.review</a> \
+            // Nothing is ranked: the critical path goes by the plan, fix, review, publish.
+            "<tr data-task=\"draft.review\" data-state=\"BLOCKED\" class=\"critical\"><td><a href=\"/goals/g/tasks/draft.review\">draft.review</a> \
 <span class=\"kind k-review\">review</span></td>",
             "<td class=\"note\">review of draft, cycle 1; waits for draft.fix-1</td>",
             "<span class=\"kind k-escalate\">escalate</span></td>",
@@ -382,5 +424,36 @@ or APPROVE-TASK T / REJECT-TASK T REASON in a heartbeat file of the goal.",
         assert_eq!(huge.matches("<tr data-task=").count(), ROWS_SHOWN);
         assert!(huge.contains("The 500 most recently changed of 501 tasks"));
         assert!(!huge.contains("<svg xmlns"), "not drawn past MAX_DRAWN");
+    }
+
+    #[test]
+    fn the_critical_path_is_named_drawn_and_marked_in_the_task_table() {
+        let mut view = team_view();
+        for task in &mut view.report.tasks {
+            task.rank_ms = Some(match task.id.as_str() {
+                "copy.escalate" => 250_000,
+                "copy.review" => 130_000,
+                "publish" => 60_000,
+                _ => 1_000,
+            });
+            task.estimate_ms = Some(60_000);
+            task.estimate_source = Some(crate::domain::rank::EstimateSource::Measured);
+        }
+        let page = goal(&view, fixtures::NOW);
+        for part in [
+            "<p class=\"critical-path\">Critical path (the chain of tasks that holds the goal up longest): \
+<a href=\"/goals/g/tasks/copy.escalate\">copy.escalate</a> → <a href=\"/goals/g/tasks/copy.review\">copy.review</a> → \
+<a href=\"/goals/g/tasks/publish\">publish</a></p>",
+            "class=\"node s-ready k-escalate critical\"",
+            "<tr data-task=\"copy.escalate\" data-state=\"READY\" class=\"critical\">",
+            "<td class=\"num\"><span title=\"estimate 1m 00s (measured)\">4m 10s</span> <span class=\"crit\">critical</span></td>",
+            "<tr data-task=\"draft.fix-1\" data-state=\"RUNNING\"><td>",
+            "<td class=\"num\"><span title=\"estimate 1m 00s (measured)\">1s</span></td>",
+            "bold <span class=\"crit\">pink</span> arrows: the critical path",
+        ] {
+            assert!(page.contains(part), "no {part:?} in:\n{page}");
+        }
+        assert_eq!(page.matches(" class=\"critical\">").count(), 3, "{page}");
+        assert_eq!(page.matches("class=\"edge critical\"").count(), 2, "{page}");
     }
 }

@@ -1,15 +1,17 @@
 //! A task's page: what its prompt shows (title, plan node, dependencies'
 //! results), its state, what it is and waits for (a review of which task, in
-//! which cycle; a person's approval), its commit and diffstat, or the merge
+//! which cycle; a person's approval), its rank and estimate, its commit and diffstat, or the merge
 //! conflict it resolves, notes, outputs and last error.
 
 use std::fmt::Write as _;
 
 use super::super::fetch::TaskView;
 use super::super::html::{
-    countdown, escape, goal_href, kind_badge, lease_left, link, state_badge, task_href, time,
+    countdown, duration, escape, goal_href, kind_badge, lease_left, link, state_badge, task_href,
+    time,
 };
 use super::callout;
+use crate::domain::rank::EstimateSource;
 use crate::domain::{TaskState, TaskStatus};
 use crate::report::task_subject;
 
@@ -48,6 +50,8 @@ or <code>REJECT-TASK {id} reason</code> into a heartbeat file of the goal.",
     rows.extend([
         ("role", escape(t.role.as_deref().unwrap_or("–"))),
         ("priority", t.priority.to_string()),
+        ("rank", rank(t)),
+        ("estimate", estimate(t)),
         ("owner", escape(t.owner.as_deref().unwrap_or("–"))),
         ("attempt", t.attempt.to_string()),
         ("fence", t.fence.to_string()),
@@ -247,6 +251,34 @@ fn team_rows(view: &TaskView) -> Vec<(&'static str, String)> {
     rows
 }
 
+/// A task's rank, with what it means; `–` before it has one.
+fn rank(task: &TaskState) -> String {
+    match task.rank_ms {
+        Some(ms) => format!(
+            "{} <span class=\"muted\">(the longest estimated path from its start to the end of the plan: \
+of READY tasks of one priority, the highest rank runs first)</span>",
+            duration(ms)
+        ),
+        None => "–".to_string(),
+    }
+}
+
+/// How long a task is expected to run, and where that came from; `–` before it has one.
+fn estimate(task: &TaskState) -> String {
+    let Some(ms) = task.estimate_ms else {
+        return "–".to_string();
+    };
+    let from = match task.estimate_source {
+        Some(EstimateSource::Plan) => "from the plan: its size times the goal's typical task",
+        Some(EstimateSource::Measured) => {
+            "measured: the mean of the goal's finished tasks of its role and kind"
+        }
+        Some(EstimateSource::Default) => "default: one typical task of the goal",
+        None => return duration(ms),
+    };
+    format!("{} <span class=\"muted\">({from})</span>", duration(ms))
+}
+
 /// Where a task that needs approval stands with it.
 fn approval_state(task: &TaskState) -> &'static str {
     match task.status {
@@ -342,5 +374,43 @@ mod tests {
             page.contains("<code class=\"commit\">abc</code> on the goal branch holds this task's work.</p><p class=\"muted\">It changed no file.</p>"),
             "{page}"
         );
+    }
+
+    #[test]
+    fn a_task_says_its_rank_and_where_its_estimate_came_from() {
+        let unranked = task(&view("layout"), NOW);
+        assert!(
+            unranked
+                .contains("<tr><th>rank</th><td>–</td></tr><tr><th>estimate</th><td>–</td></tr>"),
+            "{unranked}"
+        );
+        let mut ranked = view("layout");
+        ranked.task.rank_ms = Some(250_000);
+        ranked.task.estimate_ms = Some(50_000);
+        for (source, says) in [
+            (
+                EstimateSource::Plan,
+                "(from the plan: its size times the goal's typical task)",
+            ),
+            (
+                EstimateSource::Measured,
+                "(measured: the mean of the goal's finished tasks of its role and kind)",
+            ),
+            (
+                EstimateSource::Default,
+                "(default: one typical task of the goal)",
+            ),
+        ] {
+            ranked.task.estimate_source = Some(source);
+            let page = task(&ranked, NOW);
+            for part in [
+                "<tr><th>rank</th><td>4m 10s <span class=\"muted\">(the longest estimated path",
+                &format!(
+                    "<tr><th>estimate</th><td>50s <span class=\"muted\">{says}</span></td></tr>"
+                ),
+            ] {
+                assert!(page.contains(part), "no {part:?} in:\n{page}");
+            }
+        }
     }
 }
