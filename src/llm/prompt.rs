@@ -206,12 +206,16 @@ pub fn plan_prompt(ctx: &PlanContext) -> String {
          ## Answer format\n\
          Answer with one JSON object and nothing else:\n\
          {{\"goal_id\": \"{goal}\", \"nodes\": [{{\"id\": \"collect\", \"title\": \"Collect sources\", \
-         \"priority\": 0, \"expected_artifacts\": [\"sources.md\"], \"metadata\": {{}}, \"role\": \"research\"}}], \
+         \"priority\": 0, \"estimate\": 1, \"expected_artifacts\": [\"sources.md\"], \"metadata\": {{}}, \"role\": \"research\"}}], \
          \"edges\": [{{\"source\": \"collect\", \"target\": \"write\"}}]}}\n\
          - ids: 1 to 64 characters from A-Z a-z 0-9 . _ -, unique.\n\
          - an edge means `target` starts only after `source` is done; no cycles.\n\
          - `role` (optional) restricts a task to the agents of that role; use the roles below.\n\
-         - higher `priority` runs sooner among ready tasks.\n\
+         - `estimate` (optional): the task's rough size beside a typical task of this goal (1): \
+         0.5 for half as much work, 3 for three times; porki starts the tasks that hold the \
+         most work up first.\n\
+         - leave `priority` at 0 unless a task must run before others regardless of its size; \
+         higher runs sooner among ready tasks.\n\
          - `review`: true marks a task for review (goals that review marked tasks only); \
          `approval`: true makes it wait for a person's approval after it ran; \
          `assignment`: \"soft\" lets another agent take it when no agent of its role is running.\n",
@@ -528,6 +532,7 @@ mod tests {
         assert!(p.contains("the dependencies form a cycle"));
         assert!(p.contains("- review: marked ("), "{p}");
         assert!(p.contains("- approval: marked\n"), "{p}");
+        assert!(p.contains("\"estimate\": 1") && p.contains("- `estimate` (optional)"));
         // The fake heading inside the context block is not an agent.
         assert_eq!(prompt_agents(&p), ctx.agents);
     }
