@@ -163,6 +163,42 @@ fn a_chain_of_20_tasks_runs_in_order() {
     assert_eq!(order, chain);
 }
 
+/// Short tasks `a1`..`a6` beside the chain `z1 → z2 → z3`, whose ids sort last,
+/// run by one agent on a private redis-server, ranked or not (`--ranking`);
+/// the order the tasks ran in.
+fn chain_beside_short_tasks_on_redis(ranking: bool) -> Vec<String> {
+    let server = RedisServer::start();
+    let ids = ["a1", "a2", "a3", "a4", "a5", "a6", "z1", "z2", "z3"];
+    let dag = plan("g", nodes(&ids), &[("z1", "z2"), ("z2", "z3")]);
+    let record = Arc::new(Record::default());
+    let provider = Arc::new(ScriptedProvider::new(dag, "p1", record.clone()));
+    let project = project(&temp_dir("ranked"), &[("w1", "g")]);
+    let runtime = spawn_runtime(
+        StoreKind::Redis(server.url()),
+        provider,
+        project,
+        move |c| {
+            c.settings.ranking = ranking;
+        },
+    );
+    assert_eq!(join_within(runtime, LIMIT), 0, "the goal completes");
+    record.executions().into_iter().map(|e| e.task).collect()
+}
+
+#[test]
+fn the_critical_chains_first_task_is_claimed_before_any_short_task_on_redis() {
+    assert_eq!(
+        chain_beside_short_tasks_on_redis(true),
+        ["z1", "z2", "a1", "a2", "a3", "a4", "a5", "a6", "z3"],
+        "the chain holds the most work up until its last task, which ties with the short ones"
+    );
+    assert_eq!(
+        chain_beside_short_tasks_on_redis(false),
+        ["a1", "a2", "a3", "a4", "a5", "a6", "z1", "z2", "z3"],
+        "--ranking off: the smallest id first"
+    );
+}
+
 #[test]
 fn a_panicking_provider_gets_its_agent_restarted_and_the_run_completes() {
     let mut provider = ScriptedProvider::new(diamond(), "p1", Arc::default());
