@@ -344,12 +344,15 @@ fn measured_durations(record: &Path) -> BTreeMap<String, f64> {
     durations
 }
 
-/// The largest of the critical path, the total work over the slots, and each
-/// role's work over the agents (at most the slots) that take it.
+/// The largest of the critical path, the total work over the slots, each
+/// role's work over the agents (at most the slots) that take it, and
+/// [`set_bound`].
 fn lower_bound(shape: &Shape, setting: Setting, durations: &BTreeMap<String, f64>) -> f64 {
     let seconds = |id: &str| durations.get(id).copied().unwrap_or(0.0);
     let total: f64 = shape.tasks.iter().map(|t| seconds(&t.id)).sum();
-    let mut bound = critical_path(shape, &seconds).max(total / setting.slots as f64);
+    let mut bound = critical_path(shape, &seconds)
+        .max(total / setting.slots as f64)
+        .max(set_bound(shape, setting.slots, &seconds));
     let roles: BTreeSet<&str> = shape.tasks.iter().filter_map(|t| t.role).collect();
     for role in roles {
         let agents = (0..setting.agents)
@@ -363,6 +366,57 @@ fn lower_bound(shape: &Shape, setting: Setting, durations: &BTreeMap<String, f64
             .map(|t| seconds(&t.id))
             .sum();
         bound = bound.max(work / agents.max(1) as f64);
+    }
+    bound
+}
+
+/// A bound the simple ones miss on a fan-in: for any set of tasks, none of
+/// them can start before the least work that must precede each (its head: the
+/// longest path before it), they need their work over the slots, and after the
+/// last of them the least work that must follow each (its tail) remains. Taken
+/// over the sets of tasks whose head and tail are at least some task's.
+fn set_bound(shape: &Shape, slots: usize, seconds: &dyn Fn(&str) -> f64) -> f64 {
+    let index: BTreeMap<&str, usize> = shape
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let n = shape.tasks.len();
+    let own: Vec<f64> = shape.tasks.iter().map(|t| seconds(&t.id)).collect();
+    let mut after: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, t) in shape.tasks.iter().enumerate() {
+        for a in &t.after {
+            after[index[a.as_str()]].push(i);
+        }
+    }
+    // Heads in plan order (a task comes after what it waits for in every shape
+    // here), tails in reverse.
+    let mut head = vec![0.0f64; n];
+    for (i, t) in shape.tasks.iter().enumerate() {
+        for a in &t.after {
+            let p = index[a.as_str()];
+            assert!(p < i, "{}: {} is listed before {a}", shape.name, t.id);
+            head[i] = head[i].max(head[p] + own[p]);
+        }
+    }
+    let mut tail = vec![0.0f64; n];
+    for i in (0..n).rev() {
+        for &w in &after[i] {
+            tail[i] = tail[i].max(own[w] + tail[w]);
+        }
+    }
+    let mut bound = 0.0f64;
+    for &a in &head {
+        for &b in &tail {
+            let work: f64 = (0..n)
+                .filter(|&i| head[i] >= a && tail[i] >= b)
+                .map(|i| own[i])
+                .sum();
+            if work > 0.0 {
+                bound = bound.max(a + work / slots as f64 + b);
+            }
+        }
     }
     bound
 }

@@ -308,6 +308,7 @@ mod tests {
             token: "x".into(),
             fence: 1,
             attempt: 1,
+            rank_ms: None,
         }
     }
 

@@ -106,15 +106,17 @@ impl Worker {
                 goal: lease.goal.clone(),
                 task: lease.task.clone(),
             })?;
-        // Its state, for its rank (its calls' place in the LLM gate's queue) and,
-        // for a task porki added, what it is about.
-        let state = store
-            .task(&lease.goal, &lease.task)
-            .await?
-            .ok_or_else(|| StoreError::unknown_task(&lease.goal, &lease.task))?;
+        // A task porki added needs its state (what it is about); planned work
+        // does not, and the rank came with the claim (the lease).
         let team = match task.kind {
             TaskKind::Work => None,
-            _ => Some(team_context(&*store, &lease.goal, &state).await?),
+            _ => {
+                let state = store
+                    .task(&lease.goal, &lease.task)
+                    .await?
+                    .ok_or_else(|| StoreError::unknown_task(&lease.goal, &lease.task))?;
+                Some(team_context(&*store, &lease.goal, &state).await?)
+            }
         };
         Ok(TaskContext {
             goal_id: lease.goal.clone(),
@@ -124,7 +126,7 @@ impl Worker {
             dependency_outputs,
             artifact_dir: self.workspace(&lease.goal).artifacts_in_prompt(),
             team,
-            rank_ms: state.rank_ms,
+            rank_ms: lease.rank_ms,
         })
     }
 

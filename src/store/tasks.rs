@@ -24,6 +24,10 @@ pub struct Lease {
     pub fence: u64,
     /// Which attempt this is (1-based).
     pub attempt: u32,
+    /// The task's rank when it was claimed: its LLM calls' place in the gate's
+    /// queue (`None`: not ranked, or a lease taken back after a restart).
+    #[serde(default)]
+    pub rank_ms: Option<u64>,
 }
 
 /// Which READY tasks a claim may take: its role's, and, for a builder, those any

@@ -47,7 +47,7 @@ end
 -- best task found undeclared goes back where it was. The goal's `delayed` flag
 -- says DELAYED may hold retries (fail.lua sets it), so most claims skip it.
 -- Returns {'claimed', id, fence, attempt, the task's dependents JSON or '',
--- needs approval 0/1, hint ids...} | {'empty', ms until next retry or ''} |
+-- needs approval 0/1, rank ms or '', hint ids...} | {'empty', ms until next retry or ''} |
 -- {'inactive', goal status} | {'no_goal'} | {'need', ..., hint ids...} (see lib.lua).
 local function claim_next(agent, role, ttl, token, now, preferred, roleless)
   -- Reads the roleless index only for agents that may take its tasks.
@@ -134,7 +134,7 @@ local function claim_next(agent, role, ttl, token, now, preferred, roleless)
   end
 
   local tkey = task_key(id)
-  local counters = redis.call('HMGET', tkey, 'attempt', 'fence', 'approval')
+  local counters = redis.call('HMGET', tkey, 'attempt', 'fence', 'approval', 'rank')
   local attempt = (tonumber(counters[1]) or 0) + 1
   local fence = (tonumber(counters[2]) or 0) + 1
   redis.call('SET', lock_key(id), lock_value(token, fence), 'PX', ttl)
@@ -144,7 +144,7 @@ local function claim_next(agent, role, ttl, token, now, preferred, roleless)
   local approval = '0'
   if counters[3] == '1' then approval = '1' end
   local reply = {'claimed', id, tostring(fence), tostring(attempt),
-    redis.call('HGET', DEPENDENTS, id) or '', approval}
+    redis.call('HGET', DEPENDENTS, id) or '', approval, counters[4] or ''}
   if DECLARED < REFILL then
     for _, hint in ipairs(claim_hints(role, HINTS, roleless, delayed)) do reply[#reply + 1] = hint end
   end

@@ -112,6 +112,7 @@ impl GoalData {
             token,
             fence: task.state.fence,
             attempt: task.state.attempt,
+            rank_ms: task.state.rank_ms,
         })
     }
 
@@ -399,6 +400,7 @@ impl TaskStore for MemoryStore {
                     token: token.clone(),
                     fence: t.state.fence,
                     attempt: t.state.attempt,
+                    rank_ms: None,
                 })
         }))
     }

@@ -27,8 +27,8 @@ fn claim_reply(
     token: String,
 ) -> Result<ClaimOutcome, StoreError> {
     match reply.first().map(String::as_str) {
-        Some("claimed") if reply.len() >= 6 => {
-            let hints = reply.split_off(6);
+        Some("claimed") if reply.len() >= 7 => {
+            let hints = reply.split_off(7);
             store.hints.claim_hints(goal, role, hints);
             let needs_approval = reply[5] == "1";
             let bad = || unexpected("claim", &reply);
@@ -43,6 +43,7 @@ fn claim_reply(
                 token,
                 fence: reply[2].parse().map_err(|_| bad())?,
                 attempt: reply[3].parse().map_err(|_| bad())?,
+                rank_ms: reply[6].parse().ok(),
             };
             store
                 .hints
@@ -464,6 +465,7 @@ impl TaskStore for RedisStore {
                 token: token.clone(),
                 fence,
                 attempt: attempt as u32,
+                rank_ms: None,
             })),
             _ => Err(unexpected("held_by", &reply)),
         }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use porki::domain::rank::{EstimateSource, StoredRank, TYPICAL_TASK_MS};
 use porki::domain::{Node, TaskStatus};
 use porki::store::prelude::*;
-use porki::store::{Recovery, RedisStore, WriteDagOptions, write_plan};
+use porki::store::{ClaimScope, Recovery, RedisStore, WriteDagOptions, write_plan};
 
 use super::{LONG, SHORT, cluster, memory, redis, result, write};
 use crate::support::{RedisServer, claim, node, nodes, plan};
@@ -64,7 +64,25 @@ mod behaviour {
         assert_eq!(head.estimate_ms, Some(TYPICAL_TASK_MS));
         assert_eq!(head.estimate_source, Some(EstimateSource::Default));
         assert_eq!(rank_of(&*store, "a").await, Some(TYPICAL_TASK_MS));
-        assert_eq!(claim_all(&*store).await, ["z1", "a", "b", "c"]);
+        let z1 = claim(&*store, "g", "x", LONG).await.unwrap();
+        assert_eq!(
+            (z1.task.as_str(), z1.rank_ms),
+            ("z1", Some(3 * TYPICAL_TASK_MS)),
+            "the lease carries the rank, for the LLM gate"
+        );
+        // Completing and claiming in one step hands the next rank over too.
+        let (_, next) = store
+            .complete_and_claim(&z1, &result("z1"), ClaimScope::builder(None), LONG)
+            .await
+            .unwrap();
+        let porki::store::ClaimOutcome::Claimed(z2) = next else {
+            panic!("z2 is READY: {next:?}");
+        };
+        assert_eq!(
+            (z2.task.as_str(), z2.rank_ms),
+            ("z2", Some(2 * TYPICAL_TASK_MS))
+        );
+        assert_eq!(claim_all(&*store).await, ["a", "b", "c"]);
     }
 
     pub async fn an_explicit_priority_wins_over_rank(store: Arc<dyn Store>) {
