@@ -5,8 +5,12 @@
 //! estimates) or the plan grows, so claims, which read only the stored ranks,
 //! follow what was learnt. Every process runs one; their refreshes compute the
 //! same ranks from the same store, so which one writes does not matter.
+//!
+//! An idle goal costs nothing: a goal is looked at only after the store
+//! announced tasks made READY in it (a completion that promoted, a task added,
+//! a plan written), or every [`SAFETY_NET`] in case an announcement was missed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,11 +18,15 @@ use actix::prelude::*;
 
 use crate::domain::rank::{TYPICAL_TASK_MS, goal_ranks};
 use crate::reaper::GoalAdded;
-use crate::store::GoalState;
-use crate::store::prelude::*;
+use tokio::sync::broadcast;
 
-/// How often the ranker looks for goals whose ranks are out of date.
+use crate::store::prelude::*;
+use crate::store::{EventKind, GoalState};
+
+/// How often the ranker looks for goals whose ranks may be out of date.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// How often a goal is looked at without an announcement.
+const SAFETY_NET: Duration = Duration::from_secs(60);
 /// The least time between two refreshes of one goal, per task of the goal: a
 /// refresh reads every task, so a large goal is refreshed less often.
 const PER_TASK: Duration = Duration::from_millis(5);
@@ -39,6 +47,10 @@ pub struct Ranker {
     /// Per goal: what its ranks were last computed from, when, and the
     /// typical task written then.
     last: HashMap<String, (RankedFrom, Instant, u64)>,
+    /// Goals with tasks made READY since they were last looked at, and when
+    /// each was last looked at.
+    dirty: HashSet<String>,
+    looked: HashMap<String, Instant>,
 }
 
 impl Ranker {
@@ -48,17 +60,20 @@ impl Ranker {
             store,
             goals,
             last: HashMap::new(),
+            dirty: HashSet::new(),
+            looked: HashMap::new(),
         }
     }
 }
 
-/// Refreshes `goal`'s ranks if they are out of date: writes the ranks that
-/// changed and the goal's typical task. Returns what they were computed from
-/// and the typical task, or `None` when nothing was due.
+/// Refreshes `goal`'s ranks if they are out of date (`last`: what they were
+/// last computed from, and the typical task written then): writes the ranks
+/// that changed and the goal's typical task. Returns what they were computed
+/// from and the typical task, or `None` when nothing was due.
 pub async fn refresh(
     store: &dyn Store,
     goal: &str,
-    last: Option<&(RankedFrom, Instant, u64)>,
+    last: Option<&(RankedFrom, u64)>,
 ) -> Result<Option<(RankedFrom, u64)>, crate::store::StoreError> {
     let Some(status) = store.goal_status(goal).await? else {
         return Ok(None);
@@ -77,12 +92,8 @@ pub async fn refresh(
         // no refresh at all).
         None if from.done == 0 => return Ok(Some((from, TYPICAL_TASK_MS))),
         None => {}
-        Some((seen, at, _)) => {
-            let pause = LOOK_EVERY + PER_TASK * status.total.min(100_000) as u32;
-            if *seen == from || at.elapsed() < pause {
-                return Ok(None);
-            }
-        }
+        Some((seen, _)) if *seen == from => return Ok(None),
+        Some(_) => {}
     }
     let (Some(dag), tasks) = (store.dag(goal).await?, store.tasks(goal).await?) else {
         return Ok(None);
@@ -98,7 +109,7 @@ pub async fn refresh(
             ranks.remove(&task.id);
         }
     }
-    if !ranks.is_empty() || last.is_none_or(|(_, _, written)| *written != typical) {
+    if !ranks.is_empty() || last.is_none_or(|(_, written)| *written != typical) {
         let written = store
             .rerank(goal, &status.fingerprint, typical, &ranks)
             .await?;
@@ -111,16 +122,51 @@ impl Actor for Ranker {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // Announcements mark goals to look at; a lagging or reconnected feed
+        // marks them all.
+        let mut events = self.store.events();
+        let addr = ctx.address();
+        actix::spawn(async move {
+            loop {
+                let goal = match events.recv().await {
+                    Ok(event) if matches!(event.kind, EventKind::Ready | EventKind::Resync) => {
+                        Some(event.goal)
+                    }
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if addr.try_send(Touched(goal)).is_err() && !addr.connected() {
+                    return;
+                }
+            }
+        });
         ctx.run_interval(LOOK_EVERY, |ranker, ctx| {
             let store = ranker.store.clone();
-            let goals = ranker.goals.clone();
+            let now = Instant::now();
+            // A goal announced since it was last looked at, once its pause is
+            // over (a refresh reads every task: a big goal less often), or
+            // once the safety net's time is up.
+            let due = |goal: &String| {
+                let looked = ranker.looked.get(goal).map(|at| now.duration_since(*at));
+                let pause = ranker.last.get(goal).map_or(Duration::ZERO, |(from, _, _)| {
+                    LOOK_EVERY + PER_TASK * from.total.min(100_000) as u32
+                });
+                looked.is_none_or(|l| l >= SAFETY_NET || (ranker.dirty.contains(goal) && l >= pause))
+            };
+            let goals: Vec<String> = ranker.goals.iter().filter(|g| due(g)).cloned().collect();
+            for goal in &goals {
+                ranker.dirty.remove(goal);
+                ranker.looked.insert(goal.clone(), now);
+            }
             let last = ranker.last.clone();
             // One pass at a time; its results are kept for the next.
             ctx.wait(
                 async move {
                     let mut done = Vec::new();
                     for goal in goals {
-                        match refresh(store.as_ref(), &goal, last.get(&goal)).await {
+                        let seen = last.get(&goal).map(|(from, _, typical)| (from.clone(), *typical));
+                        match refresh(store.as_ref(), &goal, seen.as_ref()).await {
                             Ok(Some((from, typical))) => done.push((goal, from, typical)),
                             Ok(None) => {}
                             Err(e) => {
@@ -138,6 +184,25 @@ impl Actor for Ranker {
                 }),
             );
         });
+    }
+}
+
+/// Tasks were made READY in a goal (`None`: in any goal, as far as is known).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Touched(Option<String>);
+
+impl Handler<Touched> for Ranker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Touched, _: &mut Self::Context) {
+        match msg.0 {
+            // A resync's goal is empty: it concerns every goal.
+            Some(goal) if !goal.is_empty() => {
+                self.dirty.insert(goal);
+            }
+            _ => self.dirty.extend(self.goals.iter().cloned()),
+        }
     }
 }
 
@@ -202,11 +267,7 @@ mod tests {
         assert_eq!(typical, TYPICAL_TASK_MS, "nothing finished: nothing learnt");
         run(&store, "build", "build-1", 300).await;
         run(&store, "docs", "docs-1", 20).await;
-        // Too soon after the last refresh: nothing is done yet.
-        let recent = (from.clone(), Instant::now(), typical);
-        assert_eq!(refresh(&store, "g", Some(&recent)).await.unwrap(), None);
-        let long_ago = (from, Instant::now() - Duration::from_secs(60), typical);
-        let (from, typical) = refresh(&store, "g", Some(&long_ago))
+        let (from, typical) = refresh(&store, "g", Some(&(from, typical)))
             .await
             .unwrap()
             .expect("two tasks finished since");
@@ -222,9 +283,11 @@ mod tests {
             build.rank_ms.unwrap() >= 300 && docs.rank_ms.unwrap() < 300,
             "{build:?} {docs:?}"
         );
-        // Nothing changed since: no refresh, however long ago the last one was.
-        let unchanged = (from, Instant::now() - Duration::from_secs(60), typical);
-        assert_eq!(refresh(&store, "g", Some(&unchanged)).await.unwrap(), None);
+        // Nothing changed since: no refresh.
+        assert_eq!(
+            refresh(&store, "g", Some(&(from, typical))).await.unwrap(),
+            None
+        );
     }
 
     #[actix_rt::test]

@@ -200,6 +200,31 @@ fn the_critical_chains_first_task_is_claimed_before_any_short_task_on_redis() {
 }
 
 #[test]
+fn the_ranker_learns_estimates_from_finished_tasks_while_the_goal_runs() {
+    let store = Arc::new(MemoryStore::new());
+    let dag = plan(
+        "g",
+        nodes(&["a", "b", "c", "d"]),
+        &[("a", "b"), ("b", "c"), ("c", "d")],
+    );
+    let record = Arc::new(Record::default());
+    let mut provider = ScriptedProvider::new(dag, "p1", record);
+    provider.delay = Duration::from_millis(1_200);
+    let project = project(&temp_dir("ranker"), &[("w1", "g")]);
+    let kind = StoreKind::Memory(store.clone());
+    let runtime = spawn_runtime(kind, Arc::new(provider), project, |_| {});
+    assert_eq!(join_within(runtime, LIMIT), 0, "the goal completes");
+    let last = block_on(store.task("g", "d")).unwrap().unwrap();
+    assert_eq!(
+        last.estimate_source,
+        Some(porki::domain::rank::EstimateSource::Measured),
+        "a finished task's duration reached the tasks after it: {last:?}"
+    );
+    let estimate = last.estimate_ms.unwrap();
+    assert!((1_000..5_000).contains(&estimate), "{estimate} ms");
+}
+
+#[test]
 fn a_panicking_provider_gets_its_agent_restarted_and_the_run_completes() {
     let mut provider = ScriptedProvider::new(diamond(), "p1", Arc::default());
     provider.behaviour = Box::new(|task, runs| {
