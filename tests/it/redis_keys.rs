@@ -213,9 +213,11 @@ fn a_complete_and_claim_sent_twice_claims_one_task_and_answers_it_twice() {
         send_goal_script(&server, &script, &["a", "b", "c"], &args)
     };
     let first = send("request-1");
-    let claimed = ["claimed", "b", "1", "1", "", "0"];
+    // The claim's rank (b: one typical task, 60 s) comes back with it, on the
+    // resend too.
+    let claimed = ["claimed", "b", "1", "1", "", "0", "60000"];
     assert_eq!(first[0], ["ok", "0"]);
-    assert_eq!(first[1][..6], claimed, "{first:?}");
+    assert_eq!(first[1][..7], claimed, "{first:?}");
     let again = send("request-1");
     assert_eq!(again[0], ["ok", "0"]);
     assert_eq!(again[1], claimed, "the resend answers the same claim");
