@@ -176,7 +176,10 @@ mod tests {
         let huge = dag(&[("a", Some(1000.0))], &[]);
         let finished = done("a", 0, MAX_RANK_MS);
         let (ranks, _) = goal_ranks(&huge, &[finished]);
-        assert_eq!(ranks["a"].rank_ms, MAX_RANK_MS);
+        assert_eq!(
+            ranks["a"].rank_ms, 2_147_483_647,
+            "2^31 - 1: the READY score holds it exactly (lib.lua ready_score)"
+        );
         assert_eq!(ranks["a"].source, EstimateSource::Plan);
     }
 }
