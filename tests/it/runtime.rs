@@ -656,3 +656,66 @@ fn the_spawn_limit_caps_running_agents_and_the_rest_wait() {
         "the waiting agents never got a slot before the goal ended: {owners:?}"
     );
 }
+
+/// Runs 12 tasks (two of them after another) with 4 agents and 1 LLM slot,
+/// `--slot-before-claim` as given; returns the most tasks RUNNING (claimed)
+/// when an execute call started.
+fn most_running_at_a_call(store: StoreKind, slot_before_claim: bool) -> usize {
+    let dag = plan(
+        "slots",
+        nodes(&ids("t", 12)),
+        &[("t00", "t10"), ("t01", "t11")],
+    );
+    let record = Arc::new(Record::default());
+    let mut provider = ScriptedProvider::new(dag, "p1", record.clone());
+    provider.delay = Duration::from_millis(30);
+    provider.count_running = true;
+    let agents: Vec<(&str, &str)> = ["a0", "a1", "a2", "a3"]
+        .iter()
+        .map(|a| (*a, "slots"))
+        .collect();
+    let run = spawn_runtime(
+        store,
+        Arc::new(provider),
+        project(&temp_dir("slot-first"), &agents),
+        move |c| {
+            c.settings.llm_max_concurrency = 1;
+            c.settings.slot_before_claim = slot_before_claim;
+        },
+    );
+    assert_eq!(join_within(run, LIMIT), 0, "the goal completes");
+    let executions = record.executions();
+    assert_eq!(executions.len(), 12, "each task ran once");
+    assert_eq!(record.max_in_flight.load(Ordering::SeqCst), 1);
+    executions
+        .iter()
+        .map(|e| e.running.expect("counted"))
+        .max()
+        .unwrap()
+}
+
+#[test]
+fn with_slot_before_claim_no_claimed_task_waits_for_a_slot() {
+    let store = StoreKind::Memory(Arc::new(MemoryStore::new()));
+    assert_eq!(
+        most_running_at_a_call(store, true),
+        1,
+        "each call's task is the only one claimed: the others wait for the slot unclaimed"
+    );
+}
+
+#[test]
+fn with_slot_before_claim_no_claimed_task_waits_for_a_slot_on_redis() {
+    let server = RedisServer::start();
+    assert_eq!(
+        most_running_at_a_call(StoreKind::Redis(server.url()), true),
+        1
+    );
+}
+
+#[test]
+fn without_slot_before_claim_claimed_tasks_wait_for_the_slot() {
+    // Today's order: claim, then wait for a slot under the lease.
+    let store = StoreKind::Memory(Arc::new(MemoryStore::new()));
+    assert!(most_running_at_a_call(store, false) > 1);
+}

@@ -53,6 +53,9 @@ pub struct Execution {
     pub unfinished_deps: Vec<String>,
     /// The execute prompt it was given.
     pub prompt: String,
+    /// How many tasks of its goal were RUNNING (claimed) when it started, with
+    /// `ScriptedProvider::count_running`.
+    pub running: Option<usize>,
 }
 
 /// Shared record of what every provider (of every process in the test) did.
@@ -94,6 +97,8 @@ pub struct ScriptedProvider {
     pub behaviour: Box<ChooseBehaviour>,
     /// How long a summarize call takes.
     pub summarize_delay: Duration,
+    /// Count the goal's RUNNING tasks as each execution starts.
+    pub count_running: bool,
 }
 
 impl ScriptedProvider {
@@ -107,6 +112,7 @@ impl ScriptedProvider {
             pick: None,
             behaviour: Box::new(|_, _| Behaviour::Succeed),
             summarize_delay: Duration::ZERO,
+            count_running: false,
         }
     }
 }
@@ -153,6 +159,18 @@ impl LlmProvider for ScriptedProvider {
                 unfinished_deps.push(edge.source.clone());
             }
         }
+        let running = match self.count_running {
+            true => Some(
+                store
+                    .tasks(&goal)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .filter(|t| t.status == TaskStatus::Running)
+                    .count(),
+            ),
+            false => None,
+        };
         let index = {
             let mut executions = self.record.executions.lock().unwrap();
             let before = executions.iter().filter(|e| e.task == task).count();
@@ -164,6 +182,7 @@ impl LlmProvider for ScriptedProvider {
                 ended: None,
                 unfinished_deps,
                 prompt: request.prompt.clone(),
+                running,
             });
             (executions.len() - 1, before)
         };
