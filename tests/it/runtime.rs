@@ -719,3 +719,66 @@ fn without_slot_before_claim_claimed_tasks_wait_for_the_slot() {
     let store = StoreKind::Memory(Arc::new(MemoryStore::new()));
     assert!(most_running_at_a_call(store, false) > 1);
 }
+
+#[test]
+fn with_slot_before_claim_a_retry_that_comes_due_is_claimed_only_with_a_slot() {
+    // `long` (role y) holds the only slot for 3 s; `flaky` (role x) fails once
+    // and comes due 1 s later, when nothing is READY for its agent: a claim
+    // then takes it without a slot, and it must go back to queue for one rather
+    // than wait out `long` under its lease.
+    let with_role = |id: &str, role: &str| porki::domain::Node {
+        role: Some(role.into()),
+        ..crate::support::node(id, 0)
+    };
+    // Ranked well above `long`, so its agent is first in the gate's queue.
+    let flaky = porki::domain::Node {
+        estimate: Some(10.0),
+        ..with_role("flaky", "x")
+    };
+    let dag = plan("retry", vec![flaky, with_role("long", "y")], &[]);
+    let record = Arc::new(Record::default());
+    let mut provider = ScriptedProvider::new(dag, "p1", record.clone());
+    provider.delay = Duration::from_millis(50);
+    provider
+        .delays
+        .insert("long".into(), Duration::from_secs(3));
+    provider.count_running = true;
+    provider.behaviour = Box::new(|task, before| match (task, before) {
+        ("flaky", 0) => {
+            Behaviour::Answer(serde_json::json!({"status": "failed", "notes": "flaky"}))
+        }
+        _ => Behaviour::Succeed,
+    });
+    let dir = temp_dir("slot-first-retry");
+    std::fs::write(
+        dir.join("INSTRUCTIONS.md"),
+        "# Test\n\n## Goals\n### retry\n- Review: none\n- Approve: none\n\n## Agents\n\
+         ### ax\n- Goal: retry\n- Role: x\n- Cadence: 2s\n\n\
+         ### ay\n- Goal: retry\n- Role: y\n- Cadence: 2s\n",
+    )
+    .unwrap();
+    let project = porki::project::Project::load(&dir.join("INSTRUCTIONS.md")).unwrap();
+    let run = spawn_runtime(
+        StoreKind::Memory(Arc::new(MemoryStore::new())),
+        Arc::new(provider),
+        project,
+        |c| {
+            c.settings.llm_max_concurrency = 1;
+            c.settings.slot_before_claim = true;
+        },
+    );
+    assert_eq!(join_within(run, LIMIT), 0, "the goal completes");
+    let executions = record.executions();
+    let order: Vec<&str> = executions.iter().map(|e| e.task.as_str()).collect();
+    assert_eq!(order, ["flaky", "long", "flaky"]);
+    let retry = &executions[2];
+    assert!(
+        retry.started >= executions[1].ended.unwrap(),
+        "the retry's call waited for the slot"
+    );
+    let waited = retry.lease_waited.expect("measured");
+    assert!(
+        waited < Duration::from_secs(1),
+        "the retry waited {waited:?} for the slot under its lease"
+    );
+}
