@@ -20,8 +20,11 @@
 //!
 //! Each scheduler in [`SCHEDULERS`] gets its own runs and column: `off`
 //! (`--ranking off`: highest priority, then smallest id), `on` (ranking by the
-//! critical path, every task one typical task until some finished) and
-//! `on+est` (the same, the plan giving rough estimates).
+//! critical path, every task one typical task until some finished), `on+est`
+//! (the same, the plan giving rough estimates) and `on+est, slot first` (the
+//! same, agents waiting for an LLM slot before claiming: `--slot-before-claim`).
+//! `lease wait` is how long a claimed task waited, on average, from its claim
+//! to its call starting in the provider (mostly for a slot, under its lease).
 //!
 //! Run: `cargo bench --bench schedule` (needs `redis-server` on PATH);
 //! `PORKI_SCHEDULE_SEED` changes the durations and the random DAGs,
@@ -66,6 +69,11 @@ const SCHEDULERS: &[Scheduler] = &[
     Scheduler {
         name: "on+est",
         flags: &["--ranking", "on"],
+        estimates: true,
+    },
+    Scheduler {
+        name: "on+est, slot first",
+        flags: &["--ranking", "on", "--slot-before-claim", "on"],
         estimates: true,
     },
 ];
@@ -133,15 +141,17 @@ fn main() {
     );
     for scheduler in SCHEDULERS {
         header.push_str(&format!(
-            " | {:>10} {:>8} {:>6} {:>9}",
+            " | {:>10} {:>8} {:>6} {:>9} {:>10}",
             format!("{}: span", scheduler.name),
             "bound",
             "ratio",
-            "idle/task"
+            "idle/task",
+            "lease wait"
         ));
     }
     println!("{header}");
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); SCHEDULERS.len()];
+    let mut waits: Vec<Vec<f64>> = vec![Vec::new(); SCHEDULERS.len()];
     for setting in SETTINGS {
         for shape in &shapes {
             let mut line = format!(
@@ -155,12 +165,14 @@ fn main() {
                 let run = run(shape, setting, scheduler, seed);
                 let ratio = run.makespan / run.bound;
                 ratios[i].push(ratio);
+                waits[i].push(run.lease_wait);
                 line.push_str(&format!(
-                    " | {:>9.2}s {:>7.2}s {:>6.3} {:>8.2}s",
+                    " | {:>9.2}s {:>7.2}s {:>6.3} {:>8.2}s {:>9.3}s",
                     run.makespan,
                     run.bound,
                     ratio,
-                    (run.makespan * setting.slots as f64 - run.work) / shape.tasks.len() as f64
+                    (run.makespan * setting.slots as f64 - run.work) / shape.tasks.len() as f64,
+                    run.lease_wait
                 ));
             }
             println!("{line}");
@@ -170,13 +182,20 @@ fn main() {
     for ratios in &mut ratios {
         ratios.sort_by(f64::total_cmp);
         summary.push_str(&format!(
-            " | {:>26}",
+            " | {:>37}",
             format!(
                 "{:.3} / {:.3}",
                 ratios.last().copied().unwrap_or(0.0),
                 median(ratios)
             )
         ));
+    }
+    println!("{summary}");
+    let mut summary = format!("{:<36}", "lease wait per task: mean / worst");
+    for waits in &waits {
+        let mean = waits.iter().sum::<f64>() / waits.len().max(1) as f64;
+        let worst = waits.iter().copied().fold(0.0, f64::max);
+        summary.push_str(&format!(" | {:>37}", format!("{mean:.3}s / {worst:.3}s")));
     }
     println!("{summary}");
 }
@@ -187,6 +206,8 @@ struct Measured {
     bound: f64,
     /// The tasks' durations summed.
     work: f64,
+    /// From a task's claim to its call starting in the provider, on average.
+    lease_wait: f64,
 }
 
 /// Runs `shape` to the end on a fresh redis-server and folder.
@@ -239,6 +260,7 @@ fn run(shape: &Shape, setting: Setting, scheduler: &Scheduler, seed: u64) -> Mea
         makespan,
         bound: lower_bound(shape, setting, &durations),
         work: durations.values().sum(),
+        lease_wait: lease_wait(&server.url(), &dir.join("record.log")),
     }
 }
 
@@ -313,6 +335,37 @@ fn makespan(url: &str) -> f64 {
             .unwrap_or_else(|| panic!("{field}: {goal}"))
     };
     (ms("finished_ms") - ms("created_ms")) as f64 / 1000.0
+}
+
+/// Mean seconds from a task's claim (its `started_ms` in the store) to its
+/// last call starting in the provider: the wait under its lease, mostly for
+/// an LLM slot.
+fn lease_wait(url: &str, record: &Path) -> f64 {
+    let text = std::fs::read_to_string(record).expect("read the provider's record");
+    let mut called: BTreeMap<&str, u64> = BTreeMap::new();
+    for line in text.lines() {
+        if let ["start", task, nanos] = line.split_whitespace().collect::<Vec<_>>()[..]
+            && let Ok(nanos) = nanos.parse::<u64>()
+        {
+            called.insert(task, nanos / 1_000_000);
+        }
+    }
+    let tasks = support::block_on(async {
+        let store = porki::store::RedisStore::connect(url)
+            .await
+            .expect("connect to the bench's redis-server");
+        porki::store::TaskStore::tasks(&store, "g")
+            .await
+            .expect("read the tasks")
+    });
+    let waits: Vec<f64> = tasks
+        .iter()
+        .filter_map(|t| {
+            let call = called.get(t.id.as_str())?;
+            Some(call.saturating_sub(t.started_ms?) as f64 / 1000.0)
+        })
+        .collect();
+    waits.iter().sum::<f64>() / waits.len().max(1) as f64
 }
 
 /// Each task's duration as the provider measured it (its last run), seconds.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::domain::{Isolation, TaskKind};
 use crate::llm::prompt::{TaskContext, execute_prompt};
 use crate::llm::{LlmRequest, Phase};
-use crate::llm_gate::{LlmCaller, Urgency};
+use crate::llm_gate::{LlmCaller, Slot, SlotPermit, Urgency};
 use crate::store::{EventKind, Lease, Store, StoreError, StoreEvent};
 use crate::workspace::GoalWorkspace;
 
@@ -29,12 +29,17 @@ use super::verdict::{Verdict, check_outputs, judge};
 use super::worker::Worker;
 
 /// A task just claimed, and when its claim was sent: the lease's clock starts there.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct Claimed {
     /// The lease.
     pub(super) lease: Lease,
     /// When the claim was sent.
     pub(super) sent: Instant,
+    /// The gate slot taken before claiming (`--slot-before-claim`), for the
+    /// task's execute call. Passed down by hand rather than through a
+    /// `task_local!`: it belongs to that one call, and an ambient permit could
+    /// be taken by another call of the attempt (the summary) or outlive it.
+    pub(super) slot: Option<SlotPermit>,
 }
 
 /// How executing a claimed task ended, for the worker's loop.
@@ -80,7 +85,7 @@ impl Worker {
         claimed: Claimed,
         events: &mut broadcast::Receiver<StoreEvent>,
     ) -> Executed {
-        let Claimed { lease, sent } = claimed;
+        let Claimed { lease, sent, slot } = claimed;
         self.held.set(Some(lease.clone()));
         tracing::info!("task claimed");
         let started = Instant::now();
@@ -107,6 +112,7 @@ impl Worker {
             self.deps.settings.clone(),
             context,
             (isolation == Isolation::Worktree).then(|| (self.deps.store.clone(), lease.clone())),
+            slot,
         );
         let mut place = Place::Shared;
         let next = match self.guarded(&lease, &keeper, work, events).await {
@@ -233,6 +239,7 @@ async fn attempt(
     settings: AgentSettings,
     mut context: TaskContext,
     isolate: Option<(Arc<dyn Store>, Lease)>,
+    slot: Option<SlotPermit>,
 ) -> Attempt {
     let kind = context.team.as_ref().map_or(TaskKind::Work, |t| t.kind);
     let mut workspace = goal_workspace.clone();
@@ -293,8 +300,8 @@ async fn attempt(
         settings.llm_timeout,
     )
     .in_workspace(workspace.clone());
-    let urgency = Urgency::task(context.rank_ms);
-    let answer = caller.call(&context.goal_id, urgency, &request).await;
+    let slot = slot.map_or(Slot::Queue(Urgency::task(context.rank_ms)), Slot::Held);
+    let answer = caller.call(&context.goal_id, slot, &request).await;
     let mut verdict = judge(answer, SystemTime::now());
     if caller.provider.writes_files() {
         verdict = check_outputs(verdict, &workspace).await;

@@ -396,6 +396,13 @@ mod tests {
         async fn tasks(&self, _: &str) -> Result<Vec<crate::domain::TaskState>, StoreError> {
             std::future::pending().await
         }
+        async fn best_ready(
+            &self,
+            _: &str,
+            _: crate::store::ClaimScope<'_>,
+        ) -> Result<Option<u64>, StoreError> {
+            std::future::pending().await
+        }
     }
 
     #[tokio::test(start_paused = true)]

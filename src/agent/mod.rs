@@ -10,6 +10,7 @@
 //! failed (retryable) so the task does not wait for the reaper.
 //!
 //! - `worker`: the run (guard, registration, restore) and its step loop;
+//! - `slot_first`: with `--slot-before-claim`, the LLM slot taken before claiming;
 //! - `execute`: one task from prompt to its record in the store (`record`, and
 //!   `review` for the verdicts of reviews and escalations);
 //! - `verdict`: what an answer means (done, failed, a goal-wide backoff);
@@ -28,6 +29,7 @@ mod queue;
 mod record;
 mod repos;
 mod review;
+mod slot_first;
 mod verdict;
 mod worker;
 
@@ -79,6 +81,9 @@ pub struct AgentSettings {
     pub isolation: Isolation,
     /// git, for the goals isolated in worktrees (found at start when any is).
     pub git: Option<Arc<GitContext>>,
+    /// Wait for an LLM slot before claiming, then run the task's execute call
+    /// with it (`--slot-before-claim`), when the provider takes slots.
+    pub slot_before_claim: bool,
 }
 
 impl Default for AgentSettings {
@@ -95,6 +100,7 @@ impl Default for AgentSettings {
             max_review_cycles: crate::domain::DEFAULT_MAX_REVIEW_CYCLES,
             isolation: Isolation::Shared,
             git: None,
+            slot_before_claim: false,
         }
     }
 }

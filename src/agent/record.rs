@@ -142,7 +142,8 @@ impl Worker {
         }
     }
 
-    /// Marks the task DONE (with the next claim while the agent keeps working).
+    /// Marks the task DONE (with the next claim while the agent keeps working
+    /// and takes no slot before claiming).
     pub(super) async fn complete(
         &mut self,
         lease: &Lease,
@@ -156,7 +157,8 @@ impl Worker {
             roleless: self.config.takes_roleless(),
         };
         let ttl = self.deps.settings.lease_ttl;
-        let keep_working = self.keeps_working();
+        // Slot first: the next claim waits for a slot, so it is not chained here.
+        let keep_working = self.keeps_working() && !self.slot_first();
         // A claim made by a try whose reply was lost started no later than the first try.
         let first_sent = Instant::now();
         let written = until_deadline(keeper, "record the completion", async || {
@@ -211,7 +213,11 @@ impl Worker {
         match self.deps.store.held_by(&lease.goal, &lease.agent).await {
             Ok(found) => found.map(|lease| {
                 tracing::info!(task = %lease.task, "found the task the completion claimed");
-                Claimed { lease, sent }
+                Claimed {
+                    lease,
+                    sent,
+                    slot: None,
+                }
             }),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot look for the task the completion may have claimed; the reaper will return it");
@@ -338,7 +344,11 @@ impl Worker {
 /// The task a completion claimed, with when it was sent.
 fn claimed(outcome: ClaimOutcome, sent: Instant) -> Option<Claimed> {
     match outcome {
-        ClaimOutcome::Claimed(lease) => Some(Claimed { lease, sent }),
+        ClaimOutcome::Claimed(lease) => Some(Claimed {
+            lease,
+            sent,
+            slot: None,
+        }),
         ClaimOutcome::Empty { .. } => None,
     }
 }

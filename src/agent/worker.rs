@@ -1,5 +1,6 @@
 //! One run of an agent: take the single-active guard, register, restore what
-//! survives a restart, then step — claim a task and execute it, or wait for a
+//! survives a restart, then step — claim a task (with `--slot-before-claim`,
+//! once a gate slot is granted: `slot_first.rs`) and execute it, or wait for a
 //! store event, a heartbeat change or the cadence — until retired or stopped.
 
 use std::collections::{HashMap, VecDeque};
@@ -22,6 +23,7 @@ use super::control::PauseMode;
 use super::execute::{Claimed, Executed};
 use super::lease::{AgentGuard, HeldLease, StoreOutage};
 use super::record::MEMORY_LEN;
+use super::slot_first::SlotFirst;
 use super::{AgentDeps, AgentError, AgentExit};
 
 /// Longest single wait between steps (a paused agent waits this long at a time).
@@ -218,14 +220,27 @@ impl Worker {
             pick = self.pick() => pick,
             _ = stop.wait_for(Option::is_some) => return Step::Idle(Duration::ZERO),
         };
+        let slot = match self.slot_first() {
+            true => match self.slot_for_claim(scope, outage).await {
+                SlotFirst::Granted(permit) => Some(permit),
+                SlotFirst::NothingReady => None,
+                SlotFirst::Wait(wait) => return Step::Idle(wait),
+            },
+            false => None,
+        };
         let sent = Instant::now();
         let claimed = store
             .claim_preferred(&goal, &name, scope, ttl, pick.as_deref())
             .await;
         match claimed {
+            Ok(ClaimOutcome::Claimed(lease)) if slot.is_none() && self.slot_first() => {
+                outage.recovered(&name);
+                self.give_back_unslotted(&lease).await;
+                Step::Idle(Duration::ZERO)
+            }
             Ok(ClaimOutcome::Claimed(lease)) => {
                 outage.recovered(&name);
-                let mut next = Claimed { lease, sent };
+                let mut next = Claimed { lease, sent, slot };
                 loop {
                     match self.execute(next, events).await {
                         Executed::Next(claimed) => next = claimed,

@@ -116,6 +116,15 @@ pub struct RunArgs {
         default_value = "on"
     )]
     ranking: Switch,
+    /// `on`: an agent waits for an LLM call slot (in the gate's queue at the rank of the best READY task it may take) before claiming, and runs the task's call with it, so no claimed task waits for a slot under its lease; `off`: it claims, then waits for a slot.
+    #[arg(
+        long,
+        env = "PORKI_SLOT_BEFORE_CLAIM",
+        value_enum,
+        ignore_case = true,
+        default_value = "off"
+    )]
+    slot_before_claim: Switch,
     /// Restarts of a crashed agent allowed within --restart-window before it is marked failed.
     #[arg(long, default_value_t = 5)]
     max_restarts: usize,
@@ -289,6 +298,7 @@ impl RunArgs {
             max_review_cycles: self.max_review_cycles,
             replan: self.replan,
             ranking: self.ranking == Switch::On,
+            slot_before_claim: self.slot_before_claim == Switch::On,
             llm_max_concurrency: self.llm.llm_max_concurrency,
             llm_wait: Duration::from_secs(self.llm.llm_concurrency_wait_seconds),
             goal_token_budget: self.goal_token_budget,
@@ -463,6 +473,7 @@ mod tests {
             "PORKI_RETAIN_FINISHED",
             "PORKI_ISOLATION",
             "PORKI_RANKING",
+            "PORKI_SLOT_BEFORE_CLAIM",
         ] {
             assert!(
                 std::env::var_os(var).is_none(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::time::Instant;
 
-use super::{GateError, GateHandle, Urgency};
+use super::{GateError, GateHandle, SlotPermit, Urgency};
 use crate::llm::FailureKind;
 use crate::store::prelude::*;
 use crate::store::{Reservation, StoreError, new_token};
@@ -69,6 +69,22 @@ impl CallError {
     }
 }
 
+/// Where a call's gate slot comes from.
+#[derive(Debug)]
+pub enum Slot {
+    /// Wait for one in the gate's queue, at `Urgency`'s place.
+    Queue(Urgency),
+    /// One the caller already holds (`--slot-before-claim`: taken before the
+    /// task was claimed); it is freed when the call ends.
+    Held(SlotPermit),
+}
+
+impl From<Urgency> for Slot {
+    fn from(urgency: Urgency) -> Self {
+        Slot::Queue(urgency)
+    }
+}
+
 /// Makes LLM calls for one process: through the gate, within the goal's token
 /// budget, adding each call's usage to the goal's totals in the store.
 #[derive(Clone)]
@@ -88,27 +104,41 @@ pub struct LlmCaller {
 }
 
 impl LlmCaller {
-    /// Makes one call for `goal`, waiting for a slot in `urgency`'s place in the
-    /// gate's queue, logging phase, provider, duration and tokens.
+    /// Whether this process's calls take gate slots: a capped gate and a
+    /// provider that calls a model.
+    pub fn takes_slots(&self) -> bool {
+        self.gate.cap > 0 && !self.provider.is_local()
+    }
+
+    /// Waits for a gate slot at `urgency`'s place, counting the wait in the
+    /// metrics, for a call to be made later with [`Slot::Held`].
+    pub async fn slot(&self, urgency: Urgency) -> Result<SlotPermit, GateError> {
+        let waiting = Instant::now();
+        let permit = self.gate.acquire(urgency).await;
+        self.metrics.gate_waited(waiting.elapsed());
+        permit
+    }
+
+    /// Makes one call for `goal` with `slot` (an [`Urgency`]: waiting for a slot
+    /// at its place in the gate's queue), logging phase, provider, duration and
+    /// tokens.
     #[tracing::instrument(name = "llm_call", skip_all, fields(goal = %goal, phase = %request.phase, provider = self.provider.name()))]
     pub async fn call(
         &self,
         goal: &str,
-        urgency: Urgency,
+        slot: impl Into<Slot>,
         request: &crate::llm::LlmRequest,
     ) -> Result<crate::llm::LlmResponse, CallError> {
+        let slot = slot.into();
         let mut reserved = match self.goal_token_budget {
             Some(budget) => Some(self.reserve(goal, request, budget).await?),
             None => None,
         };
         // A local provider calls no model: nothing to cap, no slot to take.
-        let permit = if self.provider.is_local() {
-            None
-        } else {
-            let waiting = Instant::now();
-            let permit = self.gate.acquire(urgency).await;
-            self.metrics.gate_waited(waiting.elapsed());
-            Some(permit?)
+        let permit = match slot {
+            _ if self.provider.is_local() => None,
+            Slot::Held(permit) => Some(permit),
+            Slot::Queue(urgency) => Some(self.slot(urgency).await?),
         };
         let started = Instant::now();
         let result = self.provider.call(request).await;

@@ -27,7 +27,7 @@ mod caller;
 #[cfg(test)]
 mod tests;
 
-pub use caller::{CallError, LlmCaller};
+pub use caller::{CallError, LlmCaller, Slot};
 
 /// Default number of concurrent LLM calls (`PORKI_LLM_MAX_CONCURRENCY`).
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 2;

@@ -244,4 +244,21 @@ pub trait TaskStore: Send + Sync + 'static {
 
     /// Every task of a goal, sorted by id.
     async fn tasks(&self, goal: &str) -> Result<Vec<TaskState>, StoreError>;
+
+    /// The rank (ms, 0 when unranked) of the READY task a claim within `scope`
+    /// would take now, read from the READY indexes' first entries; `None` when
+    /// neither index has one. A hint for queueing at the LLM gate before
+    /// claiming: another agent may claim that task first, and a retry still
+    /// backing off is not counted.
+    async fn best_ready(
+        &self,
+        goal: &str,
+        scope: ClaimScope<'_>,
+    ) -> Result<Option<u64>, StoreError>;
+}
+
+/// The rank in a READY index score, as lib.lua's `ready_score` builds it:
+/// `-(priority * 2^31 + rank)` with `0 <= rank < 2^31`.
+pub(crate) fn rank_of_ready_score(score: i64) -> u64 {
+    (-score).rem_euclid(1 << 31) as u64
 }

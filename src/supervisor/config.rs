@@ -55,6 +55,8 @@ pub struct RunSettings {
     pub replan: bool,
     /// Rank goals planned by this process by the critical path (`--ranking`).
     pub ranking: bool,
+    /// Agents wait for an LLM slot before claiming (`--slot-before-claim`).
+    pub slot_before_claim: bool,
     /// LLM calls in flight across processes (0: no cap).
     pub llm_max_concurrency: u32,
     /// Longest wait for an LLM slot.
@@ -99,6 +101,7 @@ impl Default for RunSettings {
             max_review_cycles: crate::domain::DEFAULT_MAX_REVIEW_CYCLES,
             replan: false,
             ranking: true,
+            slot_before_claim: false,
             llm_max_concurrency: crate::llm_gate::DEFAULT_MAX_CONCURRENCY,
             llm_wait: crate::llm_gate::DEFAULT_WAIT,
             goal_token_budget: None,
@@ -145,6 +148,7 @@ impl RunSettings {
             max_review_cycles: self.max_review_cycles,
             isolation: self.isolation,
             git: self.git.clone(),
+            slot_before_claim: self.slot_before_claim,
             ..AgentSettings::default()
         }
     }

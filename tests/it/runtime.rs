@@ -681,3 +681,129 @@ fn the_spawn_limit_caps_running_agents_and_the_rest_wait() {
         "the waiting agents never got a slot before the goal ended: {owners:?}"
     );
 }
+
+/// Runs 12 tasks (two of them after another) with 4 agents and 1 LLM slot,
+/// `--slot-before-claim` as given; returns the most tasks RUNNING (claimed)
+/// when an execute call started.
+fn most_running_at_a_call(store: StoreKind, slot_before_claim: bool) -> usize {
+    let dag = plan(
+        "slots",
+        nodes(&ids("t", 12)),
+        &[("t00", "t10"), ("t01", "t11")],
+    );
+    let record = Arc::new(Record::default());
+    let mut provider = ScriptedProvider::new(dag, "p1", record.clone());
+    provider.delay = Duration::from_millis(30);
+    provider.count_running = true;
+    let agents: Vec<(&str, &str)> = ["a0", "a1", "a2", "a3"]
+        .iter()
+        .map(|a| (*a, "slots"))
+        .collect();
+    let run = spawn_runtime(
+        store,
+        Arc::new(provider),
+        project(&temp_dir("slot-first"), &agents),
+        move |c| {
+            c.settings.llm_max_concurrency = 1;
+            c.settings.slot_before_claim = slot_before_claim;
+        },
+    );
+    assert_eq!(join_within(run, LIMIT), 0, "the goal completes");
+    let executions = record.executions();
+    assert_eq!(executions.len(), 12, "each task ran once");
+    assert_eq!(record.max_in_flight.load(Ordering::SeqCst), 1);
+    executions
+        .iter()
+        .map(|e| e.running.expect("counted"))
+        .max()
+        .unwrap()
+}
+
+#[test]
+fn with_slot_before_claim_no_claimed_task_waits_for_a_slot() {
+    let store = StoreKind::Memory(Arc::new(MemoryStore::new()));
+    assert_eq!(
+        most_running_at_a_call(store, true),
+        1,
+        "each call's task is the only one claimed: the others wait for the slot unclaimed"
+    );
+}
+
+#[test]
+fn with_slot_before_claim_no_claimed_task_waits_for_a_slot_on_redis() {
+    let server = RedisServer::start();
+    assert_eq!(
+        most_running_at_a_call(StoreKind::Redis(server.url()), true),
+        1
+    );
+}
+
+#[test]
+fn without_slot_before_claim_claimed_tasks_wait_for_the_slot() {
+    // Today's order: claim, then wait for a slot under the lease.
+    let store = StoreKind::Memory(Arc::new(MemoryStore::new()));
+    assert!(most_running_at_a_call(store, false) > 1);
+}
+
+#[test]
+fn with_slot_before_claim_a_retry_that_comes_due_is_claimed_only_with_a_slot() {
+    // `long` (role y) holds the only slot for 3 s; `flaky` (role x) fails once
+    // and comes due 1 s later, when nothing is READY for its agent: a claim
+    // then takes it without a slot, and it must go back to queue for one rather
+    // than wait out `long` under its lease.
+    let with_role = |id: &str, role: &str| porki::domain::Node {
+        role: Some(role.into()),
+        ..crate::support::node(id, 0)
+    };
+    // Ranked well above `long`, so its agent is first in the gate's queue.
+    let flaky = porki::domain::Node {
+        estimate: Some(10.0),
+        ..with_role("flaky", "x")
+    };
+    let dag = plan("retry", vec![flaky, with_role("long", "y")], &[]);
+    let record = Arc::new(Record::default());
+    let mut provider = ScriptedProvider::new(dag, "p1", record.clone());
+    provider.delay = Duration::from_millis(50);
+    provider
+        .delays
+        .insert("long".into(), Duration::from_secs(3));
+    provider.count_running = true;
+    provider.behaviour = Box::new(|task, before| match (task, before) {
+        ("flaky", 0) => {
+            Behaviour::Answer(serde_json::json!({"status": "failed", "notes": "flaky"}))
+        }
+        _ => Behaviour::Succeed,
+    });
+    let dir = temp_dir("slot-first-retry");
+    std::fs::write(
+        dir.join("INSTRUCTIONS.md"),
+        "# Test\n\n## Goals\n### retry\n- Review: none\n- Approve: none\n\n## Agents\n\
+         ### ax\n- Goal: retry\n- Role: x\n- Cadence: 2s\n\n\
+         ### ay\n- Goal: retry\n- Role: y\n- Cadence: 2s\n",
+    )
+    .unwrap();
+    let project = porki::project::Project::load(&dir.join("INSTRUCTIONS.md")).unwrap();
+    let run = spawn_runtime(
+        StoreKind::Memory(Arc::new(MemoryStore::new())),
+        Arc::new(provider),
+        project,
+        |c| {
+            c.settings.llm_max_concurrency = 1;
+            c.settings.slot_before_claim = true;
+        },
+    );
+    assert_eq!(join_within(run, LIMIT), 0, "the goal completes");
+    let executions = record.executions();
+    let order: Vec<&str> = executions.iter().map(|e| e.task.as_str()).collect();
+    assert_eq!(order, ["flaky", "long", "flaky"]);
+    let retry = &executions[2];
+    assert!(
+        retry.started >= executions[1].ended.unwrap(),
+        "the retry's call waited for the slot"
+    );
+    let waited = retry.lease_waited.expect("measured");
+    assert!(
+        waited < Duration::from_secs(1),
+        "the retry waited {waited:?} for the slot under its lease"
+    );
+}

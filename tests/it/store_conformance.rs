@@ -136,6 +136,9 @@ mod rank;
 // The LLM gate: its cap and its wait queue.
 mod gate;
 
+// The rank of the best READY task, read before claiming (`--slot-before-claim`).
+mod best_ready;
+
 pub(crate) const LONG: Duration = Duration::from_secs(60);
 pub(crate) const SHORT: Duration = Duration::from_millis(150);
 

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::{GoalData, MemoryStore, NewTask, now_ms, ready_slot};
 use crate::domain::merge::capped_diffstat;
 use crate::domain::{TaskKind, TaskState, TaskStatus, recovery_id};
+use crate::store::tasks::rank_of_ready_score;
 use crate::store::{
     ClaimOutcome, ClaimScope, CompleteOutcome, EventKind, FailOutcome, GoalBackoff, GoalState,
     Lease, ReapOutcome, Recovery, StoreError, TaskResult, TaskStore, new_token,
@@ -456,6 +457,25 @@ impl TaskStore for MemoryStore {
             .get(goal)
             .and_then(|g| g.tasks.get(task))
             .map(|t| t.state.clone()))
+    }
+
+    async fn best_ready(
+        &self,
+        goal: &str,
+        scope: ClaimScope<'_>,
+    ) -> Result<Option<u64>, StoreError> {
+        let state = self.lock();
+        let Some(data) = state.goals.get(goal) else {
+            return Ok(None);
+        };
+        let roleless = Some("").filter(|_| scope.roleless);
+        let role = scope.role.filter(|r| !r.is_empty());
+        Ok([roleless, role]
+            .into_iter()
+            .flatten()
+            .filter_map(|index| data.ready.get(index)?.first().map(|(score, _)| *score))
+            .min()
+            .map(rank_of_ready_score))
     }
 
     async fn tasks(&self, goal: &str) -> Result<Vec<TaskState>, StoreError> {

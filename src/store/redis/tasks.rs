@@ -12,6 +12,7 @@ use super::{RedisStore, artifacts_json, flag, is_lost, millis, parse_status, une
 use crate::domain::merge::capped_diffstat;
 use crate::domain::rank::EstimateSource;
 use crate::domain::{TaskKind, TaskState, recovery_id};
+use crate::store::tasks::rank_of_ready_score;
 use crate::store::{
     ClaimOutcome, ClaimScope, CompleteOutcome, FailOutcome, GoalState, Lease, ReapOutcome,
     Recovery, StoreError, TaskResult, TaskStore, keys, new_token,
@@ -490,6 +491,27 @@ impl TaskStore for RedisStore {
             return Ok(None);
         }
         task_from_fields(goal, task, &fields).map(Some)
+    }
+
+    async fn best_ready(
+        &self,
+        goal: &str,
+        scope: ClaimScope<'_>,
+    ) -> Result<Option<u64>, StoreError> {
+        let roleless = scope.roleless.then(|| keys::ready(goal, None));
+        let role = scope
+            .role
+            .filter(|r| !r.is_empty())
+            .map(|r| keys::ready(goal, Some(r)));
+        let mut best: Option<i64> = None;
+        // Two reads, not a script: a hint may be stale by the time it is used anyway.
+        for key in [roleless, role].into_iter().flatten() {
+            let first: Vec<(String, f64)> = self.conn.clone().zrange_withscores(key, 0, 0).await?;
+            if let Some((_, score)) = first.first() {
+                best = Some(best.map_or(*score as i64, |b| b.min(*score as i64)));
+            }
+        }
+        Ok(best.map(rank_of_ready_score))
     }
 
     async fn tasks(&self, goal: &str) -> Result<Vec<TaskState>, StoreError> {

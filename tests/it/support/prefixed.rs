@@ -277,6 +277,17 @@ impl TaskStore for Prefixed {
             .map(|ts| ts.into_iter().map(|t| self.task_out(t)).collect())
             .map_err(|e| self.err(e))
     }
+
+    async fn best_ready(
+        &self,
+        goal: &str,
+        scope: ClaimScope<'_>,
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner
+            .best_ready(&self.real(goal), scope)
+            .await
+            .map_err(|e| self.err(e))
+    }
 }
 
 #[async_trait]

@@ -53,6 +53,12 @@ pub struct Execution {
     pub unfinished_deps: Vec<String>,
     /// The execute prompt it was given.
     pub prompt: String,
+    /// How many tasks of its goal were RUNNING (claimed) when it started, with
+    /// `ScriptedProvider::count_running`.
+    pub running: Option<usize>,
+    /// From its task's claim (`started_ms`) to its start, with
+    /// `ScriptedProvider::count_running`.
+    pub lease_waited: Option<Duration>,
 }
 
 /// Shared record of what every provider (of every process in the test) did.
@@ -94,6 +100,11 @@ pub struct ScriptedProvider {
     pub behaviour: Box<ChooseBehaviour>,
     /// How long a summarize call takes.
     pub summarize_delay: Duration,
+    /// Count the goal's RUNNING tasks, and the wait since the claim, as each
+    /// execution starts.
+    pub count_running: bool,
+    /// Tasks answered after their own delay rather than `delay`.
+    pub delays: HashMap<String, Duration>,
 }
 
 impl ScriptedProvider {
@@ -107,6 +118,8 @@ impl ScriptedProvider {
             pick: None,
             behaviour: Box::new(|_, _| Behaviour::Succeed),
             summarize_delay: Duration::ZERO,
+            count_running: false,
+            delays: HashMap::new(),
         }
     }
 }
@@ -153,6 +166,29 @@ impl LlmProvider for ScriptedProvider {
                 unfinished_deps.push(edge.source.clone());
             }
         }
+        let (running, lease_waited) = match self.count_running {
+            true => {
+                let tasks = store.tasks(&goal).await.unwrap();
+                let claimed = tasks
+                    .iter()
+                    .find(|t| t.id == task)
+                    .and_then(|t| t.started_ms);
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as u64;
+                (
+                    Some(
+                        tasks
+                            .iter()
+                            .filter(|t| t.status == TaskStatus::Running)
+                            .count(),
+                    ),
+                    claimed.map(|c| Duration::from_millis(now_ms.saturating_sub(c))),
+                )
+            }
+            false => (None, None),
+        };
         let index = {
             let mut executions = self.record.executions.lock().unwrap();
             let before = executions.iter().filter(|e| e.task == task).count();
@@ -164,6 +200,8 @@ impl LlmProvider for ScriptedProvider {
                 ended: None,
                 unfinished_deps,
                 prompt: request.prompt.clone(),
+                running,
+                lease_waited,
             });
             (executions.len() - 1, before)
         };
@@ -175,14 +213,15 @@ impl LlmProvider for ScriptedProvider {
             index: index.0,
         };
         let behaviour = (self.behaviour)(&task, index.1);
+        let delay = self.delays.get(&task).copied().unwrap_or(self.delay);
         let mut answer = None;
         let outcome = match behaviour {
             Behaviour::Succeed => {
-                tokio::time::sleep(self.delay).await;
+                tokio::time::sleep(delay).await;
                 Ok(())
             }
             Behaviour::Answer(value) => {
-                tokio::time::sleep(self.delay).await;
+                tokio::time::sleep(delay).await;
                 answer = Some(value.to_string());
                 Ok(())
             }
