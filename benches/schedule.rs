@@ -19,10 +19,12 @@
 //! and never worse than without ranking.
 //!
 //! Each scheduler in [`SCHEDULERS`] gets its own runs and column: `off`
-//! (`--ranking off`: highest priority, then smallest id), `on` (ranking by the
-//! critical path, every task one typical task until some finished), `on+est`
-//! (the same, the plan giving rough estimates) and `on+est, slot first` (the
-//! same, agents waiting for an LLM slot before claiming: `--slot-before-claim`).
+//! (`--ranking off`: highest priority, then smallest id; agents claim, then
+//! wait for a slot, as before issue 21), `on+est, claim first` (ranking by the
+//! critical path with the plan's rough estimates, claiming before the slot:
+//! `--slot-before-claim off`), and today's defaults: `on` (ranking, every task
+//! one typical task until some finished, the slot taken before the claim) and
+//! `on+est` (the same, the plan giving rough estimates).
 //! `lease wait` is how long a claimed task waited, on average, from its claim
 //! to its call starting in the provider (mostly for a slot, under its lease).
 //!
@@ -58,21 +60,21 @@ struct Scheduler {
 const SCHEDULERS: &[Scheduler] = &[
     Scheduler {
         name: "off",
-        flags: &["--ranking", "off"],
+        flags: &["--ranking", "off", "--slot-before-claim", "off"],
         estimates: false,
     },
     Scheduler {
+        name: "on+est, claim first",
+        flags: &["--ranking", "on", "--slot-before-claim", "off"],
+        estimates: true,
+    },
+    Scheduler {
         name: "on",
-        flags: &["--ranking", "on"],
+        flags: &["--ranking", "on", "--slot-before-claim", "on"],
         estimates: false,
     },
     Scheduler {
         name: "on+est",
-        flags: &["--ranking", "on"],
-        estimates: true,
-    },
-    Scheduler {
-        name: "on+est, slot first",
         flags: &["--ranking", "on", "--slot-before-claim", "on"],
         estimates: true,
     },

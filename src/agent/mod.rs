@@ -100,7 +100,7 @@ impl Default for AgentSettings {
             max_review_cycles: crate::domain::DEFAULT_MAX_REVIEW_CYCLES,
             isolation: Isolation::Shared,
             git: None,
-            slot_before_claim: false,
+            slot_before_claim: true,
         }
     }
 }

@@ -122,7 +122,7 @@ pub struct RunArgs {
         env = "PORKI_SLOT_BEFORE_CLAIM",
         value_enum,
         ignore_case = true,
-        default_value = "off"
+        default_value = "on"
     )]
     slot_before_claim: Switch,
     /// Restarts of a crashed agent allowed within --restart-window before it is marked failed.

@@ -101,7 +101,7 @@ impl Default for RunSettings {
             max_review_cycles: crate::domain::DEFAULT_MAX_REVIEW_CYCLES,
             replan: false,
             ranking: true,
-            slot_before_claim: false,
+            slot_before_claim: true,
             llm_max_concurrency: crate::llm_gate::DEFAULT_MAX_CONCURRENCY,
             llm_wait: crate::llm_gate::DEFAULT_WAIT,
             goal_token_budget: None,
