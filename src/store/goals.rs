@@ -2,7 +2,8 @@
 //! what changed in them.
 //!
 //! What is about the goal and not about its plan outlives a replaced plan: the
-//! LLM spending (`tokens`, `cost_usd`, the token reservations of calls in flight),
+//! LLM spending (`tokens`, `cost_usd`, the reservations of calls in flight, and
+//! under a money budget `priced_calls`, `priced_usd`, `cost_unknown`),
 //! a rate or usage limit's wait (`backoff_until`, `backoff_reason`) and the goal
 //! branch (`branch`, `repository`).
 //! Everything else in `goal:{G}` describes the plan (its fingerprint and source,
@@ -191,6 +192,70 @@ pub enum Reservation {
     },
 }
 
+/// What a goal's calls under a money budget told of their cost
+/// ([`GoalStore::goal_spending`]); kept apart from [`GoalStatus`], whose
+/// literal the dashboard's tests spell out.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GoalSpending {
+    /// Calls whose provider reported no cost: not in `cost_usd`, so that is a
+    /// floor, never a silent zero.
+    pub cost_unknown: u64,
+    /// Calls whose provider reported their cost.
+    pub priced_calls: u64,
+    /// What those calls cost, in USD (their mean is the next call's reservation).
+    pub priced_usd: f64,
+}
+
+/// What one LLM call asks of its goal's budgets ([`GoalStore::reserve_budget`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetAsk {
+    /// The call's estimated tokens.
+    pub tokens: u64,
+    /// Tokens the goal may spend; `None`: no limit.
+    pub token_budget: Option<u64>,
+    /// USD the goal may spend; `None`: no limit.
+    pub usd_budget: Option<f64>,
+    /// What a call is reserved in USD before any call of the goal reported its
+    /// cost (after that: the mean of those that did).
+    pub usd_default: f64,
+    /// How long the reservation lives unless settled.
+    pub ttl: Duration,
+}
+
+/// What reserving a call's share of a goal's budgets found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Admission {
+    /// Reserved: the call may go ahead, and must be settled.
+    Reserved,
+    /// Refused by the token budget: tokens spent and reserved reach it.
+    Tokens {
+        /// Tokens spent.
+        spent: u64,
+        /// Tokens reserved by calls in flight.
+        reserved: u64,
+    },
+    /// Refused by the money budget: spent, reserved and this call's estimate pass it.
+    Money {
+        /// USD spent.
+        spent: f64,
+        /// USD reserved by calls in flight.
+        reserved: f64,
+        /// What this call would have reserved.
+        estimate: f64,
+    },
+}
+
+/// What a settled call cost, as far as porki knows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CallCost {
+    /// No money budget: added to `cost_usd` only (0 if unknown).
+    Untracked(f64),
+    /// Under a money budget, the provider reported this.
+    Priced(f64),
+    /// Under a money budget, the provider reported nothing: counted in `cost_unknown`.
+    Unknown,
+}
+
 /// Goals as a whole: what the planner writes and `porki status` reads. Every
 /// method is atomic with respect to every other caller.
 #[async_trait]
@@ -233,7 +298,31 @@ pub trait GoalStore: Send + Sync + 'static {
         estimate: u64,
         budget: u64,
         ttl: Duration,
-    ) -> Result<Reservation, StoreError>;
+    ) -> Result<Reservation, StoreError> {
+        let ask = BudgetAsk {
+            tokens: estimate,
+            token_budget: Some(budget),
+            usd_budget: None,
+            usd_default: 0.0,
+            ttl,
+        };
+        Ok(match self.reserve_budget(goal, reservation, &ask).await? {
+            Admission::Tokens { spent, reserved } => Reservation::Spent { spent, reserved },
+            Admission::Reserved | Admission::Money { .. } => Reservation::Reserved,
+        })
+    }
+
+    /// Reserves a call's share of the goal's token and money budgets in one
+    /// atomic step on `goal:{G}` (see [`GoalStore::reserve_tokens`] for tokens).
+    /// Money is admitted while what is spent, reserved by calls in flight and this
+    /// call's estimate stay within the budget, so concurrent calls pass it only
+    /// by what their real costs exceed their estimates.
+    async fn reserve_budget(
+        &self,
+        goal: &str,
+        reservation: &str,
+        ask: &BudgetAsk,
+    ) -> Result<Admission, StoreError>;
 
     /// Settles a call: drops its reservation (`""`: it had none) and adds its
     /// actual tokens and cost to the goal's totals in one atomic step; returns
@@ -244,7 +333,25 @@ pub trait GoalStore: Send + Sync + 'static {
         reservation: &str,
         tokens: u64,
         cost_usd: f64,
+    ) -> Result<u64, StoreError> {
+        self.settle_budget(goal, reservation, tokens, CallCost::Untracked(cost_usd))
+            .await
+    }
+
+    /// [`GoalStore::settle_tokens`] with what porki knows of the cost: under a
+    /// money budget a priced call also counts towards the mean a call reserves,
+    /// and one without a price is counted in `cost_unknown`.
+    async fn settle_budget(
+        &self,
+        goal: &str,
+        reservation: &str,
+        tokens: u64,
+        cost: CallCost,
     ) -> Result<u64, StoreError>;
+
+    /// What the goal's calls under a money budget told of their cost (all zero
+    /// if none was made).
+    async fn goal_spending(&self, goal: &str) -> Result<GoalSpending, StoreError>;
 
     /// Marks a goal that could not be planned as failed with `reason` (no-op if it has a plan).
     async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError>;

@@ -52,8 +52,8 @@ pub use self::events::{EVENT_CHANNEL_CAPACITY, EventKind, StoreEvent};
 pub use self::gate::{GateStore, SlotAsk};
 pub use self::gc::{GcStore, Sweep};
 pub use self::goals::{
-    DEFAULT_MAX_ATTEMPTS, GoalBackoff, GoalState, GoalStatus, GoalStore, PlanError, Reservation,
-    WriteDagOptions, WriteDagOutcome, write_plan,
+    Admission, BudgetAsk, CallCost, DEFAULT_MAX_ATTEMPTS, GoalBackoff, GoalSpending, GoalState,
+    GoalStatus, GoalStore, PlanError, Reservation, WriteDagOptions, WriteDagOutcome, write_plan,
 };
 pub use self::memory::MemoryStore;
 pub use self::merge::{ConflictOutcome, GoalBranch, MergeLock, MergeLockOutcome, MergeStore};

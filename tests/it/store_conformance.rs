@@ -127,6 +127,9 @@ conformance!(
 // the same backends and macro.
 mod upkeep;
 
+// The goal money budget: reserved, settled, unknown costs counted.
+mod money;
+
 // Worktree isolation: the merged commit, the goal branch, the merge lock.
 mod merge;
 

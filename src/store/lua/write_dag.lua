@@ -32,7 +32,8 @@ if existing then
   local fields = redis.call('HGETALL', GOAL)
   for i = 1, #fields, 2 do
     local name = fields[i]
-    if name == 'tokens' or name == 'cost_usd' or name == 'backoff_until'
+    if name == 'tokens' or name == 'cost_usd' or name == 'priced_calls'
+      or name == 'priced_usd' or name == 'cost_unknown' or name == 'backoff_until'
       or name == 'backoff_reason' or name == 'branch' or name == 'repository'
       or string.sub(name, 1, 9) == 'reserved:' then
       kept[#kept + 1] = name

@@ -27,7 +27,7 @@ fn draft_age(state: &State, goal: &str, retain: Duration, now: u64) -> Option<Du
     let in_flight = state
         .reservations
         .get(goal)
-        .is_some_and(|held| held.values().any(|(_, expires)| *expires > instant));
+        .is_some_and(|held| held.values().any(|(_, _, expires)| *expires > instant));
     let age = now.checked_sub(*state.draft_used.get(goal)?)?;
     (!in_flight && age >= retain.as_millis() as u64).then(|| Duration::from_millis(age))
 }
@@ -84,6 +84,7 @@ impl GcStore for MemoryStore {
             state.goals.remove(goal);
             state.unplanned.remove(goal);
             state.reservations.remove(goal);
+            state.money.remove(goal);
             state.draft_used.remove(goal);
         }
         Ok(removed)

@@ -1,7 +1,6 @@
 //! [`GoalStore`] in memory: plans, goal summaries, usage, and the event channel.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
@@ -11,8 +10,8 @@ use super::{GoalData, MemoryStore, State, TaskEntry, now_ms};
 use crate::domain::rank::{StoredRank, plan_ranks};
 use crate::domain::{Assignment, Dag, Edge, TaskState, TaskStatus, ValidatedDag};
 use crate::store::{
-    EventKind, GoalState, GoalStatus, GoalStore, Reservation, StoreError, StoreEvent,
-    WriteDagOptions, WriteDagOutcome,
+    Admission, BudgetAsk, CallCost, EventKind, GoalSpending, GoalState, GoalStatus, GoalStore,
+    StoreError, StoreEvent, WriteDagOptions, WriteDagOutcome,
 };
 
 /// A goal that has no plan (yet): draft, nothing counted.
@@ -228,34 +227,56 @@ impl GoalStore for MemoryStore {
         Ok(written)
     }
 
-    async fn reserve_tokens(
+    async fn reserve_budget(
         &self,
         goal: &str,
         reservation: &str,
-        estimate: u64,
-        budget: u64,
-        ttl: Duration,
-    ) -> Result<Reservation, StoreError> {
+        ask: &BudgetAsk,
+    ) -> Result<Admission, StoreError> {
         let mut state = self.lock();
-        let spent = state.spending(goal).map_or(0, |s| s.tokens);
+        let (spent, usd_spent) = state
+            .spending(goal)
+            .map_or((0, 0.0), |s| (s.tokens, s.cost_usd));
+        let usd = state
+            .money
+            .get(goal)
+            .filter(|m| m.priced_calls > 0)
+            .map(|m| m.priced_usd / m.priced_calls as f64);
         let now = Instant::now();
         let held = state.reservations.entry(goal.to_string()).or_default();
-        held.retain(|_, (_, expires)| *expires > now);
-        let reserved: u64 = held.values().map(|(tokens, _)| tokens).sum();
-        if spent + reserved >= budget {
-            return Ok(Reservation::Spent { spent, reserved });
+        held.retain(|_, (_, _, expires)| *expires > now);
+        let reserved: u64 = held.values().map(|(tokens, _, _)| tokens).sum();
+        let usd_reserved: f64 = held.values().map(|(_, usd, _)| usd).sum();
+        // As budget_reserve.lua: the mean of priced calls, else the default (the
+        // budget if smaller); a nanodollar of float rounding is forgiven.
+        let usd = match ask.usd_budget {
+            None => 0.0,
+            Some(budget) => usd.unwrap_or(ask.usd_default.min(budget)),
+        };
+        if ask.token_budget.is_some_and(|b| spent + reserved >= b) {
+            return Ok(Admission::Tokens { spent, reserved });
         }
-        held.insert(reservation.to_string(), (estimate, now + ttl));
+        if ask
+            .usd_budget
+            .is_some_and(|b| usd_spent + usd_reserved + usd > b + 1e-9)
+        {
+            return Ok(Admission::Money {
+                spent: usd_spent,
+                reserved: usd_reserved,
+                estimate: usd,
+            });
+        }
+        held.insert(reservation.to_string(), (ask.tokens, usd, now + ask.ttl));
         state.used(goal);
-        Ok(Reservation::Reserved)
+        Ok(Admission::Reserved)
     }
 
-    async fn settle_tokens(
+    async fn settle_budget(
         &self,
         goal: &str,
         reservation: &str,
         tokens: u64,
-        cost_usd: f64,
+        cost: CallCost,
     ) -> Result<u64, StoreError> {
         let mut state = self.lock();
         if let Some(held) = state.reservations.get_mut(goal) {
@@ -264,7 +285,17 @@ impl GoalStore for MemoryStore {
                 state.reservations.remove(goal);
             }
         }
-        if tokens == 0 && cost_usd <= 0.0 {
+        let (cost_usd, tracked) = match cost {
+            CallCost::Untracked(usd) => (usd, false),
+            CallCost::Priced(usd) => (usd, true),
+            CallCost::Unknown => (0.0, true),
+        };
+        let cost_usd = if cost_usd.is_finite() {
+            cost_usd.max(0.0)
+        } else {
+            0.0
+        };
+        if tokens == 0 && cost_usd <= 0.0 && !tracked {
             return Ok(state.spending(goal).map_or(0, |s| s.tokens));
         }
         state.used(goal);
@@ -273,8 +304,28 @@ impl GoalStore for MemoryStore {
             None => state.unplanned_mut(goal),
         };
         status.tokens += tokens;
-        status.cost_usd += cost_usd.max(0.0);
-        Ok(status.tokens)
+        status.cost_usd += cost_usd;
+        let total = status.tokens;
+        match cost {
+            CallCost::Untracked(_) => {}
+            CallCost::Priced(_) => {
+                let money = state.money.entry(goal.to_string()).or_default();
+                money.priced_calls += 1;
+                money.priced_usd += cost_usd;
+            }
+            CallCost::Unknown => {
+                state
+                    .money
+                    .entry(goal.to_string())
+                    .or_default()
+                    .cost_unknown += 1
+            }
+        }
+        Ok(total)
+    }
+
+    async fn goal_spending(&self, goal: &str) -> Result<GoalSpending, StoreError> {
+        Ok(self.lock().money.get(goal).copied().unwrap_or_default())
     }
 
     async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError> {

@@ -58,8 +58,11 @@ struct State {
     agent_errors: HashMap<String, VecDeque<String>>,
     /// LLM call slots and the callers waiting for one.
     gate: gate::Gate,
-    /// Token reservations of LLM calls in flight, by goal: id → (tokens, expiry).
-    reservations: HashMap<String, HashMap<String, (u64, Instant)>>,
+    /// Budget reservations of LLM calls in flight, by goal: id → (tokens, USD, expiry).
+    reservations: HashMap<String, HashMap<String, (u64, f64, Instant)>>,
+    /// What calls under a money budget told of their cost, by goal (outlives
+    /// replans, as the goal hash's fields on Redis).
+    money: HashMap<String, crate::store::GoalSpending>,
     /// When each agent's registration was last written (ms since the epoch).
     agent_changed: HashMap<String, u64>,
     /// When a sweep first found a `running` agent without a heartbeat.

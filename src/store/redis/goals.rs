@@ -1,11 +1,10 @@
 //! [`GoalStore`] on Redis: `write_dag.lua`, `plan_failed.lua` and the read-only
-//! `goal_status.lua`; the token budget's `budget_reserve.lua` and
+//! `goal_status.lua`; the token and money budgets' `budget_reserve.lua` and
 //! `budget_settle.lua` (one key each, `goal:{G}`); the goal list is the `goals`
 //! set (planned goals, goals that failed to plan, and drafts: goals that only
 //! spent tokens), the plan `dag:{G}:*`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
@@ -16,8 +15,8 @@ use super::{RedisStore, unexpected};
 use crate::domain::rank::{StoredRank, plan_ranks};
 use crate::domain::{Assignment, Dag, Edge, Node, TaskStatus, ValidatedDag};
 use crate::store::{
-    GoalBackoff, GoalBranch, GoalState, GoalStatus, GoalStore, Reservation, StoreError, StoreEvent,
-    WriteDagOptions, WriteDagOutcome, keys,
+    Admission, BudgetAsk, CallCost, GoalBackoff, GoalBranch, GoalSpending, GoalState, GoalStatus,
+    GoalStore, StoreError, StoreEvent, WriteDagOptions, WriteDagOutcome, keys,
 };
 
 /// The plan as `write_dag.lua` takes it: per node its JSON, the fields the task
@@ -232,50 +231,87 @@ impl GoalStore for RedisStore {
         }
     }
 
-    async fn reserve_tokens(
+    async fn reserve_budget(
         &self,
         goal: &str,
         reservation: &str,
-        estimate: u64,
-        budget: u64,
-        ttl: Duration,
-    ) -> Result<Reservation, StoreError> {
-        let (admitted, spent, reserved, draft): (i64, u64, u64, i64) = self
+        ask: &BudgetAsk,
+    ) -> Result<Admission, StoreError> {
+        let (status, spent, reserved, draft, usd_spent, usd_reserved, usd): (
+            i64,
+            u64,
+            u64,
+            i64,
+            f64,
+            f64,
+            f64,
+        ) = self
             .scripts
             .budget_reserve
             .key(keys::goal(goal))
             .arg(reservation)
-            .arg(estimate)
-            .arg(budget)
-            .arg(super::millis(ttl))
+            .arg(ask.tokens)
+            .arg(ask.token_budget.map(|b| b.to_string()).unwrap_or_default())
+            .arg(super::millis(ask.ttl))
+            .arg(ask.usd_budget.map(|b| b.to_string()).unwrap_or_default())
+            .arg(ask.usd_default.to_string())
             .invoke_async(&mut self.conn.clone())
             .await?;
         self.list_draft(goal, draft).await?;
-        Ok(if admitted == 1 {
-            Reservation::Reserved
-        } else {
-            Reservation::Spent { spent, reserved }
+        Ok(match status {
+            1 => Admission::Reserved,
+            0 => Admission::Tokens { spent, reserved },
+            _ => Admission::Money {
+                spent: usd_spent,
+                reserved: usd_reserved,
+                estimate: usd,
+            },
         })
     }
 
-    async fn settle_tokens(
+    async fn settle_budget(
         &self,
         goal: &str,
         reservation: &str,
         tokens: u64,
-        cost_usd: f64,
+        cost: CallCost,
     ) -> Result<u64, StoreError> {
+        let (cost_usd, mode) = match cost {
+            CallCost::Untracked(usd) => (usd, ""),
+            CallCost::Priced(usd) => (usd, "priced"),
+            CallCost::Unknown => (0.0, "unknown"),
+        };
+        let cost_usd = if cost_usd.is_finite() {
+            cost_usd.max(0.0)
+        } else {
+            0.0
+        };
         let (total, draft): (u64, i64) = self
             .scripts
             .budget_settle
             .key(keys::goal(goal))
             .arg(reservation)
             .arg(tokens)
-            .arg(cost_usd.max(0.0).to_string())
+            .arg(cost_usd.to_string())
+            .arg(mode)
             .invoke_async(&mut self.conn.clone())
             .await?;
         self.list_draft(goal, draft).await?;
         Ok(total)
+    }
+
+    async fn goal_spending(&self, goal: &str) -> Result<GoalSpending, StoreError> {
+        // One key, read only: no script needed.
+        let (unknown, calls, usd): (Option<u64>, Option<u64>, Option<f64>) = redis::cmd("HMGET")
+            .arg(keys::goal(goal))
+            .arg(&["cost_unknown", "priced_calls", "priced_usd"])
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(GoalSpending {
+            cost_unknown: unknown.unwrap_or(0),
+            priced_calls: calls.unwrap_or(0),
+            priced_usd: usd.unwrap_or(0.0),
+        })
     }
 
     async fn fail_unplanned_goal(&self, goal: &str, reason: &str) -> Result<(), StoreError> {

@@ -14,10 +14,11 @@ use async_trait::async_trait;
 use porki::domain::{Dag, MergeConflict, TaskState, TaskStatus, TeamLimits, ValidatedDag};
 use porki::store::prelude::*;
 use porki::store::{
-    AgentDetails, AgentField, AgentRecord, ClaimOutcome, ClaimScope, CompleteOutcome,
-    ConflictOutcome, FailOutcome, GoalBranch, GoalStatus, Lease, MergeLock, MergeLockOutcome,
-    ReapOutcome, Recovery, Rejected, Reservation, ReviewOutcome, ReviewVerdict, SlotAsk,
-    StoreError, StoreEvent, Sweep, TaskResult, WriteDagOptions, WriteDagOutcome,
+    Admission, AgentDetails, AgentField, AgentRecord, BudgetAsk, CallCost, ClaimOutcome,
+    ClaimScope, CompleteOutcome, ConflictOutcome, FailOutcome, GoalBranch, GoalSpending,
+    GoalStatus, Lease, MergeLock, MergeLockOutcome, ReapOutcome, Recovery, Rejected, ReviewOutcome,
+    ReviewVerdict, SlotAsk, StoreError, StoreEvent, Sweep, TaskResult, WriteDagOptions,
+    WriteDagOutcome,
 };
 use tokio::sync::broadcast;
 
@@ -384,29 +385,34 @@ impl GoalStore for Prefixed {
             .map_err(|e| self.err(e))
     }
 
-    async fn reserve_tokens(
+    async fn reserve_budget(
         &self,
         goal: &str,
         reservation: &str,
-        estimate: u64,
-        budget: u64,
-        ttl: Duration,
-    ) -> Result<Reservation, StoreError> {
+        ask: &BudgetAsk,
+    ) -> Result<Admission, StoreError> {
         self.inner
-            .reserve_tokens(&self.real(goal), reservation, estimate, budget, ttl)
+            .reserve_budget(&self.real(goal), reservation, ask)
             .await
             .map_err(|e| self.err(e))
     }
 
-    async fn settle_tokens(
+    async fn settle_budget(
         &self,
         goal: &str,
         reservation: &str,
         tokens: u64,
-        cost_usd: f64,
+        cost: CallCost,
     ) -> Result<u64, StoreError> {
         self.inner
-            .settle_tokens(&self.real(goal), reservation, tokens, cost_usd)
+            .settle_budget(&self.real(goal), reservation, tokens, cost)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn goal_spending(&self, goal: &str) -> Result<GoalSpending, StoreError> {
+        self.inner
+            .goal_spending(&self.real(goal))
             .await
             .map_err(|e| self.err(e))
     }
