@@ -370,6 +370,7 @@ mod tests {
             provider: provider.clone(),
             store: store.clone(),
             goal_token_budget: None,
+            goal_budget_usd: None,
             metrics: Default::default(),
             usage: crate::usage::UsageTally::start(store.clone()),
         };

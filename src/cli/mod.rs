@@ -134,6 +134,10 @@ pub struct RunArgs {
     /// Tokens a goal may spend on LLM calls; once spent, its next call fails closed.
     #[arg(long, value_name = "TOKENS")]
     goal_token_budget: Option<u64>,
+    /// USD a goal may spend on LLM calls (as the providers report it); a call is
+    /// made only while what is spent, reserved and its own estimate fit.
+    #[arg(long, env = "PORKI_GOAL_BUDGET_USD", value_name = "AMOUNT", value_parser = parse_usd)]
+    goal_budget_usd: Option<f64>,
     // The retention of the cleanup run at start and once an hour (of what other
     // processes left: this process's own goals and agents are kept).
     #[command(flatten)]
@@ -273,6 +277,17 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     porki::instructions::parse_cadence(text)
 }
 
+/// A positive, finite amount of US dollars (`2.50`, `$2.50`).
+fn parse_usd(text: &str) -> Result<f64, String> {
+    let trimmed = text.trim();
+    match trimmed.strip_prefix('$').unwrap_or(trimmed).parse::<f64>() {
+        Ok(usd) if usd.is_finite() && usd > 0.0 => Ok(usd),
+        _ => Err(format!(
+            "`{text}` is not an amount of US dollars: give a positive number such as 2.50"
+        )),
+    }
+}
+
 /// Bad input on the command line or in a file: exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -302,6 +317,7 @@ impl RunArgs {
             llm_max_concurrency: self.llm.llm_max_concurrency,
             llm_wait: Duration::from_secs(self.llm.llm_concurrency_wait_seconds),
             goal_token_budget: self.goal_token_budget,
+            goal_budget_usd: self.goal_budget_usd,
             spawn_mode: self.spawn_mode,
             spawn_limit: self.spawn_limit,
             until_done: self.until_done,
@@ -474,6 +490,7 @@ mod tests {
             "PORKI_ISOLATION",
             "PORKI_RANKING",
             "PORKI_SLOT_BEFORE_CLAIM",
+            "PORKI_GOAL_BUDGET_USD",
         ] {
             assert!(
                 std::env::var_os(var).is_none(),
@@ -522,6 +539,28 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(value) && err.contains(choices), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_goal_budget_in_usd_must_be_a_positive_finite_amount() {
+        let parse = |value: &str| {
+            let flag = format!("--goal-budget-usd={value}");
+            Cli::try_parse_from(["porki", "run", flag.as_str()]).map(|cli| {
+                let Some(Command::Run(args)) = cli.command else {
+                    panic!("not a run command");
+                };
+                args.settings().goal_budget_usd
+            })
+        };
+        assert_eq!(parse("2.5").unwrap(), Some(2.5));
+        assert_eq!(parse("$0.75").unwrap(), Some(0.75));
+        for bad in ["0", "-1", "inf", "NaN", "ten"] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("not an amount of US dollars") && err.contains("positive"),
+                "{bad}: {err}"
+            );
         }
     }
 }

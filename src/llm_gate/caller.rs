@@ -1,6 +1,6 @@
-//! [`LlmCaller`]: one LLM call through the gate, within the goal's token
-//! budget (reserved before the call, settled after it), its usage added to
-//! the goal's totals and the process's metrics.
+//! [`LlmCaller`]: one LLM call through the gate, within the goal's token and
+//! money budgets (reserved before the call, settled after it), its usage added
+//! to the goal's totals and the process's metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::{GateError, GateHandle, SlotPermit, Urgency};
 use crate::llm::FailureKind;
 use crate::store::prelude::*;
-use crate::store::{Reservation, StoreError, new_token};
+use crate::store::{Admission, BudgetAsk, CallCost, StoreError, new_token};
 
 /// Why a gated LLM call failed.
 #[derive(Debug, Error)]
@@ -49,21 +49,53 @@ pub enum CallError {
         /// The budget.
         budget: u64,
     },
+    /// The goal's money budget cannot pay for another call: the call was not made.
+    #[error(
+        "goal {goal} has spent ${spent:.4} of its ${budget:.4} budget and its next call is reserved ${estimate:.4}, which would pass it (--goal-budget-usd): raise --goal-budget-usd and run the goal again"
+    )]
+    MoneySpent {
+        /// Goal id.
+        goal: String,
+        /// USD spent.
+        spent: f64,
+        /// What the call would have reserved.
+        estimate: f64,
+        /// The budget.
+        budget: f64,
+    },
+    /// What is left of the goal's money budget is reserved by calls in flight:
+    /// the call was not made, and may be once they settle.
+    #[error(
+        "goal {goal} has spent ${spent:.4} of its ${budget:.4} budget and calls in flight reserved ${reserved:.4} (--goal-budget-usd): waiting for them to finish"
+    )]
+    MoneyReserved {
+        /// Goal id.
+        goal: String,
+        /// USD spent.
+        spent: f64,
+        /// USD reserved by calls in flight.
+        reserved: f64,
+        /// The budget.
+        budget: f64,
+    },
     /// The store could not be read for the budget.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl CallError {
-    /// What the failure means: the provider's own kind; a spent budget fails the
-    /// goal like refused credentials (no call of it can succeed); a budget
-    /// reserved by calls in flight makes the goal wait like a usage limit (they
-    /// may leave some of it); the gate and the store are passing faults.
+    /// What the failure means: the provider's own kind; a spent budget (tokens or
+    /// money) fails the goal like refused credentials (no call of it can
+    /// succeed); a budget reserved by calls in flight makes the goal wait like a
+    /// usage limit (they may leave some of it); the gate and the store are
+    /// passing faults.
     pub fn kind(&self) -> FailureKind {
         match self {
             CallError::Llm(e) => e.kind(),
-            CallError::BudgetSpent { .. } => FailureKind::Fatal,
-            CallError::BudgetReserved { .. } => FailureKind::RateLimited { reset: None },
+            CallError::BudgetSpent { .. } | CallError::MoneySpent { .. } => FailureKind::Fatal,
+            CallError::BudgetReserved { .. } | CallError::MoneyReserved { .. } => {
+                FailureKind::RateLimited { reset: None }
+            }
             CallError::Gate(_) | CallError::Store(_) => FailureKind::Transient,
         }
     }
@@ -97,6 +129,8 @@ pub struct LlmCaller {
     pub store: Arc<dyn Store>,
     /// Tokens a goal may spend; `None`: no limit.
     pub goal_token_budget: Option<u64>,
+    /// USD a goal may spend (`--goal-budget-usd`); `None`: no limit.
+    pub goal_budget_usd: Option<f64>,
     /// The process's metrics (calls, latency, tokens, cost, gate wait).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Usage of calls without a budget, written to the goals' totals in batches.
@@ -130,9 +164,9 @@ impl LlmCaller {
         request: &crate::llm::LlmRequest,
     ) -> Result<crate::llm::LlmResponse, CallError> {
         let slot = slot.into();
-        let mut reserved = match self.goal_token_budget {
-            Some(budget) => Some(self.reserve(goal, request, budget).await?),
-            None => None,
+        let mut reserved = match (self.goal_token_budget, self.goal_budget_usd) {
+            (None, None) => None,
+            _ => Some(self.reserve(goal, request).await?),
         };
         // A local provider calls no model: nothing to cap, no slot to take.
         let permit = match slot {
@@ -168,14 +202,20 @@ impl LlmCaller {
         // failed call used nothing porki can count). Without a budget, usage is
         // written in batches.
         let usage = result.as_ref().map(|r| r.usage).unwrap_or_default();
-        let (tokens, cost) = (
-            usage.input_tokens + usage.output_tokens,
-            usage.cost_usd.unwrap_or(0.0),
-        );
+        let tokens = usage.input_tokens + usage.output_tokens;
+        let known = usage.cost_usd.filter(|c| c.is_finite() && *c >= 0.0);
+        // Under a money budget a call whose cost is not known is counted as such
+        // (never a silent $0); a failed call cost nothing porki can count.
+        let cost = match (self.goal_budget_usd, known) {
+            (None, _) => CallCost::Untracked(known.unwrap_or(0.0)),
+            (Some(_), Some(usd)) => CallCost::Priced(usd),
+            (Some(_), None) if result.is_err() => CallCost::Untracked(0.0),
+            (Some(_), None) => CallCost::Unknown,
+        };
         match reserved.as_mut().and_then(|r| r.id.take()) {
-            None => self.usage.add(goal, tokens, cost),
+            None => self.usage.add(goal, tokens, known.unwrap_or(0.0)),
             Some(id) => {
-                if let Err(e) = self.store.settle_tokens(goal, &id, tokens, cost).await {
+                if let Err(e) = self.store.settle_budget(goal, &id, tokens, cost).await {
                     tracing::warn!(error = %e, "cannot add the call's tokens to the goal's totals");
                 }
             }
@@ -183,49 +223,88 @@ impl LlmCaller {
         Ok(result?)
     }
 
-    /// Reserves the prompt's estimated tokens of the goal's budget (see
-    /// [`crate::store::GoalStore::reserve_tokens`]), or fails closed if the tokens
-    /// spent and reserved already reach it. The reservation lives as long as the
-    /// call can: the gate's wait, the call's timeout and a minute; a process that
-    /// dies before settling it leaves it to expire then.
+    /// Reserves the prompt's estimated tokens of the goal's token budget and a
+    /// call's estimated cost of its money budget (see
+    /// [`crate::store::GoalStore::reserve_budget`]) in one step, or fails closed
+    /// if one cannot admit the call. The reservation lives as long as the call
+    /// can: the gate's wait, the call's timeout and a minute; a process that dies
+    /// before settling it leaves it to expire then.
     async fn reserve(
         &self,
         goal: &str,
         request: &crate::llm::LlmRequest,
-        budget: u64,
     ) -> Result<Reserved, CallError> {
-        let estimate = crate::llm::Usage::estimate(&request.prompt, "").input_tokens;
         let id = new_token();
-        let ttl = self.gate.wait() + request.timeout + RESERVATION_MARGIN;
-        match self
-            .store
-            .reserve_tokens(goal, &id, estimate, budget, ttl)
-            .await?
-        {
-            Reservation::Reserved => Ok(Reserved {
+        let ask = BudgetAsk {
+            tokens: crate::llm::Usage::estimate(&request.prompt, "").input_tokens,
+            token_budget: self.goal_token_budget,
+            usd_budget: self.goal_budget_usd,
+            usd_default: DEFAULT_CALL_USD,
+            ttl: self.gate.wait() + request.timeout + RESERVATION_MARGIN,
+        };
+        let goal_id = goal.to_string();
+        match self.store.reserve_budget(goal, &id, &ask).await? {
+            Admission::Reserved => Ok(Reserved {
                 store: self.store.clone(),
-                goal: goal.to_string(),
+                goal: goal_id,
                 id: Some(id),
             }),
-            Reservation::Spent { spent, .. } if spent >= budget => Err(CallError::BudgetSpent {
-                goal: goal.to_string(),
-                spent,
-                budget,
-            }),
-            Reservation::Spent { spent, reserved } => Err(CallError::BudgetReserved {
-                goal: goal.to_string(),
+            Admission::Tokens { spent, reserved } => {
+                let budget = self.goal_token_budget.unwrap_or_default();
+                Err(if spent >= budget {
+                    CallError::BudgetSpent {
+                        goal: goal_id,
+                        spent,
+                        budget,
+                    }
+                } else {
+                    CallError::BudgetReserved {
+                        goal: goal_id,
+                        spent,
+                        reserved,
+                        budget,
+                    }
+                })
+            }
+            // With calls in flight their real costs may leave room; with none,
+            // no call of the goal can fit the budget again.
+            Admission::Money {
                 spent,
                 reserved,
-                budget,
-            }),
+                estimate,
+            } => {
+                let budget = self.goal_budget_usd.unwrap_or_default();
+                Err(if reserved > 0.0 {
+                    CallError::MoneyReserved {
+                        goal: goal_id,
+                        spent,
+                        reserved,
+                        budget,
+                    }
+                } else {
+                    CallError::MoneySpent {
+                        goal: goal_id,
+                        spent,
+                        estimate,
+                        budget,
+                    }
+                })
+            }
         }
     }
 }
 
-/// How much longer than the call may take a token reservation lives.
+/// What a call reserves of a money budget before any call of its goal reported
+/// a cost (then: the mean of those that did). Fixed, not a per-call cap, so no
+/// flag is needed: a claude call of a small task costs cents to a few tenths of
+/// a dollar, and the estimate only decides admission; the real cost settles.
+/// A budget smaller than this admits the goal's first call all the same.
+pub const DEFAULT_CALL_USD: f64 = 0.50;
+
+/// How much longer than the call may take a budget reservation lives.
 const RESERVATION_MARGIN: Duration = Duration::from_secs(60);
 
-/// A token reservation not yet settled. A call dropped midway (lease lost,
+/// A budget reservation not yet settled. A call dropped midway (lease lost,
 /// DROP-TASK, shutdown) gives it back when this is dropped.
 struct Reserved {
     store: Arc<dyn Store>,
@@ -242,7 +321,7 @@ impl Drop for Reserved {
         let (store, goal) = (self.store.clone(), std::mem::take(&mut self.goal));
         runtime.spawn(async move {
             if let Err(e) = store.settle_tokens(&goal, &id, 0, 0.0).await {
-                tracing::debug!(error = %e, "cannot give back a token reservation; it expires on its own");
+                tracing::debug!(error = %e, "cannot give back a budget reservation; it expires on its own");
             }
         });
     }

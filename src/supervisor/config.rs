@@ -63,6 +63,8 @@ pub struct RunSettings {
     pub llm_wait: Duration,
     /// Tokens a goal may spend on LLM calls; `None`: no limit.
     pub goal_token_budget: Option<u64>,
+    /// USD a goal may spend on LLM calls (`--goal-budget-usd`); `None`: no limit.
+    pub goal_budget_usd: Option<f64>,
     /// Static or dynamic spawning.
     pub spawn_mode: SpawnMode,
     /// Most agents running at once.
@@ -105,6 +107,7 @@ impl Default for RunSettings {
             llm_max_concurrency: crate::llm_gate::DEFAULT_MAX_CONCURRENCY,
             llm_wait: crate::llm_gate::DEFAULT_WAIT,
             goal_token_budget: None,
+            goal_budget_usd: None,
             spawn_mode: SpawnMode::Dynamic,
             spawn_limit: 10,
             until_done: false,

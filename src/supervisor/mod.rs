@@ -321,6 +321,7 @@ impl Actor for Supervisor {
             provider: config.provider.clone(),
             store: config.store.clone(),
             goal_token_budget: settings.goal_token_budget,
+            goal_budget_usd: settings.goal_budget_usd,
             metrics: settings.metrics.clone(),
             usage: UsageTally::start(config.store.clone()),
         };

@@ -68,6 +68,7 @@ fn caller(
         provider,
         store: store.clone(),
         goal_token_budget: budget,
+        goal_budget_usd: None,
         metrics: Default::default(),
         usage: porki::usage::UsageTally::start(store.clone()),
     }

@@ -111,6 +111,69 @@ fn a_spent_token_budget_fails_the_next_call_closed() {
 }
 
 #[test]
+fn a_spent_money_budget_fails_the_next_call_closed() {
+    let provider = ScriptedProvider {
+        cost_usd: Some(0.4),
+        ..ScriptedProvider::new(diamond(), "p1", Arc::default())
+    };
+    let project = project(&temp_dir("money"), &[("solo", "diamond")]);
+    let (record, memory, run) = start_on_memory(Clock::Real, provider, project, |c| {
+        c.settings.goal_budget_usd = Some(1.0)
+    });
+    let store = StoreKind::Memory(memory.clone());
+    assert_eq!(
+        join_within(run, LIMIT),
+        1,
+        "the goal fails once its budget cannot pay for another call"
+    );
+    let tasks = final_tasks(&store, "diamond");
+    assert_eq!(tasks["a"].0, TaskStatus::Done, "the second call");
+    assert_eq!(
+        tasks["b"].0,
+        TaskStatus::Failed,
+        "the third call: $0.80 spent and $0.40 more would pass $1"
+    );
+    assert_eq!(tasks["b"].2, 1, "a spent budget is not retried");
+    assert_eq!(
+        record.counts().get("b"),
+        None,
+        "the provider was never called for b"
+    );
+    let task = block_on(memory.task("diamond", "b")).unwrap().unwrap();
+    let error = task.last_error.unwrap();
+    assert!(
+        error.contains("--goal-budget-usd") && error.contains("raise"),
+        "{error}"
+    );
+    let goal = block_on(memory.goal_status("diamond")).unwrap().unwrap();
+    assert_eq!(goal.state, porki::store::GoalState::Failed);
+    assert!((goal.cost_usd - 0.8).abs() < 1e-9, "{}", goal.cost_usd);
+}
+
+#[test]
+fn calls_of_unknown_cost_under_a_money_budget_are_counted_on_the_goal() {
+    let provider = ScriptedProvider {
+        cost_usd: None,
+        ..ScriptedProvider::new(diamond(), "p1", Arc::default())
+    };
+    let project = project(&temp_dir("unknown-cost"), &[("solo", "diamond")]);
+    let (_, memory, run) = start_on_memory(Clock::Real, provider, project, |c| {
+        c.settings.goal_budget_usd = Some(1.0)
+    });
+    assert_eq!(
+        join_within(run, LIMIT),
+        0,
+        "unknown costs do not stop the goal"
+    );
+    let spending = block_on(memory.goal_spending("diamond")).unwrap();
+    assert_eq!(
+        (spending.cost_unknown, spending.priced_calls),
+        (5, 0),
+        "one plan call and four executions, none priced"
+    );
+}
+
+#[test]
 fn a_diamond_completes_in_dependency_order_on_redis() {
     let server = RedisServer::start();
     run_to_completion(StoreKind::Redis(server.url()), diamond(), &["w1", "w2"]);

@@ -105,6 +105,8 @@ pub struct ScriptedProvider {
     pub count_running: bool,
     /// Tasks answered after their own delay rather than `delay`.
     pub delays: HashMap<String, Duration>,
+    /// What every call reports it cost (`None`: nothing reported).
+    pub cost_usd: Option<f64>,
 }
 
 impl ScriptedProvider {
@@ -120,6 +122,7 @@ impl ScriptedProvider {
             summarize_delay: Duration::ZERO,
             count_running: false,
             delays: HashMap::new(),
+            cost_usd: Some(0.5),
         }
     }
 }
@@ -131,11 +134,11 @@ impl LlmProvider for ScriptedProvider {
     }
 
     async fn call(&self, request: &LlmRequest) -> Result<LlmResponse, LlmError> {
-        // Every call costs 15 tokens, so tests can count spending.
+        // Every call costs 15 tokens and `cost_usd`, so tests can count spending.
         let usage = Usage {
             input_tokens: 10,
             output_tokens: 5,
-            cost_usd: Some(0.5),
+            cost_usd: self.cost_usd,
         };
         if request.phase == Phase::Plan {
             let text = serde_json::to_string(&self.plan).unwrap();
