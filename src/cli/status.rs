@@ -97,9 +97,13 @@ fn watch_banner(now_ms: u64) -> String {
 /// One rendering of the status; JSON is compact when `compact_json`.
 async fn frame(store: &dyn Store, args: &StatusArgs, compact_json: bool) -> anyhow::Result<String> {
     let (goals, agents) = fetch(store, args.goal.as_deref(), &args.store.redis_url).await?;
+    let mut spending = Vec::with_capacity(goals.len());
+    for goal in &goals {
+        spending.push(store.goal_spending(&goal.status.goal).await?);
+    }
     let now = now_ms();
     Ok(if args.json {
-        let value = report::status_json(&goals, &agents, now);
+        let value = report::status_json_with(&goals, &spending, &agents, now);
         let mut text = if compact_json {
             serde_json::to_string(&value)?
         } else {
@@ -108,7 +112,7 @@ async fn frame(store: &dyn Store, args: &StatusArgs, compact_json: bool) -> anyh
         text.push('\n');
         text
     } else {
-        report::status_text(&goals, &agents, now, width())
+        report::status_text_with(&goals, &spending, &agents, now, width())
     })
 }
 

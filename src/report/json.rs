@@ -7,6 +7,7 @@ use super::{
     AgentReport, CriticalPath, GoalReport, node_kind, nodes_with_tasks, percent, sorted_edges,
 };
 use crate::domain::{Dag, TaskState, TaskStatus};
+use crate::store::GoalSpending;
 
 /// Version of the `porki status --json` and `porki graph --format json` shapes.
 pub const JSON_VERSION: u64 = 1;
@@ -35,6 +36,7 @@ pub const JSON_VERSION: u64 = 1;
 ///     "last_error": null,          // why the goal failed before it had a plan, else null
 ///     "tokens": 1234,              // LLM tokens spent on the goal, by every process
 ///     "cost_usd": 0.0412,          // LLM cost in USD, where providers report it
+///     "cost_unknown": 0,           // calls under a money budget whose cost none reported
 ///     "unserved": [],              // READY tasks no live agent can take: [{"role": "qa", "ready": 3}]
 ///                                  // (role null: tasks any agent of the goal may take)
 ///     "backoff": null,             // while a rate or usage limit holds the goal:
@@ -92,7 +94,25 @@ pub const JSON_VERSION: u64 = 1;
 /// }
 /// ```
 pub fn status_json(goals: &[GoalReport], agents: &[AgentReport], now_ms: u64) -> Value {
-    let goals: Vec<Value> = goals.iter().map(|g| goal_json(g, agents, now_ms)).collect();
+    status_json_with(goals, &[], agents, now_ms)
+}
+
+/// [`status_json`] with what each goal's calls under a money budget told of
+/// their cost (`spending[i]` is `goals[i]`'s; missing: nothing told).
+pub fn status_json_with(
+    goals: &[GoalReport],
+    spending: &[GoalSpending],
+    agents: &[AgentReport],
+    now_ms: u64,
+) -> Value {
+    let goals: Vec<Value> = goals
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let unknown = spending.get(i).map_or(0, |s| s.cost_unknown);
+            goal_json(g, unknown, agents, now_ms)
+        })
+        .collect();
     let agents: Vec<Value> = agents
         .iter()
         .map(|a| {
@@ -116,7 +136,7 @@ pub fn status_json(goals: &[GoalReport], agents: &[AgentReport], now_ms: u64) ->
     })
 }
 
-fn goal_json(goal: &GoalReport, agents: &[AgentReport], now_ms: u64) -> Value {
+fn goal_json(goal: &GoalReport, cost_unknown: u64, agents: &[AgentReport], now_ms: u64) -> Value {
     let status = &goal.status;
     let counts: serde_json::Map<String, Value> = TaskStatus::ALL
         .iter()
@@ -186,6 +206,7 @@ fn goal_json(goal: &GoalReport, agents: &[AgentReport], now_ms: u64) -> Value {
             .collect::<Vec<_>>(),
         "tokens": status.tokens,
         "cost_usd": status.cost_usd,
+        "cost_unknown": cost_unknown,
         "backoff": status.backoff.as_ref().and_then(|b| {
             let left = b.remaining_ms(now_ms)?;
             Some(json!({"until_ms": b.until_ms, "left_ms": left, "reason": b.reason}))
@@ -474,11 +495,20 @@ mod tests {
             until_ms: NOW + 2_000,
             reason: "429".into(),
         });
-        let value = status_json(std::slice::from_ref(&report), &[], NOW);
+        let spending = crate::store::GoalSpending {
+            cost_unknown: 3,
+            ..Default::default()
+        };
+        let value = status_json_with(std::slice::from_ref(&report), &[spending], &[], NOW);
         let goal = &value["goals"][0];
         assert_eq!(
             (goal["tokens"].clone(), goal["cost_usd"].clone()),
             (json!(120), json!(0.5))
+        );
+        assert_eq!(
+            goal["cost_unknown"],
+            json!(3),
+            "calls of unknown cost are said"
         );
         assert_eq!(
             goal["backoff"],

@@ -30,10 +30,10 @@ use crate::domain::{Dag, Edge, Node, TaskKind, TaskState, TaskStatus, takes};
 use crate::store::{AgentRecord, GoalStatus};
 
 pub use dot::graph_dot;
-pub use json::{JSON_VERSION, graph_json, status_json};
+pub use json::{JSON_VERSION, graph_json, status_json, status_json_with};
 pub use mermaid::graph_mermaid;
 pub use team::{Waits, approval_hint, kind_line, progress, task_note, task_subject};
-pub use text::{progress_bar, status_text};
+pub use text::{progress_bar, status_text, status_text_with};
 
 /// One goal as `porki status` shows it: its summary and its tasks.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use super::table::{INDENT, fit, natural_widths, or_dash, share, table, table_width, wrap};
 use super::{AgentReport, GoalReport, clean, percent};
 use crate::domain::{TaskState, TaskStatus};
+use crate::store::GoalSpending;
 
 /// Narrowest layout the text renderer packs columns into.
 const MIN_WIDTH: usize = 60;
@@ -23,6 +24,18 @@ pub fn status_text(
     now_ms: u64,
     width: usize,
 ) -> String {
+    status_text_with(goals, &[], agents, now_ms, width)
+}
+
+/// [`status_text`] with what each goal's calls under a money budget told of
+/// their cost (`spending[i]` is `goals[i]`'s; missing: nothing told).
+pub fn status_text_with(
+    goals: &[GoalReport],
+    spending: &[GoalSpending],
+    agents: &[AgentReport],
+    now_ms: u64,
+    width: usize,
+) -> String {
     let width = width.max(MIN_WIDTH);
     let mut out = String::new();
     if goals.is_empty() {
@@ -34,7 +47,8 @@ pub fn status_text(
         if i > 0 {
             out.push('\n');
         }
-        goal_text(&mut out, goal, agents, now_ms, width);
+        let unknown = spending.get(i).map_or(0, |s| s.cost_unknown);
+        goal_text(&mut out, goal, unknown, agents, now_ms, width);
     }
     if !agents.is_empty() {
         out.push('\n');
@@ -46,6 +60,7 @@ pub fn status_text(
 fn goal_text(
     out: &mut String,
     goal: &GoalReport,
+    cost_unknown: u64,
     agents: &[AgentReport],
     now_ms: u64,
     width: usize,
@@ -89,10 +104,15 @@ fn goal_text(
         );
         let _ = writeln!(out, "{}", fit(&line, width));
     }
-    if status.tokens > 0 || status.cost_usd > 0.0 {
+    if status.tokens > 0 || status.cost_usd > 0.0 || cost_unknown > 0 {
+        // Calls whose cost no provider reported are said, never a silent $0.
+        let unknown = match cost_unknown {
+            0 => String::new(),
+            n => format!(" + {n} call(s) of unknown cost"),
+        };
         let _ = writeln!(
             out,
-            "{INDENT}llm: {} tokens, ${:.4}",
+            "{INDENT}llm: {} tokens, ${:.4}{unknown}",
             status.tokens, status.cost_usd
         );
     }
@@ -451,6 +471,20 @@ agents
         // Once the wait is over, it is no longer shown.
         let later = status_text(&[report], &[], NOW + 42_000, 120);
         assert!(!later.contains("  waiting"), "{later}");
+    }
+
+    #[test]
+    fn status_text_says_how_many_calls_cost_an_unknown_amount() {
+        let report = goal_report();
+        let spending = crate::store::GoalSpending {
+            cost_unknown: 2,
+            ..Default::default()
+        };
+        let text = status_text_with(std::slice::from_ref(&report), &[spending], &[], NOW, 120);
+        assert!(
+            text.contains("llm: 0 tokens, $0.0000 + 2 call(s) of unknown cost"),
+            "{text}"
+        );
     }
 
     #[test]
