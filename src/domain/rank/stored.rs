@@ -99,27 +99,17 @@ pub fn goal_ranks(dag: &Dag, tasks: &[TaskState]) -> (BTreeMap<String, StoredRan
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::dag::{Edge, Node};
+    use crate::domain::dag::Node;
 
     fn dag(nodes: &[(&str, Option<f64>)], edges: &[(&str, &str)]) -> Dag {
-        Dag {
-            goal_id: "g".into(),
-            nodes: nodes
-                .iter()
-                .map(|(id, estimate)| {
-                    let mut node = Node::new(*id, format!("Task {id}"));
-                    node.estimate = *estimate;
-                    node
-                })
-                .collect(),
-            edges: edges
-                .iter()
-                .map(|(source, target)| Edge {
-                    source: source.to_string(),
-                    target: target.to_string(),
-                })
-                .collect(),
-        }
+        let nodes = nodes
+            .iter()
+            .map(|(id, estimate)| Node {
+                estimate: *estimate,
+                ..Node::new(*id, format!("Task {id}"))
+            })
+            .collect();
+        Dag::new("g", nodes, edges)
     }
 
     fn done(id: &str, started: u64, finished: u64) -> TaskState {

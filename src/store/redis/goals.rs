@@ -22,13 +22,17 @@ use crate::store::{
 /// The plan as `write_dag.lua` takes it: per node its JSON, the fields the task
 /// hash keeps, and its edges both ways.
 fn plan_json(dag: &ValidatedDag, ranked: bool) -> String {
-    let ranks = plan_ranks(dag);
+    // A goal planned without ranking keeps no ranks: none are computed.
+    let ranks = if ranked {
+        plan_ranks(dag)
+    } else {
+        BTreeMap::new()
+    };
     let plan: Vec<serde_json::Value> = dag
         .dag()
         .nodes
         .iter()
         .map(|node| {
-            let rank = &ranks[&node.id];
             let mut json = serde_json::json!({
                 "id": node.id,
                 "node": serde_json::to_string(node).expect("a node serializes"),
@@ -42,7 +46,7 @@ fn plan_json(dag: &ValidatedDag, ranked: bool) -> String {
                 "deps": dag.deps_of(&node.id),
                 "dependents": dag.dependents_of(&node.id),
             });
-            if ranked {
+            if let Some(rank) = ranks.get(&node.id) {
                 json["rank"] = rank.rank_ms.into();
                 json["estimate"] = rank.estimate_ms.into();
                 json["estimate_from"] = rank.source.as_str().into();
